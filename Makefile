@@ -1,0 +1,30 @@
+# make deploy  — set up .venv (if needed) and run `edgeship deploy` on the embedded default model
+# make test    — set up .venv (if needed) and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgeship-installed
+
+.PHONY: setup deploy test test-fast clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls a CUDA build)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+deploy: $(STAMP)
+	$(VENV)/bin/edgeship deploy
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) edgeship-out .pytest_cache

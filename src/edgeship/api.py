@@ -1,0 +1,212 @@
+"""The public API. The CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._util import atomic_dir, atomic_write_text, safe_name
+from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact, load_artifact
+from .config import DeployConfig
+from .errors import EdgeshipError, InputError, UnsupportedError, UsageError
+from .manifest import build_manifest, write_manifest
+from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
+from .targets import available_targets, get_target
+from .verify import raise_if_failed, verify
+
+__all__ = ["load", "convert", "plan", "deploy", "classify", "DeployResult", "Plan"]
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def load(model: str = "efficientnet-lite0", **options: Any) -> Source:
+    """Load a model source (built-in name, factory, or file) with the source options."""
+    cfg = DeployConfig.build(model=model, **options)
+    return load_source(cfg.model, **cfg.source_kwargs())
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    model: str
+    source_kind: str
+    out: Path
+    steps: tuple[dict[str, Any], ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(not s["missing"] and s["accepts_source"] for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "source_kind": self.source_kind, "out": str(self.out),
+                "ready": self.ready, "steps": list(self.steps)}
+
+
+def _describe_source(model: str) -> str:
+    if model in BUILTIN_MODELS:
+        return "torch"
+    p = Path(model)
+    if p.exists():
+        kind = sniff_format(p)
+        return {"torch-zip": "torch", "torch-pickle": "torch"}.get(kind, kind)
+    if ":" in model:
+        return "torch"
+    raise InputError(f"no such model file: {model}",
+                     hint=f"give a model file, a factory 'package.module:function', or a built-in name ({', '.join(BUILTIN_MODELS)})")
+
+
+def plan(cfg: DeployConfig) -> Plan:
+    """Resolve targets and check the whole chain before any work: unknown targets, missing extras."""
+    targets = [get_target(name) for name in dict.fromkeys(cfg.targets)]  # UsageError on unknown names
+    kind = _describe_source(cfg.model)
+    steps = []
+    for t in targets:
+        missing = t.check_environment()
+        steps.append({
+            "target": t.name, "format": t.format.value, "precision": "fp32",
+            "stages": ["convert", "verify"], "accepts_source": kind in t.accepts, "missing": missing,
+            "install": (f"pip install 'edgeship[{t.extra}]'" if t.extra else f"pip install {' '.join(missing)}") if missing else None,
+        })
+    return Plan(model=cfg.model, source_kind=kind, out=cfg.out, steps=tuple(steps))
+
+
+def _check_plan(p: Plan) -> None:
+    for s in p.steps:
+        if not s["accepts_source"]:
+            accepts = ", ".join(get_target(s["target"]).accepts)
+            raise UnsupportedError(f"target {s['target']!r} cannot convert a {p.source_kind} model",
+                                   hint=f"it converts from: {accepts}")
+        if s["missing"]:
+            get_target(s["target"]).ensure_environment()
+
+
+def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig | None = None,
+            progress: Progress = _noop) -> Artifact:
+    """Convert ``source`` for ``target``, verify it, and write it to ``out_dir`` atomically.
+
+    An artifact that fails verification is never written: ValidationError with the figures.
+    """
+    cfg = cfg or DeployConfig.build(model=source.origin)
+    t = get_target(target)
+    t.ensure_environment()
+    if source.kind not in t.accepts:
+        raise UnsupportedError(f"target {t.name!r} cannot convert a {source.kind} model",
+                               hint=f"it converts from: {', '.join(t.accepts)}")
+    final = Path(out_dir)
+    with atomic_dir(final) as tmp:
+        progress(f"{t.name}: converting")
+        art = t.convert(source, tmp, cfg)
+        progress(f"{t.name}: verifying on real inputs")
+        runner = t.runner(art, threads=0)
+        v = verify(source, art, runner, cfg)
+        del runner
+        art = art.model_copy(update={"verification": v})
+        raise_if_failed(art, v)
+        if art.labels:
+            atomic_write_text(tmp / LABELS_TXT, "\n".join(art.labels) + "\n")
+        atomic_write_text(tmp / ARTIFACT_JSON, json.dumps(art.record(), indent=2) + "\n")
+    return art.model_copy(update={"root": final})
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployResult:
+    out: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    artifacts: tuple[Artifact, ...]
+
+
+def deploy(model: str | None = None, *, progress: Progress = _noop, **options: Any) -> DeployResult:
+    """Load ``model``, build and verify every requested target, write artifacts and manifest.json."""
+    if model is not None:
+        options["model"] = model
+    cfg = options.pop("config", None) or DeployConfig.build(**options)
+    timings: dict[str, float] = {}
+    p = plan(cfg)
+    _check_plan(p)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    t0 = time.perf_counter()
+    progress(f"loading {cfg.model}")
+    source = load_source(cfg.model, **cfg.source_kwargs())
+    timings["load"] = time.perf_counter() - t0
+    artifacts: list[Artifact] = []
+    for step in p.steps:
+        t1 = time.perf_counter()
+        folder = out / safe_name(f"{step['target']}-{step['precision']}")
+        artifacts.append(convert(source, step["target"], folder, cfg, progress=progress))
+        timings[f"convert.{step['target']}"] = time.perf_counter() - t1
+    stages: dict[str, Any] = {"convert": {"targets": [s["target"] for s in p.steps],
+                                          "verified": all(a.verification and a.verification.passed for a in artifacts)}}
+    if source.preprocess is not None and source.labels and len(source.inputs) == 1:
+        progress("classifying the sample photos")
+        stages["predictions"] = _sample_predictions(source, artifacts)
+    timings["total"] = time.perf_counter() - t0
+    records = []
+    for a in artifacts:
+        rec = a.record()
+        rec["id"] = a.root.name
+        rec["path"] = a.root.name
+        records.append(rec)
+    manifest = build_manifest(
+        source=source.record(),
+        config=cfg.model_dump(mode="json"),
+        artifacts=records,
+        stages=stages,
+        timings=timings,
+    )
+    path = write_manifest(out, manifest)
+    return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: int = 3) -> dict[str, Any]:
+    """Top-k labels of each sample photo from the source and from every artifact, side by side."""
+    import numpy as np
+
+    from .data import preprocess_image, sample_photos, softmax
+    from .runtime import Classifier
+
+    assert source.preprocess is not None and source.labels
+    photos = sample_photos()
+    clfs = [Classifier(a) for a in artifacts]
+    table: dict[str, list[list[dict[str, Any]]]] = {}
+    for name, img in photos.items():
+        logits = source.run([preprocess_image(img, source.preprocess)])[0].reshape(-1).astype(np.float64)
+        probs = logits if source.preprocess.output == "probabilities" else softmax(logits)
+        order = np.argsort(-probs)[:top_k]
+        row = [[{"label": source.labels[i], "confidence": round(float(probs[i]), 4)} for i in order]]
+        for clf in clfs:
+            row.append([{"label": p.label, "confidence": round(p.confidence, 4)}
+                        for p in clf.classify(img, top_k=top_k, threshold=0.0)])
+        table[name] = row
+    return {"artifacts": [f"source ({source.kind})", *[a.root.name for a in artifacts]], "photos": table}
+
+
+def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int = 3, threshold: float = 0.1,
+             threads: int = 1) -> list[list[tuple[str, float]]]:
+    """Top-k (label, confidence) for each image, using the artifact's own preprocessing."""
+    from .runtime import Classifier
+
+    clf = Classifier(artifact, threads=threads)
+    return [clf.classify(img, top_k=top_k, threshold=threshold) for img in images]
+
+
+def targets_info() -> list[dict[str, Any]]:
+    out = []
+    for name in available_targets():
+        try:
+            t = get_target(name)
+            info = t.capabilities()
+            info["missing"] = t.check_environment()
+        except EdgeshipError as e:  # pragma: no cover - a broken plugin
+            info = {"name": name, "error": str(e)}
+        out.append(info)
+    return out

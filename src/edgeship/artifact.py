@@ -1,0 +1,231 @@
+"""The one artifact type that flows through every stage.
+
+An :class:`Artifact` is frozen: a stage that changes a model returns a new artifact whose
+provenance names its parent's digest. On disk an artifact is a folder holding its model files
+and ``artifact.json`` (this record without the labels, which live in ``labels.txt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import FormatError, InputError
+
+__all__ = [
+    "Format",
+    "TensorSpec",
+    "Preprocess",
+    "FileEntry",
+    "Provenance",
+    "OutputCheck",
+    "Verification",
+    "Artifact",
+    "sha256_file",
+    "load_artifact",
+]
+
+ARTIFACT_JSON = "artifact.json"
+LABELS_TXT = "labels.txt"
+
+
+class Format(str, Enum):
+    """On-disk model formats edgeship knows."""
+
+    torch = "torch"
+    onnx = "onnx"
+    ort = "ort"
+    tflite = "tflite"
+    coreml = "coreml"
+    pte = "pte"
+    openvino = "openvino"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TensorSpec(_Frozen):
+    """One model input or output. A dimension is an int, or a name when it is dynamic."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str = "float32"
+    layout: str | None = Field(None, description="NCHW, NHWC, or None when not an image")
+
+    @property
+    def dynamic_axes(self) -> list[int]:
+        return [i for i, d in enumerate(self.shape) if not isinstance(d, int)]
+
+    def concrete_shape(self, batch: int = 1) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else batch for d in self.shape)
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        if len(shape) != len(self.shape):
+            return False
+        return all(not isinstance(d, int) or d == s for d, s in zip(self.shape, shape))
+
+
+class Preprocess(_Frozen):
+    """How a raw RGB image becomes the model's input tensor.
+
+    ``x = (pixel - mean) / std`` with pixels in 0..255, after resizing the shorter side to
+    ``size / crop_fraction`` and taking the centre ``size`` crop.
+    """
+
+    kind: Literal["image"] = "image"
+    input: str = Field(description="the model input this preprocessing feeds")
+    height: int
+    width: int
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    color: Literal["RGB", "BGR"] = "RGB"
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    crop_fraction: float = Field(0.875, gt=0, le=1)
+    resample: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    dtype: Literal["float32", "uint8"] = "float32"
+    output: Literal["logits", "probabilities"] = "logits"
+
+
+class FileEntry(_Frozen):
+    path: str = Field(description="relative to the artifact folder")
+    sha256: str
+    size: int
+
+
+class Provenance(_Frozen):
+    stage: str
+    parent_digest: str | None = None
+    source: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    tool_versions: dict[str, str] = Field(default_factory=dict)
+
+
+class OutputCheck(_Frozen):
+    name: str
+    max_abs: float
+    max_rel: float = Field(description="max abs error divided by the largest |reference| value")
+    mean_abs: float
+    passed: bool
+
+
+class Verification(_Frozen):
+    """How an artifact compares with its source on real inputs."""
+
+    reference: str
+    samples: int
+    batch_sizes: tuple[int, ...]
+    atol: float
+    rtol: float
+    outputs: tuple[OutputCheck, ...]
+    top1_agreement: float | None = None
+    passed: bool
+
+    @property
+    def max_abs(self) -> float:
+        return max((o.max_abs for o in self.outputs), default=0.0)
+
+
+class Artifact(_Frozen):
+    name: str
+    target: str
+    format: Format
+    precision: str = "fp32"
+    root: Path = Field(exclude=True, description="the artifact folder")
+    files: tuple[FileEntry, ...]
+    model_file: str = Field(description="the file a runtime loads, relative to root")
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    preprocess: Preprocess | None = None
+    labels: tuple[str, ...] | None = Field(None, exclude=True)
+    verification: Verification | None = None
+    provenance: Provenance
+    notes: tuple[str, ...] = ()
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / self.model_file
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the artifact's files (path and hash of each), stable across moves."""
+        h = hashlib.sha256()
+        for f in sorted(self.files, key=lambda f: f.path):
+            h.update(f"{f.path}\0{f.sha256}\n".encode())
+        return h.hexdigest()
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready record written to artifact.json and the manifest."""
+        out = self.model_dump(mode="json")
+        out["digest"] = self.digest
+        out["size_bytes"] = self.size_bytes
+        out["labels_file"] = LABELS_TXT if self.labels else None
+        out["labels_count"] = len(self.labels) if self.labels else 0
+        return out
+
+    def verify_files(self) -> None:
+        """Raise FormatError if a file is missing or its hash changed."""
+        for f in self.files:
+            p = self.root / f.path
+            if not p.is_file():
+                raise FormatError(f"artifact file missing: {p}", hint="re-run edgeship deploy")
+            if sha256_file(p) != f.sha256:
+                raise FormatError(f"artifact file changed since it was written: {p}",
+                                  hint="its sha256 does not match artifact.json; re-run edgeship deploy")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entries(root: Path, names: list[str]) -> tuple[FileEntry, ...]:
+    return tuple(
+        FileEntry(path=n, sha256=sha256_file(root / n), size=(root / n).stat().st_size)
+        for n in sorted(names)
+    )
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Load an artifact from its folder, its artifact.json, or its model file beside one."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such artifact: {p}", hint="give the artifact folder written by edgeship deploy")
+    if p.is_dir():
+        meta = p / ARTIFACT_JSON
+    elif p.name == ARTIFACT_JSON:
+        meta = p
+    else:
+        meta = p.parent / ARTIFACT_JSON
+    if not meta.is_file():
+        raise InputError(
+            f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",
+            hint="give a folder written by edgeship deploy, e.g. edgeship-out/onnx-fp32",
+        )
+    try:
+        data = json.loads(meta.read_text())
+        for k in ("digest", "size_bytes", "labels_file", "labels_count"):
+            data.pop(k, None)
+        root = meta.parent
+        labels_path = root / LABELS_TXT
+        labels = tuple(labels_path.read_text().splitlines()) if labels_path.is_file() else None
+        art = Artifact(root=root, labels=labels, **data)
+    except (ValueError, TypeError) as e:
+        raise FormatError(f"{meta} is not a valid artifact record: {str(e).splitlines()[0]}",
+                          hint="re-run edgeship deploy to rewrite it") from None
+    if p.is_file() and p.name != ARTIFACT_JSON and p.resolve() != art.model_path.resolve():
+        raise InputError(f"{p} is not the model file of the artifact in {root}",
+                         hint=f"its model file is {art.model_file}")
+    return art

@@ -1,0 +1,301 @@
+"""The edgeship command line: a thin layer over :mod:`edgeship.api`.
+
+Options come from the typed configs in :mod:`edgeship.config`, so CLI and API cannot drift.
+Results go to stdout (a table, or exactly one JSON document with ``--json``); progress, converter
+chatter and errors go to stderr. Errors from the error tree exit with their code; anything else is
+a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic_core import PydanticUndefined
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .config import DeployConfig, load_config
+from .errors import EdgeshipError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="edgeship: take a trained model to the edge — converted, verified, measured, packaged.")
+err_console = Console(stderr=True)
+
+JSON_OPT = typer.Option(False, "--json", help="print exactly one JSON document on stdout")
+
+
+# ---- options generated from the typed configs ------------------------------------------
+
+def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
+    """Add one CLI option per config field (type, default, help from the field) to a command.
+
+    The wrapped command receives the collected values as ``options: dict``.
+    """
+
+    def deco(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "options"]
+        taken = {p.name for p in own}
+        added: list[inspect.Parameter] = []
+        names: list[str] = []
+        for name, field in model.model_fields.items():
+            if name in skip or name in taken:
+                continue
+            flag = "--" + name.replace("_", "-")
+            ann = field.annotation
+            default = field.default if field.default is not PydanticUndefined else field.default_factory()
+            if ann is bool:
+                decl = (f"{flag}/--no-{name.replace('_', '-')}",)
+            else:
+                decl = (flag,)
+            if isinstance(default, list):
+                ann, default = Optional[list[str]], None  # repeated flag; None means "not given"
+            elif isinstance(default, Path) or default is None:
+                ann = Optional[Path] if "Path" in str(field.annotation) else Optional[str]
+            opt = typer.Option(default, *decl, help=field.description, show_default=default not in (None, []))
+            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
+            names.append(name)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            options = {n: kwargs.pop(n) for n in names if n in kwargs}
+            options = {k: v for k, v in options.items() if v is not None}
+            return fn(*args, options=options, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+        return wrapper
+
+    return deco
+
+
+# ---- output discipline ----------------------------------------------------------------
+
+@contextlib.contextmanager
+def _stdout_reserved() -> Iterator[Any]:
+    """Send everything written to stdout (by us or by converters, even natively) to stderr;
+    yield a writer for the one real result."""
+    sys.stdout.flush()
+    real_fd = os.dup(1)
+    os.dup2(2, 1)
+    real = os.fdopen(real_fd, "w", buffering=1)
+    try:
+        yield real
+    finally:
+        sys.stdout.flush()
+        os.dup2(real.fileno(), 1)
+        real.close()
+
+
+def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console], None] | None]]) -> None:
+    """Run ``body`` -> (json_result, human_printer); map errors to exit codes."""
+    code = 0
+    with _stdout_reserved() as real:
+        out_console = Console(file=real, soft_wrap=True, width=max(100, Console().width))
+        try:
+            result, human = body()
+            if as_json:
+                real.write(json.dumps(result, indent=2, default=str) + "\n")
+            elif human is not None:
+                human(out_console)
+        except EdgeshipError as e:
+            code = e.exit_code
+            if as_json:
+                real.write(json.dumps({"ok": False, "error": e.to_dict()}, indent=2, default=str) + "\n")
+            line = f"error: {e.message}" + (f" — {e.hint}" if e.hint else "")
+            err_console.print(line, style="bold red", highlight=False, markup=False, soft_wrap=True)
+        except KeyboardInterrupt:
+            code = 130
+            err_console.print("interrupted: nothing half-written was left in the output folder")
+        except Exception:  # a bug: show it
+            code = 1
+            traceback.print_exc()
+            err_console.print(f"[bold red]internal error[/] in edgeship {__version__}: this is a bug, "
+                              "please report it with the traceback above")
+            if as_json:
+                real.write(json.dumps({"ok": False, "error": {"type": "InternalError", "exit_code": 1,
+                                                              "message": traceback.format_exc(limit=1).strip()}}) + "\n")
+    if code:
+        raise typer.Exit(code)
+
+
+def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
+    status = err_console.status("starting", spinner="dots")
+    status.start()
+
+    def update(msg: str) -> None:
+        status.update(msg)
+        if not err_console.is_terminal:
+            err_console.print(f"· {msg}", highlight=False)
+
+    return update, status.stop
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+@app.callback(invoke_without_command=True)
+def main(version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
+    if version:
+        typer.echo(f"edgeship {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+@options_from(DeployConfig, skip=("model",))
+def deploy(
+    model: str = typer.Argument("efficientnet-lite0", help="built-in name, factory pkg.mod:fn, or a model file"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON/YAML file of option values"),
+    as_json: bool = JSON_OPT,
+    options: dict = None,  # type: ignore[assignment]
+) -> None:
+    """Convert, verify and write every artifact for MODEL, with manifest.json."""
+    from . import api
+
+    def body():
+        opts = dict(load_config(config)) if config else {}
+        opts.update(options or {})
+        opts["model"] = model
+        cfg = DeployConfig.build(**opts)
+        if cfg.dry_run:
+            p = api.plan(cfg)
+            return {"ok": True, "plan": p.to_dict()}, lambda c: _print_plan(c, p)
+        update, stop = _progress()
+        try:
+            res = api.deploy(config=cfg, progress=update)
+        finally:
+            stop()
+        doc = {"ok": True, "out": str(res.out), "manifest_path": str(res.manifest_path), "manifest": res.manifest}
+        return doc, lambda c: _print_deploy(c, res)
+
+    run_command(as_json, body)
+
+
+@app.command()
+def classify(
+    artifact: Path = typer.Argument(..., help="artifact folder (or its model file) written by edgeship deploy"),
+    images: list[Path] = typer.Argument(..., help="one or more image files"),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="how many labels per image"),
+    threshold: float = typer.Option(0.1, "--threshold", min=0.0, max=1.0, help="hide labels below this confidence"),
+    threads: int = typer.Option(1, "--threads", min=0, help="runtime threads (0 = runtime default)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Classify images with an artifact, using the artifact's own preprocessing and labels."""
+    from .runtime import Classifier
+
+    def body():
+        clf = Classifier(artifact, threads=threads)
+        results = []
+        for img in images:
+            preds = clf.classify(img, top_k=top_k, threshold=threshold)
+            results.append({"image": str(img), "predictions": [{"label": p.label, "confidence": p.confidence} for p in preds]})
+        doc = {"ok": True, "artifact": clf.artifact.name, "results": results}
+
+        def human(c: Console) -> None:
+            t = Table(title=f"{clf.artifact.name}  (top {top_k}, threshold {threshold})")
+            t.add_column("image")
+            t.add_column("label")
+            t.add_column("confidence", justify="right")
+            for r in results:
+                preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
+                for i, p in enumerate(preds):
+                    conf = "" if p["confidence"] is None else f"{p['confidence']:.3f}"
+                    t.add_row(Path(r["image"]).name if i == 0 else "", p["label"], conf)
+            c.print(t)
+
+        return doc, human
+
+    run_command(as_json, body)
+
+
+@app.command()
+def targets(as_json: bool = JSON_OPT) -> None:
+    """List the registered targets, what they produce and whether their extras are installed."""
+    from .api import targets_info
+
+    def body():
+        info = targets_info()
+
+        def human(c: Console) -> None:
+            t = Table(title="targets")
+            for col in ("name", "format", "precisions", "converts from", "status"):
+                t.add_column(col)
+            for i in info:
+                status = "ready" if not i.get("missing") else f"needs pip install 'edgeship[{i.get('extra')}]'"
+                t.add_row(i["name"], i.get("format", "?"), ", ".join(i.get("precisions", [])),
+                          ", ".join(i.get("accepts", [])), status)
+            c.print(t)
+
+        return {"ok": True, "targets": info}, human
+
+    run_command(as_json, body)
+
+
+# ---- human output -----------------------------------------------------------------------
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def _print_plan(c: Console, p: Any) -> None:
+    t = Table(title=f"plan: {p.model} ({p.source_kind}) → {p.out}")
+    for col in ("target", "format", "precision", "stages", "status"):
+        t.add_column(col)
+    for s in p.steps:
+        status = "ready"
+        if not s["accepts_source"]:
+            status = f"cannot convert a {p.source_kind} model"
+        elif s["missing"]:
+            status = f"missing {', '.join(s['missing'])}: {s['install']}"
+        t.add_row(s["target"], s["format"], s["precision"], " → ".join(s["stages"]), status)
+    c.print(t)
+
+
+def _print_deploy(c: Console, res: Any) -> None:
+    m = res.manifest
+    t = Table(title=f"edgeship deploy: {m['source']['name']} → {res.out}")
+    for col in ("artifact", "format", "precision", "size", "max abs err", "max rel err", "top-1 agree", "verified"):
+        t.add_column(col, justify="right" if col not in ("artifact", "format", "precision") else "left")
+    for a in m["artifacts"]:
+        v = a.get("verification") or {}
+        outs = v.get("outputs", [])
+        max_abs = max((o["max_abs"] for o in outs), default=float("nan"))
+        max_rel = max((o["max_rel"] for o in outs), default=float("nan"))
+        top1 = v.get("top1_agreement")
+        t.add_row(a["path"], a["format"], a["precision"], _mb(a["size_bytes"]), f"{max_abs:.2e}", f"{max_rel:.2e}",
+                  "-" if top1 is None else f"{top1:.0%}",
+                  "[green]yes[/]" if v.get("passed") else "[red]no[/]")
+    c.print(t)
+    v0 = (m["artifacts"][0].get("verification") or {}) if m["artifacts"] else {}
+    if v0:
+        c.print(f"verified against the {v0.get('reference')} on {v0.get('samples')} real inputs at batch sizes "
+                f"{', '.join(map(str, v0.get('batch_sizes', [])))}; pass: |err| <= {v0.get('atol'):g} + {v0.get('rtol'):g}·|ref|",
+                highlight=False)
+    preds = m["stages"].get("predictions")
+    if preds:
+        pt = Table(title="sample photos, classified by the artifacts")
+        pt.add_column("photo")
+        for a in preds["artifacts"]:
+            pt.add_column(a)
+        for photo, row in preds["photos"].items():
+            pt.add_row(photo, *[f"{r[0]['label']} ({r[0]['confidence']:.2f})" if r else "-" for r in row])
+        c.print(pt)
+    c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)")
+
+
+def entrypoint() -> None:  # console script
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entrypoint()

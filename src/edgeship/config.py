@@ -1,0 +1,129 @@
+"""Typed configuration, defined once. The CLI flags are generated from these fields.
+
+Each field has a type, a default and a one-line description; the CLI's ``--help`` shows the
+description, and ``edgeship.deploy(**kwargs)`` takes the same names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import UsageError
+
+__all__ = ["SourceConfig", "VerifyConfig", "OnnxConfig", "DeployConfig", "load_config"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def build(cls, **kwargs: Any):
+        """Validate kwargs into the config; a bad value is a UsageError naming the option."""
+        try:
+            return cls(**kwargs)
+        except ValueError as e:  # pydantic.ValidationError
+            errs = getattr(e, "errors", lambda: [])()
+            if errs:
+                first = errs[0]
+                where = "--" + "-".join(str(x) for x in first.get("loc", ())).replace("_", "-")
+                raise UsageError(f"{where}: {first.get('msg')}",
+                                 hint=f"see edgeship --help for {where}") from None
+            raise UsageError(str(e)) from None
+
+
+def _split_commas(v: Any) -> Any:
+    if isinstance(v, str):
+        v = [v]
+    if isinstance(v, (list, tuple)):
+        return [p.strip() for item in v for p in str(item).split(",") if p.strip()]
+    return v
+
+
+class SourceConfig(_Config):
+    input_shape: list[str] = Field(
+        default_factory=list,
+        description="example input shape, e.g. 1,3,224,224; repeat for several inputs")
+    input_dtype: list[str] = Field(
+        default_factory=list, description="dtype of each input (one for all), e.g. float32 or int64")
+    weights: Path | None = Field(None, description="state_dict checkpoint for a factory's model (loaded weights-only)")
+    allow_pickle: bool = Field(False, description="allow loading a pickled model that can run code (trusted files only)")
+    dynamic_batch: bool = Field(True, description="export with a dynamic batch axis")
+
+    @field_validator("input_dtype", mode="before")
+    @classmethod
+    def _dtypes(cls, v: Any) -> Any:
+        return _split_commas(v)
+
+    def shapes(self) -> list[tuple[int, ...]] | None:
+        if not self.input_shape:
+            return None
+        out = []
+        for s in self.input_shape:
+            try:
+                dims = tuple(int(p) for p in s.replace("x", ",").split(",") if p.strip())
+            except ValueError:
+                raise UsageError(f"--input-shape {s!r} is not a list of integers",
+                                 hint="write it like 1,3,224,224") from None
+            if not dims or any(d <= 0 for d in dims):
+                raise UsageError(f"--input-shape {s!r} needs positive dimensions", hint="write it like 1,3,224,224")
+            out.append(dims)
+        return out
+
+    def source_kwargs(self) -> dict[str, Any]:
+        return dict(input_shapes=self.shapes(), input_dtypes=self.input_dtype or None, weights=self.weights,
+                    allow_pickle=self.allow_pickle, dynamic_batch=self.dynamic_batch)
+
+
+class VerifyConfig(_Config):
+    atol: float = Field(1e-4, ge=0, description="verification: absolute tolerance per output element (fp32)")
+    rtol: float = Field(1e-4, ge=0, description="verification: relative tolerance per output element (fp32)")
+    samples: int = Field(8, ge=1, le=256, description="verification: number of real inputs to compare on")
+
+
+class OnnxConfig(_Config):
+    opset: int = Field(18, ge=18, le=23, description="ONNX opset (the dynamo exporter starts at 18)")
+    slim: bool = Field(True, description="simplify the exported graph with onnxslim")
+
+
+class DeployConfig(SourceConfig, VerifyConfig, OnnxConfig):
+    model: str = Field("efficientnet-lite0", description="model: built-in name, factory pkg.mod:fn, or a model file")
+    out: Path = Field(Path("edgeship-out"), description="output folder")
+    targets: list[str] = Field(default_factory=lambda: ["onnx"], description="targets to build, comma separated")
+    dry_run: bool = Field(False, description="print the resolved plan and missing extras, build nothing")
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets(cls, v: Any) -> Any:
+        return _split_commas(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> DeployConfig:
+        if not self.targets:
+            raise ValueError("targets: give at least one target")
+        return self
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML file of option values (keys are the option names)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no such config file: {p}")
+    text = p.read_text()
+    if p.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise UsageError("YAML configs need PyYAML", hint="pip install pyyaml, or write the config as JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{p} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{p} must hold a mapping of option names to values")
+    return data

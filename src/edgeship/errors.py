@@ -1,0 +1,88 @@
+"""The edgeship error tree.
+
+Every failure a user can cause or fix is an ``EdgeshipError``; the CLI prints its message and
+hint on one line each and exits with its code. Anything else is a bug and shows a traceback
+asking to report it.
+
+::
+
+    EdgeshipError (1)
+    ├── UsageError (2)          a wrong flag, an unknown target, options that exclude each other
+    ├── InputError (3)          a missing file, an input shape that does not fit
+    │   └── FormatError (3)     a file that is not what it claims to be, a corrupt model
+    ├── UnsupportedError (4)    an op or feature a target cannot take (names the ops and nodes)
+    │   └── MissingExtraError (4)  a target whose optional SDK is not installed
+    ├── ValidationError (5)     an artifact that does not match its source (per-output figures)
+    └── SecurityError (6)       refused for safety (names the opt-in flag where one exists)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "EdgeshipError",
+    "UsageError",
+    "InputError",
+    "FormatError",
+    "UnsupportedError",
+    "MissingExtraError",
+    "ValidationError",
+    "SecurityError",
+]
+
+
+class EdgeshipError(Exception):
+    """Base of every error a user can act on. ``hint`` says what to do about it."""
+
+    exit_code: int = 1
+    kind: str = "error"
+
+    def __init__(self, message: str, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": type(self).__name__,
+            "message": self.message,
+            "exit_code": self.exit_code,
+        }
+        if self.hint:
+            out["hint"] = self.hint
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def __str__(self) -> str:  # one line, with the hint when there is one
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(EdgeshipError):
+    exit_code = 2
+
+
+class InputError(EdgeshipError):
+    exit_code = 3
+
+
+class FormatError(InputError):
+    exit_code = 3
+
+
+class UnsupportedError(EdgeshipError):
+    exit_code = 4
+
+
+class MissingExtraError(UnsupportedError):
+    exit_code = 4
+
+
+class ValidationError(EdgeshipError):
+    exit_code = 5
+
+
+class SecurityError(EdgeshipError):
+    exit_code = 6

@@ -1,0 +1,237 @@
+"""ONNX target: torch.export → ONNX (dynamo exporter, one file, dynamic batch) → onnxslim.
+
+Runs on ONNX Runtime's CPU provider with an explicit intra-op thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .._util import tool_versions
+from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from ..errors import FormatError, UnsupportedError
+from . import Runner, Target
+
+if TYPE_CHECKING:
+    from ..config import DeployConfig
+    from ..sources import Source
+
+MODEL_FILE = "model.onnx"
+METADATA_PREFIX = "edgeship."
+
+
+def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs (without initializers) and outputs of an ONNX ModelProto as TensorSpecs."""
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(v: Any) -> TensorSpec:
+        tt = v.type.tensor_type
+        dims: list[int | str] = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(d.dim_param or f"d{i}")
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+        except Exception:
+            dtype = str(tt.elem_type)
+        return TensorSpec(name=v.name, shape=tuple(dims), dtype=dtype)
+
+    ins = tuple(spec(v) for v in model.graph.input if v.name not in inits)
+    outs = tuple(spec(v) for v in model.graph.output)
+    return ins, outs
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e)
+    for marker in ("<class '", "Exception summary"):
+        if marker in text:  # torch.onnx puts the real cause in an 'Exception summary' block
+            tail = text.split("## Exception summary", 1)[-1].strip().splitlines()
+            for line in tail:
+                if line.strip():
+                    return line.strip()[:400]
+    return (text.strip().splitlines() or [type(e).__name__])[0][:400]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep converter chatter (prints, warnings, logs) off the user's screen."""
+    buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+class OnnxRunner(Runner):
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        super().__init__(path, threads)
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise FormatError(f"ONNX Runtime cannot load {path}: {_first_line(e)}",
+                              hint="check the file with onnx.checker, or export it again") from None
+        self._inputs = tuple(
+            TensorSpec(name=i.name, shape=tuple(d if isinstance(d, int) else (d or f"d{k}") for k, d in enumerate(i.shape)),
+                       dtype=_ort_dtype(i.type))
+            for i in self.session.get_inputs()
+        )
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(self.output_names, feeds))
+
+
+def _ort_dtype(t: str) -> str:
+    table = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+             "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(int16)": "int16"}
+    return table.get(t, t)
+
+
+class OnnxTarget(Target):
+    name: ClassVar[str] = "onnx"
+    format: ClassVar[Format] = Format.onnx
+    description: ClassVar[str] = "ONNX (dynamo exporter + onnxslim), runs on ONNX Runtime anywhere"
+    requires: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnxslim")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+
+    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Artifact:
+        import onnx
+
+        notes: list[str] = []
+        if source.kind == "onnx":
+            from ..sources import load_onnx_model
+
+            model = load_onnx_model(source.path)
+            stage = "onnx.slim"
+        else:
+            model = self._export(source, cfg)
+            stage = "onnx.export"
+        if cfg.slim:
+            try:
+                import onnxslim
+
+                with _quiet():
+                    model = onnxslim.slim(model)
+            except Exception as e:  # slimming is an optimisation: keep the exported graph
+                notes.append(f"onnxslim failed and was skipped: {_first_line(e)}")
+        inputs, outputs = io_specs(model)
+        pre = source.preprocess
+        inputs = tuple(
+            i.model_copy(update={"layout": pre.layout}) if pre and pre.input == i.name else i for i in inputs
+        )
+        self._embed_metadata(model, source)
+        path = out_dir / MODEL_FILE
+        try:
+            onnx.save(model, str(path))
+        except ValueError as e:  # > 2 GB protobuf limit
+            raise UnsupportedError(f"the model is too large for a single ONNX file: {e}",
+                                   hint="models over 2 GB need external data, which this target does not write yet") from None
+        return Artifact(
+            name=f"{source.name}-onnx-fp32",
+            target=self.name,
+            format=self.format,
+            precision="fp32",
+            root=out_dir,
+            files=file_entries(out_dir, [MODEL_FILE]),
+            model_file=MODEL_FILE,
+            inputs=inputs,
+            outputs=outputs,
+            preprocess=pre,
+            labels=source.labels,
+            provenance=Provenance(
+                stage=stage, parent_digest=source.digest, source=source.origin,
+                config={"opset": cfg.opset, "slim": cfg.slim, "dynamic_batch": cfg.dynamic_batch},
+                tool_versions=tool_versions("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
+            ),
+            notes=tuple(notes),
+        )
+
+    def _export(self, source: Source, cfg: DeployConfig) -> Any:
+        import torch
+
+        in_names = [s.name for s in source.inputs]
+        out_names = [s.name for s in source.outputs]
+        if source.exported is not None:
+            model: Any = source.exported
+            args: tuple = ()
+            dynamic_shapes = None
+        else:
+            model = source.module
+            examples = [torch.from_numpy(np.ascontiguousarray(a)) for a in source.example_inputs]
+            dynamic_shapes = None
+            if cfg.dynamic_batch:
+                # an example batch of 1 would be specialised away: export at batch 2
+                examples = [torch.cat([t, t]) if t.dim() > 0 and t.shape[0] == 1 else t for t in examples]
+                batch = torch.export.Dim("batch", min=1, max=4096)
+                dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in examples)
+            args = tuple(examples)
+        try:
+            with _quiet():
+                program = torch.onnx.export(
+                    model, args, dynamo=True, input_names=in_names, output_names=out_names,
+                    dynamic_shapes=dynamic_shapes, opset_version=cfg.opset, external_data=False,
+                    optimize=True, verify=False, report=False,
+                )
+                proto = program.model_proto
+        except Exception as e:
+            raise UnsupportedError(
+                f"torch.onnx could not export {source.name}: {_first_line(e)}",
+                hint="make the model torch.export-able (no data-dependent control flow), "
+                     "or pass --no-dynamic-batch if the batch axis is the problem",
+            ) from None
+        return proto
+
+    @staticmethod
+    def _embed_metadata(model: Any, source: Source) -> None:
+        """Preprocessing and labels ride inside the .onnx so the file alone is self-describing."""
+        meta = {p.key: p for p in model.metadata_props}
+        entries = {"source_digest": source.digest}
+        if source.preprocess:
+            entries["preprocess"] = source.preprocess.model_dump_json()
+        if source.labels:
+            entries["labels"] = json.dumps(list(source.labels))
+        for k, v in entries.items():
+            key = METADATA_PREFIX + k
+            if key in meta:
+                meta[key].value = v
+            else:
+                p = model.metadata_props.add()
+                p.key, p.value = key, v
+        model.producer_name = "edgeship"
+
+    def runner(self, artifact: Artifact, threads: int = 1) -> Runner:
+        return OnnxRunner(artifact.model_path, threads=threads)
+

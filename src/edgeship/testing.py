@@ -1,0 +1,89 @@
+"""Test doubles for edgeship users and plugin authors: a target that needs no heavy SDK.
+
+``FakeTarget`` saves a torch source as a ``torch.export`` program (``model.pt2``) and runs it with
+torch, so pipelines, manifests and error paths can be tested without any vendor runtime. Knobs
+make it misbehave on purpose:
+
+* ``noise``: added to every output, so verification fails (ValidationError);
+* ``fail_after_write``: raises after writing a partial file, to check nothing half-written lands;
+* ``hang_seconds``: the runner sleeps this long per call (a hanging runtime).
+
+Register it with ``edgeship.register_target("fake", FakeTarget)`` or a configured subclass.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from .errors import UnsupportedError
+from .targets import Runner, Target
+
+if TYPE_CHECKING:
+    from .config import DeployConfig
+    from .sources import Source
+
+__all__ = ["FakeTarget", "FakeRunner"]
+
+
+class FakeRunner(Runner):
+    def __init__(self, artifact: Artifact, threads: int = 1, noise: float = 0.0, hang_seconds: float = 0.0) -> None:
+        super().__init__(artifact.model_path, threads)
+        import torch
+
+        self._inputs = artifact.inputs
+        self.module = torch.export.load(str(artifact.model_path)).module()
+        self.noise = noise
+        self.hang_seconds = hang_seconds
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        from .sources import flatten_outputs
+
+        if self.hang_seconds:
+            time.sleep(self.hang_seconds)
+        with torch.no_grad():
+            out = self.module(*[torch.from_numpy(feeds[s.name]) for s in self._inputs])
+        return [t.numpy() + np.asarray(self.noise, dtype=t.numpy().dtype) for t in flatten_outputs(out)]
+
+
+class FakeTarget(Target):
+    name: ClassVar[str] = "fake"
+    format: ClassVar[Format] = Format.torch
+    description: ClassVar[str] = "test double: a torch.export program run by torch"
+    requires: ClassVar[tuple[str, ...]] = ("torch",)
+    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    noise: ClassVar[float] = 0.0
+    fail_after_write: ClassVar[bool] = False
+    hang_seconds: ClassVar[float] = 0.0
+
+    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Artifact:
+        import torch
+
+        if source.module is None:
+            raise UnsupportedError("the fake target needs a torch source")
+        args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in source.example_inputs)
+        ep = source.exported or torch.export.export(source.module, args)
+        path = out_dir / "model.pt2"
+        torch.export.save(ep, str(path))
+        if self.fail_after_write:
+            raise RuntimeError("fake target failed on purpose after writing model.pt2")
+        inputs = tuple(s.model_copy(update={"shape": tuple(a.shape)}) for s, a in zip(source.inputs, source.example_inputs))
+        return Artifact(
+            name=f"{source.name}-fake", target=self.name, format=self.format, root=out_dir,
+            files=file_entries(out_dir, ["model.pt2"]), model_file="model.pt2", inputs=inputs,
+            outputs=source.outputs, preprocess=source.preprocess, labels=source.labels,
+            provenance=Provenance(stage="fake.export", parent_digest=source.digest, source=source.origin),
+        )
+
+    def runner(self, artifact: Artifact, threads: int = 1, **_: Any) -> Runner:
+        return FakeRunner(artifact, threads, noise=self.noise, hang_seconds=self.hang_seconds)

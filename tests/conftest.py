@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def tests_dir() -> Path:
+    return TESTS
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["COLUMNS"] = "200"
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A verified ONNX artifact of the tiny classifier, built once per session."""
+    import edgeship
+
+    out = tmp_path_factory.mktemp("tiny")
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=out)
+    return res.artifacts[0].root
+
+
+@pytest.fixture(scope="session")
+def photo_file(tmp_path_factory) -> Path:
+    import skimage.data
+    from PIL import Image
+
+    p = tmp_path_factory.mktemp("photos") / "coffee.png"
+    Image.fromarray(skimage.data.coffee()).save(p)
+    return p
