@@ -69,10 +69,14 @@ def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = kwargs.pop("_edgeship_ctx", None)
             options = {n: kwargs.pop(n) for n in names if n in kwargs}
-            options = {k: v for k, v in options.items() if v is not None}
+            # only what the user gave: defaults stay with the config (and a --config file's values win)
+            options = {k: v for k, v in options.items() if v is not None and not (
+                ctx is not None and getattr(ctx.get_parameter_source(k), "name", "") == "DEFAULT")}
             return fn(*args, options=options, **kwargs)
 
+        added.append(inspect.Parameter("_edgeship_ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
         wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
         return wrapper

@@ -1,0 +1,120 @@
+"""The CLI through its real entry point (the installed console script), in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeship.artifact import sha256_file
+
+EDGESHIP = str(Path(sys.executable).parent / "edgeship")
+
+
+def run(args, env, cwd=None, timeout=300):
+    exe = [EDGESHIP] if Path(EDGESHIP).exists() else [sys.executable, "-m", "edgeship"]
+    return subprocess.run(exe + list(args), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def test_deploy_json_is_one_document_with_hashes(tmp_path, cli_env):
+    r = run(["deploy", "tinymodels:tiny_classifier", "--out", str(tmp_path / "o"), "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # exactly one JSON document: parse fails on anything extra
+    assert doc["ok"] is True
+    art = doc["manifest"]["artifacts"][0]
+    f = art["files"][0]
+    assert f["sha256"] == sha256_file(tmp_path / "o" / art["path"] / f["path"])
+    assert art["verification"]["passed"]
+
+
+def test_deploy_human_table(tmp_path, cli_env):
+    r = run(["deploy", "tinymodels:token_encoder", "--out", str(tmp_path / "o")], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "onnx-fp32" in r.stdout and "yes" in r.stdout and "manifest:" in r.stdout
+
+
+def test_missing_model_exits_3_with_one_line(tmp_path, cli_env):
+    r = run(["deploy", "missing.onnx", "--out", str(tmp_path / "o")], cli_env, cwd=tmp_path)
+    assert r.returncode == 3
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "no such model file: missing.onnx" in lines[0]
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_unknown_target_exits_2_listing_known(tiny_onnx, tmp_path, cli_env):
+    shutil.copy(tiny_onnx / "model.onnx", tmp_path / "m.onnx")
+    r = run(["deploy", str(tmp_path / "m.onnx"), "--targets", "nope", "--out", str(tmp_path / "o")], cli_env)
+    assert r.returncode == 2
+    assert "unknown target 'nope'" in r.stderr and "known targets: " in r.stderr and "onnx" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_onnx_exits_3(tiny_onnx, tmp_path, cli_env):
+    data = (tiny_onnx / "model.onnx").read_bytes()
+    (tmp_path / "bad.onnx").write_bytes(data[: len(data) // 2])
+    r = run(["deploy", str(tmp_path / "bad.onnx"), "--out", str(tmp_path / "o"), "--json"], cli_env)
+    assert r.returncode == 3, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["error"]["type"] == "FormatError"
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_input_shape_that_does_not_fit_exits_3(tmp_path, cli_env):
+    r = run(["deploy", "tinymodels:plain_cnn", "--input-shape", "1,4,8,8", "--out", str(tmp_path / "o")], cli_env)
+    assert r.returncode == 3 and "does not accept input" in r.stderr
+
+
+def test_pickle_exits_6_naming_the_opt_in(tmp_path, cli_env):
+    import torch
+
+    import tinymodels
+
+    torch.save(tinymodels.plain_cnn(), tmp_path / "full.pt")
+    r = run(["deploy", str(tmp_path / "full.pt"), "--input-shape", "1,3,16,16", "--out", str(tmp_path / "o")], cli_env)
+    assert r.returncode == 6 and "--allow-pickle" in r.stderr
+    r = run(["deploy", str(tmp_path / "full.pt"), "--input-shape", "1,3,16,16", "--allow-pickle",
+             "--out", str(tmp_path / "o"), "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["manifest"]["source"]["allow_pickle"] is True
+
+
+def test_dry_run_builds_nothing(tmp_path, cli_env):
+    r = run(["deploy", "tinymodels:tiny_classifier", "--dry-run", "--out", str(tmp_path / "o"), "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)["plan"]
+    assert plan["ready"] and plan["steps"][0]["target"] == "onnx"
+    assert not (tmp_path / "o").exists()
+
+
+def test_classify_prints_top_k(tiny_onnx, photo_file, cli_env):
+    r = run(["classify", str(tiny_onnx), str(photo_file), "--top-k", "2", "--threshold", "0", "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    preds = json.loads(r.stdout)["results"][0]["predictions"]
+    assert len(preds) == 2 and preds[0]["confidence"] >= preds[1]["confidence"]
+    r = run(["classify", str(tiny_onnx), "nope.jpg"], cli_env)
+    assert r.returncode == 3 and "no such image" in r.stderr
+
+
+def test_targets_and_version(cli_env):
+    r = run(["targets", "--json"], cli_env)
+    assert r.returncode == 0
+    names = [t["name"] for t in json.loads(r.stdout)["targets"]]
+    assert "onnx" in names
+    r = run(["--version"], cli_env)
+    assert r.returncode == 0 and r.stdout.startswith("edgeship ")
+
+
+def test_config_file(tmp_path, cli_env):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"targets": ["onnx"], "atol": 0.001, "out": str(tmp_path / "o")}))
+    r = run(["deploy", "tinymodels:tiny_classifier", "--config", str(cfg), "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["manifest"]["config"]["atol"] == 0.001
+    cfg.write_text(json.dumps({"nonsense": 1}))
+    r = run(["deploy", "tinymodels:tiny_classifier", "--config", str(cfg)], cli_env)
+    assert r.returncode == 2 and "nonsense" in r.stderr

@@ -1,0 +1,94 @@
+"""One conformance suite, run against every registered target.
+
+Each target converts the same tiny models; every produced artifact must be verified, hashed,
+loadable, runnable at batch 1 and (when dynamic) at a larger batch, and match torch. Strict
+expected-failure lists name what a target cannot take yet: a target that starts passing one of
+them fails the suite, so the list is kept true.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeship
+from edgeship.artifact import load_artifact
+from edgeship.errors import EdgeshipError
+from edgeship.testing import FakeTarget
+
+MODELS = {
+    "classifier": "tinymodels:tiny_classifier",
+    "nhwc_48": "tinymodels:tiny_classifier_48",
+    "two_inputs": "tinymodels:two_inputs",
+    "token_ids": "tinymodels:token_encoder",
+}
+
+# target -> {model: reason}; strict: an unexpected pass is a failure
+EXPECTED_FAILURES: dict[str, dict[str, str]] = {
+    "onnx": {},
+    "fake": {},
+}
+
+
+def _targets() -> list[str]:
+    edgeship.register_target("fake", FakeTarget)
+    return edgeship.available_targets()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _register_fake():
+    edgeship.register_target("fake", FakeTarget)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("target", _targets())
+def test_target_conformance(target, model, tmp_path):
+    t = edgeship.get_target(target)
+    if t.check_environment():
+        pytest.skip(f"{target} needs {t.check_environment()} (pip install 'edgeship[{t.extra}]')")
+    expected = EXPECTED_FAILURES.get(target, {}).get(model)
+    source = edgeship.load(MODELS[model])
+    try:
+        art = edgeship.convert(source, target, tmp_path / "art")
+    except EdgeshipError as e:
+        if expected:
+            pytest.xfail(f"{target}/{model}: {expected} ({e})")
+        raise
+    if expected:
+        pytest.fail(f"{target}/{model} passed but is listed as an expected failure ({expected}): update the list")
+
+    # verified, on disk, hashed, and nothing left in temp folders
+    assert art.verification is not None and art.verification.passed
+    assert art.provenance.parent_digest == source.digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+    reloaded = load_artifact(tmp_path / "art")
+    reloaded.verify_files()
+    assert reloaded.digest == art.digest
+
+    # the runner reproduces torch on the source's own verification inputs
+    runner = edgeship.runner_for(reloaded, threads=1)
+    sample = source.verification_inputs(limit=2)
+    for s in sample:
+        ref = source.run(s)
+        got = runner.run(list(s))
+        for r, g in zip(ref, got):
+            np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
+    if all(isinstance(i.shape[0], str) for i in reloaded.inputs):
+        batched = [np.concatenate([a] * 3) for a in sample[0]]
+        out = runner.run(batched)
+        assert out[0].shape[0] == 3
+
+
+@pytest.mark.parametrize("target", _targets())
+def test_target_interface(target):
+    t = edgeship.get_target(target)
+    caps = t.capabilities()
+    assert caps["name"] == target and caps["format"] in {f.value for f in edgeship.Format}
+    assert isinstance(t.check_environment(), list)
+
+
+def test_unexportable_model_is_unsupported_and_leaves_nothing(tmp_path):
+    source = edgeship.load("tinymodels:not_exportable")
+    with pytest.raises(edgeship.UnsupportedError, match="could not export"):
+        edgeship.convert(source, "onnx", tmp_path / "art")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,96 @@
+"""deploy: plan first, verify before writing, write atomically, record everything in the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import edgeship
+from edgeship.errors import ValidationError
+from edgeship.testing import FakeTarget
+
+
+class NoisyTarget(FakeTarget):
+    name = "noisy"
+    noise = 0.5
+
+
+class BrokenTarget(FakeTarget):
+    name = "broken"
+    fail_after_write = True
+
+
+@pytest.fixture(autouse=True)
+def _register():
+    edgeship.register_target("fake", FakeTarget)
+    edgeship.register_target("noisy", NoisyTarget)
+    edgeship.register_target("broken", BrokenTarget)
+
+
+def test_deploy_writes_verified_artifacts_and_manifest(tmp_path):
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["onnx", "fake"])
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m == res.manifest
+    assert m["schema"] == "edgeship.manifest/1"
+    assert [a["id"] for a in m["artifacts"]] == ["onnx-fp32", "fake-fp32"]
+    for a in m["artifacts"]:
+        assert a["verification"]["passed"]
+        for f in a["files"]:
+            assert len(f["sha256"]) == 64 and (tmp_path / a["path"] / f["path"]).is_file()
+    assert m["source"]["digest"] == res.artifacts[0].provenance.parent_digest
+    assert m["stages"]["convert"]["verified"] is True
+    preds = m["stages"]["predictions"]
+    assert preds["artifacts"][0].startswith("source") and len(preds["photos"]) == 5
+    assert set(m["environment"]["tool_versions"]) >= {"torch", "onnx", "onnxruntime"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_failed_verification_writes_nothing(tmp_path):
+    with pytest.raises(ValidationError) as e:
+        edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["noisy"])
+    assert "max abs" in e.value.message and e.value.exit_code == 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_converter_leaves_the_previous_artifact_alone(tmp_path):
+    edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["fake"])
+    before = (tmp_path / "fake-fp32" / "artifact.json").read_text()
+    edgeship.register_target("fake", BrokenTarget)
+    with pytest.raises(RuntimeError):
+        edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["fake"])
+    assert (tmp_path / "fake-fp32" / "artifact.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-fp32", "manifest.json"]
+
+
+def test_plan_checks_the_chain_before_work(tmp_path):
+    cfg = edgeship.DeployConfig.build(model="tinymodels:tiny_classifier", targets=["onnx"], out=tmp_path)
+    p = edgeship.plan(cfg)
+    assert p.ready and p.steps[0]["target"] == "onnx" and p.source_kind == "torch"
+    with pytest.raises(edgeship.UsageError, match="known targets: .*onnx"):
+        edgeship.plan(cfg.model_copy(update={"targets": ["nope"]}))
+
+
+def test_tolerances_are_configurable(tmp_path):
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["onnx"], atol=0.5, rtol=0)
+    v = res.artifacts[0].verification
+    assert v.atol == 0.5 and v.rtol == 0 and v.batch_sizes == (1, 5)
+
+
+def test_classifier_runtime(tiny_onnx, photo_file):
+    clf = edgeship.Classifier(tiny_onnx)
+    preds = clf.classify(photo_file, top_k=3, threshold=0.0)
+    assert len(preds) == 3
+    assert [p.confidence for p in preds] == sorted((p.confidence for p in preds), reverse=True)
+    assert all(p.label.startswith("class_") for p in preds)
+    assert clf.classify(photo_file, top_k=3, threshold=1.0) == []
+    with pytest.raises(edgeship.UsageError):
+        clf.classify(photo_file, top_k=0)
+    assert abs(sum(clf.scores(photo_file)) - 1) < 1e-6
+
+
+def test_classifier_nhwc_other_resolution(tmp_path, photo_file):
+    res = edgeship.deploy("tinymodels:tiny_classifier_48", out=tmp_path)
+    art = res.artifacts[0]
+    assert art.inputs[0].shape == ("batch", 48, 48, 3) and art.inputs[0].layout == "NHWC"
+    assert edgeship.Classifier(art).classify(photo_file, threshold=0.0)
