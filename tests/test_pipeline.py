@@ -94,3 +94,24 @@ def test_classifier_nhwc_other_resolution(tmp_path, photo_file):
     art = res.artifacts[0]
     assert art.inputs[0].shape == ("batch", 48, 48, 3) and art.inputs[0].layout == "NHWC"
     assert edgeship.Classifier(art).classify(photo_file, threshold=0.0)
+
+
+def test_a_bare_onnx_file_carries_its_preprocessing_and_labels(tiny_onnx, tmp_path, photo_file):
+    import shutil
+
+    import tinymodels
+
+    shutil.copy(tiny_onnx / "model.onnx", tmp_path / "alone.onnx")
+    clf = edgeship.Classifier(tmp_path / "alone.onnx")
+    assert clf.labels == tinymodels.LABELS and clf.preprocess.height == 32
+    assert clf.classify(photo_file, threshold=0.0)
+
+
+def test_runtime_failure_is_a_typed_error(tiny_onnx):
+    import numpy as np
+
+    runner = edgeship.runner_for(edgeship.load_artifact(tiny_onnx))
+    with pytest.raises(edgeship.InputError, match="has shape"):
+        runner.run([np.zeros((1, 3, 31, 32), np.float32)])
+    with pytest.raises(edgeship.InputError, match="takes 1 inputs"):
+        runner.run([])

@@ -209,6 +209,15 @@ def load_artifact(path: str | Path) -> Artifact:
         meta = p
     else:
         meta = p.parent / ARTIFACT_JSON
+    if not meta.is_file() and p.is_file():
+        from .sources import sniff_format
+
+        if sniff_format(p) == "onnx":
+            from .targets.onnx import artifact_from_onnx
+
+            art = artifact_from_onnx(p)
+            if art is not None:
+                return art
     if not meta.is_file():
         raise InputError(
             f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .artifact import Artifact, OutputCheck, Verification
-from .errors import ValidationError
+from .errors import EdgeshipError, ValidationError
 
 if TYPE_CHECKING:
     from .config import VerifyConfig
@@ -25,7 +25,11 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     """
     samples = source.verification_inputs(limit=cfg.samples)
     refs = [source.run(s) for s in samples]
-    got = [runner.run(list(s)) for s in samples]
+    try:
+        got = [runner.run(list(s)) for s in samples]
+    except EdgeshipError as e:
+        raise ValidationError(f"{artifact.name} fails to run on the verification inputs: {e.message}",
+                              hint="the conversion produced a model its runtime cannot execute") from None
     batch_sizes = [1]
     n_out = len(refs[0])
     if len(got[0]) != n_out:

@@ -109,7 +109,36 @@ class OnnxRunner(Runner):
         return self._inputs
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return list(self.session.run(self.output_names, feeds))
+        try:
+            return list(self.session.run(self.output_names, feeds))
+        except Exception as e:  # ORT's own errors carry no type worth keeping
+            raise FormatError(f"ONNX Runtime failed to run {self.path.name}: {_first_line(e)}",
+                              hint="check the input shapes and dtypes against the model's inputs") from None
+
+
+def artifact_from_onnx(path: Path) -> Artifact | None:
+    """An in-memory artifact for a bare .onnx that edgeship wrote (metadata embedded), else None."""
+    import onnx
+
+    from ..artifact import Preprocess
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return None
+    meta = {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
+    if not meta:
+        return None
+    inputs, outputs = io_specs(model)
+    pre = Preprocess.model_validate_json(meta["preprocess"]) if "preprocess" in meta else None
+    labels = tuple(json.loads(meta["labels"])) if "labels" in meta else None
+    return Artifact(
+        name=path.stem, target="onnx", format=Format.onnx, root=path.parent,
+        files=file_entries(path.parent, [path.name]), model_file=path.name, inputs=inputs, outputs=outputs,
+        preprocess=pre, labels=labels,
+        provenance=Provenance(stage="onnx.file", parent_digest=meta.get("source_digest"), source=str(path)),
+        notes=("read from the metadata embedded in the .onnx file; no artifact.json beside it",),
+    )
 
 
 def _ort_dtype(t: str) -> str:
