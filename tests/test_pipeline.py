@@ -115,3 +115,39 @@ def test_runtime_failure_is_a_typed_error(tiny_onnx):
         runner.run([np.zeros((1, 3, 31, 32), np.float32)])
     with pytest.raises(edgeship.InputError, match="takes 1 inputs"):
         runner.run([])
+
+
+class QuantFake(FakeTarget):
+    name = "qfake"
+    precisions = ("fp32", "int8")
+    reduced_noise = 1e-3
+
+
+class BadQuantFake(QuantFake):
+    name = "badq"
+    reduced_noise = 50.0
+
+
+def test_reduced_precision_is_verified_on_fidelity(tmp_path):
+    edgeship.register_target("qfake", QuantFake)
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["qfake", "onnx"], quantize="int8")
+    names = [a.root.name for a in res.artifacts]
+    assert names == ["qfake-fp32", "qfake-int8", "onnx-fp32"]
+    v = res.artifacts[1].verification
+    assert v.passed and "cosine" in v.criterion and v.outputs[0].max_abs > 1e-4  # would fail fp32 rules
+    assert v.outputs[0].sqnr_db is not None and v.top5_agreement == 1.0 and v.kl_divergence is not None
+    skipped = res.manifest["stages"]["convert"]["skipped"]
+    assert skipped == [{"target": "onnx", "precision": "int8", "reason": "onnx offers fp32"}]
+
+
+def test_reduced_precision_below_budget_is_not_written(tmp_path):
+    edgeship.register_target("badq", BadQuantFake)
+    with pytest.raises(ValidationError, match="cosine|top-1"):
+        edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["badq"], quantize=["int8"])
+    assert not (tmp_path / "badq-int8").exists()
+
+
+def test_quantize_option_is_checked():
+    with pytest.raises(edgeship.UsageError, match="unknown precision"):
+        edgeship.DeployConfig.build(quantize="int4")
+    assert edgeship.DeployConfig.build(quantize="none").quantize == []

@@ -18,7 +18,7 @@ from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, get_target
 from .verify import raise_if_failed, verify
 
-__all__ = ["load", "convert", "plan", "deploy", "classify", "DeployResult", "Plan"]
+__all__ = ["load", "convert", "plan", "deploy", "classify", "benchmark", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -39,6 +39,7 @@ class Plan:
     source_kind: str
     out: Path
     steps: tuple[dict[str, Any], ...]
+    skipped: tuple[dict[str, Any], ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -46,7 +47,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "source_kind": self.source_kind, "out": str(self.out),
-                "ready": self.ready, "steps": list(self.steps)}
+                "ready": self.ready, "steps": list(self.steps), "skipped": list(self.skipped)}
 
 
 def _describe_source(model: str) -> str:
@@ -63,18 +64,31 @@ def _describe_source(model: str) -> str:
 
 
 def plan(cfg: DeployConfig) -> Plan:
-    """Resolve targets and check the whole chain before any work: unknown targets, missing extras."""
-    targets = [get_target(name) for name in dict.fromkeys(cfg.targets)]  # UsageError on unknown names
+    """Resolve targets and check the whole chain before any work: unknown targets, missing extras.
+
+    One step per (target, precision): fp32 always, then each ``--quantize`` precision the target
+    offers. A precision a target does not offer is listed in ``skipped`` with the reason.
+    """
+    names = available_targets() if "all" in cfg.targets else list(dict.fromkeys(cfg.targets))
+    if "all" in cfg.targets:
+        names = [n for n in names if not getattr(get_target(n), "hidden", False)]
+    targets = [get_target(name) for name in names]  # UsageError on unknown names
     kind = _describe_source(cfg.model)
     steps = []
+    skipped = []
     for t in targets:
         missing = t.check_environment()
-        steps.append({
-            "target": t.name, "format": t.format.value, "precision": "fp32",
-            "stages": ["convert", "verify"], "accepts_source": kind in t.accepts, "missing": missing,
-            "install": (f"pip install 'edgeship[{t.extra}]'" if t.extra else f"pip install {' '.join(missing)}") if missing else None,
-        })
-    return Plan(model=cfg.model, source_kind=kind, out=cfg.out, steps=tuple(steps))
+        for precision in ["fp32", *cfg.quantize]:
+            if precision not in t.precisions:
+                skipped.append({"target": t.name, "precision": precision,
+                                "reason": f"{t.name} offers {', '.join(t.precisions)}"})
+                continue
+            steps.append({
+                "target": t.name, "format": t.format.value, "precision": precision,
+                "stages": ["convert", "verify"], "accepts_source": kind in t.accepts, "missing": missing,
+                "install": (f"pip install 'edgeship[{t.extra}]'" if t.extra else f"pip install {' '.join(missing)}") if missing else None,
+            })
+    return Plan(model=cfg.model, source_kind=kind, out=cfg.out, steps=tuple(steps), skipped=tuple(skipped))
 
 
 def _check_plan(p: Plan) -> None:
@@ -88,8 +102,8 @@ def _check_plan(p: Plan) -> None:
 
 
 def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig | None = None,
-            progress: Progress = _noop) -> Artifact:
-    """Convert ``source`` for ``target``, verify it, and write it to ``out_dir`` atomically.
+            progress: Progress = _noop, precision: str = "fp32", parent: Artifact | None = None) -> Artifact:
+    """Convert ``source`` for ``target`` at ``precision``, verify it, write it to ``out_dir`` atomically.
 
     An artifact that fails verification is never written: ValidationError with the figures.
     """
@@ -99,11 +113,14 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
     if source.kind not in t.accepts:
         raise UnsupportedError(f"target {t.name!r} cannot convert a {source.kind} model",
                                hint=f"it converts from: {', '.join(t.accepts)}")
+    if precision not in t.precisions:
+        raise UnsupportedError(f"target {t.name!r} does not build {precision}",
+                               hint=f"it builds: {', '.join(t.precisions)}")
     final = Path(out_dir)
     with atomic_dir(final) as tmp:
-        progress(f"{t.name}: converting")
-        art = t.convert(source, tmp, cfg)
-        progress(f"{t.name}: verifying on real inputs")
+        progress(f"{t.name} {precision}: converting")
+        art = t.convert(source, tmp, cfg, precision=precision, parent=parent)
+        progress(f"{t.name} {precision}: verifying on real inputs")
         runner = t.runner(art, threads=0)
         v = verify(source, art, runner, cfg)
         del runner
@@ -139,16 +156,29 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     source = load_source(cfg.model, **cfg.source_kwargs())
     timings["load"] = time.perf_counter() - t0
     artifacts: list[Artifact] = []
+    fp32_of: dict[str, Artifact] = {}
     for step in p.steps:
         t1 = time.perf_counter()
-        folder = out / safe_name(f"{step['target']}-{step['precision']}")
-        artifacts.append(convert(source, step["target"], folder, cfg, progress=progress))
-        timings[f"convert.{step['target']}"] = time.perf_counter() - t1
-    stages: dict[str, Any] = {"convert": {"targets": [s["target"] for s in p.steps],
+        target, precision = step["target"], step["precision"]
+        folder = out / safe_name(f"{target}-{precision}")
+        art = convert(source, target, folder, cfg, progress=progress, precision=precision,
+                      parent=fp32_of.get(target))
+        if precision == "fp32":
+            fp32_of[target] = art
+        artifacts.append(art)
+        timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
+    stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
+                                          "skipped": list(p.skipped),
                                           "verified": all(a.verification and a.verification.passed for a in artifacts)}}
     if source.preprocess is not None and source.labels and len(source.inputs) == 1:
         progress("classifying the sample photos")
         stages["predictions"] = _sample_predictions(source, artifacts)
+    if cfg.benchmark:
+        from .bench import deploy_stage
+
+        t1 = time.perf_counter()
+        stages["benchmark"] = deploy_stage(cfg, source, artifacts, progress)
+        timings["benchmark"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     records = []
     for a in artifacts:
@@ -188,6 +218,19 @@ def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: in
                         for p in clf.classify(img, top_k=top_k, threshold=0.0)])
         table[name] = row
     return {"artifacts": [f"source ({source.kind})", *[a.root.name for a in artifacts]], "photos": table}
+
+
+def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact], *, progress: Progress = _noop,
+              **options: Any) -> Any:
+    """Benchmark artifact folders, out dirs or Artifacts, each in its own pinned process.
+
+    ``options`` are :class:`edgeship.bench.BenchConfig` fields (threads, cpus, runs, warmup, rounds,
+    baseline, profile, timeout, ...). Returns a :class:`edgeship.bench.BenchReport`; ``.data`` is
+    the JSON document (schema in :mod:`edgeship.bench`), ``.write_csv(path)`` the CSV.
+    """
+    from .bench import run_benchmark
+
+    return run_benchmark(artifacts, progress=progress, **options)
 
 
 def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int = 3, threshold: float = 0.1,

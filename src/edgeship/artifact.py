@@ -111,6 +111,8 @@ class OutputCheck(_Frozen):
     max_abs: float
     max_rel: float = Field(description="max abs error divided by the largest |reference| value")
     mean_abs: float
+    cosine: float = Field(1.0, description="cosine similarity of the flattened output with the reference")
+    sqnr_db: float | None = Field(None, description="signal-to-quantisation-noise ratio, dB (None when exact)")
     passed: bool
 
 
@@ -124,6 +126,9 @@ class Verification(_Frozen):
     rtol: float
     outputs: tuple[OutputCheck, ...]
     top1_agreement: float | None = None
+    top5_agreement: float | None = Field(None, description="share of samples whose reference top-1 is in the top-5")
+    kl_divergence: float | None = Field(None, description="mean KL(softmax(ref) || softmax(artifact)), nats")
+    criterion: str = Field("", description="the pass rule that was applied")
     passed: bool
 
     @property

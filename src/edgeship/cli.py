@@ -263,28 +263,33 @@ def _print_plan(c: Console, p: Any) -> None:
             status = f"missing {', '.join(s['missing'])}: {s['install']}"
         t.add_row(s["target"], s["format"], s["precision"], " → ".join(s["stages"]), status)
     c.print(t)
+    for s in p.skipped:
+        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False)
 
 
 def _print_deploy(c: Console, res: Any) -> None:
     m = res.manifest
     t = Table(title=f"edgeship deploy: {m['source']['name']} → {res.out}")
-    for col in ("artifact", "format", "precision", "size", "max abs err", "max rel err", "top-1 agree", "verified"):
+    for col in ("artifact", "format", "precision", "size", "max abs err", "max rel err", "cosine", "top-1 agree", "verified"):
         t.add_column(col, justify="right" if col not in ("artifact", "format", "precision") else "left")
     for a in m["artifacts"]:
         v = a.get("verification") or {}
         outs = v.get("outputs", [])
         max_abs = max((o["max_abs"] for o in outs), default=float("nan"))
         max_rel = max((o["max_rel"] for o in outs), default=float("nan"))
+        cosine = min((o.get("cosine", 1.0) for o in outs), default=float("nan"))
         top1 = v.get("top1_agreement")
-        t.add_row(a["path"], a["format"], a["precision"], _mb(a["size_bytes"]), f"{max_abs:.2e}", f"{max_rel:.2e}",
+        t.add_row(a["path"], a["format"], a["precision"], _mb(a["size_bytes"]), f"{max_abs:.2e}", f"{max_rel:.2e}", f"{cosine:.6f}",
                   "-" if top1 is None else f"{top1:.0%}",
                   "[green]yes[/]" if v.get("passed") else "[red]no[/]")
     c.print(t)
     v0 = (m["artifacts"][0].get("verification") or {}) if m["artifacts"] else {}
     if v0:
         c.print(f"verified against the {v0.get('reference')} on {v0.get('samples')} real inputs at batch sizes "
-                f"{', '.join(map(str, v0.get('batch_sizes', [])))}; pass: |err| <= {v0.get('atol'):g} + {v0.get('rtol'):g}·|ref|",
-                highlight=False)
+                f"{', '.join(map(str, v0.get('batch_sizes', [])))}; pass rule per artifact in manifest.json "
+                f"(fp32: {v0.get('criterion')})", highlight=False)
+    for s in m["stages"].get("convert", {}).get("skipped", []):
+        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False)
     preds = m["stages"].get("predictions")
     if preds:
         pt = Table(title="sample photos, classified by the artifacts")

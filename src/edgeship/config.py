@@ -82,6 +82,10 @@ class VerifyConfig(_Config):
     atol: float = Field(1e-4, ge=0, description="verification: absolute tolerance per output element (fp32)")
     rtol: float = Field(1e-4, ge=0, description="verification: relative tolerance per output element (fp32)")
     samples: int = Field(8, ge=1, le=256, description="verification: number of real inputs to compare on")
+    min_cosine: float = Field(0.99, ge=0, le=1,
+                              description="verification of fp16/int8 artifacts: minimum cosine similarity per output")
+    min_top1: float = Field(0.9, ge=0, le=1,
+                            description="verification of fp16/int8 classifiers: minimum top-1 agreement with the source")
 
 
 class OnnxConfig(_Config):
@@ -92,13 +96,42 @@ class OnnxConfig(_Config):
 class DeployConfig(SourceConfig, VerifyConfig, OnnxConfig):
     model: str = Field("efficientnet-lite0", description="model: built-in name, factory pkg.mod:fn, or a model file")
     out: Path = Field(Path("edgeship-out"), description="output folder")
-    targets: list[str] = Field(default_factory=lambda: ["onnx"], description="targets to build, comma separated")
+    targets: list[str] = Field(default_factory=lambda: ["onnx"], description="targets to build, comma separated, or 'all'")
+    quantize: list[str] = Field(default_factory=list,
+                                description="also build these precisions where a target offers them: fp16, int8 (or none)")
     dry_run: bool = Field(False, description="print the resolved plan and missing extras, build nothing")
+    benchmark: bool = Field(False, description="benchmark every artifact and the source in PyTorch eager after building "
+                                               "(manifest stages.benchmark)")
+    bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")
+    bench_runs: int = Field(300, ge=1, description="benchmark: timed warm calls per artifact and thread count")
 
     @field_validator("targets", mode="before")
     @classmethod
     def _targets(cls, v: Any) -> Any:
         return _split_commas(v)
+
+    @field_validator("bench_threads", mode="before")
+    @classmethod
+    def _bench_threads(cls, v: Any) -> Any:
+        return [v] if isinstance(v, int) else _split_commas(v)
+
+    @field_validator("bench_threads", mode="after")
+    @classmethod
+    def _bench_threads_ok(cls, v: list[int]) -> list[int]:
+        if not v or any(t < 1 for t in v):
+            raise ValueError("give thread counts of 1 or more, e.g. 1,2")
+        return v
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize(cls, v: Any) -> Any:
+        v = _split_commas(v)
+        if isinstance(v, list):
+            bad = [p for p in v if p not in ("fp16", "int8", "none")]
+            if bad:
+                raise ValueError(f"unknown precision {bad[0]!r}: choose fp16, int8 or none")
+            v = [p for p in dict.fromkeys(v) if p != "none"]
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> DeployConfig:

@@ -4,7 +4,10 @@
 torch, so pipelines, manifests and error paths can be tested without any vendor runtime. Knobs
 make it misbehave on purpose:
 
+* ``precisions``: it "builds" every precision listed (the model stays fp32; a reduced precision
+  is only a label, plus ``reduced_noise``);
 * ``noise``: added to every output, so verification fails (ValidationError);
+* ``reduced_noise``: relative noise added to the outputs of non-fp32 artifacts only;
 * ``fail_after_write``: raises after writing a partial file, to check nothing half-written lands;
 * ``hang_seconds``: the runner sleeps this long per call (a hanging runtime).
 
@@ -62,11 +65,14 @@ class FakeTarget(Target):
     description: ClassVar[str] = "test double: a torch.export program run by torch"
     requires: ClassVar[tuple[str, ...]] = ("torch",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     noise: ClassVar[float] = 0.0
+    reduced_noise: ClassVar[float] = 0.0
     fail_after_write: ClassVar[bool] = False
     hang_seconds: ClassVar[float] = 0.0
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Artifact:
+    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+                parent: Artifact | None = None) -> Artifact:
         import torch
 
         if source.module is None:
@@ -79,11 +85,15 @@ class FakeTarget(Target):
             raise RuntimeError("fake target failed on purpose after writing model.pt2")
         inputs = tuple(s.model_copy(update={"shape": tuple(a.shape)}) for s, a in zip(source.inputs, source.example_inputs))
         return Artifact(
-            name=f"{source.name}-fake", target=self.name, format=self.format, root=out_dir,
+            name=f"{source.name}-{self.name}-{precision}", target=self.name, format=self.format,
+            precision=precision, root=out_dir,
             files=file_entries(out_dir, ["model.pt2"]), model_file="model.pt2", inputs=inputs,
             outputs=source.outputs, preprocess=source.preprocess, labels=source.labels,
             provenance=Provenance(stage="fake.export", parent_digest=source.digest, source=source.origin),
         )
 
     def runner(self, artifact: Artifact, threads: int = 1, **_: Any) -> Runner:
-        return FakeRunner(artifact, threads, noise=self.noise, hang_seconds=self.hang_seconds)
+        noise = self.noise
+        if artifact.precision != "fp32":
+            noise += self.reduced_noise
+        return FakeRunner(artifact, threads, noise=noise, hang_seconds=self.hang_seconds)

@@ -76,6 +76,7 @@ class Target(ABC):
     description: ClassVar[str] = ""
     extra: ClassVar[str | None] = None  # pip extra that brings the SDK
     requires: ClassVar[tuple[str, ...]] = ()  # importable module names the target needs
+    runtime_modules: ClassVar[tuple[str, ...] | None] = None  # what a runner imports (default: requires)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
 
@@ -94,8 +95,13 @@ class Target(ABC):
             raise MissingExtraError(f"target {self.name!r} needs {', '.join(missing)}", hint=how)
 
     @abstractmethod
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Artifact:
-        """Write the artifact's files into ``out_dir`` (a fresh temp folder) and describe them."""
+    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+                parent: Artifact | None = None) -> Artifact:
+        """Write the artifact's files into ``out_dir`` (a fresh temp folder) and describe them.
+
+        ``precision`` is one of ``precisions``; for a reduced precision, ``parent`` is this
+        target's verified fp32 artifact from the same run (a target may derive from it).
+        """
 
     @abstractmethod
     def runner(self, artifact: Artifact, threads: int = 1) -> Runner: ...

@@ -153,11 +153,16 @@ class OnnxTarget(Target):
     format: ClassVar[Format] = Format.onnx
     description: ClassVar[str] = "ONNX (dynamo exporter + onnxslim), runs on ONNX Runtime anywhere"
     requires: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnxslim")
+    runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Artifact:
+    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+                parent: Artifact | None = None) -> Artifact:
         import onnx
+
+        if precision != "fp32":
+            raise UnsupportedError(f"the onnx target builds fp32 only, not {precision}")
 
         notes: list[str] = []
         if source.kind == "onnx":
