@@ -86,6 +86,8 @@ class VerifyConfig(_Config):
                               description="verification of fp16/int8 artifacts: minimum cosine similarity per output")
     min_top1: float = Field(0.9, ge=0, le=1,
                             description="verification of fp16/int8 classifiers: minimum top-1 agreement with the source")
+    eval_samples: int = Field(64, ge=1, le=4096,
+                              description="verification of fp16/int8 artifacts: number of real inputs (photos and crops)")
 
 
 class OnnxConfig(_Config):

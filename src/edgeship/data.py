@@ -91,3 +91,27 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def augmented_crops(spec: Preprocess, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` model inputs from random crops of the sample photos (area 25–100 %, aspect 3:4–4:3,
+    horizontal flips), preprocessed by ``spec``. Different seeds give disjoint-in-practice sets:
+    calibration uses one seed, evaluation another."""
+    photos = list(sample_photos().values())
+    rng = np.random.default_rng(seed)
+    full = spec.model_copy(update={"crop_fraction": 1.0})
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        area = rng.uniform(0.25, 1.0) * h * w
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        ch = int(min(h, round(np.sqrt(area / aspect))))
+        cw = int(min(w, round(np.sqrt(area * aspect))))
+        top = int(rng.integers(0, h - ch + 1))
+        left = int(rng.integers(0, w - cw + 1))
+        crop = img[top:top + ch, left:left + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out.append(preprocess_image(np.ascontiguousarray(crop), full))
+    return out

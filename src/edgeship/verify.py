@@ -27,7 +27,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     ``min_top1``. ``max_rel`` is the max abs error divided by the largest |ref| of that output.
     """
     exact = artifact.precision == "fp32"
-    samples = source.verification_inputs(limit=cfg.samples)
+    samples = source.verification_inputs(limit=cfg.samples) if exact else source.evaluation_inputs(cfg.eval_samples)
     refs = [source.run(s) for s in samples]
     try:
         got = [runner.run(list(s)) for s in samples]

@@ -102,6 +102,30 @@ class Source:
             return [(preprocess_image(img, self.preprocess),) for img in sample_photos().values()][:limit]
         return [random_like(self.example_inputs, seed=i) for i in range(min(limit, 4))]
 
+    def evaluation_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]:
+        """More real inputs, for judging reduced-precision artifacts: the verification inputs
+        first, then augmented crops of the sample photos (seed 1) for image models, or more seeded
+        random inputs. Never the calibration inputs."""
+        base = self.verification_inputs(limit=limit)
+        if self.sample_inputs or len(base) >= limit:
+            return base[:limit]
+        if self.preprocess is not None and len(self.inputs) == 1:
+            from ..data import augmented_crops
+
+            return base + [(x,) for x in augmented_crops(self.preprocess, limit - len(base), seed=1)]
+        return base + [random_like(self.example_inputs, seed=1000 + i) for i in range(limit - len(base))]
+
+    def calibration_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]:
+        """Inputs for static quantisation, kept apart from verification/evaluation: augmented crops
+        of the sample photos (seed 0) for image models, else seeded random inputs (seeds 2000+)."""
+        if self.sample_inputs:
+            return [tuple(np.asarray(a) for a in s) for s in self.sample_inputs[:limit]]
+        if self.preprocess is not None and len(self.inputs) == 1:
+            from ..data import augmented_crops
+
+            return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0)]
+        return [random_like(self.example_inputs, seed=2000 + i) for i in range(limit)]
+
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the source model itself (torch eager or ONNX Runtime) on numpy inputs."""
         if self.kind in ("torch", "pt2"):
