@@ -16,7 +16,7 @@ from .errors import EdgeshipError, InputError, UnsupportedError, UsageError
 from .manifest import build_manifest, write_manifest
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, get_target
-from .verify import raise_if_failed, verify
+from .verify import raise_if_failed
 
 __all__ = ["load", "convert", "plan", "deploy", "classify", "benchmark", "DeployResult", "Plan"]
 
@@ -121,9 +121,7 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
         progress(f"{t.name} {precision}: converting")
         art = t.convert(source, tmp, cfg, precision=precision, parent=parent)
         progress(f"{t.name} {precision}: verifying on real inputs")
-        runner = t.runner(art, threads=0)
-        v = verify(source, art, runner, cfg)
-        del runner
+        v = t.verify(source, art, cfg)
         art = art.model_copy(update={"verification": v})
         raise_if_failed(art, v)
         if art.labels:

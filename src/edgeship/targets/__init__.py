@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..artifact import Artifact, Format, TensorSpec
+from ..artifact import Artifact, Format, TensorSpec, Verification
 from ..errors import InputError, MissingExtraError, UsageError
 
 if TYPE_CHECKING:
@@ -105,6 +105,20 @@ class Target(ABC):
 
     @abstractmethod
     def runner(self, artifact: Artifact, threads: int = 1) -> Runner: ...
+
+    def verify(self, source: Source, artifact: Artifact, cfg: DeployConfig) -> Verification:
+        """Compare the artifact with its source on real inputs (numerically, through ``runner``).
+
+        A target whose runtime cannot run here (Core ML on Linux) overrides this with structural
+        checks and says so in the Verification's ``reference`` and ``criterion``.
+        """
+        from ..verify import verify
+
+        runner = self.runner(artifact, threads=0)
+        try:
+            return verify(source, artifact, runner, cfg)
+        finally:
+            del runner
 
 
 # ---- registry ---------------------------------------------------------------------------
