@@ -13,12 +13,13 @@ from ._util import atomic_dir, atomic_write_text, safe_name
 from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact, load_artifact
 from .config import DeployConfig
 from .errors import EdgeshipError, InputError, UnsupportedError, UsageError
+from .isolate import in_child, run_isolated
 from .manifest import build_manifest, write_manifest
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, get_target
 from .verify import raise_if_failed
 
-__all__ = ["load", "convert", "plan", "deploy", "classify", "benchmark", "DeployResult", "Plan"]
+__all__ = ["load", "analyze", "convert", "plan", "deploy", "classify", "benchmark", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -31,6 +32,20 @@ def load(model: str = "efficientnet-lite0", **options: Any) -> Source:
     """Load a model source (built-in name, factory, or file) with the source options."""
     cfg = DeployConfig.build(model=model, **options)
     return load_source(cfg.model, **cfg.source_kwargs())
+
+
+def analyze(model: Any = "efficientnet-lite0", **options: Any) -> dict[str, Any]:
+    """Analyse a model before converting it: per-layer MACs/params/memory, lighter-layer advice, a
+    roofline estimate and a per-target compatibility preview (JSON-ready; schema in
+    :mod:`edgeship.analyze`). ``options`` are :class:`edgeship.analyze.config.AnalyzeConfig` fields."""
+    from .analyze import analyze as _analyze
+    from .analyze.config import AnalyzeConfig
+
+    cfg = AnalyzeConfig.build(**options)
+    src = cfg.source_kwargs()
+    shapes = src.pop("input_shapes")
+    return _analyze(model, cfg.targets, cfg.profile if cfg.roofline else False, input_shapes=shapes,
+                    top=cfg.top, source_options=src)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +164,14 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
+    if cfg.isolate and Path(cfg.model).exists() and not in_child():
+        # a model file is untrusted input for native parsers: do all the work in a limited child
+        progress(f"working on {cfg.model} in an isolated child process")
+        doc = run_isolated("edgeship.api:_deploy_child", {"options": cfg.model_dump(mode="json")},
+                           what=str(cfg.model))
+        manifest = doc["manifest"]
+        arts = tuple(load_artifact(out / a["path"]) for a in manifest["artifacts"])
+        return DeployResult(out=out, manifest_path=Path(doc["manifest_path"]), manifest=manifest, artifacts=arts)
     t0 = time.perf_counter()
     progress(f"loading {cfg.model}")
     source = load_source(cfg.model, **cfg.source_kwargs())
@@ -193,6 +216,17 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     )
     path = write_manifest(out, manifest)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def _deploy_child(options: dict[str, Any]) -> dict[str, Any]:
+    """deploy() inside the isolated child; the result crosses back as JSON."""
+    import sys
+
+    def progress(msg: str) -> None:
+        print(f"· {msg}", file=sys.stderr, flush=True)
+
+    res = deploy(config=DeployConfig.build(**options), progress=progress)
+    return {"manifest": res.manifest, "manifest_path": str(res.manifest_path)}
 
 
 def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: int = 3) -> dict[str, Any]:

@@ -102,6 +102,7 @@ class DeployConfig(SourceConfig, VerifyConfig, OnnxConfig):
     quantize: list[str] = Field(default_factory=list,
                                 description="also build these precisions where a target offers them: fp16, int8 (or none)")
     dry_run: bool = Field(False, description="print the resolved plan and missing extras, build nothing")
+    isolate: bool = Field(True, description="work on model files (not factories) in a child process with limits")
     benchmark: bool = Field(False, description="benchmark every artifact and the source in PyTorch eager after building "
                                                "(manifest stages.benchmark)")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")

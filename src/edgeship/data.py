@@ -6,6 +6,7 @@ Python classifier, verification and (later) the generated app code agree on one 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,28 @@ def augmented_crops(spec: Preprocess, n: int, seed: int) -> list[np.ndarray]:
             crop = crop[:, ::-1]
         out.append(preprocess_image(np.ascontiguousarray(crop), full))
     return out
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Arrays from a .npy or .npz file, never unpickling: object arrays are refused."""
+    from .errors import SecurityError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such data file: {p}", hint="give a .npy or .npz file, or an image folder")
+    with open(p, "rb") as fh:
+        head = fh.read(6)
+    try:
+        if head.startswith(b"\x93NUMPY"):
+            return {p.stem: np.load(p, allow_pickle=False)}
+        if head.startswith(b"PK\x03\x04"):
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            raise SecurityError(f"{p} holds Python objects (a pickle), not plain arrays",
+                                hint="save plain numeric arrays: np.save(path, array.astype(np.float32))") from None
+        raise FormatError(f"{p} is not a readable numpy file: {e}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise FormatError(f"{p} is not a readable numpy file: {e}") from None
+    raise FormatError(f"{p} is not a .npy or .npz file", hint="numpy files start with \\x93NUMPY (npy) or are zip (npz)")

@@ -30,7 +30,29 @@ if TYPE_CHECKING:
     from .config import DeployConfig
     from .sources import Source
 
-__all__ = ["FakeTarget", "FakeRunner"]
+__all__ = ["FakeTarget", "FakeRunner", "hang", "crash", "allocate", "echo"]
+
+
+# ---- misbehaving work for the isolation tests (run through edgeship.isolate) ------------
+
+def hang(seconds: float = 3600) -> None:
+    time.sleep(seconds)
+
+
+def crash(signal_name: str = "SIGSEGV") -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), getattr(signal, signal_name))
+
+
+def allocate(gb: float) -> int:
+    buf = bytearray(int(gb * (1 << 30)))
+    return len(buf)
+
+
+def echo(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
 
 
 class FakeRunner(Runner):

@@ -155,6 +155,18 @@ def _onnx_reference_runner(path: Path | None) -> Any:
     return _ONNX_RUNNERS[path]
 
 
+def clean_labels(labels: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Labels as single printable lines (labels.txt has one per line; generated code quotes them)."""
+    if labels is None:
+        return None
+    out = []
+    for lab in labels:
+        text = " ".join(str(lab).split())  # newlines, tabs, runs of spaces -> one space
+        text = "".join(ch for ch in text if ch.isprintable())
+        out.append(text[:256])
+    return tuple(out)
+
+
 def random_like(examples: Sequence[np.ndarray], seed: int) -> tuple[np.ndarray, ...]:
     """Seeded inputs shaped like ``examples``: floats around their scale, ints in their range."""
     rng = np.random.default_rng(1234 + seed)
@@ -374,7 +386,7 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
     )
     outputs = tuple(spec(n, tuple(t.shape), t.dtype) for n, t in zip(out_names, outs))
     return Source(name=name, kind=kind, origin=origin, digest=digest, inputs=inputs, outputs=outputs,
-                  preprocess=pre, labels=tm.labels, module=module, exported=exported,
+                  preprocess=pre, labels=clean_labels(tm.labels), module=module, exported=exported,
                   example_inputs=tuple(examples), sample_inputs=tm.sample_inputs, allow_pickle=allow_pickle)
 
 

@@ -91,7 +91,7 @@ class OnnxRunner(Runner):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # failures reach the user as typed errors carrying ORT's message
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as e:
@@ -113,7 +113,8 @@ class OnnxRunner(Runner):
             return list(self.session.run(self.output_names, feeds))
         except Exception as e:  # ORT's own errors carry no type worth keeping
             raise FormatError(f"ONNX Runtime failed to run {self.path.name}: {_first_line(e)}",
-                              hint="check the input shapes and dtypes against the model's inputs") from None
+                              hint="check the input shapes and dtypes; a corrupt model or one that needs more "
+                                   "memory than allowed fails here too") from None
 
 
 def artifact_from_onnx(path: Path) -> Artifact | None:

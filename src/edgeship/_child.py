@@ -1,0 +1,7 @@
+"""Entry point of the isolated child: ``python -m edgeship._child`` (see edgeship.isolate)."""
+
+import sys
+
+from edgeship.isolate import _child_main
+
+sys.exit(_child_main())

@@ -1,0 +1,184 @@
+"""Run work on untrusted files in a child process with limits, so a crash is an error, not the end.
+
+Model files are programs for native parsers. ``run_isolated("pkg.mod:function", kwargs)`` runs
+the function in a fresh ``python -m edgeship._child`` with
+
+* an address-space limit (``RLIMIT_AS``): an absurd allocation fails instead of eating the machine;
+* a CPU-time limit (``RLIMIT_CPU``) and a wall-clock timeout (the child is killed);
+* a file-size limit (``RLIMIT_FSIZE``): no single written file grows past it;
+* no inherited file descriptors, stdin closed, stdout reserved for the one JSON result.
+
+Arguments and results cross the boundary as JSON, never pickle: a compromised child cannot send
+code back. An :class:`~edgeship.errors.EdgeshipError` raised in the child is raised again in the
+parent with its type and message; a crash (signal), a limit or a timeout becomes a typed error
+naming what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from . import errors
+from .errors import EdgeshipError, FormatError, InputError
+
+__all__ = ["Limits", "run_isolated", "in_child", "ResourceLimitError", "IsolatedInternalError"]
+
+ENV_FLAG = "EDGESHIP_ISOLATED"
+RESULT_MARK = "\x1eEDGESHIP-RESULT\x1e"
+
+
+class ResourceLimitError(InputError):
+    """Work on a model hit a memory, CPU-time, file-size or wall-clock limit."""
+
+
+class IsolatedInternalError(EdgeshipError):
+    """An unexpected exception inside the isolated child: a bug, reported without killing the CLI."""
+
+    exit_code = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    memory_gb: float = 12.0  # address space; torch alone maps ~2-3 GB of virtual memory
+    cpu_seconds: int = 1800
+    wall_seconds: float = 1800.0
+    file_size_gb: float = 4.0
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        def f(name: str, default: float) -> float:
+            v = os.environ.get(name)
+            return float(v) if v else default
+
+        d = cls()
+        return cls(memory_gb=f("EDGESHIP_MAX_MEMORY_GB", d.memory_gb), cpu_seconds=int(f("EDGESHIP_MAX_CPU_S", d.cpu_seconds)),
+                   wall_seconds=f("EDGESHIP_MAX_WALL_S", d.wall_seconds), file_size_gb=f("EDGESHIP_MAX_FILE_GB", d.file_size_gb))
+
+
+def in_child() -> bool:
+    """True inside an isolated child (work there must not isolate again)."""
+    return os.environ.get(ENV_FLAG) == "1"
+
+
+def _apply_limits(limits: Limits) -> None:  # runs in the child between fork and exec
+    gb = 1 << 30
+    resource.setrlimit(resource.RLIMIT_AS, (int(limits.memory_gb * gb),) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (int(limits.cpu_seconds), int(limits.cpu_seconds) + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits.file_size_gb * gb),) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.setsid()  # own process group: a timeout kills everything it started
+
+
+def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Limits | None = None,
+                 what: str = "the model") -> Any:
+    """Call ``func`` ("module:function") with JSON ``kwargs`` in a limited child; return its JSON result."""
+    limits = limits or Limits.from_env()
+    spec = json.dumps({"func": func, "kwargs": kwargs or {}})
+    env = dict(os.environ, **{ENV_FLAG: "1"})
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeship._child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=None, env=env, close_fds=True, preexec_fn=lambda: _apply_limits(limits), text=True,
+    )
+    try:
+        out, _ = proc.communicate(spec, timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        raise ResourceLimitError(f"working on {what} took longer than {limits.wall_seconds:g} s and was stopped",
+                                 hint="raise EDGESHIP_MAX_WALL_S if the model is just big") from None
+    except KeyboardInterrupt:
+        _kill_group(proc)
+        raise
+    elapsed = time.monotonic() - t0
+    result = _parse_result(out)
+    if result is not None:
+        if result.get("ok"):
+            return result.get("result")
+        raise _rebuild_error(result.get("error") or {})
+    rc = proc.returncode
+    if rc is not None and rc < 0:
+        sig = signal.Signals(-rc)
+        if sig == signal.SIGXCPU:
+            raise ResourceLimitError(f"working on {what} used more than {limits.cpu_seconds} s of CPU time",
+                                     hint="raise EDGESHIP_MAX_CPU_S if the model is just big")
+        if sig == signal.SIGXFSZ:
+            raise ResourceLimitError(f"working on {what} tried to write a file larger than {limits.file_size_gb:g} GB",
+                                     hint="raise EDGESHIP_MAX_FILE_GB if the model is just big")
+        if sig == signal.SIGKILL:
+            raise ResourceLimitError(f"working on {what} was killed (out of memory?) after {elapsed:.1f} s",
+                                     hint="the machine ran out of memory, or a limit killed it")
+        raise FormatError(f"{what} crashed the native parser/runtime ({sig.name}); edgeship stopped safely",
+                          hint="the file is corrupt or crafted; do not load it in other tools either",
+                          signal=sig.name)
+    raise FormatError(f"working on {what} failed in the isolated child (exit code {rc}) without a result",
+                      hint="see the messages above; if it looks like a bug in edgeship, please report it")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _parse_result(out: str | None) -> dict[str, Any] | None:
+    if not out or RESULT_MARK not in out:
+        return None
+    try:
+        doc = json.loads(out.rsplit(RESULT_MARK, 1)[1])
+    except json.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _rebuild_error(d: dict[str, Any]) -> EdgeshipError:
+    name = str(d.get("type", ""))
+    cls = {"ResourceLimitError": ResourceLimitError, "IsolatedInternalError": IsolatedInternalError}.get(name)
+    cls = cls or getattr(errors, name, None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, EdgeshipError)):
+        cls = IsolatedInternalError
+    e = cls(str(d.get("message", "the isolated child failed")), hint=d.get("hint"), **(d.get("details") or {}))
+    return e
+
+
+def _child_main() -> int:
+    import importlib
+
+    spec = json.loads(sys.stdin.read())
+    # stdout belongs to the result: route everything else (converter prints, native logs) to stderr
+    real = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        mod, _, fn = spec["func"].partition(":")
+        if not mod.startswith("edgeship."):
+            raise errors.UsageError(f"refusing to run {spec['func']!r} in the isolated child")
+        result = getattr(importlib.import_module(mod), fn)(**spec["kwargs"])
+        doc: dict[str, Any] = {"ok": True, "result": result}
+    except EdgeshipError as e:
+        doc = {"ok": False, "error": e.to_dict()}
+    except MemoryError:
+        e2 = ResourceLimitError("the model needed more memory than the isolation limit allows",
+                                hint="raise EDGESHIP_MAX_MEMORY_GB if the model is just big")
+        doc = {"ok": False, "error": e2.to_dict()}
+    except Exception as e3:  # a bug in edgeship (or an untyped library error): report it as one
+        import traceback
+
+        traceback.print_exc()
+        doc = {"ok": False, "error": {"type": "IsolatedInternalError",
+                                      "message": f"internal error in the isolated child: {type(e3).__name__}: "
+                                                 f"{str(e3).splitlines()[0][:300] if str(e3) else ''}",
+                                      "hint": "this is a bug in edgeship; please report it with the traceback above"}}
+    real.write(RESULT_MARK + json.dumps(doc, default=str))
+    real.flush()
+    return 0
+
