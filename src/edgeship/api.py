@@ -12,7 +12,7 @@ from typing import Any
 from ._util import atomic_dir, atomic_write_text, safe_name
 from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact, load_artifact
 from .config import DeployConfig
-from .errors import EdgeshipError, InputError, UnsupportedError, UsageError
+from .errors import EdgeshipError, InputError, MissingExtraError, UnsupportedError, UsageError, ValidationError
 from .isolate import in_child, run_isolated
 from .manifest import build_manifest, write_manifest
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
@@ -178,19 +178,31 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     timings["load"] = time.perf_counter() - t0
     artifacts: list[Artifact] = []
     fp32_of: dict[str, Artifact] = {}
+    failed: list[dict[str, Any]] = []
     for step in p.steps:
         t1 = time.perf_counter()
         target, precision = step["target"], step["precision"]
         folder = out / safe_name(f"{target}-{precision}")
-        art = convert(source, target, folder, cfg, progress=progress, precision=precision,
-                      parent=fp32_of.get(target))
+        try:
+            art = convert(source, target, folder, cfg, progress=progress, precision=precision,
+                          parent=fp32_of.get(target))
+        except (ValidationError, UnsupportedError) as e:
+            # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
+            # and not written; the other artifacts are still built. fp32 failures stop the run.
+            if precision == "fp32" or isinstance(e, MissingExtraError):
+                raise
+            failed.append({"target": target, "precision": precision, "error": type(e).__name__,
+                           "message": e.message, "hint": e.hint})
+            progress(f"{target} {precision}: not written ({e.message})")
+            continue
         if precision == "fp32":
             fp32_of[target] = art
         artifacts.append(art)
         timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
                                           "skipped": list(p.skipped),
-                                          "verified": all(a.verification and a.verification.passed for a in artifacts)}}
+                                          "verified": all(a.verification and a.verification.passed for a in artifacts)
+                                          and not failed, "failed": failed}}
     if source.preprocess is not None and source.labels and len(source.inputs) == 1:
         progress("classifying the sample photos")
         stages["predictions"] = _sample_predictions(source, artifacts)
@@ -215,6 +227,13 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
         timings=timings,
     )
     path = write_manifest(out, manifest)
+    if failed:
+        which = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed)
+        kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else UnsupportedError
+        raise kind(f"{len(failed)} artifact(s) not written: {which}",
+                   hint=f"the other {len(artifacts)} artifact(s) were verified and written to {out} "
+                        f"(manifest.json, stages.convert.failed); lower --min-cosine/--min-top1 only if this loss is acceptable",
+                   failed=failed, manifest_path=str(path))
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
 
 
@@ -266,12 +285,27 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
 
 
 def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int = 3, threshold: float = 0.1,
-             threads: int = 1) -> list[list[tuple[str, float]]]:
-    """Top-k (label, confidence) for each image, using the artifact's own preprocessing."""
-    from .runtime import Classifier
+             threads: int = 1, isolate: bool = False) -> list[list[tuple[str, float]]]:
+    """Top-k (label, confidence) for each image, using the artifact's own preprocessing.
 
+    With ``isolate`` (what the CLI does), the artifact is loaded and run in a limited child
+    process, so a crafted model file cannot crash or exhaust the caller; images must then be paths.
+    """
+    from .runtime import Classifier, Prediction
+
+    if isolate and not in_child():
+        if isinstance(artifact, Artifact):
+            artifact = artifact.root
+        doc = run_isolated("edgeship.api:_classify_child",
+                           {"artifact": str(artifact), "images": [str(i) for i in images], "top_k": top_k,
+                            "threshold": threshold, "threads": threads}, what=str(artifact))
+        return [[Prediction(p[0], p[1]) for p in row] for row in doc]
     clf = Classifier(artifact, threads=threads)
     return [clf.classify(img, top_k=top_k, threshold=threshold) for img in images]
+
+
+def _classify_child(artifact: str, images: list[str], top_k: int, threshold: float, threads: int) -> list:
+    return [[list(p) for p in row] for row in classify(artifact, images, top_k, threshold, threads)]
 
 
 def targets_info() -> list[dict[str, Any]]:

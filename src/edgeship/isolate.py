@@ -68,25 +68,26 @@ def in_child() -> bool:
     return os.environ.get(ENV_FLAG) == "1"
 
 
-def _apply_limits(limits: Limits) -> None:  # runs in the child between fork and exec
+def _apply_limits(limits: Limits) -> None:
+    """Runs first thing in the child, before it reads any model (no preexec_fn: that is unsafe in a
+    multithreaded parent)."""
     gb = 1 << 30
     resource.setrlimit(resource.RLIMIT_AS, (int(limits.memory_gb * gb),) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (int(limits.cpu_seconds), int(limits.cpu_seconds) + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits.file_size_gb * gb),) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.setsid()  # own process group: a timeout kills everything it started
 
 
 def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Limits | None = None,
                  what: str = "the model") -> Any:
     """Call ``func`` ("module:function") with JSON ``kwargs`` in a limited child; return its JSON result."""
     limits = limits or Limits.from_env()
-    spec = json.dumps({"func": func, "kwargs": kwargs or {}})
+    spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits)})
     env = dict(os.environ, **{ENV_FLAG: "1"})
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeship._child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=None, env=env, close_fds=True, preexec_fn=lambda: _apply_limits(limits), text=True,
+        stderr=None, env=env, close_fds=True, start_new_session=True, text=True,  # own group: killable as one
     )
     try:
         out, _ = proc.communicate(spec, timeout=limits.wall_seconds)
@@ -154,6 +155,7 @@ def _child_main() -> int:
     import importlib
 
     spec = json.loads(sys.stdin.read())
+    _apply_limits(Limits(**spec.get("limits", {})))
     # stdout belongs to the result: route everything else (converter prints, native logs) to stderr
     real = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)

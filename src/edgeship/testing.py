@@ -30,13 +30,19 @@ if TYPE_CHECKING:
     from .config import DeployConfig
     from .sources import Source
 
-__all__ = ["FakeTarget", "FakeRunner", "hang", "crash", "allocate", "echo"]
+__all__ = ["FakeTarget", "FakeRunner", "hang", "spin", "crash", "allocate", "echo"]
 
 
 # ---- misbehaving work for the isolation tests (run through edgeship.isolate) ------------
 
 def hang(seconds: float = 3600) -> None:
     time.sleep(seconds)
+
+
+def spin(seconds: float = 3600) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
 
 
 def crash(signal_name: str = "SIGSEGV") -> None:

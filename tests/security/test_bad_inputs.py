@@ -298,7 +298,7 @@ def test_memory_limit():
 
 def test_cpu_limit():
     with pytest.raises(ResourceLimitError, match="CPU"):
-        run_isolated("edgeship.testing:hang", {"seconds": 0}, limits=Limits(cpu_seconds=0, wall_seconds=20))
+        run_isolated("edgeship.testing:spin", {"seconds": 30}, limits=Limits(cpu_seconds=1, wall_seconds=30))
 
 
 def test_only_edgeship_code_runs_in_the_child():
