@@ -53,6 +53,43 @@ def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]
     return ins, outs
 
 
+SCOPE_KEYS = ("pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
+
+
+def _node_scopes(model: Any) -> dict[str, list[tuple[str, str]]]:
+    """node name -> the exporter's source-module metadata (onnxslim drops node metadata)."""
+    return {n.name: [(p.key, p.value) for p in n.metadata_props if p.key in SCOPE_KEYS]
+            for n in model.graph.node if n.name}
+
+
+def _restore_scopes(model: Any, scopes: dict[str, list[tuple[str, str]]]) -> None:
+    """Put back only the module path and class hierarchy (no stack traces: they leak local paths)."""
+    for n in model.graph.node:
+        keep = scopes.get(n.name)
+        if not keep:
+            continue
+        have = {p.key for p in n.metadata_props}
+        for k, v in keep:
+            if k not in have:
+                p = n.metadata_props.add()
+                p.key, p.value = k, v
+
+
+def module_path(node: Any) -> str | None:
+    """The source module path of an exported ONNX node ('features.3'), when the exporter recorded it."""
+    import ast
+
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                parts = [s for s in ast.literal_eval(p.value) if s]
+            except (ValueError, SyntaxError):
+                return None
+            # cumulative scopes: ['', 'features', 'features.1', 'conv2d']: the deepest module, then the op
+            return parts[-2] if len(parts) >= 2 else None
+    return None
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e)
     for marker in ("<class '", "Exception summary"):
@@ -174,6 +211,7 @@ class OnnxTarget(Target):
         else:
             model = self._export(source, cfg)
             stage = "onnx.export"
+        scopes = _node_scopes(model)
         if cfg.slim:
             try:
                 import onnxslim
@@ -182,6 +220,7 @@ class OnnxTarget(Target):
                     model = onnxslim.slim(model)
             except Exception as e:  # slimming is an optimisation: keep the exported graph
                 notes.append(f"onnxslim failed and was skipped: {_first_line(e)}")
+        _restore_scopes(model, scopes)
         inputs, outputs = io_specs(model)
         pre = source.preprocess
         inputs = tuple(
