@@ -1,0 +1,484 @@
+"""Compatibility preview per target, before any conversion.
+
+For each target: which op types the model uses and whether the target takes them, the share of
+MACs that would run on the target's fast (optimised or delegated) kernels, and every op it cannot
+take, named with node and module path and a hint. The real tools are used where cheap:
+
+=============  ==========================================================================
+target         checked with
+=============  ==========================================================================
+onnx           torch sources: the ONNX export itself (torch.onnx, dynamo); then ONNX Runtime's
+               CPU provider loading the graph (``InferenceSession``)
+ort            ONNX Runtime's mobile usability checker (NNAPI / CoreML EP partitioning,
+               ``onnxruntime.tools.mobile_helpers.usability_checker``) on the ONNX graph
+openvino       ``openvino.Core().read_model`` + ``query_model(model, "CPU")`` on the ONNX graph
+               (or the .tflite file, which OpenVINO reads directly)
+executorch     torch sources: ``to_edge`` + ``XnnpackPartitioner().partition`` (tags, no lowering)
+tflite         .tflite files: the LiteRT interpreter with its default XNNPACK delegate; other
+               sources: the documented op list in :mod:`edgeship.analyze.optables`
+coreml         torch sources: coremltools' torch op registry, read from its installed sources
+               without importing coremltools (a 7 s import); the Neural Engine share is an
+               estimate from a documented list (placement is decided on Apple hardware)
+=============  ==========================================================================
+
+``status`` is one of ``ready`` (every op supported, ≥ 99% of MACs on fast kernels), ``partial``
+(every op supported, some MACs off the fast path), ``unsupported`` (some op cannot be taken),
+``not_applicable`` (the target does not convert from this kind of model), ``unavailable`` (its SDK
+is not installed) or ``error`` (the tool itself failed; the message says how).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib.util
+import io
+import logging
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .graph import Graph, Layer
+from .optables import COREML_ANE_FRIENDLY, SHAPE_ONLY, TFLITE_CONVERTIBLE, TFLITE_XNNPACK, TFLITE_XNNPACK_BUILTINS
+
+__all__ = ["PREVIEW_TARGETS", "preview", "coreml_torch_ops"]
+
+PREVIEW_TARGETS = ("onnx", "ort", "openvino", "executorch", "tflite", "coreml")
+
+
+@contextlib.contextmanager
+def _quiet():
+    buf = io.StringIO()
+    lg = logging.getLogger()
+    old = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        lg.setLevel(old)
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    text = str(e).strip()
+    return (text.splitlines() or [type(e).__name__])[0][:limit]
+
+
+def _visible(layer: Layer) -> bool:
+    return layer.note != "hidden"
+
+
+def _result(target: str, checked_with: str, **kw: Any) -> dict[str, Any]:
+    out = {"target": target, "status": "ready", "checked_with": checked_with, "ops": [],
+           "macs_share_fast": None, "fast_kernels": None, "unsupported": [], "off_fast_path": [], "notes": []}
+    out.update(kw)
+    return out
+
+
+def _finish(res: dict[str, Any], graph: Graph, supported: dict[str, bool], fast_nodes: set[str] | None,
+            unsupported: list[dict[str, Any]], fast_types: set[str] | None = None, limit: int = 25) -> dict[str, Any]:
+    """Fill ops, shares and status from per-type support and the set of nodes on fast kernels."""
+    counts: Counter[str] = Counter()
+    macs_by_type: Counter[str] = Counter()
+    for layer in graph.layers:
+        if _visible(layer):
+            counts[layer.type] += 1
+            macs_by_type[layer.type] += layer.macs
+    total = sum(macs_by_type.values())
+
+    def is_fast(layer: Layer) -> bool:
+        if fast_nodes is not None:
+            return layer.name in fast_nodes
+        return fast_types is not None and (layer.type in fast_types or layer.type in SHAPE_ONLY)
+
+    fast_macs = sum(layer.macs for layer in graph.layers if is_fast(layer))
+    res["ops"] = [{"type": t, "count": counts[t], "macs": macs_by_type[t], "supported": supported.get(t, True),
+                   **({"fast": any(is_fast(lay) for lay in graph.layers if lay.type == t)}
+                      if (fast_nodes is not None or fast_types is not None) else {})}
+                  for t in sorted(counts, key=lambda t: (-macs_by_type[t], t))]
+    if fast_nodes is not None or fast_types is not None:
+        res["macs_share_fast"] = round(fast_macs / total, 4) if total else 1.0
+        off = [lay for lay in graph.layers if _visible(lay) and not is_fast(lay) and lay.type not in SHAPE_ONLY
+               and not lay.alias]
+        off.sort(key=lambda lay: -lay.macs)
+        res["off_fast_path"] = [{"op": lay.op, "type": lay.type, "node": lay.name, "module": lay.module,
+                                 "macs": lay.macs} for lay in off[:limit]]
+        if len(off) > limit:
+            res["notes"].append(f"{len(off) - limit} more layers off the fast path not listed")
+    res["unsupported"] = unsupported
+    if unsupported:
+        res["status"] = "unsupported"
+    elif res["macs_share_fast"] is not None and res["macs_share_fast"] < 0.99:
+        res["status"] = "partial"
+    return res
+
+
+def _entry(layer: Layer, hint: str) -> dict[str, Any]:
+    return {"op": layer.op, "type": layer.type, "node": layer.name, "module": layer.module, "hint": hint}
+
+
+# ---- onnx: ONNX Runtime CPU -------------------------------------------------------------
+
+_ORT_NOIMPL = re.compile(r"Could not find an implementation for (\w+)\(\d+\) node with name '([^']*)'")
+
+
+def _ort_cpu(model_bytes: bytes) -> str | None:
+    """None if ORT's CPU provider loads the graph, else its error."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+        return None
+    except Exception as e:  # noqa: BLE001 - the message is the finding
+        return str(e)
+
+
+def _preview_onnx(ctx: dict[str, Any]) -> dict[str, Any]:
+    kind = ctx["kind"]
+    if kind == "tflite":
+        return _result("onnx", "-", status="not_applicable",
+                       notes=["edgeship does not convert from .tflite; analyze the torch or ONNX source instead"])
+    og: Graph | None = ctx.get("onnx_graph")
+    if og is None:
+        err = ctx.get("onnx_export_error", "no ONNX graph")
+        res = _result("onnx", "torch.onnx.export (dynamo)", status="unsupported")
+        res["unsupported"] = [{"op": None, "type": None, "node": None, "module": None,
+                               "hint": f"torch.onnx cannot export the model: {err}"}]
+        _name_failing_op(res, err, ctx.get("graph"))
+        return res
+    checked = ("torch.onnx.export (dynamo) + onnxslim, then onnxruntime InferenceSession (CPU)"
+               if kind in ("torch", "pt2") else "onnxruntime InferenceSession (CPU)")
+    res = _result("onnx", checked, fast_kernels="ONNX Runtime CPU provider (MLAS)")
+    err = _ort_cpu(ctx["onnx_bytes"])
+    unsupported: list[dict[str, Any]] = []
+    supported: dict[str, bool] = {}
+    if err:
+        by_name = {lay.name: lay for lay in og.layers}
+        for op, node in _ORT_NOIMPL.findall(err):
+            lay = by_name.get(node)
+            supported[op] = False
+            unsupported.append(_entry(lay, f"ONNX Runtime has no CPU kernel for {op} with these types; change "
+                                           "the dtype or replace the op") if lay else
+                               {"op": op, "type": op, "node": node, "module": None, "hint": "no CPU kernel"})
+        if not unsupported:
+            res["status"] = "error"
+            res["notes"].append(f"ONNX Runtime cannot load the graph: {err.splitlines()[0][:300]}")
+            unsupported = []
+            for lay in og.layers:  # custom domains are the usual cause
+                if ":" in lay.op:
+                    supported[lay.type] = False
+                    unsupported.append(_entry(lay, f"op from custom domain {lay.op.split(':')[0]!r}: ONNX Runtime "
+                                                   "needs a custom-op library for it"))
+    fast = {lay.name for lay in og.layers if supported.get(lay.type, True)}
+    return _finish(res, og, supported, fast, unsupported)
+
+
+def _name_failing_op(res: dict[str, Any], err: str, graph: Graph | None) -> None:
+    """Point an exporter error at the graph node it names, when it names one."""
+    if graph is None:
+        return
+    for lay in graph.layers:
+        short = lay.op.split(".")[1] if lay.op.startswith("aten.") else lay.op
+        if re.search(rf"\b{re.escape(short)}\b", err) and lay.type not in SHAPE_ONLY:
+            res["unsupported"][0].update({"op": lay.op, "type": lay.type, "node": lay.name, "module": lay.module})
+            return
+
+
+# ---- ort: the mobile usability checker ---------------------------------------------------
+
+def _preview_ort(ctx: dict[str, Any]) -> dict[str, Any]:
+    if ctx["kind"] == "tflite":
+        return _result("ort", "-", status="not_applicable", notes=["ORT format is built from ONNX, not from .tflite"])
+    og: Graph | None = ctx.get("onnx_graph")
+    if og is None:
+        res = _preview_onnx(ctx)
+        res["target"] = "ort"
+        res["notes"].append("the ORT format is built from the ONNX export, which fails")
+        return res
+    from onnxruntime.tools.mobile_helpers import usability_checker as uc
+
+    res = _result("ort", "onnxruntime.tools.mobile_helpers.usability_checker (NNAPI and CoreML EP partitions) "
+                         "+ onnxruntime InferenceSession (CPU)",
+                  fast_kernels="ORT CPU provider (all ops); NNAPI / CoreML EP delegation shown under 'delegation'")
+    base = _preview_onnx(ctx)  # the CPU provider decides whether the model runs at all
+    model = ctx["onnx_model_fixed"]
+    delegation: dict[str, Any] = {}
+    by_name = {lay.name: lay for lay in og.layers}
+    total = sum(lay.macs for lay in og.layers) or 1
+    for ep, fn in (("nnapi", lambda m: uc.check_nnapi_partitions(m, True)),
+                   ("coreml_mlprogram", lambda m: uc.check_coreml_partitions(m, True, "coreml_supported_mlprogram_ops.md"))):
+        try:
+            with _quiet():
+                info = fn(model)
+        except Exception as e:  # noqa: BLE001
+            delegation[ep] = {"error": _first_line(e)}
+            continue
+        nodes = {n.name for grp in info.supported_groups for n in grp}
+        not_taken = [lay for lay in og.layers if lay.name not in nodes and _visible(lay)]
+        delegation[ep] = {
+            "partitions": int(info.num_partitions),
+            "nodes_supported": int(info.num_supported_nodes), "nodes": int(info.num_nodes),
+            "macs_share": round(sum(by_name[n].macs for n in nodes if n in by_name) / total, 4),
+            "suitability": info.suitability().name,
+            "ops_not_taken": sorted(o.split(":")[-1] for o in info.unsupported_ops),
+            "nodes_not_taken": [{"op": lay.op, "node": lay.name, "module": lay.module} for lay in not_taken[:10]],
+        }
+    res.update({k: base[k] for k in ("ops", "macs_share_fast", "unsupported", "off_fast_path", "status")})
+    res["notes"] = base["notes"] + [
+        "the .ort format runs on the CPU provider everywhere; NNAPI (Android) and CoreML (iOS) take the listed "
+        "partitions, and many small partitions cost more in copies than they save",
+        "on x86 an .ort file runs ~3x slower than the .onnx (its layout optimisations are for ARM)"]
+    res["delegation"] = delegation
+    return res
+
+
+# ---- openvino ---------------------------------------------------------------------------
+
+_OV_UNSUPPORTED = re.compile(r"(?:not support|unsupported)[^:]*:\s*(.+)", re.IGNORECASE)
+
+
+def _preview_openvino(ctx: dict[str, Any]) -> dict[str, Any]:
+    if importlib.util.find_spec("openvino") is None:
+        return _result("openvino", "-", status="unavailable", notes=["pip install 'edgeship[openvino]'"])
+    kind = ctx["kind"]
+    if kind == "tflite":
+        path, g = ctx["path"], ctx["graph"]
+    else:
+        g = ctx.get("onnx_graph")
+        if g is None:
+            res = _preview_onnx(ctx)
+            res["target"] = "openvino"
+            res["notes"].append("checked through the ONNX export, which fails")
+            return res
+        path = ctx["onnx_file"]
+    import openvino as ov
+
+    how = "openvino Core().read_model + query_model(CPU)" + (" on the ONNX export" if kind in ("torch", "pt2") else "")
+    res = _result("openvino", how, fast_kernels="OpenVINO CPU plugin")
+    core = ov.Core()
+    try:
+        with _quiet():
+            model = core.read_model(str(path))
+    except Exception as e:  # noqa: BLE001 - the frontend names the ops it cannot convert
+        msg = str(e)
+        unsupported = []
+        supported: dict[str, bool] = {}
+        for lay in g.layers:
+            if re.search(rf"\b{re.escape(lay.op.split(':')[-1])}\b", msg) and lay.type not in SHAPE_ONLY \
+                    and not lay.name.startswith(lay.op.lower()):
+                supported[lay.type] = False
+                unsupported.append(_entry(lay, "OpenVINO's frontend cannot convert this op; replace it, or write an "
+                                               "OpenVINO extension for it"))
+        if not unsupported:
+            for lay in g.layers:
+                if re.search(rf"\b{re.escape(lay.op.split(':')[-1])}\b", msg) and lay.type not in SHAPE_ONLY:
+                    supported[lay.type] = False
+                    unsupported.append(_entry(lay, "OpenVINO's frontend cannot convert this op"))
+        lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+        said = next((ln for ln in lines if "support" in ln.lower()), lines[-1] if lines else type(e).__name__)
+        res["notes"].append(f"read_model failed: {said[:300]}")
+        if not unsupported:
+            res["status"] = "error"
+            return res
+        return _finish(res, g, supported, set(), unsupported)
+    with _quiet():
+        q = core.query_model(model, "CPU")
+    bad_prefixes: set[str] = set()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Parameter", "Result", "Constant"):
+            continue
+        if op.get_friendly_name() not in q:
+            bad_prefixes.add(op.get_friendly_name().split("/")[0])
+    unsupported = []
+    supported = {}
+    fast = set()
+    for lay in g.layers:
+        names = {lay.name, *lay.outputs}
+        if names & bad_prefixes:
+            supported[lay.type] = False
+            unsupported.append(_entry(lay, "the OpenVINO CPU plugin cannot run this op; replace it or run it "
+                                           "outside the model"))
+        else:
+            fast.add(lay.name)
+    if bad_prefixes and not unsupported:
+        res["notes"].append("ops the CPU plugin rejects: " + ", ".join(sorted(bad_prefixes))[:300])
+    return _finish(res, g, supported, fast, unsupported)
+
+
+# ---- executorch -------------------------------------------------------------------------
+
+def _preview_executorch(ctx: dict[str, Any]) -> dict[str, Any]:
+    if ctx["kind"] not in ("torch", "pt2"):
+        return _result("executorch", "-", status="not_applicable",
+                       notes=["ExecuTorch converts from torch programs only; analyze the torch source"])
+    if importlib.util.find_spec("executorch") is None:
+        return _result("executorch", "-", status="unavailable", notes=["pip install 'edgeship[executorch]'"])
+    ep = ctx["exported"]
+    res = _result("executorch", "executorch.exir.to_edge + XnnpackPartitioner().partition (tags only, no lowering)",
+                  fast_kernels="XNNPACK delegate")
+    try:
+        with _quiet():
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge
+
+            edge = to_edge(ep)
+            tagged = XnnpackPartitioner().partition(edge.exported_program()).tagged_exported_program
+    except Exception as e:  # noqa: BLE001 - the message is the finding
+        res["status"] = "unsupported"
+        res["unsupported"] = [{"op": None, "type": None, "node": None, "module": None,
+                               "hint": f"executorch to_edge fails: {type(e).__name__}: {_first_line(e)}"}]
+        _name_failing_op(res, str(e), ctx.get("graph"))
+        return res
+    from .torch_graph import graph_from_program
+
+    eg = graph_from_program(tagged)
+    delegated = {n.name for n in tagged.graph.nodes if "delegation_tag" in n.meta}
+    res["notes"].append("ops not delegated run on ExecuTorch's portable kernels (much slower) if it has one; "
+                        "an op with neither fails at load time")
+    return _finish(res, eg, {}, delegated, [])
+
+
+# ---- tflite -----------------------------------------------------------------------------
+
+def _tflite_delegated(data: dict[str, Any]) -> set[int] | None:
+    """Op indices inside the XNNPACK delegate's partitions, from its boundary tensors."""
+    dels = data.get("delegates") or []
+    if not dels or any("error" in d for d in dels):
+        return None
+    produced = {i for o in data["ops"] for i in o["outputs"]}
+    consts = {t["index"] for t in data["tensors"]} - produced - set(data["inputs"])
+    inside: set[int] = set()
+    for d in dels:
+        frontier = set(d["inputs"]) | consts
+        boundary_in = set(d["inputs"])
+        for o in data["ops"]:
+            if o["op"] not in TFLITE_XNNPACK_BUILTINS:
+                continue
+            if any(i in boundary_in for i in o["outputs"]):
+                continue
+            if all(i < 0 or i in frontier for i in o["inputs"]):
+                inside.add(o["index"])
+                frontier.update(o["outputs"])
+    return inside
+
+
+def _preview_tflite(ctx: dict[str, Any]) -> dict[str, Any]:
+    g: Graph = ctx["graph"]
+    if ctx["kind"] == "tflite":
+        data = ctx["tflite_data"]
+        res = _result("tflite", "LiteRT interpreter (ai_edge_litert) with its default XNNPACK delegate",
+                      fast_kernels="XNNPACK delegate")
+        inside = _tflite_delegated(data)
+        if inside is None:
+            res["notes"].append("the XNNPACK delegate was not applied; share from the documented op list")
+            return _finish(res, g, {}, None, [], fast_types=TFLITE_XNNPACK)
+        fast = {f"{o['op'].lower()}_{o['index']}" for o in data["ops"] if o["index"] in inside}
+        res["notes"].append("delegated nodes are inferred from the delegate's boundary tensors")
+        return _finish(res, g, {}, fast, [])
+    res = _result("tflite", "documented op list (edgeship.analyze.optables): TFLite builtins and the XNNPACK "
+                            "delegate's ops", fast_kernels="XNNPACK delegate")
+    unsupported = []
+    supported: dict[str, bool] = {}
+    for lay in g.layers:
+        if not _visible(lay) or lay.type in TFLITE_CONVERTIBLE:
+            continue
+        supported[lay.type] = False
+        unsupported.append(_entry(lay, f"no TFLite builtin for {lay.type}: litert-torch would fail or emit a "
+                                       "custom op the standard runtime lacks; rewrite it with supported ops"))
+    res["notes"].append("from documentation, not from running the converter; litert-torch may still decompose "
+                        "some ops into builtins")
+    return _finish(res, g, supported, None, unsupported, fast_types=TFLITE_XNNPACK)
+
+
+# ---- coreml -----------------------------------------------------------------------------
+
+_COREML_OPS: set[str] | None = None
+_SUFFIXES = {"default", "int", "tensor", "tensor_mode", "scalar", "tensor_scalar"}
+
+
+def coreml_torch_ops() -> set[str] | None:
+    """Names coremltools' torch frontend converts, read from its sources (no import), or None."""
+    global _COREML_OPS
+    if _COREML_OPS is not None:
+        return _COREML_OPS
+    spec = importlib.util.find_spec("coremltools")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0]) / "converters" / "mil" / "frontend" / "torch"
+    names: set[str] = set()
+    for f in ("ops.py", "quantization_ops.py", "dim_order_ops.py"):
+        p = root / f
+        if not p.is_file():
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for d in node.decorator_list:
+                fn = d.func if isinstance(d, ast.Call) else d
+                if getattr(fn, "id", getattr(fn, "attr", None)) != "register_torch_op":
+                    continue
+                names.add(node.name)
+                if isinstance(d, ast.Call):
+                    for kw in d.keywords:
+                        if kw.arg == "torch_alias" and isinstance(kw.value, (ast.List, ast.Tuple)):
+                            names.update(e.value for e in kw.value.elts if isinstance(e, ast.Constant))
+    _COREML_OPS = names or None
+    return _COREML_OPS
+
+
+def _coreml_key(op: str) -> str:
+    """coremltools' ``sanitize_op_kind`` + ``unify_inplace_and_functional`` on 'aten.add.Tensor'."""
+    parts = op.lower().split(".")
+    start = 1 if parts[0] in ("aten", "prim") and len(parts) > 1 else 0
+    stop = -1 if parts[-1] in _SUFFIXES and len(parts) - start > 1 else len(parts)
+    key = ".".join(parts[start:stop])
+    return key[:-1] if key.endswith("_") else key
+
+
+def _preview_coreml(ctx: dict[str, Any]) -> dict[str, Any]:
+    if ctx["kind"] not in ("torch", "pt2"):
+        return _result("coreml", "-", status="not_applicable",
+                       notes=["coremltools (6+) converts from PyTorch only; analyze the torch source"])
+    names = coreml_torch_ops()
+    if names is None:
+        return _result("coreml", "-", status="unavailable", notes=["pip install 'edgeship[coreml]'"])
+    from .torch_graph import graph_from_program
+
+    with _quiet():  # what coremltools is given: the ATen-dialect program (its docs: run_decompositions({}))
+        g = graph_from_program(ctx["exported"].run_decompositions({}))
+    res = _result("coreml", "coremltools torch op registry (read from its installed sources) on the "
+                            "run_decompositions({}) program; Neural Engine share from a documented list",
+                  fast_kernels="Apple Neural Engine (estimate)")
+    unsupported = []
+    supported: dict[str, bool] = {}
+    for lay in g.layers:
+        if not lay.op.startswith("aten.") or _coreml_key(lay.op) in names:
+            continue
+        supported[lay.type] = False
+        short = lay.op.split(".")[1]
+        unsupported.append(_entry(lay, f"coremltools has no converter for aten::{short}; rewrite it with "
+                                       "supported ops or register one with @register_torch_op"))
+    res["notes"].append("the Neural Engine / GPU / CPU placement is decided by Core ML on Apple hardware; "
+                        "the share is an estimate (fp16, documented op families)")
+    return _finish(res, g, supported, None, unsupported, fast_types=COREML_ANE_FRIENDLY)
+
+
+_PREVIEWS = {"onnx": _preview_onnx, "ort": _preview_ort, "openvino": _preview_openvino,
+             "executorch": _preview_executorch, "tflite": _preview_tflite, "coreml": _preview_coreml}
+
+
+def preview(targets: list[str], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Run the preview of each target on the analysis context; a failing tool is reported, not raised."""
+    out: dict[str, Any] = {}
+    for t in targets:
+        try:
+            out[t] = _PREVIEWS[t](ctx)
+        except Exception as e:  # noqa: BLE001 - one tool's failure must not hide the others
+            out[t] = _result(t, "-", status="error", notes=[f"the preview failed: {type(e).__name__}: {_first_line(e)}"])
+    return out

@@ -1,0 +1,27 @@
+"""The typed options of ``edgeship analyze`` (the CLI flags are generated from these fields)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ..config import SourceConfig, _split_commas
+from .compat import PREVIEW_TARGETS
+
+__all__ = ["AnalyzeConfig"]
+
+
+class AnalyzeConfig(SourceConfig):
+    targets: list[str] = Field(
+        default_factory=lambda: list(PREVIEW_TARGETS),
+        description=f"targets to preview, comma separated ({', '.join(PREVIEW_TARGETS)}; all; none)")
+    profile: str | None = Field(None, description="device profile for the roofline estimate: built-in name or "
+                                                  "JSON file (default host-1core)")
+    roofline: bool = Field(True, description="include the roofline estimate")
+    top: int = Field(10, ge=1, le=1000, description="how many layers to rank in the summary")
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets(cls, v: Any) -> Any:
+        return _split_commas(v)

@@ -1,0 +1,167 @@
+"""Roofline estimate of latency on a device profile — an estimate, never a measurement.
+
+Per layer: ``ops = 2·MACs`` (plus one op per output element for the other compute layers) and
+``bytes = activations read + weights read + activation written``; its time is
+``max(ops / peak, bytes / bandwidth)`` and it is compute-bound when the first term wins (its
+arithmetic intensity is above the profile's ridge point ``peak / bandwidth``). Views (reshape,
+dropout at inference) cost nothing. The model figure is the sum over layers, single stream.
+
+Assumptions, stated in the report: every tensor goes through DRAM (caches make small layers
+faster than this), kernels reach the peak (real kernels reach a fraction; depthwise convs much
+less), no fusion (a runtime fusing conv + activation saves that activation's traffic).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .graph import MAC_TYPES, Graph, Layer
+
+__all__ = ["layer_cost", "roofline", "measured_from_manifest", "find_manifest"]
+
+
+def layer_cost(g: Graph, layer: Layer, int8: bool = False) -> tuple[int, int]:
+    """(ops, bytes) of one layer; ``int8`` counts float tensors at one byte each."""
+    if layer.alias or layer.note == "hidden":
+        return 0, 0
+
+    def nbytes(name: str) -> int:
+        t = g.tensors.get(name)
+        if t is None:
+            return 0
+        return (t.elems or 0) if (int8 and t.dtype.startswith(("float", "bfloat"))) else t.nbytes
+
+    moved = sum(nbytes(n) for n in dict.fromkeys(layer.inputs + layer.weights + layer.outputs))
+    if layer.type in MAC_TYPES or layer.macs:
+        ops = 2 * layer.macs
+    else:
+        ops = sum((g.tensors[o].elems or 0) for o in layer.outputs if o in g.tensors)
+    return int(ops), int(moved)
+
+
+def roofline(g: Graph, profile: Any, precision: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(summary, per-layer [{bound, est_us}]) for ``precision`` ('fp32' or 'int8'); int8 total also given."""
+    peak = profile.peak_gops_int8 if precision == "int8" else profile.peak_gops_fp32
+    bw = profile.memory_bandwidth_gbs
+    per_layer = []
+    total = compute_s = memory_s = 0.0
+    n_compute = n_memory = 0
+    for layer in g.layers:
+        ops, moved = layer_cost(g, layer, int8=False)
+        tc, tm = ops / (peak * 1e9), moved / (bw * 1e9)
+        t = max(tc, tm)
+        bound = None
+        if ops or moved:
+            bound = "compute" if tc >= tm else "memory"
+            if bound == "compute":
+                n_compute += 1
+                compute_s += t
+            else:
+                n_memory += 1
+                memory_s += t
+        total += t
+        per_layer.append({"bound": bound, "est_us": round(t * 1e6, 3)})
+    int8_total = 0.0
+    if precision != "int8":
+        for layer in g.layers:
+            ops, moved = layer_cost(g, layer, int8=True)
+            int8_total += max(ops / (profile.peak_gops_int8 * 1e9), moved / (bw * 1e9))
+    summary = {
+        "estimate": True,
+        "label": "roofline estimate from the device profile's nominal peaks - not a measurement",
+        "profile": profile.model_dump(mode="json"),
+        "precision": precision,
+        "ridge_ops_per_byte": round(peak / bw, 2),
+        "total_ms": round(total * 1e3, 4),
+        "int8_total_ms": round(int8_total * 1e3, 4) if precision != "int8" else round(total * 1e3, 4),
+        "compute_bound": {"layers": n_compute, "ms": round(compute_s * 1e3, 4)},
+        "memory_bound": {"layers": n_memory, "ms": round(memory_s * 1e3, 4)},
+        "assumptions": [
+            "every tensor goes through DRAM (caches make small layers faster)",
+            "kernels reach the profile's peak (real ones reach a fraction; depthwise convs far less)",
+            "no operator fusion, one stream, batch as analysed",
+        ],
+    }
+    return summary, per_layer
+
+
+def find_manifest(path: Path | None) -> Path | None:
+    """manifest.json of the deploy folder holding ``path`` (the folder itself, or up to two levels up)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    for cand in [p, *list(p.parents)[:2]]:
+        m = cand / "manifest.json" if cand.is_dir() else None
+        if m is not None and m.is_file():
+            return m
+    return None
+
+
+_LATENCY_KEYS = ("median_ms", "p50_ms", "warm_median_ms", "latency_ms", "mean_ms", "warm_mean_ms")
+
+
+def _latency(rec: Any) -> float | None:
+    """A warm median (or mean) latency in ms from a benchmark record, whatever its exact layout."""
+    if not isinstance(rec, dict):
+        return None
+    for k in _LATENCY_KEYS:
+        v = rec.get(k)
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, dict):
+            for kk in ("median", "p50", "mean"):
+                if isinstance(v.get(kk), (int, float)):
+                    return float(v[kk])
+    for k in ("warm", "latency", "results", "summary"):
+        if isinstance(rec.get(k), dict):
+            got = _latency(rec[k])
+            if got is not None:
+                return got
+    return None
+
+
+def measured_from_manifest(manifest: dict[str, Any] | Path | None, artifact_id: str | None) -> dict[str, Any] | None:
+    """The benchmark measurement a deploy manifest holds for ``artifact_id`` (any if None), or None.
+
+    The benchmark stage's layout is owned by the benchmark harness; this reader is tolerant: it
+    takes ``stages.benchmark`` as a list of records or a mapping by artifact id, and reads a
+    median/mean latency in ms from the usual keys.
+    """
+    if manifest is None:
+        return None
+    if isinstance(manifest, Path):
+        try:
+            manifest = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return None
+    bench = (manifest.get("stages") or {}).get("benchmark") if isinstance(manifest, dict) else None
+    if not bench:
+        return None
+    records: list[tuple[str | None, Any]] = []
+    if isinstance(bench, dict):
+        inner = bench.get("results") or bench.get("artifacts") or bench.get("runs")
+        if isinstance(inner, list):
+            records = [(r.get("artifact") or r.get("id") or r.get("artifact_id") or r.get("path"), r)
+                       for r in inner if isinstance(r, dict)]
+        elif isinstance(inner, dict):
+            records = list(inner.items())
+        else:
+            records = [(k, v) for k, v in bench.items() if isinstance(v, dict)]
+    elif isinstance(bench, list):
+        records = [(r.get("artifact") or r.get("id") or r.get("artifact_id") or r.get("path"), r)
+                   for r in bench if isinstance(r, dict)]
+    for aid, rec in records:
+        if isinstance(rec, dict) and rec.get("role") == "baseline":
+            continue
+        if artifact_id is not None and aid is not None and str(aid) != artifact_id:
+            continue
+        ms = _latency(rec)
+        if ms is not None:
+            out = {"artifact": aid, "latency_ms": ms}
+            for k in ("threads", "profile", "device", "precision", "runtime"):
+                if k in rec:
+                    out[k] = rec[k]
+            return out
+    return None
