@@ -1,0 +1,613 @@
+"""The benchmark harness: every artifact x thread count in its own pinned child process.
+
+``run(paths, cfg)`` resolves artifacts (an out dir gives all of its artifacts and, as the default
+baseline, its source model in PyTorch eager), then runs ``cfg.rounds`` rounds; each round starts
+one fresh worker process per (artifact or baseline, thread count) and alternates their order, so
+slow drift of a shared machine lands on every candidate alike. A process that times out, dies
+on a signal or raises is recorded as ``incomplete`` with the reason, its later rounds are skipped,
+and its earlier samples are dropped: an incomplete candidate never yields figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._util import confined
+from ..artifact import ARTIFACT_JSON, Artifact, load_artifact
+from ..errors import EdgeshipError, InputError, UsageError
+from ..sources import BUILTIN_MODELS
+from .config import BenchConfig
+from .stats import MIN_RUNS_FOR_P99, latency_stats
+from .worker import PHASE_MARK
+
+__all__ = ["run", "run_worker", "WorkerOutcome"]
+
+SCHEMA = "edgeship.benchmark/1"
+Progress = Callable[[str], None]
+_SOURCE_OPTION_KEYS = ("input_shape", "input_dtype", "weights", "dynamic_batch")  # never allow_pickle
+_MODULE_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+# ---- one child process ------------------------------------------------------------------
+
+@dataclasses.dataclass
+class WorkerOutcome:
+    ok: bool
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    kind: str | None = None  # timeout | crash | error
+    phase: str | None = None
+    wall_s: float = 0.0
+
+
+def _last_phase(stderr: str) -> str | None:
+    phase = None
+    for line in stderr.splitlines():
+        if line.startswith(PHASE_MARK):
+            phase = line[len(PHASE_MARK):].strip()
+    return phase
+
+
+def _stderr_tail(stderr: str, lines: int = 3) -> str:
+    keep = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(PHASE_MARK)]
+    return " | ".join(keep[-lines:])[-600:]
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it started
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> WorkerOutcome:
+    """Run ``python -m edgeship.bench.worker`` on ``spec``; never raises for the child's failures."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)  # libraries that read it agree with the explicit count
+    spec = dict(spec)
+    spec.setdefault("sys_path", [p for p in sys.path if p and os.path.isdir(p)])
+    spec["spawned_at"] = time.monotonic()
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeship.bench.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                            text=True)
+    try:
+        out, err = proc.communicate(json.dumps(spec), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        phase = _last_phase(err)
+        return WorkerOutcome(False, reason=f"timeout: no result after {timeout:g} s (during {phase or 'start-up'}); "
+                                           "the process was killed", kind="timeout", phase=phase,
+                             wall_s=time.monotonic() - t0)
+    except BaseException:  # Ctrl-C: the worker runs in its own session and would not see it
+        _kill_group(proc)
+        proc.wait()
+        raise
+    wall = time.monotonic() - t0
+    phase = _last_phase(err)
+    doc = None
+    for line in reversed(out.strip().splitlines()):
+        try:
+            doc = json.loads(line)
+            break
+        except ValueError:
+            continue
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        tail = _stderr_tail(err)
+        return WorkerOutcome(False, reason=f"crashed: killed by {name} during {phase or 'start-up'}"
+                                           + (f" ({tail})" if tail else ""), kind="crash", phase=phase, wall_s=wall)
+    if isinstance(doc, dict) and doc.get("ok") is True and proc.returncode == 0:
+        return WorkerOutcome(True, result=doc, phase=phase, wall_s=wall)
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+        e = doc["error"]
+        msg = f"{e.get('type', 'Error')}: {e.get('message', '')}"
+        if e.get("hint"):
+            msg += f" ({e['hint']})"
+        return WorkerOutcome(False, reason=f"error during {phase or 'start-up'}: {msg}", kind="error",
+                             phase=phase, wall_s=wall)
+    tail = _stderr_tail(err)
+    return WorkerOutcome(False, reason=f"crashed: exit code {proc.returncode} during {phase or 'start-up'}"
+                                       + (f" ({tail})" if tail else "") + ", no result", kind="crash",
+                         phase=phase, wall_s=wall)
+
+
+# ---- what to benchmark ------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Item:
+    id: str
+    role: str  # artifact | baseline
+    artifact: Artifact | None = None
+    origin: str | None = None
+    source_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    baseline: str | None = None  # id of this artifact's baseline
+    problem: str | None = None  # known before running: reported incomplete
+
+
+def _unique(wanted: str, taken: set[str]) -> str:
+    name, i = wanted, 2
+    while name in taken:
+        name, i = f"{wanted}-{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def _baseline_item(origin: str, options: dict[str, Any], items: list[_Item], taken: set[str]) -> _Item:
+    for it in items:
+        if it.role == "baseline" and it.origin == origin and it.source_options == options:
+            return it
+    short = origin.rsplit(":", 1)[-1] if ":" in origin else Path(origin).stem or origin
+    it = _Item(id=_unique(f"torch:{short}", taken), role="baseline", origin=origin, source_options=options)
+    items.append(it)
+    return it
+
+
+def _check_explicit_baseline(spec: str) -> None:
+    from ..sources import BUILTIN_MODELS, sniff_format
+
+    if spec in BUILTIN_MODELS:
+        return
+    p = Path(spec)
+    if p.exists():
+        kind = sniff_format(p)
+        if kind in ("onnx", "tflite", "npy"):
+            raise UsageError(f"--baseline {spec} is a {kind} file; the baseline is the model in PyTorch eager",
+                             hint="give a built-in name, a factory pkg.mod:fn, a .pt2 program or a checkpoint")
+        return
+    if ":" not in spec:
+        raise InputError(f"--baseline {spec}: no such model file or factory",
+                         hint="give a built-in name, a factory pkg.mod:fn, a .pt2 program or a checkpoint")
+
+
+def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: list[str],
+             explicit_options: dict[str, Any]) -> list[_Item]:
+    if not paths:
+        raise UsageError("nothing to benchmark", hint="give artifact folders or an out dir written by edgeship deploy")
+    items: list[_Item] = []
+    taken: set[str] = set()
+    explicit = None
+    if cfg.baseline:
+        _check_explicit_baseline(cfg.baseline)
+        explicit = cfg.baseline
+
+    def add_artifact(art: Artifact | None, folder: Path, baseline: _Item | None, problem: str | None = None) -> None:
+        wanted = folder.name if folder.name not in taken else f"{folder.parent.name}/{folder.name}"
+        items.append(_Item(id=_unique(wanted, taken), role="artifact", artifact=art,
+                           baseline=baseline.id if baseline else None, problem=problem))
+
+    for p in paths:
+        if isinstance(p, Artifact):
+            add_artifact(p, p.root, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
+            continue
+        p = Path(p)
+        from ..manifest import MANIFEST
+
+        if p.is_dir() and (p / MANIFEST).is_file() and not (p / ARTIFACT_JSON).is_file():
+            try:
+                m = json.loads((p / MANIFEST).read_text())
+                records = list(m["artifacts"])
+                source = dict(m.get("source") or {})
+                config = dict(m.get("config") or {})
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise InputError(f"{p / MANIFEST} is not a readable edgeship manifest: {e}",
+                                 hint="re-run edgeship deploy, or give the artifact folders themselves") from None
+            base = None
+            if explicit:
+                base = _baseline_item(explicit, explicit_options, items, taken)
+            elif cfg.auto_baseline:
+                origin = str(source.get("origin") or "")
+                if source.get("kind") in ("torch", "pt2") and (_MODULE_FACTORY.match(origin) or origin in BUILTIN_MODELS):
+                    opts = {k: config[k] for k in _SOURCE_OPTION_KEYS if config.get(k) not in (None, [])}
+                    base = _baseline_item(origin, opts, items, taken)
+                elif origin:
+                    notes.append(f"{p}: the source {origin!r} ({source.get('kind')}) is not reloaded from a manifest "
+                                 "automatically (only built-in models and installed pkg.mod:fn factories are); "
+                                 "give --baseline to compare with it")
+            for rec in records:
+                folder = confined(p, str(rec.get("path") or rec.get("id") or ""), f"{p / MANIFEST}: an artifact path")
+                try:
+                    art = load_artifact(folder)
+                except EdgeshipError as e:
+                    add_artifact(None, folder, base, problem=f"cannot load the artifact: {e}")
+                    continue
+                add_artifact(art, folder, base)
+            if not records:
+                notes.append(f"{p}: the manifest lists no artifacts")
+            continue
+        art = load_artifact(p)  # a typed InputError/FormatError for a wrong path
+        add_artifact(art, art.root, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
+    # the baselines run after the artifacts in a round's first order
+    return [i for i in items if i.role == "artifact"] + [i for i in items if i.role == "baseline"]
+
+
+def _registrations(cfg: BenchConfig, notes: list[str]) -> dict[str, str]:
+    """Targets registered in this process (importable ones), then the explicit ones."""
+    from ..targets import _BUILTIN, _REGISTRY
+
+    out: dict[str, str] = {}
+    for name, ref in _REGISTRY.items():
+        if name in _BUILTIN and ref in (_BUILTIN[name],):
+            continue
+        if isinstance(ref, str):
+            out[name] = ref
+        else:
+            mod, qual = getattr(ref, "__module__", ""), getattr(ref, "__qualname__", "")
+            if name in _BUILTIN and f"{mod}:{qual}" == _BUILTIN[name]:
+                continue
+            if mod and mod != "__main__" and "<locals>" not in qual:
+                out[name] = f"{mod}:{qual}"
+            else:
+                notes.append(f"target {name!r} ({qual}) is registered here but cannot be imported by the benchmark "
+                             "processes; register it by module path (register_target=NAME=module:Class)")
+    out.update(cfg.registrations())
+    return out
+
+
+# ---- the run ----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Job:
+    item: _Item
+    threads: int
+    cpus: list[int]
+    rounds: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    failed: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.item.id} @{self.threads}t"
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: a busy machine explains a noisy figure."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _cpus_for(threads: int, cfg: BenchConfig, profile: Any, available: list[int]) -> list[int]:
+    if cfg.cpus is not None:
+        return list(cfg.cpus)
+    if profile is not None and profile.cores:
+        return list(profile.cores)
+    return available[:max(1, min(threads, len(available)))]
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Progress = _noop,
+        baseline_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Benchmark ``paths`` under ``cfg``; the JSON-ready report (schema in :mod:`edgeship.bench`)."""
+    from ..profiles import load_profile
+
+    notes: list[str] = []
+    load_start = _loadavg()
+    profile = load_profile(cfg.profile) if cfg.profile else None
+    power_profile = profile or load_profile("host-1core")
+    threads = list(dict.fromkeys(cfg.threads or ([profile.threads] if profile else [1])))
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    pinned_cpus = cfg.cpus if cfg.cpus is not None else (profile.cores if profile is not None else None)
+    if pinned_cpus:
+        bad = [c for c in pinned_cpus if c not in available]
+        if bad:
+            src = "--cpus" if cfg.cpus is not None else f"profile {profile.name!r} cores"
+            raise UsageError(f"{src}: CPU {', '.join(map(str, bad))} is not available to this process",
+                             hint=f"available CPUs: {', '.join(map(str, available))}")
+    items = _resolve(paths, cfg, notes, baseline_options or {})
+    register = _registrations(cfg, notes)
+    rounds = min(cfg.rounds, cfg.runs)
+    per_round = _split(cfg.runs, rounds)
+    tp_runs = max(3, min(20, cfg.runs // (rounds * 20)))
+
+    jobs: list[_Job] = []
+    for t in threads:
+        cpus = _cpus_for(t, cfg, profile, available)
+        if t > len(cpus):
+            notes.append(f"{t} threads on {len(cpus)} CPU(s) {cpus}: oversubscribed, expect slower figures")
+        for it in items:
+            jobs.append(_Job(it, t, cpus))
+    for j in jobs:
+        if j.item.problem:
+            j.failed = {"reason": j.item.problem, "kind": "error", "phase": None, "round": None}
+        elif j.item.artifact is not None:
+            try:
+                j.item.artifact.verify_files()
+            except EdgeshipError as e:
+                j.failed = {"reason": str(e), "kind": "error", "phase": None, "round": None}
+
+    peaks: dict[int, dict[str, Any]] = {}
+    if cfg.roofline:
+        from .peaks import machine_peaks
+
+        for t in threads:
+            peaks[t] = machine_peaks(t, _cpus_for(t, cfg, profile, available), cfg.timeout, progress)
+
+    for r in range(rounds):
+        order = jobs if r % 2 == 0 else jobs[::-1]
+        for j in order:
+            if j.failed:
+                continue
+            progress(f"round {r + 1}/{rounds}: {j.label}")
+            spec: dict[str, Any] = {
+                "kind": "artifact" if j.item.role == "artifact" else "source",
+                "threads": j.threads, "cpus": j.cpus, "warmup": cfg.warmup, "runs": per_round[r],
+                "fresh_input": cfg.fresh_input, "batch_sizes": cfg.batch_sizes, "throughput_runs": tp_runs,
+                "register": register, "seed": r,
+            }
+            if j.item.role == "artifact":
+                assert j.item.artifact is not None
+                spec["artifact"] = str(j.item.artifact.root)
+            else:
+                spec["origin"] = j.item.origin
+                spec["source_options"] = j.item.source_options
+            outcome = run_worker(spec, cfg.timeout, threads=j.threads)
+            if outcome.ok:
+                j.rounds.append(outcome.result or {})
+            else:
+                j.failed = {"reason": outcome.reason, "kind": outcome.kind, "phase": outcome.phase, "round": r + 1}
+                j.rounds.clear()
+                progress(f"{j.label}: incomplete — {outcome.reason}")
+
+    macs_cache: dict[str, tuple[int | None, str | None]] = {}
+    results: list[dict[str, Any]] = []
+    incomplete: list[dict[str, Any]] = []
+    for j in jobs:
+        if j.failed:
+            incomplete.append(_incomplete_record(j))
+        else:
+            results.append(_result_record(j, cfg, peaks.get(j.threads), power_profile, macs_cache))
+    _share_macs(results, jobs, peaks, macs_cache)
+    _add_ratios(results, jobs)
+    for res in results:
+        res.pop("_round_p50", None)
+    if cfg.runs < MIN_RUNS_FOR_P99:
+        notes.append(f"{cfg.runs} runs: the p99 is the slowest one or two calls; use --runs {MIN_RUNS_FOR_P99} or more "
+                     "for a stable p99")
+    load_end = _loadavg()
+    busy = max((x[0] for x in (load_start, load_end) if x), default=0.0)
+    if busy > len(available):
+        notes.append(f"the machine was busy (1-minute load average up to {busy:g} on {len(available)} CPUs): "
+                     "latencies include waiting for a CPU; trust the interleaved ratios and the CPU time per "
+                     "inference (energy.cpu_ms_per_inference) more than absolute milliseconds")
+    from .. import __version__
+    from .peaks import cpu_model
+
+    return {
+        "schema": SCHEMA,
+        "ok": True,
+        "edgeship_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "available_cpus": available,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "peaks": {str(t): p for t, p in peaks.items()},
+            "load_average": {"start": load_start, "end": load_end},
+        },
+        "settings": {
+            "threads": threads, "cpus": pinned_cpus, "runs": cfg.runs, "warmup": cfg.warmup, "rounds": rounds,
+            "fresh_input": cfg.fresh_input, "batch_sizes": cfg.batch_sizes, "throughput_runs_per_round": tp_runs,
+            "timeout_s": cfg.timeout, "profile": profile.model_dump(mode="json") if profile else None,
+            "power_profile": power_profile.name,
+        },
+        "results": results,
+        "incomplete": incomplete,
+        "notes": notes,
+    }
+
+
+# ---- records ----------------------------------------------------------------------------
+
+def _identity(j: _Job) -> dict[str, Any]:
+    it = j.item
+    out: dict[str, Any] = {"id": it.id, "role": it.role, "threads": j.threads, "cpus": j.cpus}
+    if it.artifact is not None:
+        a = it.artifact
+        out.update(name=a.name, path=str(a.root), target=a.target, format=a.format.value, precision=a.precision)
+    elif it.role == "baseline":
+        out.update(name=it.origin, path=None, target="torch-eager", format="torch", precision="fp32",
+                   origin=it.origin)
+    else:
+        out.update(name=it.id, path=None, target=None, format=None, precision=None)
+    return out
+
+
+def _incomplete_record(j: _Job) -> dict[str, Any]:
+    f = j.failed or {}
+    return {**_identity(j), "status": "incomplete", "reason": f.get("reason"), "kind": f.get("kind"),
+            "phase": f.get("phase"), "round": f.get("round")}
+
+
+def _median(xs: Sequence[float | None]) -> float | None:
+    vals = sorted(x for x in xs if x is not None)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+
+def _model_macs(art: Artifact) -> tuple[int | None, str | None]:
+    """MACs of an ONNX artifact from edgeship.analyze (another module owns the counter)."""
+    if art.format.value != "onnx":
+        return None, f"no MAC count for a {art.format.value} file (counted on ONNX graphs)"
+    try:
+        from ..analyze import model_macs
+    except (ImportError, AttributeError):
+        return None, "MAC count unavailable: edgeship.analyze.model_macs is not installed"
+    try:
+        macs = model_macs(art.model_path)
+    except Exception as e:  # the roofline is an extra: say why it is missing, keep the latency figures
+        return None, f"MAC count failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    if macs is None:
+        return None, "MAC count unavailable for this graph (edgeship.analyze could not count it)"
+    return int(macs), None
+
+
+def _compute(macs: int | None, note: str | None, p50_ms: float, precision: str,
+             peak: dict[str, Any] | None) -> dict[str, Any]:
+    kind = "int8" if any(k in (precision or "") for k in ("int8", "int4", "uint8")) else "fp32"
+    out: dict[str, Any] = {"macs": macs, "gops": None, "peak_kind": kind, "peak_gops": None, "percent_of_peak": None}
+    if macs is not None and p50_ms > 0:
+        out["gops"] = round(2.0 * macs / (p50_ms / 1e3) / 1e9, 2)
+    if peak and "error" not in peak:
+        out["peak_gops"] = peak.get(f"{kind}_gops")
+        if out["gops"] is not None and out["peak_gops"]:
+            out["percent_of_peak"] = round(100.0 * out["gops"] / out["peak_gops"], 2)
+    elif peak:
+        note = "; ".join(x for x in (note, peak["error"]) if x)
+    elif macs is not None:
+        note = "; ".join(x for x in (note, "peaks not measured (--no-roofline)") if x)
+    out["note"] = note
+    return out
+
+
+def _result_record(j: _Job, cfg: BenchConfig, peak: dict[str, Any] | None, power: Any,
+                   macs_cache: dict[str, tuple[int | None, str | None]]) -> dict[str, Any]:
+    rs = j.rounds
+    samples = [s for r in rs for s in r["warm"]["samples_ms"]]
+    lat = latency_stats(samples)
+    cold_keys = ("process_start", "runtime_import", "model_load", "first_inference", "total")
+    cold = {k: (round(v, 4) if (v := _median([r["cold"].get(k) for r in rs])) is not None else None) for k in cold_keys}
+    cold["processes"] = len(rs)
+    mem = {k: max((r["memory"].get(k) or 0 for r in rs), default=0) or None
+           for k in ("peak_rss_bytes", "rss_after_import_bytes", "rss_after_load_bytes", "peak_rss_throughput_bytes")}
+    throughput = []
+    for b in cfg.batch_sizes:
+        tps = [t for r in rs for t in r.get("throughput", []) if t["batch"] == b]
+        if tps:
+            st = latency_stats([s for t in tps for s in t["samples_ms"]])
+            throughput.append({"batch": b, "items_per_s": round(b / (st["p50"] / 1e3), 2) if st["p50"] else None,
+                               "latency_ms": st})
+    n = len(samples)
+    cpu_s = sum(r["warm"]["cpu_s"] for r in rs)
+    rapl = [r["warm"].get("rapl_uj") for r in rs]
+    cpu_ms = cpu_s / n * 1e3 if n else None
+    if all(x is not None for x in rapl) and rapl:
+        energy = {"estimate": True, "mj_per_inference": round(sum(rapl) / 1e3 / n, 4), "cpu_ms_per_inference": round(cpu_ms, 4),
+                  "method": "RAPL package energy over the timed calls / calls (the whole package: other load counts too)"}
+    else:
+        w = power.power_active_w / max(1, power.threads)
+        energy = {"estimate": True, "mj_per_inference": round(cpu_ms * w, 4) if cpu_ms is not None else None,
+                  "cpu_ms_per_inference": round(cpu_ms, 4) if cpu_ms is not None else None, "power_w_per_busy_cpu": round(w, 3),
+                  "method": f"estimate: process CPU time in the calls x {w:g} W per busy CPU, from device profile "
+                            f"{power.name!r} ({power.power_active_w:g} W for {power.threads} thread(s); "
+                            f"{power.source or 'nominal'}); RAPL is not readable here"}
+    rec = _identity(j)
+    art = j.item.artifact
+    if art is not None:
+        key = str(art.model_path)
+        if key not in macs_cache:
+            macs_cache[key] = _model_macs(art)
+        macs, note = macs_cache[key]
+        size = art.size_bytes
+    else:
+        macs, note = None, None
+        size = rs[0].get("size_bytes")
+    notes = sorted({n_ for r in rs for n_ in r.get("notes", [])})
+    rec.update(
+        status="ok",
+        runtime=rs[0].get("runtime"),
+        inputs=rs[0].get("inputs"),
+        latency_ms=lat,
+        fresh_input=cfg.fresh_input,
+        cold_start_s=cold,
+        memory=mem,
+        size_bytes=size,
+        throughput=throughput,
+        compute=_compute(macs, note, lat.get("p50", 0.0), rec.get("precision") or "fp32", peak),
+        energy=energy,
+        vs_baseline=None,
+        rounds=len(rs),
+        notes=notes,
+    )
+    if j.item.role == "baseline":
+        rec["source"] = rs[0].get("source")
+    rec["_round_p50"] = [latency_stats(r["warm"]["samples_ms"]).get("p50") for r in rs]
+    return rec
+
+
+def _share_macs(results: list[dict[str, Any]], jobs: list[_Job], peaks: dict[int, dict[str, Any]],
+                macs_cache: dict[str, tuple[int | None, str | None]]) -> None:
+    """The baseline and non-ONNX artifacts run the same network as an ONNX artifact made from the
+    same source (or from which they were made): use its MAC count, and say whose it is."""
+    by_digest: dict[str, tuple[int, str]] = {}
+    items = {j.item.id: j.item for j in jobs}
+    for j in jobs:
+        a = j.item.artifact
+        macs = macs_cache.get(str(a.model_path), (None, None))[0] if a is not None else None
+        if a is not None and macs is not None:
+            for d in (a.digest, a.provenance.parent_digest):
+                if d:
+                    by_digest.setdefault(d, (macs, j.item.id))
+    for res in results:
+        if res["compute"].get("macs") is not None:
+            continue
+        item = items.get(res["id"])
+        if res["role"] == "baseline":
+            keys = [(res.get("source") or {}).get("digest")]
+        elif item is not None and item.artifact is not None:
+            keys = [item.artifact.provenance.parent_digest, item.artifact.digest]
+        else:
+            continue
+        hit = next((by_digest[k] for k in keys if k and k in by_digest), None)
+        if hit is not None:
+            note = f"MACs of {hit[1]}: the same network, counted on its ONNX graph"
+        elif res["role"] == "baseline":
+            note = "no MAC count: no ONNX artifact of this same model was benchmarked with a MAC count"
+        else:
+            continue
+        res["compute"] = _compute(hit[0] if hit else None, note, res["latency_ms"].get("p50", 0.0),
+                                  res.get("precision") or "fp32", peaks.get(res["threads"]))
+
+
+def _add_ratios(results: list[dict[str, Any]], jobs: list[_Job]) -> None:
+    by_key = {(r["id"], r["threads"]): r for r in results}
+    for j in jobs:
+        if j.item.role != "artifact" or not j.item.baseline:
+            continue
+        res = by_key.get((j.item.id, j.threads))
+        if res is None:
+            continue
+        base = by_key.get((j.item.baseline, j.threads))
+        if base is None:
+            res["vs_baseline"] = {"baseline": j.item.baseline, "speedup_p50": None,
+                                  "note": "the baseline is incomplete: no ratio"}
+            continue
+        a, b = res["latency_ms"]["p50"], base["latency_ms"]["p50"]
+        by_round = [round(y / x, 3) for x, y in zip(res["_round_p50"], base["_round_p50"]) if x and y]
+        res["vs_baseline"] = {
+            "baseline": base["id"],
+            "baseline_p50_ms": b,
+            "speedup_p50": round(b / a, 3) if a else None,
+            "speedup_p50_by_round": by_round,
+            "speedup_p50_median_of_rounds": _median(by_round),
+            "cpu_time_ratio": _ratio(base["energy"].get("cpu_ms_per_inference"), res["energy"].get("cpu_ms_per_inference")),
+        }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None

@@ -1,0 +1,221 @@
+"""edgeship benchmark: every candidate in its own process; hanging or crashing runners are reported
+``incomplete`` while the others still finish; JSON schema, CSV, CLI. No timing assertions here: the
+speed figures live in benchmarks/bench_onnx.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import types
+
+import pytest
+
+import edgeship
+from edgeship import api
+from edgeship.bench import CSV_COLUMNS, SCHEMA
+from edgeship.errors import InputError, UsageError
+from edgeship.testing import FakeRunner, FakeTarget
+
+FAST = dict(runs=6, warmup=1, rounds=2, batch_sizes=[2], roofline=False, timeout=60)
+
+RESULT_KEYS = {"id", "role", "status", "name", "path", "target", "format", "precision", "threads", "cpus", "runtime",
+               "inputs", "latency_ms", "fresh_input", "cold_start_s", "memory", "size_bytes", "throughput", "compute",
+               "energy", "vs_baseline", "rounds", "notes"}
+INCOMPLETE_KEYS = {"id", "role", "name", "path", "target", "format", "precision", "threads", "cpus", "status",
+                   "reason", "kind", "phase", "round"}
+
+
+# ---- test doubles, imported by the benchmark processes as test_bench:Class -------------------
+
+class HangingFake(FakeTarget):
+    hang_seconds = 3600.0
+
+
+class _CrashingRunner(FakeRunner):
+    def _run(self, feeds):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class CrashingFake(FakeTarget):
+    def runner(self, artifact, threads=1, **_):
+        return _CrashingRunner(artifact, threads)
+
+
+class _FailingRunner(FakeRunner):
+    def _run(self, feeds):
+        raise RuntimeError("the runtime refused the model on purpose")
+
+
+class FailingFake(FakeTarget):
+    def runner(self, artifact, threads=1, **_):
+        return _FailingRunner(artifact, threads)
+
+
+# ---- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_art(tmp_path_factory):
+    edgeship.register_target("fake", FakeTarget)
+    src = edgeship.load("tinymodels:tiny_classifier")
+    return edgeship.convert(src, "fake", tmp_path_factory.mktemp("fake") / "fake-fp32")
+
+
+@pytest.fixture(scope="module")
+def out_report(tiny_onnx):
+    """The tiny classifier's out dir: its ONNX artifact against its source in PyTorch eager."""
+    return api.benchmark(tiny_onnx.parent, **FAST)
+
+
+@pytest.fixture(scope="session")
+def peaks_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+def test_out_dir_benchmarks_its_artifacts_against_the_source(out_report, tiny_onnx):
+    d = out_report.to_dict()
+    assert d["schema"] == SCHEMA and d["ok"] is True and d["incomplete"] == []
+    assert [(r["id"], r["role"]) for r in d["results"]] == [("onnx-fp32", "artifact"), ("torch:tiny_classifier", "baseline")]
+    art, base = d["results"]
+    for r in d["results"]:
+        assert set(r) >= RESULT_KEYS and r["status"] == "ok" and r["threads"] == 1 and r["rounds"] == 2
+        assert set(r["latency_ms"]) == {"n", "min", "mean", "p50", "p90", "p99", "max", "std"}
+        assert r["latency_ms"]["n"] == FAST["runs"]
+        assert r["latency_ms"]["min"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["p99"] <= r["latency_ms"]["max"]
+        assert set(r["cold_start_s"]) == {"process_start", "runtime_import", "model_load", "first_inference", "total",
+                                          "processes"}
+        assert r["cold_start_s"]["processes"] == 2
+        assert r["memory"]["peak_rss_bytes"] > r["memory"]["rss_after_import_bytes"] > 0
+        assert [t["batch"] for t in r["throughput"]] == [2]  # the batch axis is dynamic
+        assert r["energy"]["estimate"] is True and "host-1core" in r["energy"]["method"]
+        assert r["cpus"] == [min(os.sched_getaffinity(0))]
+    assert art["runtime"]["modules"].keys() == {"onnxruntime"}
+    assert base["runtime"]["modules"].keys() == {"torch"}
+    a = edgeship.load_artifact(tiny_onnx)
+    assert art["size_bytes"] == a.size_bytes
+    assert base["source"]["digest"] == a.provenance.parent_digest
+    vs = art["vs_baseline"]
+    assert vs["baseline"] == "torch:tiny_classifier" and vs["speedup_p50"] > 0 and len(vs["speedup_p50_by_round"]) == 2
+    comp = art["compute"]
+    assert set(comp) == {"macs", "gops", "peak_kind", "peak_gops", "percent_of_peak", "note"}
+    assert (comp["gops"] is not None) or comp["note"]  # counted by edgeship.analyze, or said why not
+
+
+def test_csv_has_one_row_per_candidate(out_report, tmp_path):
+    path = out_report.write_csv(tmp_path / "b.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert [r["id"] for r in rows] == ["onnx-fp32", "torch:tiny_classifier"]
+    assert float(rows[0]["p50_ms"]) == out_report.results[0]["latency_ms"]["p50"]
+    assert rows[0]["baseline"] == "torch:tiny_classifier" and rows[1]["speedup_vs_baseline"] == ""
+
+
+def test_a_hanging_runner_is_incomplete_and_the_others_still_finish(tiny_onnx, fake_art):
+    rep = api.benchmark([tiny_onnx, fake_art.root], **{**FAST, "timeout": 10},
+                        register_target={"fake": "test_bench:HangingFake"})
+    assert [r["id"] for r in rep.results] == ["onnx-fp32"] and rep.results[0]["rounds"] == 2
+    [inc] = rep.incomplete
+    assert set(inc) == INCOMPLETE_KEYS
+    assert inc["id"] == "fake-fp32" and inc["status"] == "incomplete" and inc["kind"] == "timeout"
+    assert "timeout" in inc["reason"] and inc["phase"] in inc["reason"] and inc["round"] == 1
+    assert inc["phase"] in ("runtime_import", "model_load", "first_inference")  # the last unless the machine crawls
+    assert rep.result("fake-fp32") is None  # never reported as a result
+
+
+@pytest.mark.parametrize("double, kind, words", [
+    ("CrashingFake", "crash", "SIGSEGV"),
+    ("FailingFake", "error", "RuntimeError: the runtime refused the model on purpose"),
+])
+def test_a_crashing_runner_is_incomplete_with_the_reason(tiny_onnx, fake_art, double, kind, words):
+    rep = api.benchmark([fake_art.root, tiny_onnx], **{**FAST, "rounds": 1},
+                        register_target=[f"fake=test_bench:{double}"])
+    assert [r["id"] for r in rep.results] == ["onnx-fp32"]
+    [inc] = rep.incomplete
+    assert inc["kind"] == kind and words in inc["reason"] and inc["phase"] == "first_inference"
+
+
+def test_a_target_registered_here_runs_in_the_benchmark_process(fake_art):
+    edgeship.register_target("fake", FakeTarget)  # forwarded to the child by module path
+    rep = api.benchmark(fake_art.root, **{**FAST, "rounds": 1})
+    [r] = rep.results
+    assert r["id"] == "fake-fp32" and r["runtime"]["target"] == "fake" and r["vs_baseline"] is None
+    assert r["throughput"] == [] and any("static" in n for n in r["notes"])  # the fake artifact has a fixed batch
+
+
+def test_roofline_peaks_are_measured_once_and_cached(tiny_onnx, peaks_dir, monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(peaks_dir))
+    fake_analyze = types.ModuleType("edgeship.analyze")
+    fake_analyze.model_macs = lambda path: 1_000_000  # a stand-in counter: the plumbing, not the count
+    monkeypatch.setitem(sys.modules, "edgeship.analyze", fake_analyze)
+    opts = {**FAST, "rounds": 1, "roofline": True, "profile": "host-1core"}
+    first = api.benchmark(tiny_onnx, **opts).to_dict()
+    second = api.benchmark(tiny_onnx, **opts).to_dict()
+    p1, p2 = first["machine"]["peaks"]["1"], second["machine"]["peaks"]["1"]
+    assert p2["cached"] is True and p1["fp32_gops"] == p2["fp32_gops"] > 0 and p1["int8_gops"] > 0
+    assert (peaks_dir / "machine-peaks.json").is_file()
+    comp = second["results"][0]["compute"]
+    p50_s = second["results"][0]["latency_ms"]["p50"] / 1e3
+    assert comp["macs"] == 1_000_000 and comp["gops"] == pytest.approx(2e6 / p50_s / 1e9, rel=0.01)
+    assert comp["peak_kind"] == "fp32" and comp["percent_of_peak"] == pytest.approx(100 * comp["gops"] / p2["fp32_gops"], rel=0.02)
+    assert second["settings"]["profile"]["name"] == "host-1core" and second["settings"]["cpus"] == [0]
+
+
+def test_missing_mac_counter_is_reported_not_faked(tiny_onnx, monkeypatch):
+    monkeypatch.setitem(sys.modules, "edgeship.analyze", types.ModuleType("edgeship.analyze"))
+    rep = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1})
+    comp = rep.results[0]["compute"]
+    assert comp["macs"] is None and comp["gops"] is None and "model_macs" in comp["note"]
+
+
+def test_bad_input_is_a_typed_error(tmp_path, tiny_onnx):
+    with pytest.raises(InputError):
+        api.benchmark(tmp_path / "nowhere", **FAST)
+    with pytest.raises(UsageError, match="--threads"):
+        api.benchmark(tiny_onnx, threads="0")
+    with pytest.raises(UsageError, match="profile"):
+        api.benchmark(tiny_onnx, profile="no-such-device")
+    with pytest.raises(UsageError, match="not available"):
+        api.benchmark(tiny_onnx, cpus="4096")
+    with pytest.raises(UsageError, match="PyTorch eager"):
+        api.benchmark(tiny_onnx, baseline=str(tiny_onnx / "model.onnx"))
+
+
+def test_deploy_records_the_benchmark_in_the_manifest(tmp_path, peaks_dir, monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(peaks_dir))
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, benchmark=True, bench_runs=5)
+    b = res.manifest["stages"]["benchmark"]
+    assert b["schema"] == SCHEMA and json.loads((tmp_path / "manifest.json").read_text())["stages"]["benchmark"] == b
+    assert [(r["id"], r["role"]) for r in b["results"]] == [("onnx-fp32", "artifact"), ("torch:tiny_classifier", "baseline")]
+    assert b["results"][0]["vs_baseline"]["speedup_p50"] > 0 and b["settings"]["runs"] == 5
+
+
+def _cli(args, env, timeout=120):
+    return subprocess.run([sys.executable, "-m", "edgeship", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def test_cli_json_is_one_document_and_csv(tiny_onnx, tmp_path, cli_env):
+    r = _cli(["benchmark", str(tiny_onnx.parent), "--json", "--runs", "4", "--warmup", "1", "--rounds", "1",
+              "--no-roofline", "--batch-sizes", "none", "--cpus", "0", "--no-auto-baseline",
+              "--csv", str(tmp_path / "b.csv")], cli_env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # exactly one JSON document
+    assert doc["schema"] == SCHEMA and doc["ok"] is True
+    [res] = doc["results"]
+    assert res["id"] == "onnx-fp32" and res["throughput"] == [] and res["cpus"] == [0] and res["vs_baseline"] is None
+    assert len(list(csv.DictReader((tmp_path / "b.csv").open()))) == 1
+    r = _cli(["benchmark", str(tiny_onnx), "--runs", "3", "--rounds", "1", "--no-roofline"], cli_env)
+    assert r.returncode == 0 and "onnx-fp32" in r.stdout and "p50 ms" in r.stdout  # the table for people
+
+
+def test_cli_errors_exit_with_their_code(tmp_path, cli_env):
+    r = _cli(["benchmark", str(tmp_path / "nowhere"), "--json"], cli_env)
+    assert r.returncode == 3 and json.loads(r.stdout)["error"]["type"] == "InputError"
+    assert "Traceback" not in r.stderr
+    r = _cli(["benchmark", str(tmp_path), "--threads", "0"], cli_env)
+    assert r.returncode == 2 and "--threads" in r.stderr and "Traceback" not in r.stderr
