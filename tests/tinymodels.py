@@ -122,3 +122,113 @@ def not_exportable():
 
 def returns_string():
     return "not a model"
+
+
+# ---- analysis (tests/test_analyze.py) -------------------------------------------------------
+
+def seed_example():
+    """The seed's worked example: a standard 3x3 conv, 224x224x32 in, 64 channels out."""
+    torch.manual_seed(0)
+    return nn.Conv2d(32, 64, 3, padding=1, bias=False).eval(), (torch.zeros(1, 32, 224, 224),)
+
+
+class Bucketizer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("edges", torch.tensor([-1.0, 0.0, 1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bucketize(x, self.edges).to(x.dtype)
+
+
+class WithBucketize(nn.Module):
+    """A conv whose output goes through torch.bucketize: Core ML and TFLite have no such op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.quantizer = Bucketizer()
+        self.head = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.quantizer(self.conv(x)), 1))
+
+
+def unsupported_op():
+    return _seeded(WithBucketize()), (torch.randn(1, 3, 8, 8),)
+
+
+# ---- tflite / ort (tests/test_tflite.py, tests/test_ort.py) -----------------------------------
+
+class WideMLP(nn.Module):
+    """Mostly weights (~200k parameters): file sizes reflect the weight precision."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(64, 384), nn.ReLU(), nn.Linear(384, 384), nn.ReLU(), nn.Linear(384, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def wide_mlp():
+    torch.manual_seed(0)
+    return WideMLP().eval(), (torch.randn(1, 64),)
+
+
+class BesselHead(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.special.i0(x)
+
+
+class WithBessel(nn.Module):
+    """A conv followed by torch.special.i0, which LiteRT has no lowering for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bessel = BesselHead()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bessel(self.conv(x))
+
+
+def tflite_unsupported():
+    return _seeded(WithBessel()), (torch.randn(1, 3, 8, 8),)
+
+
+# ---- openvino / executorch / coreml (tests/test_openvino.py, test_executorch.py, test_coreml.py) ---
+
+class ReLU6Net(nn.Module):
+    """A small ReLU6 (hardtanh) classifier whose convolutions reach far beyond [0, 6] before the
+    clamp, as in EfficientNet-Lite/MobileNet: int8 that quantises the conv output before the clamp
+    loses most of the resolution inside [0, 6]."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU6(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+            nn.Conv2d(16, 24, 1), nn.ReLU6(),
+            nn.Conv2d(24, 24, 3, padding=1, groups=24), nn.ReLU6(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(24, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def relu6_classifier() -> TorchModel:
+    torch.manual_seed(0)
+    m = ReLU6Net().eval()
+    with torch.no_grad():
+        for mod in m.features:
+            if isinstance(mod, nn.Conv2d):
+                nn.init.normal_(mod.weight, std=4.0)
+                nn.init.normal_(mod.bias, mean=-10.0, std=10.0)
+        nn.init.normal_(m.fc.weight, std=1.0)
+    return TorchModel(
+        module=m, example_inputs=(torch.zeros(1, 3, 32, 32),), input_names=("image",), output_names=("logits",),
+        preprocess=Preprocess(input="image", height=32, width=32), labels=LABELS, name="relu6-classifier",
+    )

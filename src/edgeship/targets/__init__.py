@@ -125,6 +125,11 @@ class Target(ABC):
 
 _BUILTIN: dict[str, str] = {
     "onnx": "edgeship.targets.onnx:OnnxTarget",
+    "tflite": "edgeship.targets.tflite:TfliteTarget",
+    "ort": "edgeship.targets.ort:OrtTarget",
+    "executorch": "edgeship.targets.executorch:ExecuTorchTarget",
+    "openvino": "edgeship.targets.openvino:OpenVinoTarget",
+    "coreml": "edgeship.targets.coreml:CoreMLTarget",
 }
 _REGISTRY: dict[str, str | type[Target]] = dict(_BUILTIN)
 _ENTRY_POINTS_LOADED = False

@@ -192,7 +192,7 @@ class OnnxTarget(Target):
     description: ClassVar[str] = "ONNX (dynamo exporter + onnxslim), runs on ONNX Runtime anywhere"
     requires: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnxslim")
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
-    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8", "fp16")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
 
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
@@ -200,7 +200,7 @@ class OnnxTarget(Target):
         import onnx
 
         if precision != "fp32":
-            raise UnsupportedError(f"the onnx target builds fp32 only, not {precision}")
+            return self._reduced(source, out_dir, cfg, precision, parent)
 
         notes: list[str] = []
         if source.kind == "onnx":
@@ -287,6 +287,48 @@ class OnnxTarget(Target):
                      "or pass --no-dynamic-batch if the batch axis is the problem",
             ) from None
         return proto
+
+    def _reduced(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str,
+                 parent: Artifact | None) -> Artifact:
+        """int8 / fp16 from this target's fp32 artifact, within the accuracy budget (edgeship.quantize)."""
+        import shutil
+        import tempfile
+
+        import onnx
+
+        from ..quantize import REPORT_FILE, quantize_onnx, summary
+
+        tmp = None
+        if parent is None:  # called on its own: build the fp32 parent first, out of the way
+            tmp = Path(tempfile.mkdtemp(prefix="edgeship-fp32-"))
+            parent = self.convert(source, tmp, cfg, "fp32")
+        try:
+            path, report = quantize_onnx(source, parent, out_dir, cfg, precision)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        model = onnx.load(str(path))
+        self._embed_metadata(model, source)
+        onnx.save(model, str(path))
+        inputs, outputs = io_specs(model)
+        pre = source.preprocess
+        inputs = tuple(i.model_copy(update={"layout": pre.layout}) if pre and pre.input == i.name else i for i in inputs)
+        s = summary(report)
+        chosen = report["steps"][report["chosen"]]
+        notes = [f"{report['method']} {precision}: " + (f"{len(chosen['excluded'])} layer(s) kept in float to meet the budget"
+                                                         if chosen.get("excluded") else "every weighted layer quantised")]
+        return Artifact(
+            name=f"{source.name}-onnx-{precision}", target=self.name, format=self.format, precision=precision,
+            root=out_dir, files=file_entries(out_dir, [MODEL_FILE, REPORT_FILE]), model_file=MODEL_FILE,
+            inputs=inputs, outputs=outputs, preprocess=pre, labels=source.labels,
+            provenance=Provenance(
+                stage=f"onnx.quantize.{report['method']}", parent_digest=parent.digest, source=source.origin,
+                config={k: getattr(cfg, k) for k in ("method", "calibration", "calib", "eval", "calib_samples",
+                                                     "eval_samples", "max_drop", "min_cosine", "max_float_layers")},
+                tool_versions=tool_versions("onnx", "onnxruntime"),
+            ),
+            notes=tuple(notes), details={"quantization": s},
+        )
 
     @staticmethod
     def _embed_metadata(model: Any, source: Source) -> None:

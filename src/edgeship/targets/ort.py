@@ -1,0 +1,127 @@
+"""ORT target: the ONNX Runtime *ORT format* for ONNX Runtime Mobile, with the operator list for a
+reduced build.
+
+The model is the onnx target's export (``OnnxTarget`` — one exporter, not two), converted by
+``python -m onnxruntime.tools.convert_onnx_models_to_ort`` (optimisation style Fixed, target
+platform ARM) in a child process. The artifact holds ``model.ort`` and
+``required_operators.config``, the operator list to pass to an ONNX Runtime minimal build
+(``build.sh --minimal_build --include_ops_by_config required_operators.config``).
+
+The ORT format is for ARM phones and boards: its ARM-targeted optimisations drop the x86 NCHWc
+layout transforms, so on an x86 host it runs about 3× slower than the ``.onnx`` (FACTS.md). Use the
+onnx artifact on x86; every ORT artifact says so in its notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from .._util import tool_versions
+from ..artifact import Artifact, Format, Provenance, file_entries
+from ..errors import FormatError, UnsupportedError
+from . import Runner, Target
+from .onnx import MODEL_FILE as ONNX_FILE
+from .onnx import OnnxRunner, OnnxTarget
+
+if TYPE_CHECKING:
+    from ..config import DeployConfig
+    from ..sources import Source
+
+__all__ = ["OrtTarget", "OrtRunner", "ARM_NOTE"]
+
+MODEL_FILE = "model.ort"
+OPS_FILE = "required_operators.config"
+ARM_NOTE = ("ORT format is meant for ARM devices (ONNX Runtime Mobile); on x86 it runs about 3x slower "
+            "than the .onnx because the x86 layout optimisations are left out: use the onnx artifact there")
+
+
+class OrtRunner(OnnxRunner):
+    """An .ort file on ONNX Runtime's CPU provider (the format is read from the file)."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        if Path(path).suffix != ".ort":  # ORT picks the format by extension; say it when it is not .ort
+            raise FormatError(f"{path} is not an .ort file", hint="the ort runner loads ORT-format models (model.ort)")
+        super().__init__(path, threads)
+
+
+class OrtTarget(Target):
+    name: ClassVar[str] = "ort"
+    format: ClassVar[Format] = Format.ort
+    description: ClassVar[str] = ("ONNX Runtime Mobile ORT format + required_operators.config for a reduced build "
+                                  "(for ARM devices; ~3x slower than .onnx on x86)")
+    requires: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnxslim")
+    runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+    derives_from: ClassVar[str] = "onnx"  # deploy passes the onnx fp32 of the same run as parent
+
+    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+                parent: Artifact | None = None) -> Artifact:
+        if precision != "fp32":
+            raise UnsupportedError(f"the ort target builds fp32 only, not {precision}")
+        with contextlib.ExitStack() as stack:
+            if parent is not None and parent.format == Format.onnx and parent.precision == "fp32":
+                onnx_art = parent  # an onnx artifact of the same run: no second export
+            else:
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeship-ort-")))
+                onnx_art = OnnxTarget().convert(source, scratch, cfg)
+            self._to_ort(onnx_art.model_path, out_dir)
+        names = [MODEL_FILE, OPS_FILE]
+        ops = [ln.strip() for ln in (out_dir / OPS_FILE).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        return Artifact(
+            name=f"{source.name}-ort-fp32", target=self.name, format=self.format, precision="fp32",
+            root=out_dir, files=file_entries(out_dir, names), model_file=MODEL_FILE,
+            inputs=onnx_art.inputs, outputs=onnx_art.outputs, preprocess=onnx_art.preprocess, labels=source.labels,
+            provenance=Provenance(
+                stage="ort.convert", parent_digest=source.digest, source=source.origin,
+                config={**onnx_art.provenance.config, "optimization_style": "Fixed", "target_platform": "arm",
+                        "onnx_digest": onnx_art.digest},
+                tool_versions=tool_versions("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
+            ),
+            notes=(ARM_NOTE,
+                   f"{OPS_FILE}: the operators this model needs ({'; '.join(ops)[:300]}), for an ONNX Runtime "
+                   "minimal build (--minimal_build --include_ops_by_config)", *onnx_art.notes),
+        )
+
+    @staticmethod
+    def _to_ort(onnx_path: Path, out_dir: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="edgeship-ort-in-") as tmp:
+            src = Path(tmp) / ONNX_FILE  # the tool converts every .onnx in the folder: give it one
+            src.write_bytes(onnx_path.read_bytes())
+            cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(src),
+                   "--output_dir", str(out_dir), "--optimization_style", "Fixed", "--target_platform", "arm"]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            except subprocess.TimeoutExpired:
+                raise UnsupportedError("the ORT-format conversion did not finish in 30 minutes") from None
+        produced = out_dir / MODEL_FILE
+        for cfg_file in out_dir.glob("*required_operators*.config"):  # named after the model by the tool
+            if cfg_file.name != OPS_FILE:
+                cfg_file.replace(out_dir / OPS_FILE)
+                break
+        if proc.returncode != 0 or not produced.is_file() or not (out_dir / OPS_FILE).is_file():
+            text = (proc.stderr or proc.stdout or "").strip().splitlines()
+            why = next((ln for ln in reversed(text) if ln.strip()), f"exit code {proc.returncode}")
+            raise UnsupportedError(f"onnxruntime could not convert the model to ORT format: {why[:400]}",
+                                   hint="the onnx artifact still runs on ONNX Runtime everywhere")
+        ops_file = out_dir / OPS_FILE  # its header names the temp path it was built in: name the artifact's file
+        lines = [ln for ln in ops_file.read_text().splitlines() if not ln.startswith("# - ")]
+        header = [ln for ln in lines if ln.startswith("#")]
+        body = [ln for ln in lines if not ln.startswith("#")]
+        ops_file.write_text("\n".join([*header, f"# - {MODEL_FILE}", *body]) + "\n")
+        for extra in out_dir.iterdir():  # keep only what the artifact lists
+            if extra.name not in (MODEL_FILE, OPS_FILE):
+                if extra.is_dir():
+                    shutil.rmtree(extra, ignore_errors=True)
+                else:
+                    extra.unlink(missing_ok=True)
+
+    def runner(self, artifact: Artifact, threads: int = 1) -> Runner:
+        return OrtRunner(artifact.model_path, threads=threads)
+
