@@ -9,8 +9,8 @@ def test_all_is_pinned():
         "__version__", "Artifact", "Classifier", "DeployConfig", "DeployResult", "EdgeshipError", "Format",
         "FormatError", "InputError", "MissingExtraError", "Plan", "Prediction", "Preprocess", "Runner",
         "SecurityError", "Source", "Target", "TensorSpec", "TorchModel", "UnsupportedError", "UsageError",
-        "ValidationError", "available_targets", "classify", "convert", "deploy", "get_target", "load",
-        "load_artifact", "plan", "register_target", "runner_for",
+        "ValidationError", "analyze", "available_targets", "benchmark", "classify", "convert", "deploy", "get_target", "load",
+        "load_artifact", "plan", "quantize", "register_target", "runner_for",
     }
     assert set(edgeship.__all__) >= expected
     for name in edgeship.__all__:

@@ -130,14 +130,14 @@ class BadQuantFake(QuantFake):
 
 def test_reduced_precision_is_verified_on_fidelity(tmp_path):
     edgeship.register_target("qfake", QuantFake)
-    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["qfake", "onnx"], quantize="int8")
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["qfake", "fake"], quantize="int8")
     names = [a.root.name for a in res.artifacts]
-    assert names == ["qfake-fp32", "qfake-int8", "onnx-fp32"]
+    assert names == ["qfake-fp32", "qfake-int8", "fake-fp32"]
     v = res.artifacts[1].verification
     assert v.passed and "cosine" in v.criterion and v.outputs[0].max_abs > 1e-4  # would fail fp32 rules
     assert v.outputs[0].sqnr_db is not None and v.top5_agreement == 1.0 and v.kl_divergence is not None
     skipped = res.manifest["stages"]["convert"]["skipped"]
-    assert skipped == [{"target": "onnx", "precision": "int8", "reason": "onnx offers fp32"}]
+    assert skipped == [{"target": "fake", "precision": "int8", "reason": "fake offers fp32"}]
 
 
 def test_reduced_precision_below_budget_is_not_written(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import DeployResult, Plan, classify, convert, deploy, load, plan  # noqa: E402
+from .api import DeployResult, Plan, analyze, benchmark, classify, convert, deploy, load, plan, quantize  # noqa: E402
 from .artifact import Artifact, Format, Preprocess, TensorSpec, load_artifact  # noqa: E402
 from .config import DeployConfig  # noqa: E402
 from .errors import (  # noqa: E402
@@ -44,7 +44,9 @@ __all__ = [
     "UnsupportedError",
     "UsageError",
     "ValidationError",
+    "analyze",
     "available_targets",
+    "benchmark",
     "classify",
     "convert",
     "deploy",
@@ -52,6 +54,7 @@ __all__ = [
     "load",
     "load_artifact",
     "plan",
+    "quantize",
     "register_target",
     "runner_for",
 ]

@@ -19,7 +19,7 @@ from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, get_target
 from .verify import raise_if_failed
 
-__all__ = ["load", "analyze", "convert", "plan", "deploy", "classify", "benchmark", "DeployResult", "Plan"]
+__all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "classify", "benchmark", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -184,8 +184,9 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
         target, precision = step["target"], step["precision"]
         folder = out / safe_name(f"{target}-{precision}")
         try:
-            art = convert(source, target, folder, cfg, progress=progress, precision=precision,
-                          parent=fp32_of.get(target))
+            # parent: this target's fp32, or the fp32 of the target it derives from (ort from onnx)
+            parent = fp32_of.get(target) or fp32_of.get(getattr(get_target(target), "derives_from", None) or "")
+            art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
         except (ValidationError, UnsupportedError) as e:
             # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
             # and not written; the other artifacts are still built. fp32 failures stop the run.
@@ -232,9 +233,53 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
         kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else UnsupportedError
         raise kind(f"{len(failed)} artifact(s) not written: {which}",
                    hint=f"the other {len(artifacts)} artifact(s) were verified and written to {out} "
-                        f"(manifest.json, stages.convert.failed); lower --min-cosine/--min-top1 only if this loss is acceptable",
+                        f"(manifest.json, stages.convert.failed)"
+                        + ("; raise --max-drop or lower --min-cosine only if this loss is acceptable" if kind is ValidationError else ""),
                    failed=failed, manifest_path=str(path))
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: Progress = _noop,
+             **options: Any) -> Artifact:
+    """Build a verified int8 (or fp16) ONNX artifact within the accuracy budget.
+
+    ``model`` is an fp32 ONNX artifact written by edgeship (its folder or model file), or any model
+    deploy takes (it is exported to ONNX first). ``options`` are
+    :class:`edgeship.config.QuantizeCommandConfig` fields (precision, method, calibration, calib, eval,
+    max_drop, ...). The report is ``quantization.json`` in the artifact folder and, summarised,
+    ``artifact.details["quantization"]``.
+    """
+    import dataclasses as _dc
+
+    from .config import QuantizeCommandConfig
+    from .sources import load_source as _load_source
+
+    if options.get("method") == "fp16":  # `--method fp16` is the fp16 recipe
+        options = {**options, "method": "auto", "precision": "fp16"}
+    qc = QuantizeCommandConfig.build(**options)
+    fields = set(DeployConfig.model_fields)
+    shared = {k: v for k, v in qc.model_dump().items() if k in fields and k != "out"}
+    art = model if isinstance(model, Artifact) else _artifact_or_none(model)
+    if art is not None:
+        if art.format.value != "onnx" or art.precision != "fp32":
+            raise UsageError(f"{art.root} is a {art.format.value} {art.precision} artifact; quantize takes an fp32 ONNX one",
+                             hint="give the onnx-fp32 folder written by edgeship deploy, or the model itself")
+        cfg = DeployConfig.build(model=str(art.model_path), targets=["onnx"], **shared)
+        source = _load_source(str(art.model_path))
+        source = _dc.replace(source, preprocess=art.preprocess, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0])
+        out = Path(qc.out) if qc.out else art.root.parent / f"onnx-{qc.precision}"
+        return convert(source, "onnx", out, cfg, progress=progress, precision=qc.precision, parent=art)
+    out_root = Path(qc.out) if qc.out else Path("edgeship-out")
+    res = deploy(config=DeployConfig.build(model=str(model), targets=["onnx"], quantize=[qc.precision], out=out_root,
+                                           **shared), progress=progress)
+    return next(a for a in res.artifacts if a.precision == qc.precision)
+
+
+def _artifact_or_none(model: str | Path) -> Artifact | None:
+    p = Path(model)
+    if p.is_dir() or (p.is_file() and (p.parent / ARTIFACT_JSON).is_file()):
+        return load_artifact(p)
+    return None
 
 
 def _deploy_child(options: dict[str, Any]) -> dict[str, Any]:

@@ -151,6 +151,7 @@ class Artifact(_Frozen):
     verification: Verification | None = None
     provenance: Provenance
     notes: tuple[str, ...] = ()
+    details: dict[str, Any] = Field(default_factory=dict, description="target-specific facts (quantisation summary, delegation, ...)")
 
     @property
     def model_path(self) -> Path:

@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .config import DeployConfig, load_config
-from .errors import EdgeshipError
+from .config import DeployConfig, QuantizeCommandConfig, load_config
+from .bench.config import BenchConfig
+from .errors import EdgeshipError, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="edgeship: take a trained model to the edge — converted, verified, measured, packaged.")
@@ -195,18 +196,21 @@ def classify(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Classify images with an artifact, using the artifact's own preprocessing and labels."""
-    from .runtime import Classifier
+    from . import api
+    from .artifact import load_artifact
 
     def body():
-        clf = Classifier(artifact, threads=threads)
-        results = []
-        for img in images:
-            preds = clf.classify(img, top_k=top_k, threshold=threshold)
-            results.append({"image": str(img), "predictions": [{"label": p.label, "confidence": p.confidence} for p in preds]})
-        doc = {"ok": True, "artifact": clf.artifact.name, "results": results}
+        art = load_artifact(artifact)  # reads JSON (and ONNX metadata) only; the model runs isolated
+        missing = [str(i) for i in images if not Path(i).is_file()]
+        if missing:
+            raise InputError(f"no such image: {missing[0]}", hint="give the path of a JPEG or PNG file")
+        rows = api.classify(art, images, top_k=top_k, threshold=threshold, threads=threads, isolate=True)
+        results = [{"image": str(img), "predictions": [{"label": p.label, "confidence": p.confidence} for p in preds]}
+                   for img, preds in zip(images, rows)]
+        doc = {"ok": True, "artifact": art.name, "results": results}
 
         def human(c: Console) -> None:
-            t = Table(title=f"{clf.artifact.name}  (top {top_k}, threshold {threshold})")
+            t = Table(title=f"{art.name}  (top {top_k}, threshold {threshold})")
             t.add_column("image")
             t.add_column("label")
             t.add_column("confidence", justify="right")
@@ -243,6 +247,109 @@ def targets(as_json: bool = JSON_OPT) -> None:
         return {"ok": True, "targets": info}, human
 
     run_command(as_json, body)
+
+
+@app.command()
+@options_from(BenchConfig)
+def benchmark(
+    artifacts: list[Path] = typer.Argument(..., help="artifact folders, or out dirs written by edgeship deploy (all their artifacts)"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="also write one CSV row per artifact and thread count to FILE"),
+    as_json: bool = JSON_OPT,
+    options: dict = None,  # type: ignore[assignment]
+) -> None:
+    """Benchmark artifacts against their source in PyTorch eager: cold start, warm latency, memory, roofline, energy."""
+    from . import api
+
+    def body():
+        update, stop = _progress()
+        try:
+            report = api.benchmark(artifacts, progress=update, **(options or {}))
+        finally:
+            stop()
+        if csv is not None:
+            report.write_csv(csv)
+        return report.to_dict(), report.print
+
+    run_command(as_json, body)
+
+
+from .analyze.config import AnalyzeConfig  # noqa: E402
+
+
+@app.command()
+@options_from(AnalyzeConfig, skip=("dynamic_batch",))
+def analyze(
+    model: str = typer.Argument("efficientnet-lite0", help="built-in name, factory pkg.mod:fn, a .pt2/.onnx/.tflite "
+                                                           "file, or an artifact folder written by edgeship deploy"),
+    as_json: bool = JSON_OPT,
+    options: dict = None,  # type: ignore[assignment]
+) -> None:
+    """Per-layer MACs, params and memory, lighter-layer advice, a roofline estimate and a per-target preview."""
+    from . import api
+    from .analyze.report import print_report
+
+    def body():
+        report = api.analyze(model, **(options or {}))
+        return {"ok": True, "analysis": report}, lambda c: print_report(c, report, top=(options or {}).get("top", 10))
+
+    run_command(as_json, body)
+
+
+@app.command()
+@options_from(QuantizeCommandConfig)
+def quantize(
+    model: str = typer.Argument("efficientnet-lite0", help="an fp32 ONNX artifact folder, or any model deploy takes"),
+    as_json: bool = JSON_OPT,
+    options: dict = None,  # type: ignore[assignment]
+) -> None:
+    """Quantise to int8 (or fp16) within an accuracy budget; report per tensor and per layer."""
+    from . import api
+
+    def body():
+        update, stop = _progress()
+        try:
+            art = api.quantize(model, progress=update, **(options or {}))
+        finally:
+            stop()
+        q = art.details.get("quantization", {})
+        report_path = art.root / "quantization.json"
+        full = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        doc = {"ok": True, "artifact": {**art.record(), "path": str(art.root)}, "report": full}
+        return doc, lambda c: _print_quantize(c, art, q, full)
+
+    run_command(as_json, body)
+
+
+def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
+    t = Table(title=f"{art.name}: {q.get('method')} {art.precision}, budget: top-1 agreement drop <= {q.get('max_drop', 0):.1%}")
+    for col in ("step", "float layers", "top-1 agree", "top-5 agree", "cosine", "KL", "SQNR dB", "p50 ms (1 thr)", "size", "budget"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    fp = q.get("fp32", {})
+    t.add_row("fp32", "all", "100%", "100%", "1.000000", "0", "-", f"{fp.get('p50_ms_1thread', 0):.2f}",
+              _mb(fp.get("size_bytes", 0)), "")
+    for i, s in enumerate(q.get("steps", [])):
+        mark = " ←" if i == q.get("chosen") else ""
+        t.add_row(s.get("note", "") + mark, str(len(s.get("excluded") or [])),
+                  _pct(s.get("top1_agreement")), _pct(s.get("top5_agreement")), f"{s.get('cosine', 0):.6f}",
+                  "-" if s.get("kl_divergence") is None else f"{s['kl_divergence']:.4f}",
+                  "-" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f}", f"{s.get('p50_ms_1thread', 0):.2f}",
+                  _mb(s.get("size_bytes", 0)), "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]")
+    c.print(t)
+    layers = full.get("layers") or []
+    if layers:
+        lt = Table(title="layers that inject the most error (SQNR vs the float model lost across the layer)")
+        for col in ("node", "module", "op", "injected dB", "output SQNR dB", "weight SQNR dB"):
+            lt.add_column(col, justify="right" if "dB" in col else "left")
+        for r in layers[:8]:
+            lt.add_row(r["node"], r.get("module") or "-", r["op"], f"{r['injected_db']:.1f}", f"{r['output_sqnr_db']:.1f}",
+                       "-" if r.get("weight_sqnr_db") is None else f"{r['weight_sqnr_db']:.1f}")
+        c.print(lt)
+    c.print(f"compression: {q.get('compression_ratio', 0):.2f}x smaller than fp32; per-tensor scales, zero points, "
+            f"MSE and SQNR: {art.root / 'quantization.json'}", highlight=False)
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{x:.1%}"
 
 
 # ---- human output -----------------------------------------------------------------------
@@ -299,6 +406,10 @@ def _print_deploy(c: Console, res: Any) -> None:
         for photo, row in preds["photos"].items():
             pt.add_row(photo, *[f"{r[0]['label']} ({r[0]['confidence']:.2f})" if r else "-" for r in row])
         c.print(pt)
+    if m["stages"].get("benchmark"):
+        from .bench import BenchReport
+
+        BenchReport(m["stages"]["benchmark"]).print(c)
     c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)")
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import UsageError
 
-__all__ = ["SourceConfig", "VerifyConfig", "OnnxConfig", "DeployConfig", "load_config"]
+__all__ = ["SourceConfig", "VerifyConfig", "QuantizeConfig", "QuantizeCommandConfig", "OnnxConfig", "DeployConfig",
+           "load_config"]
 
 
 class _Config(BaseModel):
@@ -84,10 +85,23 @@ class VerifyConfig(_Config):
     samples: int = Field(8, ge=1, le=256, description="verification: number of real inputs to compare on")
     min_cosine: float = Field(0.99, ge=0, le=1,
                               description="verification of fp16/int8 artifacts: minimum cosine similarity per output")
-    min_top1: float = Field(0.9, ge=0, le=1,
-                            description="verification of fp16/int8 classifiers: minimum top-1 agreement with the source")
-    eval_samples: int = Field(64, ge=1, le=4096,
-                              description="verification of fp16/int8 artifacts: number of real inputs (photos and crops)")
+    max_drop: float = Field(0.05, ge=0, le=1,
+                            description="fp16/int8 budget: largest allowed fall in top-1 agreement with fp32 "
+                                        "(or in label accuracy when --eval data has labels)")
+    eval_samples: int = Field(256, ge=1, le=4096,
+                              description="fp16/int8: number of evaluation inputs (photos and crops, never calibration data)")
+
+
+class QuantizeConfig(_Config):
+    method: Literal["auto", "static", "dynamic", "weight-only", "fp16"] = Field(
+        "auto", description="recipe: auto (static int8 for CNNs, dynamic int8 for MatMul-heavy models), static, dynamic, "
+                            "weight-only, or fp16")
+    calibration: Literal["minmax", "percentile", "entropy"] = Field(
+        "minmax", description="static int8: how activation ranges are calibrated")
+    calib: str | None = Field(None, description="calibration data: image folder, .npy/.npz, or pkg.mod:fn (default: augmented sample photos)")
+    eval: str | None = Field(None, description="evaluation data, kept apart from calibration: image folder (class sub-folders give labels), .npy/.npz, or pkg.mod:fn")
+    calib_samples: int = Field(128, ge=1, le=65536, description="static int8: number of calibration inputs")
+    max_float_layers: int = Field(12, ge=0, le=1000, description="budget: at most this many layers kept in float before giving up")
 
 
 class OnnxConfig(_Config):
@@ -95,18 +109,24 @@ class OnnxConfig(_Config):
     slim: bool = Field(True, description="simplify the exported graph with onnxslim")
 
 
-class DeployConfig(SourceConfig, VerifyConfig, OnnxConfig):
+class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     model: str = Field("efficientnet-lite0", description="model: built-in name, factory pkg.mod:fn, or a model file")
     out: Path = Field(Path("edgeship-out"), description="output folder")
     targets: list[str] = Field(default_factory=lambda: ["onnx"], description="targets to build, comma separated, or 'all'")
     quantize: list[str] = Field(default_factory=list,
-                                description="also build these precisions where a target offers them: fp16, int8 (or none)")
+                                description="also build these precisions where a target offers them: fp16, int8, "
+                                            "palettize6, palettize4 (Core ML weight palettes) (or none)")
     dry_run: bool = Field(False, description="print the resolved plan and missing extras, build nothing")
     isolate: bool = Field(True, description="work on model files (not factories) in a child process with limits")
     benchmark: bool = Field(False, description="benchmark every artifact and the source in PyTorch eager after building "
                                                "(manifest stages.benchmark)")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")
     bench_runs: int = Field(300, ge=1, description="benchmark: timed warm calls per artifact and thread count")
+    tflite_nhwc: bool = Field(False, description="tflite: take the image input as NHWC (Android bitmap order) instead of "
+                                                 "the source's NCHW")
+    tflite_int8_input: Literal["auto", "uint8", "float32"] = Field(
+        "auto", description="tflite int8: input type; auto = uint8 raw RGB bytes for image models whose normalisation "
+                            "folds into one input scale, else float32")
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -130,9 +150,9 @@ class DeployConfig(SourceConfig, VerifyConfig, OnnxConfig):
     def _quantize(cls, v: Any) -> Any:
         v = _split_commas(v)
         if isinstance(v, list):
-            bad = [p for p in v if p not in ("fp16", "int8", "none")]
+            bad = [p for p in v if p not in ("fp16", "int8", "palettize6", "palettize4", "none")]
             if bad:
-                raise ValueError(f"unknown precision {bad[0]!r}: choose fp16, int8 or none")
+                raise ValueError(f"unknown precision {bad[0]!r}: choose fp16, int8, palettize6, palettize4 or none")
             v = [p for p in dict.fromkeys(v) if p != "none"]
         return v
 
@@ -141,6 +161,14 @@ class DeployConfig(SourceConfig, VerifyConfig, OnnxConfig):
         if not self.targets:
             raise ValueError("targets: give at least one target")
         return self
+
+
+class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
+    """Options of ``edgeship quantize``: the deploy options that concern one quantised ONNX artifact."""
+
+    precision: Literal["int8", "fp16"] = Field("int8", description="what to build: int8 (see --method) or fp16")
+    out: Path | None = Field(None, description="folder for the new artifact (default: beside the input artifact, "
+                                               "or edgeship-out/onnx-<precision> for a model)")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,246 @@
+"""Quantisation under an accuracy budget (ONNX Runtime recipes).
+
+``quantize_onnx(source, fp32_artifact, out_dir, cfg, precision)`` writes an int8 or fp16 ONNX model:
+
+1. the recipe is chosen from the model's structure (``--method auto``): static QDQ, per-channel
+   int8 weights and uint8 activations for convolutional models, calibrated on data kept apart from
+   evaluation (``--calibration minmax|percentile|entropy``); dynamic per-channel int8 for
+   MatMul-heavy models; fp16; or ``weight-only`` (int8 weights, float compute);
+2. fidelity against fp32 on the evaluation set: top-1 / top-5 agreement, KL, cosine, output SQNR,
+   and label accuracy when the evaluation data carries labels;
+3. when the budget is missed (``--max-drop``: top-1 agreement, or label accuracy, may fall by at most
+   this much; other models: cosine >= ``--min-cosine``), the tensor-level report ranks the weighted
+   layers by the error they inject, and the most harmful are kept in float one by one, each step
+   measured (fidelity and a quick 1-thread latency), until the budget holds;
+4. a model that still misses the budget is never written: ValidationError naming the worst layers.
+
+The report (``quantization.json`` in the artifact folder) has, per weight tensor and per
+activation, scale / zero point, MSE and SQNR; per layer, the injected error with node and source
+module names; the budget steps; and the compression ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UnsupportedError, ValidationError
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+    from ..config import DeployConfig
+    from ..sources import Source
+
+REPORT_FILE = "quantization.json"
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 4
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]], batch: int) -> list[np.ndarray]:
+    """Outputs over all samples (concatenated along axis 0), batched when the batch axis is dynamic."""
+    s = _session(path, 0)
+    outs: list[list[np.ndarray]] = []
+    for i in range(0, len(samples), batch):
+        chunk = samples[i:i + batch]
+        res = s.run(None, {n: np.concatenate([x[k] for x in chunk]) for k, n in enumerate(names)})
+        outs.append(res)
+    return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def fidelity(ref: list[np.ndarray], got: list[np.ndarray], labels: list[int] | None = None) -> dict[str, Any]:
+    from ..data import softmax
+
+    r, g = np.asarray(ref[0], np.float64), np.asarray(got[0], np.float64)
+    rf, gf = np.concatenate([x.ravel() for x in ref]).astype(np.float64), np.concatenate([x.ravel() for x in got]).astype(np.float64)
+    noise = float(np.sum((gf - rf) ** 2))
+    out: dict[str, Any] = {
+        "cosine": float(rf @ gf / (np.linalg.norm(rf) * np.linalg.norm(gf) + 1e-30)),
+        "sqnr_db": None if noise == 0 else float(10 * np.log10(float(np.sum(rf ** 2)) / noise)),
+        "samples": int(r.shape[0]),
+    }
+    if r.ndim == 2 and r.shape[1] > 1:
+        rt = r.argmax(1)
+        out["top1_agreement"] = float(np.mean(rt == g.argmax(1)))
+        out["top5_agreement"] = float(np.mean([t in row for t, row in zip(rt, np.argsort(-g, 1)[:, :5])]))
+        p, q = softmax(r, 1), softmax(g, 1)
+        out["kl_divergence"] = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), 1)))
+        if labels is not None:
+            lab = np.asarray(labels)
+            out["accuracy_fp32"] = float(np.mean(rt == lab))
+            out["accuracy"] = float(np.mean(g.argmax(1) == lab))
+    return out
+
+
+def within_budget(f: dict[str, Any], cfg: DeployConfig) -> bool:
+    if "accuracy" in f:
+        return f["accuracy_fp32"] - f["accuracy"] <= cfg.max_drop and f["cosine"] >= cfg.min_cosine
+    if "top1_agreement" in f:
+        return 1.0 - f["top1_agreement"] <= cfg.max_drop and f["cosine"] >= cfg.min_cosine
+    return f["cosine"] >= cfg.min_cosine
+
+
+def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 40) -> float:
+    """1-thread warm p50 in this process: cheap, for comparing the budget steps with each other."""
+    s = _session(path, 1)
+    feeds = dict(zip(names, sample))
+    for _ in range(5):
+        s.run(None, feeds)
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        s.run(None, feeds)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts) * 1e3)
+
+
+def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConfig, precision: str,
+                  progress: Any = None) -> tuple[Path, dict[str, Any]]:
+    """Write ``out_dir/model.onnx`` at ``precision`` (int8 or fp16) within the budget; return it and the report."""
+    import onnx
+
+    from . import ort as recipes
+    from .data import load_samples
+
+    say = progress or (lambda _msg: None)
+    names = [i.name for i in fp32.inputs]
+    dynamic = all(i.shape and not isinstance(i.shape[0], int) for i in fp32.inputs)
+    batch = 16 if dynamic else 1
+    out = out_dir / "model.onnx"
+    model = onnx.load(str(fp32.model_path))
+    method = cfg.method
+    if precision == "fp16":
+        method = "fp16"
+    elif method == "auto":
+        method = recipes.choose_method(model)
+    elif method == "fp16":
+        raise UnsupportedError("--method fp16 builds an fp16 artifact: use --quantize fp16")
+
+    eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
+    ref = run_model(fp32.model_path, names, eval_samples, batch)
+    report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
+                              "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
+                              "eval_labels": labels is not None, "steps": []}
+    work = Path(tempfile.mkdtemp(prefix="edgeship-quant-"))
+    try:
+        lat_sample = eval_samples[0]
+        fp32_ms = quick_latency_ms(fp32.model_path, names, lat_sample)
+        report["fp32"] = {"size_bytes": fp32.model_path.stat().st_size, "p50_ms_1thread": fp32_ms}
+
+        def step(path: Path, excluded: list[str], note: str) -> dict[str, Any]:
+            f = fidelity(ref, run_model(path, names, eval_samples, batch), labels)
+            rec = {"excluded": list(excluded), "note": note, **f,
+                   "p50_ms_1thread": quick_latency_ms(path, names, lat_sample),
+                   "size_bytes": path.stat().st_size, "within_budget": within_budget(f, cfg)}
+            report["steps"].append(rec)
+            return rec
+
+        if method == "fp16":
+            say("fp16: converting")
+            recipes.fp16(fp32.model_path, out)
+            step(out, [], "fp16 weights and compute, float32 I/O")
+        elif method == "weight-only":
+            raise UnsupportedError("--method weight-only is not offered for ONNX Runtime yet",
+                                   hint="use static (CNNs) or dynamic (transformers); Core ML offers int8 weight-only "
+                                        "and palettised weights (--targets coreml --quantize int8,palettize4)")
+        elif method == "static":
+            cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
+            report["calibration"] = {"method": cfg.calibration, "samples": len(cal_samples),
+                                     "data": cfg.calib or "default: augmented crops of the sample photos (seed 0)"
+                                     if source.preprocess else cfg.calib or "default: seeded random inputs"}
+            pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
+            say(f"int8: calibrating on {len(cal_samples)} samples ({cfg.calibration})")
+            cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
+            say("int8: quantising (static QDQ, per-channel)")
+            recipes.static_qdq(pre, out, cache, cfg.calibration)
+            rec = step(out, [], "all weighted layers int8")
+            shutil.copy(out, work / "all-int8.onnx")
+            say("int8: tensor-level report")
+            t_samples = eval_samples[: min(32, len(eval_samples))]
+            tr = recipes.tensor_report(pre, work / "all-int8.onnx", work, names, t_samples, batch)
+            ranking = recipes.attribute(onnx.load(str(pre)), tr)
+            report["tensors"] = {"weights": tr["weights"], "activations": tr["activations"]}
+            report["layers"] = ranking
+            excluded: list[str] = []
+            for r in ranking[: cfg.max_float_layers]:
+                if rec["within_budget"]:
+                    break
+                excluded.append(r["node"])
+                say(f"int8: keeping {len(excluded)} layer(s) in float ({r['module'] or r['node']})")
+                recipes.static_qdq(pre, out, cache, cfg.calibration, exclude=excluded)
+                rec = step(out, excluded, f"+ {r['node']} ({r['module'] or r['op']}) in float")
+        elif method == "dynamic":
+            pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
+            say("int8: quantising (dynamic, per-channel)")
+            recipes.dynamic_int8(pre, out)
+            rec = step(out, [], "dynamic int8 MatMul/Gemm weights, per-channel")
+            excluded = []
+            if not rec["within_budget"]:
+                for n in recipes.weighted_nodes(onnx.load(str(pre)))[::-1][: cfg.max_float_layers]:
+                    excluded.append(n.name)
+                    recipes.dynamic_int8(pre, out, exclude=excluded)
+                    rec = step(out, excluded, f"+ {n.name} in float")
+                    if rec["within_budget"]:
+                        break
+        else:
+            raise UnsupportedError(f"unknown quantisation method {method!r}",
+                                   hint="choose auto, static, dynamic or weight-only")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    final = report["steps"][-1]
+    report["chosen"] = len(report["steps"]) - 1
+    report["compression_ratio"] = report["fp32"]["size_bytes"] / max(final["size_bytes"], 1)
+    if not final["within_budget"]:
+        worst = ", ".join(f"{r['node']} ({r['module'] or r['op']}, {r['injected_db']:.1f} dB)"
+                          for r in report.get("layers", [])[:3])
+        raise ValidationError(
+            f"{precision} {method} quantisation misses the budget: " + _describe(final, cfg)
+            + (f"; most harmful layers: {worst}" if worst else ""),
+            hint="raise --max-drop, allow more float layers (--max-float-layers), give better --calib data, "
+                 "or try --calibration entropy/percentile; the artifact was not written",
+            steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in report["steps"]],
+        )
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    return out, report
+
+
+def _describe(f: dict[str, Any], cfg: DeployConfig) -> str:
+    if "accuracy" in f:
+        return f"accuracy {f['accuracy']:.1%} vs fp32 {f['accuracy_fp32']:.1%} (max drop {cfg.max_drop:.1%})"
+    if "top1_agreement" in f:
+        return f"top-1 agreement {f['top1_agreement']:.1%} (needs >= {1 - cfg.max_drop:.1%}), cosine {f['cosine']:.4f}"
+    return f"cosine {f['cosine']:.4f} (needs >= {cfg.min_cosine})"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return str(o)
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of the report that goes into artifact.json and the manifest."""
+    keys = ("precision", "method", "calibration", "max_drop", "eval_samples", "eval_labels", "chosen",
+            "compression_ratio", "fp32")
+    out = {k: report[k] for k in keys if k in report}
+    out["steps"] = [{k: s.get(k) for k in ("note", "excluded", "top1_agreement", "top5_agreement", "cosine",
+                                            "kl_divergence", "sqnr_db", "accuracy", "p50_ms_1thread", "size_bytes",
+                                            "within_budget")} for s in report["steps"]]
+    out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db")}
+                                    for r in report.get("layers", [])[:5]]
+    return out
