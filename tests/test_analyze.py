@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import edgeship
-from edgeship.analyze import analyze, model_macs
-from edgeship.analyze.graph import Graph, Layer, Tensor, peak_activation, separable_macs
+from edgeship.analysis import analyze, model_macs
+from edgeship.analysis.graph import Graph, Layer, Tensor, peak_activation, separable_macs
 from edgeship.errors import FormatError, InputError, UsageError
 
 # the tiny classifier by hand: 3x3 conv 3->8 stride 2 (16x16 out), 3x3 depthwise 8, 1x1 8->16, fc 16->10

@@ -149,9 +149,9 @@ def test_a_target_registered_here_runs_in_the_benchmark_process(fake_art):
 
 def test_roofline_peaks_are_measured_once_and_cached(tiny_onnx, peaks_dir, monkeypatch):
     monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(peaks_dir))
-    fake_analyze = types.ModuleType("edgeship.analyze")
+    fake_analyze = types.ModuleType("edgeship.analysis")
     fake_analyze.model_macs = lambda path: 1_000_000  # a stand-in counter: the plumbing, not the count
-    monkeypatch.setitem(sys.modules, "edgeship.analyze", fake_analyze)
+    monkeypatch.setitem(sys.modules, "edgeship.analysis", fake_analyze)
     opts = {**FAST, "rounds": 1, "roofline": True, "profile": "host-1core"}
     first = api.benchmark(tiny_onnx, **opts).to_dict()
     second = api.benchmark(tiny_onnx, **opts).to_dict()
@@ -166,7 +166,7 @@ def test_roofline_peaks_are_measured_once_and_cached(tiny_onnx, peaks_dir, monke
 
 
 def test_missing_mac_counter_is_reported_not_faked(tiny_onnx, monkeypatch):
-    monkeypatch.setitem(sys.modules, "edgeship.analyze", types.ModuleType("edgeship.analyze"))
+    monkeypatch.setitem(sys.modules, "edgeship.analysis", types.ModuleType("edgeship.analysis"))
     rep = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1})
     comp = rep.results[0]["compute"]
     assert comp["macs"] is None and comp["gops"] is None and "model_macs" in comp["note"]

@@ -37,9 +37,9 @@ def load(model: str = "efficientnet-lite0", **options: Any) -> Source:
 def analyze(model: Any = "efficientnet-lite0", **options: Any) -> dict[str, Any]:
     """Analyse a model before converting it: per-layer MACs/params/memory, lighter-layer advice, a
     roofline estimate and a per-target compatibility preview (JSON-ready; schema in
-    :mod:`edgeship.analyze`). ``options`` are :class:`edgeship.analyze.config.AnalyzeConfig` fields."""
-    from .analyze import analyze as _analyze
-    from .analyze.config import AnalyzeConfig
+    :mod:`edgeship.analysis`). ``options`` are :class:`edgeship.analysis.config.AnalyzeConfig` fields."""
+    from .analysis import analyze as _analyze
+    from .analysis.config import AnalyzeConfig
 
     cfg = AnalyzeConfig.build(**options)
     src = cfg.source_kwargs()

@@ -273,7 +273,7 @@ def benchmark(
     run_command(as_json, body)
 
 
-from .analyze.config import AnalyzeConfig  # noqa: E402
+from .analysis.config import AnalyzeConfig  # noqa: E402
 
 
 @app.command()
@@ -286,7 +286,7 @@ def analyze(
 ) -> None:
     """Per-layer MACs, params and memory, lighter-layer advice, a roofline estimate and a per-target preview."""
     from . import api
-    from .analyze.report import print_report
+    from .analysis.report import print_report
 
     def body():
         report = api.analyze(model, **(options or {}))
@@ -322,18 +322,21 @@ def quantize(
 
 def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
     t = Table(title=f"{art.name}: {q.get('method')} {art.precision}, budget: top-1 agreement drop <= {q.get('max_drop', 0):.1%}")
-    for col in ("step", "float layers", "top-1 agree", "top-5 agree", "cosine", "KL", "SQNR dB", "p50 ms (1 thr)", "size", "budget"):
-        t.add_column(col, justify="left" if col == "step" else "right")
+    t.add_column("step", no_wrap=True, overflow="ellipsis", max_width=44)
+    for col in ("float layers", "top-1 agree", "top-5 agree", "cosine", "KL", "SQNR dB", "p50 ms (1 thr)", "vs step 1",
+                "size", "budget"):
+        t.add_column(col, justify="right")
     fp = q.get("fp32", {})
+    first = (q.get("steps") or [{}])[0].get("p50_ms_1thread") or 0
     t.add_row("fp32", "all", "100%", "100%", "1.000000", "0", "-", f"{fp.get('p50_ms_1thread', 0):.2f}",
-              _mb(fp.get("size_bytes", 0)), "")
+              f"{fp.get('p50_ms_1thread', 0) / first:.2f}x" if first else "-", _mb(fp.get("size_bytes", 0)), "")
     for i, s in enumerate(q.get("steps", [])):
         mark = " ←" if i == q.get("chosen") else ""
         t.add_row(s.get("note", "") + mark, str(len(s.get("excluded") or [])),
                   _pct(s.get("top1_agreement")), _pct(s.get("top5_agreement")), f"{s.get('cosine', 0):.6f}",
                   "-" if s.get("kl_divergence") is None else f"{s['kl_divergence']:.4f}",
                   "-" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f}", f"{s.get('p50_ms_1thread', 0):.2f}",
-                  _mb(s.get("size_bytes", 0)), "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]")
+                  f"{s.get('latency_vs_first_step', 0):.2f}x", _mb(s.get("size_bytes", 0)), "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]")
     c.print(t)
     layers = full.get("layers") or []
     if layers:

@@ -100,6 +100,8 @@ class QuantizeConfig(_Config):
         "minmax", description="static int8: how activation ranges are calibrated")
     calib: str | None = Field(None, description="calibration data: image folder, .npy/.npz, or pkg.mod:fn (default: augmented sample photos)")
     eval: str | None = Field(None, description="evaluation data, kept apart from calibration: image folder (class sub-folders give labels), .npy/.npz, or pkg.mod:fn")
+    bias_correction: bool = Field(True, description="static int8: correct each layer's bias for the mean error its int8 "
+                                                    "weights add (measured on the calibration data)")
     calib_samples: int = Field(128, ge=1, le=65536, description="static int8: number of calibration inputs")
     max_float_layers: int = Field(12, ge=0, le=1000, description="budget: at most this many layers kept in float before giving up")
 

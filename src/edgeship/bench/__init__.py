@@ -52,7 +52,7 @@ A result::
                               axis is dynamic, else [] and a note
     compute                   {macs, gops (2·MACs / p50), peak_kind (fp32|int8 by precision),
                                peak_gops, percent_of_peak, note}; null figures with a note when the
-                              MAC count (edgeship.analyze.model_macs) or the peaks are unavailable
+                              MAC count (edgeship.analysis.model_macs) or the peaks are unavailable
     energy                    {estimate: true, mj_per_inference, cpu_ms_per_inference,
                                power_w_per_busy_cpu?, method}: CPU time in the calls x the device
                               profile's power per busy CPU, or RAPL package energy where readable

@@ -455,9 +455,9 @@ def _model_macs(art: Artifact) -> tuple[int | None, str | None]:
     if art.format.value != "onnx":
         return None, f"no MAC count for a {art.format.value} file (counted on ONNX graphs)"
     try:
-        from ..analyze import model_macs
+        from ..analysis import model_macs
     except (ImportError, AttributeError):
-        return None, "MAC count unavailable: edgeship.analyze.model_macs is not installed"
+        return None, "MAC count unavailable: edgeship.analysis.model_macs is not installed"
     try:
         macs = model_macs(art.model_path)
     except Exception as e:  # the roofline is an extra: say why it is missing, keep the latency figures

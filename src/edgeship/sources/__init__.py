@@ -270,6 +270,13 @@ def _import_factory(ref: str) -> Callable[..., Any]:
             module = importlib.util.module_from_spec(modspec)
             modspec.loader.exec_module(module)
         else:
+            import os
+            import sys
+
+            # like `python -m`, uvicorn and gunicorn: a module in the current folder is importable
+            # (appended, so it never shadows an installed package)
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.append(os.getcwd())
             module = importlib.import_module(mod_name)
     except ModuleNotFoundError as e:
         raise InputError(f"cannot import {mod_name!r} for factory {ref!r}: {e}",

@@ -277,9 +277,26 @@ class OnnxTarget(Target):
                 program = torch.onnx.export(
                     model, args, dynamo=True, input_names=in_names, output_names=out_names,
                     dynamic_shapes=dynamic_shapes, opset_version=cfg.opset, external_data=False,
-                    optimize=True, verify=False, report=False,
+                    optimize=False, verify=False, report=False,
                 )
+                # the optimiser folds BatchNormalization into the Conv before it and gives the fused
+                # node the batch norm's module path; remember which conv each batch norm follows
+                producer = {o: n for n in program.model_proto.graph.node for o in n.output}
+                conv_of_bn = {}
+                for n in program.model_proto.graph.node:
+                    conv = producer.get(n.input[0]) if n.op_type == "BatchNormalization" and n.input else None
+                    if conv is not None and conv.op_type == "Conv" and n.output:
+                        conv_of_bn[n.output[0]] = [(p.key, p.value) for p in conv.metadata_props if p.key in SCOPE_KEYS]
+                program.optimize()
                 proto = program.model_proto
+                for n in proto.graph.node:
+                    if n.op_type == "Conv" and n.output and conv_of_bn.get(n.output[0]):
+                        keep = [p for p in n.metadata_props if p.key not in SCOPE_KEYS]
+                        del n.metadata_props[:]
+                        n.metadata_props.extend(keep)
+                        for k, v in conv_of_bn[n.output[0]]:
+                            q = n.metadata_props.add()
+                            q.key, q.value = k, v
         except Exception as e:
             raise UnsupportedError(
                 f"torch.onnx could not export {source.name}: {_first_line(e)}",
@@ -290,13 +307,13 @@ class OnnxTarget(Target):
 
     def _reduced(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str,
                  parent: Artifact | None) -> Artifact:
-        """int8 / fp16 from this target's fp32 artifact, within the accuracy budget (edgeship.quantize)."""
+        """int8 / fp16 from this target's fp32 artifact, within the accuracy budget (edgeship.quant)."""
         import shutil
         import tempfile
 
         import onnx
 
-        from ..quantize import REPORT_FILE, quantize_onnx, summary
+        from ..quant import REPORT_FILE, quantize_onnx, summary
 
         tmp = None
         if parent is None:  # called on its own: build the fp32 parent first, out of the way
@@ -316,14 +333,15 @@ class OnnxTarget(Target):
         s = summary(report)
         chosen = report["steps"][report["chosen"]]
         notes = [f"{report['method']} {precision}: " + (f"{len(chosen['excluded'])} layer(s) kept in float to meet the budget"
-                                                         if chosen.get("excluded") else "every weighted layer quantised")]
+                                                         if chosen.get("excluded") else "every weighted layer quantised")
+                 + (f", biases corrected in {report['bias_correction']['layers']} layer(s)" if "bias_correction" in report else "")]
         return Artifact(
             name=f"{source.name}-onnx-{precision}", target=self.name, format=self.format, precision=precision,
             root=out_dir, files=file_entries(out_dir, [MODEL_FILE, REPORT_FILE]), model_file=MODEL_FILE,
             inputs=inputs, outputs=outputs, preprocess=pre, labels=source.labels,
             provenance=Provenance(
                 stage=f"onnx.quantize.{report['method']}", parent_digest=parent.digest, source=source.origin,
-                config={k: getattr(cfg, k) for k in ("method", "calibration", "calib", "eval", "calib_samples",
+                config={k: getattr(cfg, k) for k in ("method", "calibration", "bias_correction", "calib", "eval", "calib_samples",
                                                      "eval_samples", "max_drop", "min_cosine", "max_float_layers")},
                 tool_versions=tool_versions("onnx", "onnxruntime"),
             ),

@@ -45,7 +45,7 @@ def calibration_samples(source: Source, cfg: DeployConfig) -> list[tuple[np.ndar
     limit = int(getattr(cfg, "calib_samples", 64))
     spec = getattr(cfg, "calib", None)
     if spec:
-        from ..quantize.data import load_samples
+        from ..quant.data import load_samples
 
         return list(load_samples(spec, source, limit, "calibration")[0])
     return source.calibration_inputs(limit=limit)

@@ -333,7 +333,7 @@ class TfliteTarget(Target):
         limit = int(getattr(cfg, "calib_samples", 128))
         spec = getattr(cfg, "calib", None)
         if spec:  # --calib data (image folder, .npy/.npz, callable), shared with the onnx quantizer
-            from ..quantize.data import load_samples
+            from ..quant.data import load_samples
 
             samples = load_samples(spec, source, limit, "calibration")[0]
         else:

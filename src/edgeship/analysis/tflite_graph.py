@@ -80,7 +80,7 @@ def read_tflite(path: Path) -> dict[str, Any]:
     if importlib.util.find_spec("ai_edge_litert") is None:
         raise MissingExtraError("analysing a .tflite file needs ai-edge-litert", hint="pip install 'edgeship[tflite]'")
     try:
-        return run_isolated("edgeship.analyze.tflite_graph:tflite_tables", {"path": str(path)}, what=str(path))
+        return run_isolated("edgeship.analysis.tflite_graph:tflite_tables", {"path": str(path)}, what=str(path))
     except FormatError:
         raise
     except EdgeshipError as e:

@@ -1,8 +1,8 @@
 """Torch front end: ``torch.export`` the source and walk its ATen graph.
 
-Every call node becomes a :class:`~edgeship.analyze.graph.Layer` named by the FX node, with the
+Every call node becomes a :class:`~edgeship.analysis.graph.Layer` named by the FX node, with the
 source module path from ``nn_module_stack``, shapes from the exported fake tensors, and MACs from
-the formulas in :mod:`edgeship.analyze.graph`. Counting on the exported graph (not with module
+the formulas in :mod:`edgeship.analysis.graph`. Counting on the exported graph (not with module
 hooks) sees functional ops too, e.g. the ``F.conv2d`` inside Lite0's padded conv subclass that
 ptflops/thop miss.
 """

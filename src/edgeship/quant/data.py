@@ -60,7 +60,7 @@ def _image_folder(folder: Path, source: Source, limit: int, purpose: str) -> tup
         for i, lab in enumerate(source.labels):  # 'tabby, tabby cat' also answers to 'tabby'
             for alias in lab.lower().split(","):
                 index.setdefault(alias.strip(), i)
-        found = [index.get(f.parent.name.lower().replace("_", " ")) for f in files]
+        found = [index.get(f.parent.name.lower(), index.get(f.parent.name.lower().replace("_", " "))) for f in files]
         if all(x is not None for x in found) and any(f.parent != folder for f in files):
             labels = [int(x) for x in found]  # type: ignore[arg-type]
     return samples, labels

@@ -15,7 +15,7 @@ openvino       ``openvino.Core().read_model`` + ``query_model(model, "CPU")`` on
                (or the .tflite file, which OpenVINO reads directly)
 executorch     torch sources: ``to_edge`` + ``XnnpackPartitioner().partition`` (tags, no lowering)
 tflite         .tflite files: the LiteRT interpreter with its default XNNPACK delegate; other
-               sources: the documented op list in :mod:`edgeship.analyze.optables`
+               sources: the documented op list in :mod:`edgeship.analysis.optables`
 coreml         torch sources: coremltools' torch op registry, read from its installed sources
                without importing coremltools (a 7 s import); the Neural Engine share is an
                estimate from a documented list (placement is decided on Apple hardware)
@@ -381,7 +381,7 @@ def _preview_tflite(ctx: dict[str, Any]) -> dict[str, Any]:
         fast = {f"{o['op'].lower()}_{o['index']}" for o in data["ops"] if o["index"] in inside}
         res["notes"].append("delegated nodes are inferred from the delegate's boundary tensors")
         return _finish(res, g, {}, fast, [])
-    res = _result("tflite", "documented op list (edgeship.analyze.optables): TFLite builtins and the XNNPACK "
+    res = _result("tflite", "documented op list (edgeship.analysis.optables): TFLite builtins and the XNNPACK "
                             "delegate's ops", fast_kernels="XNNPACK delegate")
     unsupported = []
     supported: dict[str, bool] = {}

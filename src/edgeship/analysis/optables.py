@@ -1,6 +1,6 @@
 """Documented op lists, used where running the real tool is not cheap or not possible.
 
-Keys are the canonical op types of :mod:`edgeship.analyze.graph` (ONNX spelling). Each list is a
+Keys are the canonical op types of :mod:`edgeship.analysis.graph` (ONNX spelling). Each list is a
 conservative summary of the runtime's documentation, not a promise: the preview labels results
 drawn from these tables as ``"checked_with": "documented op list"``.
 

@@ -93,7 +93,7 @@ def within_budget(f: dict[str, Any], cfg: DeployConfig) -> bool:
     return f["cosine"] >= cfg.min_cosine
 
 
-def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 40) -> float:
+def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 100) -> float:
     """1-thread warm p50 in this process: cheap, for comparing the budget steps with each other."""
     s = _session(path, 1)
     feeds = dict(zip(names, sample))
@@ -145,6 +145,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             rec = {"excluded": list(excluded), "note": note, **f,
                    "p50_ms_1thread": quick_latency_ms(path, names, lat_sample),
                    "size_bytes": path.stat().st_size, "within_budget": within_budget(f, cfg)}
+            first = report["steps"][0]["p50_ms_1thread"] if report["steps"] else rec["p50_ms_1thread"]
+            rec["latency_vs_first_step"] = rec["p50_ms_1thread"] / first
             report["steps"].append(rec)
             return rec
 
@@ -166,7 +168,17 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
             say("int8: quantising (static QDQ, per-channel)")
             recipes.static_qdq(pre, out, cache, cfg.calibration)
-            rec = step(out, [], "all weighted layers int8")
+            rec = step(out, [], "all weighted layers int8 (plain QDQ)")
+            shifts: dict[str, Any] = {}
+            if cfg.bias_correction:
+                say("int8: bias correction")
+                means = recipes.input_means(pre, work, names, cal_samples, batch)
+                shifts = recipes.bias_shifts(pre, out, means)
+                del means
+                recipes.static_qdq(recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts), out, cache,
+                                   cfg.calibration)
+                rec = step(out, [], f"+ bias correction ({len(shifts)} layers)")
+                report["bias_correction"] = {"layers": len(shifts)}
             shutil.copy(out, work / "all-int8.onnx")
             say("int8: tensor-level report")
             t_samples = eval_samples[: min(32, len(eval_samples))]
@@ -180,7 +192,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                     break
                 excluded.append(r["node"])
                 say(f"int8: keeping {len(excluded)} layer(s) in float ({r['module'] or r['node']})")
-                recipes.static_qdq(pre, out, cache, cfg.calibration, exclude=excluded)
+                base = recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts, exclude=excluded) if shifts else pre
+                recipes.static_qdq(base, out, cache, cfg.calibration, exclude=excluded)
                 rec = step(out, excluded, f"+ {r['node']} ({r['module'] or r['op']}) in float")
         elif method == "dynamic":
             pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
@@ -235,11 +248,11 @@ def _json_default(o: Any) -> Any:
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report that goes into artifact.json and the manifest."""
-    keys = ("precision", "method", "calibration", "max_drop", "eval_samples", "eval_labels", "chosen",
+    keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_labels", "chosen",
             "compression_ratio", "fp32")
     out = {k: report[k] for k in keys if k in report}
     out["steps"] = [{k: s.get(k) for k in ("note", "excluded", "top1_agreement", "top5_agreement", "cosine",
-                                            "kl_divergence", "sqnr_db", "accuracy", "p50_ms_1thread", "size_bytes",
+                                            "kl_divergence", "sqnr_db", "accuracy", "p50_ms_1thread", "latency_vs_first_step", "size_bytes",
                                             "within_budget")} for s in report["steps"]]
     out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db")}
                                     for r in report.get("layers", [])[:5]]

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import UnsupportedError
 
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_FUSED_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}
 CALIBRATIONS = ("minmax", "percentile", "entropy")
 
 
@@ -234,9 +235,20 @@ def attribute(fp32_model: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
 
     acts = report["_acts"]
     wsqnr = {w["tensor"]: w["sqnr_db"] for w in report["weights"]}
+    consumers: dict[str, list[Any]] = {}
+    for n in fp32_model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def quantised(t: str) -> str:
+        # a Conv followed by its activation (Relu, Clip...) is quantised after the activation
+        while t not in acts and len(consumers.get(t, [])) == 1 and consumers[t][0].op_type in _FUSED_ACTIVATIONS:
+            t = consumers[t][0].output[0]
+        return t
+
     rows = []
     for n in weighted_nodes(fp32_model):
-        a_in, a_out = acts.get(n.input[0], {}), acts.get(n.output[0], {})
+        a_in, a_out = acts.get(n.input[0], {}), acts.get(quantised(n.output[0]), {})
         s_in = a_in.get("vs_float_sqnr_db", float("inf"))
         s_out = a_out.get("vs_float_sqnr_db")
         if s_out is None:
@@ -247,3 +259,114 @@ def attribute(fp32_model: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
                      "output_qdq_sqnr_db": a_out.get("qdq_sqnr_db")})
     rows.sort(key=lambda r: -r["injected_db"])
     return rows
+
+
+# ---- bias correction -----------------------------------------------------------------------------
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _correctable(node: Any, inits: dict[str, Any]) -> bool:
+    if len(node.input) < 2 or node.input[1] not in inits:
+        return False
+    if node.op_type == "Conv":
+        return _attr(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and len(inits[node.input[1]].dims) in (3, 4, 5)
+    if node.op_type == "Gemm":
+        return (_attr(node, "transA", 0) == 0 and len(node.input) > 2 and node.input[2] in inits
+                and len(inits[node.input[2]].dims) == 1)
+    return False
+
+
+def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]],
+                batch: int) -> dict[str, np.ndarray]:
+    """Mean over the calibration samples of every Conv/Gemm input tensor (each position kept)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = onnx.load(str(pre))
+    inits = {i.name: i for i in model.graph.initializer}
+    wanted = list(dict.fromkeys(n.input[0] for n in model.graph.node if _correctable(n, inits)))
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in wanted if t not in have)
+    path = work / "input-means.onnx"
+    onnx.save(model, str(path))
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    s = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in s.get_outputs()]
+    sums: dict[str, np.ndarray] = {}
+    count = 0
+    for feeds in _Reader(names, samples, batch):
+        for name, v in zip(outs, s.run(None, feeds)):
+            if name in wanted:
+                sums[name] = sums.get(name, 0) + np.asarray(v, np.float64).sum(0)
+        count += next(iter(feeds.values())).shape[0]
+    path.unlink()
+    return {k: v / count for k, v in sums.items()}
+
+
+def bias_shifts(pre: Path, qdq: Path, means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Empirical bias correction (Nagel et al., "Data-Free Quantization", 2019): the mean output
+    error each layer's int8 weights add, E[conv(x, W_q - W)], exact for the calibration inputs'
+    mean because convolution is linear. Subtracting it from the bias removes the systematic shift
+    that per-channel int8 weights put into depthwise layers with folded batch norm."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    model = onnx.load(str(pre))
+    inits = {i.name: i for i in model.graph.initializer}
+    with quiet():
+        wm = dbg.create_weight_matching(str(pre), str(qdq))
+    shifts: dict[str, np.ndarray] = {}
+    for n in model.graph.node:
+        if not _correctable(n, inits) or n.input[1] not in wm or n.input[0] not in means:
+            continue
+        dw = torch.from_numpy(np.asarray(wm[n.input[1]]["dequantized"], np.float64)
+                              - np.asarray(wm[n.input[1]]["float"], np.float64))
+        x = torch.from_numpy(means[n.input[0]])[None]
+        if n.op_type == "Gemm":
+            w = dw.T if _attr(n, "transB", 0) else dw
+            shifts[n.name] = (x.reshape(1, -1) @ w).reshape(-1).numpy() * float(_attr(n, "alpha", 1.0))
+            continue
+        k = dw.ndim - 2
+        pads = list(_attr(n, "pads", [0] * (2 * k)))
+        torch_pads = [p for i in reversed(range(k)) for p in (pads[i], pads[i + k])]
+        conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[k - 1]
+        y = conv(torch.nn.functional.pad(x, torch_pads), dw, stride=list(_attr(n, "strides", [1] * k)),
+                 dilation=list(_attr(n, "dilations", [1] * k)), groups=int(_attr(n, "group", 1)))
+        shifts[n.name] = y.mean(dim=tuple(i for i in range(y.ndim) if i != 1)).numpy()
+    return shifts
+
+
+def apply_bias_shifts(pre: Path, out: Path, shifts: dict[str, np.ndarray], exclude: Sequence[str] = ()) -> Path:
+    """A copy of the float model whose biases absorb ``shifts`` (layers kept in float are left alone)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(pre))
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    for n in model.graph.node:
+        shift = shifts.get(n.name)
+        if shift is None or n.name in exclude:
+            continue
+        if len(n.input) > 2 and n.input[2] and n.input[2] in inits and users.get(n.input[2], 0) == 1:
+            b = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64)
+            inits[n.input[2]].CopyFrom(numpy_helper.from_array((b - shift).astype(np.float32), n.input[2]))
+        elif len(n.input) == 2 and n.op_type == "Conv":
+            name = f"{n.name}_edgeship_bias_correction"
+            model.graph.initializer.append(numpy_helper.from_array((-shift).astype(np.float32), name))
+            n.input.append(name)
+    onnx.save(model, str(out))
+    return out

@@ -52,7 +52,7 @@ Report schema ``edgeship.analysis/1`` (readers ignore keys they do not know; wri
                     unavailable | error), checked_with, fast_kernels, macs_share_fast (0..1 or null),
                     ops: [{type, count, macs, supported, fast}], unsupported: [{op, type, node, module,
                     hint}], off_fast_path: [{op, type, node, module, macs}], notes, (ort) delegation}}
-                    — see :mod:`edgeship.analyze.compat` for the tool behind each target
+                    — see :mod:`edgeship.analysis.compat` for the tool behind each target
 ``cross_check``     torch sources with an ONNX export: torch_macs, onnx_macs, rel_diff, agree (≤ 1%),
                     params and peak activation of both graphs, note; else null
 ``notes``           what was assumed (dynamic dims fixed to 1, ops without a MAC formula, ...)

@@ -1,0 +1,181 @@
+"""edgeship quantize: recipes, the tensor-level report, per-layer attribution, bias correction and
+the accuracy budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgeship
+from edgeship.errors import SecurityError, UnsupportedError, ValidationError
+from edgeship.quant import ort as recipes
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_static_int8_with_report_attribution_and_bias_correction(tiny_onnx, tmp_path):
+    a = edgeship.quantize(tiny_onnx, out=tmp_path / "q")
+    fp32 = edgeship.load_artifact(tiny_onnx)
+    assert a.precision == "int8" and a.verification.passed and a.provenance.parent_digest == fp32.digest
+    assert a.provenance.config["bias_correction"] is True
+    q = json.loads((a.root / "quantization.json").read_text())
+    assert q["method"] == "static" and q["calibration"]["samples"] == 128 and q["eval_samples"] == 256
+    # the seed's demo for every tensor: scale, zero point, MSE, SQNR
+    weights = {w["tensor"]: w for w in q["tensors"]["weights"]}
+    assert len(weights) >= 4
+    for w in weights.values():
+        assert {"scale", "zero_point", "mse", "sqnr_db"} <= set(w) and w["sqnr_db"] > 25
+    for t in q["tensors"]["activations"]:
+        assert {"scale", "zero_point", "mse", "qdq_sqnr_db"} <= set(t)
+    # every weighted layer is attributed, with its source module (Conv+ReLU is judged after the ReLU)
+    assert sorted(r["module"] for r in q["layers"]) == ["fc", "features.0", "features.3", "features.5"]
+    assert [s["note"].split(" (")[0] for s in q["steps"]] == ["all weighted layers int8", "+ bias correction"]
+    assert q["bias_correction"]["layers"] == 4 and q["steps"][-1]["within_budget"]
+    assert a.details["quantization"]["chosen"] == 1
+    ops = {n.op_type for n in onnx.load(str(a.model_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
+def _conv_gemm_model(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 1, (6, 2, 3, 3)).astype(np.float32) * rng.uniform(0.01, 3, (6, 1, 1, 1)).astype(np.float32)
+    g = rng.normal(0, 1, (5, 6 * 4 * 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", group=2, strides=[2, 2], pads=[1, 0, 0, 1]),
+        helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "g", "gb"], ["y"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "cg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(6, np.float32), "b"),
+         numpy_helper.from_array(g, "g"), numpy_helper.from_array(np.full(5, 0.5, np.float32), "gb")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_bias_shift_is_the_mean_output_error_of_the_int8_weights(tmp_path):
+    # independent check of the convolution arithmetic (groups, stride, asymmetric pads, Gemm transB):
+    # a float model carrying the int8 model's dequantised weights, run by ONNX Runtime
+    src = tmp_path / "m.onnx"
+    _conv_gemm_model(src)
+    rng = np.random.default_rng(1)
+    samples = [(rng.normal(0.5, 1, (1, 4, 8, 8)).astype(np.float32),) for _ in range(32)]
+    cache = recipes.calibrate(src, tmp_path, ["x"], samples, "minmax", 8)
+    qdq = recipes.static_qdq(src, tmp_path / "q.onnx", cache, "minmax")
+    shifts = recipes.bias_shifts(src, qdq, recipes.input_means(src, tmp_path, ["x"], samples, 8))
+    assert set(shifts) == {"conv", "fc"}
+
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    deq = onnx.load(str(src))
+    match = dbg.create_weight_matching(str(src), str(qdq))
+    for init in deq.graph.initializer:
+        if init.name in ("w", "g"):
+            init.CopyFrom(numpy_helper.from_array(match[init.name]["dequantized"].astype(np.float32), init.name))
+    onnx.save(deq, str(tmp_path / "deq.onnx"))
+    x = np.concatenate([s[0] for s in samples])
+    # the Gemm's shift is for float inputs; compare the conv directly by cutting the graph at "c"
+    for m in (src, tmp_path / "deq.onnx"):
+        cut = onnx.load(str(m))
+        cut.graph.output[0].CopyFrom(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
+        onnx.save(cut, str(m.with_suffix(".cut.onnx")))
+    diff = _run(tmp_path / "deq.cut.onnx", x) - _run(tmp_path / "m.cut.onnx", x)
+    np.testing.assert_allclose(shifts["conv"], diff.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    assert np.abs(shifts["conv"]).max() > 1e-4  # there is something to correct
+    # and the corrected float model with int8 weights has no mean error left
+    fixed = recipes.apply_bias_shifts(tmp_path / "deq.cut.onnx", tmp_path / "fixed.onnx", {"conv": shifts["conv"]})
+    left = _run(fixed, x) - _run(tmp_path / "m.cut.onnx", x)
+    assert np.abs(left.mean(axis=(0, 2, 3))).max() < 1e-5
+
+
+def test_budget_keeps_the_most_harmful_layers_in_float(tmp_path):
+    res = edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, quantize="int8", bias_correction=False,
+                          max_drop=0.01)
+    a = res.artifacts[1]
+    steps = a.details["quantization"]["steps"]
+    assert not steps[0]["within_budget"] and steps[-1]["within_budget"] and len(steps) > 2
+    excluded = steps[-1]["excluded"]
+    assert excluded and all(f"+ {n} (" in s["note"] for n, s in zip(excluded, steps[1:]))
+    assert a.verification.top1_agreement >= 0.99
+    model = onnx.load(str(a.model_path))
+    kept = [n for n in model.graph.node if n.name in excluded]
+    assert kept and all("DequantizeLinear" not in n.input[1] for n in kept)  # float weights
+
+
+def test_a_model_that_misses_the_budget_is_not_written(tmp_path):
+    with pytest.raises(ValidationError, match="most harmful layers: .*features") as e:
+        edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, quantize="int8", bias_correction=False,
+                        max_drop=0.0, max_float_layers=1)
+    assert "top-1 agreement" in e.value.message and e.value.exit_code == 5
+    assert not (tmp_path / "onnx-int8").exists() and (tmp_path / "onnx-fp32" / "model.onnx").is_file()
+
+
+def test_dynamic_int8_for_a_transformer_on_token_ids(tmp_path):
+    res = edgeship.deploy("tinymodels:token_encoder", out=tmp_path, quantize="int8")
+    a = res.artifacts[1]
+    assert a.details["quantization"]["method"] == "dynamic"
+    assert a.inputs[0].dtype == "int64"
+    assert min(o.cosine for o in a.verification.outputs) >= 0.99
+    assert a.details["quantization"]["steps"][-1]["cosine"] >= 0.99
+    ops = {n.op_type for n in onnx.load(str(a.model_path)).graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
+
+
+def test_fp16(tiny_onnx, tmp_path):
+    a = edgeship.quantize(tiny_onnx, precision="fp16", out=tmp_path / "h")
+    assert a.precision == "fp16" and a.inputs[0].dtype == "float32"
+    dtypes = {i.data_type for i in onnx.load(str(a.model_path)).graph.initializer if len(i.dims) > 1}
+    assert dtypes == {TensorProto.FLOAT16}
+    assert a.details["quantization"]["steps"][0]["cosine"] > 0.9999
+
+
+def test_labelled_image_folder_for_eval_and_npz_for_calibration(tiny_onnx, tmp_path):
+    import skimage.data
+    from PIL import Image
+
+    for i, name in enumerate(("coffee", "chelsea", "astronaut")):
+        d = tmp_path / "eval" / f"class_{i}"
+        d.mkdir(parents=True)
+        Image.fromarray(getattr(skimage.data, name)()).save(d / f"{name}.png")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", image=rng.normal(0, 1, (20, 3, 32, 32)).astype(np.float32))
+    a = edgeship.quantize(tiny_onnx, out=tmp_path / "q", calib=str(tmp_path / "calib.npz"), eval=str(tmp_path / "eval"))
+    q = json.loads((a.root / "quantization.json").read_text())
+    assert q["calibration"]["samples"] == 20 and q["eval_samples"] == 3 and q["eval_labels"] is True
+    assert {"accuracy", "accuracy_fp32"} <= set(q["steps"][0])
+
+
+def test_calibration_data_holding_objects_is_refused(tiny_onnx, tmp_path):
+    np.save(tmp_path / "bad.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SecurityError, match="pickle"):
+        edgeship.quantize(tiny_onnx, out=tmp_path / "q", calib=str(tmp_path / "bad.npy"))
+    assert not (tmp_path / "q").exists()
+
+
+def test_weight_only_says_what_to_use_instead(tiny_onnx, tmp_path):
+    with pytest.raises(UnsupportedError, match="weight-only"):
+        edgeship.quantize(tiny_onnx, out=tmp_path / "q", method="weight-only")
+
+
+def test_cli_json(tiny_onnx, tmp_path, cli_env):
+    exe = Path(sys.executable).parent / "edgeship"
+    r = subprocess.run([str(exe), "quantize", str(tiny_onnx), "--out", str(tmp_path / "q"), "--calib-samples", "16",
+                        "--eval-samples", "32", "--json"], capture_output=True, text=True, env=cli_env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and doc["artifact"]["precision"] == "int8"
+    assert doc["report"]["calibration"]["samples"] == 16 and doc["report"]["eval_samples"] == 32
+    assert doc["report"]["layers"][0]["module"]
+    human = subprocess.run([str(exe), "quantize", str(tiny_onnx), "--out", str(tmp_path / "q2"), "--calib-samples", "16",
+                            "--eval-samples", "32"], capture_output=True, text=True, env=cli_env, timeout=300)
+    assert human.returncode == 0 and "bias correction" in human.stdout and "features.0" in human.stdout
