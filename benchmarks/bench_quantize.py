@@ -1,0 +1,111 @@
+"""Issue 4's figures: int8 under an accuracy budget, all measured in one run.
+
+    .venv/bin/python benchmarks/bench_quantize.py [--out DIR] [--runs 600] [--rounds 5]
+
+A. EfficientNet-Lite0 (the embedded default). Three ONNX artifacts, built through the public API:
+   fp32; the *plain* all-int8 QDQ artifact (ORT static, MinMax, per-channel — edgeship with bias
+   correction off and no float layers allowed, i.e. the tool's default recipe); and the int8 that
+   ``edgeship quantize`` ships (bias correction, then the budget loop). Fidelity of each against
+   fp32 on the 256 evaluation inputs (the 5 sample photos and 251 augmented crops, seed 1; the
+   calibration crops use seed 0, so none is shared), then warm 1-thread latency of all three with
+   ``edgeship.benchmark`` (one fresh process per artifact and round, pinned to CPU 0, the rounds
+   interleaved so machine load hits all three alike).
+   Done when: top-1 agreement >= 95%, p50 <= 1.15x the plain int8, size <= 30% of fp32.
+B. A small transformer encoder on int64 token ids (tests/tinymodels.py): dynamic int8 keeps
+   output cosine >= 0.99.
+C. The layers the per-layer report finds most sensitive in Lite0, with their source modules.
+
+Exit code 1 when a done-when check fails. A script, not a test: about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--runs", type=int, default=600, help="timed calls per artifact, split over the rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (one fresh process each)")
+    args = ap.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="edgeship-bench-quant-"))
+
+    import edgeship
+
+    print(f"work folder: {out}   load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    res = edgeship.deploy("efficientnet-lite0", out=out / "lite0")
+    fp32 = res.artifacts[0]
+    plain = edgeship.quantize(fp32.root, out=out / "lite0" / "onnx-int8-plain", bias_correction=False,
+                              max_float_layers=0, max_drop=1.0, min_cosine=0.0)
+    shipped = edgeship.quantize(fp32.root, out=out / "lite0" / "onnx-int8")
+    arts = {"fp32": fp32, "int8 plain QDQ": plain, "int8 edgeship": shipped}
+
+    bench = edgeship.benchmark([a.root for a in arts.values()], threads=[1], cpus=[0], runs=args.runs,
+                               rounds=args.rounds, batch_sizes=[], auto_baseline=False, roofline=False).to_dict()
+    p50 = {}
+    for r in bench["results"]:
+        for name, a in arts.items():
+            if Path(r.get("path", "")).resolve() == a.root.resolve() or r.get("id") == a.root.name:
+                p50[name] = r["latency_ms"]["p50"] if r.get("status") == "ok" else None
+
+    def fid(a) -> dict:
+        if a is fp32:
+            return {"top1_agreement": 1.0, "top5_agreement": 1.0, "cosine": 1.0, "samples": fp32.verification.samples}
+        q = a.details["quantization"]
+        return {**q["steps"][q["chosen"]], "samples": q["eval_samples"]}
+
+    print("\nA. EfficientNet-Lite0, ONNX Runtime CPU, 1 thread, pinned to CPU 0")
+    print(f"{'artifact':<16}{'top-1 agree':>12}{'top-5 agree':>12}{'cosine':>10}{'size MB':>9}{'% fp32':>8}"
+          f"{'p50 ms':>8}{'vs plain':>9}{'float layers':>14}")
+    for name, a in arts.items():
+        f = fid(a)
+        ratio = p50[name] / p50["int8 plain QDQ"] if p50.get(name) and p50.get("int8 plain QDQ") else float("nan")
+        print(f"{name:<16}{f['top1_agreement']:>12.1%}{f['top5_agreement']:>12.1%}{f['cosine']:>10.4f}"
+              f"{a.size_bytes / 1e6:>9.2f}{a.size_bytes / fp32.size_bytes:>8.0%}{p50.get(name) or float('nan'):>8.2f}"
+              f"{ratio:>9.2f}{len(f.get('excluded') or []):>14}")
+    q = shipped.details["quantization"]
+    print(f"evaluation inputs: {q['eval_samples']} (photos + augmented crops, seed 1); calibration: "
+          f"{q['calibration']['samples']} crops (seed 0), {q['calibration']['method']}")
+    print("budget steps of the shipped artifact:")
+    for s in q["steps"]:
+        print(f"  {s['note']:<60} top-1 {s['top1_agreement']:.1%}  cosine {s['cosine']:.4f}  "
+              f"in-process p50 {s['p50_ms_1thread']:.2f} ms  {'ok' if s['within_budget'] else 'miss'}")
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    tok = edgeship.deploy("tinymodels:token_encoder", out=out / "tok", quantize="int8")
+    tq = tok.artifacts[1]
+    tcos = tq.details["quantization"]["steps"][-1]["cosine"]
+    print("\nB. transformer encoder on int64 token ids (2 layers, d=32), dynamic int8")
+    print(f"  method {tq.details['quantization']['method']}, output cosine {tcos:.5f}, "
+          f"size {tok.artifacts[0].size_bytes / 1e3:.1f} kB -> {tq.size_bytes / 1e3:.1f} kB")
+
+    print("\nC. Lite0 layers that inject the most error (per-layer report, quantization.json)")
+    report = json.loads((shipped.root / "quantization.json").read_text())
+    for r in report["layers"][:8]:
+        print(f"  {r['node']:<16}{r['module'] or '-':<28}{r['op']:<6} injected {r['injected_db']:5.1f} dB   "
+              f"output SQNR {r['output_sqnr_db']:5.1f} dB")
+
+    f = fid(shipped)
+    checks = {
+        "top-1 agreement >= 95%": f["top1_agreement"] >= 0.95,
+        "p50 <= 1.15x plain int8": bool(p50.get("int8 edgeship") and p50.get("int8 plain QDQ")
+                                        and p50["int8 edgeship"] <= 1.15 * p50["int8 plain QDQ"]),
+        "size <= 30% of fp32": shipped.size_bytes <= 0.30 * fp32.size_bytes,
+        "transformer dynamic int8 cosine >= 0.99": tcos >= 0.99,
+    }
+    print()
+    for k, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {k}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
