@@ -151,3 +151,26 @@ def test_quantize_option_is_checked():
     with pytest.raises(edgeship.UsageError, match="unknown precision"):
         edgeship.DeployConfig.build(quantize="int4")
     assert edgeship.DeployConfig.build(quantize="none").quantize == []
+
+
+class CannotRunHere(FakeTarget):
+    """Like Core ML on Linux: verified another way, its runner refuses to run on this machine."""
+    name = "norun"
+
+    def verify(self, source, artifact, cfg):
+        runner = FakeTarget.runner(self, artifact)
+        from edgeship.verify import verify
+
+        return verify(source, artifact, runner, cfg)
+
+    def runner(self, artifact, threads=1, **_):
+        raise edgeship.UnsupportedError("norun artifacts run only on the moon")
+
+
+def test_an_artifact_that_cannot_run_here_does_not_sink_the_sample_predictions(tmp_path):
+    edgeship.register_target("norun", CannotRunHere)
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["onnx", "norun"])
+    preds = res.manifest["stages"]["predictions"]
+    assert preds["not_run"] == {"norun-fp32": "norun artifacts run only on the moon"}
+    assert all(row[2] == [] and row[1] for row in preds["photos"].values())
+    assert (tmp_path / "manifest.json").is_file()

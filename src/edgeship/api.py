@@ -302,7 +302,14 @@ def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: in
 
     assert source.preprocess is not None and source.labels
     photos = sample_photos()
-    clfs = [Classifier(a) for a in artifacts]
+    clfs: list[Any] = []
+    not_run: dict[str, str] = {}
+    for a in artifacts:
+        try:
+            clfs.append(Classifier(a))
+        except (UnsupportedError, MissingExtraError) as e:  # e.g. Core ML off macOS: its column stays empty
+            clfs.append(None)
+            not_run[a.root.name] = e.message
     table: dict[str, list[list[dict[str, Any]]]] = {}
     for name, img in photos.items():
         logits = source.run([preprocess_image(img, source.preprocess)])[0].reshape(-1).astype(np.float64)
@@ -310,10 +317,11 @@ def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: in
         order = np.argsort(-probs)[:top_k]
         row = [[{"label": source.labels[i], "confidence": round(float(probs[i]), 4)} for i in order]]
         for clf in clfs:
-            row.append([{"label": p.label, "confidence": round(p.confidence, 4)}
-                        for p in clf.classify(img, top_k=top_k, threshold=0.0)])
+            row.append([] if clf is None else [{"label": p.label, "confidence": round(p.confidence, 4)}
+                                               for p in clf.classify(img, top_k=top_k, threshold=0.0)])
         table[name] = row
-    return {"artifacts": [f"source ({source.kind})", *[a.root.name for a in artifacts]], "photos": table}
+    return {"artifacts": [f"source ({source.kind})", *[a.root.name for a in artifacts]], "photos": table,
+            "not_run": not_run}
 
 
 def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact], *, progress: Progress = _noop,

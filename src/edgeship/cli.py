@@ -398,6 +398,9 @@ def _print_deploy(c: Console, res: Any) -> None:
         c.print(f"verified against the {v0.get('reference')} on {v0.get('samples')} real inputs at batch sizes "
                 f"{', '.join(map(str, v0.get('batch_sizes', [])))}; pass rule per artifact in manifest.json "
                 f"(fp32: {v0.get('criterion')})", highlight=False)
+    for a in m["artifacts"]:
+        for note in a.get("notes") or []:
+            c.print(f"[dim]{a['path']}:[/] {note}", highlight=False)
     for s in m["stages"].get("convert", {}).get("skipped", []):
         c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False)
     preds = m["stages"].get("predictions")

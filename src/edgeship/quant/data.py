@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError, UsageError
 
 if TYPE_CHECKING:
+    from ..config import DeployConfig
     from ..sources import Source
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -41,6 +42,12 @@ def load_samples(spec: str | None, source: Source, limit: int, purpose: str) -> 
         return _callable(spec, source, limit), None
     raise InputError(f"no such {purpose} data: {spec}",
                      hint="give an image folder, a .npy/.npz file, or a callable 'package.module:function'")
+
+
+def calibration_samples(source: Source, cfg: DeployConfig) -> Samples:
+    """Static-quantisation inputs for any target: ``--calib`` data when given, else the source's own
+    calibration inputs (augmented crops, kept apart from the evaluation inputs); ``--calib-samples``."""
+    return load_samples(getattr(cfg, "calib", None), source, int(getattr(cfg, "calib_samples", 128)), "calibration")[0]
 
 
 def _image_folder(folder: Path, source: Source, limit: int, purpose: str) -> tuple[Samples, list[int] | None]:

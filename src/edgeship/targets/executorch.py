@@ -29,6 +29,7 @@ import numpy as np
 
 from .._util import tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from ..quant.data import calibration_samples
 from ..errors import FormatError, UnsupportedError
 from . import Runner, Target
 from .onnx import _first_line, _quiet
@@ -62,18 +63,6 @@ def _quiet_native():
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
-
-
-def calibration_samples(source: Source, cfg: DeployConfig) -> list[tuple[np.ndarray, ...]]:
-    """Static-quantisation inputs: ``--calib`` data when given, else the source's own calibration
-    inputs (augmented crops, kept apart from the evaluation inputs); ``--calib-samples`` of them."""
-    limit = int(getattr(cfg, "calib_samples", 64))
-    spec = getattr(cfg, "calib", None)
-    if spec:
-        from ..quant.data import load_samples
-
-        return list(load_samples(spec, source, limit, "calibration")[0])
-    return source.calibration_inputs(limit=limit)
 
 
 # ---- the ReLU6 fix -----------------------------------------------------------------------

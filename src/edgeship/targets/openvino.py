@@ -24,6 +24,7 @@ import numpy as np
 
 from .._util import tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from ..quant.data import calibration_samples
 from ..errors import FormatError, UnsupportedError
 from . import Runner, Target
 from .onnx import _first_line, _quiet
@@ -37,18 +38,6 @@ WEIGHTS_FILE = "model.bin"
 
 _OV_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "float32", "f64": "float64", "i64": "int64",
               "i32": "int32", "i8": "int8", "u8": "uint8", "boolean": "bool", "i16": "int16"}
-
-
-def calibration_samples(source: Source, cfg: DeployConfig) -> list[tuple[np.ndarray, ...]]:
-    """Static-quantisation inputs: ``--calib`` data when given, else the source's own calibration
-    inputs (augmented crops, kept apart from the evaluation inputs); ``--calib-samples`` of them."""
-    limit = int(getattr(cfg, "calib_samples", 64))
-    spec = getattr(cfg, "calib", None)
-    if spec:
-        from ..quant.data import load_samples
-
-        return list(load_samples(spec, source, limit, "calibration")[0])
-    return source.calibration_inputs(limit=limit)
 
 
 def _ov_dtype(t: Any) -> str:

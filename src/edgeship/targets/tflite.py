@@ -330,14 +330,9 @@ class TfliteTarget(Target):
         in_tensor = [d["name"] for d in runner.interpreter.get_input_details()]
         sig = next(iter(runner.interpreter.get_signature_list()), "serving_default")
         del runner
-        limit = int(getattr(cfg, "calib_samples", 128))
-        spec = getattr(cfg, "calib", None)
-        if spec:  # --calib data (image folder, .npy/.npz, callable), shared with the onnx quantizer
-            from ..quant.data import load_samples
+        from ..quant.data import calibration_samples
 
-            samples = load_samples(spec, source, limit, "calibration")[0]
-        else:
-            samples = source.calibration_inputs(limit=limit)
+        samples = calibration_samples(source, cfg)
         from ..verify import artifact_inputs
 
         parent_f = parent.model_copy(update={"preprocess": pre.model_copy(update={"dtype": "float32"}) if pre else None})
