@@ -66,10 +66,14 @@ def test_int8_survives_relu6_where_the_stock_quantizer_collapses(relu6, cfg, fp3
         edgeship.convert(relu6, "executorch-stock", tmp_path / "stock", cfg, precision="int8", parent=fp32_art)
     assert not (tmp_path / "stock").exists()
 
+    x = list(relu6.verification_inputs(1)[0])
+    before = relu6.run(x)[0].copy()
     art = edgeship.convert(relu6, "executorch", tmp_path / "int8", cfg, precision="int8", parent=fp32_art)
+    assert (relu6.run(x)[0] == before).all()  # bias correction never touches the source model
     v = art.verification
     assert v.passed and v.outputs[0].cosine > 0.999 and v.samples == cfg.eval_samples
     assert art.provenance.config["fused_clamps"] == 4  # every conv+ReLU6 of the net
+    assert art.provenance.config["bias_corrected_layers"] == 5  # 4 convs and the fc
     assert art.provenance.config["delegation"]["mac_share"] == 1.0
 
 

@@ -179,3 +179,41 @@ def test_cli_json(tiny_onnx, tmp_path, cli_env):
     human = subprocess.run([str(exe), "quantize", str(tiny_onnx), "--out", str(tmp_path / "q2"), "--calib-samples", "16",
                             "--eval-samples", "32"], capture_output=True, text=True, env=cli_env, timeout=300)
     assert human.returncode == 0 and "bias correction" in human.stdout and "features.0" in human.stdout
+
+
+def test_pt2e_bias_correction_removes_the_mean_error_of_int8_weights():
+    """A conv whose per-channel int8 scale is set by one large weight: the small weights round
+    coarsely and shift every output channel's mean; the correction takes that shift out."""
+    pytest.importorskip("torchao")
+    import torch
+    from torch import nn
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeship.quant.pt2e import calibrate_and_correct
+    from edgeship.targets.executorch import _clamp_quantizer
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2)).eval()
+    with torch.no_grad():
+        m[0].weight.mul_(0.3)
+        m[0].weight[:, 0, 0, 0] = 8.0
+    bias = m[0].bias.detach().clone()
+    rng = np.random.default_rng(0)
+    cal = [(rng.normal(0.5, 1, (1, 4, 16, 16)).astype(np.float32),) for _ in range(32)]
+
+    def mean_error(correct: bool) -> float:
+        ep = torch.export.export(m, (torch.from_numpy(cal[0][0]),))
+        p = prepare_pt2e(ep.module(), _clamp_quantizer(True, False))
+        if correct:
+            assert calibrate_and_correct(p, cal) == 1
+        else:
+            for s in cal:
+                p(torch.from_numpy(s[0]))
+        q = convert_pt2e(p)
+        with torch.no_grad():
+            d = torch.cat([q(torch.from_numpy(s[0])) - m(torch.from_numpy(s[0])) for s in cal])
+        return float(d.mean(dim=(0, 2, 3)).abs().max())
+
+    plain, corrected = mean_error(False), mean_error(True)
+    assert plain > 0.02 and corrected < 0.2 * plain
+    assert torch.equal(m[0].bias, bias)  # the source model is untouched

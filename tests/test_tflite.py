@@ -34,6 +34,7 @@ def test_int8_uint8_input_fidelity_and_runner(tmp_path, photo_file, monkeypatch)
     assert v.top1_agreement >= 0.9 and min(o.cosine for o in v.outputs) >= 0.99
     assert any("raw RGB bytes" in n for n in a.notes)
     assert a.provenance.config["recipe"] == "static_wi8_ai8"
+    assert a.provenance.config["bias_corrected_layers"] == 4  # 3 convs (batch norm folded) and the fc
     assert res.manifest["stages"]["convert"]["failed"] == []
 
     # classify (what `edgeship classify` does) on the reloaded uint8 artifact
@@ -133,12 +134,14 @@ def test_an_int8_below_budget_is_reported_and_the_others_are_written(tmp_path):
 
 @pytest.mark.slow
 def test_lite0_int8_uint8_input(tmp_path):
-    # full int8 Lite0 agrees with fp32 on ~93% of the 256 photo crops (cosine ~0.992): below the
-    # default 95% budget (deploy reports it, see the test above), so this test allows an 8% drop
-    res = edgeship.deploy("efficientnet-lite0", out=tmp_path, targets=["tflite"], quantize="int8", max_drop=0.08)
+    # full int8 Lite0 agrees with fp32 on 93% of the 256 evaluation inputs as ai-edge-quantizer
+    # builds it; with the biases corrected for their int8 weights' mean error, 96%: within the
+    # default budget (a drop of at most 5%)
+    res = edgeship.deploy("efficientnet-lite0", out=tmp_path, targets=["tflite"], quantize="int8")
     a = res.artifacts[1]
     r = edgeship.runner_for(a, threads=1)
     assert r.quantization[a.inputs[0].name] == (pytest.approx(1 / 128), 127)
     v = a.verification
-    assert v.passed and v.top1_agreement >= 0.92 and min(o.cosine for o in v.outputs) >= 0.99
-    assert a.size_bytes < 0.35 * res.artifacts[0].size_bytes
+    assert v.passed and v.top1_agreement >= 0.95 and min(o.cosine for o in v.outputs) >= 0.995
+    assert a.provenance.config["bias_corrected_layers"] == 50
+    assert a.size_bytes < 0.30 * res.artifacts[0].size_bytes

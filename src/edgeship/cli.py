@@ -380,8 +380,9 @@ def _print_plan(c: Console, p: Any) -> None:
 def _print_deploy(c: Console, res: Any) -> None:
     m = res.manifest
     t = Table(title=f"edgeship deploy: {m['source']['name']} → {res.out}")
-    for col in ("artifact", "format", "precision", "size", "max abs err", "max rel err", "cosine", "top-1 agree", "verified"):
-        t.add_column(col, justify="right" if col not in ("artifact", "format", "precision") else "left")
+    t.add_column("artifact", no_wrap=True)
+    for col in ("format", "precision", "size", "max abs err", "max rel err", "cosine", "top-1 agree", "verified"):
+        t.add_column(col, justify="right" if col not in ("format", "precision") else "left")
     for a in m["artifacts"]:
         v = a.get("verification") or {}
         outs = v.get("outputs", [])

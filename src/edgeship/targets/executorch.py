@@ -19,6 +19,7 @@ sets it first.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections import Counter
@@ -30,6 +31,11 @@ import numpy as np
 from .._util import tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
 from ..quant.data import calibration_samples
+
+# torchao announces optional CUDA kernels it cannot load, and torch warns that torchao registers an
+# Enum the old way: neither concerns the user of a CPU .pte
+for _name in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 from ..errors import FormatError, UnsupportedError
 from . import Runner, Target
 from .onnx import _first_line, _quiet
@@ -306,12 +312,12 @@ class ExecuTorchTarget(Target):
         ep = self._export(source, args)
         if precision == "int8":
             calib = calibration_samples(source, cfg)
-            ep, fused, kept = self._quantize(source, ep, args, calib)
+            ep, fused, kept, corrected = self._quantize(source, ep, args, calib, bool(getattr(cfg, "bias_correction", True)))
             config.update({"quantizer": "XNNPACKQuantizer" + (" + conv/linear-clamp fusion" if self.fuse_clamps else ""),
                            "per_channel": True, "calibration_samples": len(calib), "fused_clamps": fused,
-                           "kept_float": list(kept)})
+                           "kept_float": list(kept), "bias_corrected_layers": corrected})
             notes.append(f"PT2E int8 (symmetric, per-channel weights); {fused} conv/linear+clamp (ReLU6) "
-                         "patterns quantised after the clamp"
+                         f"patterns quantised after the clamp; biases corrected in {corrected} layer(s)"
                          + (f"; the first conv ({', '.join(kept)}) stays fp32: it sees the image itself"
                             if kept else ""))
         edge = self._lower(source, ep)
@@ -350,7 +356,8 @@ class ExecuTorchTarget(Target):
             raise UnsupportedError(f"torch.export could not export {source.name} for ExecuTorch: {_first_line(e)}",
                                    hint="make the model torch.export-able (no data-dependent control flow)") from None
 
-    def _quantize(self, source: Source, ep: Any, args: tuple, calib: list) -> tuple[Any, int, tuple[str, ...]]:
+    def _quantize(self, source: Source, ep: Any, args: tuple, calib: list,
+                  bias_correction: bool = True) -> tuple[Any, int, tuple[str, ...], int]:
         import torch
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -359,14 +366,20 @@ class ExecuTorchTarget(Target):
         try:
             with _quiet(), torch.no_grad():
                 m = prepare_pt2e(ep.module(), quantizer)
-                for sample in calib:
-                    m(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
+                if bias_correction:
+                    from ..quant.pt2e import calibrate_and_correct
+
+                    corrected = calibrate_and_correct(m, calib)
+                else:
+                    for sample in calib:
+                        m(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
+                    corrected = 0
                 m = convert_pt2e(m)
                 qep = torch.export.export(m, args)
         except Exception as e:
             raise UnsupportedError(f"PT2E int8 quantisation failed for {source.name}: {_first_line(e)}",
                                    hint="build the fp32 artifact only (drop --quantize int8)") from None
-        return qep, quantizer.fused, quantizer.kept_float
+        return qep, quantizer.fused, quantizer.kept_float, corrected
 
     @staticmethod
     def _lower(source: Source, ep: Any) -> Any:

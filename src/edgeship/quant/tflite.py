@@ -1,0 +1,121 @@
+"""Bias correction for TFLite int8 (ai-edge-quantizer), the same correction as the ONNX path
+(:func:`edgeship.quant.ort.bias_shifts`).
+
+``bias_corrected(fp32, int8, feeds, signature)`` takes the fp32 model, a first int8 quantisation of
+it, and the calibration feeds. For every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with a
+float bias it computes the mean output error of the int8 weights, ``E[conv(x, W_int8 - W)]``, from
+the weights actually written in the int8 model (matched by tensor name) and the mean input the fp32
+interpreter sees on the feeds (convolution being linear, the mean input gives the exact mean error,
+padding included), and returns the fp32 model with that error subtracted from each bias. Quantising
+that model again with the same ranges gives int8 weights identical to the first ones and
+corrected biases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED = 3, 4, 9
+
+
+def _opcode(model: Any, op: Any) -> int:
+    c = model.operatorCodes[op.opcodeIndex]
+    return max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0))
+
+
+def _name(t: Any) -> str:
+    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+
+
+def _same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
+    eff = (k - 1) * dilation + 1
+    total = max((math.ceil(size / stride) - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def bias_corrected(fp32: bytes, int8: bytes, feeds: Sequence[dict[str, np.ndarray]], signature: str) -> tuple[bytes, int]:
+    """(the fp32 model with corrected biases, how many layers were corrected)."""
+    import torch
+    import torch.nn.functional as F
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    fm = fb.read_model_from_bytearray(bytearray(fp32))
+    qm = fb.read_model_from_bytearray(bytearray(int8))
+    sg, qsg = fm.subgraphs[0], qm.subgraphs[0]
+    qtensors = {_name(t): t for t in qsg.tensors}
+    users: dict[int, int] = {}
+    for t in sg.tensors:
+        users[t.buffer] = users.get(t.buffer, 0) + 1
+    layers = []
+    for op in sg.operators:
+        code = _opcode(fm, op)
+        if code not in (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) or len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        w_t, b_t = sg.tensors[op.inputs[1]], sg.tensors[op.inputs[2]]
+        q_t = qtensors.get(_name(w_t))
+        w_buf, b_buf = fm.buffers[w_t.buffer].data, fm.buffers[b_t.buffer].data
+        if (users.get(b_t.buffer, 0) != 1 or q_t is None or q_t.quantization is None or q_t.quantization.scale is None or w_buf is None or b_buf is None
+                or w_t.type != 0 or b_t.type != 0):  # 0: FLOAT32
+            continue
+        q_data = qm.buffers[q_t.buffer].data
+        if q_data is None or q_t.type != 9:  # 9: INT8
+            continue
+        w = np.frombuffer(bytes(w_buf), np.float32).reshape(w_t.shape).astype(np.float64)
+        scale = np.asarray(q_t.quantization.scale, np.float64)
+        zp = np.asarray(q_t.quantization.zeroPoint if q_t.quantization.zeroPoint is not None else [0], np.float64)
+        shape = [1] * w.ndim
+        if scale.size > 1:
+            shape[int(q_t.quantization.quantizedDimension or 0)] = -1
+        wq = (np.frombuffer(bytes(q_data), np.int8).reshape(w_t.shape).astype(np.float64) - zp.reshape(shape)) * scale.reshape(shape)
+        layers.append((op, code, wq - w, b_t))
+    if not layers:
+        return fp32, 0
+
+    interp = Interpreter(model_content=bytes(fp32), experimental_preserve_all_tensors=True, num_threads=1)
+    runner = interp.get_signature_runner(signature)
+    sums: dict[int, Any] = {}
+    count: dict[int, int] = {}
+    wanted = {op.inputs[0] for op, *_ in layers}
+    for feed in feeds:
+        runner(**feed)
+        for idx in wanted:
+            x = np.asarray(interp.get_tensor(idx), np.float64)
+            flat = x if x.ndim == 4 else x.reshape(-1, x.shape[-1])
+            sums[idx] = sums.get(idx, 0) + flat.sum(0)
+            count[idx] = count.get(idx, 0) + flat.shape[0]
+
+    fixed = 0
+    for op, code, dw, b_t in layers:
+        idx = op.inputs[0]
+        mean = sums[idx] / count[idx]
+        if code == FULLY_CONNECTED:
+            shift = mean.reshape(-1) @ dw.reshape(dw.shape[0], -1).T
+        else:
+            o = op.builtinOptions
+            x = torch.from_numpy(mean).permute(2, 0, 1)[None]  # HWC -> NCHW
+            if code == CONV_2D:  # [O, H, W, I]
+                wt = torch.from_numpy(dw).permute(0, 3, 1, 2)
+                groups = x.shape[1] // wt.shape[1]
+            else:  # DEPTHWISE [1, H, W, O]
+                wt = torch.from_numpy(dw).permute(3, 0, 1, 2)
+                groups = x.shape[1]
+            sh, sw = int(o.strideH or 1), int(o.strideW or 1)
+            dh, dwf = int(getattr(o, "dilationHFactor", 1) or 1), int(getattr(o, "dilationWFactor", 1) or 1)
+            if int(o.padding) == 0:  # SAME
+                ph, pw = _same_pads(x.shape[2], wt.shape[2], sh, dh), _same_pads(x.shape[3], wt.shape[3], sw, dwf)
+                x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+            y = F.conv2d(x, wt, None, (sh, sw), 0, (dh, dwf), groups)
+            shift = y.mean(dim=(0, 2, 3)).numpy()
+        buf = fm.buffers[b_t.buffer]
+        b = np.frombuffer(bytes(buf.data), np.float32).astype(np.float64)
+        if b.shape != shift.shape:
+            continue
+        buf.data = np.frombuffer((b - shift).astype(np.float32).tobytes(), np.uint8)
+        fixed += 1
+    del interp, runner
+    return bytes(fb.convert_object_to_bytearray(fm)), fixed
