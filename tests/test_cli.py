@@ -118,3 +118,15 @@ def test_config_file(tmp_path, cli_env):
     cfg.write_text(json.dumps({"nonsense": 1}))
     r = run(["deploy", "tinymodels:tiny_classifier", "--config", str(cfg)], cli_env)
     assert r.returncode == 2 and "nonsense" in r.stderr
+
+
+def test_partial_deploy_shows_what_was_written_then_the_error(tmp_path, cli_env):
+    args = ["deploy", "tinymodels:relu6_classifier", "--out", str(tmp_path), "--quantize", "int8",
+            "--no-bias-correction", "--max-drop", "0", "--max-float-layers", "0"]
+    r = run(args, cli_env)
+    assert r.returncode == 5
+    assert "onnx-fp32" in r.stdout and "manifest.json" in r.stdout  # the verified artifact, as a table
+    assert "onnx-int8" in r.stderr and "most harmful layers" in r.stderr and "Traceback" not in r.stderr
+    j = run(args + ["--json"], cli_env)
+    doc = json.loads(j.stdout)  # still exactly one JSON document
+    assert j.returncode == 5 and doc["ok"] is False and doc["error"]["details"]["manifest_path"].endswith("manifest.json")

@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import typer
@@ -116,6 +117,8 @@ def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console],
                 human(out_console)
         except EdgeshipError as e:
             code = e.exit_code
+            if not as_json and getattr(e, "human", None) is not None:
+                e.human(out_console)  # what was done before the error (deploy: the artifacts written)
             if as_json:
                 real.write(json.dumps({"ok": False, "error": e.to_dict()}, indent=2, default=str) + "\n")
             line = f"error: {e.message}" + (f" — {e.hint}" if e.hint else "")
@@ -178,6 +181,13 @@ def deploy(
         update, stop = _progress()
         try:
             res = api.deploy(config=cfg, progress=update)
+        except EdgeshipError as e:
+            # some artifacts failed, the others were verified and written: show those before the error
+            written = e.details.get("manifest_path")
+            if written and Path(written).is_file():
+                partial = SimpleNamespace(out=cfg.out, manifest_path=written, manifest=json.loads(Path(written).read_text()))
+                e.human = lambda c: _print_deploy(c, partial)  # type: ignore[attr-defined]
+            raise
         finally:
             stop()
         doc = {"ok": True, "out": str(res.out), "manifest_path": str(res.manifest_path), "manifest": res.manifest}
