@@ -174,3 +174,20 @@ def test_an_artifact_that_cannot_run_here_does_not_sink_the_sample_predictions(t
     assert preds["not_run"] == {"norun-fp32": "norun artifacts run only on the moon"}
     assert all(row[2] == [] and row[1] for row in preds["photos"].values())
     assert (tmp_path / "manifest.json").is_file()
+
+
+def test_all_targets_skips_those_that_cannot_take_the_model_and_says_why(tiny_onnx):
+    p = edgeship.plan(edgeship.DeployConfig.build(model=str(tiny_onnx / "model.onnx"), targets="all", quantize="int8"))
+    built = {s["target"] for s in p.steps}
+    skipped = {(s["target"], s["precision"]): s["reason"] for s in p.skipped}
+    assert "onnx" in built and "tflite" not in built
+    assert skipped[("tflite", "fp32")] == "tflite converts from torch, pt2, not onnx"
+    with pytest.raises(edgeship.UnsupportedError, match="cannot convert a onnx model"):  # named: still an error
+        edgeship.deploy(str(tiny_onnx / "model.onnx"), targets=["tflite"], dry_run=False, out="unused")
+
+
+def test_verification_says_what_its_inputs_were(tmp_path):
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "a")
+    assert res.artifacts[0].verification.inputs == "sample photos"
+    res = edgeship.deploy("tinymodels:two_inputs", out=tmp_path / "b")
+    assert res.artifacts[0].verification.inputs.startswith("seeded random inputs")

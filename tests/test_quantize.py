@@ -153,6 +153,8 @@ def test_labelled_image_folder_for_eval_and_npz_for_calibration(tiny_onnx, tmp_p
     q = json.loads((a.root / "quantization.json").read_text())
     assert q["calibration"]["samples"] == 20 and q["eval_samples"] == 3 and q["eval_labels"] is True
     assert {"accuracy", "accuracy_fp32"} <= set(q["steps"][0])
+    # the artifact's own verification judges it on the same --eval data
+    assert a.verification.samples == 3 and a.verification.inputs.startswith("evaluation data")
 
 
 def test_calibration_data_holding_objects_is_refused(tiny_onnx, tmp_path):

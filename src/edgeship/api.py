@@ -91,8 +91,17 @@ def plan(cfg: DeployConfig) -> Plan:
     kind = _describe_source(cfg.model)
     steps = []
     skipped = []
+    every = "all" in cfg.targets
     for t in targets:
         missing = t.check_environment()
+        if every and (kind not in t.accepts or missing):
+            # 'all' means every target that can take this model here; named targets still fail loudly
+            reason = (f"{t.name} converts from {', '.join(t.accepts)}, not {kind}" if kind not in t.accepts
+                      else f"missing {', '.join(missing)}: pip install 'edgeship[{t.extra}]'" if t.extra
+                      else f"missing {', '.join(missing)}")
+            skipped.extend({"target": t.name, "precision": pr, "reason": reason}
+                           for pr in ["fp32", *cfg.quantize] if pr in t.precisions)
+            continue
         for precision in ["fp32", *cfg.quantize]:
             if precision not in t.precisions:
                 skipped.append({"target": t.name, "precision": precision,
@@ -135,7 +144,7 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
     with atomic_dir(final) as tmp:
         progress(f"{t.name} {precision}: converting")
         art = t.convert(source, tmp, cfg, precision=precision, parent=parent)
-        progress(f"{t.name} {precision}: verifying on real inputs")
+        progress(f"{t.name} {precision}: verifying against the source")
         v = t.verify(source, art, cfg)
         art = art.model_copy(update={"verification": v})
         raise_if_failed(art, v)

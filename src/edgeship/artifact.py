@@ -121,6 +121,7 @@ class Verification(_Frozen):
 
     reference: str
     samples: int
+    inputs: str | None = Field(None, description="what the compared inputs were (sample photos, --eval data, random...)")
     batch_sizes: tuple[int, ...]
     atol: float
     rtol: float

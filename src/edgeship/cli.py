@@ -406,7 +406,7 @@ def _print_deploy(c: Console, res: Any) -> None:
     c.print(t)
     v0 = (m["artifacts"][0].get("verification") or {}) if m["artifacts"] else {}
     if v0:
-        c.print(f"verified against the {v0.get('reference')} on {v0.get('samples')} real inputs at batch sizes "
+        c.print(f"verified against the {v0.get('reference')} on {v0.get('samples')} {v0.get('inputs') or 'inputs'} at batch sizes "
                 f"{', '.join(map(str, v0.get('batch_sizes', [])))}; pass rule per artifact in manifest.json "
                 f"(fp32: {v0.get('criterion')})", highlight=False)
     for a in m["artifacts"]:

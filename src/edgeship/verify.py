@@ -28,7 +28,14 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     ``1 - max_drop``, on ``eval_samples`` inputs never used for calibration. ``max_rel`` is the max abs error divided by the largest |ref| of that output.
     """
     exact = artifact.precision == "fp32"
-    samples = source.verification_inputs(limit=cfg.samples) if exact else source.evaluation_inputs(cfg.eval_samples)
+    if exact:
+        samples, origin = source.verification_inputs(limit=cfg.samples), source.inputs_origin("verification")
+    else:  # reduced precision: the evaluation data (--eval, else the source's own), never calibration data
+        from .quant.data import load_samples
+
+        spec = getattr(cfg, "eval", None)
+        samples = load_samples(spec, source, cfg.eval_samples, "evaluation")[0]
+        origin = f"evaluation data {spec}" if spec else source.inputs_origin("evaluation")
     refs = [source.run(s) for s in samples]
     try:
         got = [runner.run(artifact_inputs(source, artifact, s)) for s in samples]
@@ -90,7 +97,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         criterion = f"cosine >= {cfg.min_cosine:g} per output" + (f", top-1 agreement >= {floor:.3g}" if top1 is not None else "")
         passed = all(c.passed for c in checks) and (top1 is None or top1 >= floor - 1e-12)
     return Verification(
-        reference=f"{source.kind} source {source.name}", samples=len(samples), batch_sizes=tuple(batch_sizes),
+        reference=f"{source.kind} source {source.name}", samples=len(samples), inputs=origin, batch_sizes=tuple(batch_sizes),
         atol=cfg.atol, rtol=cfg.rtol, outputs=tuple(checks), top1_agreement=top1, top5_agreement=top5,
         kl_divergence=kl, criterion=criterion, passed=passed,
     )

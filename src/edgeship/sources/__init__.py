@@ -115,6 +115,15 @@ class Source:
             return base + [(x,) for x in augmented_crops(self.preprocess, limit - len(base), seed=1)]
         return base + [random_like(self.example_inputs, seed=1000 + i) for i in range(limit - len(base))]
 
+    def inputs_origin(self, purpose: str = "verification") -> str:
+        """What the default inputs for ``purpose`` (verification, evaluation, calibration) are, in words."""
+        if self.sample_inputs:
+            return "sample inputs given with the model"
+        if self.preprocess is not None and len(self.inputs) == 1:
+            return {"verification": "sample photos", "evaluation": "sample photos and augmented crops (seed 1)",
+                    "calibration": "augmented crops of the sample photos (seed 0)"}.get(purpose, "sample photos")
+        return "seeded random inputs (no preprocessing or sample inputs known: give --eval / --calib data)"
+
     def calibration_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]:
         """Inputs for static quantisation, kept apart from verification/evaluation: augmented crops
         of the sample photos (seed 0) for image models, else seeded random inputs (seeds 2000+)."""
