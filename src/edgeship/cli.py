@@ -331,22 +331,22 @@ def quantize(
 
 
 def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
-    t = Table(title=f"{art.name}: {q.get('method')} {art.precision}, budget: top-1 agreement drop <= {q.get('max_drop', 0):.1%}")
-    t.add_column("step", no_wrap=True, overflow="ellipsis", max_width=44)
-    for col in ("float layers", "top-1 agree", "top-5 agree", "cosine", "KL", "SQNR dB", "p50 ms (1 thr)", "vs step 1",
-                "size", "budget"):
-        t.add_column(col, justify="right")
+    t = Table(title=f"{art.name}: {q.get('method')} {art.precision}, budget: top-1 agreement drop <= {q.get('max_drop', 0):.1%}",
+              caption="vs 1st: p50 (1 thread, this process) relative to the first step", caption_justify="left")
+    t.add_column("step", overflow="fold", max_width=38)
+    for col in ("float", "top-1", "top-5", "cosine", "SQNR dB", "p50 ms", "vs 1st", "MB", "budget"):
+        t.add_column(col, justify="right", no_wrap=True)
     fp = q.get("fp32", {})
     first = (q.get("steps") or [{}])[0].get("p50_ms_1thread") or 0
-    t.add_row("fp32", "all", "100%", "100%", "1.000000", "0", "-", f"{fp.get('p50_ms_1thread', 0):.2f}",
-              f"{fp.get('p50_ms_1thread', 0) / first:.2f}x" if first else "-", _mb(fp.get("size_bytes", 0)), "")
+    t.add_row("fp32", "all", "100%", "100%", "1.0000", "-", f"{fp.get('p50_ms_1thread', 0):.2f}",
+              f"{fp.get('p50_ms_1thread', 0) / first:.2f}x" if first else "-", f"{fp.get('size_bytes', 0) / 1e6:.2f}", "")
     for i, s in enumerate(q.get("steps", [])):
         mark = " ←" if i == q.get("chosen") else ""
         t.add_row(s.get("note", "") + mark, str(len(s.get("excluded") or [])),
-                  _pct(s.get("top1_agreement")), _pct(s.get("top5_agreement")), f"{s.get('cosine', 0):.6f}",
-                  "-" if s.get("kl_divergence") is None else f"{s['kl_divergence']:.4f}",
+                  _pct(s.get("top1_agreement")), _pct(s.get("top5_agreement")), f"{s.get('cosine', 0):.4f}",
                   "-" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f}", f"{s.get('p50_ms_1thread', 0):.2f}",
-                  f"{s.get('latency_vs_first_step', 0):.2f}x", _mb(s.get("size_bytes", 0)), "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]")
+                  f"{s.get('latency_vs_first_step', 0):.2f}x", f"{s.get('size_bytes', 0) / 1e6:.2f}",
+                  "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]")
     c.print(t)
     layers = full.get("layers") or []
     if layers:
@@ -357,6 +357,12 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
             lt.add_row(r["node"], r.get("module") or "-", r["op"], f"{r['injected_db']:.1f}", f"{r['output_sqnr_db']:.1f}",
                        "-" if r.get("weight_sqnr_db") is None else f"{r['weight_sqnr_db']:.1f}")
         c.print(lt)
+    c.print(f"evaluated on {q.get('eval_samples')} inputs: {full.get('eval_data') or '-'}"
+            + (f"; calibrated on {full['calibration']['samples']}: {full['calibration']['data']}" if full.get("calibration") else ""),
+            highlight=False)
+    if "random" in str(full.get("eval_data", "")):
+        c.print("[bold yellow]warning:[/] these figures come from random inputs and say little about real data; "
+                "give --eval (and --calib) real samples", highlight=False)
     c.print(f"compression: {q.get('compression_ratio', 0):.2f}x smaller than fp32; per-tensor scales, zero points, "
             f"MSE and SQNR: {art.root / 'quantization.json'}", highlight=False)
 

@@ -169,8 +169,9 @@ class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConf
     """Options of ``edgeship quantize``: the deploy options that concern one quantised ONNX artifact."""
 
     precision: Literal["int8", "fp16"] = Field("int8", description="what to build: int8 (see --method) or fp16")
-    out: Path | None = Field(None, description="folder for the new artifact (default: beside the input artifact, "
-                                               "or edgeship-out/onnx-<precision> for a model)")
+    out: Path | None = Field(None, description="from an artifact: the new artifact's folder (default: beside it, "
+                                               "onnx-<precision>); from a model: the output folder that gets onnx-fp32, "
+                                               "onnx-<precision> and manifest.json (default: edgeship-out)")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

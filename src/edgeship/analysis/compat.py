@@ -243,6 +243,9 @@ def _preview_ort(ctx: dict[str, Any]) -> dict[str, Any]:
 _OV_UNSUPPORTED = re.compile(r"(?:not support|unsupported)[^:]*:\s*(.+)", re.IGNORECASE)
 
 
+_OV_AT_NODE = re.compile(r"Error is encountered while working with operation of type (\S+) and name (\S+?)\.?\s*$", re.M)
+
+
 def _preview_openvino(ctx: dict[str, Any]) -> dict[str, Any]:
     if importlib.util.find_spec("openvino") is None:
         return _result("openvino", "-", status="unavailable", notes=["pip install 'edgeship[openvino]'"])
@@ -269,6 +272,21 @@ def _preview_openvino(ctx: dict[str, Any]) -> dict[str, Any]:
         msg = str(e)
         unsupported = []
         supported: dict[str, bool] = {}
+        at = _OV_AT_NODE.search(msg)
+        if at is not None:  # the frontend failed at one node (e.g. a graph it cannot read), not on an op type
+            op_type, name = at.group(1), at.group(2)
+            lines = [ln.strip() for ln in msg[: at.start()].splitlines() if ln.strip()]
+            why = lines[-1] if lines else "the frontend failed"
+            node = next((lay for lay in g.layers if lay.op.split(":")[-1] == op_type
+                         and (lay.name == name or lay.name.endswith(f"_{name}"))), None)
+            entry = (_entry(node, "") if node is not None
+                     else {"op": op_type, "type": op_type, "node": name, "module": None, "hint": ""})
+            entry["hint"] = (f"OpenVINO's frontend failed at this node ({why[:200]}); the op type itself is "
+                             "supported elsewhere: convert from the source model or its ONNX export instead")
+            res["notes"].append(f"read_model failed at {op_type} node {name}: {why[:300]}")
+            res["status"] = "error"
+            res["unsupported"] = [entry]
+            return res
         for lay in g.layers:
             if re.search(rf"\b{re.escape(lay.op.split(':')[-1])}\b", msg) and lay.type not in SHAPE_ONLY \
                     and not lay.name.startswith(lay.op.lower()):

@@ -133,6 +133,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     ref = run_model(fp32.model_path, names, eval_samples, batch)
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
+                              "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
                               "eval_labels": labels is not None, "steps": []}
     work = Path(tempfile.mkdtemp(prefix="edgeship-quant-"))
     try:
@@ -161,8 +162,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         elif method == "static":
             cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
             report["calibration"] = {"method": cfg.calibration, "samples": len(cal_samples),
-                                     "data": cfg.calib or "default: augmented crops of the sample photos (seed 0)"
-                                     if source.preprocess else cfg.calib or "default: seeded random inputs"}
+                                     "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
             pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
             say(f"int8: calibrating on {len(cal_samples)} samples ({cfg.calibration})")
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
@@ -248,7 +248,7 @@ def _json_default(o: Any) -> Any:
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report that goes into artifact.json and the manifest."""
-    keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_labels", "chosen",
+    keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
             "compression_ratio", "fp32")
     out = {k: report[k] for k in keys if k in report}
     out["steps"] = [{k: s.get(k) for k in ("note", "excluded", "top1_agreement", "top5_agreement", "cosine",
