@@ -238,3 +238,6 @@ def test_tflite_file(tmp_path):
     assert r["compatibility"]["tflite"]["status"] == "ready"
     assert r["compatibility"]["tflite"]["macs_share_fast"] == 1.0
     assert any(row["module"] == "features.3" and row["kind"] == "depthwise" for row in r["layers"])
+    from edgeship.analysis import model_macs
+
+    assert model_macs(path) == TINY_MACS  # what the benchmark's roofline uses for .tflite artifacts

@@ -393,8 +393,10 @@ _MACS_CACHE: dict[tuple[str, int, int], int | None] = {}
 
 
 def model_macs(path: Path) -> int | None:
-    """Total MACs of an ONNX file at batch 1 (dynamic dims at 1), or None if it cannot be counted fully."""
+    """Total MACs of an ONNX file at batch 1 (dynamic dims at 1), or of a .tflite file (its main
+    subgraph, parsed in an isolated child), or None if it cannot be counted fully."""
     from .onnx_graph import graph_from_onnx, load_model
+    from .tflite_graph import graph_from_tflite, read_tflite
 
     p = Path(path)
     try:
@@ -404,7 +406,7 @@ def model_macs(path: Path) -> int | None:
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _MACS_CACHE:
         try:
-            g = graph_from_onnx(load_model(p))
+            g = graph_from_tflite(read_tflite(p)) if p.suffix == ".tflite" else graph_from_onnx(load_model(p))
             complete = not any(n.startswith("MACs not counted") for n in g.notes)
             _MACS_CACHE[key] = sum(layer.macs for layer in g.layers) if complete else None
         except EdgeshipError:

@@ -451,9 +451,9 @@ def _median(xs: Sequence[float | None]) -> float | None:
 
 
 def _model_macs(art: Artifact) -> tuple[int | None, str | None]:
-    """MACs of an ONNX artifact from edgeship.analyze (another module owns the counter)."""
-    if art.format.value != "onnx":
-        return None, f"no MAC count for a {art.format.value} file (counted on ONNX graphs)"
+    """MACs of an ONNX or TFLite artifact from edgeship.analysis (another module owns the counter)."""
+    if art.format.value not in ("onnx", "tflite"):
+        return None, f"no MAC count for a {art.format.value} file (counted on ONNX and TFLite graphs)"
     try:
         from ..analysis import model_macs
     except (ImportError, AttributeError):
