@@ -138,7 +138,9 @@ def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console],
         raise typer.Exit(code)
 
 
-def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr (a line per step when stderr is not a terminal); yields the update function."""
     status = err_console.status("starting", spinner="dots")
     status.start()
 
@@ -147,7 +149,10 @@ def _progress() -> tuple[Callable[[str], None], Callable[[], None]]:
         if not err_console.is_terminal:
             err_console.print(f"· {msg}", highlight=False)
 
-    return update, status.stop
+    try:
+        yield update
+    finally:
+        status.stop()
 
 
 # ---- commands ---------------------------------------------------------------------------
@@ -178,9 +183,9 @@ def deploy(
         if cfg.dry_run:
             p = api.plan(cfg)
             return {"ok": True, "plan": p.to_dict()}, lambda c: _print_plan(c, p)
-        update, stop = _progress()
         try:
-            res = api.deploy(config=cfg, progress=update)
+            with _progress() as update:
+                res = api.deploy(config=cfg, progress=update)
         except EdgeshipError as e:
             # some artifacts failed, the others were verified and written: show those before the error
             written = e.details.get("manifest_path")
@@ -188,8 +193,6 @@ def deploy(
                 partial = SimpleNamespace(out=cfg.out, manifest_path=written, manifest=json.loads(Path(written).read_text()))
                 e.human = lambda c: _print_deploy(c, partial)  # type: ignore[attr-defined]
             raise
-        finally:
-            stop()
         doc = {"ok": True, "out": str(res.out), "manifest_path": str(res.manifest_path), "manifest": res.manifest}
         return doc, lambda c: _print_deploy(c, res)
 
@@ -271,11 +274,8 @@ def benchmark(
     from . import api
 
     def body():
-        update, stop = _progress()
-        try:
+        with _progress() as update:
             report = api.benchmark(artifacts, progress=update, **(options or {}))
-        finally:
-            stop()
         if csv is not None:
             report.write_csv(csv)
         return report.to_dict(), report.print
@@ -316,11 +316,8 @@ def quantize(
     from . import api
 
     def body():
-        update, stop = _progress()
-        try:
+        with _progress() as update:
             art = api.quantize(model, progress=update, **(options or {}))
-        finally:
-            stop()
         q = art.details.get("quantization", {})
         report_path = art.root / "quantization.json"
         full = json.loads(report_path.read_text()) if report_path.is_file() else {}
