@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeship
-from edgeship.errors import SecurityError, UnsupportedError, ValidationError
+from edgeship.errors import SecurityError, ValidationError
 from edgeship.quant import ort as recipes
 
 
@@ -164,9 +164,21 @@ def test_calibration_data_holding_objects_is_refused(tiny_onnx, tmp_path):
     assert not (tmp_path / "q").exists()
 
 
-def test_weight_only_says_what_to_use_instead(tiny_onnx, tmp_path):
-    with pytest.raises(UnsupportedError, match="weight-only"):
-        edgeship.quantize(tiny_onnx, out=tmp_path / "q", method="weight-only")
+def test_weight_only_int8_weights_float_compute(tiny_onnx, tmp_path):
+    a = edgeship.quantize(tiny_onnx, out=tmp_path / "q", method="weight-only")
+    q = a.details["quantization"]
+    assert q["method"] == "weight-only" and a.verification.passed
+    model = onnx.load(str(a.model_path))
+    int8 = {i.name for i in model.graph.initializer if i.data_type == TensorProto.INT8 and len(i.dims) > 1}
+    assert int8 and not any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # activations stay float
+    # ONNX Runtime must fold the dequantisation at load: the runner sets it, the note tells app authors
+    assert a.details["session_config"] == {"session.disable_quant_qdq": "1"}
+    assert any("session.disable_quant_qdq" in n for n in a.notes)
+    r = edgeship.runner_for(a, threads=1)
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    ref = edgeship.runner_for(edgeship.load_artifact(tiny_onnx), threads=1).run([x])[0]
+    cos = float((r.run([x])[0] * ref).sum() / (np.linalg.norm(r.run([x])[0]) * np.linalg.norm(ref)))
+    assert cos > 0.999
 
 
 def test_cli_json(tiny_onnx, tmp_path, cli_env):

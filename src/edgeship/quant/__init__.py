@@ -40,19 +40,22 @@ if TYPE_CHECKING:
 REPORT_FILE = "quantization.json"
 
 
-def _session(path: Path, threads: int) -> Any:
+def _session(path: Path, threads: int, config: dict[str, str] | None = None) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    for k, v in (config or {}).items():
+        so.add_session_config_entry(k, v)
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 4
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]], batch: int) -> list[np.ndarray]:
+def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]], batch: int,
+              config: dict[str, str] | None = None) -> list[np.ndarray]:
     """Outputs over all samples (concatenated along axis 0), batched when the batch axis is dynamic."""
-    s = _session(path, 0)
+    s = _session(path, 0, config)
     outs: list[list[np.ndarray]] = []
     for i in range(0, len(samples), batch):
         chunk = samples[i:i + batch]
@@ -93,9 +96,10 @@ def within_budget(f: dict[str, Any], cfg: DeployConfig) -> bool:
     return f["cosine"] >= cfg.min_cosine
 
 
-def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 100) -> float:
+def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 100,
+                     config: dict[str, str] | None = None) -> float:
     """1-thread warm p50 in this process: cheap, for comparing the budget steps with each other."""
-    s = _session(path, 1)
+    s = _session(path, 1, config)
     feeds = dict(zip(names, sample))
     for _ in range(5):
         s.run(None, feeds)
@@ -141,10 +145,14 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         fp32_ms = quick_latency_ms(fp32.model_path, names, lat_sample)
         report["fp32"] = {"size_bytes": fp32.model_path.stat().st_size, "p50_ms_1thread": fp32_ms}
 
+        from ..targets.onnx import WEIGHT_ONLY_SESSION_CONFIG
+
+        sess_cfg = WEIGHT_ONLY_SESSION_CONFIG if method == "weight-only" else None
+
         def step(path: Path, excluded: list[str], note: str) -> dict[str, Any]:
-            f = fidelity(ref, run_model(path, names, eval_samples, batch), labels)
+            f = fidelity(ref, run_model(path, names, eval_samples, batch, sess_cfg), labels)
             rec = {"excluded": list(excluded), "note": note, **f,
-                   "p50_ms_1thread": quick_latency_ms(path, names, lat_sample),
+                   "p50_ms_1thread": quick_latency_ms(path, names, lat_sample, config=sess_cfg),
                    "size_bytes": path.stat().st_size, "within_budget": within_budget(f, cfg)}
             first = report["steps"][0]["p50_ms_1thread"] if report["steps"] else rec["p50_ms_1thread"]
             rec["latency_vs_first_step"] = rec["p50_ms_1thread"] / first
@@ -156,9 +164,34 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             recipes.fp16(fp32.model_path, out)
             step(out, [], "fp16 weights and compute, float32 I/O")
         elif method == "weight-only":
-            raise UnsupportedError("--method weight-only is not offered for ONNX Runtime yet",
-                                   hint="use static (CNNs) or dynamic (transformers); Core ML offers int8 weight-only "
-                                        "and palettised weights (--targets coreml --quantize int8,palettize4)")
+            say("int8: weight-only (per-channel int8 weights, float compute)")
+            dws: dict[str, Any] = {}
+            _, wstats = recipes.weight_only_int8(fp32.model_path, out, dweights=dws)
+            report["tensors"] = {"weights": wstats, "activations": []}
+            rec = step(out, [], f"int8 weights ({len(wstats)} tensors, per-channel), float compute")
+            base, shifts = fp32.model_path, {}
+            if cfg.bias_correction:
+                cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
+                report["calibration"] = {"method": "input means for bias correction", "samples": len(cal_samples),
+                                         "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
+                say(f"int8: bias correction on {len(cal_samples)} calibration samples")
+                means = recipes.input_means(fp32.model_path, work, names, cal_samples, batch)
+                shifts = recipes.bias_shifts(fp32.model_path, None, means, dweights=dws)
+                base = recipes.apply_bias_shifts(fp32.model_path, work / "bc.onnx", shifts)
+                recipes.weight_only_int8(base, out)
+                rec = step(out, [], f"+ bias correction ({len(shifts)} layers)")
+                report["bias_correction"] = {"layers": len(shifts)}
+            excluded = []
+            worst = sorted(wstats, key=lambda w: w["sqnr_db"])
+            users = {n.input[1]: n.name for n in recipes.weighted_nodes(model)}
+            for w in worst[: cfg.max_float_layers]:
+                if rec["within_budget"] or w["tensor"] not in users:
+                    break
+                excluded.append(users[w["tensor"]])
+                if shifts:
+                    base = recipes.apply_bias_shifts(fp32.model_path, work / "bc.onnx", shifts, exclude=excluded)
+                recipes.weight_only_int8(base, out, exclude=excluded)
+                rec = step(out, excluded, f"+ {users[w['tensor']]} in float ({w['sqnr_db']:.1f} dB weights)")
         elif method == "static":
             cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
             report["calibration"] = {"method": cfg.calibration, "samples": len(cal_samples),
@@ -222,8 +255,9 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         raise ValidationError(
             f"{precision} {method} quantisation misses the budget: " + _describe(final, cfg)
             + (f"; most harmful layers: {worst}" if worst else ""),
-            hint="raise --max-drop, allow more float layers (--max-float-layers), give better --calib data, "
-                 "or try --calibration entropy/percentile; the artifact was not written",
+            hint="raise --max-drop, allow more float layers (--max-float-layers)"
+                 + (", give better --calib data, or try --calibration entropy/percentile" if method == "static" else "")
+                 + "; the artifact was not written",
             steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in report["steps"]],
         )
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")

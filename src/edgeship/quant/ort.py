@@ -312,7 +312,8 @@ def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[t
     return {k: v / count for k, v in sums.items()}
 
 
-def bias_shifts(pre: Path, qdq: Path, means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def bias_shifts(pre: Path, qdq: Path | None, means: dict[str, np.ndarray],
+                dweights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Empirical bias correction (Nagel et al., "Data-Free Quantization", 2019): the mean output
     error each layer's int8 weights add, E[conv(x, W_q - W)], exact for the calibration inputs'
     mean because convolution is linear. Subtracting it from the bias removes the systematic shift
@@ -323,14 +324,16 @@ def bias_shifts(pre: Path, qdq: Path, means: dict[str, np.ndarray]) -> dict[str,
 
     model = onnx.load(str(pre))
     inits = {i.name: i for i in model.graph.initializer}
-    with quiet():
-        wm = dbg.create_weight_matching(str(pre), str(qdq))
+    if dweights is None:  # W_int8 - W from the quantised model's own weights
+        assert qdq is not None
+        with quiet():
+            wm = dbg.create_weight_matching(str(pre), str(qdq))
+        dweights = {k: np.asarray(v["dequantized"], np.float64) - np.asarray(v["float"], np.float64) for k, v in wm.items()}
     shifts: dict[str, np.ndarray] = {}
     for n in model.graph.node:
-        if not _correctable(n, inits) or n.input[1] not in wm or n.input[0] not in means:
+        if not _correctable(n, inits) or n.input[1] not in dweights or n.input[0] not in means:
             continue
-        dw = torch.from_numpy(np.asarray(wm[n.input[1]]["dequantized"], np.float64)
-                              - np.asarray(wm[n.input[1]]["float"], np.float64))
+        dw = torch.from_numpy(np.asarray(dweights[n.input[1]], np.float64))
         x = torch.from_numpy(means[n.input[0]])[None]
         if n.op_type == "Gemm":
             w = dw.T if _attr(n, "transB", 0) else dw
@@ -370,3 +373,72 @@ def apply_bias_shifts(pre: Path, out: Path, shifts: dict[str, np.ndarray], exclu
             n.input.append(name)
     onnx.save(model, str(out))
     return out
+
+
+# ---- weight-only int8 ----------------------------------------------------------------------------
+
+def _weight_axis(node: Any) -> int | None:
+    """The output-channel axis of a weighted node's weight (per-channel scales run along it)."""
+    if node.op_type in ("Conv", "ConvTranspose"):
+        return 0 if node.op_type == "Conv" else 1
+    if node.op_type == "Gemm":
+        return 0 if _attr(node, "transB", 0) else 1
+    if node.op_type == "MatMul":
+        return 1
+    return None
+
+
+def weight_only_int8(fp32: Path, out: Path, exclude: Sequence[str] = (), min_size: int = 32,
+                     dweights: dict[str, np.ndarray] | None = None) -> tuple[Path, list[dict[str, Any]]]:
+    """int8 weights, float compute: every Conv/Gemm/MatMul weight initializer (>= ``min_size``
+    elements) becomes per-channel symmetric int8 + scale behind a DequantizeLinear. The file shrinks
+    about 4x; ONNX Runtime folds the DequantizeLinear at load, so it computes (and runs) as fp32.
+    ``dweights``, when given, receives each weight's rounding error (W_int8 - W) for bias correction."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    axes: dict[str, int | None] = {}
+    for n in graph.node:
+        if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits:
+            ax = None if n.name in exclude else _weight_axis(n)
+            # an initializer shared by nodes that disagree (or one kept float) stays float
+            axes[n.input[1]] = ax if axes.get(n.input[1], ax) == ax else None
+    stats: list[dict[str, Any]] = []
+    new_nodes = []
+    for name, ax in axes.items():
+        init = inits[name]
+        w = numpy_helper.to_array(init)
+        if ax is None or w.dtype != np.float32 or w.ndim < 2 or w.size < min_size:
+            continue
+        red = tuple(i for i in range(w.ndim) if i != ax)
+        scale = np.maximum(np.abs(w).max(axis=red), 1e-12) / 127.0
+        shape = [1] * w.ndim
+        shape[ax] = -1
+        q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        deq = q.astype(np.float32) * scale.reshape(shape).astype(np.float32)
+        if dweights is not None:
+            dweights[name] = deq.astype(np.float64) - w.astype(np.float64)
+        stats.append({"tensor": name, "shape": list(w.shape), "scale": [float(scale.min()), float(np.median(scale)),
+                      float(scale.max())], "zero_point": 0, "per_channel": True,
+                      "mse": float(np.mean((w - deq) ** 2)), "sqnr_db": _sqnr(w, deq)})
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"),
+                                  numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+                                  numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}_zero_point")])
+        new_nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero_point"],
+                                          [name], name=f"{name}_DequantizeLinear", axis=ax))
+    if not stats and not exclude:
+        raise UnsupportedError("weight-only int8: no Conv/Gemm/MatMul weight initializer to quantise",
+                               hint="the model's weights are not initializers of weighted ops; try --method dynamic")
+    # the dequantised weights keep their names, so consumers are untouched; put them first (topological order)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + nodes)
+    if not any(o.domain in ("", "ai.onnx") and o.version >= 13 for o in model.opset_import):
+        raise UnsupportedError("weight-only int8 needs ONNX opset 13 or newer (per-channel DequantizeLinear)",
+                               hint="re-export with --opset 17")
+    onnx.save(model, str(out))
+    return out, stats
