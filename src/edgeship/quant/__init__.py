@@ -256,7 +256,9 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             f"{precision} {method} quantisation misses the budget: " + _describe(final, cfg)
             + (f"; most harmful layers: {worst}" if worst else ""),
             hint="raise --max-drop, allow more float layers (--max-float-layers)"
-                 + (", give better --calib data, or try --calibration entropy/percentile" if method == "static" else "")
+                 + (", give better --calib data, or try --calibration "
+                    + "/".join(c for c in ("minmax", "percentile", "entropy") if c != cfg.calibration)
+                    if method == "static" else "")
                  + "; the artifact was not written",
             steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in report["steps"]],
         )

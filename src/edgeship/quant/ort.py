@@ -10,6 +10,7 @@ tensors.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import warnings
@@ -92,13 +93,18 @@ def calibrate(pre: Path, work: Path, names: Sequence[str], samples: Sequence[tup
     with quiet():
         cal = create_calibrator(pre, [], augmented_model_path=str(work / f"augmented-{method}.onnx"),
                                 calibrate_method=cm, extra_options=extra)
-        # one batch per call: a calibrator keeps every intermediate tensor of a call in memory before
-        # folding it into its histograms (all 128 samples at once took ~10 GB for Lite0 with entropy)
-        for b in _Reader(names, samples, batch).batches:
-            one = _Reader(names, [], batch)
+        # one small batch per call: a calibrator keeps every intermediate tensor of a call in memory
+        # (several copies) before folding it into its ranges or histograms. Lite0 holds ~100 MB of
+        # activations per sample: all 128 samples at once took ~10 GB with entropy, 16 at a time 7.4 GB
+        step = min(batch, 4 if method == "minmax" else 2)
+        for b in _Reader(names, samples, step).batches:
+            one = _Reader(names, [], step)
             one.batches = [b]
-            cal.collect_data(one)
-        save_tensors_data(cal.compute_data(), cache)
+            with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per histogram update
+                cal.collect_data(one)
+        with contextlib.redirect_stdout(io.StringIO()):
+            data = cal.compute_data()
+        save_tensors_data(data, cache)
     del cal, CalibrationMethod
     return cache
 
@@ -214,18 +220,61 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
     with quiet():
         dbg.modify_model_output_intermediate_tensors(str(fp32), str(work / "float-aug.onnx"))
         dbg.modify_model_output_intermediate_tensors(str(qdq), str(work / "qdq-aug.onnx"))
-        fa = dbg.collect_activations(str(work / "float-aug.onnx"), _Reader(names, samples, batch))
-        qa = dbg.collect_activations(str(work / "qdq-aug.onnx"), _Reader(names, samples, batch))
-        match = dbg.create_activation_matching(qa, fa)
+    # streamed a small batch at a time: every intermediate tensor of both models for every sample
+    # at once held ~7 GB for Lite0 (32 samples); only running sums are kept
+    sums: dict[str, dict[str, float]] = {}
+    sessions = [_intermediate_session(work / "float-aug.onnx"), _intermediate_session(work / "qdq-aug.onnx")]
+    for feeds in _Reader(names, samples, 1):
+        fa, qa = (_intermediates(sess, feeds) for sess in sessions)
+        with quiet():
+            match = dbg.create_activation_matching(qa, fa)
+        for name, m in match.items():
+            pre, post, flt = m["pre_qdq"][0], m["post_qdq"][0], (m.get("float") or [None])[0]
+            acc = sums.setdefault(name, {"n": 0, "pre2": 0.0, "dqdq2": 0.0, "float2": 0.0, "dflt2": 0.0, "has_float": 1})
+            pre64, post64 = np.asarray(pre, np.float64), np.asarray(post, np.float64)
+            acc["n"] += pre64.size
+            acc["pre2"] += float(np.sum(pre64 ** 2))
+            acc["dqdq2"] += float(np.sum((pre64 - post64) ** 2))
+            if flt is None:
+                acc["has_float"] = 0
+            else:
+                f64 = np.asarray(flt, np.float64)
+                acc["float2"] += float(np.sum(f64 ** 2))
+                acc["dflt2"] += float(np.sum((f64 - post64) ** 2))
+    del sessions
     acts = {}
-    for name, m in match.items():
-        pre, post, flt = m["pre_qdq"], m["post_qdq"], m.get("float")
-        pre_c, post_c = np.concatenate([p.ravel() for p in pre]), np.concatenate([p.ravel() for p in post])
-        rec = {"tensor": name, "mse": float(np.mean((pre_c - post_c) ** 2)), "qdq_sqnr_db": _sqnr(pre_c, post_c), **qp(name)}
-        if flt:
-            rec["vs_float_sqnr_db"] = _sqnr(np.concatenate([x.ravel() for x in flt]), post_c)
+    for name, acc in sums.items():
+        rec = {"tensor": name, "mse": acc["dqdq2"] / max(acc["n"], 1), "qdq_sqnr_db": _db(acc["pre2"], acc["dqdq2"]),
+               **qp(name)}
+        if acc["has_float"]:
+            rec["vs_float_sqnr_db"] = _db(acc["float2"], acc["dflt2"])
         acts[name] = rec
     return {"weights": weights, "activations": list(acts.values()), "_acts": acts}
+
+
+def _db(signal2: float, noise2: float) -> float:
+    """SQNR in dB from sums of squares (as _sqnr, streamed)."""
+    return float("inf") if noise2 == 0 else 10 * math.log10(max(signal2, 1e-60) / noise2)
+
+
+def _intermediate_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as qdq_loss_debug runs them
+    so.log_severity_level = 4
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def _intermediates(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """One batch through an augmented model: {tensor: [value]}, as qdq_loss_debug.collect_activations."""
+    from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX
+
+    out = {}
+    for info, value in zip(sess.get_outputs(), sess.run(None, feeds)):
+        if info.name.endswith(_TENSOR_SAVE_POSTFIX):
+            out[info.name[: -len(_TENSOR_SAVE_POSTFIX)]] = [value]
+    return out
 
 
 def attribute(fp32_model: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -303,7 +352,7 @@ def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[t
     outs = [o.name for o in s.get_outputs()]
     sums: dict[str, np.ndarray] = {}
     count = 0
-    for feeds in _Reader(names, samples, batch):
+    for feeds in _Reader(names, samples, min(batch, 4)):  # every conv input of a batch is held at once
         for name, v in zip(outs, s.run(None, feeds)):
             if name in wanted:
                 sums[name] = sums.get(name, 0) + np.asarray(v, np.float64).sum(0)
