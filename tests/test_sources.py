@@ -250,3 +250,21 @@ def test_onnx_external_data_past_the_end(tmp_path):
     path = _external_data_model(tmp_path, "w.bin")
     with pytest.raises(FormatError, match="past the end"):
         load_source(str(path))
+
+
+def test_sample_inputs_are_split_between_evaluation_and_calibration():
+    import dataclasses
+
+    import numpy as np
+
+    from edgeship.sources import load_source
+
+    src = load_source("tinymodels:tiny_classifier")
+    samples = tuple((np.full((1, 3, 32, 32), i, np.float32),) for i in range(6))
+    six = dataclasses.replace(src, sample_inputs=samples)
+    ev, cal = six.evaluation_inputs(64), six.calibration_inputs(64)
+    assert [int(s[0].flat[0]) for s in ev] == [0, 1, 2] and [int(s[0].flat[0]) for s in cal] == [3, 4, 5]
+    assert len(six.verification_inputs(8)) == 6
+    assert "first half" in six.inputs_origin("evaluation") and "second half" in six.inputs_origin("calibration")
+    two = dataclasses.replace(src, sample_inputs=samples[:2])
+    assert len(two.calibration_inputs(64)) == 2 and "alike" in two.inputs_origin("calibration")

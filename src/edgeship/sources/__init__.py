@@ -106,8 +106,10 @@ class Source:
         """More real inputs, for judging reduced-precision artifacts: the verification inputs
         first, then augmented crops of the sample photos (seed 1) for image models, or more seeded
         random inputs. Never the calibration inputs."""
+        if self.sample_inputs:
+            return self._sample_split()[0][:limit]
         base = self.verification_inputs(limit=limit)
-        if self.sample_inputs or len(base) >= limit:
+        if len(base) >= limit:
             return base[:limit]
         if self.preprocess is not None and len(self.inputs) == 1:
             from ..data import augmented_crops
@@ -115,10 +117,24 @@ class Source:
             return base + [(x,) for x in augmented_crops(self.preprocess, limit - len(base), seed=1)]
         return base + [random_like(self.example_inputs, seed=1000 + i) for i in range(limit - len(base))]
 
+    def _sample_split(self) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]]]:
+        """The model's own sample inputs split in two, evaluation then calibration, so a quantised
+        artifact is never judged on its calibration data (under 4 samples both get all of them)."""
+        samples = [tuple(np.asarray(a) for a in s) for s in self.sample_inputs or ()]
+        if len(samples) < 4:
+            return samples, samples
+        half = len(samples) // 2
+        return samples[:half], samples[half:]
+
     def inputs_origin(self, purpose: str = "verification") -> str:
         """What the default inputs for ``purpose`` (verification, evaluation, calibration) are, in words."""
         if self.sample_inputs:
-            return "sample inputs given with the model"
+            if len(self.sample_inputs) < 4 and purpose != "verification":
+                return ("all sample inputs given with the model, for evaluation and calibration alike (fewer than 4: "
+                        "give --eval / --calib data)")
+            return {"evaluation": "the first half of the sample inputs given with the model",
+                    "calibration": "the second half of the sample inputs given with the model"}.get(
+                        purpose, "sample inputs given with the model")
         if self.preprocess is not None and len(self.inputs) == 1:
             return {"verification": "sample photos", "evaluation": "sample photos and augmented crops (seed 1)",
                     "calibration": "augmented crops of the sample photos (seed 0)"}.get(purpose, "sample photos")
@@ -128,7 +144,7 @@ class Source:
         """Inputs for static quantisation, kept apart from verification/evaluation: augmented crops
         of the sample photos (seed 0) for image models, else seeded random inputs (seeds 2000+)."""
         if self.sample_inputs:
-            return [tuple(np.asarray(a) for a in s) for s in self.sample_inputs[:limit]]
+            return self._sample_split()[1][:limit]
         if self.preprocess is not None and len(self.inputs) == 1:
             from ..data import augmented_crops
 
