@@ -54,6 +54,11 @@ PACKAGE = "model.mlpackage"
 CLASS_LABEL = "classLabel"
 PROBS = "classLabel_probs"
 DEPLOYMENT_TARGET = "iOS16"  # ML Program with constexpr int8 / LUT weights
+# 4-bit palettes per group of output channels need iOS 18 / macOS 15 (constexpr_lut_to_dense with
+# grouped LUTs): one 16-entry palette per tensor leaves Lite0's weights at cosine 0.988, per 8
+# channels at >= 0.9917 for every tensor
+DEPLOYMENT_TARGET_FOR = {"palettize4": "iOS18"}
+PALETTE_GROUP = 8
 _COMPUTE = {"fp32": "FLOAT32", "fp16": "FLOAT16", "int8": "FLOAT16", "palettize6": "FLOAT16", "palettize4": "FLOAT16"}
 _CT_DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int32": "INT32", "int64": "INT32", "float64": "FLOAT32"}
 _REF_CACHE: dict[str, dict[str, tuple[str, np.ndarray]]] = {}  # source digest -> fp32 conversion weights
@@ -301,7 +306,8 @@ class CoreMLTarget(Target):
                                         "(@register_torch_op)", ops=list(missing), modules=sorted({m for w in missing.values() for m in w}))
         model = self._convert(ct, source, ep, image, classifier, precision)
         notes: list[str] = []
-        config: dict[str, Any] = {"compute_precision": _COMPUTE[precision], "minimum_deployment_target": DEPLOYMENT_TARGET,
+        config: dict[str, Any] = {"compute_precision": _COMPUTE[precision],
+                                  "minimum_deployment_target": DEPLOYMENT_TARGET_FOR.get(precision, DEPLOYMENT_TARGET),
                                   "classifier": classifier}
         if precision in ("int8", "palettize6", "palettize4"):
             model = self._compress(ct, model, precision, config)
@@ -385,7 +391,8 @@ class CoreMLTarget(Target):
                 return ct.convert(
                     ep, inputs=inputs, convert_to="mlprogram",
                     compute_precision=getattr(ct.precision, _COMPUTE[precision]),
-                    minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET), **kwargs)
+                    minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET_FOR.get(precision, DEPLOYMENT_TARGET)),
+                    **kwargs)
         except Exception as e:
             raise UnsupportedError(f"coremltools could not convert {source.name}: {_first_line(e)}",
                                    hint="the op or pattern named above has no Core ML translation") from None
@@ -400,10 +407,16 @@ class CoreMLTarget(Target):
             config.update({"weights": "int8 per-channel symmetric"})
         else:
             nbits = int(precision[len("palettize"):])
-            op_cfg = cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", granularity="per_tensor",
-                                            weight_threshold=self.weight_threshold)
+            if nbits <= 4:  # 16 values for a whole tensor are too few: one palette per group of channels
+                op_cfg = cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", granularity="per_grouped_channel",
+                                                group_size=PALETTE_GROUP, weight_threshold=self.weight_threshold)
+                config.update({"weights": f"{nbits}-bit k-means palettes per group of {PALETTE_GROUP} output channels "
+                                          f"(a weight whose output channels are not a multiple of {PALETTE_GROUP} stays fp16)"})
+            else:
+                op_cfg = cto.OpPalettizerConfig(nbits=nbits, mode="kmeans", granularity="per_tensor",
+                                                weight_threshold=self.weight_threshold)
+                config.update({"weights": f"{nbits}-bit k-means palette per tensor"})
             fn = cto.palettize_weights
-            config.update({"weights": f"{nbits}-bit k-means palette per tensor"})
         config["weight_threshold"] = self.weight_threshold
         try:
             with _quiet():
