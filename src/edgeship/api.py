@@ -273,10 +273,17 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
         if art.format.value != "onnx" or art.precision != "fp32":
             raise UsageError(f"{art.root} is a {art.format.value} {art.precision} artifact; quantize takes an fp32 ONNX one",
                              hint="give the onnx-fp32 folder written by edgeship deploy, or the model itself")
+        out = Path(qc.out) if qc.out else art.root.parent / f"onnx-{qc.precision}"
+        if qc.isolate and not in_child():
+            # the model file is input for native parsers (onnx, ORT): do the work in a limited child
+            progress(f"working on {art.model_path} in an isolated child process")
+            doc = run_isolated("edgeship.api:_quantize_child",
+                               {"model": str(art.root), "options": {**qc.model_dump(mode="json"), "out": str(out)}},
+                               what=str(art.model_path))
+            return load_artifact(doc["root"])
         cfg = DeployConfig.build(model=str(art.model_path), targets=["onnx"], **shared)
         source = _load_source(str(art.model_path))
         source = _dc.replace(source, preprocess=art.preprocess, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0])
-        out = Path(qc.out) if qc.out else art.root.parent / f"onnx-{qc.precision}"
         return convert(source, "onnx", out, cfg, progress=progress, precision=qc.precision, parent=art)
     out_root = Path(qc.out) if qc.out else Path("edgeship-out")
     res = deploy(config=DeployConfig.build(model=str(model), targets=["onnx"], quantize=[qc.precision], out=out_root,
@@ -289,6 +296,16 @@ def _artifact_or_none(model: str | Path) -> Artifact | None:
     if p.is_dir() or (p.is_file() and (p.parent / ARTIFACT_JSON).is_file()):
         return load_artifact(p)
     return None
+
+
+def _quantize_child(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """quantize() inside the isolated child; the new artifact's folder crosses back."""
+    import sys
+
+    def progress(msg: str) -> None:
+        print(f"· {msg}", file=sys.stderr, flush=True)
+
+    return {"root": str(quantize(model, progress=progress, **options).root)}
 
 
 def _deploy_child(options: dict[str, Any]) -> dict[str, Any]:

@@ -169,6 +169,7 @@ class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConf
     """Options of ``edgeship quantize``: the deploy options that concern one quantised ONNX artifact."""
 
     precision: Literal["int8", "fp16"] = Field("int8", description="what to build: int8 (see --method) or fp16")
+    isolate: bool = Field(True, description="work on the model file in a child process with limits")
     out: Path | None = Field(None, description="from an artifact: the new artifact's folder (default: beside it, "
                                                "onnx-<precision>); from a model: the output folder that gets onnx-fp32, "
                                                "onnx-<precision> and manifest.json (default: edgeship-out)")
