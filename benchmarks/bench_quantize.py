@@ -46,7 +46,8 @@ def main() -> int:
     plain = edgeship.quantize(fp32.root, out=out / "lite0" / "onnx-int8-plain", bias_correction=False,
                               max_float_layers=0, max_drop=1.0, min_cosine=0.0)
     shipped = edgeship.quantize(fp32.root, out=out / "lite0" / "onnx-int8")
-    arts = {"fp32": fp32, "int8 plain QDQ": plain, "int8 edgeship": shipped}
+    weights = edgeship.quantize(fp32.root, out=out / "lite0" / "onnx-int8-weights", method="weight-only")
+    arts = {"fp32": fp32, "int8 plain QDQ": plain, "int8 edgeship": shipped, "int8 weight-only": weights}
 
     bench = edgeship.benchmark([a.root for a in arts.values()], threads=[1], cpus=[0], runs=args.runs,
                                rounds=args.rounds, batch_sizes=[], auto_baseline=False, roofline=False).to_dict()
