@@ -41,3 +41,19 @@ def photo_file(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("photos") / "coffee.png"
     Image.fromarray(skimage.data.coffee()).save(p)
     return p
+
+
+@pytest.fixture(scope="session")
+def relu6():
+    """The ReLU6 classifier (tinymodels), loaded once: the int8 tests of several targets use it."""
+    import edgeship
+
+    return edgeship.load("tinymodels:relu6_classifier")
+
+
+@pytest.fixture(scope="session")
+def relu6_cfg():
+    # the random tiny net has near-tied logits: int8 fixes are judged on cosine, where a collapse shows
+    import edgeship
+
+    return edgeship.DeployConfig.build(model="tinymodels:relu6_classifier", max_drop=0.2)

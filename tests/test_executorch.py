@@ -21,14 +21,8 @@ class StockQuantizerTarget(ExecuTorchTarget):
 
 
 @pytest.fixture(scope="module")
-def relu6():
-    return edgeship.load("tinymodels:relu6_classifier")
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    # the random tiny net has near-tied logits: judge the fix on cosine, the collapse shows there
-    return edgeship.DeployConfig.build(model="tinymodels:relu6_classifier", max_drop=0.2)
+def cfg(relu6_cfg):
+    return relu6_cfg
 
 
 @pytest.fixture(scope="module")

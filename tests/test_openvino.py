@@ -11,13 +11,8 @@ pytest.importorskip("openvino")
 
 
 @pytest.fixture(scope="module")
-def relu6():
-    return edgeship.load("tinymodels:relu6_classifier")
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return edgeship.DeployConfig.build(model="tinymodels:relu6_classifier", max_drop=0.2)
+def cfg(relu6_cfg):
+    return relu6_cfg
 
 
 @pytest.fixture(scope="module")
