@@ -141,6 +141,7 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
         raise UnsupportedError(f"target {t.name!r} does not build {precision}",
                                hint=f"it builds: {', '.join(t.precisions)}")
     final = Path(out_dir)
+    t.progress = lambda msg: progress(f"{t.name} {precision}: {msg}")
     with atomic_dir(final) as tmp:
         progress(f"{t.name} {precision}: converting")
         art = t.convert(source, tmp, cfg, precision=precision, parent=parent)

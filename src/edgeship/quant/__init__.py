@@ -160,11 +160,11 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             return rec
 
         if method == "fp16":
-            say("fp16: converting")
+            say("converting to fp16")
             recipes.fp16(fp32.model_path, out)
             step(out, [], "fp16 weights and compute, float32 I/O")
         elif method == "weight-only":
-            say("int8: weight-only (per-channel int8 weights, float compute)")
+            say("weight-only (per-channel int8 weights, float compute)")
             dws: dict[str, Any] = {}
             _, wstats = recipes.weight_only_int8(fp32.model_path, out, dweights=dws)
             report["tensors"] = {"weights": wstats, "activations": []}
@@ -174,7 +174,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
                 report["calibration"] = {"method": "input means for bias correction", "samples": len(cal_samples),
                                          "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
-                say(f"int8: bias correction on {len(cal_samples)} calibration samples")
+                say(f"bias correction on {len(cal_samples)} calibration samples")
                 means = recipes.input_means(fp32.model_path, work, names, cal_samples, batch)
                 shifts = recipes.bias_shifts(fp32.model_path, None, means, dweights=dws)
                 base = recipes.apply_bias_shifts(fp32.model_path, work / "bc.onnx", shifts)
@@ -197,14 +197,14 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             report["calibration"] = {"method": cfg.calibration, "samples": len(cal_samples),
                                      "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
             pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
-            say(f"int8: calibrating on {len(cal_samples)} samples ({cfg.calibration})")
+            say(f"calibrating on {len(cal_samples)} samples ({cfg.calibration})")
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
-            say("int8: quantising (static QDQ, per-channel)")
+            say("quantising (static QDQ, per-channel)")
             recipes.static_qdq(pre, out, cache, cfg.calibration)
             rec = step(out, [], "all weighted layers int8 (plain QDQ)")
             shifts: dict[str, Any] = {}
             if cfg.bias_correction:
-                say("int8: bias correction")
+                say("bias correction")
                 means = recipes.input_means(pre, work, names, cal_samples, batch)
                 shifts = recipes.bias_shifts(pre, out, means)
                 del means
@@ -213,7 +213,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 rec = step(out, [], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
             shutil.copy(out, work / "all-int8.onnx")
-            say("int8: tensor-level report")
+            say("tensor-level report")
             t_samples = eval_samples[: min(32, len(eval_samples))]
             tr = recipes.tensor_report(pre, work / "all-int8.onnx", work, names, t_samples, batch)
             ranking = recipes.attribute(onnx.load(str(pre)), tr)
@@ -224,13 +224,13 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 if rec["within_budget"]:
                     break
                 excluded.append(r["node"])
-                say(f"int8: keeping {len(excluded)} layer(s) in float ({r['module'] or r['node']})")
+                say(f"keeping {len(excluded)} layer(s) in float ({r['module'] or r['node']})")
                 base = recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts, exclude=excluded) if shifts else pre
                 recipes.static_qdq(base, out, cache, cfg.calibration, exclude=excluded)
                 rec = step(out, excluded, f"+ {r['node']} ({r['module'] or r['op']}) in float")
         elif method == "dynamic":
             pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
-            say("int8: quantising (dynamic, per-channel)")
+            say("quantising (dynamic, per-channel)")
             recipes.dynamic_int8(pre, out)
             rec = step(out, [], "dynamic int8 MatMul/Gemm weights, per-channel")
             excluded = []

@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,6 +79,13 @@ class Target(ABC):
     runtime_modules: ClassVar[tuple[str, ...] | None] = None  # what a runner imports (default: requires)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+    #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
+    progress: Callable[[str], None] | None = None
+
+    def say(self, message: str) -> None:
+        """Report a step of long work (calibration, quantisation) to whoever runs the conversion."""
+        if self.progress is not None:
+            self.progress(message)
 
     def capabilities(self) -> dict[str, Any]:
         return {"name": self.name, "format": self.format.value, "description": self.description,

@@ -312,6 +312,7 @@ class ExecuTorchTarget(Target):
         ep = self._export(source, args)
         if precision == "int8":
             calib = calibration_samples(source, cfg)
+            self.say(f"PT2E: calibrating on {len(calib)} samples, correcting biases")
             ep, fused, kept, corrected = self._quantize(source, ep, args, calib, bool(getattr(cfg, "bias_correction", True)))
             config.update({"quantizer": "XNNPACKQuantizer" + (" + conv/linear-clamp fusion" if self.fuse_clamps else ""),
                            "per_channel": True, "calibration_samples": len(calib), "fused_clamps": fused,

@@ -324,7 +324,7 @@ class OnnxTarget(Target):
             tmp = Path(tempfile.mkdtemp(prefix="edgeship-fp32-"))
             parent = self.convert(source, tmp, cfg, "fp32")
         try:
-            path, report = quantize_onnx(source, parent, out_dir, cfg, precision)
+            path, report = quantize_onnx(source, parent, out_dir, cfg, precision, progress=self.say)
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -361,6 +361,8 @@ class TfliteTarget(Target):
 
         corrected = 0
         fp32_bytes = parent.model_path.read_bytes()
+        self.say(f"calibrating on {len(calib)} samples, quantising"
+                 + (", correcting biases" if getattr(cfg, "bias_correction", True) else ""))
         with _quiet_native():
             try:
                 q = make_quantizer(fp32_bytes)
