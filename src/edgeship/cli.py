@@ -394,8 +394,8 @@ def _print_deploy(c: Console, res: Any) -> None:
     m = res.manifest
     t = Table(title=f"edgeship deploy: {m['source']['name']} → {res.out}")
     t.add_column("artifact", no_wrap=True)
-    for col in ("format", "precision", "size", "max abs err", "max rel err", "cosine", "top-1 agree", "verified"):
-        t.add_column(col, justify="right" if col not in ("format", "precision") else "left")
+    for col in ("format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"):
+        t.add_column(col, justify="right" if col not in ("format", "precision") else "left", no_wrap=True)
     for a in m["artifacts"]:
         v = a.get("verification") or {}
         outs = v.get("outputs", [])
@@ -403,7 +403,7 @@ def _print_deploy(c: Console, res: Any) -> None:
         max_rel = max((o["max_rel"] for o in outs), default=float("nan"))
         cosine = min((o.get("cosine", 1.0) for o in outs), default=float("nan"))
         top1 = v.get("top1_agreement")
-        t.add_row(a["path"], a["format"], a["precision"], _mb(a["size_bytes"]), f"{max_abs:.2e}", f"{max_rel:.2e}", f"{cosine:.6f}",
+        t.add_row(a["path"], a["format"], a["precision"], _mb(a["size_bytes"]), f"{max_abs:.1e}", f"{max_rel:.1e}", f"{cosine:.4f}",
                   "-" if top1 is None else f"{top1:.0%}",
                   "[green]yes[/]" if v.get("passed") else "[red]no[/]")
     c.print(t)
