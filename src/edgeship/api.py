@@ -42,6 +42,11 @@ def analyze(model: Any = "efficientnet-lite0", **options: Any) -> dict[str, Any]
     from .analysis.config import AnalyzeConfig
 
     cfg = AnalyzeConfig.build(**options)
+    if cfg.isolate and isinstance(model, (str, Path)) and Path(model).exists() and not in_child():
+        # a model file is input for native parsers (onnx, torch.export, LiteRT): analyse it in a limited child
+        return run_isolated("edgeship.api:_analyze_child",
+                            {"model": str(model), "options": {**cfg.model_dump(mode="json"), "isolate": False}},
+                            what=str(model))
     src = cfg.source_kwargs()
     shapes = src.pop("input_shapes")
     return _analyze(model, cfg.targets, cfg.profile if cfg.roofline else False, input_shapes=shapes,
@@ -297,6 +302,11 @@ def _artifact_or_none(model: str | Path) -> Artifact | None:
     if p.is_dir() or (p.is_file() and (p.parent / ARTIFACT_JSON).is_file()):
         return load_artifact(p)
     return None
+
+
+def _analyze_child(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """analyze() inside the isolated child; the report is JSON already."""
+    return analyze(model, **options)
 
 
 def _quantize_child(model: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -312,3 +312,22 @@ def test_results_and_errors_cross_as_json():
     assert run_isolated("edgeship.testing:echo", {"a": [1, 2]}) == {"a": [1, 2]}
     with pytest.raises(IsolatedInternalError, match="internal error"):
         run_isolated("edgeship.testing:echo_missing_function_does_not_exist", {})
+
+
+def test_analyze_parses_model_files_in_the_isolated_child(tmp_path, monkeypatch):
+    """analyze on a file goes through run_isolated (the child re-enters with isolate off)."""
+    import edgeship.api as api
+
+    seen = []
+    real = api.run_isolated
+
+    def spy(func, kwargs=None, **kw):
+        seen.append(func)
+        return real(func, kwargs, **kw)
+
+    monkeypatch.setattr(api, "run_isolated", spy)
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(b"\x08\x07" + b"\xff" * 64)
+    with pytest.raises(FormatError):
+        api.analyze(str(bad))
+    assert seen == ["edgeship.api:_analyze_child"]

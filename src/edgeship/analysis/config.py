@@ -20,6 +20,7 @@ class AnalyzeConfig(SourceConfig):
                                                   "JSON file (default host-1core)")
     roofline: bool = Field(True, description="include the roofline estimate")
     top: int = Field(10, ge=1, le=1000, description="how many layers to rank in the summary")
+    isolate: bool = Field(True, description="parse and analyse a model file in a child process with limits")
 
     @field_validator("targets", mode="before")
     @classmethod
