@@ -5,8 +5,10 @@ speed figures live in benchmarks/bench_onnx.py."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,3 +221,21 @@ def test_cli_errors_exit_with_their_code(tmp_path, cli_env):
     assert "Traceback" not in r.stderr
     r = _cli(["benchmark", str(tmp_path), "--threads", "0"], cli_env)
     assert r.returncode == 2 and "--threads" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bare_onnx_and_tflite_files_benchmark_by_file_name(tiny_onnx, tmp_path):
+    """Any .onnx (no edgeship metadata) or .tflite file runs: loaded from the file itself."""
+    import onnx
+
+    m = onnx.load(str(tiny_onnx / "model.onnx"))
+    del m.metadata_props[:]
+    bare = tmp_path / "someone_elses.onnx"
+    onnx.save(m, str(bare))
+    paths = [bare]
+    if importlib.util.find_spec("litert_torch") is not None:
+        res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "tfl", targets=["tflite"])
+        shutil.copy(res.artifacts[0].model_path, tmp_path / "plain.tflite")
+        paths.append(tmp_path / "plain.tflite")
+    rep = api.benchmark(paths, **{**FAST, "rounds": 1}).to_dict()
+    assert [r["id"] for r in rep["results"]] == [p.name for p in paths]
+    assert all(r["status"] == "ok" and r["latency_ms"]["p50"] > 0 for r in rep["results"])

@@ -385,7 +385,7 @@ def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int 
 
     if isolate and not in_child():
         if isinstance(artifact, Artifact):
-            artifact = artifact.root
+            artifact = artifact.location
         doc = run_isolated("edgeship.api:_classify_child",
                            {"artifact": str(artifact), "images": [str(i) for i in images], "top_k": top_k,
                             "threshold": threshold, "threads": threads}, what=str(artifact))

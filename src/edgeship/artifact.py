@@ -155,6 +155,12 @@ class Artifact(_Frozen):
     details: dict[str, Any] = Field(default_factory=dict, description="target-specific facts (quantisation summary, delegation, ...)")
 
     @property
+    def location(self) -> Path:
+        """What load_artifact takes to load this artifact again: its folder, or for a bare model
+        file (no artifact.json beside it) the file itself."""
+        return self.root if (self.root / ARTIFACT_JSON).is_file() else self.model_path
+
+    @property
     def model_path(self) -> Path:
         return self.root / self.model_file
 
@@ -219,12 +225,17 @@ def load_artifact(path: str | Path) -> Artifact:
     if not meta.is_file() and p.is_file():
         from .sources import sniff_format
 
-        if sniff_format(p) == "onnx":
+        kind = sniff_format(p)
+        if kind == "onnx":
             from .targets.onnx import artifact_from_onnx
 
             art = artifact_from_onnx(p)
             if art is not None:
                 return art
+        elif kind == "tflite":
+            from .targets.tflite import artifact_from_tflite
+
+            return artifact_from_tflite(p)
     if not meta.is_file():
         raise InputError(
             f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",

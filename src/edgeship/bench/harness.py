@@ -236,7 +236,7 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
                 notes.append(f"{p}: the manifest lists no artifacts")
             continue
         art = load_artifact(p)  # a typed InputError/FormatError for a wrong path
-        add_artifact(art, art.root, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
+        add_artifact(art, art.location, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
     # the baselines run after the artifacts in a round's first order
     return [i for i in items if i.role == "artifact"] + [i for i in items if i.role == "baseline"]
 
@@ -361,7 +361,7 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             }
             if j.item.role == "artifact":
                 assert j.item.artifact is not None
-                spec["artifact"] = str(j.item.artifact.root)
+                spec["artifact"] = str(j.item.artifact.location)  # a folder, or a bare model file
             else:
                 spec["origin"] = j.item.origin
                 spec["source_options"] = j.item.source_options

@@ -159,7 +159,9 @@ class OnnxRunner(Runner):
 
 
 def artifact_from_onnx(path: Path) -> Artifact | None:
-    """An in-memory artifact for a bare .onnx that edgeship wrote (metadata embedded), else None."""
+    """An in-memory artifact for a bare .onnx: what edgeship embedded (preprocessing, labels) when it
+    wrote the file; for any other ONNX file just its inputs and outputs (benchmark and run it, but
+    nothing to classify with). None if the file does not parse."""
     import onnx
 
     from ..artifact import Preprocess
@@ -169,8 +171,6 @@ def artifact_from_onnx(path: Path) -> Artifact | None:
     except Exception:
         return None
     meta = {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
-    if not meta:
-        return None
     inputs, outputs = io_specs(model)
     pre = Preprocess.model_validate_json(meta["preprocess"]) if "preprocess" in meta else None
     labels = tuple(json.loads(meta["labels"])) if "labels" in meta else None
@@ -179,7 +179,8 @@ def artifact_from_onnx(path: Path) -> Artifact | None:
         files=file_entries(path.parent, [path.name]), model_file=path.name, inputs=inputs, outputs=outputs,
         preprocess=pre, labels=labels,
         provenance=Provenance(stage="onnx.file", parent_digest=meta.get("source_digest"), source=str(path)),
-        notes=("read from the metadata embedded in the .onnx file; no artifact.json beside it",),
+        notes=("read from the metadata embedded in the .onnx file; no artifact.json beside it",) if meta else
+              ("a bare .onnx without edgeship metadata: no preprocessing or labels known",),
     )
 
 

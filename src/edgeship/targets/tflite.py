@@ -158,6 +158,28 @@ class TfliteRunner(Runner):
                               hint="check the input shapes and dtypes against the model's inputs") from None
 
 
+def artifact_from_tflite(path: Path) -> Artifact:
+    """An in-memory artifact for a bare .tflite file (no artifact.json): its inputs and outputs, read
+    by the LiteRT interpreter in an isolated child. Enough to run and benchmark it; no preprocessing
+    or labels are known, so it does not classify."""
+    from ..analysis.tflite_graph import read_tflite
+
+    data = read_tflite(path)
+    tensors = {t["index"]: t for t in data["tensors"]}
+
+    def spec(i: int) -> TensorSpec:
+        t = tensors[i]
+        return TensorSpec(name=t["name"], shape=tuple(int(d) for d in t["shape"]), dtype=t["dtype"])
+
+    return Artifact(
+        name=path.stem, target="tflite", format=Format.tflite, root=path.parent,
+        files=file_entries(path.parent, [path.name]), model_file=path.name,
+        inputs=tuple(spec(i) for i in data["inputs"]), outputs=tuple(spec(i) for i in data["outputs"]),
+        provenance=Provenance(stage="tflite.file", parent_digest=None, source=str(path)),
+        notes=("a bare .tflite file: no preprocessing or labels known",),
+    )
+
+
 # ---- target -----------------------------------------------------------------------------
 
 class TfliteTarget(Target):
