@@ -265,7 +265,7 @@ def targets(as_json: bool = JSON_OPT) -> None:
 @app.command()
 @options_from(BenchConfig)
 def benchmark(
-    artifacts: list[Path] = typer.Argument(..., help="artifact folders, or out dirs written by edgeship deploy (all their artifacts)"),
+    artifacts: list[Path] = typer.Argument(..., help="artifact folders, out dirs written by edgeship deploy (all their artifacts), or .onnx/.tflite files"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="also write one CSV row per artifact and thread count to FILE"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
