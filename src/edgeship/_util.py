@@ -1,10 +1,14 @@
-"""Small helpers shared by every stage: atomic outputs, tool versions, path confinement."""
+"""Small helpers shared by every stage: atomic outputs, tool versions, path confinement, quiet libraries."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
+import logging
 import os
+import sys
+import warnings
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -79,3 +83,47 @@ def safe_name(name: str, limit: int = 64) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
     keep = keep.strip(".-") or "model"
     return keep[:limit]
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str, stdout: bool = True, stderr: bool = False) -> Iterator[io.StringIO]:
+    """Keep a library's chatter off the user's screen: warnings ignored, the named loggers (the root
+    logger when none is named) at ERROR, and Python-level stdout (and stderr) captured into the
+    yielded buffer, for error messages."""
+    buf = io.StringIO()
+    targets = [logging.getLogger(n) for n in loggers] or [logging.getLogger()]
+    levels = [lg.level for lg in targets]
+    for lg in targets:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+            if stdout:
+                stack.enter_context(contextlib.redirect_stdout(buf))
+            if stderr:
+                stack.enter_context(contextlib.redirect_stderr(buf))
+            yield buf
+    finally:
+        for lg, lv in zip(targets, levels):
+            lg.setLevel(lv)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Native code that writes straight to file descriptor 2 (LiteRT's delegate INFO line, cpuinfo,
+    thread pools) writes to /dev/null meanwhile."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # pragma: no cover - no real fd 2 (some embedders)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

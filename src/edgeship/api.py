@@ -309,24 +309,21 @@ def _analyze_child(model: str, options: dict[str, Any]) -> dict[str, Any]:
     return analyze(model, **options)
 
 
-def _quantize_child(model: str, options: dict[str, Any]) -> dict[str, Any]:
-    """quantize() inside the isolated child; the new artifact's folder crosses back."""
+def _child_progress(msg: str) -> None:
+    """Progress inside an isolated child: its stderr is the user's terminal (stdout carries the result)."""
     import sys
 
-    def progress(msg: str) -> None:
-        print(f"· {msg}", file=sys.stderr, flush=True)
+    print(f"· {msg}", file=sys.stderr, flush=True)
 
-    return {"root": str(quantize(model, progress=progress, **options).root)}
+
+def _quantize_child(model: str, options: dict[str, Any]) -> dict[str, Any]:
+    """quantize() inside the isolated child; the new artifact's folder crosses back."""
+    return {"root": str(quantize(model, progress=_child_progress, **options).root)}
 
 
 def _deploy_child(options: dict[str, Any]) -> dict[str, Any]:
     """deploy() inside the isolated child; the result crosses back as JSON."""
-    import sys
-
-    def progress(msg: str) -> None:
-        print(f"· {msg}", file=sys.stderr, flush=True)
-
-    res = deploy(config=DeployConfig.build(**options), progress=progress)
+    res = deploy(config=DeployConfig.build(**options), progress=_child_progress)
     return {"manifest": res.manifest, "manifest_path": str(res.manifest_path)}
 
 

@@ -30,16 +30,13 @@ is not installed) or ``error`` (the tool itself failed; the message says how).
 from __future__ import annotations
 
 import ast
-import contextlib
 import importlib.util
-import io
-import logging
 import re
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._util import quiet
 from .graph import Graph, Layer
 from .optables import COREML_ANE_FRIENDLY, SHAPE_ONLY, TFLITE_CONVERTIBLE, TFLITE_XNNPACK, TFLITE_XNNPACK_BUILTINS
 
@@ -48,18 +45,9 @@ __all__ = ["PREVIEW_TARGETS", "preview", "coreml_torch_ops"]
 PREVIEW_TARGETS = ("onnx", "ort", "openvino", "executorch", "tflite", "coreml")
 
 
-@contextlib.contextmanager
-def _quiet():
-    buf = io.StringIO()
-    lg = logging.getLogger()
-    old = lg.level
-    lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
-            warnings.simplefilter("ignore")
-            yield buf
-    finally:
-        lg.setLevel(old)
+def _quiet() -> Any:
+    """Probing a target's tool: its warnings, logs and prints stay off the screen."""
+    return quiet()
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:

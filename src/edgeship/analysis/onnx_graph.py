@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, InputError
+from ..targets.onnx import node_attribute as _attr
 from .graph import Graph, Layer, Tensor, conv_macs
 
 __all__ = ["load_model", "graph_from_onnx"]
@@ -98,7 +99,6 @@ def _scope_of(node: Any) -> str | None:
 
 
 def graph_from_onnx(model: Any, input_shapes: Sequence[Sequence[int]] | None = None) -> Graph:
-    import onnx
     from onnx import numpy_helper, shape_inference
 
     notes: list[str] = []
@@ -176,15 +176,6 @@ def _is_param(t: Tensor) -> bool:
     """A weight that counts as parameters: float or (u)int8/int4 data with more than one element
     (scalars, quantisation scales/zero points and int64 shape tensors do not)."""
     return (t.elems or 0) > 1 and t.dtype.startswith(("float", "bfloat", "int8", "uint8", "int4", "uint4"))
-
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _count(layer: Layer, node: Any, tensors: dict[str, Tensor], uncounted: set[str]) -> None:

@@ -43,25 +43,13 @@ _ALIAS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 def tflite_tables(path: str) -> dict[str, Any]:  # runs in the isolated child process
     from ai_edge_litert.interpreter import Interpreter
 
-    import os
-
-    # LiteRT announces its XNNPACK delegate on fd 2 ("INFO: Created TensorFlow Lite XNNPACK delegate")
-    saved_err = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        return _tables(path, Interpreter)
-    finally:
-        os.dup2(saved_err, 2)
-        os.close(saved_err)
-        os.close(devnull)
-
-
-def _tables(path: str, Interpreter: Any) -> dict[str, Any]:
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    from .._util import native_stderr_silenced
+
+    # LiteRT announces its XNNPACK delegate on fd 2 ("INFO: Created TensorFlow Lite XNNPACK delegate")
+    with native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
         it = Interpreter(model_path=path)
         ops = [{"index": int(o["index"]), "op": str(o["op_name"]), "inputs": [int(i) for i in o["inputs"]],
                 "outputs": [int(i) for i in o["outputs"]]} for o in it._get_ops_details()]

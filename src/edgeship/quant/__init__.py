@@ -117,7 +117,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     import onnx
 
     from . import ort as recipes
-    from .data import load_samples
+    from .data import calibration_samples, load_samples
 
     say = progress or (lambda _msg: None)
     names = [i.name for i in fp32.inputs]
@@ -149,6 +149,12 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
 
         sess_cfg = WEIGHT_ONLY_SESSION_CONFIG if method == "weight-only" else None
 
+        def calibration_data(method_name: str) -> list[tuple[np.ndarray, ...]]:
+            samples = calibration_samples(source, cfg)
+            report["calibration"] = {"method": method_name, "samples": len(samples),
+                                     "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
+            return samples
+
         def step(path: Path, excluded: list[str], note: str) -> dict[str, Any]:
             f = fidelity(ref, run_model(path, names, eval_samples, batch, sess_cfg), labels)
             rec = {"excluded": list(excluded), "note": note, **f,
@@ -171,9 +177,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             rec = step(out, [], f"int8 weights ({len(wstats)} tensors, per-channel), float compute")
             base, shifts = fp32.model_path, {}
             if cfg.bias_correction:
-                cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
-                report["calibration"] = {"method": "input means for bias correction", "samples": len(cal_samples),
-                                         "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
+                cal_samples = calibration_data("input means for bias correction")
                 say(f"bias correction on {len(cal_samples)} calibration samples")
                 means = recipes.input_means(fp32.model_path, work, names, cal_samples, batch)
                 shifts = recipes.bias_shifts(fp32.model_path, None, means, dweights=dws)
@@ -193,9 +197,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 recipes.weight_only_int8(base, out, exclude=excluded)
                 rec = step(out, excluded, f"+ {users[w['tensor']]} in float ({w['sqnr_db']:.1f} dB weights)")
         elif method == "static":
-            cal_samples, _ = load_samples(cfg.calib, source, cfg.calib_samples, "calibration")
-            report["calibration"] = {"method": cfg.calibration, "samples": len(cal_samples),
-                                     "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
+            cal_samples = calibration_data(cfg.calibration)
             pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
             say(f"calibrating on {len(cal_samples)} samples ({cfg.calibration})")
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
@@ -257,7 +259,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             + (f"; most harmful layers: {worst}" if worst else ""),
             hint="raise --max-drop, allow more float layers (--max-float-layers)"
                  + (", give better --calib data, or try --calibration "
-                    + "/".join(c for c in ("minmax", "percentile", "entropy") if c != cfg.calibration)
+                    + "/".join(c for c in recipes.CALIBRATIONS if c != cfg.calibration)
                     if method == "static" else "")
                  + "; the artifact was not written",
             steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in report["steps"]],

@@ -9,35 +9,25 @@ tensors.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._util import quiet as _quiet
 from ..errors import UnsupportedError
+from ..targets.onnx import node_attribute as _attr
 
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 _FUSED_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}
 CALIBRATIONS = ("minmax", "percentile", "entropy")
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
+def quiet() -> Any:
+    """ONNX Runtime's quantisation tools log and warn at every step: only errors reach the user."""
+    return _quiet(stdout=False)
 
 
 class _Reader:
@@ -83,29 +73,22 @@ def preprocess(fp32: Path, out: Path) -> Path:
 def calibrate(pre: Path, work: Path, names: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]],
               method: str, batch: int) -> Path:
     """Compute activation ranges once; return the cache file quantize_static reads."""
-    from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     cache = work / f"calibration-{method}.json"
     if cache.is_file():
         return cache
     cm, extra = _method(method)
-    with quiet():
+    with _quiet():  # ORT logs, warns and prints a line per histogram update
         cal = create_calibrator(pre, [], augmented_model_path=str(work / f"augmented-{method}.onnx"),
                                 calibrate_method=cm, extra_options=extra)
-        # one small batch per call: a calibrator keeps every intermediate tensor of a call in memory
-        # (several copies) before folding it into its ranges or histograms. Lite0 holds ~100 MB of
-        # activations per sample: all 128 samples at once took ~10 GB with entropy, 16 at a time 7.4 GB
+        # one small batch per call: a calibrator keeps every intermediate tensor of a call (several
+        # copies) before folding it into its ranges or histograms, and Lite0 alone holds ~100 MB of
+        # activations per sample
         step = min(batch, 4 if method == "minmax" else 2)
-        for b in _Reader(names, samples, step).batches:
-            one = _Reader(names, [], step)
-            one.batches = [b]
-            with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per histogram update
-                cal.collect_data(one)
-        with contextlib.redirect_stdout(io.StringIO()):
-            data = cal.compute_data()
-        save_tensors_data(data, cache)
-    del cal, CalibrationMethod
+        for i in range(0, len(samples), step):
+            cal.collect_data(_Reader(names, samples[i:i + step], step))
+        save_tensors_data(cal.compute_data(), cache)
     return cache
 
 
@@ -156,8 +139,6 @@ def fp16(fp32: Path, out: Path) -> Path:
 
 def choose_method(model: Any) -> str:
     """static for convolutional models, dynamic when MatMul/Gemm carry most of the weights."""
-    from onnx import numpy_helper
-
     sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
     by_op: dict[str, int] = {}
     for n in model.graph.node:
@@ -165,7 +146,6 @@ def choose_method(model: Any) -> str:
             by_op[n.op_type] = by_op.get(n.op_type, 0) + sum(sizes.get(x, 0) for x in n.input[1:2])
     conv = by_op.get("Conv", 0) + by_op.get("ConvTranspose", 0)
     dense = by_op.get("MatMul", 0) + by_op.get("Gemm", 0)
-    del numpy_helper
     return "static" if conv >= dense else "dynamic"
 
 
@@ -311,15 +291,6 @@ def attribute(fp32_model: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---- bias correction -----------------------------------------------------------------------------
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
 
 def _correctable(node: Any, inits: dict[str, Any]) -> bool:
     if len(node.input) < 2 or node.input[1] not in inits:

@@ -160,8 +160,6 @@ class Source:
                 out = self.module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
             return [t.detach().cpu().numpy() for t in flatten_outputs(out)]
         if self.kind == "onnx":
-            from ..targets.onnx import OnnxRunner
-
             runner = _onnx_reference_runner(self.path)
             return runner.run(list(inputs))
         raise UnsupportedError(f"running a {self.kind} source needs its runtime target",
@@ -296,7 +294,6 @@ def _import_factory(ref: str) -> Callable[..., Any]:
             modspec.loader.exec_module(module)
         else:
             import os
-            import sys
 
             # like `python -m`, uvicorn and gunicorn: a module in the current folder is importable
             # (appended, so it never shadows an installed package)

@@ -29,18 +29,14 @@ precisions). The runner raises :class:`UnsupportedError`: prediction needs macOS
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import platform
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import tool_versions
+from .._util import quiet, tool_versions
 from ..artifact import Artifact, Format, OutputCheck, Provenance, TensorSpec, Verification, file_entries
 from ..errors import FormatError, UnsupportedError, ValidationError
 from . import Runner, Target
@@ -64,22 +60,9 @@ _CT_DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int32": "INT32", "int
 _REF_CACHE: dict[str, dict[str, tuple[str, np.ndarray]]] = {}  # source digest -> fp32 conversion weights
 
 
-@contextlib.contextmanager
-def _quiet():
+def _quiet() -> Any:
     """coremltools talks a lot (progress bars on stderr, warnings, logs): keep it off the screen."""
-    buf = io.StringIO()
-    names = ("coremltools", "torch", "torch.export")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            warnings.simplefilter("ignore")
-            yield buf
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    return quiet("coremltools", "torch", "torch.export", stderr=True)
 
 
 def _ct() -> Any:

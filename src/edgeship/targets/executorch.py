@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 from collections import Counter
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import tool_versions
+from .._util import native_stderr_silenced, tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
 from ..quant.data import calibration_samples
 
@@ -52,23 +51,10 @@ _ET_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "flo
 
 
 @contextlib.contextmanager
-def _quiet_native():
-    """Silence C++ chatter written straight to fd 1/2 (cpuinfo, threadpool) during a call."""
-    with _quiet() as buf:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # pragma: no cover - no real fd 2 (some embedders)
-            yield buf
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            yield buf
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
+def _quiet_native() -> Iterator[Any]:
+    """Silence C++ chatter written straight to fd 2 (cpuinfo, threadpool) during a call."""
+    with _quiet() as buf, native_stderr_silenced():
+        yield buf
 
 
 # ---- the ReLU6 fix -----------------------------------------------------------------------

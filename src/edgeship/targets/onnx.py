@@ -5,17 +5,13 @@ Runs on ONNX Runtime's CPU provider with an explicit intra-op thread count.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import tool_versions
+from .._util import quiet, tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
 from ..errors import FormatError, UnsupportedError
 from . import Runner, Target
@@ -77,6 +73,16 @@ def _restore_scopes(model: Any, scopes: dict[str, list[tuple[str, str]]]) -> Non
                 p.key, p.value = k, v
 
 
+def node_attribute(node: Any, name: str, default: Any) -> Any:
+    """An ONNX node's attribute value by name, or ``default`` when the node does not set it."""
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
 def module_path(node: Any) -> str | None:
     """The source module path of an exported ONNX node ('features.3'), when the exporter recorded it."""
     import ast
@@ -103,21 +109,9 @@ def _first_line(e: BaseException) -> str:
     return (text.strip().splitlines() or [type(e).__name__])[0][:400]
 
 
-@contextlib.contextmanager
-def _quiet():
+def _quiet() -> Any:
     """Keep converter chatter (prints, warnings, logs) off the user's screen."""
-    buf = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
-            warnings.simplefilter("ignore")
-            yield buf
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    return quiet("torch", "torch.onnx", "torch.export", "onnxscript", "onnx_ir")
 
 
 class OnnxRunner(Runner):
