@@ -30,26 +30,96 @@ from .config import DeployConfig, QuantizeCommandConfig, load_config
 from .bench.config import BenchConfig
 from .errors import EdgeshipError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="edgeship: take a trained model to the edge — converted, verified, measured, packaged.")
 err_console = Console(stderr=True)
 
-JSON_OPT = typer.Option(False, "--json", help="print exactly one JSON document on stdout")
+JSON_OPT = typer.Option(False, "--json", metavar="", help="print exactly one JSON document on stdout")
 
 
 # ---- options generated from the typed configs ------------------------------------------
 
+MAIN_PANEL = "Options"  # typer's default panel: a command's own options (--json, --config) join it
+OTHER_PANEL = "Other options"
+
+# field name -> help panel, most used first (panels are shown in this order); a field not named here
+# goes to a per-target panel when its name starts with a target's name, else to OTHER_PANEL
+PANELS: dict[str, tuple[str, ...]] = {
+    MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "benchmark",
+                 "baseline", "threads", "runs", "top"),
+    "Model input": ("input_shape", "input_dtype", "input_range", "preprocess", "labels", "weights", "allow_pickle"),
+    "Quantization (int8, fp16)": ("method", "calibration", "calib", "calib_samples", "eval", "eval_samples",
+                                  "max_drop", "max_float_layers", "bias_correction"),
+    "Verification": ("samples", "atol", "rtol", "min_cosine"),
+    "Export": ("opset", "slim", "dynamic_batch", "isolate"),
+    "Benchmark": ("bench_threads", "bench_runs", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
+                  "batch_sizes", "timeout", "register_target"),
+    "Roofline": ("profile", "roofline"),
+}
+TARGET_PANEL = "Target options"
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+_PANEL_ORDER = [*PANELS, TARGET_PANEL, OTHER_PANEL]
+_RANK = {name: i for names in PANELS.values() for i, name in enumerate(names)}
+
+# placeholders shown in --help; otherwise one from the field's type (TEXT, INTEGER, FLOAT, PATH)
+METAVARS = {
+    "targets": "TARGET,...", "quantize": "PRECISION,...", "input_shape": "SHAPE", "input_dtype": "DTYPE",
+    "input_range": "LO,HI", "bench_threads": "N,...", "threads": "N,...", "cpus": "CPU,...", "batch_sizes": "N,...",
+    "register_target": "NAME=MOD:CLASS", "out": "DIR", "calib": "DATA", "eval": "DATA", "labels": "FILE",
+    "weights": "FILE", "profile": "PROFILE", "baseline": "MODEL", "preprocess": "SPEC",
+}
+
+
+def _panel(name: str) -> str:
+    if name in _PANEL_OF:
+        return _PANEL_OF[name]
+    from .targets import available_targets
+
+    return TARGET_PANEL if name.split("_")[0] in available_targets() else OTHER_PANEL
+
+
+def _metavar(name: str, ann: Any, default: Any) -> str:
+    import typing
+
+    if name in METAVARS:
+        return METAVARS[name]
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) is typing.Literal:
+        choices = "|".join(map(str, args))
+        return choices if len(choices) <= 20 else name.upper()
+    if isinstance(default, list) or typing.get_origin(ann) is list:
+        return "TEXT,..."
+    text = str(ann)
+    if "Path" in text:
+        return "PATH"
+    for t, label in ((int, "INTEGER"), (float, "FLOAT")):
+        if ann is t or args == [t]:
+            return label
+    return "TEXT"
+
+
+def _help(field: Any) -> str:
+    """The field's description, plus its choices when the description does not name them all."""
+    import typing
+
+    text = field.description or ""
+    if typing.get_origin(field.annotation) is typing.Literal:
+        choices = [str(c) for c in typing.get_args(field.annotation)]
+        if not all(c in text for c in choices):
+            text += f" (one of: {', '.join(choices)})"
+    return text
+
+
 def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
     """Add one CLI option per config field (type, default, help from the field) to a command.
 
-    The wrapped command receives the collected values as ``options: dict``.
+    Options are grouped into help panels (:data:`PANELS`), the most used first. The wrapped command
+    receives the collected values as ``options: dict``.
     """
 
     def deco(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
         own = [p for p in sig.parameters.values() if p.name != "options"]
         taken = {p.name for p in own}
-        added: list[inspect.Parameter] = []
+        added: list[tuple[str, inspect.Parameter]] = []
         names: list[str] = []
         for name, field in model.model_fields.items():
             if name in skip or name in taken:
@@ -57,17 +127,34 @@ def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
             flag = "--" + name.replace("_", "-")
             ann = field.annotation
             default = field.default if field.default is not PydanticUndefined else field.default_factory()
+            shown: Any = default not in (None, [])
+            if isinstance(default, list) and default:
+                shown = ",".join(map(str, default))
+            panel = _panel(name)
             if ann is bool:
-                decl = (f"{flag}/--no-{name.replace('_', '-')}",)
+                decl: tuple[str, ...] = (f"{flag}/--no-{name.replace('_', '-')}",)
+                metavar = ""  # a flag pair takes no value
             else:
                 decl = (flag,)
+                metavar = _metavar(name, ann, default)
             if isinstance(default, list):
                 ann, default = Optional[list[str]], None  # repeated flag; None means "not given"
             elif isinstance(default, Path) or default is None:
                 ann = Optional[Path] if "Path" in str(field.annotation) else Optional[str]
-            opt = typer.Option(default, *decl, help=field.description, show_default=default not in (None, []))
-            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
+            opt = typer.Option(default, *decl, help=_help(field), show_default=shown, metavar=metavar,
+                               rich_help_panel=None if panel == MAIN_PANEL else panel)
+            added.append((panel, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)))
             names.append(name)
+        # --help lists parameters in signature order: the arguments, the main options, the command's own
+        # options (--config, --json), then the other panels
+        added.sort(key=lambda pp: (_PANEL_ORDER.index(pp[0]), _RANK.get(pp[1].name, len(_RANK))))
+        kw = inspect.Parameter.KEYWORD_ONLY
+        arguments = [p.replace(kind=kw) for p in own if isinstance(p.default, typer.models.ArgumentInfo)]
+        own_options = [p.replace(kind=kw) for p in own if not isinstance(p.default, typer.models.ArgumentInfo)]
+        main = [p for panel, p in added if panel == MAIN_PANEL]
+        rest = [p for panel, p in added if panel != MAIN_PANEL]
+        ctx_param = inspect.Parameter("_edgeship_ctx", kw, annotation=typer.Context)
+        params = arguments + main + own_options + rest + [ctx_param]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -78,12 +165,117 @@ def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
                 ctx is not None and getattr(ctx.get_parameter_source(k), "name", "") == "DEFAULT")}
             return fn(*args, options=options, **kwargs)
 
-        added.append(inspect.Parameter("_edgeship_ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
-        wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
         return wrapper
 
     return deco
+
+
+# ---- --help that fits the terminal ------------------------------------------------------
+
+def _help_option_without_placeholder(cmd: Any, ctx: Any, opt: Any) -> Any:
+    if opt is not None:
+        opt.metavar = ""  # a flag: no <bool> placeholder
+    return opt
+
+
+class _Group(typer.core.TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _help_option_without_placeholder(self, ctx, super().get_help_option(ctx))
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose ``--help`` fits the terminal: one panel per help panel (``rich_help_panel``),
+    flag names whole (never cut), help text wrapped beside them or, when narrow, below them."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _help_option_without_placeholder(self, ctx, super().get_help_option(ctx))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _print_help(self, ctx, Console(highlight=False))
+
+
+def _flag_text(p: Any) -> Any:
+    from rich.text import Text
+
+    t = Text(no_wrap=True)
+    if p.param_type_name == "argument":
+        t.append((p.metavar or p.name.upper()) + ("..." if p.nargs != 1 else ""), style="bold cyan")
+        return t
+    for i, o in enumerate(p.opts):
+        t.append((" / " if i else "") + o, style="bold cyan")
+    for o in p.secondary_opts:
+        t.append(" / " + o, style="bold magenta")
+    metavar = p.metavar if p.metavar is not None else ("" if p.is_flag else getattr(p.type, "name", "text").upper())
+    if metavar:
+        t.append(" " + metavar, style="yellow")
+    return t
+
+
+def _default_text(p: Any) -> str:
+    shown = getattr(p, "show_default", None)
+    d = p.default
+    if shown is False or callable(d):
+        return ""
+    if isinstance(shown, str):
+        return shown
+    if p.param_type_name == "option" and p.is_flag:
+        return ("on" if d else "off") if p.secondary_opts else ""
+    if d is None or d == [] or d == ():
+        return ""
+    if isinstance(d, (list, tuple)):
+        return ",".join(map(str, d))
+    return str(getattr(d, "value", d))
+
+
+def _param_help(p: Any) -> Any:
+    from rich.text import Text
+
+    t = Text(getattr(p, "help", None) or "")
+    default = _default_text(p)
+    if default:
+        t.append(f"  [default: {default}]", style="dim")
+    if p.required:
+        t.append("  [required]", style="dim red")
+    return t
+
+
+def _print_help(cmd: Any, ctx: Any, c: Console) -> None:
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    c.print(Padding(Text(cmd.get_usage(ctx), style="bold"), 1))
+    if cmd.help:
+        c.print(Padding(Text(inspect.cleandoc(cmd.help)), (0, 1, 1, 1)))
+    panels: dict[str, list[Any]] = {}
+    for p in cmd.get_params(ctx):
+        if getattr(p, "hidden", False):
+            continue
+        default_panel = "Arguments" if p.param_type_name == "argument" else MAIN_PANEL
+        panels.setdefault(getattr(p, "rich_help_panel", None) or default_panel, []).append(p)
+    inner = c.width - 4  # panel border and padding
+    for name in sorted(panels, key=lambda n: (n != "Arguments", n != MAIN_PANEL)):  # stable: others as they come
+        rows = [(_flag_text(p), _param_help(p)) for p in panels[name]]
+        flag_width = max(f.cell_len for f, _ in rows)
+        grid = Table.grid(padding=(0, 2))
+        if flag_width <= min(44, inner * 2 // 5):  # flags beside their help
+            grid.add_column(no_wrap=True)
+            grid.add_column()
+            for f, h in rows:
+                grid.add_row(f, h)
+        else:  # narrow: each flag on its own line, its help indented below
+            grid.add_column()
+            for f, h in rows:
+                grid.add_row(f)
+                grid.add_row(Padding(h, (0, 0, 0, 4)))
+        c.print(Panel(grid, title=name, title_align="left", border_style="dim", padding=(0, 1)))
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="edgeship: take a trained model to the edge — converted, verified, measured, packaged.")
 
 
 # ---- output discipline ----------------------------------------------------------------
@@ -158,17 +350,21 @@ def _progress() -> Iterator[Callable[[str], None]]:
 # ---- commands ---------------------------------------------------------------------------
 
 @app.callback(invoke_without_command=True)
-def main(version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
+def main(version: bool = typer.Option(False, "--version", metavar="", help="print the version and exit"),
+         debug: bool = typer.Option(False, "--debug", metavar="",
+                                    help="show full tracebacks, also from the isolated child processes")) -> None:
+    if debug:
+        os.environ["EDGESHIP_DEBUG"] = "1"  # read here and by the child processes, which inherit it
     if version:
         typer.echo(f"edgeship {__version__}")
         raise typer.Exit(0)
 
 
-@app.command()
+@app.command(cls=_Command)
 @options_from(DeployConfig, skip=("model",))
 def deploy(
-    model: str = typer.Argument("efficientnet-lite0", help="built-in name, factory pkg.mod:fn, or a model file"),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON/YAML file of option values"),
+    model: str = typer.Argument("efficientnet-lite0", metavar="MODEL", help="built-in name, factory pkg.mod:fn, or a model file"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="JSON/YAML file of option values"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
 ) -> None:
@@ -199,13 +395,13 @@ def deploy(
     run_command(as_json, body)
 
 
-@app.command()
+@app.command(cls=_Command)
 def classify(
-    artifact: Path = typer.Argument(..., help="artifact folder (or its model file) written by edgeship deploy"),
-    images: list[Path] = typer.Argument(..., help="one or more image files"),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="how many labels per image"),
-    threshold: float = typer.Option(0.1, "--threshold", min=0.0, max=1.0, help="hide labels below this confidence"),
-    threads: int = typer.Option(1, "--threads", min=0, help="runtime threads (0 = runtime default)"),
+    artifact: Path = typer.Argument(..., metavar="ARTIFACT", help="artifact folder (or its model file) written by edgeship deploy"),
+    images: list[Path] = typer.Argument(..., metavar="IMAGE", help="one or more image files"),
+    top_k: int = typer.Option(3, "--top-k", min=1, metavar="N", help="how many labels per image"),
+    threshold: float = typer.Option(0.1, "--threshold", min=0.0, max=1.0, metavar="P", help="hide labels below this confidence"),
+    threads: int = typer.Option(1, "--threads", min=0, metavar="N", help="runtime threads (0 = runtime default)"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Classify images with an artifact, using the artifact's own preprocessing and labels."""
@@ -239,7 +435,7 @@ def classify(
     run_command(as_json, body)
 
 
-@app.command()
+@app.command(cls=_Command)
 def targets(as_json: bool = JSON_OPT) -> None:
     """List the registered targets, what they produce and whether their extras are installed."""
     from .api import targets_info
@@ -262,11 +458,11 @@ def targets(as_json: bool = JSON_OPT) -> None:
     run_command(as_json, body)
 
 
-@app.command()
+@app.command(cls=_Command)
 @options_from(BenchConfig)
 def benchmark(
-    artifacts: list[Path] = typer.Argument(..., help="artifact folders, out dirs written by edgeship deploy (all their artifacts), or .onnx/.tflite files"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="also write one CSV row per artifact and thread count to FILE"),
+    artifacts: list[Path] = typer.Argument(..., metavar="ARTIFACT_OR_OUTDIR", help="artifact folders, out dirs written by edgeship deploy (all their artifacts), or .onnx/.tflite files"),
+    csv: Optional[Path] = typer.Option(None, "--csv", metavar="FILE", help="also write one CSV row per artifact and thread count to FILE"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
 ) -> None:
@@ -286,10 +482,10 @@ def benchmark(
 from .analysis.config import AnalyzeConfig  # noqa: E402
 
 
-@app.command()
+@app.command(cls=_Command)
 @options_from(AnalyzeConfig, skip=("dynamic_batch",))
 def analyze(
-    model: str = typer.Argument("efficientnet-lite0", help="built-in name, factory pkg.mod:fn, a .pt2/.onnx/.tflite "
+    model: str = typer.Argument("efficientnet-lite0", metavar="MODEL", help="built-in name, factory pkg.mod:fn, a .pt2/.onnx/.tflite "
                                                            "file, or an artifact folder written by edgeship deploy"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
@@ -305,10 +501,10 @@ def analyze(
     run_command(as_json, body)
 
 
-@app.command()
+@app.command(cls=_Command)
 @options_from(QuantizeCommandConfig)
 def quantize(
-    model: str = typer.Argument("efficientnet-lite0", help="an fp32 ONNX artifact folder, or any model deploy takes"),
+    model: str = typer.Argument("efficientnet-lite0", metavar="MODEL", help="an fp32 ONNX artifact folder, or any model deploy takes"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
 ) -> None:
