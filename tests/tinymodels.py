@@ -232,3 +232,26 @@ def relu6_classifier() -> TorchModel:
         module=m, example_inputs=(torch.zeros(1, 3, 32, 32),), input_names=("image",), output_names=("logits",),
         preprocess=Preprocess(input="image", height=32, width=32), labels=LABELS, name="relu6-classifier",
     )
+
+
+class BagOfWords(nn.Module):
+    """Token ids -> mean embedding -> logits: the vocabulary is the embedding's row count."""
+
+    def __init__(self, vocab: int, dim: int = 16, classes: int = 4) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids).mean(dim=1))
+
+
+def small_vocab() -> nn.Module:
+    """20 tokens: random ids up to 99 would index past the table."""
+    torch.manual_seed(0)
+    return BagOfWords(20).eval()
+
+
+def big_vocab() -> nn.Module:
+    torch.manual_seed(0)
+    return BagOfWords(30000).eval()

@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import atomic_dir, atomic_write_text, safe_name
+from ._util import atomic_dir, atomic_write_text, safe_name, staging_dir
 from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact, load_artifact
 from .config import DeployConfig
 from .errors import EdgeshipError, InputError, MissingExtraError, UnsupportedError, UsageError, ValidationError
 from .isolate import in_child, run_isolated
-from .manifest import build_manifest, write_manifest
+from .manifest import FolderClaim, add_to_manifest, build_manifest, claim_folder, commit_folder, read_manifest
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, get_target
 from .verify import raise_if_failed
@@ -191,13 +191,25 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     progress(f"loading {cfg.model}")
     source = load_source(cfg.model, **cfg.source_kwargs())
     timings["load"] = time.perf_counter() - t0
+    names = [safe_name(f"{s['target']}-{s['precision']}") for s in p.steps]
+    # before any work: may this model's artifacts go into this folder? (another model's need --overwrite)
+    claim = claim_folder(out, source.record(), names, cfg.overwrite)
+    with staging_dir(out) as stage:
+        return _deploy_into(cfg, p, source, claim, stage, timings, t0, progress)
+
+
+def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim, stage: Path,
+                 timings: dict[str, float], t0: float, progress: Progress) -> DeployResult:
+    """Build every step into ``stage``; only when the run succeeds do the artifacts and the manifest
+    move into the output folder (a failed run leaves it as it was)."""
+    out = Path(cfg.out)
     artifacts: list[Artifact] = []
     fp32_of: dict[str, Artifact] = {}
     failed: list[dict[str, Any]] = []
     for step in p.steps:
         t1 = time.perf_counter()
         target, precision = step["target"], step["precision"]
-        folder = out / safe_name(f"{target}-{precision}")
+        folder = stage / safe_name(f"{target}-{precision}")
         try:
             # parent: this target's fp32, or the fp32 of the target it derives from (ort from onnx)
             parent = fp32_of.get(target) or fp32_of.get(getattr(get_target(target), "derives_from", None) or "")
@@ -235,14 +247,20 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
         rec["id"] = a.root.name
         rec["path"] = a.root.name
         records.append(rec)
+    built = [a.root.name for a in artifacts]
+    kept = [r for r in claim.old if r.get("path") not in built]  # the same model's, not rebuilt: still listed
+    stages["convert"]["kept"] = [r.get("path") for r in kept]
+    if claim.replaces_other_model:
+        stages["convert"]["replaced"] = list(claim.remove)
     manifest = build_manifest(
         source=source.record(),
         config=cfg.model_dump(mode="json"),
-        artifacts=records,
+        artifacts=records + kept,
         stages=stages,
         timings=timings,
     )
-    path = write_manifest(out, manifest)
+    path = commit_folder(claim, stage, built, manifest)
+    artifacts = [a.model_copy(update={"root": out / a.root.name}) for a in artifacts]
     if failed:
         which = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed)
         kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else UnsupportedError
@@ -280,6 +298,7 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
             raise UsageError(f"{art.root} is a {art.format.value} {art.precision} artifact; quantize takes an fp32 ONNX one",
                              hint="give the onnx-fp32 folder written by edgeship deploy, or the model itself")
         out = Path(qc.out) if qc.out else art.root.parent / f"onnx-{qc.precision}"
+        listed_in = _check_quantize_out(art, out, qc.overwrite)
         if qc.isolate and not in_child():
             # the model file is input for native parsers (onnx, ORT): do the work in a limited child
             progress(f"working on {art.model_path} in an isolated child process")
@@ -290,11 +309,45 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
         cfg = DeployConfig.build(model=str(art.model_path), targets=["onnx"], **shared)
         source = _load_source(str(art.model_path))
         source = _dc.replace(source, preprocess=art.preprocess, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0])
-        return convert(source, "onnx", out, cfg, progress=progress, precision=qc.precision, parent=art)
+        new = convert(source, "onnx", out, cfg, progress=progress, precision=qc.precision, parent=art)
+        if listed_in is not None:  # the folder's manifest lists the parent: it lists the new artifact too
+            rec = new.record()
+            rec["id"] = rec["path"] = out.name
+            add_to_manifest(listed_in, rec, parent_path=art.root.name)
+        return new
     out_root = Path(qc.out) if qc.out else Path("edgeship-out")
     res = deploy(config=DeployConfig.build(model=str(model), targets=["onnx"], quantize=[qc.precision], out=out_root,
                                            **shared), progress=progress)
     return next(a for a in res.artifacts if a.precision == qc.precision)
+
+
+def _check_quantize_out(parent: Artifact, out: Path, overwrite: bool) -> Path | None:
+    """Before any work: may ``quantize`` write ``out`` (derived from ``parent``)? An existing
+    artifact there made from another model, something that is not an artifact, or another model's
+    output folder needs ``--overwrite``. Returns the folder whose manifest gets the new artifact."""
+    from .manifest import listed_paths
+
+    if out.exists():
+        try:
+            there = load_artifact(out) if out.is_dir() else None
+        except EdgeshipError:
+            there = None
+        same = there is not None and there.provenance.parent_digest in (parent.digest, parent.provenance.parent_digest)
+        if not same and not overwrite:
+            what = (f"an artifact of another model ({there.name})" if there is not None
+                    else "something that is not an edgeship artifact")
+            raise UsageError(f"{out} holds {what}", hint="give another --out, or --overwrite to replace it")
+    folder = out.parent
+    m = read_manifest(folder)
+    if m is None:
+        return None
+    if folder.resolve() == parent.root.parent.resolve() and parent.root.name in listed_paths(m):
+        return folder
+    if not overwrite:
+        raise UsageError(f"{folder} holds the artifacts of {(m.get('source') or {}).get('name') or 'another model'}, "
+                         f"and {parent.root} is not one of them",
+                         hint="give --out in another folder, or --overwrite to write there anyway (unlisted)")
+    return None
 
 
 def _artifact_or_none(model: str | Path) -> Artifact | None:

@@ -31,7 +31,8 @@ class _Config(BaseModel):
             if errs:
                 first = errs[0]
                 where = "--" + "-".join(str(x) for x in first.get("loc", ())).replace("_", "-")
-                raise UsageError(f"{where}: {first.get('msg')}",
+                msg = str(first.get("msg", "")).removeprefix("Value error, ")
+                raise UsageError(f"{where}: {msg}",
                                  hint=f"see edgeship --help for {where}") from None
             raise UsageError(str(e)) from None
 
@@ -53,6 +54,16 @@ class SourceConfig(_Config):
     weights: Path | None = Field(None, description="state_dict checkpoint for a factory's model (loaded weights-only)")
     allow_pickle: bool = Field(False, description="allow loading a pickled model that can run code (trusted files only)")
     dynamic_batch: bool = Field(True, description="export with a dynamic batch axis")
+    input_range: list[str] = Field(
+        default_factory=list,
+        description="values random inputs are drawn from, LO,HI (token ids LO..HI-1); repeat per input or give once "
+                    "for all (default for ids: the rows of the embedding that reads them)")
+    preprocess: str | None = Field(
+        None, description="image preprocessing for a model file that does not carry it: a JSON file, or "
+                          "key=value pairs, e.g. 'mean=127,std=128' or 'imagenet,size=224' (keys: input, size, height, "
+                          "width, layout, color, mean, std, crop, resample, output; mean/std per channel as a/b/c)")
+    labels: Path | None = Field(None, description="class labels for a model file that does not carry them: labels.txt "
+                                                  "(one per line) or a JSON list")
 
     @field_validator("input_dtype", mode="before")
     @classmethod
@@ -74,9 +85,28 @@ class SourceConfig(_Config):
             out.append(dims)
         return out
 
+    def ranges(self) -> list[tuple[float, float]] | None:
+        """``--input-range LO,HI`` (repeat per input, or once for all) as ``[(low, high), ...]``."""
+        if not self.input_range:
+            return None
+        out = []
+        for spec in self.input_range:
+            parts = [p.strip() for p in str(spec).replace(":", ",").split(",") if p.strip()]
+            try:
+                lo, hi = (float(p) for p in parts)
+            except ValueError:
+                raise UsageError(f"--input-range {spec!r} is not two numbers LO,HI",
+                                 hint="write it like 0,30000 (token ids 0..29999) or -1,1") from None
+            if not hi > lo:
+                raise UsageError(f"--input-range {spec!r}: HI must be greater than LO", hint="write it like 0,30000")
+            out.append((lo, hi))
+        return out
+
     def source_kwargs(self) -> dict[str, Any]:
         return dict(input_shapes=self.shapes(), input_dtypes=self.input_dtype or None, weights=self.weights,
-                    allow_pickle=self.allow_pickle, dynamic_batch=self.dynamic_batch)
+                    allow_pickle=self.allow_pickle, dynamic_batch=self.dynamic_batch,
+                    input_ranges=self.ranges(), preprocess=self.preprocess,
+                    labels=self.labels)
 
 
 class VerifyConfig(_Config):
@@ -114,6 +144,8 @@ class OnnxConfig(_Config):
 class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     model: str = Field("efficientnet-lite0", description="model: built-in name, factory pkg.mod:fn, or a model file")
     out: Path = Field(Path("edgeship-out"), description="output folder")
+    overwrite: bool = Field(False, description="replace what another model left in the output folder (its manifest "
+                                               "and artifacts), as one step")
     targets: list[str] = Field(default_factory=lambda: ["onnx"], description="targets to build, comma separated, or 'all'")
     quantize: list[str] = Field(default_factory=list,
                                 description="also build these precisions where a target offers them: fp16, int8, "
@@ -170,6 +202,7 @@ class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConf
 
     precision: Literal["int8", "fp16"] = Field("int8", description="what to build: int8 (see --method) or fp16")
     isolate: bool = Field(True, description="work on the model file in a child process with limits")
+    overwrite: bool = Field(False, description="replace an artifact (or output folder) made from another model")
     out: Path | None = Field(None, description="from an artifact: the new artifact's folder (default: beside it, "
                                                "onnx-<precision>); from a model: the output folder that gets onnx-fp32, "
                                                "onnx-<precision> and manifest.json (default: edgeship-out)")

@@ -17,14 +17,17 @@ Readers must ignore keys they do not know; writers only add keys.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ._util import atomic_write_text, tool_versions
+from .errors import FormatError, UsageError
 
 SCHEMA = "edgeship.manifest/1"
 MANIFEST = "manifest.json"
@@ -63,5 +66,119 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
-    return json.loads((Path(out) / MANIFEST).read_text())
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest of an output folder, or None when it has none; FormatError when unreadable."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise FormatError(f"{path} is not a readable edgeship manifest: {str(e)[:200]}",
+                          hint="give another --out, or --overwrite to replace it") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("artifacts", []), list) \
+            or not isinstance(doc.get("source", {}), dict):
+        raise FormatError(f"{path} is not an edgeship manifest (no artifacts list)",
+                          hint="give another --out, or --overwrite to replace it")
+    return doc
+
+
+def listed_paths(manifest: dict[str, Any]) -> list[str]:
+    """The artifact folder names a manifest lists (one path component each; others are ignored)."""
+    out = []
+    for rec in manifest.get("artifacts") or []:
+        name = str((rec or {}).get("path") or (rec or {}).get("id") or "") if isinstance(rec, dict) else ""
+        if name and "/" not in name and "\\" not in name and name not in (".", ".."):
+            out.append(name)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderClaim:
+    """What writing a model's artifacts into an output folder will do to what is there.
+
+    ``old``: records of the same model's artifacts already listed there (those a run does not
+    rebuild stay listed); ``remove``: folders that ``overwrite`` replaces (another model's)."""
+
+    out: Path
+    old: tuple[dict[str, Any], ...] = ()
+    remove: tuple[str, ...] = ()
+    replaces_other_model: bool = False
+
+
+def claim_folder(out: Path, source: dict[str, Any], names: list[str], overwrite: bool,
+                 flag: str = "--overwrite") -> FolderClaim:
+    """Check, before any work, that artifacts ``names`` of ``source`` (a Source record) may be written
+    into ``out``. The same model's folder is updated in place; another model's manifest, or a folder
+    of one of ``names`` that no manifest of this model lists, needs ``overwrite``. Writes nothing."""
+    out = Path(out)
+    if not out.is_dir():
+        return FolderClaim(out=out)
+    try:
+        old = read_manifest(out)
+    except FormatError:
+        if not overwrite:
+            raise
+        old = {"artifacts": [], "source": {}}
+    if old is None:
+        clash = [n for n in names if (out / n).exists()]
+        if clash and not overwrite:
+            raise UsageError(f"{out / clash[0]} exists and no manifest in {out} says what it is",
+                             hint=f"give another --out, or {flag} to replace it")
+        return FolderClaim(out=out, remove=tuple(clash), replaces_other_model=bool(clash))
+    old_src = old.get("source") or {}
+    same = bool(old_src.get("digest")) and old_src.get("digest") == source.get("digest")
+    listed = listed_paths(old)
+    if not same:
+        if not overwrite:
+            what = old_src.get("name") or "another model"
+            origin = f" ({old_src['origin']})" if old_src.get("origin") not in (None, "", what) else ""
+            new = source.get("name") or "this model"
+            if source.get("origin") and source.get("origin") != new:
+                new += f" ({source['origin']})"
+            raise UsageError(f"{out} holds the artifacts of {what}{origin}, not of {new}",
+                             hint=f"give another --out, or {flag} to replace its manifest and its "
+                                  f"{len(listed)} artifact folder(s) as one step")
+        clash = [n for n in names if (out / n).exists() and n not in listed]
+        return FolderClaim(out=out, remove=tuple(dict.fromkeys([*listed, *clash])), replaces_other_model=True)
+    clash = [n for n in names if (out / n).exists() and n not in listed]
+    if clash and not overwrite:
+        raise UsageError(f"{out / clash[0]} exists but the manifest in {out} does not list it",
+                         hint=f"move it away, give another --out, or {flag} to replace it")
+    kept = tuple(r for r in old.get("artifacts") or [] if isinstance(r, dict)
+                 and str(r.get("path") or "") in listed and (out / str(r.get("path"))).is_dir())
+    return FolderClaim(out=out, old=kept, remove=tuple(clash))
+
+
+def commit_folder(claim: FolderClaim, stage: Path, built: list[str], manifest: dict[str, Any]) -> Path:
+    """Move the artifact folders ``built`` from ``stage`` into the output folder, remove what the
+    claim replaces, then write the manifest (last: until then the old one stands). Each step is a
+    rename on one file system; the replaced folders are deleted only after the manifest is written."""
+    out = claim.out
+    out.mkdir(parents=True, exist_ok=True)
+    trash = stage / ".replaced"
+    trash.mkdir(exist_ok=True)
+    for name in dict.fromkeys([*claim.remove, *built]):
+        if (out / name).exists() or (out / name).is_symlink():
+            os.replace(out / name, trash / name)
+    for name in built:
+        os.replace(stage / name, out / name)
+    path = write_manifest(out, manifest)
+    shutil.rmtree(trash, ignore_errors=True)
+    return path
+
+
+def add_to_manifest(out: Path, record: dict[str, Any], parent_path: str | None = None) -> Path | None:
+    """Add (or replace, by path) one artifact record in the output folder's manifest, atomically.
+    Returns the manifest's path, or None when the folder has no manifest."""
+    m = read_manifest(out)
+    if m is None:
+        return None
+    arts = [r for r in m.get("artifacts") or [] if not (isinstance(r, dict) and r.get("path") == record["path"])]
+    if parent_path is not None:  # keep a derived artifact beside its parent
+        at = next((i + 1 for i, r in enumerate(arts) if isinstance(r, dict) and r.get("path") == parent_path), len(arts))
+        arts.insert(at, record)
+    else:
+        arts.append(record)
+    m["artifacts"] = arts
+    return write_manifest(out, m)

@@ -76,6 +76,8 @@ class Source:
     sample_inputs: tuple[tuple[np.ndarray, ...], ...] | None = None
     allow_pickle: bool = False
     notes: tuple[str, ...] = ()
+    #: per input, the [low, high) its random values are drawn from (None: around the example input)
+    input_ranges: tuple[tuple[float, float] | None, ...] = ()
 
     def record(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,7 @@ class Source:
             "preprocess": self.preprocess.model_dump(mode="json") if self.preprocess else None,
             "labels_count": len(self.labels) if self.labels else 0,
             "allow_pickle": self.allow_pickle,
+            "input_ranges": [list(r) if r else None for r in self.input_ranges],
             "notes": list(self.notes),
         }
 
@@ -100,7 +103,7 @@ class Source:
             from ..data import preprocess_image, sample_photos
 
             return [(preprocess_image(img, self.preprocess),) for img in sample_photos().values()][:limit]
-        return [random_like(self.example_inputs, seed=i) for i in range(min(limit, 4))]
+        return [random_like(self.example_inputs, seed=i, ranges=self.input_ranges) for i in range(min(limit, 4))]
 
     def evaluation_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]:
         """More real inputs, for judging reduced-precision artifacts: the verification inputs
@@ -115,7 +118,8 @@ class Source:
             from ..data import augmented_crops
 
             return base + [(x,) for x in augmented_crops(self.preprocess, limit - len(base), seed=1)]
-        return base + [random_like(self.example_inputs, seed=1000 + i) for i in range(limit - len(base))]
+        return base + [random_like(self.example_inputs, seed=1000 + i, ranges=self.input_ranges)
+                       for i in range(limit - len(base))]
 
     def _sample_split(self) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]]]:
         """The model's own sample inputs split in two, evaluation then calibration, so a quantised
@@ -149,7 +153,7 @@ class Source:
             from ..data import augmented_crops
 
             return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0)]
-        return [random_like(self.example_inputs, seed=2000 + i) for i in range(limit)]
+        return [random_like(self.example_inputs, seed=2000 + i, ranges=self.input_ranges) for i in range(limit)]
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the source model itself (torch eager or ONNX Runtime) on numpy inputs."""
@@ -190,13 +194,18 @@ def clean_labels(labels: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def random_like(examples: Sequence[np.ndarray], seed: int) -> tuple[np.ndarray, ...]:
-    """Seeded inputs shaped like ``examples``: floats around their scale, ints in their range."""
+def random_like(examples: Sequence[np.ndarray], seed: int,
+                ranges: Sequence[tuple[float, float] | None] = ()) -> tuple[np.ndarray, ...]:
+    """Seeded inputs shaped like ``examples``: values in ``ranges[i]`` (``[low, high)``) where given,
+    else floats around the example's scale and ints in its range."""
     rng = np.random.default_rng(1234 + seed)
     out = []
-    for a in examples:
+    for k, a in enumerate(examples):
         a = np.asarray(a)
-        if np.issubdtype(a.dtype, np.integer):
+        r = ranges[k] if k < len(ranges) else None
+        if r is not None and a.dtype != np.bool_:
+            out.append(_draw(rng, a.shape, a.dtype, r))
+        elif np.issubdtype(a.dtype, np.integer):
             lo, hi = int(a.min()), int(a.max())
             out.append(rng.integers(lo, max(hi, lo) + 1, size=a.shape).astype(a.dtype))
         elif a.dtype == np.bool_:
@@ -205,6 +214,136 @@ def random_like(examples: Sequence[np.ndarray], seed: int) -> tuple[np.ndarray, 
             scale = float(np.std(a)) or 1.0
             out.append((rng.standard_normal(a.shape) * scale + float(np.mean(a))).astype(a.dtype))
     return tuple(out)
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, r: tuple[float, float]) -> np.ndarray:
+    """Values in ``[low, high)``: integers for integer dtypes, uniform floats otherwise."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        lo, hi = int(r[0]), int(r[1])
+        return rng.integers(lo, max(hi, lo + 1), size=shape).astype(dt)
+    return rng.uniform(float(r[0]), float(r[1]), size=shape).astype(dt)
+
+
+# ---- value ranges of integer inputs (token ids) -------------------------------------------
+
+DEFAULT_ID_RANGE = (0, 100)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+class _Ranges:
+    """Decides the value range of each input and says in words where it came from."""
+
+    def __init__(self, names: Sequence[str], dtypes: Sequence[Any], given: Sequence[tuple[float, float]] | None) -> None:
+        self.names, self.dtypes = list(names), [np.dtype(d) for d in dtypes]
+        self.ranges: list[tuple[float, float] | None] = [None] * len(self.names)
+        self.notes: list[str] = []
+        if given:
+            if len(given) not in (1, len(self.names)):
+                raise UsageError(f"{len(given)} --input-range for {len(self.names)} inputs",
+                                 hint="give one range for all inputs or one per input")
+            for i in range(len(self.names)):
+                self.ranges[i] = tuple(given[0] if len(given) == 1 else given[i])  # type: ignore[assignment]
+                self.notes.append(f"input {self.names[i]!r}: random values in [{_fmt(self.ranges[i][0])}, "
+                                  f"{_fmt(self.ranges[i][1])}) from --input-range")
+
+    def is_int(self, i: int) -> bool:
+        return bool(np.issubdtype(self.dtypes[i], np.integer))
+
+    def open(self) -> list[int]:
+        """Integer inputs whose range is not decided yet."""
+        return [i for i in range(len(self.names)) if self.is_int(i) and self.ranges[i] is None]
+
+    def embedding(self, i: int, table: str, rows: int) -> None:
+        self.ranges[i] = (0, rows)
+        self.notes.append(f"input {self.names[i]!r}: random ids in [0, {rows}), the rows of embedding {table!r} "
+                          "that reads it (--input-range to change)")
+
+    def smallest_table(self, i: int, tables: Sequence[tuple[str, int]]) -> None:
+        name, rows = min(tables, key=lambda t: t[1])
+        self.ranges[i] = (0, rows)
+        self.notes.append(f"input {self.names[i]!r}: random ids in [0, {rows}), the smallest embedding "
+                          f"({name!r}); which embedding reads it was not seen (--input-range to say)")
+
+    def default(self, i: int, example: np.ndarray | None) -> None:
+        if example is not None and example.size:
+            lo, hi = int(example.min()), int(example.max()) + 1
+            self.ranges[i] = (lo, hi)
+            self.notes.append(f"input {self.names[i]!r}: random ids in [{lo}, {hi}), the range of the example input "
+                              "(no embedding shows the vocabulary: give --input-range LO,HI for the real one)")
+        else:
+            self.ranges[i] = DEFAULT_ID_RANGE
+            self.notes.append(f"input {self.names[i]!r}: random ids in [0, 100), a guess (no embedding shows the "
+                              "vocabulary: give --input-range LO,HI for the real one)")
+
+
+def _embedding_tables(module: Any) -> list[tuple[str, int]]:
+    import torch.nn as nn
+
+    return [(n, int(m.num_embeddings)) for n, m in module.named_modules()
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+
+
+def _embedding_readers(module: Any, examples: Sequence[np.ndarray]) -> dict[int, tuple[str, int]]:
+    """Which example input each embedding table reads directly (the same tensor), seen with
+    pre-hooks during one forward; the smallest table when several read one input."""
+    import torch
+    import torch.nn as nn
+
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in examples]
+    ptrs = {t.data_ptr(): i for i, t in enumerate(tensors) if t.numel() and not t.is_floating_point()}
+    found: dict[int, tuple[str, int]] = {}
+    hooks = []
+    for name, m in module.named_modules():
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+            def pre(mod: Any, args: Any, name: str = name) -> None:
+                if args and isinstance(args[0], torch.Tensor):
+                    i = ptrs.get(args[0].data_ptr())
+                    if i is not None and (i not in found or mod.num_embeddings < found[i][1]):
+                        found[i] = (name, int(mod.num_embeddings))
+            hooks.append(m.register_forward_pre_hook(pre))
+    if not hooks:
+        return found
+    try:
+        with torch.no_grad():
+            module(*tensors)
+    except Exception:  # the forward is checked (with a clear error) right after this
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def _torch_ranges(module: Any, examples: list[np.ndarray], names: Sequence[str], given, generated: bool,
+                  readers: dict[int, tuple[str, int]] | None = None,
+                  seed_base: int = 0) -> tuple[list[np.ndarray], _Ranges]:
+    """Decide each input's range; generated integer examples are redrawn inside it. ``readers``
+    (input -> embedding table) replaces the forward-hook search (a torch.export graph shows it)."""
+    rg = _Ranges(names, [a.dtype for a in examples], given)
+    tables = list(readers.values()) if readers is not None else _embedding_tables(module)
+    if rg.open():
+        if tables and generated:  # ids 0..99 could index past a small table before we learn which one reads them
+            safe = min(t[1] for t in tables)
+            for i in rg.open():
+                examples[i] = _draw(np.random.default_rng(seed_base + i), examples[i].shape, examples[i].dtype, (0, safe))
+        found = readers if readers is not None else _embedding_readers(module, examples)
+        for i, (table, rows) in found.items():
+            if i in rg.open():
+                rg.embedding(i, table, rows)
+        for i in rg.open():
+            if tables:
+                rg.smallest_table(i, tables)
+            else:
+                rg.default(i, None if generated else examples[i])
+    if generated:
+        for i, r in enumerate(rg.ranges):
+            if r is not None:
+                examples[i] = _draw(np.random.default_rng(seed_base + i), examples[i].shape, examples[i].dtype, r)
+    return examples, rg
 
 
 def flatten_outputs(out: Any) -> list[Any]:
@@ -260,21 +399,174 @@ def load_source(
     weights: str | Path | None = None,
     allow_pickle: bool = False,
     dynamic_batch: bool = True,
+    input_ranges: Sequence[tuple[float, float]] | None = None,
+    preprocess: str | Preprocess | None = None,
+    labels: str | Path | Sequence[str] | None = None,
 ) -> Source:
-    """Load ``spec`` (a built-in name, a factory or a model file) as a :class:`Source`."""
+    """Load ``spec`` (a built-in name, a factory or a model file) as a :class:`Source`.
+
+    ``input_ranges`` (``[low, high)`` per input, or one for all) are the values random inputs are
+    drawn from; integer inputs read by an embedding default to its rows (said in ``Source.notes``).
+    ``preprocess`` (a spec, a JSON file or a :class:`Preprocess`) and ``labels`` (a file or a list)
+    state what a model file does not carry; they replace what it does."""
+    ranges = list(input_ranges) if input_ranges else None
     if spec in BUILTIN_MODELS:
-        return _from_factory(BUILTIN_MODELS[spec], spec, input_shapes, input_dtypes, weights, dynamic_batch)
+        src = _from_factory(BUILTIN_MODELS[spec], spec, input_shapes, input_dtypes, weights, dynamic_batch, ranges)
+        return with_preprocess_and_labels(src, preprocess, labels)
     path = Path(spec)
     if path.exists():
         if weights is not None:
             raise UsageError("--weights goes with a factory 'pkg.module:fn', not with a model file")
-        return _from_file(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch)
+        src = _from_file(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges)
+        return with_preprocess_and_labels(src, preprocess, labels)
     if ":" in spec:
-        return _from_factory(spec, spec, input_shapes, input_dtypes, weights, dynamic_batch)
+        src = _from_factory(spec, spec, input_shapes, input_dtypes, weights, dynamic_batch, ranges)
+        return with_preprocess_and_labels(src, preprocess, labels)
     raise InputError(
         f"no such model file: {spec}",
         hint=f"give a model file, a factory 'package.module:function', or a built-in name ({', '.join(BUILTIN_MODELS)})",
     )
+
+
+# ---- preprocessing and labels stated by the user ----------------------------------------
+
+_PRESETS = {
+    "imagenet": {"mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)},
+    "tflite": {"mean": (127.0, 127.0, 127.0), "std": (128.0, 128.0, 128.0)},
+    "unit": {"mean": (0.0, 0.0, 0.0), "std": (255.0, 255.0, 255.0)},
+}
+_PRE_KEYS = {"input", "size", "height", "width", "layout", "color", "mean", "std", "crop", "crop_fraction",
+             "resample", "output", "dtype"}
+
+
+def parse_preprocess(spec: str | Preprocess, inputs: Sequence[TensorSpec]) -> Preprocess:
+    """``--preprocess``: a JSON file of :class:`Preprocess` fields, or ``key=value`` pairs with presets
+    (``imagenet``, ``tflite`` = (x-127)/128, ``unit`` = x/255); the input, its layout and size default
+    to what the model's image input shows."""
+    import json
+
+    if isinstance(spec, Preprocess):
+        return spec
+    text = str(spec).strip()
+    values: dict[str, Any] = {}
+    p = Path(text)
+    if text.endswith(".json") or (p.is_file() and "=" not in text):
+        try:
+            values = json.loads(p.read_text())
+        except OSError as e:
+            raise UsageError(f"--preprocess {text}: cannot read it ({e.strerror})") from None
+        except ValueError as e:
+            raise UsageError(f"--preprocess {text} is not valid JSON: {e}") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"--preprocess {text} must hold an object of preprocessing fields")
+    else:
+        for part in (x.strip() for x in text.split(",") if x.strip()):
+            key, eq, val = part.partition("=")
+            key = key.strip().lower().replace("-", "_")
+            if not eq:
+                if key not in _PRESETS:
+                    raise UsageError(f"--preprocess: unknown preset {key!r}",
+                                     hint=f"presets: {', '.join(_PRESETS)}; or key=value pairs like mean=127,std=128")
+                values.update(_PRESETS[key])
+                continue
+            if key not in _PRE_KEYS:
+                raise UsageError(f"--preprocess: unknown key {key!r}", hint=f"keys: {', '.join(sorted(_PRE_KEYS))}")
+            val = val.strip()
+            if key in ("mean", "std"):
+                nums = [float(x) for x in val.replace(":", "/").split("/") if x.strip()] if val else []
+                if len(nums) not in (1, 3):
+                    raise UsageError(f"--preprocess {key}={val}: give one number or three (a/b/c)")
+                values[key] = tuple(nums * 3 if len(nums) == 1 else nums)
+            elif key in ("size", "height", "width"):
+                values[key] = val
+            elif key in ("crop", "crop_fraction"):
+                values["crop_fraction"] = val
+            elif key in ("layout", "color"):
+                values[key] = val.upper()
+            else:
+                values[key] = val
+    if "size" in values:
+        size = str(values.pop("size")).lower().replace("x", ",").split(",")
+        try:
+            hw = [int(x) for x in size if x.strip()]
+        except ValueError:
+            raise UsageError(f"--preprocess size={values.get('size')}: give H or HxW") from None
+        values.setdefault("height", hw[0])
+        values.setdefault("width", hw[-1])
+    image_inputs = [i for i in inputs if len(i.shape) == 4]
+    if "input" not in values:
+        if len(image_inputs) != 1:
+            raise UsageError("--preprocess: say which input it feeds (input=NAME)",
+                             hint=f"the model's inputs: {', '.join(i.name for i in inputs) or 'none known'}")
+        values["input"] = image_inputs[0].name
+    target = next((i for i in inputs if i.name == values["input"]), None)
+    if inputs and target is None:
+        raise UsageError(f"--preprocess input={values['input']}: the model has no such input",
+                         hint=f"its inputs: {', '.join(i.name for i in inputs)}")
+    if target is not None and len(target.shape) == 4:
+        shape = target.shape
+        if "layout" not in values:
+            values["layout"] = "NHWC" if shape[3] == 3 and shape[1] != 3 else "NCHW"
+        h_at = 1 if values["layout"] == "NHWC" else 2
+        for key, at in (("height", h_at), ("width", h_at + 1)):
+            if key not in values and isinstance(shape[at], int):
+                values[key] = shape[at]
+    try:
+        return Preprocess(**values)
+    except ValueError as e:
+        errs = getattr(e, "errors", lambda: [])()
+        first = errs[0] if errs else {"loc": (), "msg": str(e)}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        raise UsageError(f"--preprocess: {where or 'value'}: {str(first.get('msg')).removeprefix('Value error, ')}",
+                         hint="e.g. --preprocess 'imagenet,size=224' or --preprocess 'mean=127,std=128'") from None
+
+
+def read_labels(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
+    """``--labels``: labels.txt (one per line) or a JSON list of strings."""
+    import json
+
+    if not isinstance(spec, (str, Path)):
+        return clean_labels([str(x) for x in spec]) or ()
+    p = Path(spec)
+    if not p.is_file():
+        raise InputError(f"no such labels file: {p}", hint="give labels.txt (one label per line) or a JSON list")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read labels file {p}: {e}") from None
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise InputError(f"{p} is not a valid JSON list of labels: {e}") from None
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise InputError(f"{p} must be a JSON list of strings")
+        labels = data
+    else:
+        labels = [line for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise InputError(f"labels file {p} is empty")
+    return clean_labels(labels) or ()
+
+
+def with_preprocess_and_labels(src: Source, preprocess: Any = None, labels: Any = None) -> Source:
+    """The source with the preprocessing and labels the user stated (they win over the file's own)."""
+    if preprocess is None and labels is None:
+        return src
+    pre = parse_preprocess(preprocess, src.inputs) if preprocess is not None else src.preprocess
+    labs = read_labels(labels) if labels is not None else src.labels
+    if labs and src.outputs:
+        n = src.outputs[0].shape[-1] if src.outputs[0].shape else None
+        if isinstance(n, int) and n != len(labs):
+            raise InputError(f"{len(labs)} labels, but output {src.outputs[0].name!r} has {n} classes",
+                             hint="give one label per class, in the order of the model's output")
+    notes = list(src.notes)
+    if preprocess is not None:
+        notes.append("preprocessing as given with --preprocess")
+    if labels is not None:
+        notes.append(f"{len(labs or ())} labels as given with --labels")
+    inputs = tuple(i.model_copy(update={"layout": pre.layout}) if pre and pre.input == i.name else i for i in src.inputs)
+    return dataclasses.replace(src, preprocess=pre, labels=labs, inputs=inputs, notes=tuple(notes))
 
 
 # ---- torch ------------------------------------------------------------------------------
@@ -288,6 +580,10 @@ def _import_factory(ref: str) -> Callable[..., Any]:
             file = Path(mod_name)
             if not file.is_file():
                 raise InputError(f"no such file: {file}", hint="give the path of the Python file that builds the model")
+            # as `python path/file.py` does: the file's own folder comes first, so it imports its siblings
+            folder = str(file.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             modspec = importlib.util.spec_from_file_location(f"_edgeship_user_{file.stem}", file)
             assert modspec and modspec.loader
             module = importlib.util.module_from_spec(modspec)
@@ -301,8 +597,15 @@ def _import_factory(ref: str) -> Callable[..., Any]:
                 sys.path.append(os.getcwd())
             module = importlib.import_module(mod_name)
     except ModuleNotFoundError as e:
+        top = mod_name.split(".")[0]
+        if mod_name.endswith(".py") or (e.name and e.name != top and not mod_name.startswith(f"{e.name}.")):
+            # the factory's own module was found; something it imports is missing
+            raise InputError(f"{mod_name} (factory {ref!r}) imports {e.name!r}, which is not installed",
+                             hint=f"pip install the package that provides {e.name!r}, or put {e.name}.py "
+                                  f"beside {mod_name if mod_name.endswith('.py') else 'the factory module'}") from None
         raise InputError(f"cannot import {mod_name!r} for factory {ref!r}: {e}",
-                         hint="install the package or run from the folder that holds it") from None
+                         hint="install the package, or run from the folder that holds "
+                              f"{mod_name.replace('.', '/')}.py, or give the file: path/to/file.py:{attr}") from None
     fn = getattr(module, attr, None)
     if fn is None:
         raise InputError(f"{mod_name!r} has no attribute {attr!r}",
@@ -310,7 +613,7 @@ def _import_factory(ref: str) -> Callable[..., Any]:
     return fn
 
 
-def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch) -> Source:
+def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch, ranges=None) -> Source:
     import torch
 
     fn = _import_factory(ref)
@@ -337,7 +640,8 @@ def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch)
     module.eval()
     examples = _example_inputs(tm.example_inputs, input_shapes, input_dtypes, ref)
     return _torch_source(module, examples, tm, name=tm.name or name, origin=ref, kind="torch",
-                         dynamic_batch=dynamic_batch, digest=_module_digest(module))
+                         dynamic_batch=dynamic_batch, digest=_module_digest(module), ranges=ranges,
+                         generated=bool(input_shapes))
 
 
 def _example_inputs(given, input_shapes, input_dtypes, ref) -> tuple[np.ndarray, ...]:
@@ -356,7 +660,7 @@ def _example_inputs(given, input_shapes, input_dtypes, ref) -> tuple[np.ndarray,
                 raise UsageError(f"unknown --input-dtype {dt!r}", hint="e.g. float32, float16, int64, uint8") from None
             rng = np.random.default_rng(i)
             if np.issubdtype(np_dt, np.integer):
-                out.append(rng.integers(0, 100, size=tuple(shape)).astype(np_dt))
+                out.append(rng.integers(*DEFAULT_ID_RANGE, size=tuple(shape)).astype(np_dt))
             else:
                 out.append(rng.standard_normal(tuple(shape)).astype(np_dt))
         return tuple(out)
@@ -381,9 +685,14 @@ def _module_digest(module: Any) -> str:
 
 
 def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynamic_batch, digest,
-                  exported=None, allow_pickle=False) -> Source:
+                  exported=None, allow_pickle=False, ranges=None, generated=False) -> Source:
     import torch
 
+    in_names = list(tm.input_names or (["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]))
+    if len(in_names) != len(examples):
+        raise InputError(f"the model has {len(examples)} inputs, but names were given for {len(in_names)}")
+    examples, rg = _torch_ranges(module, list(examples), in_names, ranges, generated,
+                                 readers=_exported_embedding_readers(exported) if exported is not None else None)
     try:
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in examples])
@@ -395,7 +704,6 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
     if not all(isinstance(t, torch.Tensor) for t in outs):
         raise UnsupportedError("the model returns something other than tensors",
                                hint="wrap it so forward() returns a tensor, a tuple of tensors or a dict of tensors")
-    in_names = list(tm.input_names or (["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]))
     if isinstance(out, dict) and not tm.output_names:
         out_names = list(out.keys())
     else:
@@ -416,7 +724,8 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
     outputs = tuple(spec(n, tuple(t.shape), t.dtype) for n, t in zip(out_names, outs))
     return Source(name=name, kind=kind, origin=origin, digest=digest, inputs=inputs, outputs=outputs,
                   preprocess=pre, labels=clean_labels(tm.labels), module=module, exported=exported,
-                  example_inputs=tuple(examples), sample_inputs=tm.sample_inputs, allow_pickle=allow_pickle)
+                  example_inputs=tuple(examples), sample_inputs=tm.sample_inputs, allow_pickle=allow_pickle,
+                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes))
 
 
 def _load_state_dict(path: Path) -> dict:
@@ -451,10 +760,10 @@ def _state_dict_of(obj: Any) -> dict | None:
     return None
 
 
-def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_batch) -> Source:
+def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
     kind = sniff_format(path)
     if kind == "onnx":
-        return _onnx_source(path)
+        return _onnx_source(path, ranges)
     if kind == "tflite":
         from ..artifact import sha256_file
 
@@ -462,14 +771,14 @@ def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_bat
                       inputs=(), outputs=(), path=path,
                       notes=("a .tflite file is run, analysed and benchmarked as it is; edgeship does not convert from it",))
     if kind == "pt2":
-        return _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch)
+        return _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges)
     if kind in ("torch-zip", "torch-pickle"):
-        return _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch)
+        return _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges)
     raise FormatError(f"{path} is a numpy array file, not a model",
                       hint="give it as calibration or evaluation data instead")
 
 
-def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch) -> Source:
+def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
     import torch
     from ..artifact import sha256_file
 
@@ -490,7 +799,8 @@ def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_b
         examples = _example_inputs(getattr(obj, "example_inputs", ()), input_shapes, input_dtypes, str(path))
         return _torch_source(obj, examples, TorchModel(module=obj, example_inputs=()), name=path.stem,
                              origin=str(path), kind="torch", dynamic_batch=dynamic_batch,
-                             digest=sha256_file(path), allow_pickle=allow_pickle)
+                             digest=sha256_file(path), allow_pickle=allow_pickle, ranges=ranges,
+                             generated=bool(input_shapes))
     if _state_dict_of(obj) is not None:
         raise UsageError(
             f"{path} holds weights only (a state_dict), not an architecture",
@@ -524,7 +834,7 @@ def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
                                         hint="load it only if you trust its author: add --allow-pickle") from None
 
 
-def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch) -> Source:
+def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
     import torch
     from ..artifact import sha256_file
 
@@ -542,7 +852,25 @@ def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch) -
     module = ep.module()
     return _torch_source(module, examples, TorchModel(module=module, example_inputs=()), name=path.stem,
                          origin=str(path), kind="pt2", dynamic_batch=dynamic_batch, digest=sha256_file(path),
-                         exported=ep, allow_pickle=allow_pickle)
+                         exported=ep, allow_pickle=allow_pickle, ranges=ranges, generated=True)
+
+
+def _exported_embedding_readers(ep: Any) -> dict[int, tuple[str, int]]:
+    """User input index -> (weight name, rows) for each ``aten.embedding`` that reads a user input."""
+    import torch
+
+    user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    params = {s.arg.name: s.target for s in ep.graph_signature.input_specs if s.kind.name != "USER_INPUT"}
+    found: dict[int, tuple[str, int]] = {}
+    for n in ep.graph.nodes:
+        if n.op == "call_function" and n.target in (torch.ops.aten.embedding.default,) and len(n.args) >= 2:
+            weight, idx = n.args[0], n.args[1]
+            val = getattr(weight, "meta", {}).get("val")
+            if getattr(idx, "name", None) in user and val is not None and len(val.shape) >= 1:
+                i, rows = user.index(idx.name), int(val.shape[0])
+                if i not in found or rows < found[i][1]:
+                    found[i] = (str(params.get(weight.name, weight.name)), rows)
+    return found
 
 
 def _example_from_meta(node: Any) -> np.ndarray:
@@ -596,23 +924,89 @@ def load_onnx_model(path: Path) -> Any:
     return model
 
 
-def _onnx_source(path: Path) -> Source:
+def _onnx_embedding_readers(model: Any, inputs: Sequence[TensorSpec]) -> dict[int, tuple[str, int]]:
+    """Graph input index -> (table, rows) for each Gather of a constant table by a graph input."""
+    consts = {t.name: (tuple(t.dims)) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.output:
+            for a in n.attribute:
+                if a.name == "value" and a.t.dims:
+                    consts[n.output[0]] = tuple(a.t.dims)
+    index = {s.name: i for i, s in enumerate(inputs)}
+    found: dict[int, tuple[str, int]] = {}
+    for n in model.graph.node:
+        if n.op_type == "Gather" and len(n.input) >= 2 and n.input[1] in index and n.input[0] in consts:
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+            dims = consts[n.input[0]]
+            if axis == 0 and dims:
+                i, rows = index[n.input[1]], int(dims[0])
+                if i not in found or rows < found[i][1]:
+                    found[i] = (n.input[0], rows)
+    return found
+
+
+ONNX_METADATA_PREFIX = "edgeship."
+
+
+def onnx_metadata(model: Any, path: Path) -> tuple[Preprocess | None, tuple[str, ...] | None, dict[str, str]]:
+    """The preprocessing and labels edgeship embedded in an ONNX file's metadata (None where absent),
+    and all of its ``edgeship.*`` entries; a malformed entry is a FormatError naming it."""
+    import json
+
+    meta = {p.key[len(ONNX_METADATA_PREFIX):]: p.value for p in model.metadata_props
+            if p.key.startswith(ONNX_METADATA_PREFIX)}
+    pre = labels = None
+    if "preprocess" in meta:
+        try:
+            pre = Preprocess.model_validate_json(meta["preprocess"])
+        except ValueError as e:
+            raise FormatError(f"{path}: its metadata entry edgeship.preprocess is not valid preprocessing: "
+                              f"{str(e).splitlines()[0][:200]}",
+                              hint="give --preprocess to state it, or export the model again") from None
+    if "labels" in meta:
+        try:
+            raw = json.loads(meta["labels"])
+        except (ValueError, RecursionError):
+            raw = None
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise FormatError(f"{path}: its metadata entry edgeship.labels is not a JSON list of strings",
+                              hint="give --labels labels.txt to state them, or export the model again")
+        labels = clean_labels(raw)
+    return pre, labels, meta
+
+
+def _onnx_source(path: Path, ranges: Sequence[tuple[float, float]] | None = None) -> Source:
     from ..artifact import sha256_file
     from ..targets.onnx import io_specs
 
     model = load_onnx_model(path)
     inputs, outputs = io_specs(model)
-    examples = tuple(_example_for_spec(s) for s in inputs)
+    pre, labels, meta = onnx_metadata(model, path)
+    if pre is not None and not any(i.name == pre.input for i in inputs):
+        pre = None  # metadata of another graph: not ours to trust
+    inputs = tuple(i.model_copy(update={"layout": pre.layout}) if pre and pre.input == i.name else i for i in inputs)
+    rg = _Ranges([s.name for s in inputs], [s.dtype for s in inputs], ranges)
+    for i, (table, rows) in _onnx_embedding_readers(model, inputs).items():
+        if i in rg.open():
+            rg.embedding(i, table, rows)
+    for i in rg.open():
+        rg.default(i, None)
+    examples = tuple(_example_for_spec(s, r) for s, r in zip(inputs, rg.ranges))
     return Source(name=path.stem, kind="onnx", origin=str(path), digest=sha256_file(path), inputs=inputs,
-                  outputs=outputs, path=path, example_inputs=examples)
+                  outputs=outputs, path=path, example_inputs=examples, input_ranges=tuple(rg.ranges),
+                  preprocess=pre, labels=labels,
+                  notes=tuple(rg.notes) + (("preprocessing and labels read from the file's edgeship metadata",)
+                                           if pre is not None or labels else ()))
 
 
-def _example_for_spec(s: TensorSpec) -> np.ndarray:
+def _example_for_spec(s: TensorSpec, r: tuple[float, float] | None = None) -> np.ndarray:
     shape = s.concrete_shape(1)
     rng = np.random.default_rng(0)
     dt = np.dtype(s.dtype)
+    if r is not None and dt != np.bool_:
+        return _draw(rng, shape, dt, r)
     if np.issubdtype(dt, np.integer):
-        return rng.integers(0, 100, size=shape).astype(dt)
+        return rng.integers(*DEFAULT_ID_RANGE, size=shape).astype(dt)
     if dt == np.bool_:
         return rng.random(shape) < 0.5
     return rng.standard_normal(shape).astype(dt)

@@ -14,6 +14,7 @@ import numpy as np
 from .._util import quiet, tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
 from ..errors import FormatError, UnsupportedError
+from ..sources import ONNX_METADATA_PREFIX as METADATA_PREFIX
 from . import Runner, Target
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from ..sources import Source
 
 MODEL_FILE = "model.onnx"
-METADATA_PREFIX = "edgeship."
 
 
 def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -158,16 +158,14 @@ def artifact_from_onnx(path: Path) -> Artifact | None:
     nothing to classify with). None if the file does not parse."""
     import onnx
 
-    from ..artifact import Preprocess
+    from ..sources import onnx_metadata
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:
         return None
-    meta = {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
+    pre, labels, meta = onnx_metadata(model, path)
     inputs, outputs = io_specs(model)
-    pre = Preprocess.model_validate_json(meta["preprocess"]) if "preprocess" in meta else None
-    labels = tuple(json.loads(meta["labels"])) if "labels" in meta else None
     return Artifact(
         name=path.stem, target="onnx", format=Format.onnx, root=path.parent,
         files=file_entries(path.parent, [path.name]), model_file=path.name, inputs=inputs, outputs=outputs,
