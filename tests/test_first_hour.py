@@ -27,10 +27,18 @@ class NoisyTarget(FakeTarget):
     noise = 0.5
 
 
+class RelabelInt8(FakeTarget):
+    """An "int8" that is the fp32 model relabelled: like a toolchain that quantises nothing here."""
+
+    name = "relabel"
+    precisions = ("fp32", "int8")
+
+
 @pytest.fixture(autouse=True)
 def _register():
     edgeship.register_target("fake", FakeTarget)
     edgeship.register_target("noisy", NoisyTarget)
+    edgeship.register_target("relabel", RelabelInt8)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -266,3 +274,28 @@ def test_an_onnx_source_reads_its_vocabulary_from_the_gather(tmp_path):
     src = edgeship.load(str(tmp_path / "onnx-fp32" / "model.onnx"))
     assert src.input_ranges == ((0, 20),)
     assert src.example_inputs[0].max() < 20
+
+
+# ---- int8 that shrinks, or says why not --------------------------------------------------
+
+def test_onnx_int8_quantises_embedding_tables(tmp_path):
+    """9: an Embedding + Linear model's int8 was the size of its fp32 while the note said every
+    weighted layer was quantised."""
+    res = edgeship.deploy("tinymodels:big_vocab", input_shape=["1,64"], input_dtype=["int64"], out=tmp_path,
+                          targets=["onnx"], quantize=["int8"])
+    fp32, int8 = res.artifacts
+    assert int8.size_bytes < 0.35 * fp32.size_bytes
+    assert min(o.cosine for o in int8.verification.outputs) > 0.999
+    assert "float_weights" not in int8.details
+
+
+def test_an_int8_that_keeps_its_embedding_float_says_so(tmp_path):
+    """9: a toolchain that leaves embedding tables float (here: a stand-in whose int8 is a relabel)
+    names the tables in its note and in details.float_weights."""
+    res = edgeship.deploy("tinymodels:big_vocab", input_shape=["1,64"], input_dtype=["int64"], out=tmp_path,
+                          targets=["relabel"], quantize=["int8"])
+    int8 = res.artifacts[1]
+    assert int8.details["float_weights"]["tables"] == ["emb"]
+    assert any("emb (1.92 MB) stays float32" in n for n in int8.notes)
+    rec = next(a for a in res.manifest["artifacts"] if a["path"] == "relabel-int8")
+    assert rec["details"]["float_weights"]["bytes"] == 30000 * 16 * 4

@@ -154,10 +154,30 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
         v = t.verify(source, art, cfg)
         art = art.model_copy(update={"verification": v})
         raise_if_failed(art, v)
+        art = _note_float_tables(source, art, parent)
         if art.labels:
             atomic_write_text(tmp / LABELS_TXT, "\n".join(art.labels) + "\n")
         atomic_write_text(tmp / ARTIFACT_JSON, json.dumps(art.record(), indent=2) + "\n")
     return art.model_copy(update={"root": final})
+
+
+def _note_float_tables(source: Source, art: Artifact, parent: Artifact | None) -> Artifact:
+    """An int8 artifact that hardly shrank because its toolchain leaves embedding tables in float
+    says so, with the tables and their size (``details.float_weights``), instead of looking int8."""
+    if art.precision != "int8" or parent is None or not parent.size_bytes:
+        return art
+    ratio = art.size_bytes / parent.size_bytes
+    tables = source.embedding_tables()
+    big = sum(b for _, b in tables)
+    if ratio < 0.6 or big < 0.25 * parent.size_bytes:
+        return art
+    names = ", ".join(n for n, _ in tables[:4]) + (f" and {len(tables) - 4} more" if len(tables) > 4 else "")
+    note = (f"int8 is {ratio:.0%} of the fp32 size: {art.target}'s int8 toolchain quantises conv/linear weights, "
+            f"not embedding tables, so {names} ({big / 1e6:.2f} MB) {'stays' if len(tables) == 1 else 'stay'} float32"
+            + ("; the onnx target quantises them (int8 rows, dequantised after the lookup)" if art.target != "onnx" else ""))
+    return art.model_copy(update={"notes": (*art.notes, note),
+                                  "details": {**art.details, "float_weights": {
+                                      "tables": [n for n, _ in tables], "bytes": big, "size_ratio": round(ratio, 4)}}})
 
 
 @dataclasses.dataclass(frozen=True)

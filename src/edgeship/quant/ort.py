@@ -122,7 +122,9 @@ def dynamic_int8(pre: Path, out: Path, exclude: Sequence[str] = ()) -> Path:
 
     with quiet():
         quantize_dynamic(str(pre), str(out), per_channel=True, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=list(exclude), op_types_to_quantize=["MatMul", "Gemm", "Attention"])
+                         nodes_to_exclude=list(exclude),
+                         # Gather: embedding tables become int8 rows dequantised after the lookup
+                         op_types_to_quantize=["MatMul", "Gemm", "Attention", "Gather"])
     return out
 
 
@@ -144,8 +146,10 @@ def choose_method(model: Any) -> str:
     for n in model.graph.node:
         if n.op_type in WEIGHTED_OPS:
             by_op[n.op_type] = by_op.get(n.op_type, 0) + sum(sizes.get(x, 0) for x in n.input[1:2])
+        elif n.op_type == "Gather" and n.input and n.input[0] in sizes:  # an embedding table
+            by_op["Gather"] = by_op.get("Gather", 0) + sizes[n.input[0]]
     conv = by_op.get("Conv", 0) + by_op.get("ConvTranspose", 0)
-    dense = by_op.get("MatMul", 0) + by_op.get("Gemm", 0)
+    dense = by_op.get("MatMul", 0) + by_op.get("Gemm", 0) + by_op.get("Gather", 0)
     return "static" if conv >= dense else "dynamic"
 
 

@@ -155,6 +155,27 @@ class Source:
             return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0)]
         return [random_like(self.example_inputs, seed=2000 + i, ranges=self.input_ranges) for i in range(limit)]
 
+    def embedding_tables(self) -> list[tuple[str, int]]:
+        """(name, bytes) of each embedding table (lookup weights) in the model: the torch module's
+        Embedding layers, or an ONNX graph's constant tables read by Gather."""
+        if self.module is not None:
+            import torch.nn as nn
+
+            return [(n, m.weight.numel() * m.weight.element_size()) for n, m in self.module.named_modules()
+                    if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+        if self.kind == "onnx" and self.path is not None:
+            import onnx
+
+            model = onnx.load(str(self.path), load_external_data=False)
+            inits = {i.name: i for i in model.graph.initializer}
+            out = []
+            for n in model.graph.node:
+                if n.op_type == "Gather" and n.input and n.input[0] in inits:
+                    t = inits[n.input[0]]
+                    out.append((t.name, int(np.prod(t.dims)) * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize))
+            return list(dict(out).items())
+        return []
+
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the source model itself (torch eager or ONNX Runtime) on numpy inputs."""
         if self.kind in ("torch", "pt2"):
