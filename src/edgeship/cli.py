@@ -23,11 +23,12 @@ from typing import Any, Optional
 import typer
 from pydantic_core import PydanticUndefined
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from . import __version__
-from .config import DeployConfig, QuantizeCommandConfig, load_config
+from .analysis.report import print_table, size_text
 from .bench.config import BenchConfig
+from .config import DeployConfig, QuantizeCommandConfig, load_config
 from .errors import EdgeshipError, InputError
 
 err_console = Console(stderr=True)
@@ -296,11 +297,22 @@ def _stdout_reserved() -> Iterator[Any]:
         real.close()
 
 
+def _out_width(real: Any) -> int:
+    """The width results are drawn at: COLUMNS, else the terminal's, else 80 (a pipe or a file)."""
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    with contextlib.suppress(OSError, ValueError):
+        if real.isatty():
+            return os.get_terminal_size(real.fileno()).columns
+    return 80
+
+
 def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console], None] | None]]) -> None:
     """Run ``body`` -> (json_result, human_printer); map errors to exit codes."""
     code = 0
     with _stdout_reserved() as real:
-        out_console = Console(file=real, soft_wrap=True, width=max(100, Console().width))
+        out_console = Console(file=real, width=_out_width(real))
         try:
             result, human = body()
             if as_json:
@@ -419,16 +431,14 @@ def classify(
         doc = {"ok": True, "artifact": art.name, "results": results}
 
         def human(c: Console) -> None:
-            t = Table(title=f"{art.name}  (top {top_k}, threshold {threshold})")
-            t.add_column("image")
-            t.add_column("label")
-            t.add_column("confidence", justify="right")
+            rows = []
             for r in results:
                 preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
                 for i, p in enumerate(preds):
                     conf = "" if p["confidence"] is None else f"{p['confidence']:.3f}"
-                    t.add_row(Path(r["image"]).name if i == 0 else "", p["label"], conf)
-            c.print(t)
+                    rows.append([Path(r["image"]).name if i == 0 else "", p["label"], conf])
+            print_table(c, f"{art.name}  (top {top_k}, threshold {threshold})", ["image", "label", "confidence"],
+                        rows, right=("confidence",), wrap=("image", "label"))
 
         return doc, human
 
@@ -444,14 +454,10 @@ def targets(as_json: bool = JSON_OPT) -> None:
         info = targets_info()
 
         def human(c: Console) -> None:
-            t = Table(title="targets")
-            for col in ("name", "format", "precisions", "converts from", "status"):
-                t.add_column(col)
-            for i in info:
-                status = "ready" if not i.get("missing") else f"needs pip install 'edgeship[{i.get('extra')}]'"
-                t.add_row(i["name"], i.get("format", "?"), ", ".join(i.get("precisions", [])),
-                          ", ".join(i.get("accepts", [])), status)
-            c.print(t)
+            rows = [[i["name"], i.get("format", "?"), ", ".join(i.get("precisions", [])), ", ".join(i.get("accepts", [])),
+                     "ready" if not i.get("missing") else f"needs pip install 'edgeship[{i.get('extra')}]'"] for i in info]
+            print_table(c, "targets", ["name", "format", "precisions", "converts from", "status"], rows,
+                        wrap=("precisions", "converts from", "status"))
 
         return {"ok": True, "targets": info}, human
 
@@ -524,74 +530,115 @@ def quantize(
 
 
 def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
-    t = Table(title=f"{art.name}: {q.get('method')} {art.precision}, budget: top-1 agreement drop <= {q.get('max_drop', 0):.1%}",
-              caption="vs 1st: p50 (1 thread, this process) relative to the first step", caption_justify="left")
-    t.add_column("step", overflow="fold", max_width=38)
-    for col in ("float", "top-1", "top-5", "cosine", "SQNR dB", "p50 ms", "vs 1st", "MB", "budget"):
-        t.add_column(col, justify="right", no_wrap=True)
+    method, precision = q.get("method") or "", art.precision
+    recipe = precision if method in ("", precision) else f"{method} {precision}"  # "static int8", not "fp16 fp16"
+    labelled = bool(q.get("eval_labels"))
+    measure = "label accuracy" if labelled else "top-1 agreement"
+    steps = q.get("steps") or []
+    full_steps = full.get("steps") or []
+    acc_fp32 = next((s.get("accuracy_fp32") for s in full_steps if s.get("accuracy_fp32") is not None), None)
+    with_acc = any(s.get("accuracy") is not None for s in steps)
+    headers = ["step", "float", "top-1", "top-5", *(["accuracy"] if with_acc else []), "cosine", "SQNR dB", "p50 ms",
+               "vs 1st", "size", "budget"]
     fp = q.get("fp32", {})
-    first = (q.get("steps") or [{}])[0].get("p50_ms_1thread") or 0
-    t.add_row("fp32", "all", "100%", "100%", "1.0000", "-", f"{fp.get('p50_ms_1thread', 0):.2f}",
-              f"{fp.get('p50_ms_1thread', 0) / first:.2f}x" if first else "-", f"{fp.get('size_bytes', 0) / 1e6:.2f}", "")
-    for i, s in enumerate(q.get("steps", [])):
+    first = (steps or [{}])[0].get("p50_ms_1thread") or 0
+    rows = [["fp32", "all", "100%", "100%", *([_pct(acc_fp32)] if with_acc else []), "1.0000", "-",
+             f"{fp.get('p50_ms_1thread', 0):.2f}", f"{fp.get('p50_ms_1thread', 0) / first:.2f}x" if first else "-",
+             size_text(fp.get("size_bytes")), ""]]
+    for i, s in enumerate(steps):
         mark = " ←" if i == q.get("chosen") else ""
-        t.add_row(s.get("note", "") + mark, str(len(s.get("excluded") or [])),
-                  _pct(s.get("top1_agreement")), _pct(s.get("top5_agreement")), f"{s.get('cosine', 0):.4f}",
-                  "-" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f}", f"{s.get('p50_ms_1thread', 0):.2f}",
-                  f"{s.get('latency_vs_first_step', 0):.2f}x", f"{s.get('size_bytes', 0) / 1e6:.2f}",
-                  "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]")
-    c.print(t)
+        rows.append([s.get("note", "") + mark, str(len(s.get("excluded") or [])),
+                     _pct(s.get("top1_agreement")), _pct(s.get("top5_agreement")),
+                     *([_pct(s.get("accuracy"))] if with_acc else []), f"{s.get('cosine', 0):.4f}",
+                     "-" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f}", f"{s.get('p50_ms_1thread', 0):.2f}",
+                     f"{s.get('latency_vs_first_step', 0):.2f}x", size_text(s.get("size_bytes")),
+                     "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]"])
+    print_table(c, f"{art.name}: {recipe}, budget: {measure} drop <= {q.get('max_drop', 0):.1%}", headers, rows,
+                right=tuple(headers[1:]), wrap=("step",), optional=("top-5", "vs 1st"),
+                notes={"float": "layers kept in float", "accuracy": "top-1 against the labels of the --eval data",
+                       "vs 1st": "p50 (1 thread, this process) relative to the first step"})
     layers = full.get("layers") or []
     if layers:
-        lt = Table(title="layers that inject the most error (SQNR vs the float model lost across the layer)")
-        for col in ("node", "module", "op", "injected dB", "output SQNR dB", "weight SQNR dB"):
-            lt.add_column(col, justify="right" if "dB" in col else "left")
-        for r in layers[:8]:
-            lt.add_row(r["node"], r.get("module") or "-", r["op"], f"{r['injected_db']:.1f}", f"{r['output_sqnr_db']:.1f}",
-                       "-" if r.get("weight_sqnr_db") is None else f"{r['weight_sqnr_db']:.1f}")
-        c.print(lt)
-    c.print(f"evaluated on {q.get('eval_samples')} inputs: {full.get('eval_data') or '-'}"
-            + (f"; calibrated on {full['calibration']['samples']}: {full['calibration']['data']}" if full.get("calibration") else ""),
-            highlight=False)
-    if "random" in str(full.get("eval_data", "")):
+        print_table(c, "layers that inject the most error (SQNR in dB vs the float model, lost across the layer)",
+                    ["node", "module", "op", "injected", "output SQNR", "weight SQNR"],
+                    [[r["node"], r.get("module") or "-", r["op"], f"{r['injected_db']:.1f}", f"{r['output_sqnr_db']:.1f}",
+                      "-" if r.get("weight_sqnr_db") is None else f"{r['weight_sqnr_db']:.1f}"] for r in layers[:8]],
+                    right=("injected", "output SQNR", "weight SQNR"), wrap=("node", "module", "output SQNR", "weight SQNR"))
+    cal = full.get("calibration") or q.get("calibration")
+    c.print(f"evaluated on {q.get('eval_samples')} inputs: {full.get('eval_data') or q.get('eval_data') or '-'}"
+            + (f"; calibrated on {cal['samples']}: {cal['data']}" if cal else ""), highlight=False, markup=False)
+    if _random_data(q):
         c.print("[bold yellow]warning:[/] these figures come from random inputs and say little about real data; "
                 "give --eval (and --calib) real samples", highlight=False)
-    c.print(f"compression: {q.get('compression_ratio', 0):.2f}x smaller than fp32; per-tensor scales, zero points, "
-            f"MSE and SQNR: {art.root / 'quantization.json'}", highlight=False)
+    ratio = q.get("compression_ratio") or 0
+    size = (f"{ratio:.2f}x smaller than fp32" if ratio >= 1 else
+            f"{1 / ratio:.2f}x larger than fp32 (quantisation parameters outweigh the savings in a model this small)"
+            if ratio else "size vs fp32 unknown")
+    c.print(f"size: {size}; per-tensor scales, zero points, MSE and SQNR: {art.root / 'quantization.json'}",
+            highlight=False, markup=False)
 
 
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+def _random_data(q: dict) -> list[str]:
+    """Which of a quantisation's data were random inputs: 'evaluation', 'calibration'."""
+    cal = q.get("calibration") or {}
+    return [what for what, text in (("evaluation", q.get("eval_data")), ("calibration", cal.get("data")))
+            if "random" in str(text or "")]
+
+
 # ---- human output -----------------------------------------------------------------------
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
 def _print_plan(c: Console, p: Any) -> None:
-    t = Table(title=f"plan: {p.model} ({p.source_kind}) → {p.out}")
-    for col in ("target", "format", "precision", "stages", "status"):
-        t.add_column(col)
+    rows = []
     for s in p.steps:
         status = "ready"
         if not s["accepts_source"]:
             status = f"cannot convert a {p.source_kind} model"
         elif s["missing"]:
             status = f"missing {', '.join(s['missing'])}: {s['install']}"
-        t.add_row(s["target"], s["format"], s["precision"], " → ".join(s["stages"]), status)
-    c.print(t)
+        rows.append([s["target"], s["format"], s["precision"], " → ".join(s["stages"]), status])
+    print_table(c, f"plan: {p.model} ({p.source_kind}) → {p.out}", ["target", "format", "precision", "stages", "status"],
+                rows, wrap=("stages", "status"))
     for s in p.skipped:
-        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False)
+        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False, markup=False)
+
+
+def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:
+    """(one line per group of artifacts verified the same way, warnings about random inputs)."""
+    groups: dict[tuple, list[str]] = {}
+    for a in artifacts:
+        v = a.get("verification") or {}
+        if v:
+            key = (v.get("reference"), v.get("samples"), v.get("inputs"), tuple(v.get("batch_sizes") or ()), v.get("criterion"))
+            groups.setdefault(key, []).append(a["path"])
+    lines = []
+    for (ref, samples, inputs, batches, criterion), names in groups.items():
+        who = ", ".join(names)
+        if not samples:  # e.g. Core ML off macOS: structure and weights only
+            what = str(ref or "the source").removeprefix("structural: ")
+            lines.append(f"{who}: checked structurally against the {what}; no outputs computed")
+            continue
+        at = f" at batch size{'s' if len(batches) > 1 else ''} {', '.join(map(str, batches))}" if batches else ""
+        lines.append(f"{who}: verified against the {ref} on {samples} {inputs or 'inputs'}{at}; pass rule: {criterion}")
+    warnings = []
+    rand_verified = [a["path"] for a in artifacts if "random" in str((a.get("verification") or {}).get("inputs") or "")]
+    if rand_verified:
+        warnings.append(f"{', '.join(rand_verified)}: verified on random inputs, which shows the artifact computes what "
+                        "the source computes on those, not how it does on real data")
+    for a in artifacts:
+        rand = _random_data((a.get("details") or {}).get("quantization") or {})
+        if rand:
+            warnings.append(f"{a['path']}: {' and '.join(rand)} used random inputs, so its accuracy budget was judged "
+                            "on noise; give --eval (and --calib) real samples")
+    return lines, warnings
 
 
 def _print_deploy(c: Console, res: Any) -> None:
     m = res.manifest
-    t = Table(title=f"edgeship deploy: {m['source']['name']} → {res.out}")
-    t.add_column("artifact", no_wrap=True)
-    for col in ("format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"):
-        t.add_column(col, justify="right" if col not in ("format", "precision") else "left", no_wrap=True)
+    rows = []
     for a in m["artifacts"]:
         v = a.get("verification") or {}
         outs = v.get("outputs", [])
@@ -599,34 +646,34 @@ def _print_deploy(c: Console, res: Any) -> None:
         max_rel = max((o["max_rel"] for o in outs), default=float("nan"))
         cosine = min((o.get("cosine", 1.0) for o in outs), default=float("nan"))
         top1 = v.get("top1_agreement")
-        t.add_row(a["path"], a["format"], a["precision"], _mb(a["size_bytes"]), f"{max_abs:.1e}", f"{max_rel:.1e}", f"{cosine:.4f}",
-                  "-" if top1 is None else f"{top1:.0%}",
-                  "[green]yes[/]" if v.get("passed") else "[red]no[/]")
-    c.print(t)
-    v0 = (m["artifacts"][0].get("verification") or {}) if m["artifacts"] else {}
-    if v0:
-        c.print(f"verified against the {v0.get('reference')} on {v0.get('samples')} {v0.get('inputs') or 'inputs'} at batch sizes "
-                f"{', '.join(map(str, v0.get('batch_sizes', [])))}; pass rule per artifact in manifest.json "
-                f"(fp32: {v0.get('criterion')})", highlight=False)
+        rows.append([a["path"], a["format"], a["precision"], size_text(a["size_bytes"]), f"{max_abs:.1e}", f"{max_rel:.1e}",
+                     f"{cosine:.4f}", "-" if top1 is None else f"{top1:.0%}",
+                     "[green]yes[/]" if v.get("passed") else "[red]no[/]"])
+    headers = ["artifact", "format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"]
+    print_table(c, f"edgeship deploy: {m['source']['name']} → {res.out}", headers, rows, right=tuple(headers[3:]))
+    lines, warnings = _verification_lines(m["artifacts"])
+    for line in lines:
+        c.print(line, highlight=False, markup=False)
+    if lines:
+        c.print("the figures and the pass rule of each artifact are in manifest.json", highlight=False)
+    for w in warnings:
+        c.print("[bold yellow]warning:[/] " + escape(w), highlight=False)
     for a in m["artifacts"]:
         for note in a.get("notes") or []:
-            c.print(f"[dim]{a['path']}:[/] {note}", highlight=False)
+            c.print(f"[dim]{escape(a['path'])}:[/] " + escape(note), highlight=False)
     for s in m["stages"].get("convert", {}).get("skipped", []):
-        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False)
+        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False, markup=False)
     preds = m["stages"].get("predictions")
     if preds:
-        pt = Table(title="sample photos, classified by the artifacts")
-        pt.add_column("photo")
-        for a in preds["artifacts"]:
-            pt.add_column(a)
-        for photo, row in preds["photos"].items():
-            pt.add_row(photo, *[f"{r[0]['label']} ({r[0]['confidence']:.2f})" if r else "-" for r in row])
-        c.print(pt)
+        print_table(c, "sample photos, classified by the artifacts", ["photo", *preds["artifacts"]],
+                    [[photo, *[f"{r[0]['label']} ({r[0]['confidence']:.2f})" if r else "-" for r in row]]
+                     for photo, row in preds["photos"].items()],
+                    wrap=tuple(preds["artifacts"]))
     if m["stages"].get("benchmark"):
         from .bench import BenchReport
 
         BenchReport(m["stages"]["benchmark"]).print(c)
-    c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)")
+    c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)", highlight=False, markup=False)
 
 
 def entrypoint() -> None:  # console script

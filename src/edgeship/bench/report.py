@@ -89,44 +89,43 @@ class BenchReport:
 
     # ---- for people -------------------------------------------------------------------
     def print(self, console: Any) -> None:
-        from rich.table import Table
+        from ..analysis.report import print_table
 
         d = self.data
         s = d["settings"]
         title = (f"warm latency, batch 1 — {s['runs']} runs over {s['rounds']} fresh processes each, "
                  f"warm-up {s['warmup']}{', fresh input per call' if s['fresh_input'] else ''}")
-        t = Table(title=title)
-        for c in ("artifact", "thr", "p50 ms", "p90 ms", "p99 ms", "min ms", "std ms", "n", "vs baseline"):
-            t.add_column(c, justify="left" if c == "artifact" else "right")
+        rows = []
         for r in d["results"]:
             lat = r["latency_ms"]
             vs = r.get("vs_baseline") or {}
             speed = "baseline" if r["role"] == "baseline" else (
-                f"{vs['speedup_p50']:.2f}x faster" if vs.get("speedup_p50") else "-")
-            t.add_row(r["id"], str(r["threads"]), _f(lat.get("p50"), 3), _f(lat.get("p90"), 3), _f(lat.get("p99"), 3),
-                      _f(lat.get("min"), 3), _f(lat.get("std"), 3), str(lat.get("n")), speed)
+                f"{vs['speedup_p50']:.2f}x" if vs.get("speedup_p50") else "-")
+            rows.append([r["id"], str(r["threads"]), _f(lat.get("p50"), 3), _f(lat.get("p90"), 3), _f(lat.get("p99"), 3),
+                         _f(lat.get("min"), 3), _f(lat.get("std"), 3), str(lat.get("n")), speed])
         for r in d["incomplete"]:
-            t.add_row(f"[red]{r['id']}[/]", str(r["threads"]), *["-"] * 6, "[red]incomplete[/]")
-        console.print(t)
+            rows.append([f"[red]{r['id']}[/]", str(r["threads"]), *["-"] * 6, "[red]incomplete[/]"])
+        headers = ["artifact", "thr", "p50 ms", "p90 ms", "p99 ms", "min ms", "std ms", "n", "speed-up"]
+        print_table(console, title, headers, rows, right=tuple(headers[1:]), optional=("p90 ms", "min ms", "std ms", "n"),
+                    notes={"thr": "runtime threads", "speed-up": "p50 of the baseline / p50 of the artifact"})
         if d["results"]:
-            t2 = Table(title="cold start in a fresh process (s), memory")
-            for c in ("artifact", "thr", "start", "import", "load", "1st run", "total", "peak RSS", "size"):
-                t2.add_column(c, justify="left" if c == "artifact" else "right")
-            t3 = Table(title="throughput, roofline, energy")
-            for c in ("artifact", "thr", "throughput", "GOP/s", "% peak", "CPU ms/inf", "mJ/inf (est.)"):
-                t3.add_column(c, justify="left" if c == "artifact" else "right")
+            cold_rows, tp_rows = [], []
             for r in d["results"]:
                 cold, comp = r["cold_start_s"], r["compute"]
-                t2.add_row(r["id"], str(r["threads"]), *(_f(cold.get(k), 3) for k in
-                           ("process_start", "runtime_import", "model_load", "first_inference", "total")),
-                           _mb((r.get("memory") or {}).get("peak_rss_bytes")), _mb(r.get("size_bytes")))
-                t3.add_row(r["id"], str(r["threads"]),
-                           " ".join(f"b{x['batch']} {x['items_per_s']:.0f}/s" for x in r.get("throughput") or []) or "-",
-                           _f(comp.get("gops"), 1), _f(comp.get("percent_of_peak"), 1),
-                           _f((r.get("energy") or {}).get("cpu_ms_per_inference"), 3),
-                           _f((r.get("energy") or {}).get("mj_per_inference"), 2))
-            console.print(t2)
-            console.print(t3)
+                cold_rows.append([r["id"], str(r["threads"]), *(_f(cold.get(k), 3) for k in
+                                  ("process_start", "runtime_import", "model_load", "first_inference", "total")),
+                                  _mb((r.get("memory") or {}).get("peak_rss_bytes")), _mb(r.get("size_bytes"))])
+                tp_rows.append([r["id"], str(r["threads"]),
+                                " ".join(f"b{x['batch']} {x['items_per_s']:.0f}/s" for x in r.get("throughput") or []) or "-",
+                                _f(comp.get("gops"), 1), _f(comp.get("percent_of_peak"), 1),
+                                _f((r.get("energy") or {}).get("cpu_ms_per_inference"), 3),
+                                _f((r.get("energy") or {}).get("mj_per_inference"), 2)])
+            headers = ["artifact", "thr", "start", "import", "load", "1st run", "total", "peak RSS", "size"]
+            print_table(console, "cold start in a fresh process (s), memory", headers, cold_rows,
+                        right=tuple(headers[1:]), optional=("import", "load", "1st run", "start"))
+            headers = ["artifact", "thr", "throughput", "GOP/s", "% peak", "CPU ms/inf", "mJ/inf (est.)"]
+            print_table(console, "throughput, roofline, energy", headers, tp_rows, right=tuple(headers[1:]),
+                        wrap=("throughput",), optional=("CPU ms/inf",))
         for r in d["incomplete"]:
             console.print(f"[red]incomplete[/] {r['id']} @{r['threads']}t: {r['reason']}", highlight=False)
         peaks = d["machine"].get("peaks") or {}
@@ -150,6 +149,6 @@ def _f(x: Any, digits: int) -> str:
 
 
 def _mb(n: Any) -> str:
-    if not n:
-        return "-"
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+    from ..analysis.report import size_text
+
+    return size_text(n) if n else "-"
