@@ -299,3 +299,51 @@ def test_an_int8_that_keeps_its_embedding_float_says_so(tmp_path):
     assert any("emb (1.92 MB) stays float32" in n for n in int8.notes)
     rec = next(a for a in res.manifest["artifacts"] if a["path"] == "relabel-int8")
     assert rec["details"]["float_weights"]["bytes"] == 30000 * 16 * 4
+
+
+# ---- smaller things a newcomer sees (15) -------------------------------------------------
+
+def test_the_pickle_refusal_carries_no_terminal_escapes(tmp_path, cli_env):
+    import torch
+    import tinymodels
+
+    torch.save(tinymodels.plain_cnn(), tmp_path / "full.pt")
+    r = run(["deploy", "full.pt", "--out", "o"], cli_env, tmp_path)
+    assert r.returncode == 6
+    assert "\x1b" not in r.stderr and "--allow-pickle" in r.stderr
+
+
+def test_errors_never_carry_control_characters():
+    from edgeship.errors import FormatError
+
+    e = FormatError("label \x1b]0;pwned\x07x\x1b[31mred\x1b[0m\x00", hint="\x1b[2Jclear")
+    assert e.message == "label xred\ufffd" and e.hint == "clear"
+
+
+def test_usage_errors_have_no_pydantic_prefix():
+    with pytest.raises(UsageError) as e:
+        edgeship.DeployConfig.build(quantize=["int4"])
+    assert "Value error" not in e.value.message and "unknown precision 'int4'" in e.value.message
+
+
+def test_analyze_prints_no_torch_pytree_warning(cli_env, tmp_path):
+    r = run(["analyze", "tinymodels:tiny_classifier", "--targets", "executorch,onnx"], cli_env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "_pytree" not in r.stderr and "W1" not in r.stderr
+
+
+def test_openvino_conversion_forks_no_telemetry_process(tmp_path, monkeypatch):
+    """The "os.fork() ... JAX ... deadlock" warning: OpenVINO's converter forked a telemetry sender."""
+    pytest.importorskip("openvino")
+    forks = []
+    real = os.fork
+    monkeypatch.setattr(os, "fork", lambda: (forks.append(1), real())[1])
+    edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["openvino"])
+    assert forks == []
+    assert sys.modules.get("openvino_telemetry", "absent") is None
+
+
+def test_analyze_of_an_onnx_artifact_names_the_source_modules(tiny_onnx):
+    report = edgeship.analyze(str(tiny_onnx / "model.onnx"), targets=["none"], isolate=False)
+    modules = [layer.get("module") for layer in report["top_layers"]]
+    assert modules[0] == "features.0" and "fc" in modules

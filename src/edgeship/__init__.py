@@ -4,6 +4,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._util import calm_library_loggers, no_vendor_telemetry  # noqa: E402
+
+calm_library_loggers()
+no_vendor_telemetry()
+
 from .api import DeployResult, Plan, analyze, benchmark, classify, convert, deploy, load, plan, quantize  # noqa: E402
 from .artifact import Artifact, Format, Preprocess, TensorSpec, load_artifact  # noqa: E402
 from .config import DeployConfig  # noqa: E402

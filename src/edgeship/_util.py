@@ -120,6 +120,29 @@ def safe_name(name: str, limit: int = 64) -> str:
     return keep[:limit]
 
 
+#: library loggers whose notices concern the library's developers, not ours: torchao announces CUDA
+#: kernels it cannot load; torch (W... _pytree.py) warns that torchao registers an Enum the old way
+CALMED_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def calm_library_loggers() -> None:
+    """Set the loggers in CALMED_LOGGERS to ERROR (cheap: imports nothing). Called by edgeship's
+    import, so every path (analysis previews, targets, quantizers, children) is covered."""
+    for name in CALMED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def no_vendor_telemetry() -> None:
+    """Keep OpenVINO's usage telemetry (used by its converter and by NNCF) out of edgeship's
+    processes: without a consent file it counts as consent and forks a process that posts usage
+    events to the vendor on every conversion (the fork also trips JAX's "os.fork() ... deadlock"
+    warning once litert-torch has loaded JAX). Both fall back to no telemetry when the package
+    cannot be imported, which this arranges; EDGESHIP_ALLOW_VENDOR_TELEMETRY=1 leaves it alone."""
+    if os.environ.get("EDGESHIP_ALLOW_VENDOR_TELEMETRY") == "1":
+        return
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
 def quiet(*loggers: str, stdout: bool = True, stderr: bool = False) -> Iterator[io.StringIO]:
     """Keep a library's chatter off the user's screen: warnings ignored, the named loggers (the root

@@ -18,6 +18,7 @@ asking to report it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -32,6 +33,16 @@ __all__ = [
 ]
 
 
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[@-_]")
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, OSC titles and links) or other control
+    characters: messages quote libraries and files, and a terminal must show them, not obey them."""
+    text = _ESCAPES.sub("", str(text))
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
+
+
 class EdgeshipError(Exception):
     """Base of every error a user can act on. ``hint`` says what to do about it."""
 
@@ -39,6 +50,8 @@ class EdgeshipError(Exception):
     kind: str = "error"
 
     def __init__(self, message: str, hint: str | None = None, **details: Any) -> None:
+        message = printable(message)
+        hint = printable(hint) if hint is not None else None
         super().__init__(message)
         self.message = message
         self.hint = hint

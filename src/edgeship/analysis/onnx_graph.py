@@ -8,13 +8,13 @@ from the exporter's ``pkg.torch.onnx.name_scopes`` metadata when present.
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, InputError
+from ..formats.onnx import module_path
 from ..targets.onnx import node_attribute as _attr
 from .graph import Graph, Layer, Tensor, conv_macs
 
@@ -87,17 +87,6 @@ def _elem_size(elem_type: int) -> tuple[int, str]:
         return 4, str(elem_type)
 
 
-def _scope_of(node: Any) -> str | None:
-    for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = ast.literal_eval(p.value)
-                return scopes[-1] if scopes and scopes[-1] else None
-            except (ValueError, SyntaxError):
-                return None
-    return None
-
-
 def graph_from_onnx(model: Any, input_shapes: Sequence[Sequence[int]] | None = None) -> Graph:
     from onnx import numpy_helper, shape_inference
 
@@ -149,7 +138,7 @@ def graph_from_onnx(model: Any, input_shapes: Sequence[Sequence[int]] | None = N
             name = f"{node.op_type}_{unnamed}"
         ins = [i for i in node.input if i and i not in weights]
         wts = [i for i in node.input if i and i in weights]
-        module = _scope_of(node)
+        module = module_path(node)
         if module is None:
             for w in wts:
                 if w.endswith((".weight", ".weight_bias", ".bias", ".in_proj_weight")):

@@ -264,7 +264,7 @@ def _intermediates(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, list[np
 def attribute(fp32_model: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Weighted layers ranked by the error they inject: the fall in SQNR (vs the float model) from
     a layer's input to its output, with its weight and output-quantisation SQNR beside it."""
-    from ..targets.onnx import module_path
+    from ..formats.onnx import module_path
 
     acts = report["_acts"]
     wsqnr = {w["tensor"]: w["sqnr_db"] for w in report["weights"]}

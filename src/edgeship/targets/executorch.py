@@ -19,7 +19,6 @@ sets it first.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import Counter
 from pathlib import Path
 from collections.abc import Iterator
@@ -31,10 +30,6 @@ from .._util import native_stderr_silenced, tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
 from ..quant.data import calibration_samples
 
-# torchao announces optional CUDA kernels it cannot load, and torch warns that torchao registers an
-# Enum the old way: neither concerns the user of a CPU .pte
-for _name in ("torchao", "torch.utils._pytree"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
 from ..errors import FormatError, UnsupportedError
 from . import Runner, Target
 from .onnx import _first_line, _quiet

@@ -83,21 +83,6 @@ def node_attribute(node: Any, name: str, default: Any) -> Any:
     return default
 
 
-def module_path(node: Any) -> str | None:
-    """The source module path of an exported ONNX node ('features.3'), when the exporter recorded it."""
-    import ast
-
-    for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
-            try:
-                parts = [s for s in ast.literal_eval(p.value) if s]
-            except (ValueError, SyntaxError):
-                return None
-            # cumulative scopes: ['', 'features', 'features.1', 'conv2d']: the deepest module, then the op
-            return parts[-2] if len(parts) >= 2 else None
-    return None
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e)
     for marker in ("<class '", "Exception summary"):
