@@ -311,6 +311,7 @@ def test_the_pickle_refusal_carries_no_terminal_escapes(tmp_path, cli_env):
     r = run(["deploy", "full.pt", "--out", "o"], cli_env, tmp_path)
     assert r.returncode == 6
     assert "\x1b" not in r.stderr and "--allow-pickle" in r.stderr
+    assert "it imports tinymodels.TinyCNN" in r.stderr  # what the pickle wants, not a page of torch text
 
 
 def test_errors_never_carry_control_characters():

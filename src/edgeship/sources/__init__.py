@@ -749,6 +749,20 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
                   input_ranges=tuple(rg.ranges), notes=tuple(rg.notes))
 
 
+def _pickle_reason(e: BaseException) -> str:
+    """What a weights-only unpickling refused, in a few words (torch's message is a page)."""
+    import re
+
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it imports {m.group(1)}"
+    m = re.search(r"Unsupported operand (\d+)", text)
+    if m:
+        return f"pickle opcode {m.group(1)} is not allowed"
+    return (text.strip().splitlines() or [type(e).__name__])[0][:160]
+
+
 def _load_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise InputError(f"no such checkpoint: {path}")
@@ -760,8 +774,8 @@ def _load_state_dict(path: Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SecurityError(f"{path} needs arbitrary code execution to load (a pickle beyond plain tensors): "
-                            f"{str(e).splitlines()[0][:200]}",
+        raise SecurityError(f"{path} needs arbitrary code execution to load (a pickle beyond plain tensors: "
+                            f"{_pickle_reason(e)})",
                             hint="save a plain state_dict (model.state_dict()), or a .pt2 program") from None
     sd = _state_dict_of(obj)
     if sd is None:
@@ -808,7 +822,7 @@ def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_b
     except Exception as e:
         if not allow_pickle:
             raise SecurityError(
-                f"{path} is a pickle that runs code when loaded ({str(e).splitlines()[0][:160]})",
+                f"{path} is a pickle that runs code when loaded ({_pickle_reason(e)})",
                 hint="load it only if you trust its author: add --allow-pickle (recorded in the manifest)",
             ) from None
         try:
