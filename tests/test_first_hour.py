@@ -348,3 +348,17 @@ def test_analyze_of_an_onnx_artifact_names_the_source_modules(tiny_onnx):
     report = edgeship.analyze(str(tiny_onnx / "model.onnx"), targets=["none"], isolate=False)
     modules = [layer.get("module") for layer in report["top_layers"]]
     assert modules[0] == "features.0" and "fc" in modules
+
+
+def test_classify_takes_stated_preprocessing_for_a_bare_model_file(tiny_onnx, tmp_path, photo_file):
+    """6: a foreign model file (ONNX or .tflite) could not be classified at all."""
+    from edgeship.errors import UnsupportedError
+
+    bare = _strip_metadata(tiny_onnx / "model.onnx", tmp_path / "bare.onnx")
+    with pytest.raises(UnsupportedError) as e:
+        edgeship.classify(bare, [photo_file])
+    assert "--preprocess" in e.value.hint
+    (tmp_path / "labels.txt").write_text("".join(f"c{i}\n" for i in range(10)))
+    rows = edgeship.classify(bare, [photo_file], preprocess="tflite", labels=tmp_path / "labels.txt", isolate=True)
+    ref = edgeship.classify(tiny_onnx, [photo_file])
+    assert [p.label for p in rows[0]] == [p.label.replace("class_", "c") for p in ref[0]]

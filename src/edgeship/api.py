@@ -445,11 +445,14 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
 
 
 def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int = 3, threshold: float = 0.1,
-             threads: int = 1, isolate: bool = False) -> list[list[tuple[str, float]]]:
+             threads: int = 1, isolate: bool = False, preprocess: str | None = None,
+             labels: str | Path | None = None) -> list[list[tuple[str, float]]]:
     """Top-k (label, confidence) for each image, using the artifact's own preprocessing.
 
-    With ``isolate`` (what the CLI does), the artifact is loaded and run in a limited child
-    process, so a crafted model file cannot crash or exhaust the caller; images must then be paths.
+    ``preprocess`` and ``labels`` state what a bare model file (a foreign .onnx or .tflite) does not
+    carry, in the forms ``--preprocess`` and ``--labels`` take. With ``isolate`` (what the CLI does),
+    the artifact is loaded and run in a limited child process, so a crafted model file cannot crash
+    or exhaust the caller; images must then be paths.
     """
     from .runtime import Classifier, Prediction
 
@@ -458,14 +461,35 @@ def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int 
             artifact = artifact.location
         doc = run_isolated("edgeship.api:_classify_child",
                            {"artifact": str(artifact), "images": [str(i) for i in images], "top_k": top_k,
-                            "threshold": threshold, "threads": threads}, what=str(artifact))
+                            "threshold": threshold, "threads": threads, "preprocess": preprocess,
+                            "labels": None if labels is None else str(labels)}, what=str(artifact))
         return [[Prediction(p[0], p[1]) for p in row] for row in doc]
-    clf = Classifier(artifact, threads=threads)
+    art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+    clf = Classifier(with_stated(art, preprocess, labels), threads=threads)
     return [clf.classify(img, top_k=top_k, threshold=threshold) for img in images]
 
 
-def _classify_child(artifact: str, images: list[str], top_k: int, threshold: float, threads: int) -> list:
-    return [[list(p) for p in row] for row in classify(artifact, images, top_k, threshold, threads)]
+def with_stated(art: Artifact, preprocess: str | None = None, labels: str | Path | None = None) -> Artifact:
+    """The artifact with the preprocessing and labels the user stated (they win over its own)."""
+    from .sources import parse_preprocess, read_labels
+
+    if preprocess is None and labels is None:
+        return art
+    update: dict[str, Any] = {}
+    if preprocess is not None:
+        pre = parse_preprocess(preprocess, art.inputs)
+        update["preprocess"] = pre
+        update["inputs"] = tuple(i.model_copy(update={"layout": pre.layout}) if i.name == pre.input else i
+                                 for i in art.inputs)
+    if labels is not None:
+        update["labels"] = read_labels(labels, art.outputs)
+    return art.model_copy(update=update)
+
+
+def _classify_child(artifact: str, images: list[str], top_k: int, threshold: float, threads: int,
+                    preprocess: str | None = None, labels: str | None = None) -> list:
+    return [[list(p) for p in row] for row in classify(artifact, images, top_k, threshold, threads,
+                                                        preprocess=preprocess, labels=labels)]
 
 
 def targets_info() -> list[dict[str, Any]]:

@@ -31,7 +31,8 @@ class Classifier:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         if self.artifact.preprocess is None:
             raise UnsupportedError(f"{self.artifact.name} has no image preprocessing recorded",
-                                   hint="only image classifiers can classify; use the Runner API for other models")
+                                   hint="for an image classifier, state it: --preprocess 'mean=127,std=128' "
+                                        "(and --labels labels.txt); for other models use the Runner API")
         self.preprocess = self.artifact.preprocess
         self.runner = runner_for(self.artifact, threads=threads)
         self.labels = self.artifact.labels

@@ -542,8 +542,18 @@ def parse_preprocess(spec: str | Preprocess, inputs: Sequence[TensorSpec]) -> Pr
                          hint="e.g. --preprocess 'imagenet,size=224' or --preprocess 'mean=127,std=128'") from None
 
 
-def read_labels(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
-    """``--labels``: labels.txt (one per line) or a JSON list of strings."""
+def read_labels(spec: str | Path | Sequence[str], outputs: Sequence[TensorSpec] = ()) -> tuple[str, ...]:
+    """``--labels``: labels.txt (one per line) or a JSON list of strings; one per class of the
+    first of ``outputs`` when its class count is known."""
+    labels = _read_labels(spec)
+    n = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+    if isinstance(n, int) and n != len(labels):
+        raise InputError(f"{len(labels)} labels, but output {outputs[0].name!r} has {n} classes",
+                         hint="give one label per class, in the order of the model's output")
+    return labels
+
+
+def _read_labels(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
     import json
 
     if not isinstance(spec, (str, Path)):
@@ -575,12 +585,7 @@ def with_preprocess_and_labels(src: Source, preprocess: Any = None, labels: Any 
     if preprocess is None and labels is None:
         return src
     pre = parse_preprocess(preprocess, src.inputs) if preprocess is not None else src.preprocess
-    labs = read_labels(labels) if labels is not None else src.labels
-    if labs and src.outputs:
-        n = src.outputs[0].shape[-1] if src.outputs[0].shape else None
-        if isinstance(n, int) and n != len(labs):
-            raise InputError(f"{len(labs)} labels, but output {src.outputs[0].name!r} has {n} classes",
-                             hint="give one label per class, in the order of the model's output")
+    labs = read_labels(labels, src.outputs) if labels is not None else src.labels
     notes = list(src.notes)
     if preprocess is not None:
         notes.append("preprocessing as given with --preprocess")
