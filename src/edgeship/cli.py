@@ -626,8 +626,8 @@ def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:
     warnings = []
     rand_verified = [a["path"] for a in artifacts if "random" in str((a.get("verification") or {}).get("inputs") or "")]
     if rand_verified:
-        warnings.append(f"{', '.join(rand_verified)}: verified on random inputs, which shows the artifact computes what "
-                        "the source computes on those, not how it does on real data")
+        warnings.append(f"{', '.join(rand_verified)}: verified on random inputs only: matching the source there says "
+                        "little about real data")
     for a in artifacts:
         rand = _random_data((a.get("details") or {}).get("quantization") or {})
         if rand:
@@ -650,7 +650,8 @@ def _print_deploy(c: Console, res: Any) -> None:
                      f"{cosine:.4f}", "-" if top1 is None else f"{top1:.0%}",
                      "[green]yes[/]" if v.get("passed") else "[red]no[/]"])
     headers = ["artifact", "format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"]
-    print_table(c, f"edgeship deploy: {m['source']['name']} → {res.out}", headers, rows, right=tuple(headers[3:]))
+    print_table(c, f"edgeship deploy: {m['source']['name']} → {res.out}", headers, rows, right=tuple(headers[3:]),
+                optional=("format", "max rel"))
     lines, warnings = _verification_lines(m["artifacts"])
     for line in lines:
         c.print(line, highlight=False, markup=False)

@@ -53,10 +53,12 @@ def _layout(width: int, headers: list[str], rows: list[list[Any]], wrap: set[int
 
 
 def _table(title: str | None, headers: list[str], rows: list[list[Any]], widths: list[int], right: set[int],
-           caption: str | None) -> Any:
+           caption: str | None, width: int) -> Any:
     from rich.table import Table
 
     t = Table(title=title, caption=caption, caption_justify="left")
+    if title:  # a table narrower than its title widens (up to the console) rather than wrap the title
+        t.min_width = min(_cell_widths(title)[1] + 4, width)
     for j, h in enumerate(headers):
         t.add_column(h, justify="right" if j in right else "left", width=widths[j], overflow="fold")
     for row in rows:
@@ -90,7 +92,7 @@ def print_table(c: Any, title: str | None, headers: list[str], rows: list[list[A
             note = (f"left out to fit {c.width} columns: {', '.join(dropped)} (--json has {'them' if len(dropped) > 1 else 'it'})"
                     if dropped else None)
             cap = "\n".join(x for x in (said, caption, note) if x) or None
-            c.print(_table(title, hs, rs, widths, {k for k, j in enumerate(keep) if headers[j] in right}, cap))
+            c.print(_table(title, hs, rs, widths, {k for k, j in enumerate(keep) if headers[j] in right}, cap, c.width))
             return
     # transposed: the labels column (no wrap) and one wrapping column per row, in chunks that fit
     labels = headers[1:]
@@ -118,7 +120,7 @@ def print_table(c: Any, title: str | None, headers: list[str], rows: list[list[A
             said = "; ".join(f"{h}: {t}" for h, t in (notes or {}).items() if h in headers)
             caption = "\n".join(x for x in (said, caption) if x) or None
         c.print(_table(title if first else None, hs, rs, widths, set(range(1, len(hs))),
-                       caption if not todo else None))
+                       caption if not todo else None, c.width))
         first = False
 
 
