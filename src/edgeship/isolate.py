@@ -11,12 +11,16 @@ the function in a fresh ``python -m edgeship._child`` with
 Arguments and results cross the boundary as JSON, never pickle: a compromised child cannot send
 code back. An :class:`~edgeship.errors.EdgeshipError` raised in the child is raised again in the
 parent with its type and message; a crash (signal), a limit or a timeout becomes a typed error
-naming what happened.
+naming what happened. An unexpected exception (a bug) has its traceback written to a log file
+(:func:`write_log`: ``$EDGESHIP_CACHE_DIR/logs``, default ``~/.cache/edgeship/logs``), named in the
+error's hint; it reaches the terminal only with ``EDGESHIP_DEBUG=1`` (``edgeship --debug``), which
+also prints the traceback of a typed error raised in the child.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import json
 import os
 import resource
@@ -24,15 +28,51 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from . import errors
 from .errors import EdgeshipError, FormatError, InputError
 
-__all__ = ["Limits", "run_isolated", "in_child", "ResourceLimitError", "IsolatedInternalError"]
+__all__ = ["Limits", "run_isolated", "in_child", "ResourceLimitError", "IsolatedInternalError", "debug_enabled",
+           "logs_dir", "write_log"]
 
 ENV_FLAG = "EDGESHIP_ISOLATED"
+DEBUG_ENV = "EDGESHIP_DEBUG"
 RESULT_MARK = "\x1eEDGESHIP-RESULT\x1e"
+
+
+def debug_enabled() -> bool:
+    """``EDGESHIP_DEBUG=1`` (``edgeship --debug``): tracebacks go to the terminal too."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def logs_dir() -> Path:
+    """Where tracebacks of internal errors are written: ``$EDGESHIP_CACHE_DIR/logs``, else
+    ``$XDG_CACHE_HOME/edgeship/logs``, else ``~/.cache/edgeship/logs``."""
+    env = os.environ.get("EDGESHIP_CACHE_DIR")
+    if env:
+        return Path(env) / "logs"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship" / "logs"
+
+
+def write_log(prefix: str, text: str, folder: str | Path | None = None) -> Path | None:
+    """Write ``text`` to a new timestamped file ``PREFIX-YYYYmmdd-HHMMSS-PID.log`` in ``folder``
+    (default :func:`logs_dir`); its path, or None when it cannot be written there."""
+    try:
+        d = Path(folder) if folder is not None else logs_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = d / f"{prefix}-{stamp}-{os.getpid()}.log"
+        i = 1
+        while path.exists():
+            path, i = d / f"{prefix}-{stamp}-{os.getpid()}-{i}.log", i + 1
+        with open(path, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
+    except OSError:
+        return None
 
 
 class ResourceLimitError(InputError):
@@ -79,10 +119,14 @@ def _apply_limits(limits: Limits) -> None:
 
 
 def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Limits | None = None,
-                 what: str = "the model") -> Any:
-    """Call ``func`` ("module:function") with JSON ``kwargs`` in a limited child; return its JSON result."""
+                 what: str = "the model", log_dir: str | Path | None = None) -> Any:
+    """Call ``func`` ("module:function") with JSON ``kwargs`` in a limited child; return its JSON result.
+
+    The traceback of an unexpected exception in the child goes to a log file in ``log_dir``
+    (default :func:`logs_dir`), named in the :class:`IsolatedInternalError`'s hint."""
     limits = limits or Limits.from_env()
-    spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits)})
+    spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits),
+                       "log_dir": str(log_dir) if log_dir is not None else None})
     env = dict(os.environ, **{ENV_FLAG: "1"})
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -153,6 +197,7 @@ def _rebuild_error(d: dict[str, Any]) -> EdgeshipError:
 
 def _child_main() -> int:
     import importlib
+    import traceback
 
     spec = json.loads(sys.stdin.read())
     _apply_limits(Limits(**spec.get("limits", {})))
@@ -160,6 +205,7 @@ def _child_main() -> int:
     real = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    debug = debug_enabled()
     try:
         mod, _, fn = spec["func"].partition(":")
         if not mod.startswith("edgeship."):
@@ -167,20 +213,26 @@ def _child_main() -> int:
         result = getattr(importlib.import_module(mod), fn)(**spec["kwargs"])
         doc: dict[str, Any] = {"ok": True, "result": result}
     except EdgeshipError as e:
+        if debug:
+            traceback.print_exc()
         doc = {"ok": False, "error": e.to_dict()}
     except MemoryError:
         e2 = ResourceLimitError("the model needed more memory than the isolation limit allows",
                                 hint="raise EDGESHIP_MAX_MEMORY_GB if the model is just big")
         doc = {"ok": False, "error": e2.to_dict()}
     except Exception as e3:  # a bug in edgeship (or an untyped library error): report it as one
-        import traceback
-
-        traceback.print_exc()
+        text = traceback.format_exc()
+        log = write_log("child", f"edgeship isolated child: {spec.get('func')}\n{text}", spec.get("log_dir"))
+        if debug or log is None:  # never lose the traceback: the terminal when no file could take it
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        where = f"the traceback is in {log}" if log is not None else "the traceback is above"
         doc = {"ok": False, "error": {"type": "IsolatedInternalError",
                                       "message": f"internal error in the isolated child: {type(e3).__name__}: "
                                                  f"{str(e3).splitlines()[0][:300] if str(e3) else ''}",
-                                      "hint": "this is a bug in edgeship; please report it with the traceback above"}}
+                                      "hint": f"this is a bug in edgeship; please report it ({where}; "
+                                              "EDGESHIP_DEBUG=1 or edgeship --debug prints it)",
+                                      "details": {"log": str(log) if log is not None else None}}}
     real.write(RESULT_MARK + json.dumps(doc, default=str))
     real.flush()
     return 0
-

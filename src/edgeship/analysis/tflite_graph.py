@@ -50,7 +50,11 @@ def tflite_tables(path: str) -> dict[str, Any]:  # runs in the isolated child pr
 
     # LiteRT announces its XNNPACK delegate on fd 2 ("INFO: Created TensorFlow Lite XNNPACK delegate")
     with native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
-        it = Interpreter(model_path=path)
+        try:
+            it = Interpreter(model_path=path)
+        except ValueError as e:  # LiteRT's refusal of a file that is no valid flatbuffer: the file, not a bug
+            raise FormatError(f"the LiteRT interpreter cannot read {path}: {str(e).strip().splitlines()[0][:300]}",
+                              hint="the file is corrupt or not a TFLite flatbuffer; export it again") from None
         ops = [{"index": int(o["index"]), "op": str(o["op_name"]), "inputs": [int(i) for i in o["inputs"]],
                 "outputs": [int(i) for i in o["outputs"]]} for o in it._get_ops_details()]
         tensors = []
