@@ -57,6 +57,31 @@ class FailingFake(FakeTarget):
         return _FailingRunner(artifact, threads)
 
 
+class _DyingRunner(FakeRunner):
+    def _run(self, feeds):  # a runtime whose own thread fails, printing a traceback, and then exits
+        import threading
+
+        def boom():
+            raise RuntimeError("the runtime's worker thread died")
+
+        t = threading.Thread(target=boom)
+        t.start()
+        t.join()
+        sys.stderr.flush()
+        os._exit(3)
+
+
+class DyingFake(FakeTarget):
+    def runner(self, artifact, threads=1, **_):
+        return _DyingRunner(artifact, threads)
+
+
+class NotHereFake(FakeTarget):
+    @classmethod
+    def can_run_here(cls):
+        return "needs the fake accelerator, which this machine lacks\nsecond line never shown"
+
+
 # ---- fixtures -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -239,3 +264,65 @@ def test_bare_onnx_and_tflite_files_benchmark_by_file_name(tiny_onnx, tmp_path):
     rep = api.benchmark(paths, **{**FAST, "rounds": 1}).to_dict()
     assert [r["id"] for r in rep["results"]] == [p.name for p in paths]
     assert all(r["status"] == "ok" and r["latency_ms"]["p50"] > 0 for r in rep["results"])
+
+
+UNSEEDED = """\
+import torch
+from torch import nn
+
+
+def build():  # weights drawn anew in every process: another digest each time, the same network
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    return m, (torch.randn(1, 3, 32, 32),)
+"""
+
+
+def test_the_baseline_takes_the_mac_count_of_the_onnx_artifact_of_the_same_source(tmp_path, monkeypatch):
+    (tmp_path / "model.py").write_text(UNSEEDED)
+    monkeypatch.chdir(tmp_path)
+    res = edgeship.deploy("model.py:build", out=tmp_path / "out")
+    rep = api.benchmark(tmp_path / "out", **{**FAST, "rounds": 1}, baseline="model.py:build").to_dict()
+    art, base = rep["results"]
+    assert base["role"] == "baseline" and base["source"]["digest"] != res.artifacts[0].provenance.parent_digest
+    assert art["compute"]["macs"] and base["compute"]["macs"] == art["compute"]["macs"]
+    assert base["compute"]["gops"] is not None and "onnx-fp32" in base["compute"]["note"]
+
+
+def test_an_artifact_that_cannot_run_here_is_skipped_once_with_one_line(fake_art):
+    rep = api.benchmark(fake_art.root, **{**FAST, "rounds": 1, "threads": [1, 2]},
+                        register_target={"fake": "test_bench:NotHereFake"})
+    assert rep.results == []
+    [inc] = rep.incomplete  # once, not once per thread count
+    assert inc["id"] == "fake-fp32" and inc["kind"] == "skipped" and inc["phase"] is None and inc["round"] is None
+    assert inc["reason"] == "skipped: needs the fake accelerator, which this machine lacks"
+
+
+def test_a_core_ml_artifact_is_skipped_off_macos(tmp_path, tiny_onnx):
+    pytest.importorskip("coremltools")
+    import platform
+
+    if platform.system() == "Darwin":
+        pytest.skip("Core ML runs here")
+    cm = edgeship.convert(edgeship.load("tinymodels:tiny_classifier"), "coreml", tmp_path / "coreml-fp32")
+    rep = api.benchmark([cm.root, tiny_onnx], **{**FAST, "rounds": 1})
+    assert [r["id"] for r in rep.results] == ["onnx-fp32"]
+    [inc] = rep.incomplete
+    assert inc["id"] == "coreml-fp32" and inc["kind"] == "skipped" and "\n" not in inc["reason"]
+    assert "macOS" in inc["reason"] and len(inc["reason"]) < 120
+
+
+@pytest.mark.parametrize("double, kind, words", [
+    ("FailingFake", "error", "RuntimeError: the runtime refused the model on purpose"),
+    ("DyingFake", "crash", "RuntimeError: the runtime's worker thread died"),
+])
+def test_a_worker_traceback_goes_to_a_log_not_into_the_reason(fake_art, tmp_path, monkeypatch, double, kind, words):
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGESHIP_DEBUG", raising=False)
+    rep = api.benchmark(fake_art.root, **{**FAST, "rounds": 1}, register_target=[f"fake=test_bench:{double}"])
+    [inc] = rep.incomplete
+    reason = inc["reason"]
+    assert inc["kind"] == kind and words in reason, reason
+    assert "Traceback" not in reason and 'File "' not in reason and "^^^" not in reason
+    [log] = (tmp_path / "cache" / "logs").glob("bench-worker-*.log")
+    assert str(log) in reason
+    assert "Traceback (most recent call last)" in log.read_text() and words in log.read_text()

@@ -9,7 +9,15 @@ machine. Any target registered with edgeship (entry point or ``register_target``
 with no change here: the worker asks the target for its runner.
 
 A candidate whose process hangs (``timeout``), dies on a signal or raises is reported under
-``incomplete`` with the reason and never under ``results``; the other candidates still run.
+``incomplete`` with the reason and never under ``results``; the other candidates still run. An
+artifact this machine cannot run at all (its target class's ``can_run_here()`` classmethod says so,
+returning False or a one-line reason; a Core ML artifact off macOS) is not started: it is listed
+once under ``incomplete`` with kind ``skipped``. A worker's Python traceback never lands in a
+reason: it is written to a log file (``$EDGESHIP_CACHE_DIR/logs``) that the reason names, and
+copied to stderr with ``EDGESHIP_DEBUG=1``.
+
+An out dir's source is its default baseline only when it is a built-in model or an installed
+factory ``pkg.mod:fn`` (see :mod:`edgeship.bench.harness`); any other source gets a note.
 
 JSON schema ``edgeship.benchmark/1`` (``edgeship benchmark --json``; manifest ``stages.benchmark``)
 -----------------------------------------------------------------------------------------------
@@ -52,7 +60,10 @@ A result::
                               axis is dynamic, else [] and a note
     compute                   {macs, gops (2·MACs / p50), peak_kind (fp32|int8 by precision),
                                peak_gops, percent_of_peak, note}; null figures with a note when the
-                              MAC count (edgeship.analysis.model_macs) or the peaks are unavailable
+                              MAC count (edgeship.analysis.model_macs) or the peaks are unavailable.
+                              A baseline (and a non-ONNX artifact) takes the count of an ONNX/TFLite
+                              artifact of the same source: the same weights digest, or for a baseline
+                              the same origin (a factory drawing new weights in each process)
     energy                    {estimate: true, mj_per_inference, cpu_ms_per_inference,
                                power_w_per_busy_cpu?, method}: CPU time in the calls x the device
                               profile's power per busy CPU, or RAPL package energy where readable
@@ -69,7 +80,9 @@ An incomplete record::
     id, role, name, path, target, format, precision, threads, cpus,
     status "incomplete", reason (e.g. "timeout: no result after 5 s (during first_inference); the
     process was killed", "crashed: killed by SIGSEGV during warm", "error during model_load:
-    FormatError: ..."), kind ("timeout" | "crash" | "error"), phase, round
+    FormatError: ...", "skipped: Core ML prediction needs macOS ..."), kind ("timeout" | "crash" |
+    "error" | "skipped"), phase, round (both null when skipped or refused before running). A
+    skipped artifact is listed once, with the first thread count: it runs at none here.
 
 CSV (``--csv FILE``): one row per result and incomplete record, columns
 :data:`edgeship.bench.report.CSV_COLUMNS`.

@@ -5,7 +5,16 @@ baseline, its source model in PyTorch eager), then runs ``cfg.rounds`` rounds; e
 one fresh worker process per (artifact or baseline, thread count) and alternates their order, so
 slow drift of a shared machine lands on every candidate alike. A process that times out, dies
 on a signal or raises is recorded as ``incomplete`` with the reason, its later rounds are skipped,
-and its earlier samples are dropped: an incomplete candidate never yields figures.
+and its earlier samples are dropped: an incomplete candidate never yields figures. An artifact this
+machine cannot run at all (its target's ``can_run_here()``; Core ML off macOS) is not started: it is
+listed once under ``incomplete`` with ``kind`` "skipped" and a one-line reason.
+
+A manifest's source becomes the default baseline only if it is a built-in model or a factory
+``pkg.mod:fn`` whose top-level module is installed (:func:`edgeship.bench.worker.installed_module`:
+found on the import path without the current folder, the manifest's folder or a folder containing
+it, decided without importing anything); the worker imports it from there alone. A ``.py`` file,
+a module that merely lies in the current folder or the output folder, and model files are never
+run on the strength of a manifest.
 """
 
 from __future__ import annotations
@@ -30,14 +39,15 @@ from ..errors import EdgeshipError, InputError, UsageError
 from ..sources import BUILTIN_MODELS
 from .config import BenchConfig
 from .stats import MIN_RUNS_FOR_P99, latency_stats
-from .worker import PHASE_MARK
+from .worker import PHASE_MARK, installed_module
 
 __all__ = ["run", "run_worker", "WorkerOutcome"]
 
 SCHEMA = "edgeship.benchmark/1"
 Progress = Callable[[str], None]
 _SOURCE_OPTION_KEYS = ("input_shape", "input_dtype", "weights", "dynamic_batch")  # never allow_pickle
-_MODULE_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_MODULE_FACTORY = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 def _noop(_: str) -> None:
@@ -54,6 +64,7 @@ class WorkerOutcome:
     kind: str | None = None  # timeout | crash | error
     phase: str | None = None
     wall_s: float = 0.0
+    stderr: str = dataclasses.field(default="", repr=False)  # the worker's own output, for EDGESHIP_DEBUG
 
 
 def _last_phase(stderr: str) -> str | None:
@@ -65,7 +76,18 @@ def _last_phase(stderr: str) -> str | None:
 
 
 def _stderr_tail(stderr: str, lines: int = 3) -> str:
-    keep = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(PHASE_MARK)]
+    """The last lines a dead worker printed, for its one-line reason. A Python traceback is not
+    dumped there: its exception line stands for it and the whole output goes to a log file."""
+    text = "\n".join(ln for ln in stderr.splitlines() if not ln.startswith(PHASE_MARK))
+    if _TRACEBACK in text:
+        from ..isolate import write_log
+
+        after = text.rsplit(_TRACEBACK, 1)[1].splitlines()
+        exc = next((ln.strip() for ln in reversed(after) if ln.strip() and not ln[:1].isspace()), "")
+        log = write_log("bench-worker", stderr)
+        where = f"traceback in {log}" if log is not None else "traceback not saved"
+        return f"{exc[:400]}; {where}" if exc else where
+    keep = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return " | ".join(keep[-lines:])[-600:]
 
 
@@ -77,14 +99,28 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> WorkerOutcome:
-    """Run ``python -m edgeship.bench.worker`` on ``spec``; never raises for the child's failures."""
+    """Run ``python -P -m edgeship.bench.worker`` on ``spec``; never raises for the child's failures.
+
+    ``-P``: the current folder is not put first on the worker's import path, so nothing lying there
+    shadows edgeship, a runtime or a factory's module. With ``EDGESHIP_DEBUG=1`` the output of a
+    worker that failed is copied to this process's stderr."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)  # libraries that read it agree with the explicit count
     spec = dict(spec)
     spec.setdefault("sys_path", [p for p in sys.path if p and os.path.isdir(p)])
     spec["spawned_at"] = time.monotonic()
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "edgeship.bench.worker"], stdin=subprocess.PIPE,
+    outcome = _run_worker(spec, env, timeout, t0)
+    if not outcome.ok and outcome.stderr:
+        from ..isolate import debug_enabled
+
+        if debug_enabled():
+            sys.stderr.write(outcome.stderr if outcome.stderr.endswith("\n") else outcome.stderr + "\n")
+    return outcome
+
+
+def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float, t0: float) -> WorkerOutcome:
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "edgeship.bench.worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
                             text=True)
     try:
@@ -95,7 +131,7 @@ def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> Worker
         phase = _last_phase(err)
         return WorkerOutcome(False, reason=f"timeout: no result after {timeout:g} s (during {phase or 'start-up'}); "
                                            "the process was killed", kind="timeout", phase=phase,
-                             wall_s=time.monotonic() - t0)
+                             wall_s=time.monotonic() - t0, stderr=err)
     except BaseException:  # Ctrl-C: the worker runs in its own session and would not see it
         _kill_group(proc)
         proc.wait()
@@ -116,7 +152,8 @@ def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> Worker
             name = f"signal {-proc.returncode}"
         tail = _stderr_tail(err)
         return WorkerOutcome(False, reason=f"crashed: killed by {name} during {phase or 'start-up'}"
-                                           + (f" ({tail})" if tail else ""), kind="crash", phase=phase, wall_s=wall)
+                                           + (f" ({tail})" if tail else ""), kind="crash", phase=phase, wall_s=wall,
+                             stderr=err)
     if isinstance(doc, dict) and doc.get("ok") is True and proc.returncode == 0:
         return WorkerOutcome(True, result=doc, phase=phase, wall_s=wall)
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
@@ -125,11 +162,11 @@ def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> Worker
         if e.get("hint"):
             msg += f" ({e['hint']})"
         return WorkerOutcome(False, reason=f"error during {phase or 'start-up'}: {msg}", kind="error",
-                             phase=phase, wall_s=wall)
+                             phase=phase, wall_s=wall, stderr=err)
     tail = _stderr_tail(err)
     return WorkerOutcome(False, reason=f"crashed: exit code {proc.returncode} during {phase or 'start-up'}"
                                        + (f" ({tail})" if tail else "") + ", no result", kind="crash",
-                         phase=phase, wall_s=wall)
+                         phase=phase, wall_s=wall, stderr=err)
 
 
 # ---- what to benchmark ------------------------------------------------------------------
@@ -143,6 +180,9 @@ class _Item:
     source_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     baseline: str | None = None  # id of this artifact's baseline
     problem: str | None = None  # known before running: reported incomplete
+    skip: str | None = None  # cannot run on this machine at all: listed once as skipped
+    installed_only: bool = False  # a baseline named by a manifest: its module only from installed locations
+    exclude_paths: list[str] = dataclasses.field(default_factory=list)  # ... and never from these folders
 
 
 def _unique(wanted: str, taken: set[str]) -> str:
@@ -153,14 +193,68 @@ def _unique(wanted: str, taken: set[str]) -> str:
     return name
 
 
-def _baseline_item(origin: str, options: dict[str, Any], items: list[_Item], taken: set[str]) -> _Item:
+def _baseline_item(origin: str, options: dict[str, Any], items: list[_Item], taken: set[str],
+                   manifest_dir: Path | None = None) -> _Item:
+    installed_only = manifest_dir is not None
     for it in items:
-        if it.role == "baseline" and it.origin == origin and it.source_options == options:
+        if (it.role == "baseline" and it.origin == origin and it.source_options == options
+                and it.installed_only == installed_only):
+            if manifest_dir is not None and str(manifest_dir) not in it.exclude_paths:
+                it.exclude_paths.append(str(manifest_dir))
             return it
     short = origin.rsplit(":", 1)[-1] if ":" in origin else Path(origin).stem or origin
-    it = _Item(id=_unique(f"torch:{short}", taken), role="baseline", origin=origin, source_options=options)
+    it = _Item(id=_unique(f"torch:{short}", taken), role="baseline", origin=origin, source_options=options,
+               installed_only=installed_only, exclude_paths=[str(manifest_dir)] if manifest_dir is not None else [])
     items.append(it)
     return it
+
+
+def _reloadable(origin: str, manifest_dir: Path) -> bool:
+    """A manifest's source origin that may be rebuilt without the user naming it: a built-in model,
+    or ``pkg.mod:fn`` whose top-level module is installed (not the current folder, the manifest's
+    folder or a folder containing it). Imports nothing."""
+    if origin in BUILTIN_MODELS:
+        return True
+    if not _MODULE_FACTORY.match(origin):
+        return False
+    mod = origin.rpartition(":")[0]
+    if mod.endswith(".py"):  # sources reads "x.py:fn" as a file to execute
+        return False
+    return installed_module(mod, [manifest_dir]) is not None
+
+
+def _cannot_run_here(art: Artifact, register: dict[str, str]) -> str | None:
+    """A one-line reason when this machine cannot run ``art`` at all, else None (then the worker
+    finds out). Asked of the target class's ``can_run_here()`` classmethod when it has one (True, or
+    False / a one-line reason); a Core ML artifact off macOS is known without asking."""
+    import importlib
+
+    from ..targets import _REGISTRY, _load_entry_points
+
+    cls: Any = None
+    try:
+        _load_entry_points()
+        ref = register.get(art.target) or _REGISTRY.get(art.target)
+        if isinstance(ref, str):
+            mod, _, qual = ref.partition(":")
+            cls = getattr(importlib.import_module(mod), qual, None)
+        else:
+            cls = ref
+    except Exception:  # noqa: BLE001 - the worker reports a target that cannot be imported
+        cls = None
+    check = getattr(cls, "can_run_here", None)
+    if callable(check):
+        try:
+            ok = check()
+        except Exception:  # noqa: BLE001 - a check that fails does not stop the attempt
+            return None
+        if ok is True or ok is None:
+            return None
+        text = ok.strip().splitlines()[0] if isinstance(ok, str) and ok.strip() else ""
+        return text or f"the {art.target} target cannot run on this machine"
+    if art.format.value == "coreml" and platform.system() != "Darwin":
+        return f"Core ML prediction needs macOS (this is {platform.system()}); run it on a Mac or an iOS device"
+    return None
 
 
 def _check_explicit_baseline(spec: str) -> None:
@@ -217,9 +311,9 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
                 base = _baseline_item(explicit, explicit_options, items, taken)
             elif cfg.auto_baseline:
                 origin = str(source.get("origin") or "")
-                if source.get("kind") in ("torch", "pt2") and (_MODULE_FACTORY.match(origin) or origin in BUILTIN_MODELS):
+                if source.get("kind") in ("torch", "pt2") and _reloadable(origin, p.resolve()):
                     opts = {k: config[k] for k in _SOURCE_OPTION_KEYS if config.get(k) not in (None, [])}
-                    base = _baseline_item(origin, opts, items, taken)
+                    base = _baseline_item(origin, opts, items, taken, manifest_dir=p.resolve())
                 elif origin:
                     notes.append(f"{p}: the source {origin!r} ({source.get('kind')}) is not reloaded from a manifest "
                                  "automatically (only built-in models and installed pkg.mod:fn factories are); "
@@ -331,9 +425,15 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             notes.append(f"{t} threads on {len(cpus)} CPU(s) {cpus}: oversubscribed, expect slower figures")
         for it in items:
             jobs.append(_Job(it, t, cpus))
+    for it in items:
+        if it.artifact is not None and not it.problem:
+            it.skip = _cannot_run_here(it.artifact, register)
+    skipped: set[str] = set()
     for j in jobs:
         if j.item.problem:
             j.failed = {"reason": j.item.problem, "kind": "error", "phase": None, "round": None}
+        elif j.item.skip:
+            j.failed = {"reason": f"skipped: {j.item.skip}", "kind": "skipped", "phase": None, "round": None}
         elif j.item.artifact is not None:
             try:
                 j.item.artifact.verify_files()
@@ -365,6 +465,9 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             else:
                 spec["origin"] = j.item.origin
                 spec["source_options"] = j.item.source_options
+                if j.item.installed_only:
+                    spec["installed_only"] = True
+                    spec["exclude_paths"] = j.item.exclude_paths
             outcome = run_worker(spec, cfg.timeout, threads=j.threads)
             if outcome.ok:
                 j.rounds.append(outcome.result or {})
@@ -377,7 +480,11 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
     results: list[dict[str, Any]] = []
     incomplete: list[dict[str, Any]] = []
     for j in jobs:
-        if j.failed:
+        if j.failed and j.failed.get("kind") == "skipped":
+            if j.item.id not in skipped:  # once, not once per thread count: it runs at none here
+                skipped.add(j.item.id)
+                incomplete.append(_incomplete_record(j))
+        elif j.failed:
             incomplete.append(_incomplete_record(j))
         else:
             results.append(_result_record(j, cfg, peaks.get(j.threads), power_profile, macs_cache))
@@ -550,19 +657,48 @@ def _result_record(j: _Job, cfg: BenchConfig, peak: dict[str, Any] | None, power
     return rec
 
 
+def _origin_key(origin: str | None) -> str | None:
+    """A model spec in one spelling: a ``file.py:fn`` or model file by its resolved path."""
+    if not origin:
+        return None
+    mod, sep, fn = origin.rpartition(":")
+    if sep and mod.endswith(".py"):
+        return f"{Path(mod).resolve()}:{fn}"
+    if not sep and Path(origin).exists():
+        return str(Path(origin).resolve())
+    return origin
+
+
 def _share_macs(results: list[dict[str, Any]], jobs: list[_Job], peaks: dict[int, dict[str, Any]],
                 macs_cache: dict[str, tuple[int | None, str | None]]) -> None:
     """The baseline and non-ONNX artifacts run the same network as an ONNX artifact made from the
-    same source (or from which they were made): use its MAC count, and say whose it is."""
+    same source (or from which they were made): use its MAC count, and say whose it is.
+
+    The same source is the same weights digest, or, for a baseline, the same origin (the factory or
+    file the artifact was built from): a factory that draws its weights anew in every process gives
+    another digest each time, but the same network and so the same MACs."""
     by_digest: dict[str, tuple[int, str]] = {}
+    by_origin: dict[str, tuple[int, str]] = {}
+    counted: list[str] = []
     items = {j.item.id: j.item for j in jobs}
-    for j in jobs:
+    seen: set[str] = set()
+    # fp32 first: the network as the source has it, before a reduced precision rewrote any of it
+    ordered = sorted(jobs, key=lambda j: 0 if j.item.artifact is not None and j.item.artifact.precision == "fp32" else 1)
+    for j in ordered:
         a = j.item.artifact
-        macs = macs_cache.get(str(a.model_path), (None, None))[0] if a is not None else None
-        if a is not None and macs is not None:
-            for d in (a.digest, a.provenance.parent_digest):
-                if d:
-                    by_digest.setdefault(d, (macs, j.item.id))
+        if a is None or j.item.id in seen:
+            continue
+        seen.add(j.item.id)
+        macs = macs_cache.get(str(a.model_path), (None, None))[0]
+        if macs is None:
+            continue
+        counted.append(j.item.id)
+        for d in (a.digest, a.provenance.parent_digest):
+            if d:
+                by_digest.setdefault(d, (macs, j.item.id))
+        key = _origin_key(a.provenance.source)
+        if key:
+            by_origin.setdefault(key, (macs, j.item.id))
     for res in results:
         if res["compute"].get("macs") is not None:
             continue
@@ -574,12 +710,20 @@ def _share_macs(results: list[dict[str, Any]], jobs: list[_Job], peaks: dict[int
         else:
             continue
         hit = next((by_digest[k] for k in keys if k and k in by_digest), None)
-        if hit is not None:
-            note = f"MACs of {hit[1]}: the same network, counted on its ONNX graph"
-        elif res["role"] == "baseline":
-            note = "no MAC count: no ONNX artifact of this same model was benchmarked with a MAC count"
-        else:
-            continue
+        note = f"MACs of {hit[1]}: the same network, counted on its graph" if hit else None
+        if hit is None and res["role"] == "baseline" and item is not None:
+            hit = by_origin.get(_origin_key(item.origin) or "")
+            if hit is not None:
+                note = (f"MACs of {hit[1]}: built from the same source {item.origin!r}, counted on its graph "
+                        "(the weights differ from run to run, so the digests do not match; the network is the same)")
+        if hit is None:
+            if res["role"] != "baseline":
+                continue
+            if counted:
+                note = (f"no MAC count: the artifacts with one ({', '.join(counted)}) were not made from this model "
+                        "(neither the weights digest nor the source origin matches)")
+            else:
+                note = "no MAC count: no ONNX or TFLite artifact of this model was benchmarked with a MAC count"
         res["compute"] = _compute(hit[0] if hit else None, note, res["latency_ms"].get("p50", 0.0),
                                   res.get("precision") or "fp32", peaks.get(res["threads"]))
 
