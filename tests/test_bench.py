@@ -158,7 +158,9 @@ def test_a_hanging_runner_is_incomplete_and_the_others_still_finish(tiny_onnx, f
     ("CrashingFake", "crash", "SIGSEGV"),
     ("FailingFake", "error", "RuntimeError: the runtime refused the model on purpose"),
 ])
-def test_a_crashing_runner_is_incomplete_with_the_reason(tiny_onnx, fake_art, double, kind, words):
+def test_a_crashing_runner_is_incomplete_with_the_reason(tiny_onnx, fake_art, double, kind, words, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path))  # a worker's traceback log goes here
     rep = api.benchmark([fake_art.root, tiny_onnx], **{**FAST, "rounds": 1},
                         register_target=[f"fake=test_bench:{double}"])
     assert [r["id"] for r in rep.results] == ["onnx-fp32"]

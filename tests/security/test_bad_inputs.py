@@ -308,7 +308,8 @@ def test_only_edgeship_code_runs_in_the_child():
         run_isolated("os:system", {"command": "true"})
 
 
-def test_results_and_errors_cross_as_json():
+def test_results_and_errors_cross_as_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path))  # the internal error's log goes here
     assert run_isolated("edgeship.testing:echo", {"a": [1, 2]}) == {"a": [1, 2]}
     with pytest.raises(IsolatedInternalError, match="internal error"):
         run_isolated("edgeship.testing:echo_missing_function_does_not_exist", {})
