@@ -13,7 +13,10 @@ def test_ort_artifact_files_notes_and_runner(tiny_onnx, tmp_path):
     res = edgeship.deploy(str(tiny_onnx / "model.onnx"), out=tmp_path, targets=["ort"])
     a = res.artifacts[0]
     assert sorted(f.path for f in a.files) == ["model.ort", "required_operators.config"]
-    assert sorted(p.name for p in a.root.iterdir()) == ["artifact.json", "model.ort", "required_operators.config"]
+    # the .onnx source carries edgeship's labels in its metadata: the ORT artifact keeps them
+    assert sorted(p.name for p in a.root.iterdir()) == ["artifact.json", "labels.txt", "model.ort",
+                                                        "required_operators.config"]
+    assert a.labels == edgeship.load_artifact(tiny_onnx).labels and a.labels
     ops = (a.root / "required_operators.config").read_text()
     assert "ai.onnx;" in ops and ".tmp-" not in ops and "# - model.ort" in ops
     assert a.format == edgeship.Format.ort and a.verification.passed and a.verification.batch_sizes[1] > 1  # dynamic batch kept

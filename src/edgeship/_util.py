@@ -90,6 +90,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def cache_dir() -> Path:
+    """edgeship's cache: ``$EDGESHIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgeship``, else
+    ``~/.cache/edgeship`` (machine peaks, logs of internal errors)."""
+    env = os.environ.get("EDGESHIP_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship"
+
+
 def tool_versions(*names: str) -> dict[str, str]:
     out = {}
     for n in ("edgeship", *names):

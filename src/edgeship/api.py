@@ -444,29 +444,30 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
     return run_benchmark(artifacts, progress=progress, **options)
 
 
-def classify(artifact: Artifact | str | Path, images: Sequence[Any], top_k: int = 3, threshold: float = 0.1,
-             threads: int = 1, isolate: bool = False, preprocess: str | None = None,
-             labels: str | Path | None = None) -> list[list[tuple[str, float]]]:
+def classify(artifact: Artifact | str | Path, images: Sequence[Any], *, isolate: bool = False,
+             **options: Any) -> list[list[tuple[str, float]]]:
     """Top-k (label, confidence) for each image, using the artifact's own preprocessing.
 
-    ``preprocess`` and ``labels`` state what a bare model file (a foreign .onnx or .tflite) does not
-    carry, in the forms ``--preprocess`` and ``--labels`` take. With ``isolate`` (what the CLI does),
-    the artifact is loaded and run in a limited child process, so a crafted model file cannot crash
-    or exhaust the caller; images must then be paths.
+    ``options`` are :class:`edgeship.config.ClassifyConfig` fields (top_k, threshold, threads,
+    preprocess, labels); ``preprocess`` and ``labels`` state what a bare model file (a foreign .onnx
+    or .tflite) does not carry. With ``isolate`` (what the CLI does), the artifact is loaded and run
+    in a limited child process, so a crafted model file cannot crash or exhaust the caller; images
+    must then be paths.
     """
+    from .config import ClassifyConfig
     from .runtime import Classifier, Prediction
 
+    cfg = ClassifyConfig.build(**options)
     if isolate and not in_child():
         if isinstance(artifact, Artifact):
             artifact = artifact.location
         doc = run_isolated("edgeship.api:_classify_child",
-                           {"artifact": str(artifact), "images": [str(i) for i in images], "top_k": top_k,
-                            "threshold": threshold, "threads": threads, "preprocess": preprocess,
-                            "labels": None if labels is None else str(labels)}, what=str(artifact))
+                           {"artifact": str(artifact), "images": [str(i) for i in images],
+                            "options": cfg.model_dump(mode="json")}, what=str(artifact))
         return [[Prediction(p[0], p[1]) for p in row] for row in doc]
     art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
-    clf = Classifier(with_stated(art, preprocess, labels), threads=threads)
-    return [clf.classify(img, top_k=top_k, threshold=threshold) for img in images]
+    clf = Classifier(with_stated(art, cfg.preprocess, cfg.labels), threads=cfg.threads)
+    return [clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold) for img in images]
 
 
 def with_stated(art: Artifact, preprocess: str | None = None, labels: str | Path | None = None) -> Artifact:
@@ -486,10 +487,8 @@ def with_stated(art: Artifact, preprocess: str | None = None, labels: str | Path
     return art.model_copy(update=update)
 
 
-def _classify_child(artifact: str, images: list[str], top_k: int, threshold: float, threads: int,
-                    preprocess: str | None = None, labels: str | None = None) -> list:
-    return [[list(p) for p in row] for row in classify(artifact, images, top_k, threshold, threads,
-                                                        preprocess=preprocess, labels=labels)]
+def _classify_child(artifact: str, images: list[str], options: dict[str, Any]) -> list:
+    return [[list(p) for p in row] for row in classify(artifact, images, **options)]
 
 
 def targets_info() -> list[dict[str, Any]]:

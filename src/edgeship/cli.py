@@ -28,7 +28,7 @@ from rich.markup import escape
 from . import __version__
 from .analysis.report import print_table, size_text
 from .bench.config import BenchConfig
-from .config import DeployConfig, QuantizeCommandConfig, load_config
+from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
 from .errors import EdgeshipError, InputError
 
 err_console = Console(stderr=True)
@@ -45,7 +45,7 @@ OTHER_PANEL = "Other options"
 # goes to a per-target panel when its name starts with a target's name, else to OTHER_PANEL
 PANELS: dict[str, tuple[str, ...]] = {
     MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "benchmark",
-                 "baseline", "threads", "runs", "top"),
+                 "baseline", "threads", "runs", "top", "top_k", "threshold"),
     "Model input": ("input_shape", "input_dtype", "input_range", "preprocess", "labels", "weights", "allow_pickle"),
     "Quantization (int8, fp16)": ("method", "calibration", "calib", "calib_samples", "eval", "eval_samples",
                                   "max_drop", "max_float_layers", "bias_correction"),
@@ -65,7 +65,8 @@ METAVARS = {
     "targets": "TARGET,...", "quantize": "PRECISION,...", "input_shape": "SHAPE", "input_dtype": "DTYPE",
     "input_range": "LO,HI", "bench_threads": "N,...", "threads": "N,...", "cpus": "CPU,...", "batch_sizes": "N,...",
     "register_target": "NAME=MOD:CLASS", "out": "DIR", "calib": "DATA", "eval": "DATA", "labels": "FILE",
-    "weights": "FILE", "profile": "PROFILE", "baseline": "MODEL", "preprocess": "SPEC",
+    "weights": "FILE", "profile": "PROFILE", "baseline": "MODEL", "preprocess": "SPEC", "top_k": "N",
+    "threshold": "P",
 }
 
 
@@ -81,7 +82,9 @@ def _metavar(name: str, ann: Any, default: Any) -> str:
     import typing
 
     if name in METAVARS:
-        return METAVARS[name]
+        mv = METAVARS[name]
+        is_list = isinstance(default, list) or typing.get_origin(ann) is list
+        return mv if is_list or not mv.endswith(",...") else mv[:-4]
     args = [a for a in typing.get_args(ann) if a is not type(None)]
     if typing.get_origin(ann) is typing.Literal:
         choices = "|".join(map(str, args))
@@ -408,13 +411,12 @@ def deploy(
 
 
 @app.command(cls=_Command)
+@options_from(ClassifyConfig)
 def classify(
     artifact: Path = typer.Argument(..., metavar="ARTIFACT", help="artifact folder (or its model file) written by edgeship deploy"),
     images: list[Path] = typer.Argument(..., metavar="IMAGE", help="one or more image files"),
-    top_k: int = typer.Option(3, "--top-k", min=1, metavar="N", help="how many labels per image"),
-    threshold: float = typer.Option(0.1, "--threshold", min=0.0, max=1.0, metavar="P", help="hide labels below this confidence"),
-    threads: int = typer.Option(1, "--threads", min=0, metavar="N", help="runtime threads (0 = runtime default)"),
     as_json: bool = JSON_OPT,
+    options: dict = None,  # type: ignore[assignment]
 ) -> None:
     """Classify images with an artifact, using the artifact's own preprocessing and labels."""
     from . import api
@@ -425,7 +427,9 @@ def classify(
         missing = [str(i) for i in images if not Path(i).is_file()]
         if missing:
             raise InputError(f"no such image: {missing[0]}", hint="give the path of a JPEG or PNG file")
-        rows = api.classify(art, images, top_k=top_k, threshold=threshold, threads=threads, isolate=True)
+        cfg = ClassifyConfig.build(**(options or {}))
+        top_k, threshold = cfg.top_k, cfg.threshold
+        rows = api.classify(art, images, isolate=True, **cfg.model_dump())
         results = [{"image": str(img), "predictions": [{"label": p.label, "confidence": p.confidence} for p in preds]}
                    for img, preds in zip(images, rows)]
         doc = {"ok": True, "artifact": art.name, "results": results}

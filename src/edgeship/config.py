@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .errors import UsageError
 
 __all__ = ["SourceConfig", "VerifyConfig", "QuantizeConfig", "QuantizeCommandConfig", "OnnxConfig", "DeployConfig",
+           "ClassifyConfig",
            "load_config"]
 
 
@@ -206,6 +207,18 @@ class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConf
     out: Path | None = Field(None, description="from an artifact: the new artifact's folder (default: beside it, "
                                                "onnx-<precision>); from a model: the output folder that gets onnx-fp32, "
                                                "onnx-<precision> and manifest.json (default: edgeship-out)")
+
+
+class ClassifyConfig(_Config):
+    """Options of ``edgeship classify`` / :func:`edgeship.classify`."""
+
+    top_k: int = Field(3, ge=1, le=1000, description="how many labels per image")
+    threshold: float = Field(0.1, ge=0, le=1, description="hide labels below this confidence")
+    threads: int = Field(1, ge=0, le=256, description="runtime threads (0 = runtime default)")
+    preprocess: str | None = Field(
+        None, description="image preprocessing for a model file that does not carry it (as deploy --preprocess)")
+    labels: Path | None = Field(None, description="class labels for a model file that does not carry them: "
+                                                  "labels.txt (one per line) or a JSON list")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

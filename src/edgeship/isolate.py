@@ -48,13 +48,10 @@ def debug_enabled() -> bool:
 
 
 def logs_dir() -> Path:
-    """Where tracebacks of internal errors are written: ``$EDGESHIP_CACHE_DIR/logs``, else
-    ``$XDG_CACHE_HOME/edgeship/logs``, else ``~/.cache/edgeship/logs``."""
-    env = os.environ.get("EDGESHIP_CACHE_DIR")
-    if env:
-        return Path(env) / "logs"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship" / "logs"
+    """Where tracebacks of internal errors are written: ``logs`` in :func:`edgeship._util.cache_dir`."""
+    from ._util import cache_dir
+
+    return cache_dir() / "logs"
 
 
 def write_log(prefix: str, text: str, folder: str | Path | None = None) -> Path | None:

@@ -82,16 +82,18 @@ def read_tflite(path: Path) -> dict[str, Any]:
     """The op/tensor tables of a .tflite file, read by the LiteRT interpreter in an isolated child."""
     import importlib.util
 
-    from ..isolate import run_isolated
+    from ..isolate import IsolatedInternalError, in_child, run_isolated
 
     if importlib.util.find_spec("ai_edge_litert") is None:
         raise MissingExtraError("analysing a .tflite file needs ai-edge-litert", hint="pip install 'edgeship[tflite]'")
+    if in_child():  # already isolated (analyze on a file): no second child
+        return tflite_tables(str(path))
     try:
         return run_isolated("edgeship.analysis.tflite_graph:tflite_tables", {"path": str(path)}, what=str(path))
     except FormatError:
         raise
     except EdgeshipError as e:
-        if isinstance(e, MissingExtraError):
+        if isinstance(e, (MissingExtraError, IsolatedInternalError)):  # a bug keeps its log hint
             raise
         raise FormatError(f"the LiteRT interpreter cannot read {path}: {e.message}",
                           hint="the file is corrupt or not a TFLite flatbuffer; export it again") from None

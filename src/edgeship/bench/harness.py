@@ -226,7 +226,7 @@ def _reloadable(origin: str, manifest_dir: Path) -> bool:
 def _cannot_run_here(art: Artifact, register: dict[str, str]) -> str | None:
     """A one-line reason when this machine cannot run ``art`` at all, else None (then the worker
     finds out). Asked of the target class's ``can_run_here()`` classmethod when it has one (True, or
-    False / a one-line reason); a Core ML artifact off macOS is known without asking."""
+    False / a one-line reason; Core ML's says macOS)."""
     import importlib
 
     from ..targets import _REGISTRY, _load_entry_points
@@ -252,8 +252,6 @@ def _cannot_run_here(art: Artifact, register: dict[str, str]) -> str | None:
             return None
         text = ok.strip().splitlines()[0] if isinstance(ok, str) and ok.strip() else ""
         return text or f"the {art.target} target cannot run on this machine"
-    if art.format.value == "coreml" and platform.system() != "Darwin":
-        return f"Core ML prediction needs macOS (this is {platform.system()}); run it on a Mac or an iOS device"
     return None
 
 

@@ -2,7 +2,7 @@
 
 The roofline figure "% of peak" divides a model's achieved GOP/s by the rate a large matrix
 multiply reaches on the same cores with the same thread count: fp32 ``MatMul`` and uint8 x int8
-``MatMulInteger`` (the recipe that makes CNN int8 fast, FACTS.md), square sizes 512 and 1024,
+``MatMulInteger`` (the recipe that makes CNN int8 fast), square sizes 512 and 1024,
 best call over ~0.4 s each, in a pinned child process (:mod:`edgeship.bench.worker`).
 
 The cache is ``$EDGESHIP_CACHE_DIR/machine-peaks.json`` (default ``$XDG_CACHE_HOME/edgeship`` or
@@ -21,20 +21,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text
+from .._util import atomic_write_text, cache_dir
 
 __all__ = ["cache_dir", "cpu_model", "machine_peaks", "PEAKS_FILE"]
 
 PEAKS_FILE = "machine-peaks.json"
 SCHEMA = "edgeship.machine-peaks/1"
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("EDGESHIP_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship"
 
 
 def cpu_model() -> str:

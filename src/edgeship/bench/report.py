@@ -104,7 +104,9 @@ class BenchReport:
             rows.append([r["id"], str(r["threads"]), _f(lat.get("p50"), 3), _f(lat.get("p90"), 3), _f(lat.get("p99"), 3),
                          _f(lat.get("min"), 3), _f(lat.get("std"), 3), str(lat.get("n")), speed])
         for r in d["incomplete"]:
-            rows.append([f"[red]{r['id']}[/]", str(r["threads"]), *["-"] * 6, "[red]incomplete[/]"])
+            skipped = r.get("kind") == "skipped"
+            rows.append([f"[yellow]{r['id']}[/]" if skipped else f"[red]{r['id']}[/]", str(r["threads"]), *["-"] * 6,
+                         "[yellow]skipped[/]" if skipped else "[red]incomplete[/]"])
         headers = ["artifact", "thr", "p50 ms", "p90 ms", "p99 ms", "min ms", "std ms", "n", "speed-up"]
         print_table(console, title, headers, rows, right=tuple(headers[1:]), optional=("p90 ms", "min ms", "std ms", "n"),
                     notes={"thr": "runtime threads", "speed-up": "p50 of the baseline / p50 of the artifact"})
@@ -127,7 +129,11 @@ class BenchReport:
             print_table(console, "throughput, roofline, energy", headers, tp_rows, right=tuple(headers[1:]),
                         wrap=("throughput",), optional=("CPU ms/inf",))
         for r in d["incomplete"]:
-            console.print(f"[red]incomplete[/] {r['id']} @{r['threads']}t: {r['reason']}", highlight=False)
+            if r.get("kind") == "skipped":
+                console.print(f"[yellow]skipped[/] {r['id']}: {str(r['reason']).removeprefix('skipped: ')}",
+                              highlight=False)
+            else:
+                console.print(f"[red]incomplete[/] {r['id']} @{r['threads']}t: {r['reason']}", highlight=False)
         peaks = d["machine"].get("peaks") or {}
         for th, p in peaks.items():
             if "error" in p:

@@ -290,7 +290,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             "compression_ratio", "fp32")
     out = {k: report[k] for k in keys if k in report}
     out["steps"] = [{k: s.get(k) for k in ("note", "excluded", "top1_agreement", "top5_agreement", "cosine",
-                                            "kl_divergence", "sqnr_db", "accuracy", "p50_ms_1thread", "latency_vs_first_step", "size_bytes",
+                                            "kl_divergence", "sqnr_db", "accuracy", "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes",
                                             "within_budget")} for s in report["steps"]]
     out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db")}
                                     for r in report.get("layers", [])[:5]]

@@ -99,7 +99,7 @@ def _method(method: str) -> tuple[Any, dict[str, Any]]:
         return CalibrationMethod.MinMax, {}
     if method == "percentile":
         return CalibrationMethod.Percentile, {"percentile": 99.999, "num_bins": 2048}
-    if method == "entropy":  # a real search needs many more bins than quantised levels (FACTS.md)
+    if method == "entropy":  # a real search needs many more bins than quantised levels
         return CalibrationMethod.Entropy, {"num_bins": 2048, "num_quantized_bins": 128}
     raise UnsupportedError(f"unknown calibration method {method!r}", hint=f"choose {', '.join(CALIBRATIONS)}")
 

@@ -91,6 +91,12 @@ class Target(ABC):
         return {"name": self.name, "format": self.format.value, "description": self.description,
                 "precisions": list(self.precisions), "accepts": list(self.accepts), "extra": self.extra}
 
+    @classmethod
+    def can_run_here(cls) -> bool | str:
+        """True when this machine can run the target's artifacts, else a one-line reason (Core ML
+        predicts only on macOS). Asked before starting a runner, e.g. by the benchmark."""
+        return True
+
     def check_environment(self) -> list[str]:
         """Names of the required modules that are not installed (empty when ready)."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]

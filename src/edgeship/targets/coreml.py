@@ -270,6 +270,12 @@ class CoreMLTarget(Target):
     weight_threshold: ClassVar[int] = 2048  # smaller weights stay fp16 (coremltools' default)
 
     # ---- convert ------------------------------------------------------------------------
+    @classmethod
+    def can_run_here(cls) -> bool | str:
+        if platform.system() == "Darwin":
+            return True
+        return f"Core ML prediction needs macOS (this is {platform.system()}); run it on a Mac or an iOS device"
+
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                 parent: Artifact | None = None) -> Artifact:
         if precision not in self.precisions:

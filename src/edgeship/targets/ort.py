@@ -8,7 +8,7 @@ platform ARM) in a child process. The artifact holds ``model.ort`` and
 (``build.sh --minimal_build --include_ops_by_config required_operators.config``).
 
 The ORT format is for ARM phones and boards: its ARM-targeted optimisations drop the x86 NCHWc
-layout transforms, so on an x86 host it runs about 3× slower than the ``.onnx`` (FACTS.md). Use the
+layout transforms, so on an x86 host it runs about 3× slower than the ``.onnx``. Use the
 onnx artifact on x86; every ORT artifact says so in its notes.
 """
 
