@@ -1,16 +1,16 @@
 # make deploy  — set up .venv (if needed) and run `edgeship deploy` on the embedded default model
-# make test    — set up .venv (if needed) and run the test suite
+# make test    — set up .venv (if needed), check lint and import layers, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeship-installed
 
-.PHONY: setup deploy test test-fast clean
+.PHONY: setup deploy lint test test-fast clean
 
+# torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls a CUDA build)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls a CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[all,test]"
 	touch $(STAMP)
@@ -20,7 +20,11 @@ setup: $(STAMP)
 deploy: $(STAMP)
 	$(VENV)/bin/edgeship deploy
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -n 2 -q
 
 test-fast: $(STAMP)

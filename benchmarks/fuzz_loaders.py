@@ -35,7 +35,6 @@ def make_seeds(folder: Path) -> dict[str, bytes]:
     seeds["onnx"] = res.artifacts[0].model_path.read_bytes()
     try:
         import litert_torch
-        import torch
 
         import tinymodels
 

@@ -227,9 +227,9 @@ def test_lite0_counts_385m_macs_from_both_paths():
 @pytest.mark.slow
 def test_tflite_file(tmp_path):
     pytest.importorskip("litert_torch")
+    import litert_torch
     import torch
 
-    import litert_torch
     import tinymodels
 
     path = tmp_path / "tiny.tflite"

@@ -3,7 +3,8 @@ import json
 import pytest
 
 import edgeship
-from edgeship.artifact import ARTIFACT_JSON, load_artifact
+from edgeship import load_artifact
+from edgeship.artifact import ARTIFACT_JSON
 from edgeship.errors import FormatError, InputError
 
 
@@ -24,7 +25,7 @@ def test_artifact_roundtrip(tiny_onnx):
 
 def test_artifact_is_frozen(tiny_onnx):
     art = load_artifact(tiny_onnx)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="frozen"):
         art.precision = "int8"  # type: ignore[misc]
 
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from edgeship.artifact import sha256_file
 
 EDGESHIP = str(Path(sys.executable).parent / "edgeship")
@@ -40,7 +38,7 @@ def test_deploy_human_table(tmp_path, cli_env):
 def test_missing_model_exits_3_with_one_line(tmp_path, cli_env):
     r = run(["deploy", "missing.onnx", "--out", str(tmp_path / "o")], cli_env, cwd=tmp_path)
     assert r.returncode == 3
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no such model file: missing.onnx" in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import edgeship
-from edgeship.artifact import load_artifact
+from edgeship import load_artifact
 from edgeship.errors import EdgeshipError
 from edgeship.testing import FakeTarget
 

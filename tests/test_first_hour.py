@@ -138,8 +138,8 @@ def test_quantize_adds_its_artifact_to_the_folders_manifest(tmp_path):
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert [a["path"] for a in m["artifacts"]] == ["onnx-fp32", "onnx-int8"]
     assert m["artifacts"][1]["digest"] == art.digest
-    from edgeship.bench.harness import _resolve
     from edgeship.bench.config import BenchConfig
+    from edgeship.bench.harness import _resolve
 
     items = _resolve([tmp_path], BenchConfig(auto_baseline=False), [], {})
     assert [i.id for i in items] == ["onnx-fp32", "onnx-int8"]
@@ -305,6 +305,7 @@ def test_an_int8_that_keeps_its_embedding_float_says_so(tmp_path):
 
 def test_the_pickle_refusal_carries_no_terminal_escapes(tmp_path, cli_env):
     import torch
+
     import tinymodels
 
     torch.save(tinymodels.plain_cnn(), tmp_path / "full.pt")

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._util import calm_library_loggers, no_vendor_telemetry  # noqa: E402
+from ._version import __version__
 
 calm_library_loggers()
 no_vendor_telemetry()
 
-from .api import DeployResult, Plan, analyze, benchmark, classify, convert, deploy, load, plan, quantize  # noqa: E402
-from .artifact import Artifact, Format, Preprocess, TensorSpec, load_artifact  # noqa: E402
+from .api import (  # noqa: E402
+    DeployResult,
+    Plan,
+    analyze,
+    benchmark,
+    classify,
+    convert,
+    deploy,
+    load,
+    plan,
+    quantize,
+)
+from .artifact import Artifact, Format, Preprocess, TensorSpec  # noqa: E402
 from .config import DeployConfig  # noqa: E402
 from .errors import (  # noqa: E402
     EdgeshipError,
@@ -24,7 +34,15 @@ from .errors import (  # noqa: E402
 )
 from .runtime import Classifier, Prediction  # noqa: E402
 from .sources import Source, TorchModel  # noqa: E402
-from .targets import Runner, Target, available_targets, get_target, register_target, runner_for  # noqa: E402
+from .targets import (  # noqa: E402
+    Runner,
+    Target,
+    available_targets,
+    get_target,
+    load_artifact,
+    register_target,
+    runner_for,
+)
 
 __all__ = [
     "__version__",

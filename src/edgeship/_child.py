@@ -2,6 +2,6 @@
 
 import sys
 
-from edgeship.isolate import _child_main
+from edgeship.isolate import child_main
 
-sys.exit(_child_main())
+sys.exit(child_main())

@@ -7,10 +7,10 @@ import importlib.metadata
 import io
 import logging
 import os
-import sys
-import warnings
 import shutil
+import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 

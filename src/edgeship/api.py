@@ -10,13 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from ._util import atomic_dir, atomic_write_text, safe_name, staging_dir
-from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact, load_artifact
+from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact
 from .config import DeployConfig
-from .errors import EdgeshipError, InputError, MissingExtraError, UnsupportedError, UsageError, ValidationError
+from .errors import (
+    EdgeshipError,
+    InputError,
+    MissingExtraError,
+    UnsupportedError,
+    UsageError,
+    ValidationError,
+)
 from .isolate import in_child, run_isolated
-from .manifest import FolderClaim, add_to_manifest, build_manifest, claim_folder, commit_folder, read_manifest
+from .manifest import (
+    FolderClaim,
+    add_to_manifest,
+    build_manifest,
+    claim_folder,
+    commit_folder,
+    read_manifest,
+)
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
-from .targets import available_targets, get_target
+from .targets import available_targets, get_target, load_artifact
 from .verify import raise_if_failed
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "classify", "benchmark", "DeployResult", "Plan"]
@@ -91,7 +105,7 @@ def plan(cfg: DeployConfig) -> Plan:
     """
     names = available_targets() if "all" in cfg.targets else list(dict.fromkeys(cfg.targets))
     if "all" in cfg.targets:
-        names = [n for n in names if not getattr(get_target(n), "hidden", False)]
+        names = [n for n in names if not get_target(n).hidden]
     targets = [get_target(name) for name in names]  # UsageError on unknown names
     kind = _describe_source(cfg.model)
     steps = []
@@ -232,7 +246,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         folder = stage / safe_name(f"{target}-{precision}")
         try:
             # parent: this target's fp32, or the fp32 of the target it derives from (ort from onnx)
-            parent = fp32_of.get(target) or fp32_of.get(getattr(get_target(target), "derives_from", None) or "")
+            parent = fp32_of.get(target) or fp32_of.get(get_target(target).derives_from or "")
             art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
         except (ValidationError, UnsupportedError) as e:
             # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
@@ -404,7 +418,8 @@ def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: in
     """Top-k labels of each sample photo from the source and from every artifact, side by side."""
     import numpy as np
 
-    from .data import preprocess_image, sample_photos, softmax
+    from .data import preprocess_image, sample_photos
+    from .fidelity import softmax
     from .runtime import Classifier
 
     assert source.preprocess is not None and source.labels

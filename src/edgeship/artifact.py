@@ -27,14 +27,14 @@ __all__ = [
     "Verification",
     "Artifact",
     "sha256_file",
-    "load_artifact",
+    "read_artifact",
 ]
 
 ARTIFACT_JSON = "artifact.json"
 LABELS_TXT = "labels.txt"
 
 
-class Format(str, Enum):
+class Format(str, Enum):  # noqa: UP042 - str() and pydantic keep the plain value
     """On-disk model formats edgeship knows."""
 
     torch = "torch"
@@ -211,8 +211,12 @@ def file_entries(root: Path, names: list[str]) -> tuple[FileEntry, ...]:
     )
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Load an artifact from its folder, its artifact.json, or its model file beside one."""
+def read_artifact(path: str | Path) -> Artifact:
+    """An artifact's record from its folder, its artifact.json, or its model file beside one.
+
+    JSON only: a bare model file with no artifact.json beside it is loaded by
+    :func:`edgeship.load_artifact`, which asks the target of its format (``Target.artifact_from_file``).
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"no such artifact: {p}", hint="give the artifact folder written by edgeship deploy")
@@ -222,20 +226,6 @@ def load_artifact(path: str | Path) -> Artifact:
         meta = p
     else:
         meta = p.parent / ARTIFACT_JSON
-    if not meta.is_file() and p.is_file():
-        from .sources import sniff_format
-
-        kind = sniff_format(p)
-        if kind == "onnx":
-            from .targets.onnx import artifact_from_onnx
-
-            art = artifact_from_onnx(p)
-            if art is not None:
-                return art
-        elif kind == "tflite":
-            from .targets.tflite import artifact_from_tflite
-
-            return artifact_from_tflite(p)
     if not meta.is_file():
         raise InputError(
             f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",

@@ -25,7 +25,7 @@ from pydantic_core import PydanticUndefined
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
+from ._version import __version__
 from .analysis.report import print_table, size_text
 from .bench.config import BenchConfig
 from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
@@ -142,9 +142,9 @@ def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
                 decl = (flag,)
                 metavar = _metavar(name, ann, default)
             if isinstance(default, list):
-                ann, default = Optional[list[str]], None  # repeated flag; None means "not given"
+                ann, default = Optional[list[str]], None  # noqa: UP045 - typer reads this annotation; repeated flag; None means "not given"
             elif isinstance(default, Path) or default is None:
-                ann = Optional[Path] if "Path" in str(field.annotation) else Optional[str]
+                ann = Optional[Path] if "Path" in str(field.annotation) else Optional[str]  # noqa: UP045 - for typer
             opt = typer.Option(default, *decl, help=_help(field), show_default=shown, metavar=metavar,
                                rich_help_panel=None if panel == MAIN_PANEL else panel)
             added.append((panel, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)))
@@ -379,7 +379,7 @@ def main(version: bool = typer.Option(False, "--version", metavar="", help="prin
 @options_from(DeployConfig, skip=("model",))
 def deploy(
     model: str = typer.Argument("efficientnet-lite0", metavar="MODEL", help="built-in name, factory pkg.mod:fn, or a model file"),
-    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="JSON/YAML file of option values"),
+    config: Path | None = typer.Option(None, "--config", metavar="FILE", help="JSON/YAML file of option values"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
 ) -> None:
@@ -420,7 +420,7 @@ def classify(
 ) -> None:
     """Classify images with an artifact, using the artifact's own preprocessing and labels."""
     from . import api
-    from .artifact import load_artifact
+    from .targets import load_artifact
 
     def body():
         art = load_artifact(artifact)  # reads JSON (and ONNX metadata) only; the model runs isolated
@@ -471,8 +471,10 @@ def targets(as_json: bool = JSON_OPT) -> None:
 @app.command(cls=_Command)
 @options_from(BenchConfig)
 def benchmark(
-    artifacts: list[Path] = typer.Argument(..., metavar="ARTIFACT_OR_OUTDIR", help="artifact folders, out dirs written by edgeship deploy (all their artifacts), or .onnx/.tflite files"),
-    csv: Optional[Path] = typer.Option(None, "--csv", metavar="FILE", help="also write one CSV row per artifact and thread count to FILE"),
+    artifacts: list[Path] = typer.Argument(..., metavar="ARTIFACT_OR_OUTDIR",
+                                          help="artifact folders, out dirs written by edgeship deploy (all their "
+                                               "artifacts), or .onnx/.tflite files"),
+    csv: Path | None = typer.Option(None, "--csv", metavar="FILE", help="also write one CSV row per artifact and thread count to FILE"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
 ) -> None:

@@ -19,7 +19,7 @@ __all__ = ["SourceConfig", "VerifyConfig", "QuantizeConfig", "QuantizeCommandCon
            "load_config"]
 
 
-class _Config(BaseModel):
+class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
@@ -38,7 +38,7 @@ class _Config(BaseModel):
             raise UsageError(str(e)) from None
 
 
-def _split_commas(v: Any) -> Any:
+def split_commas(v: Any) -> Any:
     if isinstance(v, str):
         v = [v]
     if isinstance(v, (list, tuple)):
@@ -46,7 +46,7 @@ def _split_commas(v: Any) -> Any:
     return v
 
 
-class SourceConfig(_Config):
+class SourceConfig(ConfigModel):
     input_shape: list[str] = Field(
         default_factory=list,
         description="example input shape, e.g. 1,3,224,224; repeat for several inputs")
@@ -69,7 +69,7 @@ class SourceConfig(_Config):
     @field_validator("input_dtype", mode="before")
     @classmethod
     def _dtypes(cls, v: Any) -> Any:
-        return _split_commas(v)
+        return split_commas(v)
 
     def shapes(self) -> list[tuple[int, ...]] | None:
         if not self.input_shape:
@@ -110,7 +110,7 @@ class SourceConfig(_Config):
                     labels=self.labels)
 
 
-class VerifyConfig(_Config):
+class VerifyConfig(ConfigModel):
     atol: float = Field(1e-4, ge=0, description="verification: absolute tolerance per output element (fp32)")
     rtol: float = Field(1e-4, ge=0, description="verification: relative tolerance per output element (fp32)")
     samples: int = Field(8, ge=1, le=256, description="verification: number of real inputs to compare on")
@@ -123,21 +123,22 @@ class VerifyConfig(_Config):
                               description="fp16/int8: number of evaluation inputs (photos and crops, never calibration data)")
 
 
-class QuantizeConfig(_Config):
+class QuantizeConfig(ConfigModel):
     method: Literal["auto", "static", "dynamic", "weight-only", "fp16"] = Field(
         "auto", description="recipe: auto (static int8 for CNNs, dynamic int8 for MatMul-heavy models), static, dynamic, "
                             "weight-only, or fp16")
     calibration: Literal["minmax", "percentile", "entropy"] = Field(
         "minmax", description="static int8: how activation ranges are calibrated")
     calib: str | None = Field(None, description="calibration data: image folder, .npy/.npz, or pkg.mod:fn (default: augmented sample photos)")
-    eval: str | None = Field(None, description="evaluation data, kept apart from calibration: image folder (class sub-folders give labels), .npy/.npz, or pkg.mod:fn")
+    eval: str | None = Field(None, description="evaluation data, kept apart from calibration: image folder (class sub-folders give "
+                                                         "labels), .npy/.npz, or pkg.mod:fn")
     bias_correction: bool = Field(True, description="static int8: correct each layer's bias for the mean error its int8 "
                                                     "weights add (measured on the calibration data)")
     calib_samples: int = Field(128, ge=1, le=65536, description="static int8: number of calibration inputs")
     max_float_layers: int = Field(12, ge=0, le=1000, description="budget: at most this many layers kept in float before giving up")
 
 
-class OnnxConfig(_Config):
+class OnnxConfig(ConfigModel):
     opset: int = Field(18, ge=18, le=23, description="ONNX opset (the dynamo exporter starts at 18)")
     slim: bool = Field(True, description="simplify the exported graph with onnxslim")
 
@@ -166,12 +167,12 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     @field_validator("targets", mode="before")
     @classmethod
     def _targets(cls, v: Any) -> Any:
-        return _split_commas(v)
+        return split_commas(v)
 
     @field_validator("bench_threads", mode="before")
     @classmethod
     def _bench_threads(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) else _split_commas(v)
+        return [v] if isinstance(v, int) else split_commas(v)
 
     @field_validator("bench_threads", mode="after")
     @classmethod
@@ -183,7 +184,7 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     @field_validator("quantize", mode="before")
     @classmethod
     def _quantize(cls, v: Any) -> Any:
-        v = _split_commas(v)
+        v = split_commas(v)
         if isinstance(v, list):
             bad = [p for p in v if p not in ("fp16", "int8", "palettize6", "palettize4", "none")]
             if bad:
@@ -209,7 +210,7 @@ class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConf
                                                "onnx-<precision> and manifest.json (default: edgeship-out)")
 
 
-class ClassifyConfig(_Config):
+class ClassifyConfig(ConfigModel):
     """Options of ``edgeship classify`` / :func:`edgeship.classify`."""
 
     top_k: int = Field(3, ge=1, le=1000, description="how many labels per image")

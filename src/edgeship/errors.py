@@ -30,6 +30,7 @@ __all__ = [
     "MissingExtraError",
     "ValidationError",
     "SecurityError",
+    "first_line",
 ]
 
 
@@ -41,6 +42,19 @@ def printable(text: str) -> str:
     characters: messages quote libraries and files, and a terminal must show them, not obey them."""
     text = _ESCAPES.sub("", str(text))
     return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
+
+
+def first_line(e: BaseException, limit: int = 400) -> str:
+    """The one line of a library's exception worth showing a user (torch.onnx hides its cause in an
+    'Exception summary' block), at most ``limit`` characters."""
+    text = str(e)
+    for marker in ("<class '", "Exception summary"):
+        if marker in text:
+            tail = text.split("## Exception summary", 1)[-1].strip().splitlines()
+            for line in tail:
+                if line.strip():
+                    return line.strip()[:limit]
+    return (text.strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 class EdgeshipError(Exception):

@@ -192,7 +192,7 @@ def _rebuild_error(d: dict[str, Any]) -> EdgeshipError:
     return e
 
 
-def _child_main() -> int:
+def child_main() -> int:
     import importlib
     import traceback
 

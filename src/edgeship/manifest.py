@@ -45,12 +45,12 @@ def environment() -> dict[str, Any]:
 
 def build_manifest(*, source: dict[str, Any], config: dict[str, Any], artifacts: list[dict[str, Any]],
                    stages: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     return {
         "schema": SCHEMA,
         "edgeship_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": source,
         "config": config,
         "artifacts": artifacts,

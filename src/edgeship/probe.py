@@ -22,7 +22,7 @@ def probe(path: str, run: bool = True) -> dict[str, Any]:
     p = Path(path)
     kind = sniff_format(p)
     if kind == "onnx":
-        from .targets.onnx import OnnxRunner, io_specs
+        from .formats.onnx import OnnxRunner, io_specs
 
         model = load_onnx_model(p)
         ins, outs = io_specs(model)

@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .artifact import Artifact, load_artifact
-from .data import preprocess_image, softmax
+from .artifact import Artifact
+from .data import preprocess_image
 from .errors import UnsupportedError, UsageError
+from .fidelity import softmax
 
 __all__ = ["Classifier", "Prediction"]
 
@@ -26,7 +27,7 @@ class Prediction(NamedTuple):
 
 class Classifier:
     def __init__(self, artifact: Artifact | str | Path, threads: int = 1) -> None:
-        from .targets import runner_for
+        from .targets import load_artifact, runner_for
 
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         if self.artifact.preprocess is None:

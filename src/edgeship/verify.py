@@ -9,6 +9,7 @@ import numpy as np
 
 from .artifact import Artifact, OutputCheck, Verification
 from .errors import EdgeshipError, ValidationError
+from .fidelity import cosine_sqnr, kl_divergence
 
 if TYPE_CHECKING:
     from .config import VerifyConfig
@@ -31,7 +32,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     if exact:
         samples, origin = source.verification_inputs(limit=cfg.samples), source.inputs_origin("verification")
     else:  # reduced precision: the evaluation data (--eval, else the source's own), never calibration data
-        from .quant.data import load_samples
+        from .data import load_samples
 
         spec = getattr(cfg, "eval", None)
         samples = load_samples(spec, source, cfg.eval_samples, "evaluation")[0]
@@ -61,7 +62,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         max_abs = mean_abs = 0.0
         ok = True
         scale = 0.0
-        cos, sqnr = _cosine_sqnr(ref_cat[k], got_cat[k])
+        cos, sqnr = cosine_sqnr(ref_cat[k], got_cat[k])
         for ref_list, got_list in pairs:
             ref = np.asarray(ref_list[k], dtype=np.float64)
             out = np.asarray(got_list[k], dtype=np.float64)
@@ -88,7 +89,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         top1 = float(np.mean(ref_top == np.argmax(g0, 1)))
         k5 = min(5, r0.shape[1])
         top5 = float(np.mean([t in row for t, row in zip(ref_top, np.argsort(-g0, 1)[:, :k5])]))
-        kl = _kl(r0, g0)
+        kl = kl_divergence(r0, g0)
     if exact:
         criterion = f"|err| <= {cfg.atol:g} + {cfg.rtol:g}*|ref| for every element"
         passed = all(c.passed for c in checks)
@@ -131,26 +132,6 @@ def artifact_inputs(source: Source, artifact: Artifact, sample: Sequence[np.ndar
         x = x.transpose(0, 2, 3, 1) if art.layout == "NHWC" else x.transpose(0, 3, 1, 2)
     out[k] = np.ascontiguousarray(x)
     return out
-
-
-def _cosine_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float | None]:
-    r = np.asarray(ref, np.float64).reshape(-1)
-    o = np.asarray(out, np.float64).reshape(-1)
-    if r.shape != o.shape or not r.size:
-        return 0.0, None
-    nr, no = np.linalg.norm(r), np.linalg.norm(o)
-    cos = 1.0 if nr == no == 0 else float(r @ o / (nr * no)) if nr and no else 0.0
-    noise = float(np.sum((o - r) ** 2))
-    sqnr = None if noise == 0 else float(10 * np.log10(max(float(np.sum(r**2)), 1e-300) / noise))
-    return cos, sqnr
-
-
-def _kl(ref_logits: np.ndarray, out_logits: np.ndarray) -> float:
-    from .data import softmax
-
-    p = softmax(np.asarray(ref_logits, np.float64), axis=1)
-    q = softmax(np.asarray(out_logits, np.float64), axis=1)
-    return float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
 
 
 def raise_if_failed(artifact: Artifact, v: Verification) -> None:

@@ -51,7 +51,7 @@ def sandbox(tmp_path):
 def assert_refused(r, code: int, sandbox: Path, before: set[str], *words: str):
     assert r.returncode == code, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
-    errs = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    errs = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errs) == 1, r.stderr
     for w in words:
         assert w in errs[0], errs[0]
@@ -125,7 +125,6 @@ def test_onnx_external_data(sandbox, cli_env, location, code, word):
 # ---- broken and mislabelled model files --------------------------------------------------
 
 def _tiny_onnx_bytes() -> bytes:
-    import onnx
     from onnx import TensorProto, helper
 
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",

@@ -101,8 +101,9 @@ def _targets(targets: str | Sequence[str] | None) -> list[str]:
 
 def _resolve(model_or_path: Any) -> tuple[Any, str | None, Path | None]:
     """(spec or Source, artifact id, folder to look for a manifest in)."""
-    from ..artifact import ARTIFACT_JSON, load_artifact
+    from ..artifact import ARTIFACT_JSON
     from ..sources import Source
+    from ..targets import load_artifact
 
     if isinstance(model_or_path, Source):
         return model_or_path, None, None
@@ -139,14 +140,14 @@ def _resolve(model_or_path: Any) -> tuple[Any, str | None, Path | None]:
 def _export_onnx(source: Any) -> Any:
     """The ONNX graph the onnx target would build (torch.onnx dynamo + onnxslim), static batch."""
     from ..config import DeployConfig
-    from ..targets.onnx import OnnxTarget, _quiet
+    from ..targets.onnx import OnnxTarget, quiet_exporter
 
     cfg = DeployConfig.build(model=source.origin, dynamic_batch=False)
     model = OnnxTarget()._export(source, cfg)
     try:
         import onnxslim
 
-        with _quiet():
+        with quiet_exporter():
             model = onnxslim.slim(model)
     except Exception:  # noqa: BLE001 - slimming is an optimisation; count the exported graph
         pass
@@ -198,14 +199,15 @@ def analyze(model_or_path: Any, targets: str | Sequence[str] | None = None, prof
             path = Path(spec)
             model = load_model(path)
             g = onnx_graph = graph_from_onnx(model, input_shapes)
-            from ..targets.onnx import io_specs
+            from ..formats.onnx import io_specs
 
             ins, outs = io_specs(model)
             info = {"name": path.stem, "kind": "onnx", "origin": str(path), "frontend": "onnx",
                     "inputs": _io(ins), "outputs": _io(outs)}
             ctx.update(kind="onnx", path=path)
         elif kind == "tflite":
-            from .tflite_graph import graph_from_tflite, read_tflite
+            from ..formats.tflite import read_tflite
+            from .tflite_graph import graph_from_tflite
 
             path = Path(spec)
             data = read_tflite(path)
@@ -395,8 +397,9 @@ _MACS_CACHE: dict[tuple[str, int, int], int | None] = {}
 def model_macs(path: Path) -> int | None:
     """Total MACs of an ONNX file at batch 1 (dynamic dims at 1), or of a .tflite file (its main
     subgraph, parsed in an isolated child), or None if it cannot be counted fully."""
+    from ..formats.tflite import read_tflite
     from .onnx_graph import graph_from_onnx, load_model
-    from .tflite_graph import graph_from_tflite, read_tflite
+    from .tflite_graph import graph_from_tflite
 
     p = Path(path)
     try:

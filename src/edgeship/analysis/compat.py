@@ -37,8 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from .._util import quiet
+from ..errors import first_line
 from .graph import Graph, Layer
-from .optables import COREML_ANE_FRIENDLY, SHAPE_ONLY, TFLITE_CONVERTIBLE, TFLITE_XNNPACK, TFLITE_XNNPACK_BUILTINS
+from .optables import (
+    COREML_ANE_FRIENDLY,
+    SHAPE_ONLY,
+    TFLITE_CONVERTIBLE,
+    TFLITE_XNNPACK,
+    TFLITE_XNNPACK_BUILTINS,
+)
 
 __all__ = ["PREVIEW_TARGETS", "preview", "coreml_torch_ops"]
 
@@ -48,11 +55,6 @@ PREVIEW_TARGETS = ("onnx", "ort", "openvino", "executorch", "tflite", "coreml")
 def _quiet() -> Any:
     """Probing a target's tool: its warnings, logs and prints stay off the screen."""
     return quiet()
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    text = str(e).strip()
-    return (text.splitlines() or [type(e).__name__])[0][:limit]
 
 
 def _visible(layer: Layer) -> bool:
@@ -205,7 +207,7 @@ def _preview_ort(ctx: dict[str, Any]) -> dict[str, Any]:
             with _quiet():
                 info = fn(model)
         except Exception as e:  # noqa: BLE001
-            delegation[ep] = {"error": _first_line(e)}
+            delegation[ep] = {"error": first_line(e, 300)}
             continue
         nodes = {n.name for grp in info.supported_groups for n in grp}
         not_taken = [lay for lay in og.layers if lay.name not in nodes and _visible(lay)]
@@ -330,7 +332,9 @@ def _preview_executorch(ctx: dict[str, Any]) -> dict[str, Any]:
                   fast_kernels="XNNPACK delegate")
     try:
         with _quiet():
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+                XnnpackPartitioner,
+            )
             from executorch.exir import to_edge
 
             edge = to_edge(ep)
@@ -338,7 +342,7 @@ def _preview_executorch(ctx: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - the message is the finding
         res["status"] = "unsupported"
         res["unsupported"] = [{"op": None, "type": None, "node": None, "module": None,
-                               "hint": f"executorch to_edge fails: {type(e).__name__}: {_first_line(e)}"}]
+                               "hint": f"executorch to_edge fails: {type(e).__name__}: {first_line(e, 300)}"}]
         _name_failing_op(res, str(e), ctx.get("graph"))
         return res
     from .torch_graph import graph_from_program
@@ -486,5 +490,5 @@ def preview(targets: list[str], ctx: dict[str, Any]) -> dict[str, Any]:
         try:
             out[t] = _PREVIEWS[t](ctx)
         except Exception as e:  # noqa: BLE001 - one tool's failure must not hide the others
-            out[t] = _result(t, "-", status="error", notes=[f"the preview failed: {type(e).__name__}: {_first_line(e)}"])
+            out[t] = _result(t, "-", status="error", notes=[f"the preview failed: {type(e).__name__}: {first_line(e, 300)}"])
     return out

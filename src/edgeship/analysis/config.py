@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ..config import SourceConfig, _split_commas
+from ..config import SourceConfig, split_commas
 from .compat import PREVIEW_TARGETS
 
 __all__ = ["AnalyzeConfig"]
@@ -25,4 +25,4 @@ class AnalyzeConfig(SourceConfig):
     @field_validator("targets", mode="before")
     @classmethod
     def _targets(cls, v: Any) -> Any:
-        return _split_commas(v)
+        return split_commas(v)

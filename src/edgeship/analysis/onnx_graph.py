@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import FormatError, InputError
 from ..formats.onnx import module_path
-from ..targets.onnx import node_attribute as _attr
+from ..formats.onnx import node_attribute as _attr
 from .graph import Graph, Layer, Tensor, conv_macs
 
 __all__ = ["load_model", "graph_from_onnx"]

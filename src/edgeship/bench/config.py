@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ..config import _Config, _split_commas
+from ..config import ConfigModel, split_commas
 
 __all__ = ["BenchConfig", "parse_cpus"]
 
@@ -16,7 +16,7 @@ def parse_cpus(v: Any) -> Any:
     """'0', '0,1', '0-3', [0, 1] -> [0, 1, ...]; None stays None."""
     if v is None:
         return None
-    parts = _split_commas(v if not isinstance(v, int) else [str(v)])
+    parts = split_commas(v if not isinstance(v, int) else [str(v)])
     if not isinstance(parts, list):
         return v
     out: list[int] = []
@@ -39,7 +39,7 @@ def parse_cpus(v: Any) -> Any:
     return list(dict.fromkeys(out))
 
 
-class BenchConfig(_Config):
+class BenchConfig(ConfigModel):
     baseline: str | None = Field(
         None, description="PyTorch model to compare with (built-in name, factory pkg.mod:fn, .pt2); "
                           "default: an out dir's own source")
@@ -65,12 +65,12 @@ class BenchConfig(_Config):
     @field_validator("threads", mode="before")
     @classmethod
     def _threads(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) else _split_commas(v)
+        return [v] if isinstance(v, int) else split_commas(v)
 
     @field_validator("batch_sizes", mode="before")
     @classmethod
     def _batches(cls, v: Any) -> Any:
-        v = [v] if isinstance(v, int) else _split_commas(v)
+        v = [v] if isinstance(v, int) else split_commas(v)
         if isinstance(v, list) and [str(x).lower() for x in v] in (["none"], ["0"]):
             return []
         return v
@@ -85,7 +85,7 @@ class BenchConfig(_Config):
     def _register(cls, v: Any) -> Any:
         if isinstance(v, dict):
             return [f"{k}={r}" for k, r in v.items()]
-        return _split_commas(v)
+        return split_commas(v)
 
     @field_validator("threads")
     @classmethod

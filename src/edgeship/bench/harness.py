@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from .._util import confined
-from ..artifact import ARTIFACT_JSON, Artifact, load_artifact
+from ..artifact import ARTIFACT_JSON, Artifact
 from ..errors import EdgeshipError, InputError, UsageError
 from ..sources import BUILTIN_MODELS
+from ..targets import load_artifact
 from .config import BenchConfig
 from .stats import MIN_RUNS_FOR_P99, latency_stats
 from .worker import PHASE_MARK, installed_module
@@ -229,12 +230,11 @@ def _cannot_run_here(art: Artifact, register: dict[str, str]) -> str | None:
     False / a one-line reason; Core ML's says macOS)."""
     import importlib
 
-    from ..targets import _REGISTRY, _load_entry_points
+    from ..targets import registered_ref
 
     cls: Any = None
     try:
-        _load_entry_points()
-        ref = register.get(art.target) or _REGISTRY.get(art.target)
+        ref = register.get(art.target) or registered_ref(art.target)
         if isinstance(ref, str):
             mod, _, qual = ref.partition(":")
             cls = getattr(importlib.import_module(mod), qual, None)
@@ -335,17 +335,18 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
 
 def _registrations(cfg: BenchConfig, notes: list[str]) -> dict[str, str]:
     """Targets registered in this process (importable ones), then the explicit ones."""
-    from ..targets import _BUILTIN, _REGISTRY
+    from ..targets import builtin_targets, registered
 
+    builtin = builtin_targets()
     out: dict[str, str] = {}
-    for name, ref in _REGISTRY.items():
-        if name in _BUILTIN and ref in (_BUILTIN[name],):
+    for name, ref in registered().items():
+        if name in builtin and ref in (builtin[name],):
             continue
         if isinstance(ref, str):
             out[name] = ref
         else:
             mod, qual = getattr(ref, "__module__", ""), getattr(ref, "__qualname__", "")
-            if name in _BUILTIN and f"{mod}:{qual}" == _BUILTIN[name]:
+            if name in builtin and f"{mod}:{qual}" == builtin[name]:
                 continue
             if mod and mod != "__main__" and "<locals>" not in qual:
                 out[name] = f"{mod}:{qual}"
@@ -499,14 +500,14 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
         notes.append(f"the machine was busy (1-minute load average up to {busy:g} on {len(available)} CPUs): "
                      "latencies include waiting for a CPU; trust the interleaved ratios and the CPU time per "
                      "inference (energy.cpu_ms_per_inference) more than absolute milliseconds")
-    from .. import __version__
+    from .._version import __version__
     from .peaks import cpu_model
 
     return {
         "schema": SCHEMA,
         "ok": True,
         "edgeship_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpu": cpu_model(), "cpu_count": os.cpu_count(), "available_cpus": available,
             "platform": platform.platform(), "python": platform.python_version(),

@@ -82,7 +82,7 @@ def machine_peaks(threads: int, cpus: Sequence[int] | None, timeout: float,
     r = outcome.result
     entry = {
         "fp32_gops": r["fp32_gops"], "int8_gops": r["int8_gops"], "threads": threads,
-        "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "load_average": [round(x, 2) for x in os.getloadavg()],  # best call of many: robust, not immune, to load
         "method": f"best of ONNX Runtime MatMul (fp32) and MatMulInteger (u8 x s8) at 512 and 1024, "
                   f"{r['runtime']}, {threads} thread(s) pinned to CPUs {r.get('cpus')}",

@@ -208,8 +208,7 @@ class _SourceRunner:
 # ---- loading ----------------------------------------------------------------------------
 
 def _load_artifact_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-    from edgeship.artifact import load_artifact
-    from edgeship.targets import _REGISTRY, _load_entry_points, get_target, register_target, runner_for
+    from edgeship.targets import load_artifact, register_target, runner_for, target_of
 
     cold: dict[str, float] = {}
     for name, ref in (spec.get("register") or {}).items():
@@ -220,12 +219,7 @@ def _load_artifact_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[A
 
     _phase("runtime_import")
     t0 = time.monotonic()
-    _load_entry_points()
-    target = get_target(art.target) if art.target in _REGISTRY else None
-    if target is None:
-        from edgeship.targets import target_for_format
-
-        target = target_for_format(art.format)
+    target = target_of(art)
     modules = tuple(getattr(target, "runtime_modules", None) or target.requires)
     versions = {}
     for m in modules:

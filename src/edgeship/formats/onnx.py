@@ -1,11 +1,24 @@
-"""ONNX proto helpers that every part may use."""
+"""ONNX helpers that every part may use: proto helpers, I/O specs, and the one ONNX Runtime
+session factory (:class:`OnnxRunner`). Sources, quantisation, analysis and targets import these
+from here, never from a target."""
 
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SCOPE_KEY", "module_path"]
+import numpy as np
+
+from ..artifact import TensorSpec
+from ..errors import FormatError, first_line
+from ..runner import Runner
+
+__all__ = ["SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "io_specs", "module_path", "node_attribute",
+           "ort_dtype"]
+
+# weight-only int8 (DequantizeLinear on constant weights): fold the dequantisation at load
+WEIGHT_ONLY_SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
 
 #: where torch's dynamo exporter records each node's module scopes
 SCOPE_KEY = "pkg.torch.onnx.name_scopes"
@@ -22,3 +35,83 @@ def module_path(node: Any) -> str | None:
             # cumulative scopes: ['', 'features', 'features.1', 'conv2d']: the deepest module, then the op
             return str(parts[-2]) if len(parts) >= 2 else None
     return None
+
+
+def node_attribute(node: Any, name: str, default: Any) -> Any:
+    """An ONNX node's attribute value by name, or ``default`` when the node does not set it."""
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs (without initializers) and outputs of an ONNX ModelProto as TensorSpecs."""
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+
+    def spec(v: Any) -> TensorSpec:
+        tt = v.type.tensor_type
+        dims: list[int | str] = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(d.dim_param or f"d{i}")
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+        except Exception:
+            dtype = str(tt.elem_type)
+        return TensorSpec(name=v.name, shape=tuple(dims), dtype=dtype)
+
+    ins = tuple(spec(v) for v in model.graph.input if v.name not in inits)
+    outs = tuple(spec(v) for v in model.graph.output)
+    return ins, outs
+
+
+def ort_dtype(t: str) -> str:
+    table = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+             "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(int16)": "int16"}
+    return table.get(t, t)
+
+
+class OnnxRunner(Runner):
+    def __init__(self, path: Path, threads: int = 1, session_config: dict[str, str] | None = None) -> None:
+        super().__init__(path, threads)
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        for k, v in (session_config or {}).items():  # e.g. weight-only int8: dequantise the weights once, at load
+            so.add_session_config_entry(k, v)
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 4  # failures reach the user as typed errors carrying ORT's message
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise FormatError(f"ONNX Runtime cannot load {path}: {first_line(e)}",
+                              hint="check the file with onnx.checker, or export it again") from None
+        self._inputs = tuple(
+            TensorSpec(name=i.name, shape=tuple(d if isinstance(d, int) else (d or f"d{k}") for k, d in enumerate(i.shape)),
+                       dtype=ort_dtype(i.type))
+            for i in self.session.get_inputs()
+        )
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return list(self.session.run(self.output_names, feeds))
+        except Exception as e:  # ORT's own errors carry no type worth keeping
+            raise FormatError(f"ONNX Runtime failed to run {self.path.name}: {first_line(e)}",
+                              hint="check the input shapes and dtypes; a corrupt model or one that needs more "
+                                   "memory than allowed fails here too") from None

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UnsupportedError, ValidationError
+from ..fidelity import cosine_sqnr, kl_divergence, top_k_agreement
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -65,25 +66,17 @@ def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]
 
 
 def fidelity(ref: list[np.ndarray], got: list[np.ndarray], labels: list[int] | None = None) -> dict[str, Any]:
-    from ..data import softmax
-
     r, g = np.asarray(ref[0], np.float64), np.asarray(got[0], np.float64)
-    rf, gf = np.concatenate([x.ravel() for x in ref]).astype(np.float64), np.concatenate([x.ravel() for x in got]).astype(np.float64)
-    noise = float(np.sum((gf - rf) ** 2))
-    out: dict[str, Any] = {
-        "cosine": float(rf @ gf / (np.linalg.norm(rf) * np.linalg.norm(gf) + 1e-30)),
-        "sqnr_db": None if noise == 0 else float(10 * np.log10(float(np.sum(rf ** 2)) / noise)),
-        "samples": int(r.shape[0]),
-    }
+    rf, gf = np.concatenate([x.ravel() for x in ref]), np.concatenate([x.ravel() for x in got])
+    cos, sqnr = cosine_sqnr(rf, gf)
+    out: dict[str, Any] = {"cosine": cos, "sqnr_db": sqnr, "samples": int(r.shape[0])}
     if r.ndim == 2 and r.shape[1] > 1:
-        rt = r.argmax(1)
-        out["top1_agreement"] = float(np.mean(rt == g.argmax(1)))
-        out["top5_agreement"] = float(np.mean([t in row for t, row in zip(rt, np.argsort(-g, 1)[:, :5])]))
-        p, q = softmax(r, 1), softmax(g, 1)
-        out["kl_divergence"] = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), 1)))
+        out["top1_agreement"] = top_k_agreement(r, g, 1)
+        out["top5_agreement"] = top_k_agreement(r, g, 5)
+        out["kl_divergence"] = kl_divergence(r, g)
         if labels is not None:
             lab = np.asarray(labels)
-            out["accuracy_fp32"] = float(np.mean(rt == lab))
+            out["accuracy_fp32"] = float(np.mean(r.argmax(1) == lab))
             out["accuracy"] = float(np.mean(g.argmax(1) == lab))
     return out
 
@@ -116,8 +109,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     """Write ``out_dir/model.onnx`` at ``precision`` (int8 or fp16) within the budget; return it and the report."""
     import onnx
 
+    from ..data import calibration_samples, load_samples
     from . import ort as recipes
-    from .data import calibration_samples, load_samples
 
     say = progress or (lambda _msg: None)
     names = [i.name for i in fp32.inputs]
@@ -145,7 +138,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         fp32_ms = quick_latency_ms(fp32.model_path, names, lat_sample)
         report["fp32"] = {"size_bytes": fp32.model_path.stat().st_size, "p50_ms_1thread": fp32_ms}
 
-        from ..targets.onnx import WEIGHT_ONLY_SESSION_CONFIG
+        from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG
 
         sess_cfg = WEIGHT_ONLY_SESSION_CONFIG if method == "weight-only" else None
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from .._util import quiet as _quiet
 from ..errors import UnsupportedError
-from ..targets.onnx import node_attribute as _attr
+from ..fidelity import db_from_sums, sqnr_db
+from ..formats.onnx import node_attribute as _attr
 
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 _FUSED_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}
@@ -160,13 +161,6 @@ def weighted_nodes(model: Any) -> list[Any]:
 
 # ---- the tensor-level report and per-layer attribution ----------------------------------------
 
-def _sqnr(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    noise = float(np.linalg.norm(a - b))
-    return float("inf") if noise == 0 else 20 * math.log10(max(float(np.linalg.norm(a)), 1e-30) / noise)
-
-
 def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
                   samples: Sequence[tuple[np.ndarray, ...]], batch: int) -> dict[str, Any]:
     """Per weight tensor and per activation: scale / zero point, MSE and SQNR; plus each weighted
@@ -199,7 +193,7 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
     for name, m in wmatch.items():
         f, d = m["float"], m["dequantized"]
         weights.append({"tensor": name, "shape": list(f.shape), "mse": float(np.mean((f - d) ** 2)),
-                        "sqnr_db": _sqnr(f, d), **qp(name)})
+                        "sqnr_db": sqnr_db(f, d), **qp(name)})
 
     with quiet():
         dbg.modify_model_output_intermediate_tensors(str(fp32), str(work / "float-aug.onnx"))
@@ -228,17 +222,12 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
     del sessions
     acts = {}
     for name, acc in sums.items():
-        rec = {"tensor": name, "mse": acc["dqdq2"] / max(acc["n"], 1), "qdq_sqnr_db": _db(acc["pre2"], acc["dqdq2"]),
+        rec = {"tensor": name, "mse": acc["dqdq2"] / max(acc["n"], 1), "qdq_sqnr_db": db_from_sums(acc["pre2"], acc["dqdq2"]),
                **qp(name)}
         if acc["has_float"]:
-            rec["vs_float_sqnr_db"] = _db(acc["float2"], acc["dflt2"])
+            rec["vs_float_sqnr_db"] = db_from_sums(acc["float2"], acc["dflt2"])
         acts[name] = rec
     return {"weights": weights, "activations": list(acts.values()), "_acts": acts}
-
-
-def _db(signal2: float, noise2: float) -> float:
-    """SQNR in dB from sums of squares (as _sqnr, streamed)."""
-    return float("inf") if noise2 == 0 else 10 * math.log10(max(signal2, 1e-60) / noise2)
 
 
 def _intermediate_session(path: Path) -> Any:
@@ -447,7 +436,7 @@ def weight_only_int8(fp32: Path, out: Path, exclude: Sequence[str] = (), min_siz
             dweights[name] = deq.astype(np.float64) - w.astype(np.float64)
         stats.append({"tensor": name, "shape": list(w.shape), "scale": [float(scale.min()), float(np.median(scale)),
                       float(scale.max())], "zero_point": 0, "per_channel": True,
-                      "mse": float(np.mean((w - deq) ** 2)), "sqnr_db": _sqnr(w, deq)})
+                      "mse": float(np.mean((w - deq) ** 2)), "sqnr_db": sqnr_db(w, deq)})
         graph.initializer.remove(init)
         graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"),
                                   numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),

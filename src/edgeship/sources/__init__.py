@@ -29,7 +29,13 @@ import numpy as np
 
 from .._util import confined
 from ..artifact import Preprocess, TensorSpec
-from ..errors import FormatError, InputError, SecurityError, UnsupportedError, UsageError
+from ..errors import (
+    FormatError,
+    InputError,
+    SecurityError,
+    UnsupportedError,
+    UsageError,
+)
 
 __all__ = ["TorchModel", "Source", "load_source", "sniff_format", "BUILTIN_MODELS"]
 
@@ -195,7 +201,7 @@ _ONNX_RUNNERS: dict[Path, Any] = {}
 
 
 def _onnx_reference_runner(path: Path | None) -> Any:
-    from ..targets.onnx import OnnxRunner
+    from ..formats.onnx import OnnxRunner
 
     assert path is not None
     if path not in _ONNX_RUNNERS:
@@ -820,6 +826,7 @@ def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_bat
 
 def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
     import torch
+
     from ..artifact import sha256_file
 
     try:
@@ -876,6 +883,7 @@ def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
 
 def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
     import torch
+
     from ..artifact import sha256_file
 
     _check_pt2_pickles(path, allow_pickle)
@@ -1017,7 +1025,7 @@ def onnx_metadata(model: Any, path: Path) -> tuple[Preprocess | None, tuple[str,
 
 def _onnx_source(path: Path, ranges: Sequence[tuple[float, float]] | None = None) -> Source:
     from ..artifact import sha256_file
-    from ..targets.onnx import io_specs
+    from ..formats.onnx import io_specs
 
     model = load_onnx_model(path)
     inputs, outputs = io_specs(model)

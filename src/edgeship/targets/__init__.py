@@ -14,58 +14,20 @@ import importlib
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
-from ..artifact import Artifact, Format, TensorSpec, Verification
+from ..artifact import ARTIFACT_JSON, Artifact, Format, Verification, read_artifact
 from ..errors import InputError, MissingExtraError, UsageError
+from ..runner import Runner
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
     from ..sources import Source
 
-__all__ = ["Target", "Runner", "register_target", "get_target", "available_targets", "runner_for"]
-
-
-class Runner(ABC):
-    """A loaded model: numpy inputs in, numpy outputs out. Loads once; thread count explicit."""
-
-    def __init__(self, path: Path, threads: int = 1) -> None:
-        self.path = Path(path)
-        self.threads = threads
-
-    @property
-    @abstractmethod
-    def inputs(self) -> tuple[TensorSpec, ...]: ...
-
-    @abstractmethod
-    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
-
-    def run(self, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
-        specs = self.inputs
-        if isinstance(inputs, dict):
-            feeds = dict(inputs)
-            missing = [s.name for s in specs if s.name not in feeds]
-            if missing:
-                raise InputError(f"missing model inputs: {', '.join(missing)}",
-                                 hint=f"the model takes {', '.join(s.name for s in specs)}")
-        else:
-            if len(inputs) != len(specs):
-                raise InputError(f"the model takes {len(specs)} inputs, got {len(inputs)}",
-                                 hint=f"inputs: {', '.join(f'{s.name} {s.shape} {s.dtype}' for s in specs)}")
-            feeds = {s.name: a for s, a in zip(specs, inputs)}
-        for s in specs:
-            a = np.asarray(feeds[s.name])
-            if not s.fits(a.shape):
-                raise InputError(f"input {s.name!r} has shape {tuple(a.shape)}, the model takes {s.shape}",
-                                 hint="resize or reshape the input to fit")
-            if a.dtype != np.dtype(s.dtype):
-                a = a.astype(s.dtype)
-            feeds[s.name] = np.ascontiguousarray(a)
-        return self._run(feeds)
+__all__ = ["Target", "Runner", "register_target", "get_target", "available_targets", "runner_for", "load_artifact",
+           "target_class", "target_of", "builtin_targets", "registered"]
 
 
 class Target(ABC):
@@ -79,6 +41,10 @@ class Target(ABC):
     runtime_modules: ClassVar[tuple[str, ...] | None] = None  # what a runner imports (default: requires)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+    #: the target whose fp32 artifact of the same run this one is built from ('ort' from 'onnx'), if any
+    derives_from: ClassVar[str | None] = None
+    #: left out of ``--targets all`` (a test or example target); named explicitly it still runs
+    hidden: ClassVar[bool] = False
     #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
     progress: Callable[[str], None] | None = None
 
@@ -90,6 +56,13 @@ class Target(ABC):
     def capabilities(self) -> dict[str, Any]:
         return {"name": self.name, "format": self.format.value, "description": self.description,
                 "precisions": list(self.precisions), "accepts": list(self.accepts), "extra": self.extra}
+
+    @classmethod
+    def artifact_from_file(cls, path: Path) -> Artifact | None:
+        """An in-memory artifact for a bare model file of this target's format (no artifact.json
+        beside it): what the file itself says of its inputs, outputs, preprocessing and labels.
+        None when this target cannot describe such a file (the default)."""
+        return None
 
     @classmethod
     def can_run_here(cls) -> bool | str:
@@ -167,7 +140,30 @@ def available_targets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_target(name: str) -> Target:
+def builtin_targets() -> dict[str, str]:
+    """The targets edgeship ships: name -> 'module:Class'."""
+    return dict(_BUILTIN)
+
+
+def is_registered(name: str) -> bool:
+    _load_entry_points()
+    return name in _REGISTRY
+
+
+def registered() -> dict[str, str | type[Target]]:
+    """Every registered target: name -> 'module:Class' (not yet imported) or the class."""
+    _load_entry_points()
+    return dict(_REGISTRY)
+
+
+def registered_ref(name: str) -> str | type[Target] | None:
+    """What ``name`` is registered as ('module:Class' not yet imported, or the class), without importing."""
+    _load_entry_points()
+    return _REGISTRY.get(name)
+
+
+def target_class(name: str) -> type[Target]:
+    """The class registered as ``name`` (imported on first use); UsageError naming the known ones."""
     _load_entry_points()
     ref = _REGISTRY.get(name)
     if ref is None:
@@ -176,7 +172,11 @@ def get_target(name: str) -> Target:
         mod, _, cls = ref.partition(":")
         ref = getattr(importlib.import_module(mod), cls)
         _REGISTRY[name] = ref
-    return ref()
+    return ref
+
+
+def get_target(name: str) -> Target:
+    return target_class(name)()
 
 
 def target_for_format(fmt: Format) -> Target:
@@ -188,9 +188,41 @@ def target_for_format(fmt: Format) -> Target:
                      hint=f"known targets: {', '.join(available_targets())}")
 
 
+def target_of(artifact: Artifact) -> Target:
+    """The target that produced ``artifact`` (by name, else by format)."""
+    _load_entry_points()
+    return get_target(artifact.target) if artifact.target in _REGISTRY else target_for_format(artifact.format)
+
+
 def runner_for(artifact: Artifact, threads: int = 1) -> Runner:
     """The runner of the target that produced ``artifact`` (by name, else by format)."""
-    _load_entry_points()
-    target = get_target(artifact.target) if artifact.target in _REGISTRY else target_for_format(artifact.format)
+    target = target_of(artifact)
     target.ensure_environment()
     return target.runner(artifact, threads=threads)
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Load an artifact from its folder, its artifact.json, or its model file; a bare model file
+    with no artifact.json beside it (any .onnx, any .tflite) is described by the target of its
+    format, detected by content (:meth:`Target.artifact_from_file`)."""
+    p = Path(path)
+    if p.is_file() and p.name != ARTIFACT_JSON and not (p.parent / ARTIFACT_JSON).is_file():
+        from ..sources import sniff_format
+
+        kind = sniff_format(p)
+        try:
+            fmt = Format(kind)
+        except ValueError:
+            fmt = None
+        if fmt is not None:
+            try:
+                cls = target_class(kind) if is_registered(kind) else type(target_for_format(fmt))
+            except UsageError:
+                cls = None
+            art = cls.artifact_from_file(p) if cls is not None and cls.format == fmt else None
+            if art is not None:
+                return art
+        raise InputError(f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",
+                         hint="give a folder written by edgeship deploy (e.g. edgeship-out/onnx-fp32), "
+                              "or an .onnx or .tflite file")
+    return read_artifact(p)

@@ -37,10 +37,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .._util import quiet, tool_versions
-from ..artifact import Artifact, Format, OutputCheck, Provenance, TensorSpec, Verification, file_entries
-from ..errors import FormatError, UnsupportedError, ValidationError
+from ..artifact import (
+    Artifact,
+    Format,
+    OutputCheck,
+    Provenance,
+    TensorSpec,
+    Verification,
+    file_entries,
+)
+from ..errors import FormatError, UnsupportedError, ValidationError, first_line
 from . import Runner, Target
-from .onnx import _first_line
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -139,8 +146,13 @@ def _is_classifier(source: Source) -> bool:
 def unsupported_ops(exported: Any) -> dict[str, list[str]]:
     """Op types of an exported (ATen) program that coremltools has no translation for, with the
     modules that call them."""
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
-    from coremltools.converters.mil.frontend.torch.utils import sanitize_op_kind, unify_inplace_and_functional
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import (
+        _TORCH_OPS_REGISTRY,
+    )
+    from coremltools.converters.mil.frontend.torch.utils import (
+        sanitize_op_kind,
+        unify_inplace_and_functional,
+    )
 
     missing: dict[str, list[str]] = {}
     for n in exported.graph.nodes:
@@ -178,7 +190,7 @@ def _load_program(path: Path) -> tuple[Any, Any]:
     except FormatError:
         raise
     except Exception as e:
-        raise FormatError(f"coremltools cannot reload {path}: {_first_line(e)}",
+        raise FormatError(f"coremltools cannot reload {path}: {first_line(e)}",
                           hint="the package is damaged; convert again") from None
     return spec, prog.functions["main"]
 
@@ -239,7 +251,7 @@ class CoreMLRunner(Runner):
             with _quiet():
                 self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
         except Exception as e:  # pragma: no cover - macOS only
-            raise FormatError(f"Core ML cannot load {path}: {_first_line(e)}") from None
+            raise FormatError(f"Core ML cannot load {path}: {first_line(e)}") from None
         spec = self.model.get_spec()
         self._inputs = tuple(TensorSpec(name=i.name, shape=tuple(i.type.multiArrayType.shape) or (1,),
                                         dtype="float32") for i in spec.description.input)
@@ -305,7 +317,7 @@ class CoreMLTarget(Target):
             with _quiet():
                 model.save(str(path))
         except Exception as e:
-            raise UnsupportedError(f"coremltools could not save the package: {_first_line(e)}") from None
+            raise UnsupportedError(f"coremltools could not save the package: {first_line(e)}") from None
         spec, fn = _load_program(path)
         hist = op_histogram(fn)
         config["ops"] = hist
@@ -354,7 +366,7 @@ class CoreMLTarget(Target):
             with _quiet():
                 return torch.export.export(module, tuple(args)).run_decompositions({})
         except Exception as e:
-            raise UnsupportedError(f"torch.export could not export {source.name} for Core ML: {_first_line(e)}",
+            raise UnsupportedError(f"torch.export could not export {source.name} for Core ML: {first_line(e)}",
                                    hint="make the model torch.export-able (no data-dependent control flow)") from None
 
     @staticmethod
@@ -383,7 +395,7 @@ class CoreMLTarget(Target):
                     minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET_FOR.get(precision, DEPLOYMENT_TARGET)),
                     **kwargs)
         except Exception as e:
-            raise UnsupportedError(f"coremltools could not convert {source.name}: {_first_line(e)}",
+            raise UnsupportedError(f"coremltools could not convert {source.name}: {first_line(e)}",
                                    hint="the op or pattern named above has no Core ML translation") from None
 
     def _compress(self, ct: Any, model: Any, precision: str, config: dict[str, Any]) -> Any:
@@ -411,7 +423,7 @@ class CoreMLTarget(Target):
             with _quiet():
                 return fn(model, cto.OptimizationConfig(global_config=op_cfg))
         except Exception as e:
-            raise UnsupportedError(f"coremltools could not compress the weights to {precision}: {_first_line(e)}") from None
+            raise UnsupportedError(f"coremltools could not compress the weights to {precision}: {first_line(e)}") from None
 
     @staticmethod
     def _io(spec: Any, source: Source, image: dict[str, Any] | None) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -555,7 +567,7 @@ class CoreMLTarget(Target):
     @staticmethod
     def _weight_checks(pairs: list[tuple[str, np.ndarray, np.ndarray]], precision: str,
                        cfg: DeployConfig) -> tuple[list[OutputCheck], str]:
-        from ..verify import _cosine_sqnr
+        from ..fidelity import cosine_sqnr
 
         if precision == "fp32":
             rule, tol = "max |w - w_src| <= 1e-6 * max |w_src| per tensor (exact copy)", 1e-6
@@ -568,7 +580,7 @@ class CoreMLTarget(Target):
             diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
             scale = float(np.abs(ref).max()) or 1.0
             max_abs, max_rel = float(diff.max()), float(diff.max()) / scale
-            cos, sqnr = _cosine_sqnr(ref, got)
+            cos, sqnr = cosine_sqnr(ref, got)
             ok = bool(np.isfinite(got).all()) and (max_rel <= tol if tol is not None else cos >= cfg.min_cosine)
             agg["max_abs"] = max(agg["max_abs"], max_abs)
             agg["max_rel"] = max(agg["max_rel"], max_rel)

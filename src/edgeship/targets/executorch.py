@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .._util import native_stderr_silenced, tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
-from ..quant.data import calibration_samples
-
-from ..errors import FormatError, UnsupportedError
+from ..data import calibration_samples
+from ..errors import FormatError, UnsupportedError, first_line
 from . import Runner, Target
-from .onnx import _first_line, _quiet
+from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -73,7 +72,10 @@ def _clamp_quantizer(fuse_clamps: bool = True, float_stem: bool = False) -> Any:
         get_output_act_qspec,
         get_weight_qspec,
     )
-    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY, QuantizationAnnotation
+    from torchao.quantization.pt2e.quantizer.quantizer import (
+        Q_ANNOTATION_KEY,
+        QuantizationAnnotation,
+    )
 
     clamps = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default,
               torch.ops.aten.clamp.default, torch.ops.aten.relu6.default}
@@ -216,7 +218,9 @@ class ExecuTorchRunner(Runner):
     def __init__(self, path: Path, threads: int = 1, outputs: tuple[TensorSpec, ...] = ()) -> None:
         super().__init__(path, threads)
         try:
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            from executorch.extension.pybindings.portable_lib import (
+                _unsafe_reset_threadpool,
+            )
             from executorch.runtime import Runtime
         except ImportError as e:  # pragma: no cover - guarded by ensure_environment
             raise UnsupportedError(f"executorch.runtime is not importable: {e}",
@@ -228,7 +232,7 @@ class ExecuTorchRunner(Runner):
                 self.program = Runtime.get().load_program(Path(path))
                 self.method = self.program.load_method("forward")
             except Exception as e:
-                raise FormatError(f"ExecuTorch cannot load {path}: {_first_line(e)}",
+                raise FormatError(f"ExecuTorch cannot load {path}: {first_line(e)}",
                                   hint="the .pte may be truncated or built for another ExecuTorch version") from None
         meta = self.method.metadata
         specs = []
@@ -249,7 +253,7 @@ class ExecuTorchRunner(Runner):
         try:
             out = self.method.execute(args)
         except Exception as e:
-            raise FormatError(f"ExecuTorch failed to run {self.path.name}: {_first_line(e)}",
+            raise FormatError(f"ExecuTorch failed to run {self.path.name}: {first_line(e)}",
                               hint="check the input shapes and dtypes against the model's inputs") from None
         return [o.detach().numpy().copy() if hasattr(o, "detach") else np.asarray(o) for o in out]
 
@@ -310,7 +314,7 @@ class ExecuTorchTarget(Target):
             with _quiet():
                 program = edge.to_executorch()
         except Exception as e:
-            raise UnsupportedError(f"ExecuTorch could not serialise {source.name}: {_first_line(e)}",
+            raise UnsupportedError(f"ExecuTorch could not serialise {source.name}: {first_line(e)}",
                                    hint="an op without an ExecuTorch kernel; see the not-delegated ops") from None
         (out_dir / MODEL_FILE).write_bytes(program.buffer)
         inputs = tuple(s.model_copy(update={"shape": tuple(int(d) for d in a.shape)})
@@ -335,7 +339,7 @@ class ExecuTorchTarget(Target):
             with _quiet():
                 return torch.export.export(source.module, args)
         except Exception as e:
-            raise UnsupportedError(f"torch.export could not export {source.name} for ExecuTorch: {_first_line(e)}",
+            raise UnsupportedError(f"torch.export could not export {source.name} for ExecuTorch: {first_line(e)}",
                                    hint="make the model torch.export-able (no data-dependent control flow)") from None
 
     def _quantize(self, source: Source, ep: Any, args: tuple, calib: list,
@@ -359,13 +363,15 @@ class ExecuTorchTarget(Target):
                 m = convert_pt2e(m)
                 qep = torch.export.export(m, args)
         except Exception as e:
-            raise UnsupportedError(f"PT2E int8 quantisation failed for {source.name}: {_first_line(e)}",
+            raise UnsupportedError(f"PT2E int8 quantisation failed for {source.name}: {first_line(e)}",
                                    hint="build the fp32 artifact only (drop --quantize int8)") from None
         return qep, quantizer.fused, quantizer.kept_float, corrected
 
     @staticmethod
     def _lower(source: Source, ep: Any) -> Any:
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackPartitioner,
+        )
         from executorch.exir import to_edge_transform_and_lower
 
         try:
@@ -374,7 +380,7 @@ class ExecuTorchTarget(Target):
         except Exception as e:
             ops = _ops_named_in(str(e), ep)
             raise UnsupportedError(
-                f"ExecuTorch could not lower {source.name}: {_first_line(e)}" + (f" (ops: {ops})" if ops else ""),
+                f"ExecuTorch could not lower {source.name}: {first_line(e)}" + (f" (ops: {ops})" if ops else ""),
                 hint="replace the named op or module with a core ATen equivalent",
                 ops=ops) from None
 

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .._util import quiet, tool_versions
-from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
-from ..errors import FormatError, UnsupportedError
+from ..artifact import Artifact, Format, Provenance, file_entries
+from ..errors import UnsupportedError, first_line
+from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG, OnnxRunner, io_specs
+from ..runner import Runner
 from ..sources import ONNX_METADATA_PREFIX as METADATA_PREFIX
-from . import Runner, Target
+from . import Target
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -24,36 +26,7 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.onnx"
 
 
-def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Inputs (without initializers) and outputs of an ONNX ModelProto as TensorSpecs."""
-    from onnx import helper
-
-    inits = {i.name for i in model.graph.initializer}
-
-    def spec(v: Any) -> TensorSpec:
-        tt = v.type.tensor_type
-        dims: list[int | str] = []
-        for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
-            else:
-                dims.append(d.dim_param or f"d{i}")
-        try:
-            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
-        except Exception:
-            dtype = str(tt.elem_type)
-        return TensorSpec(name=v.name, shape=tuple(dims), dtype=dtype)
-
-    ins = tuple(spec(v) for v in model.graph.input if v.name not in inits)
-    outs = tuple(spec(v) for v in model.graph.output)
-    return ins, outs
-
-
 SCOPE_KEYS = ("pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
-# weight-only int8 (DequantizeLinear on constant weights): fold the dequantisation at load
-WEIGHT_ONLY_SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
-
-
 def _node_scopes(model: Any) -> dict[str, list[tuple[str, str]]]:
     """node name -> the exporter's source-module metadata (onnxslim drops node metadata)."""
     return {n.name: [(p.key, p.value) for p in n.metadata_props if p.key in SCOPE_KEYS]
@@ -73,68 +46,9 @@ def _restore_scopes(model: Any, scopes: dict[str, list[tuple[str, str]]]) -> Non
                 p.key, p.value = k, v
 
 
-def node_attribute(node: Any, name: str, default: Any) -> Any:
-    """An ONNX node's attribute value by name, or ``default`` when the node does not set it."""
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e)
-    for marker in ("<class '", "Exception summary"):
-        if marker in text:  # torch.onnx puts the real cause in an 'Exception summary' block
-            tail = text.split("## Exception summary", 1)[-1].strip().splitlines()
-            for line in tail:
-                if line.strip():
-                    return line.strip()[:400]
-    return (text.strip().splitlines() or [type(e).__name__])[0][:400]
-
-
-def _quiet() -> Any:
+def quiet_exporter() -> Any:
     """Keep converter chatter (prints, warnings, logs) off the user's screen."""
     return quiet("torch", "torch.onnx", "torch.export", "onnxscript", "onnx_ir")
-
-
-class OnnxRunner(Runner):
-    def __init__(self, path: Path, threads: int = 1, session_config: dict[str, str] | None = None) -> None:
-        super().__init__(path, threads)
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        for k, v in (session_config or {}).items():  # e.g. weight-only int8: dequantise the weights once, at load
-            so.add_session_config_entry(k, v)
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 4  # failures reach the user as typed errors carrying ORT's message
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise FormatError(f"ONNX Runtime cannot load {path}: {_first_line(e)}",
-                              hint="check the file with onnx.checker, or export it again") from None
-        self._inputs = tuple(
-            TensorSpec(name=i.name, shape=tuple(d if isinstance(d, int) else (d or f"d{k}") for k, d in enumerate(i.shape)),
-                       dtype=_ort_dtype(i.type))
-            for i in self.session.get_inputs()
-        )
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        try:
-            return list(self.session.run(self.output_names, feeds))
-        except Exception as e:  # ORT's own errors carry no type worth keeping
-            raise FormatError(f"ONNX Runtime failed to run {self.path.name}: {_first_line(e)}",
-                              hint="check the input shapes and dtypes; a corrupt model or one that needs more "
-                                   "memory than allowed fails here too") from None
 
 
 def artifact_from_onnx(path: Path) -> Artifact | None:
@@ -161,13 +75,6 @@ def artifact_from_onnx(path: Path) -> Artifact | None:
     )
 
 
-def _ort_dtype(t: str) -> str:
-    table = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-             "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(int16)": "int16"}
-    return table.get(t, t)
-
-
 class OnnxTarget(Target):
     name: ClassVar[str] = "onnx"
     format: ClassVar[Format] = Format.onnx
@@ -176,6 +83,10 @@ class OnnxTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8", "fp16")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+
+    @classmethod
+    def artifact_from_file(cls, path: Path) -> Artifact | None:
+        return artifact_from_onnx(path)
 
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                 parent: Artifact | None = None) -> Artifact:
@@ -198,10 +109,10 @@ class OnnxTarget(Target):
             try:
                 import onnxslim
 
-                with _quiet():
+                with quiet_exporter():
                     model = onnxslim.slim(model)
             except Exception as e:  # slimming is an optimisation: keep the exported graph
-                notes.append(f"onnxslim failed and was skipped: {_first_line(e)}")
+                notes.append(f"onnxslim failed and was skipped: {first_line(e)}")
         _restore_scopes(model, scopes)
         inputs, outputs = io_specs(model)
         pre = source.preprocess
@@ -255,7 +166,7 @@ class OnnxTarget(Target):
                 dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in examples)
             args = tuple(examples)
         try:
-            with _quiet():
+            with quiet_exporter():
                 program = torch.onnx.export(
                     model, args, dynamo=True, input_names=in_names, output_names=out_names,
                     dynamic_shapes=dynamic_shapes, opset_version=cfg.opset, external_data=False,
@@ -281,7 +192,7 @@ class OnnxTarget(Target):
                             q.key, q.value = k, v
         except Exception as e:
             raise UnsupportedError(
-                f"torch.onnx could not export {source.name}: {_first_line(e)}",
+                f"torch.onnx could not export {source.name}: {first_line(e)}",
                 hint="make the model torch.export-able (no data-dependent control flow), "
                      "or pass --no-dynamic-batch if the batch axis is the problem",
             ) from None

@@ -24,10 +24,10 @@ import numpy as np
 
 from .._util import tool_versions
 from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
-from ..quant.data import calibration_samples
-from ..errors import FormatError, UnsupportedError
+from ..data import calibration_samples
+from ..errors import FormatError, UnsupportedError, first_line
 from . import Runner, Target
-from .onnx import _first_line, _quiet
+from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -63,7 +63,7 @@ class OpenVinoRunner(Runner):
             with _quiet():
                 self.compiled = core.compile_model(core.read_model(str(path)), device, props)
         except Exception as e:
-            raise FormatError(f"OpenVINO cannot load {path}: {_first_line(e)}",
+            raise FormatError(f"OpenVINO cannot load {path}: {first_line(e)}",
                               hint="check that model.bin sits beside model.xml, or convert again") from None
         self.request = self.compiled.create_infer_request()
         specs = []
@@ -83,7 +83,7 @@ class OpenVinoRunner(Runner):
         try:
             res = self.request.infer({i: feeds[s.name] for i, s in enumerate(self._inputs)})
         except Exception as e:
-            raise FormatError(f"OpenVINO failed to run {self.path.name}: {_first_line(e)}",
+            raise FormatError(f"OpenVINO failed to run {self.path.name}: {first_line(e)}",
                               hint="check the input shapes and dtypes against the model's inputs") from None
         return [np.array(res[o]) for o in self.compiled.outputs]
 
@@ -132,7 +132,7 @@ class OpenVinoTarget(Target):
             with _quiet():
                 ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))
         except Exception as e:
-            raise UnsupportedError(f"OpenVINO could not save the IR: {_first_line(e)}") from None
+            raise UnsupportedError(f"OpenVINO could not save the IR: {first_line(e)}") from None
         inputs, outputs = self._io(model, source)
         notes.append("the runner sets INFERENCE_PRECISION_HINT=f32 (OpenVINO would run fp32 in bf16 on CPUs with "
                      "bf16 support); deploy with the device default for speed only if that fidelity is acceptable")
@@ -154,7 +154,7 @@ class OpenVinoTarget(Target):
                 with _quiet():
                     model = ov.convert_model(str(source.path))
             except Exception as e:
-                raise UnsupportedError(f"OpenVINO could not convert {source.name}: {_first_line(e)}",
+                raise UnsupportedError(f"OpenVINO could not convert {source.name}: {first_line(e)}",
                                        hint=_unsupported_hint(str(e))) from None
             how = "onnx"
         else:
@@ -163,7 +163,7 @@ class OpenVinoTarget(Target):
                 with _quiet():
                     model = ov.convert_model(ep)
             except Exception as e:
-                raise UnsupportedError(f"OpenVINO could not convert {source.name}: {_first_line(e)}",
+                raise UnsupportedError(f"OpenVINO could not convert {source.name}: {first_line(e)}",
                                        hint=_unsupported_hint(str(e))) from None
             how = "torch.export" + (" (dynamic batch)" if dynamic else " (static)")
         self._name_and_shape(model, source)
@@ -185,12 +185,12 @@ class OpenVinoTarget(Target):
                     return torch.export.export(source.module, doubled,
                                                dynamic_shapes=tuple({0: batch} for _ in doubled)), True
             except Exception as e:  # a model that fixes its batch: export it static
-                errors.append(_first_line(e))
+                errors.append(first_line(e))
         try:
             with _quiet():
                 return torch.export.export(source.module, tuple(examples)), False
         except Exception as e:
-            raise UnsupportedError(f"torch.export could not export {source.name} for OpenVINO: {_first_line(e)}",
+            raise UnsupportedError(f"torch.export could not export {source.name} for OpenVINO: {first_line(e)}",
                                    hint="make the model torch.export-able (no data-dependent control flow)") from None
 
     @staticmethod
@@ -245,7 +245,7 @@ class OpenVinoTarget(Target):
                     kwargs["model_type"] = model_type
                 return nncf.quantize(model, dataset, **kwargs)
         except Exception as e:
-            raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}: {_first_line(e)}",
+            raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}: {first_line(e)}",
                                    hint="build the fp32 (or fp16) artifact only") from None
         finally:
             nncf_log.setLevel(level)

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, ClassVar
 from .._util import tool_versions
 from ..artifact import Artifact, Format, Provenance, file_entries
 from ..errors import FormatError, UnsupportedError
+from ..formats.onnx import OnnxRunner
 from . import Runner, Target
 from .onnx import MODEL_FILE as ONNX_FILE
-from .onnx import OnnxRunner, OnnxTarget
+from .onnx import OnnxTarget
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -59,7 +60,7 @@ class OrtTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
-    derives_from: ClassVar[str] = "onnx"  # deploy passes the onnx fp32 of the same run as parent
+    derives_from: ClassVar[str | None] = "onnx"  # deploy passes the onnx fp32 of the same run as parent
 
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                 parent: Artifact | None = None) -> Artifact:

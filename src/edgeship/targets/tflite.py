@@ -37,10 +37,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .._util import tool_versions
-from ..artifact import Artifact, Format, Preprocess, Provenance, TensorSpec, file_entries
-from ..errors import FormatError, UnsupportedError
+from ..artifact import (
+    Artifact,
+    Format,
+    Preprocess,
+    Provenance,
+    TensorSpec,
+    file_entries,
+)
+from ..errors import FormatError, UnsupportedError, first_line
 from . import Runner, Target
-from .onnx import _first_line, _quiet
+from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -114,7 +121,7 @@ class TfliteRunner(Runner):
                 self.interpreter = Interpreter(model_path=str(path), num_threads=self.num_threads)
                 self.interpreter.allocate_tensors()
         except Exception as e:
-            raise FormatError(f"LiteRT cannot load {path}: {_first_line(e)}",
+            raise FormatError(f"LiteRT cannot load {path}: {first_line(e)}",
                               hint="check that it is a .tflite flatbuffer; convert it again") from None
         it = self.interpreter
         in_details, out_details = it.get_input_details(), it.get_output_details()
@@ -154,7 +161,7 @@ class TfliteRunner(Runner):
             it.invoke()
             return [np.array(it.get_tensor(idx)) for idx in self._out_index]
         except Exception as e:
-            raise FormatError(f"LiteRT failed to run {self.path.name}: {_first_line(e)}",
+            raise FormatError(f"LiteRT failed to run {self.path.name}: {first_line(e)}",
                               hint="check the input shapes and dtypes against the model's inputs") from None
 
 
@@ -162,7 +169,7 @@ def artifact_from_tflite(path: Path) -> Artifact:
     """An in-memory artifact for a bare .tflite file (no artifact.json): its inputs and outputs, read
     by the LiteRT interpreter in an isolated child. Enough to run and benchmark it; no preprocessing
     or labels are known, so it does not classify."""
-    from ..analysis.tflite_graph import read_tflite
+    from ..formats.tflite import read_tflite
 
     data = read_tflite(path)
     tensors = {t["index"]: t for t in data["tensors"]}
@@ -192,6 +199,10 @@ class TfliteTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+
+    @classmethod
+    def artifact_from_file(cls, path: Path) -> Artifact | None:
+        return artifact_from_tflite(path)
 
     # -- convert ----------------------------------------------------------------------------
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
@@ -306,7 +317,7 @@ class TfliteTarget(Target):
                 modules=[m["module"] for m in missing])
         m = re.search(r"Lowering not found: (\S+)", text)
         node = re.search(r"While executing %(\S+) : .*?target=([\w.]+)", text)
-        detail = _first_line(e)
+        detail = first_line(e)
         if m:
             detail = f"no LiteRT lowering for {m.group(1)}" + (f" (node {node.group(1)})" if node else "")
         elif node:
@@ -329,7 +340,7 @@ class TfliteTarget(Target):
             except Exception as e:
                 failure = e
         if failure is not None:
-            raise UnsupportedError(f"ai-edge-quantizer could not cast {source.name} to fp16: {_first_line(failure)}",
+            raise UnsupportedError(f"ai-edge-quantizer could not cast {source.name} to fp16: {first_line(failure)}",
                                    hint="use the fp32 artifact") from None
         (out_dir / MODEL_FILE).write_bytes(bytes(model))
         return self._derived(source, out_dir, parent, "fp16", parent.inputs, parent.preprocess,
@@ -352,7 +363,7 @@ class TfliteTarget(Target):
         in_tensor = [d["name"] for d in runner.interpreter.get_input_details()]
         sig = next(iter(runner.interpreter.get_signature_list()), "serving_default")
         del runner
-        from ..quant.data import calibration_samples
+        from ..data import calibration_samples
 
         samples = calibration_samples(source, cfg)
         from ..verify import artifact_inputs
@@ -363,21 +374,21 @@ class TfliteTarget(Target):
             xs = artifact_inputs(source, parent_f, s)
             calib.append({k: np.asarray(x).astype(t.dtype) for k, x, t in zip(sig_keys, xs, parent.inputs)})
 
-        O = qtyping.TFLOperationName
+        op_name = qtyping.TFLOperationName
 
         def make_quantizer(model_bytes: bytes) -> Any:
             q = quantizer.Quantizer(bytearray(model_bytes), recipe.static_wi8_ai8())
-            q.update_quantization_recipe(regex=".*", operation_name=O.OUTPUT, op_config=qtyping.OpQuantizationConfig(),
+            q.update_quantization_recipe(regex=".*", operation_name=op_name.OUTPUT, op_config=qtyping.OpQuantizationConfig(),
                                          algorithm_key=AlgorithmName.NO_QUANTIZE)
             if uint8_in:
                 q.update_quantization_recipe(
-                    regex=".*", operation_name=O.INPUT,
+                    regex=".*", operation_name=op_name.INPUT,
                     op_config=qtyping.OpQuantizationConfig(
                         activation_tensor_config=qtyping.TensorQuantizationConfig(
                             num_bits=8, symmetric=False, dtype=qtyping.TensorDataType.UINT),
                         compute_precision=qtyping.ComputePrecision.INTEGER))
             else:
-                q.update_quantization_recipe(regex=".*", operation_name=O.INPUT, op_config=qtyping.OpQuantizationConfig(),
+                q.update_quantization_recipe(regex=".*", operation_name=op_name.INPUT, op_config=qtyping.OpQuantizationConfig(),
                                              algorithm_key=AlgorithmName.NO_QUANTIZE)
             return q
 
@@ -415,7 +426,7 @@ class TfliteTarget(Target):
             except Exception as e:
                 failure = e
         if failure is not None:
-            raise UnsupportedError(f"ai-edge-quantizer could not quantise {source.name} to int8: {_first_line(failure)}",
+            raise UnsupportedError(f"ai-edge-quantizer could not quantise {source.name} to int8: {first_line(failure)}",
                                    hint="use the fp32 or fp16 artifact") from None
         (out_dir / MODEL_FILE).write_bytes(bytes(model))
 

@@ -1,0 +1,57 @@
+"""The one interface every runtime implements: a loaded model, numpy inputs in, numpy outputs out.
+
+It sits at the bottom of the layers (it knows tensor specs and errors only), so sources, the
+quantisation flow, verification and the benchmark run any model through it without importing
+a target.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import TensorSpec
+from .errors import InputError
+
+__all__ = ["Runner"]
+
+
+class Runner(ABC):
+    """A loaded model: numpy inputs in, numpy outputs out. Loads once; thread count explicit."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        self.threads = threads
+
+    @property
+    @abstractmethod
+    def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def run(self, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
+        specs = self.inputs
+        if isinstance(inputs, dict):
+            feeds = dict(inputs)
+            missing = [s.name for s in specs if s.name not in feeds]
+            if missing:
+                raise InputError(f"missing model inputs: {', '.join(missing)}",
+                                 hint=f"the model takes {', '.join(s.name for s in specs)}")
+        else:
+            if len(inputs) != len(specs):
+                raise InputError(f"the model takes {len(specs)} inputs, got {len(inputs)}",
+                                 hint=f"inputs: {', '.join(f'{s.name} {s.shape} {s.dtype}' for s in specs)}")
+            feeds = {s.name: a for s, a in zip(specs, inputs)}
+        for s in specs:
+            a = np.asarray(feeds[s.name])
+            if not s.fits(a.shape):
+                raise InputError(f"input {s.name!r} has shape {tuple(a.shape)}, the model takes {s.shape}",
+                                 hint="resize or reshape the input to fit")
+            if a.dtype != np.dtype(s.dtype):
+                a = a.astype(s.dtype)
+            feeds[s.name] = np.ascontiguousarray(a)
+        return self._run(feeds)
