@@ -255,3 +255,27 @@ def small_vocab() -> nn.Module:
 def big_vocab() -> nn.Module:
     torch.manual_seed(0)
     return BagOfWords(30000).eval()
+
+
+class SentenceEmbedder(nn.Module):
+    """Token ids -> a unit-length sentence embedding (mean-pooled transformer states): an output
+    whose argmax means nothing, judged by cosine."""
+
+    def __init__(self, vocab: int = 1000, dim: int = 64, seq: int = 16) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        layer = nn.TransformerEncoderLayer(dim, nhead=4, dim_feedforward=128, batch_first=True, dropout=0.0)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.proj = nn.Linear(dim, dim)
+        self.seq = seq
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.proj(self.encoder(self.emb(ids)).mean(dim=1))
+        return torch.nn.functional.normalize(h, dim=-1)
+
+
+def sentence_embedder() -> TorchModel:
+    torch.manual_seed(0)
+    m = SentenceEmbedder().eval()
+    return TorchModel(module=m, example_inputs=(torch.randint(0, 1000, (1, 16), dtype=torch.int64),),
+                      input_names=("ids",), output_names=("embedding",), name="sentence-embedder")

@@ -48,7 +48,7 @@ PANELS: dict[str, tuple[str, ...]] = {
                  "baseline", "threads", "runs", "top", "top_k", "threshold"),
     "Model input": ("input_shape", "input_dtype", "input_range", "preprocess", "labels", "weights", "allow_pickle"),
     "Quantization (int8, fp16)": ("method", "calibration", "calib", "calib_samples", "eval", "eval_samples",
-                                  "max_drop", "max_float_layers", "bias_correction"),
+                                  "max_drop", "max_float_layers", "bias_correction", "task"),
     "Verification": ("samples", "atol", "rtol", "min_cosine"),
     "Export": ("opset", "slim", "dynamic_batch", "isolate"),
     "Benchmark": ("bench_threads", "bench_runs", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",

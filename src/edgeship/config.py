@@ -121,6 +121,10 @@ class VerifyConfig(ConfigModel):
                                         "(or in label accuracy when --eval data has labels)")
     eval_samples: int = Field(256, ge=1, le=4096,
                               description="fp16/int8: number of evaluation inputs (photos and crops, never calibration data)")
+    task: Literal["auto", "classify", "other"] = Field(
+        "auto", description="how fp16/int8 fidelity is judged: classify (top-1 agreement, label accuracy, and cosine), "
+                            "other (cosine per output: embeddings, detections, any tensor), or auto (classify when "
+                            "labels count the output's columns or its name says logits/probs/scores)")
 
 
 class QuantizeConfig(ConfigModel):

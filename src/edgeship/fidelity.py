@@ -9,10 +9,13 @@ ordering is).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["cosine_sqnr", "sqnr_db", "db_from_sums", "kl_divergence", "softmax", "top_k_agreement"]
+__all__ = ["cosine_sqnr", "sqnr_db", "db_from_sums", "kl_divergence", "softmax", "top_k_agreement", "is_classifier",
+           "judge"]
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -58,3 +61,57 @@ def top_k_agreement(ref: np.ndarray, out: np.ndarray, k: int = 1) -> float:
     r = np.asarray(ref).argmax(1)
     top = np.argsort(-np.asarray(out), axis=1)[:, :k]
     return float(np.mean([t in row for t, row in zip(r, top)]))
+
+
+# ---- the one rule for reduced precision (verify and the quantisation budget alike) -------------
+
+#: output names that declare a classifier's scores when no labels say so
+CLASSIFIER_WORDS = ("logit", "prob", "score", "class")
+
+
+def is_classifier(ref: np.ndarray, name: str = "", labels: Sequence[str] | None = None, task: str = "auto") -> bool:
+    """Whether an output is judged as class scores (top-k agreement, label accuracy) or as any other
+    tensor (cosine and SQNR only). ``task`` 'classify' or 'other' decides; 'auto' takes a 2-D
+    (batch, classes) output as class scores when the model's labels count its columns, or when
+    its name says so (logits, probs, scores): an embedding vector's argmax means nothing."""
+    if task == "classify":
+        return np.ndim(ref) == 2 and np.shape(ref)[1] > 1
+    if task == "other" or np.ndim(ref) != 2 or np.shape(ref)[1] < 2:
+        return False
+    if labels and len(labels) == np.shape(ref)[1]:
+        return True
+    return any(w in name.lower() for w in CLASSIFIER_WORDS)
+
+
+def judge(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], *, classifier: bool, min_cosine: float,
+          max_drop: float, labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """Fidelity figures of a reduced-precision model against its fp32 reference (one array per
+    output, samples on axis 0) and whether they pass: every output's cosine >= ``min_cosine``
+    and, for a classifier, a fall in label accuracy <= ``max_drop`` when ``labels`` (the true class
+    of each sample) are known, else top-1 agreement >= 1 - ``max_drop``."""
+    cos_sqnr = [cosine_sqnr(r, g) for r, g in zip(ref, got)]
+    cosines = [c for c, _ in cos_sqnr]
+    sq = [s for _, s in cos_sqnr if s is not None]
+    out: dict[str, Any] = {"cosine": min(cosines), "sqnr_db": min(sq) if sq else None,
+                           "samples": int(np.shape(ref[0])[0]), "judged_as": "classifier" if classifier else "tensor"}
+    if len(cosines) > 1:
+        out["cosines"] = cosines
+    passed = out["cosine"] >= min_cosine
+    rule = f"cosine >= {min_cosine:g} per output"
+    if classifier:
+        r, g = np.asarray(ref[0], np.float64), np.asarray(got[0], np.float64)
+        out["top1_agreement"] = top_k_agreement(r, g, 1)
+        out["top5_agreement"] = top_k_agreement(r, g, min(5, r.shape[1]))
+        out["kl_divergence"] = kl_divergence(r, g)
+        if labels is not None:
+            lab = np.asarray(labels)
+            out["accuracy_fp32"] = float(np.mean(r.argmax(1) == lab))
+            out["accuracy"] = float(np.mean(g.argmax(1) == lab))
+            passed = passed and out["accuracy_fp32"] - out["accuracy"] <= max_drop + 1e-12
+            rule += f", label accuracy at most {max_drop:.3g} below fp32's"
+        else:
+            passed = passed and out["top1_agreement"] >= 1.0 - max_drop - 1e-12
+            rule += f", top-1 agreement >= {1.0 - max_drop:.3g}"
+    out["criterion"] = rule
+    out["passed"] = bool(passed)
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 
 from .artifact import Artifact, OutputCheck, Verification
 from .errors import EdgeshipError, ValidationError
-from .fidelity import cosine_sqnr, kl_divergence
+from .fidelity import cosine_sqnr, is_classifier, judge, kl_divergence, top_k_agreement
 
 if TYPE_CHECKING:
     from .config import VerifyConfig
@@ -24,18 +24,21 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     as one batch, so a broken dynamic axis fails here rather than on a device.
 
     fp32 artifacts pass when every element has ``|a - ref| <= atol + rtol * |ref|``
-    (numpy.allclose semantics). Reduced-precision artifacts (fp16, int8, ...) pass on fidelity:
-    every output's cosine similarity >= ``min_cosine`` and, for classifiers, top-1 agreement >=
-    ``1 - max_drop``, on ``eval_samples`` inputs never used for calibration. ``max_rel`` is the max abs error divided by the largest |ref| of that output.
+    (numpy.allclose semantics). Reduced-precision artifacts (fp16, int8, ...) pass on fidelity by
+    the rule the quantisation budget uses (:func:`edgeship.fidelity.judge`): every output's cosine
+    >= ``min_cosine`` and, for class scores only (:func:`edgeship.fidelity.is_classifier`), label
+    accuracy or top-1 agreement within ``max_drop``, on ``eval_samples`` inputs never used for
+    calibration. ``max_rel`` is the max abs error divided by the largest |ref| of that output.
     """
     exact = artifact.precision == "fp32"
+    eval_labels = None
     if exact:
         samples, origin = source.verification_inputs(limit=cfg.samples), source.inputs_origin("verification")
     else:  # reduced precision: the evaluation data (--eval, else the source's own), never calibration data
         from .data import load_samples
 
         spec = getattr(cfg, "eval", None)
-        samples = load_samples(spec, source, cfg.eval_samples, "evaluation")[0]
+        samples, eval_labels = load_samples(spec, source, cfg.eval_samples, "evaluation")
         origin = f"evaluation data {spec}" if spec else source.inputs_origin("evaluation")
     refs = [source.run(s) for s in samples]
     try:
@@ -84,19 +87,20 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
                                   mean_abs=mean_abs, cosine=cos, sqnr_db=sqnr, passed=ok))
     top1 = top5 = kl = None
     r0, g0 = ref_cat[0], got_cat[0]
-    if r0.ndim == 2 and r0.shape[1] > 1:
-        ref_top = np.argmax(r0, 1)
-        top1 = float(np.mean(ref_top == np.argmax(g0, 1)))
-        k5 = min(5, r0.shape[1])
-        top5 = float(np.mean([t in row for t, row in zip(ref_top, np.argsort(-g0, 1)[:, :k5])]))
-        kl = kl_divergence(r0, g0)
+    classifier = is_classifier(r0, source.outputs[0].name if source.outputs else "", source.labels,
+                               getattr(cfg, "task", "auto"))
     if exact:
+        if classifier:  # reported beside the element-wise rule, which alone decides
+            top1, top5 = top_k_agreement(r0, g0, 1), top_k_agreement(r0, g0, min(5, r0.shape[1]))
+            kl = kl_divergence(r0, g0)
         criterion = f"|err| <= {cfg.atol:g} + {cfg.rtol:g}*|ref| for every element"
         passed = all(c.passed for c in checks)
-    else:
-        floor = 1.0 - cfg.max_drop
-        criterion = f"cosine >= {cfg.min_cosine:g} per output" + (f", top-1 agreement >= {floor:.3g}" if top1 is not None else "")
-        passed = all(c.passed for c in checks) and (top1 is None or top1 >= floor - 1e-12)
+    else:  # the rule the quantisation budget uses (edgeship.fidelity.judge)
+        j = judge(ref_cat, got_cat, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop,
+                  labels=eval_labels)
+        top1, top5, kl = j.get("top1_agreement"), j.get("top5_agreement"), j.get("kl_divergence")
+        criterion = j["criterion"] + ("" if classifier else " (judged as a tensor, not class scores)")
+        passed = j["passed"] and all(c.passed for c in checks)
     return Verification(
         reference=f"{source.kind} source {source.name}", samples=len(samples), inputs=origin, batch_sizes=tuple(batch_sizes),
         atol=cfg.atol, rtol=cfg.rtol, outputs=tuple(checks), top1_agreement=top1, top5_agreement=top5,

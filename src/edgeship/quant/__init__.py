@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UnsupportedError, ValidationError
-from ..fidelity import cosine_sqnr, kl_divergence, top_k_agreement
+from ..fidelity import is_classifier, judge
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -65,28 +65,10 @@ def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
-def fidelity(ref: list[np.ndarray], got: list[np.ndarray], labels: list[int] | None = None) -> dict[str, Any]:
-    r, g = np.asarray(ref[0], np.float64), np.asarray(got[0], np.float64)
-    rf, gf = np.concatenate([x.ravel() for x in ref]), np.concatenate([x.ravel() for x in got])
-    cos, sqnr = cosine_sqnr(rf, gf)
-    out: dict[str, Any] = {"cosine": cos, "sqnr_db": sqnr, "samples": int(r.shape[0])}
-    if r.ndim == 2 and r.shape[1] > 1:
-        out["top1_agreement"] = top_k_agreement(r, g, 1)
-        out["top5_agreement"] = top_k_agreement(r, g, 5)
-        out["kl_divergence"] = kl_divergence(r, g)
-        if labels is not None:
-            lab = np.asarray(labels)
-            out["accuracy_fp32"] = float(np.mean(r.argmax(1) == lab))
-            out["accuracy"] = float(np.mean(g.argmax(1) == lab))
-    return out
-
-
-def within_budget(f: dict[str, Any], cfg: DeployConfig) -> bool:
-    if "accuracy" in f:
-        return f["accuracy_fp32"] - f["accuracy"] <= cfg.max_drop and f["cosine"] >= cfg.min_cosine
-    if "top1_agreement" in f:
-        return 1.0 - f["top1_agreement"] <= cfg.max_drop and f["cosine"] >= cfg.min_cosine
-    return f["cosine"] >= cfg.min_cosine
+def fidelity(ref: list[np.ndarray], got: list[np.ndarray], cfg: DeployConfig, classifier: bool,
+             labels: list[int] | None = None) -> dict[str, Any]:
+    """The budget's figures and verdict: :func:`edgeship.fidelity.judge`, the rule verify applies."""
+    return judge(ref, got, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop, labels=labels)
 
 
 def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 100,
@@ -128,6 +110,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
 
     eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
     ref = run_model(fp32.model_path, names, eval_samples, batch)
+    classifier = is_classifier(ref[0], source.outputs[0].name if source.outputs else "", source.labels,
+                               getattr(cfg, "task", "auto"))
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
                               "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
@@ -149,10 +133,10 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             return samples
 
         def step(path: Path, excluded: list[str], note: str) -> dict[str, Any]:
-            f = fidelity(ref, run_model(path, names, eval_samples, batch, sess_cfg), labels)
+            f = fidelity(ref, run_model(path, names, eval_samples, batch, sess_cfg), cfg, classifier, labels)
             rec = {"excluded": list(excluded), "note": note, **f,
                    "p50_ms_1thread": quick_latency_ms(path, names, lat_sample, config=sess_cfg),
-                   "size_bytes": path.stat().st_size, "within_budget": within_budget(f, cfg)}
+                   "size_bytes": path.stat().st_size, "within_budget": f["passed"]}
             first = report["steps"][0]["p50_ms_1thread"] if report["steps"] else rec["p50_ms_1thread"]
             rec["latency_vs_first_step"] = rec["p50_ms_1thread"] / first
             report["steps"].append(rec)
