@@ -57,3 +57,14 @@ def relu6_cfg():
     import edgeship
 
     return edgeship.DeployConfig.build(model="tinymodels:relu6_classifier", max_drop=0.2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_target_registry():
+    """A test that registers a target leaves the registry as it found it."""
+    from edgeship import targets
+
+    saved = dict(targets._REGISTRY)
+    yield
+    targets._REGISTRY.clear()
+    targets._REGISTRY.update(saved)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from .artifact import Artifact, Format, TensorSpec
 from .errors import UnsupportedError
-from .targets import Runner, Target
+from .targets import Built, Runner, Target
 
 if TYPE_CHECKING:
     from .config import DeployConfig
@@ -94,13 +94,14 @@ class FakeTarget(Target):
     requires: ClassVar[tuple[str, ...]] = ("torch",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    derives_reduced: ClassVar[bool] = False  # every precision is exported from the source
     noise: ClassVar[float] = 0.0
     reduced_noise: ClassVar[float] = 0.0
     fail_after_write: ClassVar[bool] = False
     hang_seconds: ClassVar[float] = 0.0
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
         import torch
 
         if source.module is None:
@@ -112,13 +113,7 @@ class FakeTarget(Target):
         if self.fail_after_write:
             raise RuntimeError("fake target failed on purpose after writing model.pt2")
         inputs = tuple(s.model_copy(update={"shape": tuple(a.shape)}) for s, a in zip(source.inputs, source.example_inputs))
-        return Artifact(
-            name=f"{source.name}-{self.name}-{precision}", target=self.name, format=self.format,
-            precision=precision, root=out_dir,
-            files=file_entries(out_dir, ["model.pt2"]), model_file="model.pt2", inputs=inputs,
-            outputs=source.outputs, preprocess=source.preprocess, labels=source.labels,
-            provenance=Provenance(stage="fake.export", parent_digest=source.digest, source=source.origin),
-        )
+        return Built(files=("model.pt2",), inputs=inputs, outputs=source.outputs, stage="fake.export")
 
     def runner(self, artifact: Artifact, threads: int = 1, **_: Any) -> Runner:
         noise = self.noise

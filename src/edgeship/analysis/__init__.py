@@ -82,6 +82,19 @@ _ONNX_TARGETS = {"onnx", "ort", "openvino"}
 DEFAULT_PROFILE = "host-1core"
 
 
+def _wants_onnx(names: Sequence[str]) -> bool:
+    """Whether a preview asked for needs the exported ONNX graph (its own, or that of the target
+    a plugin derives from)."""
+    from ..targets import registered_ref, target_class
+
+    for n in names:
+        if n in _ONNX_TARGETS:
+            return True
+        if n not in PREVIEW_TARGETS and registered_ref(n) is not None and target_class(n).derives_from in _ONNX_TARGETS:
+            return True
+    return False
+
+
 def _targets(targets: str | Sequence[str] | None) -> list[str]:
     if targets is None:
         return list(PREVIEW_TARGETS)
@@ -92,10 +105,13 @@ def _targets(targets: str | Sequence[str] | None) -> list[str]:
         return list(PREVIEW_TARGETS)
     if names in ([], ["none"]):
         return []
-    bad = [n for n in names if n not in PREVIEW_TARGETS]
+    from ..targets import available_targets
+
+    known = list(dict.fromkeys([*PREVIEW_TARGETS, *available_targets()]))
+    bad = [n for n in names if n not in known]
     if bad:
         raise UsageError(f"unknown target {bad[0]!r} for the compatibility preview",
-                         hint=f"known targets: {', '.join(PREVIEW_TARGETS)} (or all, none)")
+                         hint=f"known targets: {', '.join(known)} (or all, none)")
     return list(dict.fromkeys(names))
 
 
@@ -238,7 +254,7 @@ def analyze(model_or_path: Any, targets: str | Sequence[str] | None = None, prof
                                for s, a in zip(source.inputs, source.example_inputs)],
                     "outputs": _io(source.outputs)}
             ctx.update(kind=source.kind, exported=ep)
-            if set(tlist) & _ONNX_TARGETS:
+            if _wants_onnx(tlist):
                 t1 = time.perf_counter()
                 from .onnx_graph import graph_from_onnx
 

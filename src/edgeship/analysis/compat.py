@@ -483,12 +483,26 @@ _PREVIEWS = {"onnx": _preview_onnx, "ort": _preview_ort, "openvino": _preview_op
              "executorch": _preview_executorch, "tflite": _preview_tflite, "coreml": _preview_coreml}
 
 
+def _preview_registered(t: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    """A target edgeship does not ship (a plugin): previewed as the target it is built from, when
+    it declares one (``derives_from``), else said to offer no preview."""
+    from ..targets import target_class
+
+    base = target_class(t).derives_from
+    if base in _PREVIEWS:
+        res = dict(_PREVIEWS[base](ctx))
+        res["target"] = t
+        res["notes"] = [*res.get("notes", []), f"previewed as {base}: {t} is built from the {base} artifact"]
+        return res
+    return _result(t, "-", status="unknown", notes=[f"the {t} target offers no preview: deploy it to find out"])
+
+
 def preview(targets: list[str], ctx: dict[str, Any]) -> dict[str, Any]:
     """Run the preview of each target on the analysis context; a failing tool is reported, not raised."""
     out: dict[str, Any] = {}
     for t in targets:
         try:
-            out[t] = _PREVIEWS[t](ctx)
+            out[t] = _PREVIEWS[t](ctx) if t in _PREVIEWS else _preview_registered(t, ctx)
         except Exception as e:  # noqa: BLE001 - one tool's failure must not hide the others
             out[t] = _result(t, "-", status="error", notes=[f"the preview failed: {type(e).__name__}: {first_line(e, 300)}"])
     return out

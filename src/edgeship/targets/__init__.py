@@ -10,28 +10,68 @@ Plugins register more targets through the ``edgeship.targets`` entry-point group
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..artifact import ARTIFACT_JSON, Artifact, Format, Verification, read_artifact
-from ..errors import InputError, MissingExtraError, UsageError
+from .._util import tool_versions
+from ..artifact import (
+    ARTIFACT_JSON,
+    Artifact,
+    Format,
+    Provenance,
+    TensorSpec,
+    Verification,
+    file_entries,
+    read_artifact,
+)
+from ..errors import InputError, MissingExtraError, UnsupportedError, UsageError
 from ..runner import Runner
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
     from ..sources import Source
 
-__all__ = ["Target", "Runner", "register_target", "get_target", "available_targets", "runner_for", "load_artifact",
+__all__ = ["Target", "Built", "Runner", "register_target", "get_target", "available_targets", "runner_for", "load_artifact",
            "target_class", "target_of", "builtin_targets", "registered"]
 
 
+_SOURCE = object()  # Built.preprocess default: the source's preprocessing, unchanged
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """What a target's :meth:`Target.export` or :meth:`Target.derive` wrote into its folder, and
+    what only the target knows of it; the base class makes the :class:`Artifact` from it."""
+
+    files: tuple[str, ...]  # relative to the folder; the model file first (unless model_file says)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    stage: str  # provenance: what made it ("onnx.export", "tflite.int8", ...)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tools: tuple[str, ...] = ()  # packages whose versions the provenance records
+    notes: tuple[str, ...] = ()
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocess: Any = _SOURCE  # Preprocess | None; default: the source's
+    model_file: str | None = None
+    parent_digest: str | None = None  # default: the source's digest (fp32), the parent's (derived)
+
+
 class Target(ABC):
-    """One runtime. Class attributes answer ``capabilities()`` without importing the SDK."""
+    """One runtime. Class attributes answer ``capabilities()`` without importing the SDK.
+
+    A target declares and the base runs: :meth:`convert` checks the precision and the source,
+    builds what the target needs first (its own verified fp32 for a reduced precision it derives,
+    or the fp32 of ``derives_from``), calls :meth:`export` or :meth:`derive`, and makes the
+    Artifact from their :class:`Built` in one place.
+    """
 
     name: ClassVar[str]
     format: ClassVar[Format]
@@ -45,6 +85,11 @@ class Target(ABC):
     derives_from: ClassVar[str | None] = None
     #: left out of ``--targets all`` (a test or example target); named explicitly it still runs
     hidden: ClassVar[bool] = False
+    #: reduced precisions are made from this target's own fp32 artifact (derive); False: export()
+    #: builds every precision from the source (PT2E and Core ML quantise the torch program)
+    derives_reduced: ClassVar[bool] = True
+    #: converts a torch module only (not an ONNX file), whatever ``accepts`` lets the plan through
+    needs_module: ClassVar[bool] = False
     #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
     progress: Callable[[str], None] | None = None
 
@@ -80,14 +125,60 @@ class Target(ABC):
             how = f"pip install 'edgeship[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
             raise MissingExtraError(f"target {self.name!r} needs {', '.join(missing)}", hint=how)
 
-    @abstractmethod
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                 parent: Artifact | None = None) -> Artifact:
         """Write the artifact's files into ``out_dir`` (a fresh temp folder) and describe them.
 
-        ``precision`` is one of ``precisions``; for a reduced precision, ``parent`` is this
-        target's verified fp32 artifact from the same run (a target may derive from it).
+        ``precision`` is one of ``precisions``; ``parent`` is the verified fp32 artifact of the same
+        run this one is made from: this target's own (a reduced precision it derives), or the
+        fp32 of ``derives_from``. Without one, it is built first in a scratch folder.
         """
+        if precision not in self.precisions:
+            raise UnsupportedError(f"the {self.name} target builds {', '.join(self.precisions)}, not {precision}")
+        if self.needs_module and source.module is None:
+            raise UnsupportedError(f"the {self.name} target converts torch models, not a {source.kind} file",
+                                   hint="give the PyTorch model (a factory or a .pt2 program)")
+        self.check(source, cfg, precision)
+        with contextlib.ExitStack() as stack:
+            def scratch() -> Path:
+                return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"edgeship-{self.name}-")))
+
+            if precision == "fp32" or not self.derives_reduced:
+                base = None
+                if self.derives_from:
+                    fmt = target_class(self.derives_from).format
+                    base = parent if parent is not None and parent.format == fmt and parent.precision == "fp32" \
+                        else get_target(self.derives_from).convert(source, scratch(), cfg)
+                built = self.export(source, out_dir, cfg, precision, base)
+                parent_digest = source.digest
+            else:
+                if parent is None or parent.format != self.format or parent.precision != "fp32":
+                    parent = self.convert(source, scratch(), cfg, "fp32")
+                built = self.derive(source, parent, out_dir, cfg, precision)
+                parent_digest = parent.digest
+        pre = source.preprocess if built.preprocess is _SOURCE else built.preprocess
+        return Artifact(
+            name=f"{source.name}-{self.name}-{precision}", target=self.name, format=self.format, precision=precision,
+            root=out_dir, files=file_entries(out_dir, list(built.files)), model_file=built.model_file or built.files[0],
+            inputs=built.inputs, outputs=built.outputs, preprocess=pre, labels=source.labels,
+            provenance=Provenance(stage=built.stage, parent_digest=built.parent_digest or parent_digest,
+                                  source=source.origin, config=built.config, tool_versions=tool_versions(*built.tools)),
+            notes=built.notes, details=built.details,
+        )
+
+    def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
+        """Refuse, before any work, what this target cannot build (an UnsupportedError naming why)."""
+        return None
+
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
+        """Build from the source (fp32, or every precision when ``derives_reduced`` is False);
+        ``base`` is the verified fp32 of ``derives_from`` when the target declares one."""
+        raise NotImplementedError(f"target {self.name!r} implements neither export() nor convert()")
+
+    def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
+        """A reduced precision made from this target's verified fp32 ``parent``."""
+        raise UnsupportedError(f"the {self.name} target does not derive {precision} from its fp32 artifact")
 
     @abstractmethod
     def runner(self, artifact: Artifact, threads: int = 1) -> Runner: ...

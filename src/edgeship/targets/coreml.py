@@ -36,18 +36,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import quiet, tool_versions
+from .._util import quiet
 from ..artifact import (
     Artifact,
     Format,
     OutputCheck,
-    Provenance,
     TensorSpec,
     Verification,
-    file_entries,
 )
 from ..errors import FormatError, UnsupportedError, ValidationError, first_line
-from . import Runner, Target
+from . import Built, Runner, Target
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -278,6 +276,8 @@ class CoreMLTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("coremltools",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "palettize6", "palettize4")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    needs_module: ClassVar[bool] = True
+    derives_reduced: ClassVar[bool] = False  # coremltools converts and compresses from the torch program
     verifies_structurally: ClassVar[bool] = True  # Core ML cannot predict here: no numeric verification
     weight_threshold: ClassVar[int] = 2048  # smaller weights stay fp16 (coremltools' default)
 
@@ -288,13 +288,8 @@ class CoreMLTarget(Target):
             return True
         return f"Core ML prediction needs macOS (this is {platform.system()}); run it on a Mac or an iOS device"
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
-        if precision not in self.precisions:
-            raise UnsupportedError(f"the coreml target builds {', '.join(self.precisions)}, not {precision}")
-        if source.module is None:
-            raise UnsupportedError(f"the coreml target converts torch models, not a {source.kind} source",
-                                   hint="coremltools 9 converts PyTorch (torch.export); give the PyTorch model")
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
         ct = _ct()
         image = _image_plan(source)
         classifier = _is_classifier(source) and image is not None
@@ -341,15 +336,9 @@ class CoreMLTarget(Target):
         pre = source.preprocess
         if pre is not None and image is not None:
             pre = pre.model_copy(update={"dtype": "uint8", "layout": "NHWC"})  # pixels in; normalisation inside
-        return Artifact(
-            name=f"{source.name}-coreml-{precision}", target=self.name, format=self.format, precision=precision,
-            root=out_dir, files=file_entries(out_dir, files), model_file=PACKAGE, inputs=inputs, outputs=outputs,
-            preprocess=pre, labels=source.labels,
-            provenance=Provenance(stage=f"coreml.mlprogram.{precision}", parent_digest=source.digest,
-                                  source=source.origin, config=config,
-                                  tool_versions=tool_versions("torch", "coremltools")),
-            notes=tuple(notes),
-        )
+        return Built(files=tuple(files), model_file=PACKAGE, inputs=inputs, outputs=outputs, preprocess=pre,
+                     stage=f"coreml.mlprogram.{precision}", config=config, tools=("torch", "coremltools"),
+                     notes=tuple(notes))
 
     @staticmethod
     def _export(source: Source, image: dict[str, Any] | None) -> Any:

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import native_stderr_silenced, tool_versions
-from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from .._util import native_stderr_silenced
+from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import FormatError, UnsupportedError, first_line
-from . import Runner, Target
+from . import Built, Runner, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
@@ -279,18 +279,15 @@ class ExecuTorchTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("executorch",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    needs_module: ClassVar[bool] = True
+    derives_reduced: ClassVar[bool] = False  # PT2E quantises the torch program, not the .pte
     fuse_clamps: ClassVar[bool] = True  # int8: quantise conv/linear+ReLU6 after the clamp (False: stock quantizer)
     float_stem: ClassVar[bool] = False  # int8 image models: keep the first conv fp32 (no measured gain on Lite0 here)
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
         import torch
 
-        if precision not in self.precisions:
-            raise UnsupportedError(f"the executorch target builds {', '.join(self.precisions)}, not {precision}")
-        if source.module is None:
-            raise UnsupportedError(f"the executorch target converts torch models, not a {source.kind} source",
-                                   hint="give the PyTorch model (a factory or a .pt2 program)")
         args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in source.example_inputs)
         notes: list[str] = ["static shapes: the .pte takes exactly the example input shapes (batch 1)"]
         config: dict[str, Any] = {"backend": "xnnpack", "precision": precision}
@@ -321,15 +318,8 @@ class ExecuTorchTarget(Target):
                        for s, a in zip(source.inputs, source.example_inputs))
         outputs = tuple(s.model_copy(update={"shape": tuple(1 if not isinstance(d, int) else d for d in s.shape)})
                         for s in source.outputs)
-        return Artifact(
-            name=f"{source.name}-executorch-{precision}", target=self.name, format=self.format,
-            precision=precision, root=out_dir, files=file_entries(out_dir, [MODEL_FILE]), model_file=MODEL_FILE,
-            inputs=inputs, outputs=outputs, preprocess=source.preprocess, labels=source.labels,
-            provenance=Provenance(stage=f"executorch.xnnpack.{precision}", parent_digest=source.digest,
-                                  source=source.origin, config=config,
-                                  tool_versions=tool_versions("torch", "executorch", "torchao")),
-            notes=tuple(notes),
-        )
+        return Built(files=(MODEL_FILE,), inputs=inputs, outputs=outputs, stage=f"executorch.xnnpack.{precision}",
+                     config=config, tools=("torch", "executorch", "torchao"), notes=tuple(notes))
 
     @staticmethod
     def _export(source: Source, args: tuple) -> Any:

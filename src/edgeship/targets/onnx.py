@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import quiet, tool_versions
+from .._util import quiet
 from ..artifact import Artifact, Format, Provenance, file_entries
 from ..errors import UnsupportedError, first_line
 from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG, OnnxRunner, io_specs
 from ..runner import Runner
 from ..sources import ONNX_METADATA_PREFIX as METADATA_PREFIX
-from . import Target
+from . import Built, Target
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -88,12 +88,9 @@ class OnnxTarget(Target):
     def artifact_from_file(cls, path: Path) -> Artifact | None:
         return artifact_from_onnx(path)
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
         import onnx
-
-        if precision != "fp32":
-            return self._reduced(source, out_dir, cfg, precision, parent)
 
         notes: list[str] = []
         if source.kind == "onnx":
@@ -126,25 +123,9 @@ class OnnxTarget(Target):
         except ValueError as e:  # > 2 GB protobuf limit
             raise UnsupportedError(f"the model is too large for a single ONNX file: {e}",
                                    hint="models over 2 GB need external data, which this target does not write yet") from None
-        return Artifact(
-            name=f"{source.name}-onnx-fp32",
-            target=self.name,
-            format=self.format,
-            precision="fp32",
-            root=out_dir,
-            files=file_entries(out_dir, [MODEL_FILE]),
-            model_file=MODEL_FILE,
-            inputs=inputs,
-            outputs=outputs,
-            preprocess=pre,
-            labels=source.labels,
-            provenance=Provenance(
-                stage=stage, parent_digest=source.digest, source=source.origin,
-                config={"opset": cfg.opset, "slim": cfg.slim, "dynamic_batch": cfg.dynamic_batch},
-                tool_versions=tool_versions("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
-            ),
-            notes=tuple(notes),
-        )
+        return Built(files=(MODEL_FILE,), inputs=inputs, outputs=outputs, stage=stage,
+                     config={"opset": cfg.opset, "slim": cfg.slim, "dynamic_batch": cfg.dynamic_batch},
+                     tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"), notes=tuple(notes))
 
     def _export(self, source: Source, cfg: DeployConfig) -> Any:
         import torch
@@ -198,25 +179,13 @@ class OnnxTarget(Target):
             ) from None
         return proto
 
-    def _reduced(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str,
-                 parent: Artifact | None) -> Artifact:
+    def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
         """int8 / fp16 from this target's fp32 artifact, within the accuracy budget (edgeship.quant)."""
-        import shutil
-        import tempfile
-
         import onnx
 
         from ..quant import REPORT_FILE, quantize_onnx, summary
 
-        tmp = None
-        if parent is None:  # called on its own: build the fp32 parent first, out of the way
-            tmp = Path(tempfile.mkdtemp(prefix="edgeship-fp32-"))
-            parent = self.convert(source, tmp, cfg, "fp32")
-        try:
-            path, report = quantize_onnx(source, parent, out_dir, cfg, precision, progress=self.say)
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+        path, report = quantize_onnx(source, parent, out_dir, cfg, precision, progress=self.say)
         model = onnx.load(str(path))
         self._embed_metadata(model, source)
         onnx.save(model, str(path))
@@ -238,18 +207,13 @@ class OnnxTarget(Target):
             notes = [f"{report['method']} {precision}: " + (f"{len(chosen['excluded'])} layer(s) kept in float to meet the budget"
                                                          if chosen.get("excluded") else "every weighted layer quantised")
                      + (f", biases corrected in {report['bias_correction']['layers']} layer(s)" if "bias_correction" in report else "")]
-        return Artifact(
-            name=f"{source.name}-onnx-{precision}", target=self.name, format=self.format, precision=precision,
-            root=out_dir, files=file_entries(out_dir, [MODEL_FILE, REPORT_FILE]), model_file=MODEL_FILE,
-            inputs=inputs, outputs=outputs, preprocess=pre, labels=source.labels,
-            provenance=Provenance(
-                stage=f"onnx.quantize.{report['method']}", parent_digest=parent.digest, source=source.origin,
-                config={k: getattr(cfg, k) for k in ("method", "calibration", "bias_correction", "calib", "eval", "calib_samples",
-                                                     "eval_samples", "max_drop", "min_cosine", "max_float_layers")},
-                tool_versions=tool_versions("onnx", "onnxruntime"),
-            ),
-            notes=tuple(notes), details={"quantization": s, **({"session_config": dict(WEIGHT_ONLY_SESSION_CONFIG)}
-                                                              if report["method"] == "weight-only" else {})},
+        return Built(
+            files=(MODEL_FILE, REPORT_FILE), inputs=inputs, outputs=outputs, stage=f"onnx.quantize.{report['method']}",
+            config={k: getattr(cfg, k) for k in ("method", "calibration", "bias_correction", "calib", "eval", "calib_samples",
+                                                 "eval_samples", "max_drop", "min_cosine", "max_float_layers", "task")},
+            tools=("onnx", "onnxruntime"), notes=tuple(notes),
+            details={"quantization": s, **({"session_config": dict(WEIGHT_ONLY_SESSION_CONFIG)}
+                                           if report["method"] == "weight-only" else {})},
         )
 
     @staticmethod

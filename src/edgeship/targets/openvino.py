@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import tool_versions
-from ..artifact import Artifact, Format, Provenance, TensorSpec, file_entries
+from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import FormatError, UnsupportedError, first_line
-from . import Runner, Target
+from . import Built, Runner, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
@@ -98,35 +97,37 @@ class OpenVinoTarget(Target):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
+        model, stage, how = self._convert_fp32(source, cfg)
+        return self._save(source, out_dir, model, "fp32", stage, {"precision": "fp32", "from": how}, [])
+
+    def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
         import openvino as ov
 
-        if precision not in self.precisions:
-            raise UnsupportedError(f"the openvino target builds {', '.join(self.precisions)}, not {precision}")
+        parent.verify_files()
+        model = ov.Core().read_model(str(parent.model_path))
+        config: dict[str, Any] = {"precision": precision, "parent": parent.digest}
         notes: list[str] = []
-        config: dict[str, Any] = {"precision": precision}
-        if precision == "fp32" or parent is None:
-            model, stage, how = self._convert_fp32(source, cfg)
-            config["from"] = how
-            if precision != "fp32":
-                notes.append("no verified fp32 parent was given: converted from the source again")
-        else:
-            parent.verify_files()
-            model = ov.Core().read_model(str(parent.model_path))
-            stage = "openvino.read_parent"
-            config["parent"] = parent.digest
         if precision == "int8":
-            model = self._quantize(source, model, config, calibration_samples(source, cfg))
+            model = self._quantize(source, model, config, calibration_samples(source, cfg),
+                                   bool(getattr(cfg, "bias_correction", True)))
             stage = "openvino.nncf_int8"
-            notes.append(f"NNCF post-training int8 ({config['preset']} preset, {config['model_type']}, full bias "
-                         f"correction) calibrated on {config['calibration_samples']} calibration inputs"
+            notes.append(f"NNCF post-training int8 ({config['preset']} preset, {config['model_type']}, "
+                         + ("full bias correction" if config["bias_correction"] else "no bias correction")
+                         + f") calibrated on {config['calibration_samples']} calibration inputs"
                          + (f"; the first conv ({config['kept_float'][0]}) stays fp32: it sees the image itself"
                             if config["kept_float"] else ""))
-        elif precision == "fp16":
+        else:
             stage = "openvino.fp16_weights"
             notes.append("weights stored in fp16; the CPU decompresses them and computes in f32 under the runner's "
                          "f32 precision hint")
+        return self._save(source, out_dir, model, precision, stage, config, notes)
+
+    def _save(self, source: Source, out_dir: Path, model: Any, precision: str, stage: str, config: dict[str, Any],
+              notes: list[str]) -> Built:
+        import openvino as ov
+
         path = out_dir / MODEL_FILE
         try:
             with _quiet():
@@ -136,14 +137,8 @@ class OpenVinoTarget(Target):
         inputs, outputs = self._io(model, source)
         notes.append("the runner sets INFERENCE_PRECISION_HINT=f32 (OpenVINO would run fp32 in bf16 on CPUs with "
                      "bf16 support); deploy with the device default for speed only if that fidelity is acceptable")
-        return Artifact(
-            name=f"{source.name}-openvino-{precision}", target=self.name, format=self.format, precision=precision,
-            root=out_dir, files=file_entries(out_dir, [MODEL_FILE, WEIGHTS_FILE]), model_file=MODEL_FILE,
-            inputs=inputs, outputs=outputs, preprocess=source.preprocess, labels=source.labels,
-            provenance=Provenance(stage=stage, parent_digest=source.digest, source=source.origin, config=config,
-                                  tool_versions=tool_versions("torch", "openvino", "nncf")),
-            notes=tuple(notes),
-        )
+        return Built(files=(MODEL_FILE, WEIGHTS_FILE), inputs=inputs, outputs=outputs, stage=stage, config=config,
+                     tools=("torch", "openvino", "nncf"), notes=tuple(notes))
 
     # ---- fp32 ---------------------------------------------------------------------------
     def _convert_fp32(self, source: Source, cfg: DeployConfig) -> tuple[Any, str, str]:
@@ -215,7 +210,7 @@ class OpenVinoTarget(Target):
 
     # ---- int8 ---------------------------------------------------------------------------
     @staticmethod
-    def _quantize(source: Source, model: Any, config: dict[str, Any], calib: list) -> Any:
+    def _quantize(source: Source, model: Any, config: dict[str, Any], calib: list, bias_correction: bool = True) -> Any:
         import logging
 
         import nncf
@@ -231,7 +226,7 @@ class OpenVinoTarget(Target):
         model_type = nncf.ModelType.TRANSFORMER if transformer else None
         config.update({"tool": "nncf.quantize", "preset": "performance", "calibration_samples": len(calib),
                        "model_type": "transformer" if transformer else "default", "kept_float": ignored,
-                       "fast_bias_correction": False})
+                       "fast_bias_correction": False, "bias_correction": bias_correction})
         nncf_log = logging.getLogger("nncf")
         level = nncf_log.level
         nncf_log.setLevel(logging.ERROR)
@@ -243,6 +238,10 @@ class OpenVinoTarget(Target):
                     kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored)
                 if model_type is not None:
                     kwargs["model_type"] = model_type
+                if not bias_correction:  # --no-bias-correction reaches NNCF too
+                    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+                    kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
                 return nncf.quantize(model, dataset, **kwargs)
         except Exception as e:
             raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}: {first_line(e)}",

@@ -14,7 +14,6 @@ onnx artifact on x86; every ORT artifact says so in its notes.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -22,13 +21,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from .._util import tool_versions
-from ..artifact import Artifact, Format, Provenance, file_entries
+from ..artifact import Artifact, Format
 from ..errors import FormatError, UnsupportedError
 from ..formats.onnx import OnnxRunner
-from . import Runner, Target
+from . import Built, Runner, Target
 from .onnx import MODEL_FILE as ONNX_FILE
-from .onnx import OnnxTarget
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -62,32 +59,20 @@ class OrtTarget(Target):
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
     derives_from: ClassVar[str | None] = "onnx"  # deploy passes the onnx fp32 of the same run as parent
 
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
-        if precision != "fp32":
-            raise UnsupportedError(f"the ort target builds fp32 only, not {precision}")
-        with contextlib.ExitStack() as stack:
-            if parent is not None and parent.format == Format.onnx and parent.precision == "fp32":
-                onnx_art = parent  # an onnx artifact of the same run: no second export
-            else:
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeship-ort-")))
-                onnx_art = OnnxTarget().convert(source, scratch, cfg)
-            self._to_ort(onnx_art.model_path, out_dir)
-        names = [MODEL_FILE, OPS_FILE]
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
+        assert base is not None  # the onnx fp32 of the same run (the base class builds one if none was given)
+        self._to_ort(base.model_path, out_dir)
         ops = [ln.strip() for ln in (out_dir / OPS_FILE).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-        return Artifact(
-            name=f"{source.name}-ort-fp32", target=self.name, format=self.format, precision="fp32",
-            root=out_dir, files=file_entries(out_dir, names), model_file=MODEL_FILE,
-            inputs=onnx_art.inputs, outputs=onnx_art.outputs, preprocess=onnx_art.preprocess, labels=source.labels,
-            provenance=Provenance(
-                stage="ort.convert", parent_digest=source.digest, source=source.origin,
-                config={**onnx_art.provenance.config, "optimization_style": "Fixed", "target_platform": "arm",
-                        "onnx_digest": onnx_art.digest},
-                tool_versions=tool_versions("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
-            ),
+        return Built(
+            files=(MODEL_FILE, OPS_FILE), inputs=base.inputs, outputs=base.outputs, stage="ort.convert",
+            preprocess=base.preprocess,
+            config={**base.provenance.config, "optimization_style": "Fixed", "target_platform": "arm",
+                    "onnx_digest": base.digest},
+            tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"),
             notes=(ARM_NOTE,
                    f"{OPS_FILE}: the operators this model needs ({'; '.join(ops)[:300]}), for an ONNX Runtime "
-                   "minimal build (--minimal_build --include_ops_by_config)", *onnx_art.notes),
+                   "minimal build (--minimal_build --include_ops_by_config)", *base.notes),
         )
 
     @staticmethod

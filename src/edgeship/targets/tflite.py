@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import tool_versions
 from ..artifact import (
     Artifact,
     Format,
@@ -46,7 +45,7 @@ from ..artifact import (
     file_entries,
 )
 from ..errors import FormatError, UnsupportedError, first_line
-from . import Runner, Target
+from . import Built, Runner, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
@@ -199,32 +198,26 @@ class TfliteTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    needs_module: ClassVar[bool] = True
 
     @classmethod
     def artifact_from_file(cls, path: Path) -> Artifact | None:
         return artifact_from_tflite(path)
 
     # -- convert ----------------------------------------------------------------------------
-    def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
-                parent: Artifact | None = None) -> Artifact:
-        if precision not in self.precisions:
-            raise UnsupportedError(f"the tflite target builds {', '.join(self.precisions)}, not {precision}")
-        if source.module is None:
-            raise UnsupportedError(f"the tflite target converts torch models, not a {source.kind} file",
-                                   hint="give the PyTorch model (factory or .pt2) instead")
-        nhwc = self._nhwc_inputs(source, cfg)
+    def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
+        self._nhwc_inputs(source, cfg)
         if precision == "int8":
             self._int8_input(source, cfg)  # an impossible input type fails before any work
-        if precision == "fp32":
-            return self._fp32(source, out_dir, cfg, nhwc)
-        with contextlib.ExitStack() as stack:
-            if parent is None or parent.format != Format.tflite or parent.precision != "fp32":
-                # called on its own (not from deploy): build the fp32 model first, in a scratch folder
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeship-tflite-")))
-                parent = self._fp32(source, scratch, cfg, nhwc)
-            if precision == "fp16":
-                return self._fp16(source, out_dir, cfg, parent)
-            return self._int8(source, out_dir, cfg, parent)
+
+    def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
+               base: Artifact | None = None) -> Built:
+        return self._fp32(source, out_dir, cfg, self._nhwc_inputs(source, cfg))
+
+    def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
+        if precision == "fp16":
+            return self._fp16(source, out_dir, cfg, parent)
+        return self._int8(source, out_dir, cfg, parent)
 
     def _nhwc_inputs(self, source: Source, cfg: DeployConfig) -> list[int]:
         """Indexes of the inputs to turn NCHW → NHWC: the image input named by the preprocessing
@@ -250,7 +243,7 @@ class TfliteTarget(Target):
                                    hint="use --tflite-int8-input float32 (or auto)")
         return image_in and uniform and mode in ("auto", "uint8")
 
-    def _fp32(self, source: Source, out_dir: Path, cfg: DeployConfig, nhwc: list[int]) -> Artifact:
+    def _fp32(self, source: Source, out_dir: Path, cfg: DeployConfig, nhwc: list[int]) -> Built:
         import torch
 
         module = source.module
@@ -293,14 +286,8 @@ class TfliteTarget(Target):
             notes.append(f"NHWC input ({', '.join(source.inputs[i].name for i in nhwc)}), as Android bitmaps are laid out")
         if all(isinstance(d, int) for s in inputs for d in s.shape[:1]):
             notes.append("static batch size: the model takes the batch of the example input")
-        return Artifact(
-            name=f"{source.name}-tflite-fp32", target=self.name, format=self.format, precision="fp32",
-            root=out_dir, files=file_entries(out_dir, [MODEL_FILE]), model_file=MODEL_FILE,
-            inputs=tuple(inputs), outputs=outputs, preprocess=new_pre, labels=source.labels,
-            provenance=Provenance(stage="tflite.convert", parent_digest=source.digest, source=source.origin,
-                                  config={"tflite_nhwc": bool(nhwc)}, tool_versions=tool_versions(*_TOOLS)),
-            notes=tuple(notes),
-        )
+        return Built(files=(MODEL_FILE,), inputs=tuple(inputs), outputs=tuple(outputs), preprocess=new_pre,
+                     stage="tflite.convert", config={"tflite_nhwc": bool(nhwc)}, tools=_TOOLS, notes=tuple(notes))
 
     def _unsupported(self, source: Source, e: BaseException, log: str, nhwc: list[int]) -> UnsupportedError:
         """A converter failure as UnsupportedError naming the ops, nodes and modules it can find."""
@@ -326,7 +313,7 @@ class TfliteTarget(Target):
                                 hint="make the model torch.export-able with ops LiteRT supports, "
                                      "or use another target such as onnx")
 
-    def _fp16(self, source: Source, out_dir: Path, cfg: DeployConfig, parent: Artifact) -> Artifact:
+    def _fp16(self, source: Source, out_dir: Path, cfg: DeployConfig, parent: Artifact) -> Built:
         from ai_edge_quantizer import qtyping, quantizer
         from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -347,7 +334,7 @@ class TfliteTarget(Target):
                              {"recipe": "weight-only float16 (FLOAT_CASTING)"},
                              ("weights stored as float16 (half the size); XNNPACK computes in float32",))
 
-    def _int8(self, source: Source, out_dir: Path, cfg: DeployConfig, parent: Artifact) -> Artifact:
+    def _int8(self, source: Source, out_dir: Path, cfg: DeployConfig, parent: Artifact) -> Built:
         from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe
         from ai_edge_quantizer.algorithm_manager import AlgorithmName
         from ai_edge_quantizer.utils import qsv_utils
@@ -455,16 +442,10 @@ class TfliteTarget(Target):
                               "bias_corrected_layers": corrected}, tuple(notes))
 
     def _derived(self, source: Source, out_dir: Path, parent: Artifact, precision: str, inputs: tuple[TensorSpec, ...],
-                 pre: Preprocess | None, config: dict[str, Any], notes: tuple[str, ...]) -> Artifact:
-        return Artifact(
-            name=f"{source.name}-tflite-{precision}", target=self.name, format=self.format, precision=precision,
-            root=out_dir, files=file_entries(out_dir, [MODEL_FILE]), model_file=MODEL_FILE,
-            inputs=inputs, outputs=parent.outputs, preprocess=pre, labels=source.labels,
-            provenance=Provenance(stage=f"tflite.{precision}", parent_digest=source.digest, source=source.origin,
-                                  config={**config, "fp32_digest": parent.digest, **parent.provenance.config},
-                                  tool_versions=tool_versions(*_TOOLS)),
-            notes=parent.notes + notes,
-        )
+                 pre: Preprocess | None, config: dict[str, Any], notes: tuple[str, ...]) -> Built:
+        return Built(files=(MODEL_FILE,), inputs=inputs, outputs=parent.outputs, preprocess=pre, stage=f"tflite.{precision}",
+                     config={**config, "fp32_digest": parent.digest, **parent.provenance.config}, tools=_TOOLS,
+                     notes=parent.notes + notes)
 
     def runner(self, artifact: Artifact, threads: int = 1) -> Runner:
         return TfliteRunner(artifact.model_path, threads=threads, names=[s.name for s in artifact.inputs])
