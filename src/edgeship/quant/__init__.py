@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import UnsupportedError, ValidationError
+from ..errors import FormatError, UnsupportedError, ValidationError
 from ..fidelity import is_classifier, judge
 
 if TYPE_CHECKING:
@@ -42,15 +42,15 @@ REPORT_FILE = "quantization.json"
 
 
 def _session(path: Path, threads: int, config: dict[str, str] | None = None) -> Any:
-    import onnxruntime as ort
+    """An ONNX Runtime session from the one session factory; a quantised graph ONNX Runtime refuses
+    is an UnsupportedError (the artifact is not written), not a crash."""
+    from ..formats.onnx import OnnxRunner
 
-    so = ort.SessionOptions()
-    for k, v in (config or {}).items():
-        so.add_session_config_entry(k, v)
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 4
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    try:
+        return OnnxRunner(path, threads=threads, session_config=config).session
+    except FormatError as e:
+        raise UnsupportedError(f"the quantised model does not load in ONNX Runtime: {e.message}",
+                               hint="try another --method, or keep the fp32 artifact") from None
 
 
 def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]], batch: int,
@@ -69,6 +69,32 @@ def fidelity(ref: list[np.ndarray], got: list[np.ndarray], cfg: DeployConfig, cl
              labels: list[int] | None = None) -> dict[str, Any]:
     """The budget's figures and verdict: :func:`edgeship.fidelity.judge`, the rule verify applies."""
     return judge(ref, got, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop, labels=labels)
+
+
+QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) needs opset 13
+
+
+def _at_qdq_opset(path: Path, work: Path, report: dict[str, Any]) -> Path:
+    """The fp32 model at an opset the quantised graph can be written in: an older model (the public
+    model zoo's opset 9 to 12) is converted with onnx's version converter first, and the report says
+    so; its outputs are compared with the original's like every step's."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QDQ_OPSET)
+    if opset >= QDQ_OPSET:
+        return path
+    try:
+        upgraded = version_converter.convert_version(model, QDQ_OPSET)
+    except Exception as e:  # noqa: BLE001 - the converter's own message is the finding
+        raise UnsupportedError(f"the model is at ONNX opset {opset}; quantising needs opset {QDQ_OPSET} and onnx's "
+                               f"version converter failed: {str(e).strip().splitlines()[0][:300]}",
+                               hint=f"export the model again at opset {QDQ_OPSET} or newer") from None
+    out = work / f"opset{QDQ_OPSET}.onnx"
+    onnx.save(upgraded, str(out))
+    report["opset_upgrade"] = {"from": opset, "to": QDQ_OPSET}
+    return out
 
 
 def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...], runs: int = 100,
@@ -121,6 +147,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         lat_sample = eval_samples[0]
         fp32_ms = quick_latency_ms(fp32.model_path, names, lat_sample)
         report["fp32"] = {"size_bytes": fp32.model_path.stat().st_size, "p50_ms_1thread": fp32_ms}
+        src_path = _at_qdq_opset(fp32.model_path, work, report)
 
         from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG
 
@@ -144,21 +171,21 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
 
         if method == "fp16":
             say("converting to fp16")
-            recipes.fp16(fp32.model_path, out)
+            recipes.fp16(src_path, out)
             step(out, [], "fp16 weights and compute, float32 I/O")
         elif method == "weight-only":
             say("weight-only (per-channel int8 weights, float compute)")
             dws: dict[str, Any] = {}
-            _, wstats = recipes.weight_only_int8(fp32.model_path, out, dweights=dws)
+            _, wstats = recipes.weight_only_int8(src_path, out, dweights=dws)
             report["tensors"] = {"weights": wstats, "activations": []}
             rec = step(out, [], f"int8 weights ({len(wstats)} tensors, per-channel), float compute")
-            base, shifts = fp32.model_path, {}
+            base, shifts = src_path, {}
             if cfg.bias_correction:
                 cal_samples = calibration_data("input means for bias correction")
                 say(f"bias correction on {len(cal_samples)} calibration samples")
-                means = recipes.input_means(fp32.model_path, work, names, cal_samples, batch)
-                shifts = recipes.bias_shifts(fp32.model_path, None, means, dweights=dws)
-                base = recipes.apply_bias_shifts(fp32.model_path, work / "bc.onnx", shifts)
+                means = recipes.input_means(src_path, work, names, cal_samples, batch)
+                shifts = recipes.bias_shifts(src_path, None, means, dweights=dws)
+                base = recipes.apply_bias_shifts(src_path, work / "bc.onnx", shifts)
                 recipes.weight_only_int8(base, out)
                 rec = step(out, [], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
@@ -170,12 +197,12 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                     break
                 excluded.append(users[w["tensor"]])
                 if shifts:
-                    base = recipes.apply_bias_shifts(fp32.model_path, work / "bc.onnx", shifts, exclude=excluded)
+                    base = recipes.apply_bias_shifts(src_path, work / "bc.onnx", shifts, exclude=excluded)
                 recipes.weight_only_int8(base, out, exclude=excluded)
                 rec = step(out, excluded, f"+ {users[w['tensor']]} in float ({w['sqnr_db']:.1f} dB weights)")
         elif method == "static":
             cal_samples = calibration_data(cfg.calibration)
-            pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
+            pre = recipes.preprocess(src_path, work / "pre.onnx")
             say(f"calibrating on {len(cal_samples)} samples ({cfg.calibration})")
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
             say("quantising (static QDQ, per-channel)")
@@ -208,7 +235,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 recipes.static_qdq(base, out, cache, cfg.calibration, exclude=excluded)
                 rec = step(out, excluded, f"+ {r['node']} ({r['module'] or r['op']}) in float")
         elif method == "dynamic":
-            pre = recipes.preprocess(fp32.model_path, work / "pre.onnx")
+            pre = recipes.preprocess(src_path, work / "pre.onnx")
             say("quantising (dynamic, per-channel)")
             recipes.dynamic_int8(pre, out)
             rec = step(out, [], "dynamic int8 MatMul/Gemm weights, per-channel")
@@ -264,7 +291,7 @@ def _json_default(o: Any) -> Any:
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report that goes into artifact.json and the manifest."""
     keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
-            "compression_ratio", "fp32")
+            "compression_ratio", "fp32", "opset_upgrade")
     out = {k: report[k] for k in keys if k in report}
     out["steps"] = [{k: s.get(k) for k in ("note", "excluded", "top1_agreement", "top5_agreement", "cosine",
                                             "kl_divergence", "sqnr_db", "accuracy", "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes",

@@ -193,6 +193,7 @@ class OnnxTarget(Target):
         pre = source.preprocess
         inputs = tuple(i.model_copy(update={"layout": pre.layout}) if pre and pre.input == i.name else i for i in inputs)
         s = summary(report)
+        up = report.get("opset_upgrade")
         chosen = report["steps"][report["chosen"]]
         if precision == "fp16":
             notes = ["fp16 halves the size; ONNX Runtime's CPU provider has few fp16 kernels and casts around "
@@ -207,6 +208,9 @@ class OnnxTarget(Target):
             notes = [f"{report['method']} {precision}: " + (f"{len(chosen['excluded'])} layer(s) kept in float to meet the budget"
                                                          if chosen.get("excluded") else "every weighted layer quantised")
                      + (f", biases corrected in {report['bias_correction']['layers']} layer(s)" if "bias_correction" in report else "")]
+        if up:
+            notes.append(f"the fp32 model is at ONNX opset {up['from']}: converted to opset {up['to']} (onnx version "
+                         "converter) before quantising, as per-channel QDQ needs it")
         return Built(
             files=(MODEL_FILE, REPORT_FILE), inputs=inputs, outputs=outputs, stage=f"onnx.quantize.{report['method']}",
             config={k: getattr(cfg, k) for k in ("method", "calibration", "bias_correction", "calib", "eval", "calib_samples",
