@@ -131,6 +131,9 @@ class Verification(_Frozen):
     kl_divergence: float | None = Field(None, description="mean KL(softmax(ref) || softmax(artifact)), nats")
     criterion: str = Field("", description="the pass rule that was applied")
     passed: bool
+    first_divergence: dict[str, Any] | None = Field(
+        None, description="a failed fp32 check: the first node of the reference ONNX graph whose output differs "
+                          "(node, op, module, tensor, max_abs, max_rel)")
 
     @property
     def max_abs(self) -> float:

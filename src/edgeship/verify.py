@@ -146,8 +146,13 @@ def raise_if_failed(artifact: Artifact, v: Verification) -> None:
     if v.top1_agreement is not None and not worst:
         worst = f"top-1 agreement {v.top1_agreement:.0%}"
     how = "raise --atol/--rtol" if artifact.precision == "fp32" else "raise --max-drop or lower --min-cosine"
+    d = v.first_divergence
+    where = ""
+    if d:
+        where = (f"; it first diverges at node {d['node']!r} ({d['op']}" + (f", module {d['module']}" if d.get("module") else "")
+                 + f"): max abs {d['max_abs']:.3g} on tensor {d['tensor']!r}")
     raise ValidationError(
-        f"{artifact.name} does not match its source ({v.criterion}): {worst}",
+        f"{artifact.name} does not match its source ({v.criterion}): {worst}{where}",
         hint=f"the artifact was not written; {how} if this error is acceptable",
-        outputs=[c.model_dump() for c in v.outputs],
+        outputs=[c.model_dump() for c in v.outputs], first_divergence=d,
     )

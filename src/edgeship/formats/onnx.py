@@ -14,8 +14,8 @@ from ..artifact import TensorSpec
 from ..errors import FormatError, first_line
 from ..runner import Runner
 
-__all__ = ["SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "io_specs", "module_path", "node_attribute",
-           "ort_dtype"]
+__all__ = ["SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "first_divergence", "io_specs", "module_path",
+           "node_attribute", "onnx_intermediates", "ort_dtype"]
 
 # weight-only int8 (DequantizeLinear on constant weights): fold the dequantisation at load
 WEIGHT_ONLY_SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
@@ -115,3 +115,52 @@ class OnnxRunner(Runner):
             raise FormatError(f"ONNX Runtime failed to run {self.path.name}: {first_line(e)}",
                               hint="check the input shapes and dtypes; a corrupt model or one that needs more "
                                    "memory than allowed fails here too") from None
+
+
+# ---- where two runs of a graph part ways ------------------------------------------------------
+
+def onnx_intermediates(path: Path, feeds: dict[str, np.ndarray], threads: int = 0,
+                       optimize: bool = False) -> dict[str, np.ndarray]:
+    """Every node output of an ONNX model on ``feeds``, by tensor name (ONNX Runtime, with each
+    intermediate tensor exposed as a graph output; without graph optimisations unless asked, so a
+    tensor keeps the meaning it has in the file)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    have = {o.name for o in model.graph.output}
+    names = [o for n in model.graph.node for o in n.output if o and o not in have]
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 4
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+        outs = [o.name for o in sess.get_outputs()]
+        return dict(zip(outs, sess.run(outs, feeds)))
+    except Exception as e:  # noqa: BLE001 - a graph that cannot expose its tensors has no answer here
+        raise FormatError(f"ONNX Runtime cannot expose the intermediate tensors of {path.name}: {first_line(e)}") from None
+
+
+def first_divergence(reference: Path, ref: dict[str, np.ndarray], got: dict[str, np.ndarray],
+                     atol: float, rtol: float) -> dict[str, Any] | None:
+    """The first node of ``reference`` (in graph order) whose output, present in both runs with the
+    same shape, differs beyond ``atol + rtol * |ref|``: its name, op type, source module, tensor
+    and the error there. None when every shared tensor agrees."""
+    import onnx
+
+    model = onnx.load(str(reference), load_external_data=False)
+    for node in model.graph.node:
+        for t in node.output:
+            a, b = ref.get(t), got.get(t)
+            if a is None or b is None or np.shape(a) != np.shape(b) or not np.issubdtype(np.asarray(a).dtype, np.number):
+                continue
+            a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            diff = np.abs(a64 - b64)
+            if diff.size and not bool(np.all(diff <= atol + rtol * np.abs(a64))):
+                scale = float(np.abs(a64).max()) or 1.0
+                return {"node": node.name or t, "op": node.op_type, "module": module_path(node), "tensor": t,
+                        "max_abs": float(diff.max()), "max_rel": float(diff.max()) / scale}
+    return None

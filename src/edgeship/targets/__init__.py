@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from .._util import tool_versions
 from ..artifact import (
     ARTIFACT_JSON,
@@ -32,7 +34,7 @@ from ..artifact import (
     file_entries,
     read_artifact,
 )
-from ..errors import InputError, MissingExtraError, UnsupportedError, UsageError
+from ..errors import EdgeshipError, InputError, MissingExtraError, UnsupportedError, UsageError
 from ..runner import Runner
 
 if TYPE_CHECKING:
@@ -186,16 +188,54 @@ class Target(ABC):
     def verify(self, source: Source, artifact: Artifact, cfg: DeployConfig) -> Verification:
         """Compare the artifact with its source on real inputs (numerically, through ``runner``).
 
-        A target whose runtime cannot run here (Core ML on Linux) overrides this with structural
-        checks and says so in the Verification's ``reference`` and ``criterion``.
+        An fp32 artifact that fails is located: the first node whose output diverges from the
+        reference ONNX graph (:meth:`locate_divergence`). A target whose runtime cannot run here
+        (Core ML on Linux) overrides this with structural checks and says so in the Verification's
+        ``reference`` and ``criterion``.
         """
         from ..verify import verify
 
         runner = self.runner(artifact, threads=0)
         try:
-            return verify(source, artifact, runner, cfg)
+            v = verify(source, artifact, runner, cfg)
         finally:
             del runner
+        if not v.passed and artifact.precision == "fp32":
+            try:
+                where = self.locate_divergence(source, artifact, cfg)
+            except EdgeshipError:  # locating is a help; the failed check stands without it
+                where = None
+            if where:
+                v = v.model_copy(update={"first_divergence": where})
+        return v
+
+    def intermediates(self, artifact: Artifact, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The artifact's intermediate tensors on ``feeds``, named as in the ONNX graph it came from;
+        None when its format cannot expose them (the default for non-ONNX formats)."""
+        if artifact.format != Format.onnx:
+            return None
+        from ..formats.onnx import onnx_intermediates
+
+        return onnx_intermediates(artifact.model_path, feeds, optimize=True)
+
+    def locate_divergence(self, source: Source, artifact: Artifact, cfg: DeployConfig) -> dict[str, Any] | None:
+        """For an ONNX source: the first node of the source graph whose output differs in the
+        artifact (name, op type, module, tensor, error), on up to four verification inputs; so the
+        user knows whether the converter or the runtime went wrong, and at which op."""
+        if source.kind != "onnx" or source.path is None:
+            return None
+        from ..formats.onnx import first_divergence, onnx_intermediates
+
+        names = [s.name for s in source.inputs]
+        for sample in source.verification_inputs(limit=4):
+            feeds = dict(zip(names, sample))
+            got = self.intermediates(artifact, feeds)
+            if got is None:
+                return None
+            where = first_divergence(source.path, onnx_intermediates(source.path, feeds), got, cfg.atol, cfg.rtol)
+            if where:
+                return where
+        return None
 
 
 # ---- registry ---------------------------------------------------------------------------

@@ -264,6 +264,23 @@ class OpenVinoTarget(Target):
         return (tuple(spec(p, i, "input") for i, p in enumerate(model.inputs)),
                 tuple(spec(p, i, "output") for i, p in enumerate(model.outputs)))
 
+    def intermediates(self, artifact: Artifact, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Every named tensor of the IR (OpenVINO keeps the ONNX tensor names), at f32."""
+        import openvino as ov
+
+        try:
+            with _quiet():
+                core = ov.Core()
+                model = core.read_model(str(artifact.model_path))
+                ports = [o for op in model.get_ordered_ops() if op.get_type_name() not in ("Parameter", "Constant", "Result")
+                         for o in op.outputs() if o.get_names()]
+                model.add_outputs(ports)
+                compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                res = compiled(feeds)
+        except Exception:  # noqa: BLE001 - no intermediates, no location; the failed check stands
+            return None
+        return {n: np.asarray(v) for port, v in res.items() for n in port.get_names()}
+
     def runner(self, artifact: Artifact, threads: int = 1, inference_precision: str | None = "f32") -> Runner:
         return OpenVinoRunner(artifact.model_path, threads=threads, inference_precision=inference_precision)
 
