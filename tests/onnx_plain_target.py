@@ -27,6 +27,8 @@ class PlainOnnxTarget(Target):
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
     derives_from: ClassVar[str | None] = "onnx"
     hidden: ClassVar[bool] = True
+    int8_knobs: ClassVar[tuple[str, ...]] = ("calibration", "max_float_layers")  # the shared flow takes them
+    int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static", "dynamic", "weight-only")
 
     def export(self, source: Any, out_dir: Path, cfg: Any, precision: str = "fp32",
                base: Artifact | None = None) -> Built:

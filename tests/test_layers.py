@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,10 @@ def test_no_part_imports_another_parts_private_names():
     assert _private_imports() == []
 
 
-@pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter is a test extra")
+LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+
+
+@pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter is a test extra")
 def test_import_layers_hold():
-    r = subprocess.run(["lint-imports", "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]

@@ -92,6 +92,12 @@ class Target(ABC):
     derives_reduced: ClassVar[bool] = True
     #: converts a torch module only (not an ONNX file), whatever ``accepts`` lets the plan through
     needs_module: ClassVar[bool] = False
+    #: int8 knobs beyond those every int8 honours (calibration/eval data and sizes, --max-drop,
+    #: --min-cosine, --task, --no-bias-correction): a non-default value of one not listed is
+    #: refused by name, never ignored (the onnx quantiser takes them all)
+    int8_knobs: ClassVar[tuple[str, ...]] = ()
+    #: the --method values its int8 builds (auto means the target's own recipe)
+    int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static")
     #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
     progress: Callable[[str], None] | None = None
 
@@ -140,6 +146,8 @@ class Target(ABC):
         if self.needs_module and source.module is None:
             raise UnsupportedError(f"the {self.name} target converts torch models, not a {source.kind} file",
                                    hint="give the PyTorch model (a factory or a .pt2 program)")
+        if precision == "int8":
+            self.check_int8_knobs(cfg)
         self.check(source, cfg, precision)
         with contextlib.ExitStack() as stack:
             def scratch() -> Path:
@@ -167,6 +175,19 @@ class Target(ABC):
                                   source=source.origin, config=built.config, tool_versions=tool_versions(*built.tools)),
             notes=built.notes, details=built.details,
         )
+
+    def check_int8_knobs(self, cfg: DeployConfig) -> None:
+        fields = type(cfg).model_fields
+        bad = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("calibration", "max_float_layers")
+               if k in fields and k not in self.int8_knobs and getattr(cfg, k) != fields[k].default]
+        method = getattr(cfg, "method", "auto")
+        if method not in self.int8_methods and method != "fp16":
+            bad.insert(0, f"--method {method}")
+        if bad:
+            raise UnsupportedError(f"the {self.name} target's int8 does not take {', '.join(bad)}",
+                                   hint=f"{self.name} int8 builds {'/'.join(m for m in self.int8_methods if m != 'auto')} "
+                                        "int8 with min/max ranges and no layer-by-layer budget search; leave these at "
+                                        "their defaults for it, or use --targets onnx for them")
 
     def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
         """Refuse, before any work, what this target cannot build (an UnsupportedError naming why)."""

@@ -83,6 +83,8 @@ class OnnxTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8", "fp16")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+    int8_knobs: ClassVar[tuple[str, ...]] = ("calibration", "max_float_layers")
+    int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static", "dynamic", "weight-only")
 
     @classmethod
     def artifact_from_file(cls, path: Path) -> Artifact | None:

@@ -434,8 +434,6 @@ class TfliteTarget(Target):
         notes.append(f"full int8 (int8 per-channel weights, int8 activations), min/max-calibrated on {len(calib)} "
                      "inputs kept apart from the evaluation inputs; output dequantised to float32"
                      + (f"; biases corrected in {corrected} layer(s)" if corrected else ""))
-        if getattr(cfg, "calibration", "minmax") != "minmax":
-            notes.append(f"--calibration {cfg.calibration} applies to the onnx quantizer; tflite calibrates min/max")
         return self._derived(source, out_dir, parent, "int8", inputs, new_pre,
                              {"recipe": "static_wi8_ai8", "calibration_samples": len(calib),
                               "calibration": "min/max", "input": "uint8" if uint8_in else "float32",

@@ -1,0 +1,33 @@
+"""A quantisation knob a target's int8 cannot honour is refused by name, before any work, never
+silently ignored (tflite noted --calibration and went on; executorch and openvino said nothing)."""
+
+from __future__ import annotations
+
+import pytest
+
+import edgeship
+from edgeship.config import DeployConfig
+
+OTHERS = ("tflite", "executorch", "openvino")
+
+
+@pytest.mark.parametrize("target", OTHERS)
+@pytest.mark.parametrize("knob, value, flag", [("calibration", "entropy", "--calibration entropy"),
+                                               ("max_float_layers", 3, "--max-float-layers 3"),
+                                               ("method", "weight-only", "--method weight-only")])
+def test_an_int8_knob_a_target_cannot_honour_is_refused(relu6, tmp_path, target, knob, value, flag):
+    t = edgeship.get_target(target)
+    if t.check_environment():
+        pytest.skip(f"{target} extra not installed")
+    cfg = DeployConfig.build(model="tinymodels:relu6_classifier", **{knob: value})
+    with pytest.raises(edgeship.UnsupportedError) as e:
+        edgeship.convert(relu6, target, tmp_path / "a", cfg=cfg, precision="int8")
+    assert target in e.value.message and flag in e.value.message and "--targets onnx" in (e.value.hint or "")
+    assert not (tmp_path / "a").exists()
+
+
+def test_defaults_and_what_the_onnx_target_honours_pass_the_check():
+    for target in (*OTHERS, "onnx"):
+        edgeship.get_target(target).check_int8_knobs(DeployConfig.build(model="x:y", method="static"))
+    edgeship.get_target("onnx").check_int8_knobs(DeployConfig.build(model="x:y", calibration="entropy", max_float_layers=2,
+                                                                  method="dynamic"))
