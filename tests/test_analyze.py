@@ -101,9 +101,10 @@ def test_peak_activation_from_lifetimes():
 # ---- roofline beside a measurement ---------------------------------------------------------
 
 def test_roofline_shows_a_benchmark_from_the_manifest(tiny_onnx):
+    # the benchmark stage as edgeship.bench writes it (schema edgeship.benchmark/1), read by its keys
     manifest = {"stages": {"benchmark": {"results": [
-        {"artifact": "other", "latency_ms": {"median": 9.0}},
-        {"artifact": tiny_onnx.name, "threads": 1, "latency_ms": {"median": 0.05, "p90": 0.07}}]}}}
+        {"id": "other", "role": "artifact", "latency_ms": {"p50": 9.0}},
+        {"id": tiny_onnx.name, "role": "artifact", "threads": 1, "latency_ms": {"p50": 0.05, "p90": 0.07}}]}}}
     r = analyze(tiny_onnx, targets=[], manifest=manifest)
     m = r["roofline"]["measured"]
     assert m == {"artifact": tiny_onnx.name, "latency_ms": 0.05, "threads": 1}

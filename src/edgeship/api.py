@@ -202,13 +202,19 @@ class DeployResult:
     artifacts: tuple[Artifact, ...]
 
 
-def deploy(model: str | None = None, *, progress: Progress = _noop, **options: Any) -> DeployResult:
-    """Load ``model``, build and verify every requested target, write artifacts and manifest.json."""
+def deploy(model: str | None = None, *, progress: Progress = _noop, **options: Any) -> DeployResult | Plan:
+    """Load ``model``, build and verify every requested target, write artifacts and manifest.json.
+
+    With ``dry_run=True`` nothing is built or written: the resolved :class:`Plan` is returned (the
+    steps, what is skipped and why, the extras missing), as ``edgeship deploy --dry-run`` prints it.
+    """
     if model is not None:
         options["model"] = model
     cfg = options.pop("config", None) or DeployConfig.build(**options)
     timings: dict[str, float] = {}
     p = plan(cfg)
+    if cfg.dry_run:
+        return p
     _check_plan(p)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():

@@ -401,7 +401,9 @@ def deploy(
             # some artifacts failed, the others were verified and written: show those before the error
             written = e.details.get("manifest_path")
             if written and Path(written).is_file():
-                partial = SimpleNamespace(out=cfg.out, manifest_path=written, manifest=json.loads(Path(written).read_text()))
+                from .manifest import read_manifest
+
+                partial = SimpleNamespace(out=cfg.out, manifest_path=written, manifest=read_manifest(Path(written).parent))
                 e.human = lambda c: _print_deploy(c, partial)  # type: ignore[attr-defined]
             raise
         doc = {"ok": True, "out": str(res.out), "manifest_path": str(res.manifest_path), "manifest": res.manifest}

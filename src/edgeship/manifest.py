@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ._util import atomic_write_text, tool_versions
+from ._util import atomic_write_text, confined, tool_versions
 from .errors import FormatError, UsageError
 
 SCHEMA = "edgeship.manifest/1"
@@ -75,12 +75,69 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as e:
         raise FormatError(f"{path} is not a readable edgeship manifest: {str(e)[:200]}",
-                          hint="give another --out, or --overwrite to replace it") from None
+                          hint="re-run edgeship deploy to write it again (or give another folder)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("artifacts", []), list) \
             or not isinstance(doc.get("source", {}), dict):
         raise FormatError(f"{path} is not an edgeship manifest (no artifacts list)",
-                          hint="give another --out, or --overwrite to replace it")
+                          hint="re-run edgeship deploy to write it again (or give another folder)")
     return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """The one typed reader of an output folder's manifest.json, for every part that reads one
+    (analysis, the roofline, the benchmark, the CLI). Keys it does not know are kept in ``doc``."""
+
+    folder: Path
+    doc: dict[str, Any]
+
+    @property
+    def source(self) -> dict[str, Any]:
+        s = self.doc.get("source")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        c = self.doc.get("config")
+        return c if isinstance(c, dict) else {}
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [r for r in self.doc.get("artifacts") or [] if isinstance(r, dict)]
+
+    @property
+    def stages(self) -> dict[str, Any]:
+        s = self.doc.get("stages")
+        return s if isinstance(s, dict) else {}
+
+    def artifact_folder(self, record: dict[str, Any]) -> Path:
+        """The folder of an artifact record, confined to the output folder (SecurityError if a
+        crafted manifest points elsewhere)."""
+        return confined(self.folder, str(record.get("path") or record.get("id") or ""),
+                        f"{self.folder / MANIFEST}: an artifact path")
+
+    def benchmark(self, artifact_id: str | None = None) -> dict[str, Any] | None:
+        """What ``deploy --benchmark`` measured for ``artifact_id`` (the first artifact if None):
+        ``{"artifact", "latency_ms" (warm p50), "threads", "runtime"}``, or None."""
+        bench = self.stages.get("benchmark")
+        results = bench.get("results") if isinstance(bench, dict) else None
+        for r in results if isinstance(results, list) else []:
+            if not isinstance(r, dict) or r.get("role") == "baseline":
+                continue
+            if artifact_id is not None and r.get("id") != artifact_id:
+                continue
+            p50 = (r.get("latency_ms") or {}).get("p50") if isinstance(r.get("latency_ms"), dict) else None
+            if isinstance(p50, (int, float)):
+                out = {"artifact": r.get("id"), "latency_ms": float(p50), "threads": r.get("threads"),
+                       "runtime": r.get("runtime")}
+                return {k: v for k, v in out.items() if v is not None}
+        return None
+
+
+def load_manifest(out: Path) -> Manifest | None:
+    """The typed manifest of an output folder, None when it has none (FormatError when unreadable)."""
+    doc = read_manifest(out)
+    return None if doc is None else Manifest(Path(out), doc)
 
 
 def listed_paths(manifest: dict[str, Any]) -> list[str]:

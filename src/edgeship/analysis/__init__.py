@@ -132,14 +132,14 @@ def _resolve(model_or_path: Any) -> tuple[Any, str | None, Path | None]:
                 raise UnsupportedError(f"analysis of {art.format.value} artifacts is not supported",
                                        hint="analyze the source model, or the onnx/tflite artifact of the same deploy")
             return str(art.model_path), art.root.name, art.root
-        if (p / "manifest.json").is_file():
-            import json
+        from ..manifest import load_manifest
 
-            m = json.loads((p / "manifest.json").read_text())
-            for a in m.get("artifacts", []):
+        m = load_manifest(p)
+        if m is not None:
+            for a in m.records:
                 if a.get("format") in ("onnx", "tflite"):
-                    folder = p / a.get("path", a.get("id", ""))
-                    return str(folder / a["model_file"]), folder.name, p
+                    art = load_artifact(m.artifact_folder(a))  # confined to the output folder
+                    return str(art.model_path), art.root.name, p
             raise UnsupportedError(f"{p} holds no onnx or tflite artifact to analyze",
                                    hint="analyze the source model instead")
         raise InputError(f"{p} is a folder without artifact.json or manifest.json",

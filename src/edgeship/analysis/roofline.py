@@ -13,7 +13,6 @@ less), no fusion (a runtime fusing conv + activation saves that activation's tra
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -99,69 +98,17 @@ def find_manifest(path: Path | None) -> Path | None:
     return None
 
 
-_LATENCY_KEYS = ("median_ms", "p50_ms", "warm_median_ms", "latency_ms", "mean_ms", "warm_mean_ms")
+def measured_from_manifest(manifest: Any, artifact_id: str | None) -> dict[str, Any] | None:
+    """What the deploy's benchmark measured for ``artifact_id`` (any artifact if None), read with
+    the one manifest reader (:meth:`edgeship.manifest.Manifest.benchmark`); None without one."""
+    from ..errors import EdgeshipError
+    from ..manifest import Manifest, load_manifest
 
-
-def _latency(rec: Any) -> float | None:
-    """A warm median (or mean) latency in ms from a benchmark record, whatever its exact layout."""
-    if not isinstance(rec, dict):
-        return None
-    for k in _LATENCY_KEYS:
-        v = rec.get(k)
-        if isinstance(v, (int, float)):
-            return float(v)
-        if isinstance(v, dict):
-            for kk in ("median", "p50", "mean"):
-                if isinstance(v.get(kk), (int, float)):
-                    return float(v[kk])
-    for k in ("warm", "latency", "results", "summary"):
-        if isinstance(rec.get(k), dict):
-            got = _latency(rec[k])
-            if got is not None:
-                return got
-    return None
-
-
-def measured_from_manifest(manifest: dict[str, Any] | Path | None, artifact_id: str | None) -> dict[str, Any] | None:
-    """The benchmark measurement a deploy manifest holds for ``artifact_id`` (any if None), or None.
-
-    The benchmark stage's layout is owned by the benchmark harness; this reader is tolerant: it
-    takes ``stages.benchmark`` as a list of records or a mapping by artifact id, and reads a
-    median/mean latency in ms from the usual keys.
-    """
     if manifest is None:
         return None
-    if isinstance(manifest, Path):
-        try:
-            manifest = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            return None
-    bench = (manifest.get("stages") or {}).get("benchmark") if isinstance(manifest, dict) else None
-    if not bench:
+    try:
+        m = manifest if isinstance(manifest, Manifest) else (
+            Manifest(Path("."), manifest) if isinstance(manifest, dict) else load_manifest(Path(manifest).parent))
+    except EdgeshipError:
         return None
-    records: list[tuple[str | None, Any]] = []
-    if isinstance(bench, dict):
-        inner = bench.get("results") or bench.get("artifacts") or bench.get("runs")
-        if isinstance(inner, list):
-            records = [(r.get("artifact") or r.get("id") or r.get("artifact_id") or r.get("path"), r)
-                       for r in inner if isinstance(r, dict)]
-        elif isinstance(inner, dict):
-            records = list(inner.items())
-        else:
-            records = [(k, v) for k, v in bench.items() if isinstance(v, dict)]
-    elif isinstance(bench, list):
-        records = [(r.get("artifact") or r.get("id") or r.get("artifact_id") or r.get("path"), r)
-                   for r in bench if isinstance(r, dict)]
-    for aid, rec in records:
-        if isinstance(rec, dict) and rec.get("role") == "baseline":
-            continue
-        if artifact_id is not None and aid is not None and str(aid) != artifact_id:
-            continue
-        ms = _latency(rec)
-        if ms is not None:
-            out = {"artifact": aid, "latency_ms": ms}
-            for k in ("threads", "profile", "device", "precision", "runtime"):
-                if k in rec:
-                    out[k] = rec[k]
-            return out
-    return None
+    return m.benchmark(artifact_id) if m is not None else None

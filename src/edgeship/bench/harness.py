@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._util import confined
 from ..artifact import ARTIFACT_JSON, Artifact
 from ..errors import EdgeshipError, InputError, UsageError
 from ..sources import BUILTIN_MODELS
@@ -293,17 +292,12 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
             add_artifact(p, p.root, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
             continue
         p = Path(p)
-        from ..manifest import MANIFEST
+        from ..manifest import MANIFEST, load_manifest
 
         if p.is_dir() and (p / MANIFEST).is_file() and not (p / ARTIFACT_JSON).is_file():
-            try:
-                m = json.loads((p / MANIFEST).read_text())
-                records = list(m["artifacts"])
-                source = dict(m.get("source") or {})
-                config = dict(m.get("config") or {})
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise InputError(f"{p / MANIFEST} is not a readable edgeship manifest: {e}",
-                                 hint="re-run edgeship deploy, or give the artifact folders themselves") from None
+            m = load_manifest(p)  # FormatError (exit 3) when unreadable
+            assert m is not None
+            records, source, config = m.records, m.source, m.config
             base = None
             if explicit:
                 base = _baseline_item(explicit, explicit_options, items, taken)
@@ -317,7 +311,7 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
                                  "automatically (only built-in models and installed pkg.mod:fn factories are); "
                                  "give --baseline to compare with it")
             for rec in records:
-                folder = confined(p, str(rec.get("path") or rec.get("id") or ""), f"{p / MANIFEST}: an artifact path")
+                folder = m.artifact_folder(rec)
                 try:
                     art = load_artifact(folder)
                 except EdgeshipError as e:
