@@ -328,3 +328,12 @@ def test_a_worker_traceback_goes_to_a_log_not_into_the_reason(fake_art, tmp_path
     [log] = (tmp_path / "cache" / "logs").glob("bench-worker-*.log")
     assert str(log) in reason
     assert "Traceback (most recent call last)" in log.read_text() and words in log.read_text()
+
+
+def test_benchmark_workers_run_under_the_isolation_limits(tiny_onnx, tmp_path, monkeypatch):
+    # the benchmark runs untrusted models too: its workers get the limits of every isolated run
+    monkeypatch.setenv("EDGESHIP_MAX_MEMORY_GB", "0.05")
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path))
+    rep = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1})
+    [inc] = rep.incomplete
+    assert rep.results == [] and inc["kind"] == "limit" and "EDGESHIP_MAX_MEMORY_GB" in inc["reason"]

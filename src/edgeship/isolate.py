@@ -35,7 +35,7 @@ from . import errors
 from .errors import EdgeshipError, FormatError, InputError
 
 __all__ = ["Limits", "run_isolated", "in_child", "ResourceLimitError", "IsolatedInternalError", "debug_enabled",
-           "logs_dir", "write_log"]
+           "logs_dir", "write_log", "spawn", "Spawned", "kill_group", "apply_limits", "limit_reason", "reserve_stdout"]
 
 ENV_FLAG = "EDGESHIP_ISOLATED"
 DEBUG_ENV = "EDGESHIP_DEBUG"
@@ -105,9 +105,9 @@ def in_child() -> bool:
     return os.environ.get(ENV_FLAG) == "1"
 
 
-def _apply_limits(limits: Limits) -> None:
-    """Runs first thing in the child, before it reads any model (no preexec_fn: that is unsafe in a
-    multithreaded parent)."""
+def apply_limits(limits: Limits) -> None:
+    """Runs first thing in a child (the isolated child, a benchmark worker), before it reads any
+    model (no preexec_fn: that is unsafe in a multithreaded parent)."""
     gb = 1 << 30
     resource.setrlimit(resource.RLIMIT_AS, (int(limits.memory_gb * gb),) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (int(limits.cpu_seconds), int(limits.cpu_seconds) + 5))
@@ -125,39 +125,21 @@ def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Lim
     spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits),
                        "log_dir": str(log_dir) if log_dir is not None else None})
     env = dict(os.environ, **{ENV_FLAG: "1"})
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeship._child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=None, env=env, close_fds=True, start_new_session=True, text=True,  # own group: killable as one
-    )
-    try:
-        out, _ = proc.communicate(spec, timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
+    run = spawn([sys.executable, "-m", "edgeship._child"], spec, env, limits.wall_seconds, capture_stderr=False)
+    if run.timed_out:
         raise ResourceLimitError(f"working on {what} took longer than {limits.wall_seconds:g} s and was stopped",
-                                 hint="raise EDGESHIP_MAX_WALL_S if the model is just big") from None
-    except KeyboardInterrupt:
-        _kill_group(proc)
-        raise
-    elapsed = time.monotonic() - t0
-    result = _parse_result(out)
+                                 hint="raise EDGESHIP_MAX_WALL_S if the model is just big")
+    result = _parse_result(run.out)
     if result is not None:
         if result.get("ok"):
             return result.get("result")
         raise _rebuild_error(result.get("error") or {})
-    rc = proc.returncode
-    if rc is not None and rc < 0:
+    rc = run.returncode
+    if rc < 0:
+        reason = limit_reason(rc, limits, what, run.wall_s)
+        if reason is not None:
+            raise ResourceLimitError(reason[0], hint=reason[1])
         sig = signal.Signals(-rc)
-        if sig == signal.SIGXCPU:
-            raise ResourceLimitError(f"working on {what} used more than {limits.cpu_seconds} s of CPU time",
-                                     hint="raise EDGESHIP_MAX_CPU_S if the model is just big")
-        if sig == signal.SIGXFSZ:
-            raise ResourceLimitError(f"working on {what} tried to write a file larger than {limits.file_size_gb:g} GB",
-                                     hint="raise EDGESHIP_MAX_FILE_GB if the model is just big")
-        if sig == signal.SIGKILL:
-            raise ResourceLimitError(f"working on {what} was killed (out of memory?) after {elapsed:.1f} s",
-                                     hint="the machine ran out of memory, or a limit killed it")
         raise FormatError(f"{what} crashed the native parser/runtime ({sig.name}); edgeship stopped safely",
                           hint="the file is corrupt or crafted; do not load it in other tools either",
                           signal=sig.name)
@@ -165,11 +147,72 @@ def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Lim
                       hint="see the messages above; if it looks like a bug in edgeship, please report it")
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+@dataclasses.dataclass(frozen=True)
+class Spawned:
+    """How a child ended: what it wrote, its return code (negative: the signal), whether it ran out of time."""
+
+    out: str
+    err: str
+    returncode: int
+    timed_out: bool
+    wall_s: float
+
+
+def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float, capture_stderr: bool = True) -> Spawned:
+    """The one way edgeship starts a child: its own session (killed as a group with anything it
+    started), no inherited descriptors, ``stdin_text`` in, stdout (and stderr) captured, killed at
+    ``timeout`` or on Ctrl-C."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if capture_stderr else None, env=env, close_fds=True,
+                            start_new_session=True, text=True)
+    try:
+        out, err = proc.communicate(stdin_text, timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        timed_out = True
+    except BaseException:  # Ctrl-C: the child runs in its own session and would not see it
+        kill_group(proc)
+        proc.wait()
+        raise
+    return Spawned(out or "", err or "", proc.returncode if proc.returncode is not None else -9, timed_out,
+                   time.monotonic() - t0)
+
+
+def limit_reason(returncode: int, limits: Limits, what: str, wall_s: float) -> tuple[str, str] | None:
+    """(message, hint) when a child's signal means it hit one of its limits, else None."""
+    try:
+        sig = signal.Signals(-returncode)
+    except ValueError:
+        return None
+    if sig == signal.SIGXCPU:
+        return (f"working on {what} used more than {limits.cpu_seconds} s of CPU time",
+                "raise EDGESHIP_MAX_CPU_S if the model is just big")
+    if sig == signal.SIGXFSZ:
+        return (f"working on {what} tried to write a file larger than {limits.file_size_gb:g} GB",
+                "raise EDGESHIP_MAX_FILE_GB if the model is just big")
+    if sig == signal.SIGKILL:
+        return (f"working on {what} was killed (out of memory?) after {wall_s:.1f} s",
+                "the machine ran out of memory, or a limit killed it")
+    return None
+
+
+def kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def reserve_stdout() -> Any:
+    """In a child: a private copy of stdout for the one result, with fd 1 and ``sys.stdout`` sent to
+    stderr, so a runtime's or converter's own prints cannot corrupt the result."""
+    real = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return real
 
 
 def _parse_result(out: str | None) -> dict[str, Any] | None:
@@ -197,11 +240,9 @@ def child_main() -> int:
     import traceback
 
     spec = json.loads(sys.stdin.read())
-    _apply_limits(Limits(**spec.get("limits", {})))
+    apply_limits(Limits(**spec.get("limits", {})))
     # stdout belongs to the result: route everything else (converter prints, native logs) to stderr
-    real = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    real = reserve_stdout()
     debug = debug_enabled()
     try:
         mod, _, fn = spec["func"].partition(":")

@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +60,7 @@ class WorkerOutcome:
     ok: bool
     result: dict[str, Any] | None = None
     reason: str | None = None
-    kind: str | None = None  # timeout | crash | error
+    kind: str | None = None  # timeout | crash | limit | error
     phase: str | None = None
     wall_s: float = 0.0
     stderr: str = dataclasses.field(default="", repr=False)  # the worker's own output, for EDGESHIP_DEBUG
@@ -91,13 +90,6 @@ def _stderr_tail(stderr: str, lines: int = 3) -> str:
     return " | ".join(keep[-lines:])[-600:]
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it started
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> WorkerOutcome:
     """Run ``python -P -m edgeship.bench.worker`` on ``spec``; never raises for the child's failures.
 
@@ -120,22 +112,17 @@ def run_worker(spec: dict[str, Any], timeout: float, threads: int = 1) -> Worker
 
 
 def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float, t0: float) -> WorkerOutcome:
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "edgeship.bench.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-                            text=True)
-    try:
-        out, err = proc.communicate(json.dumps(spec), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
+    from ..isolate import Limits, limit_reason, spawn
+
+    limits = Limits.from_env()  # the limits of every untrusted run (SECURITY.md), applied first in the worker
+    spec = {**spec, "limits": dataclasses.asdict(limits)}
+    run = spawn([sys.executable, "-P", "-m", "edgeship.bench.worker"], json.dumps(spec), env, timeout)
+    out, err = run.out, run.err
+    if run.timed_out:
         phase = _last_phase(err)
         return WorkerOutcome(False, reason=f"timeout: no result after {timeout:g} s (during {phase or 'start-up'}); "
                                            "the process was killed", kind="timeout", phase=phase,
                              wall_s=time.monotonic() - t0, stderr=err)
-    except BaseException:  # Ctrl-C: the worker runs in its own session and would not see it
-        _kill_group(proc)
-        proc.wait()
-        raise
     wall = time.monotonic() - t0
     phase = _last_phase(err)
     doc = None
@@ -145,26 +132,32 @@ def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float, t0: f
             break
         except ValueError:
             continue
-    if proc.returncode < 0:
+    rc = run.returncode
+    if rc < 0:
+        hit = limit_reason(rc, limits, "the artifact", run.wall_s)
+        if hit is not None:
+            return WorkerOutcome(False, reason=f"limit: {hit[0]} during {phase or 'start-up'} ({hit[1]})", kind="limit",
+                                 phase=phase, wall_s=wall, stderr=err)
         try:
-            name = signal.Signals(-proc.returncode).name
+            name = signal.Signals(-rc).name
         except ValueError:
-            name = f"signal {-proc.returncode}"
+            name = f"signal {-rc}"
         tail = _stderr_tail(err)
         return WorkerOutcome(False, reason=f"crashed: killed by {name} during {phase or 'start-up'}"
                                            + (f" ({tail})" if tail else ""), kind="crash", phase=phase, wall_s=wall,
                              stderr=err)
-    if isinstance(doc, dict) and doc.get("ok") is True and proc.returncode == 0:
+    if isinstance(doc, dict) and doc.get("ok") is True and rc == 0:
         return WorkerOutcome(True, result=doc, phase=phase, wall_s=wall)
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         e = doc["error"]
         msg = f"{e.get('type', 'Error')}: {e.get('message', '')}"
         if e.get("hint"):
             msg += f" ({e['hint']})"
-        return WorkerOutcome(False, reason=f"error during {phase or 'start-up'}: {msg}", kind="error",
+        kind = "limit" if e.get("type") == "ResourceLimitError" else "error"
+        return WorkerOutcome(False, reason=f"error during {phase or 'start-up'}: {msg}", kind=kind,
                              phase=phase, wall_s=wall, stderr=err)
     tail = _stderr_tail(err)
-    return WorkerOutcome(False, reason=f"crashed: exit code {proc.returncode} during {phase or 'start-up'}"
+    return WorkerOutcome(False, reason=f"crashed: exit code {rc} during {phase or 'start-up'}"
                                        + (f" ({tail})" if tail else "") + ", no result", kind="crash",
                          phase=phase, wall_s=wall, stderr=err)
 

@@ -444,13 +444,15 @@ def measure_peaks(spec: dict[str, Any]) -> dict[str, Any]:
 # ---- main -------------------------------------------------------------------------------
 
 def main() -> int:
-    real = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # the runtime's own prints must not corrupt the one JSON result
-    sys.stdout = sys.stderr
+    from edgeship.isolate import Limits, apply_limits, reserve_stdout
+
+    real = reserve_stdout()  # the runtime's own prints must not corrupt the one JSON result
     code = 0
     spec: Any = None
     try:
         spec = json.loads(sys.stdin.read())
+        if spec.get("limits"):  # the same limits as every untrusted run, before any model is read
+            apply_limits(Limits(**spec["limits"]))
         for p in spec.get("sys_path") or []:
             if p not in sys.path:
                 sys.path.append(p)
@@ -471,6 +473,11 @@ def main() -> int:
         from edgeship.isolate import debug_enabled, write_log
 
         code = 1
+        if isinstance(e, MemoryError) or (isinstance(e, (ImportError, OSError)) and "failed to map segment" in str(e)):
+            from edgeship.isolate import ResourceLimitError
+
+            e = ResourceLimitError("the benchmark worker needed more memory than the isolation limit allows",
+                                   hint="raise EDGESHIP_MAX_MEMORY_GB if the model is just big")
         if isinstance(e, EdgeshipError):
             err = e.to_dict()
             if debug_enabled():

@@ -15,15 +15,15 @@ onnx artifact on x86; every ORT artifact says so in its notes.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from .._util import native_stderr_silenced, quiet
 from ..artifact import Artifact, Format
-from ..errors import FormatError, UnsupportedError
+from ..errors import FormatError, UnsupportedError, first_line
 from ..formats.onnx import OnnxRunner
+from ..isolate import in_child, run_isolated
 from . import Built, Runner, Target
 from .onnx import MODEL_FILE as ONNX_FILE
 
@@ -80,21 +80,19 @@ class OrtTarget(Target):
         with tempfile.TemporaryDirectory(prefix="edgeship-ort-in-") as tmp:
             src = Path(tmp) / ONNX_FILE  # the tool converts every .onnx in the folder: give it one
             src.write_bytes(onnx_path.read_bytes())
-            cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(src),
-                   "--output_dir", str(out_dir), "--optimization_style", "Fixed", "--target_platform", "arm"]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-            except subprocess.TimeoutExpired:
-                raise UnsupportedError("the ORT-format conversion did not finish in 30 minutes") from None
+            # onnxruntime's converter parses the (possibly untrusted) model natively: in the limited child
+            if in_child():
+                convert_to_ort(str(src), str(out_dir))
+            else:
+                run_isolated("edgeship.targets.ort:convert_to_ort", {"src": str(src), "out_dir": str(out_dir)},
+                             what=str(onnx_path))
         produced = out_dir / MODEL_FILE
         for cfg_file in out_dir.glob("*required_operators*.config"):  # named after the model by the tool
             if cfg_file.name != OPS_FILE:
                 cfg_file.replace(out_dir / OPS_FILE)
                 break
-        if proc.returncode != 0 or not produced.is_file() or not (out_dir / OPS_FILE).is_file():
-            text = (proc.stderr or proc.stdout or "").strip().splitlines()
-            why = next((ln for ln in reversed(text) if ln.strip()), f"exit code {proc.returncode}")
-            raise UnsupportedError(f"onnxruntime could not convert the model to ORT format: {why[:400]}",
+        if not produced.is_file() or not (out_dir / OPS_FILE).is_file():
+            raise UnsupportedError("onnxruntime's ORT-format converter wrote no model.ort and operator list",
                                    hint="the onnx artifact still runs on ONNX Runtime everywhere")
         ops_file = out_dir / OPS_FILE  # its header names the temp path it was built in: name the artifact's file
         lines = [ln for ln in ops_file.read_text().splitlines() if not ln.startswith("# - ")]
@@ -110,4 +108,24 @@ class OrtTarget(Target):
 
     def runner(self, artifact: Artifact, threads: int = 1) -> Runner:
         return OrtRunner(artifact.model_path, threads=threads)
+
+
+def convert_to_ort(src: str, out_dir: str) -> dict[str, str]:
+    """onnxruntime's ORT-format converter on one model (fixed optimisations, ARM), run in the isolated
+    child; its prints stay off the terminal and its failure is an UnsupportedError with its reason."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with quiet(stdout=True, stderr=True) as log, native_stderr_silenced():
+        try:
+            convert_onnx_models_to_ort(Path(src), output_dir=Path(out_dir), optimization_styles=[OptimizationStyle.Fixed],
+                                       target_platform="arm")
+            failure = None
+        except Exception as e:  # noqa: BLE001 - the converter's own message is the reason
+            failure = e
+    if failure is not None:
+        said = [ln for ln in log.getvalue().splitlines() if ln.strip().startswith("Error converting")]
+        raise UnsupportedError(f"onnxruntime could not convert the model to ORT format: {first_line(failure)}"
+                               + (f" ({said[-1].strip()[:300]})" if said else ""),
+                               hint="the onnx artifact still runs on ONNX Runtime everywhere")
+    return {"out_dir": out_dir}
 
