@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import edgeship
 from edgeship.errors import SecurityError, ValidationError
-from edgeship.quant import ort as recipes
+from edgeship.quant import onnxruntime_recipes as recipes
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:

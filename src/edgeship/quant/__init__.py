@@ -118,7 +118,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     import onnx
 
     from ..data import calibration_samples, load_samples
-    from . import ort as recipes
+    from . import onnxruntime_recipes as recipes
 
     say = progress or (lambda _msg: None)
     names = [i.name for i in fp32.inputs]

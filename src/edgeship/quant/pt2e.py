@@ -1,5 +1,5 @@
 """Bias correction for PyTorch 2 Export (PT2E) quantisation, the same correction as the ONNX path
-(:func:`edgeship.quant.ort.bias_shifts`), on a ``prepare_pt2e`` module.
+(:func:`edgeship.quant.onnxruntime_recipes.bias_shifts`), on a ``prepare_pt2e`` module.
 
 ``calibrate_and_correct(prepared, samples)`` runs the calibration samples through the prepared
 module (the observers see them as usual) while recording the mean input of every conv/linear, then

@@ -1,5 +1,5 @@
 """Bias correction for TFLite int8 (ai-edge-quantizer), the same correction as the ONNX path
-(:func:`edgeship.quant.ort.bias_shifts`).
+(:func:`edgeship.quant.onnxruntime_recipes.bias_shifts`).
 
 ``bias_corrected(fp32, int8, feeds, signature)`` takes the fp32 model, a first int8 quantisation of
 it, and the calibration feeds. For every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with a
