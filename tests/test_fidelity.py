@@ -46,3 +46,18 @@ def test_an_embedding_int8_is_judged_by_cosine(tmp_path):
     assert q.verification.passed and q.verification.top1_agreement is None
     assert "judged as a tensor" in q.verification.criterion and q.verification.outputs[0].cosine >= 0.99
     assert q.details["quantization"]["steps"][-1]["within_budget"]
+
+
+def test_ties_in_int8_outputs_break_like_argmax():
+    # dequantised int8 scores tie often; top-1 agreement must not depend on the sort's whims
+    from edgeship.fidelity import top_k_agreement
+
+    rng = np.random.default_rng(0)
+    n, classes = 64, 1000
+    ref = rng.normal(size=(n, classes))
+    ref[np.arange(n), np.arange(n)] = 10.0  # row i's top class is i
+    got = np.round(rng.normal(size=(n, classes)), 1)
+    for i in range(n):
+        got[i, [i, i + 200, i + 600]] = 9.0  # a three-way tie at the top, the true class first
+    assert top_k_agreement(ref, got, 1) == 1.0
+    assert top_k_agreement(ref, got, 1) == float(np.mean(ref.argmax(1) == got.argmax(1)))

@@ -57,9 +57,12 @@ def kl_divergence(ref_logits: np.ndarray, out_logits: np.ndarray) -> float:
 
 
 def top_k_agreement(ref: np.ndarray, out: np.ndarray, k: int = 1) -> float:
-    """Share of rows whose reference top-1 class is in the output's top-k."""
+    """Share of rows whose reference top-1 class is in the output's top-k. Ties (common in
+    dequantised int8 outputs) go to the lower class index, as ``argmax`` breaks them."""
     r = np.asarray(ref).argmax(1)
-    top = np.argsort(-np.asarray(out), axis=1)[:, :k]
+    if k == 1:
+        return float(np.mean(r == np.asarray(out).argmax(1)))
+    top = np.argsort(-np.asarray(out), axis=1, kind="stable")[:, :k]
     return float(np.mean([t in row for t, row in zip(r, top)]))
 
 
