@@ -48,3 +48,12 @@ def test_not_an_artifact(tmp_path):
     (tmp_path / ARTIFACT_JSON).write_text("{not json")
     with pytest.raises(FormatError):
         load_artifact(tmp_path)
+
+
+def test_a_passed_verification_writes_no_divergence_key(tiny_onnx):
+    # older readers refuse unknown keys (extra="forbid"): a key that only a failure fills stays out
+    import json
+
+    rec = json.loads((tiny_onnx / "artifact.json").read_text())
+    assert "first_divergence" not in rec["verification"]
+    assert load_artifact(tiny_onnx).verification.first_divergence is None

@@ -182,6 +182,9 @@ class Artifact(_Frozen):
     def record(self) -> dict[str, Any]:
         """The JSON-ready record written to artifact.json and the manifest."""
         out = self.model_dump(mode="json")
+        v = out.get("verification")
+        if isinstance(v, dict) and v.get("first_divergence") is None:
+            v.pop("first_divergence", None)  # only a failed check has one: records stay readable by 0.1 readers
         out["digest"] = self.digest
         out["size_bytes"] = self.size_bytes
         out["labels_file"] = LABELS_TXT if self.labels else None
