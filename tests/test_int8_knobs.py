@@ -31,3 +31,16 @@ def test_defaults_and_what_the_onnx_target_honours_pass_the_check():
         edgeship.get_target(target).check_int8_knobs(DeployConfig.build(model="x:y", method="static"))
     edgeship.get_target("onnx").check_int8_knobs(DeployConfig.build(model="x:y", calibration="entropy", max_float_layers=2,
                                                                   method="dynamic"))
+
+
+@pytest.mark.parametrize("target", ["tflite", "executorch"])
+def test_every_int8_target_reports_per_layer_attribution(relu6, tmp_path, target):
+    t = edgeship.get_target(target)
+    if t.check_environment():
+        pytest.skip(f"{target} extra not installed")
+    art = edgeship.convert(relu6, target, tmp_path / "a", precision="int8")
+    q = art.details["quantization"]
+    layers = q["most_sensitive_layers"]
+    assert q["layers_measured"] >= 3 and layers and q["attribution"] == "weight SQNR per layer"
+    assert [r["weight_sqnr_db"] for r in layers] == sorted(r["weight_sqnr_db"] for r in layers)  # worst first
+    assert all(r["weight_sqnr_db"] > 10 for r in layers) and any(r["module"] for r in layers)

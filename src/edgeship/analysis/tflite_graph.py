@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..formats.tflite import module_from_tensor_name
 from .graph import Graph, Layer, Tensor
 
 __all__ = ["graph_from_tflite", "TFLITE_TYPES"]
@@ -33,21 +34,6 @@ TFLITE_TYPES = {
     "SELECT_V2": "Where", "SELECT": "Where", "NEG": "Neg", "ABS": "Abs", "LOG": "Log",
 }
 _ALIAS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
-
-
-def module_from_tensor_name(name: str) -> str | None:
-    """'pkg.Model/torch.nn...Sequential_features/torch.nn...Conv2d_0;1' -> 'features.0'."""
-    if "/" not in name:
-        return None
-    last = name.split(";;")[-1].split(";")[0]
-    parts = last.split("/")[1:]
-    attrs = []
-    for seg in parts:
-        cls = seg.rsplit(".", 1)[-1]
-        if "_" not in cls:
-            return None
-        attrs.append(cls.split("_", 1)[1])
-    return ".".join(attrs) or None
 
 
 def graph_from_tflite(data: dict[str, Any]) -> Graph:

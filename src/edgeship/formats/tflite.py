@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import EdgeshipError, FormatError, MissingExtraError
 
-__all__ = ["read_tflite", "tflite_tables"]
+__all__ = ["module_from_tensor_name", "read_tflite", "tflite_tables"]
 
 
 def tflite_tables(path: str) -> dict[str, Any]:  # runs in the isolated child process
@@ -72,3 +72,18 @@ def read_tflite(path: Path) -> dict[str, Any]:
             raise
         raise FormatError(f"the LiteRT interpreter cannot read {path}: {e.message}",
                           hint="the file is corrupt or not a TFLite flatbuffer; export it again") from None
+
+
+def module_from_tensor_name(name: str) -> str | None:
+    """'pkg.Model/torch.nn...Sequential_features/torch.nn...Conv2d_0;1' -> 'features.0'."""
+    if "/" not in name:
+        return None
+    last = name.split(";;")[-1].split(";")[0]
+    parts = last.split("/")[1:]
+    attrs = []
+    for seg in parts:
+        cls = seg.rsplit(".", 1)[-1]
+        if "_" not in cls:
+            return None
+        attrs.append(cls.split("_", 1)[1])
+    return ".".join(attrs) or None

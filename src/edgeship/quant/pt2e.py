@@ -61,13 +61,7 @@ def calibrate_and_correct(prepared: Any, samples: Sequence[tuple[np.ndarray, ...
             if not hasattr(obs, "calculate_qparams"):
                 continue
             w = _attr(prepared, w_obs.args[0].target).detach()
-            scale, zp = obs.calculate_qparams()
-            if scale.numel() > 1:
-                wq = torch.fake_quantize_per_channel_affine(w, scale.float(), zp.int(), obs.ch_axis, obs.quant_min,
-                                                            obs.quant_max)
-            else:
-                wq = torch.fake_quantize_per_tensor_affine(w, float(scale), int(zp), obs.quant_min, obs.quant_max)
-            dw = (wq - w).double()
+            dw = (_fake_quantised(w, obs) - w).double()
             total, count = sums[n.name]
             mean = total / count
             if n.target in conv:
@@ -96,3 +90,44 @@ def _attr(module: Any, path: str) -> Any:
     for p in path.split("."):
         module = getattr(module, p)
     return module
+
+
+def weight_report(prepared: Any) -> list[dict[str, Any]]:
+    """Per-layer attribution of a calibrated ``prepare_pt2e`` module: for every conv/linear whose
+    weight is observed, the SQNR of its int8 weights (fake-quantised with the observer's own
+    scale and zero point, as ``convert_pt2e`` will store them) against the float ones, worst
+    first, with the source module from the node's module stack."""
+    import torch
+
+    from ..fidelity import db_from_sums
+
+    conv, linear = _ops()
+    rows = []
+    with torch.no_grad():
+        for n in prepared.graph.nodes:
+            if n.op != "call_function" or not (n.target in conv or n.target in linear) or len(n.args) < 2:
+                continue
+            w_obs = n.args[1]
+            if not (isinstance(w_obs, torch.fx.Node) and w_obs.op == "call_module" and w_obs.args
+                    and isinstance(w_obs.args[0], torch.fx.Node) and w_obs.args[0].op == "get_attr"):
+                continue
+            obs = prepared.get_submodule(w_obs.target)
+            if not hasattr(obs, "calculate_qparams"):
+                continue
+            w = _attr(prepared, w_obs.args[0].target).detach()
+            wq = _fake_quantised(w, obs)
+            stack = n.meta.get("nn_module_stack") or {}
+            module = next(reversed(list(stack.values())))[0] if stack else None
+            rows.append({"node": n.name, "module": module, "op": "conv" if n.target in conv else "linear",
+                         "weight_sqnr_db": round(db_from_sums(float((w.double() ** 2).sum()),
+                                                              float(((wq - w).double() ** 2).sum())), 2)})
+    return sorted(rows, key=lambda r: r["weight_sqnr_db"])
+
+
+def _fake_quantised(w: Any, obs: Any) -> Any:
+    import torch
+
+    scale, zp = obs.calculate_qparams()
+    if scale.numel() > 1:
+        return torch.fake_quantize_per_channel_affine(w, scale.float(), zp.int(), obs.ch_axis, obs.quant_min, obs.quant_max)
+    return torch.fake_quantize_per_tensor_affine(w, float(scale), int(zp), obs.quant_min, obs.quant_max)

@@ -37,30 +37,21 @@ def _same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]
     return total // 2, total - total // 2
 
 
-def bias_corrected(fp32: bytes, int8: bytes, feeds: Sequence[dict[str, np.ndarray]], signature: str) -> tuple[bytes, int]:
-    """(the fp32 model with corrected biases, how many layers were corrected)."""
-    import torch
-    import torch.nn.functional as F
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.tools import flatbuffer_utils as fb
-
-    fm = fb.read_model_from_bytearray(bytearray(fp32))
-    qm = fb.read_model_from_bytearray(bytearray(int8))
+def _int8_layers(fm: Any, qm: Any) -> list[tuple[Any, int, Any, np.ndarray, np.ndarray]]:
+    """(op, opcode, weight tensor, float weights, int8 weights dequantised - float weights) for
+    every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED whose weights the int8 model stores as int8
+    (matched by tensor name)."""
     sg, qsg = fm.subgraphs[0], qm.subgraphs[0]
     qtensors = {_name(t): t for t in qsg.tensors}
-    users: dict[int, int] = {}
-    for t in sg.tensors:
-        users[t.buffer] = users.get(t.buffer, 0) + 1
-    layers = []
+    out = []
     for op in sg.operators:
         code = _opcode(fm, op)
-        if code not in (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) or len(op.inputs) < 3 or op.inputs[2] < 0:
+        if code not in (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) or len(op.inputs) < 2:
             continue
-        w_t, b_t = sg.tensors[op.inputs[1]], sg.tensors[op.inputs[2]]
+        w_t = sg.tensors[op.inputs[1]]
         q_t = qtensors.get(_name(w_t))
-        w_buf, b_buf = fm.buffers[w_t.buffer].data, fm.buffers[b_t.buffer].data
-        if (users.get(b_t.buffer, 0) != 1 or q_t is None or q_t.quantization is None or q_t.quantization.scale is None or w_buf is None or b_buf is None
-                or w_t.type != 0 or b_t.type != 0):  # 0: FLOAT32
+        w_buf = fm.buffers[w_t.buffer].data
+        if q_t is None or q_t.quantization is None or q_t.quantization.scale is None or w_buf is None or w_t.type != 0:
             continue
         q_data = qm.buffers[q_t.buffer].data
         if q_data is None or q_t.type != 9:  # 9: INT8
@@ -72,7 +63,51 @@ def bias_corrected(fp32: bytes, int8: bytes, feeds: Sequence[dict[str, np.ndarra
         if scale.size > 1:
             shape[int(q_t.quantization.quantizedDimension or 0)] = -1
         wq = (np.frombuffer(bytes(q_data), np.int8).reshape(w_t.shape).astype(np.float64) - zp.reshape(shape)) * scale.reshape(shape)
-        layers.append((op, code, wq - w, b_t))
+        out.append((op, code, w_t, w, wq - w))
+    return out
+
+
+_OP_NAMES = {CONV_2D: "CONV_2D", DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", FULLY_CONNECTED: "FULLY_CONNECTED"}
+
+
+def weight_report(fp32: bytes, int8: bytes) -> list[dict[str, Any]]:
+    """Per-layer attribution of a TFLite int8 model: for every conv / depthwise / fully-connected
+    layer, the SQNR of its int8 weights against the float ones (dB), worst first, with its source
+    module when litert-torch named the tensor after it."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    from ..fidelity import db_from_sums
+    from ..formats.tflite import module_from_tensor_name
+
+    fm = fb.read_model_from_bytearray(bytearray(fp32))
+    qm = fb.read_model_from_bytearray(bytearray(int8))
+    rows = [{"node": _name(w_t), "module": module_from_tensor_name(_name(w_t)), "op": _OP_NAMES[code],
+             "weight_sqnr_db": round(db_from_sums(float(np.sum(w ** 2)), float(np.sum(dw ** 2))), 2)}
+            for _op, code, w_t, w, dw in _int8_layers(fm, qm)]
+    return sorted(rows, key=lambda r: r["weight_sqnr_db"])
+
+
+def bias_corrected(fp32: bytes, int8: bytes, feeds: Sequence[dict[str, np.ndarray]], signature: str) -> tuple[bytes, int]:
+    """(the fp32 model with corrected biases, how many layers were corrected)."""
+    import torch
+    import torch.nn.functional as F
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    fm = fb.read_model_from_bytearray(bytearray(fp32))
+    qm = fb.read_model_from_bytearray(bytearray(int8))
+    sg = fm.subgraphs[0]
+    users: dict[int, int] = {}
+    for t in sg.tensors:
+        users[t.buffer] = users.get(t.buffer, 0) + 1
+    layers = []
+    for op, code, _w_t, _w, dw in _int8_layers(fm, qm):
+        if len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        b_t = sg.tensors[op.inputs[2]]
+        if users.get(b_t.buffer, 0) != 1 or fm.buffers[b_t.buffer].data is None or b_t.type != 0:  # 0: FLOAT32
+            continue
+        layers.append((op, code, dw, b_t))
     if not layers:
         return fp32, 0
 

@@ -295,7 +295,8 @@ class ExecuTorchTarget(Target):
         if precision == "int8":
             calib = calibration_samples(source, cfg)
             self.say(f"PT2E: calibrating on {len(calib)} samples, correcting biases")
-            ep, fused, kept, corrected = self._quantize(source, ep, args, calib, bool(getattr(cfg, "bias_correction", True)))
+            ep, fused, kept, corrected, layers = self._quantize(source, ep, args, calib,
+                                                                bool(getattr(cfg, "bias_correction", True)))
             config.update({"quantizer": "XNNPACKQuantizer" + (" + conv/linear-clamp fusion" if self.fuse_clamps else ""),
                            "per_channel": True, "calibration_samples": len(calib), "fused_clamps": fused,
                            "kept_float": list(kept), "bias_corrected_layers": corrected})
@@ -318,8 +319,14 @@ class ExecuTorchTarget(Target):
                        for s, a in zip(source.inputs, source.example_inputs))
         outputs = tuple(s.model_copy(update={"shape": tuple(1 if not isinstance(d, int) else d for d in s.shape)})
                         for s in source.outputs)
+        details: dict[str, Any] = {}
+        if precision == "int8":
+            details["quantization"] = {
+                "method": "static", "calibration": {"method": "PT2E observers", "samples": config["calibration_samples"]},
+                "bias_correction": {"layers": config["bias_corrected_layers"]}, "attribution": "weight SQNR per layer",
+                "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}
         return Built(files=(MODEL_FILE,), inputs=inputs, outputs=outputs, stage=f"executorch.xnnpack.{precision}",
-                     config=config, tools=("torch", "executorch", "torchao"), notes=tuple(notes))
+                     config=config, tools=("torch", "executorch", "torchao"), notes=tuple(notes), details=details)
 
     @staticmethod
     def _export(source: Source, args: tuple) -> Any:
@@ -333,7 +340,7 @@ class ExecuTorchTarget(Target):
                                    hint="make the model torch.export-able (no data-dependent control flow)") from None
 
     def _quantize(self, source: Source, ep: Any, args: tuple, calib: list,
-                  bias_correction: bool = True) -> tuple[Any, int, tuple[str, ...], int]:
+                  bias_correction: bool = True) -> tuple[Any, int, tuple[str, ...], int, list[dict[str, Any]]]:
         import torch
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -342,20 +349,21 @@ class ExecuTorchTarget(Target):
         try:
             with _quiet(), torch.no_grad():
                 m = prepare_pt2e(ep.module(), quantizer)
-                if bias_correction:
-                    from ..quant.pt2e import calibrate_and_correct
+                from ..quant.pt2e import calibrate_and_correct, weight_report
 
+                if bias_correction:
                     corrected = calibrate_and_correct(m, calib)
                 else:
                     for sample in calib:
                         m(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
                     corrected = 0
+                layers = weight_report(m)
                 m = convert_pt2e(m)
                 qep = torch.export.export(m, args)
         except Exception as e:
             raise UnsupportedError(f"PT2E int8 quantisation failed for {source.name}: {first_line(e)}",
                                    hint="build the fp32 artifact only (drop --quantize int8)") from None
-        return qep, quantizer.fused, quantizer.kept_float, corrected
+        return qep, quantizer.fused, quantizer.kept_float, corrected, layers
 
     @staticmethod
     def _lower(source: Source, ep: Any) -> Any:

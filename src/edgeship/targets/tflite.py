@@ -416,6 +416,9 @@ class TfliteTarget(Target):
             raise UnsupportedError(f"ai-edge-quantizer could not quantise {source.name} to int8: {first_line(failure)}",
                                    hint="use the fp32 or fp16 artifact") from None
         (out_dir / MODEL_FILE).write_bytes(bytes(model))
+        from ..quant.tflite import weight_report
+
+        layers = weight_report(fp32_bytes, bytes(model))
 
         check = TfliteRunner(out_dir / MODEL_FILE, threads=1, names=[s.name for s in parent.inputs])
         inputs = tuple(s.model_copy(update={"dtype": got.dtype}) for s, got in zip(parent.inputs, check.inputs))
@@ -437,13 +440,18 @@ class TfliteTarget(Target):
         return self._derived(source, out_dir, parent, "int8", inputs, new_pre,
                              {"recipe": "static_wi8_ai8", "calibration_samples": len(calib),
                               "calibration": "min/max", "input": "uint8" if uint8_in else "float32",
-                              "bias_corrected_layers": corrected}, tuple(notes))
+                              "bias_corrected_layers": corrected}, tuple(notes),
+                             details={"quantization": {
+                                 "method": "static", "calibration": {"method": "minmax", "samples": len(calib)},
+                                 "bias_correction": {"layers": corrected}, "attribution": "weight SQNR per layer",
+                                 "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}})
 
     def _derived(self, source: Source, out_dir: Path, parent: Artifact, precision: str, inputs: tuple[TensorSpec, ...],
-                 pre: Preprocess | None, config: dict[str, Any], notes: tuple[str, ...]) -> Built:
+                 pre: Preprocess | None, config: dict[str, Any], notes: tuple[str, ...],
+                 details: dict[str, Any] | None = None) -> Built:
         return Built(files=(MODEL_FILE,), inputs=inputs, outputs=parent.outputs, preprocess=pre, stage=f"tflite.{precision}",
                      config={**config, "fp32_digest": parent.digest, **parent.provenance.config}, tools=_TOOLS,
-                     notes=parent.notes + notes)
+                     notes=parent.notes + notes, details=details or {})
 
     def runner(self, artifact: Artifact, threads: int = 1) -> Runner:
         return TfliteRunner(artifact.model_path, threads=threads, names=[s.name for s in artifact.inputs])
