@@ -33,7 +33,7 @@ def test_defaults_and_what_the_onnx_target_honours_pass_the_check():
                                                                   method="dynamic"))
 
 
-@pytest.mark.parametrize("target", ["tflite", "executorch"])
+@pytest.mark.parametrize("target", ["tflite", "executorch", "openvino"])
 def test_every_int8_target_reports_per_layer_attribution(relu6, tmp_path, target):
     t = edgeship.get_target(target)
     if t.check_environment():
@@ -43,4 +43,6 @@ def test_every_int8_target_reports_per_layer_attribution(relu6, tmp_path, target
     layers = q["most_sensitive_layers"]
     assert q["layers_measured"] >= 3 and layers and q["attribution"] == "weight SQNR per layer"
     assert [r["weight_sqnr_db"] for r in layers] == sorted(r["weight_sqnr_db"] for r in layers)  # worst first
-    assert all(r["weight_sqnr_db"] > 10 for r in layers) and any(r["module"] for r in layers)
+    assert all(r["weight_sqnr_db"] > 10 for r in layers)
+    if target != "openvino":  # OpenVINO's op names carry no source module
+        assert any(r["module"] for r in layers)
