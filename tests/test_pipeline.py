@@ -147,10 +147,21 @@ def test_reduced_precision_below_budget_is_not_written(tmp_path):
     assert not (tmp_path / "badq-int8").exists()
 
 
-def test_quantize_option_is_checked():
-    with pytest.raises(edgeship.UsageError, match="unknown precision"):
-        edgeship.DeployConfig.build(quantize="int4")
+def test_quantize_option_is_checked_against_the_targets_precisions():
+    with pytest.raises(edgeship.UsageError, match="unknown precision 'int4'") as e:
+        edgeship.deploy("tinymodels:tiny_classifier", quantize="int4", dry_run=True)
+    assert "palettize4" in e.value.hint and "int8" in e.value.hint
     assert edgeship.DeployConfig.build(quantize="none").quantize == []
+
+
+def test_a_plugin_may_offer_a_precision_of_its_own(tmp_path):
+    class Int4Fake(FakeTarget):  # the fake exports every precision from the source
+        name = "fake4"
+        precisions = ("fp32", "int4")
+
+    edgeship.register_target("fake4", Int4Fake)
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["fake4"], quantize="int4")
+    assert [a.precision for a in res.artifacts] == ["fp32", "int4"]
 
 
 class CannotRunHere(FakeTarget):
