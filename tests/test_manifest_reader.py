@@ -47,3 +47,15 @@ def test_the_api_dry_run_builds_nothing(tmp_path):
         ("onnx", "fp32"), ("onnx", "int8"), ("ort", "fp32")]
     assert {"target": "ort", "precision": "int8", "reason": "ort offers fp32"} in p.skipped
     assert not (tmp_path / "o").exists()
+
+
+def test_the_api_returns_the_quantisation_report(tmp_path):
+    from edgeship import api
+
+    res = edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, targets=["onnx"], quantize=["int8"])
+    full = api.quantization_report(tmp_path / "onnx-int8")
+    assert full["steps"] and full["layers"] and full["tensors"]["weights"]
+    assert api.quantization_report(res.artifacts[0]) == {}  # fp32: no report
+    (tmp_path / "onnx-int8" / "quantization.json").write_text("[1, 2]")
+    with pytest.raises(edgeship.FormatError, match="not a quantisation report"):
+        api.quantization_report(tmp_path / "onnx-int8")

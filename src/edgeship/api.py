@@ -33,7 +33,8 @@ from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, get_target, load_artifact
 from .verify import raise_if_failed
 
-__all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "classify", "benchmark", "DeployResult", "Plan"]
+__all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "benchmark",
+           "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -467,6 +468,28 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
     from .bench import run_benchmark
 
     return run_benchmark(artifacts, progress=progress, **options)
+
+
+def quantization_report(artifact: Artifact | str | Path) -> dict[str, Any]:
+    """The full quantisation report of an artifact the onnx quantiser built (``quantization.json``:
+    per tensor scale, zero point, MSE and SQNR; per layer the error it injects; every budget step),
+    or ``{}`` when it has none (its summary is ``artifact.details["quantization"]``)."""
+    from .errors import FormatError
+    from .quant import REPORT_FILE
+
+    art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+    path = art.root / REPORT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise FormatError(f"{path} is not a readable quantisation report: {str(e)[:200]}",
+                          hint="quantize the artifact again to rewrite it") from None
+    if not isinstance(doc, dict):
+        raise FormatError(f"{path} is not a quantisation report (not a JSON object)",
+                          hint="quantize the artifact again to rewrite it")
+    return doc
 
 
 def classify(artifact: Artifact | str | Path, images: Sequence[Any], *, isolate: bool = False,

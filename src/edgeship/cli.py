@@ -529,8 +529,7 @@ def quantize(
         with _progress() as update:
             art = api.quantize(model, progress=update, **(options or {}))
         q = art.details.get("quantization", {})
-        report_path = art.root / "quantization.json"
-        full = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        full = api.quantization_report(art)
         doc = {"ok": True, "artifact": {**art.record(), "path": str(art.root)}, "report": full}
         return doc, lambda c: _print_quantize(c, art, q, full)
 
