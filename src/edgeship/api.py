@@ -108,10 +108,11 @@ def plan(cfg: DeployConfig) -> Plan:
     if "all" in cfg.targets:
         names = [n for n in names if not get_target(n).hidden]
     targets = [get_target(name) for name in names]  # UsageError on unknown names
-    known = list(dict.fromkeys(p for n in available_targets() for p in get_target(n).precisions if p != "fp32"))
-    bad = [q for q in cfg.quantize if q not in known]
-    if bad:  # the precisions are the registered targets' (a plugin may add one)
-        raise UsageError(f"unknown precision {bad[0]!r}", hint=f"choose {', '.join(known)} or none")
+    if cfg.quantize:  # the precisions are the registered targets' (a plugin may add one)
+        known = list(dict.fromkeys(p for n in available_targets() for p in get_target(n).precisions if p != "fp32"))
+        bad = [q for q in cfg.quantize if q not in known]
+        if bad:
+            raise UsageError(f"unknown precision {bad[0]!r}", hint=f"choose {', '.join(known)} or none")
     kind = _describe_source(cfg.model)
     steps = []
     skipped = []

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .sources import Source
+
 __all__ = ["cosine_sqnr", "sqnr_db", "db_from_sums", "kl_divergence", "softmax", "top_k_agreement", "is_classifier",
-           "judge"]
+           "source_is_classifier", "judge"]
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -84,6 +87,13 @@ def is_classifier(ref: np.ndarray, name: str = "", labels: Sequence[str] | None 
     if labels and len(labels) == np.shape(ref)[1]:
         return True
     return any(w in name.lower() for w in CLASSIFIER_WORDS)
+
+
+def source_is_classifier(ref: np.ndarray, source: Source, cfg: Any) -> bool:
+    """:func:`is_classifier` for ``source``'s first output (its name and the source's labels), under
+    ``cfg.task``: the one question verify and the quantisation budget both ask."""
+    name = source.outputs[0].name if source.outputs else ""
+    return is_classifier(ref, name, source.labels, getattr(cfg, "task", "auto"))
 
 
 def judge(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], *, classifier: bool, min_cosine: float,

@@ -9,7 +9,7 @@ import numpy as np
 
 from .artifact import Artifact, OutputCheck, Verification
 from .errors import EdgeshipError, ValidationError
-from .fidelity import cosine_sqnr, is_classifier, judge, kl_divergence, top_k_agreement
+from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, top_k_agreement
 
 if TYPE_CHECKING:
     from .config import VerifyConfig
@@ -87,8 +87,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
                                   mean_abs=mean_abs, cosine=cos, sqnr_db=sqnr, passed=ok))
     top1 = top5 = kl = None
     r0, g0 = ref_cat[0], got_cat[0]
-    classifier = is_classifier(r0, source.outputs[0].name if source.outputs else "", source.labels,
-                               getattr(cfg, "task", "auto"))
+    classifier = source_is_classifier(r0, source, cfg)
     if exact:
         if classifier:  # reported beside the element-wise rule, which alone decides
             top1, top5 = top_k_agreement(r0, g0, 1), top_k_agreement(r0, g0, min(5, r0.shape[1]))

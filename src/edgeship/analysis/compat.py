@@ -117,13 +117,10 @@ _ORT_NOIMPL = re.compile(r"Could not find an implementation for (\w+)\(\d+\) nod
 
 def _ort_cpu(model_bytes: bytes) -> str | None:
     """None if ORT's CPU provider loads the graph, else its error."""
-    import onnxruntime as ort
+    from ..formats.onnx import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+        ort_session(model_bytes, optimize=False)
         return None
     except Exception as e:  # noqa: BLE001 - the message is the finding
         return str(e)

@@ -15,7 +15,7 @@ from ..errors import FormatError, first_line
 from ..runner import Runner
 
 __all__ = ["SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "first_divergence", "io_specs", "module_path",
-           "node_attribute", "onnx_intermediates", "ort_dtype"]
+           "node_attribute", "onnx_intermediates", "ort_dtype", "ort_session"]
 
 # weight-only int8 (DequantizeLinear on constant weights): fold the dequantisation at load
 WEIGHT_ONLY_SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
@@ -79,22 +79,35 @@ def ort_dtype(t: str) -> str:
     return table.get(t, t)
 
 
+def ort_session(model: Path | bytes, threads: int = 0, session_config: dict[str, str] | None = None,
+                optimize: bool = True) -> Any:
+    """The one ONNX Runtime session factory: CPU provider, ``threads`` intra-op threads (0: ORT's
+    default), one inter-op thread, sequential, ORT's own logging off (its errors reach the caller as
+    exceptions), graph optimisations on unless ``optimize`` is False (so every tensor keeps the
+    meaning it has in the file). ``session_config`` entries are added as given."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    for k, v in (session_config or {}).items():  # e.g. weight-only int8: dequantise the weights once, at load
+        so.add_session_config_entry(k, v)
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.log_severity_level = 4
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=so,
+                                providers=["CPUExecutionProvider"])
+
+
 class OnnxRunner(Runner):
     def __init__(self, path: Path, threads: int = 1, session_config: dict[str, str] | None = None) -> None:
         super().__init__(path, threads)
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        for k, v in (session_config or {}).items():  # e.g. weight-only int8: dequantise the weights once, at load
-            so.add_session_config_entry(k, v)
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 4  # failures reach the user as typed errors carrying ORT's message
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        except Exception as e:
+            self.session = ort_session(path, threads, session_config)
+        except ImportError:  # the runtime itself, not the file (a missing extra, or a memory limit at import)
+            raise
+        except Exception as e:  # failures reach the user as typed errors carrying ORT's message
             raise FormatError(f"ONNX Runtime cannot load {path}: {first_line(e)}",
                               hint="check the file with onnx.checker, or export it again") from None
         self._inputs = tuple(
@@ -125,19 +138,13 @@ def onnx_intermediates(path: Path, feeds: dict[str, np.ndarray], threads: int = 
     intermediate tensor exposed as a graph output; without graph optimisations unless asked, so a
     tensor keeps the meaning it has in the file)."""
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load(str(path))
     have = {o.name for o in model.graph.output}
     names = [o for n in model.graph.node for o in n.output if o and o not in have]
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.log_severity_level = 4
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+        sess = ort_session(model.SerializeToString(), threads, optimize=optimize)
         outs = [o.name for o in sess.get_outputs()]
         return dict(zip(outs, sess.run(outs, feeds)))
     except Exception as e:  # noqa: BLE001 - a graph that cannot expose its tensors has no answer here

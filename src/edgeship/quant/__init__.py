@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError, ValidationError
-from ..fidelity import is_classifier, judge
+from ..fidelity import judge, source_is_classifier
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -71,17 +71,27 @@ def fidelity(ref: list[np.ndarray], got: list[np.ndarray], cfg: DeployConfig, cl
     return judge(ref, got, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop, labels=labels)
 
 
+def weight_attribution(layers: list[dict[str, Any]], calibration: str, samples: int,
+                       bias_correction: dict[str, Any]) -> dict[str, Any]:
+    """``details.quantization`` of an int8 whose per-layer attribution is its weights' SQNR
+    (tflite, executorch, openvino): ``layers`` worst first, as each backend's ``weight_report``
+    returns them."""
+    return {"method": "static", "calibration": {"method": calibration, "samples": samples},
+            "bias_correction": bias_correction, "attribution": "weight SQNR per layer",
+            "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}
+
+
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) needs opset 13
 
 
-def _at_qdq_opset(path: Path, work: Path, report: dict[str, Any]) -> Path:
-    """The fp32 model at an opset the quantised graph can be written in: an older model (the public
-    model zoo's opset 9 to 12) is converted with onnx's version converter first, and the report says
-    so; its outputs are compared with the original's like every step's."""
+def _at_qdq_opset(path: Path, model: Any, work: Path, report: dict[str, Any]) -> Path:
+    """The fp32 model (``model``, loaded from ``path``) at an opset the quantised graph can be
+    written in: an older model (the public model zoo's opset 9 to 12) is converted with onnx's
+    version converter first, and the report says so; its outputs are compared with the original's
+    like every step's."""
     import onnx
     from onnx import version_converter
 
-    model = onnx.load(str(path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), QDQ_OPSET)
     if opset >= QDQ_OPSET:
         return path
@@ -136,8 +146,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
 
     eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
     ref = run_model(fp32.model_path, names, eval_samples, batch)
-    classifier = is_classifier(ref[0], source.outputs[0].name if source.outputs else "", source.labels,
-                               getattr(cfg, "task", "auto"))
+    classifier = source_is_classifier(ref[0], source, cfg)
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
                               "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
@@ -147,7 +156,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         lat_sample = eval_samples[0]
         fp32_ms = quick_latency_ms(fp32.model_path, names, lat_sample)
         report["fp32"] = {"size_bytes": fp32.model_path.stat().st_size, "p50_ms_1thread": fp32_ms}
-        src_path = _at_qdq_opset(fp32.model_path, work, report)
+        src_path = _at_qdq_opset(fp32.model_path, model, work, report)
 
         from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG
 

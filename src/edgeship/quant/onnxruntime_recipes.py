@@ -20,6 +20,7 @@ from .._util import quiet as _quiet
 from ..errors import UnsupportedError
 from ..fidelity import db_from_sums, sqnr_db
 from ..formats.onnx import node_attribute as _attr
+from ..formats.onnx import ort_session
 
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 _FUSED_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"}
@@ -231,12 +232,7 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
 
 
 def _intermediate_session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as qdq_loss_debug runs them
-    so.log_severity_level = 4
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    return ort_session(path, optimize=False)  # unoptimised, as qdq_loss_debug runs them
 
 
 def _intermediates(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -300,7 +296,6 @@ def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[t
                 batch: int) -> dict[str, np.ndarray]:
     """Mean over the calibration samples of every Conv/Gemm input tensor (each position kept)."""
     import onnx
-    import onnxruntime as ort
     from onnx import helper
 
     model = onnx.load(str(pre))
@@ -310,9 +305,7 @@ def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[t
     model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in wanted if t not in have)
     path = work / "input-means.onnx"
     onnx.save(model, str(path))
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
-    s = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    s = ort_session(path)
     outs = [o.name for o in s.get_outputs()]
     sums: dict[str, np.ndarray] = {}
     count = 0

@@ -63,7 +63,6 @@ class Built:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     preprocess: Any = _SOURCE  # Preprocess | None; default: the source's
     model_file: str | None = None
-    parent_digest: str | None = None  # default: the source's digest (fp32), the parent's (derived)
 
 
 class Target(ABC):
@@ -171,7 +170,7 @@ class Target(ABC):
             name=f"{source.name}-{self.name}-{precision}", target=self.name, format=self.format, precision=precision,
             root=out_dir, files=file_entries(out_dir, list(built.files)), model_file=built.model_file or built.files[0],
             inputs=built.inputs, outputs=built.outputs, preprocess=pre, labels=source.labels,
-            provenance=Provenance(stage=built.stage, parent_digest=built.parent_digest or parent_digest,
+            provenance=Provenance(stage=built.stage, parent_digest=parent_digest,
                                   source=source.origin, config=built.config, tool_versions=tool_versions(*built.tools)),
             notes=built.notes, details=built.details,
         )
@@ -297,11 +296,6 @@ def builtin_targets() -> dict[str, str]:
     return dict(_BUILTIN)
 
 
-def is_registered(name: str) -> bool:
-    _load_entry_points()
-    return name in _REGISTRY
-
-
 def registered() -> dict[str, str | type[Target]]:
     """Every registered target: name -> 'module:Class' (not yet imported) or the class."""
     _load_entry_points()
@@ -368,7 +362,7 @@ def load_artifact(path: str | Path) -> Artifact:
             fmt = None
         if fmt is not None:
             try:
-                cls = target_class(kind) if is_registered(kind) else type(target_for_format(fmt))
+                cls = target_class(kind) if registered_ref(kind) is not None else type(target_for_format(fmt))
             except UsageError:
                 cls = None
             art = cls.artifact_from_file(p) if cls is not None and cls.format == fmt else None

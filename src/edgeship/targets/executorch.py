@@ -321,10 +321,10 @@ class ExecuTorchTarget(Target):
                         for s in source.outputs)
         details: dict[str, Any] = {}
         if precision == "int8":
-            details["quantization"] = {
-                "method": "static", "calibration": {"method": "PT2E observers", "samples": config["calibration_samples"]},
-                "bias_correction": {"layers": config["bias_corrected_layers"]}, "attribution": "weight SQNR per layer",
-                "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}
+            from ..quant import weight_attribution
+
+            details["quantization"] = weight_attribution(layers, "PT2E observers", config["calibration_samples"],
+                                                         {"layers": config["bias_corrected_layers"]})
         return Built(files=(MODEL_FILE,), inputs=inputs, outputs=outputs, stage=f"executorch.xnnpack.{precision}",
                      config=config, tools=("torch", "executorch", "torchao"), notes=tuple(notes), details=details)
 

@@ -27,6 +27,8 @@ MODEL_FILE = "model.onnx"
 
 
 SCOPE_KEYS = ("pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
+
+
 def _node_scopes(model: Any) -> dict[str, list[tuple[str, str]]]:
     """node name -> the exporter's source-module metadata (onnxslim drops node metadata)."""
     return {n.name: [(p.key, p.value) for p in n.metadata_props if p.key in SCOPE_KEYS]

@@ -126,11 +126,11 @@ class OpenVinoTarget(Target):
         built = self._save(source, out_dir, model, precision, stage, config, notes)
         if precision != "int8":
             return built
+        from ..quant import weight_attribution
+
         layers = weight_report(parent.model_path, out_dir / MODEL_FILE)
-        return dataclasses.replace(built, details={"quantization": {
-            "method": "static", "calibration": {"method": "NNCF", "samples": config["calibration_samples"]},
-            "bias_correction": {"enabled": config["bias_correction"]}, "attribution": "weight SQNR per layer",
-            "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}})
+        return dataclasses.replace(built, details={"quantization": weight_attribution(
+            layers, "NNCF", config["calibration_samples"], {"enabled": config["bias_correction"]})})
 
     def _save(self, source: Source, out_dir: Path, model: Any, precision: str, stage: str, config: dict[str, Any],
               notes: list[str]) -> Built:

@@ -416,6 +416,7 @@ class TfliteTarget(Target):
             raise UnsupportedError(f"ai-edge-quantizer could not quantise {source.name} to int8: {first_line(failure)}",
                                    hint="use the fp32 or fp16 artifact") from None
         (out_dir / MODEL_FILE).write_bytes(bytes(model))
+        from ..quant import weight_attribution
         from ..quant.tflite import weight_report
 
         layers = weight_report(fp32_bytes, bytes(model))
@@ -441,10 +442,8 @@ class TfliteTarget(Target):
                              {"recipe": "static_wi8_ai8", "calibration_samples": len(calib),
                               "calibration": "min/max", "input": "uint8" if uint8_in else "float32",
                               "bias_corrected_layers": corrected}, tuple(notes),
-                             details={"quantization": {
-                                 "method": "static", "calibration": {"method": "minmax", "samples": len(calib)},
-                                 "bias_correction": {"layers": corrected}, "attribution": "weight SQNR per layer",
-                                 "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}})
+                             details={"quantization": weight_attribution(layers, "minmax", len(calib),
+                                                                         {"layers": corrected})})
 
     def _derived(self, source: Source, out_dir: Path, parent: Artifact, precision: str, inputs: tuple[TensorSpec, ...],
                  pre: Preprocess | None, config: dict[str, Any], notes: tuple[str, ...],
