@@ -17,7 +17,6 @@ class StockQuantizerTarget(ExecuTorchTarget):
 
     name = "executorch-stock"
     fuse_clamps = False
-    float_stem = False
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,9 @@ def test_runner_sets_the_thread_pool_before_load_and_keeps_input_names(fp32_art,
 def test_int8_survives_relu6_where_the_stock_quantizer_collapses(relu6, cfg, fp32_art, tmp_path):
     edgeship.register_target("executorch-stock", StockQuantizerTarget)
     # the stock quantizer quantises each conv output before its clamp: the fidelity check refuses it
-    with pytest.raises(ValidationError, match="cosine"):
-        edgeship.convert(relu6, "executorch-stock", tmp_path / "stock", cfg, precision="int8", parent=fp32_art)
+    with pytest.raises(ValidationError, match="cosine"):  # (no layer kept in float to rescue it)
+        edgeship.convert(relu6, "executorch-stock", tmp_path / "stock", cfg.model_copy(update={"max_float_layers": 0}),
+                         precision="int8", parent=fp32_art)
     assert not (tmp_path / "stock").exists()
 
     x = list(relu6.verification_inputs(1)[0])

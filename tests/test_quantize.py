@@ -217,7 +217,7 @@ def test_pt2e_bias_correction_removes_the_mean_error_of_int8_weights():
 
     def mean_error(correct: bool) -> float:
         ep = torch.export.export(m, (torch.from_numpy(cal[0][0]),))
-        p = prepare_pt2e(ep.module(), _clamp_quantizer(True, False))
+        p = prepare_pt2e(ep.module(), _clamp_quantizer(True))
         if correct:
             assert calibrate_and_correct(p, cal) == 1
         else:

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import FormatError, UnsupportedError, ValidationError
-from ..fidelity import judge, source_is_classifier
+from ..errors import FormatError, UnsupportedError
+from ..fidelity import source_is_classifier
+from .flow import STEP_KEYS, Budget
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -63,12 +64,6 @@ def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]
         res = s.run(None, {n: np.concatenate([x[k] for x in chunk]) for k, n in enumerate(names)})
         outs.append(res)
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
-
-
-def fidelity(ref: list[np.ndarray], got: list[np.ndarray], cfg: DeployConfig, classifier: bool,
-             labels: list[int] | None = None) -> dict[str, Any]:
-    """The budget's figures and verdict: :func:`edgeship.fidelity.judge`, the rule verify applies."""
-    return judge(ref, got, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop, labels=labels)
 
 
 def weight_attribution(layers: list[dict[str, Any]], calibration: str, samples: int,
@@ -146,11 +141,11 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
 
     eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
     ref = run_model(fp32.model_path, names, eval_samples, batch)
-    classifier = source_is_classifier(ref[0], source, cfg)
+    budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg), labels, say)
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
                               "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
-                              "eval_labels": labels is not None, "steps": []}
+                              "eval_labels": labels is not None, "steps": budget.steps}
     work = Path(tempfile.mkdtemp(prefix="edgeship-quant-"))
     try:
         lat_sample = eval_samples[0]
@@ -168,47 +163,39 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                                      "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
             return samples
 
-        def step(path: Path, excluded: list[str], note: str) -> dict[str, Any]:
-            f = fidelity(ref, run_model(path, names, eval_samples, batch, sess_cfg), cfg, classifier, labels)
-            rec = {"excluded": list(excluded), "note": note, **f,
-                   "p50_ms_1thread": quick_latency_ms(path, names, lat_sample, config=sess_cfg),
-                   "size_bytes": path.stat().st_size, "within_budget": f["passed"]}
-            first = report["steps"][0]["p50_ms_1thread"] if report["steps"] else rec["p50_ms_1thread"]
-            rec["latency_vs_first_step"] = rec["p50_ms_1thread"] / first
-            report["steps"].append(rec)
-            return rec
+        def step(excluded: list[str], note: str) -> dict[str, Any]:
+            return budget.measure(run_model(out, names, eval_samples, batch, sess_cfg), excluded, note,
+                                  quick_latency_ms(out, names, lat_sample, config=sess_cfg), out.stat().st_size)
 
         if method == "fp16":
             say("converting to fp16")
             recipes.fp16(src_path, out)
-            step(out, [], "fp16 weights and compute, float32 I/O")
+            step([], "fp16 weights and compute, float32 I/O")
         elif method == "weight-only":
             say("weight-only (per-channel int8 weights, float compute)")
             dws: dict[str, Any] = {}
             _, wstats = recipes.weight_only_int8(src_path, out, dweights=dws)
             report["tensors"] = {"weights": wstats, "activations": []}
-            rec = step(out, [], f"int8 weights ({len(wstats)} tensors, per-channel), float compute")
-            base, shifts = src_path, {}
+            step([], f"int8 weights ({len(wstats)} tensors, per-channel), float compute")
+            shifts: dict[str, Any] = {}
             if cfg.bias_correction:
                 cal_samples = calibration_data("input means for bias correction")
                 say(f"bias correction on {len(cal_samples)} calibration samples")
                 means = recipes.input_means(src_path, work, names, cal_samples, batch)
                 shifts = recipes.bias_shifts(src_path, None, means, dweights=dws)
-                base = recipes.apply_bias_shifts(src_path, work / "bc.onnx", shifts)
-                recipes.weight_only_int8(base, out)
-                rec = step(out, [], f"+ bias correction ({len(shifts)} layers)")
+                recipes.weight_only_int8(recipes.apply_bias_shifts(src_path, work / "bc.onnx", shifts), out)
+                step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
-            excluded = []
-            worst = sorted(wstats, key=lambda w: w["sqnr_db"])
             users = {n.input[1]: n.name for n in recipes.weighted_nodes(model)}
-            for w in worst[: cfg.max_float_layers]:
-                if rec["within_budget"] or w["tensor"] not in users:
-                    break
-                excluded.append(users[w["tensor"]])
-                if shifts:
-                    base = recipes.apply_bias_shifts(src_path, work / "bc.onnx", shifts, exclude=excluded)
+
+            def weight_only(excluded: list[str], note: str) -> dict[str, Any]:
+                base = recipes.apply_bias_shifts(src_path, work / "bc.onnx", shifts, exclude=excluded) if shifts else src_path
                 recipes.weight_only_int8(base, out, exclude=excluded)
-                rec = step(out, excluded, f"+ {users[w['tensor']]} in float ({w['sqnr_db']:.1f} dB weights)")
+                return step(excluded, note)
+
+            budget.keep_worst_in_float([(users[w["tensor"]], f"{users[w['tensor']]}, {w['sqnr_db']:.1f} dB weights")
+                                        for w in sorted(wstats, key=lambda w: w["sqnr_db"]) if w["tensor"] in users],
+                                       weight_only)
         elif method == "static":
             cal_samples = calibration_data(cfg.calibration)
             pre = recipes.preprocess(src_path, work / "pre.onnx")
@@ -216,8 +203,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
             say("quantising (static QDQ, per-channel)")
             recipes.static_qdq(pre, out, cache, cfg.calibration)
-            rec = step(out, [], "all weighted layers int8 (plain QDQ)")
-            shifts: dict[str, Any] = {}
+            step([], "all weighted layers int8 (plain QDQ)")
+            shifts = {}
             if cfg.bias_correction:
                 say("bias correction")
                 means = recipes.input_means(pre, work, names, cal_samples, batch)
@@ -225,7 +212,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 del means
                 recipes.static_qdq(recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts), out, cache,
                                    cfg.calibration)
-                rec = step(out, [], f"+ bias correction ({len(shifts)} layers)")
+                step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
             shutil.copy(out, work / "all-int8.onnx")
             say("tensor-level report")
@@ -234,59 +221,42 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             ranking = recipes.attribute(onnx.load(str(pre)), tr)
             report["tensors"] = {"weights": tr["weights"], "activations": tr["activations"]}
             report["layers"] = ranking
-            excluded: list[str] = []
-            for r in ranking[: cfg.max_float_layers]:
-                if rec["within_budget"]:
-                    break
-                excluded.append(r["node"])
-                say(f"keeping {len(excluded)} layer(s) in float ({r['module'] or r['node']})")
+
+            def static(excluded: list[str], note: str) -> dict[str, Any]:
                 base = recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts, exclude=excluded) if shifts else pre
                 recipes.static_qdq(base, out, cache, cfg.calibration, exclude=excluded)
-                rec = step(out, excluded, f"+ {r['node']} ({r['module'] or r['op']}) in float")
+                return step(excluded, note)
+
+            budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r['module'] or r['op']})") for r in ranking], static)
         elif method == "dynamic":
             pre = recipes.preprocess(src_path, work / "pre.onnx")
             say("quantising (dynamic, per-channel)")
             recipes.dynamic_int8(pre, out)
-            rec = step(out, [], "dynamic int8 MatMul/Gemm weights, per-channel")
-            excluded = []
-            if not rec["within_budget"]:
-                for n in recipes.weighted_nodes(onnx.load(str(pre)))[::-1][: cfg.max_float_layers]:
-                    excluded.append(n.name)
-                    recipes.dynamic_int8(pre, out, exclude=excluded)
-                    rec = step(out, excluded, f"+ {n.name} in float")
-                    if rec["within_budget"]:
-                        break
+            step([], "dynamic int8 MatMul/Gemm weights, per-channel")
+
+            def dynamic_(excluded: list[str], note: str) -> dict[str, Any]:
+                recipes.dynamic_int8(pre, out, exclude=excluded)
+                return step(excluded, note)
+
+            # no tensor-level ranking for dynamic int8: the last weighted layers (the head) first
+            budget.keep_worst_in_float([(n.name, n.name) for n in recipes.weighted_nodes(onnx.load(str(pre)))[::-1]],
+                                       dynamic_)
         else:
             raise UnsupportedError(f"unknown quantisation method {method!r}",
                                    hint="choose auto, static, dynamic or weight-only")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    final = report["steps"][-1]
-    report["chosen"] = len(report["steps"]) - 1
+    final = budget.last
+    report["chosen"] = len(budget.steps) - 1
     report["compression_ratio"] = report["fp32"]["size_bytes"] / max(final["size_bytes"], 1)
     if not final["within_budget"]:
         worst = ", ".join(f"{r['node']} ({r['module'] or r['op']}, {r['injected_db']:.1f} dB)"
                           for r in report.get("layers", [])[:3])
-        raise ValidationError(
-            f"{precision} {method} quantisation misses the budget: " + _describe(final, cfg)
-            + (f"; most harmful layers: {worst}" if worst else ""),
-            hint="raise --max-drop, allow more float layers (--max-float-layers)"
-                 + (", give better --calib data, or try --calibration "
-                    + "/".join(c for c in recipes.CALIBRATIONS if c != cfg.calibration)
-                    if method == "static" else "")
-                 + "; the artifact was not written",
-            steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in report["steps"]],
-        )
+        raise budget.missed(f"{precision} {method} quantisation", worst,
+                            (", give better --calib data, or try --calibration "
+                             + "/".join(c for c in recipes.CALIBRATIONS if c != cfg.calibration)) if method == "static" else "")
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     return out, report
-
-
-def _describe(f: dict[str, Any], cfg: DeployConfig) -> str:
-    if "accuracy" in f:
-        return f"accuracy {f['accuracy']:.1%} vs fp32 {f['accuracy_fp32']:.1%} (max drop {cfg.max_drop:.1%})"
-    if "top1_agreement" in f:
-        return f"top-1 agreement {f['top1_agreement']:.1%} (needs >= {1 - cfg.max_drop:.1%}), cosine {f['cosine']:.4f}"
-    return f"cosine {f['cosine']:.4f} (needs >= {cfg.min_cosine})"
 
 
 def _json_default(o: Any) -> Any:
@@ -302,9 +272,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
             "compression_ratio", "fp32", "opset_upgrade")
     out = {k: report[k] for k in keys if k in report}
-    out["steps"] = [{k: s.get(k) for k in ("note", "excluded", "top1_agreement", "top5_agreement", "cosine",
-                                            "kl_divergence", "sqnr_db", "accuracy", "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes",
-                                            "within_budget")} for s in report["steps"]]
+    out["steps"] = [{k: s.get(k) for k in STEP_KEYS} for s in report["steps"]]
     out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db")}
                                     for r in report.get("layers", [])[:5]]
     return out

@@ -325,8 +325,9 @@ def bias_shifts(pre: Path, qdq: Path | None, means: dict[str, np.ndarray],
     mean because convolution is linear. Subtracting it from the bias removes the systematic shift
     that per-channel int8 weights put into depthwise layers with folded batch norm."""
     import onnx
-    import torch
     from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    from .bias import Conv, mean_output_error
 
     model = onnx.load(str(pre))
     inits = {i.name: i for i in model.graph.initializer}
@@ -339,19 +340,16 @@ def bias_shifts(pre: Path, qdq: Path | None, means: dict[str, np.ndarray],
     for n in model.graph.node:
         if not _correctable(n, inits) or n.input[1] not in dweights or n.input[0] not in means:
             continue
-        dw = torch.from_numpy(np.asarray(dweights[n.input[1]], np.float64))
-        x = torch.from_numpy(means[n.input[0]])[None]
-        if n.op_type == "Gemm":
-            w = dw.T if _attr(n, "transB", 0) else dw
-            shifts[n.name] = (x.reshape(1, -1) @ w).reshape(-1).numpy() * float(_attr(n, "alpha", 1.0))
+        dw = np.asarray(dweights[n.input[1]], np.float64)
+        if n.op_type == "Gemm":  # Y = alpha * X @ B (B is [in, out] unless transB): the error of B as [out, in]
+            shifts[n.name] = mean_output_error(means[n.input[0]], (dw if _attr(n, "transB", 0) else dw.T)
+                                               * float(_attr(n, "alpha", 1.0)))
             continue
         k = dw.ndim - 2
         pads = list(_attr(n, "pads", [0] * (2 * k)))
-        torch_pads = [p for i in reversed(range(k)) for p in (pads[i], pads[i + k])]
-        conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[k - 1]
-        y = conv(torch.nn.functional.pad(x, torch_pads), dw, stride=list(_attr(n, "strides", [1] * k)),
-                 dilation=list(_attr(n, "dilations", [1] * k)), groups=int(_attr(n, "group", 1)))
-        shifts[n.name] = y.mean(dim=tuple(i for i in range(y.ndim) if i != 1)).numpy()
+        shifts[n.name] = mean_output_error(means[n.input[0]], dw, Conv(
+            stride=list(_attr(n, "strides", [1] * k)), pads=[(pads[i], pads[i + k]) for i in range(k)],
+            dilation=list(_attr(n, "dilations", [1] * k)), groups=int(_attr(n, "group", 1))))
     return shifts
 
 

@@ -1,5 +1,6 @@
-"""Bias correction for PyTorch 2 Export (PT2E) quantisation, the same correction as the ONNX path
-(:func:`edgeship.quant.onnxruntime_recipes.bias_shifts`), on a ``prepare_pt2e`` module.
+"""Bias correction for PyTorch 2 Export (PT2E) quantisation on a ``prepare_pt2e`` module: this
+module reads the weights and mean inputs; the maths is :func:`edgeship.quant.bias.mean_output_error`,
+the same for every backend.
 
 ``calibrate_and_correct(prepared, samples)`` runs the calibration samples through the prepared
 module (the observers see them as usual) while recording the mean input of every conv/linear, then
@@ -29,6 +30,8 @@ def _ops() -> tuple[dict[Any, Any], set[Any]]:
 def calibrate_and_correct(prepared: Any, samples: Sequence[tuple[np.ndarray, ...]]) -> int:
     """Calibrate ``prepared`` on ``samples`` and correct its conv/linear biases; return how many."""
     import torch
+
+    from .bias import Conv, mean_output_error
 
     conv, linear = _ops()
     sums: dict[str, list[Any]] = {}
@@ -63,15 +66,18 @@ def calibrate_and_correct(prepared: Any, samples: Sequence[tuple[np.ndarray, ...
             w = _attr(prepared, w_obs.args[0].target).detach()
             dw = (_fake_quantised(w, obs) - w).double()
             total, count = sums[n.name]
-            mean = total / count
+            mean = (total / count).numpy()
             if n.target in conv:
                 stride, padding, dilation, groups = (list(n.args[3:7]) + [None] * 4)[:4]
                 if isinstance(padding, str):
                     continue  # 'same'/'valid' strings: not worth a special case here
-                y = conv[n.target](mean[None], dw, None, stride or 1, padding or 0, dilation or 1, groups or 1)
-                shift = y.mean(dim=[i for i in range(y.ndim) if i != 1])
+                k = dw.ndim - 2
+                shift = mean_output_error(mean, dw.numpy(), Conv(
+                    stride=_per_axis(stride, 1, k), pads=[(p, p) for p in _per_axis(padding, 0, k)],
+                    dilation=_per_axis(dilation, 1, k), groups=int(groups or 1)))
             else:
-                shift = mean @ dw.T
+                shift = mean_output_error(mean, dw.numpy())
+            shift = torch.from_numpy(shift)
             # a new tensor, never in place: the prepared module shares its parameters with the
             # source model, which later targets and the verification still use
             owner_path, _, leaf = bias.target.rpartition(".")
@@ -84,6 +90,16 @@ def calibrate_and_correct(prepared: Any, samples: Sequence[tuple[np.ndarray, ...
                 setattr(owner, leaf, new)
             fixed += 1
     return fixed
+
+
+def _per_axis(value: Any, default: int, k: int) -> list[int]:
+    """An aten conv argument (None, an int, or one int per spatial axis) as one int per axis."""
+    if value is None:
+        return [default] * k
+    if isinstance(value, int):
+        return [value] * k
+    values = [int(v) for v in value]
+    return values * k if len(values) == 1 else values
 
 
 def _attr(module: Any, path: str) -> Any:

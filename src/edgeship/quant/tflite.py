@@ -1,5 +1,6 @@
-"""Bias correction for TFLite int8 (ai-edge-quantizer), the same correction as the ONNX path
-(:func:`edgeship.quant.onnxruntime_recipes.bias_shifts`).
+"""Bias correction for TFLite int8 (ai-edge-quantizer): this module reads the int8 weights and
+mean inputs in TFLite's layouts; the maths is :func:`edgeship.quant.bias.mean_output_error`, the
+same for every backend.
 
 ``bias_corrected(fp32, int8, feeds, signature)`` takes the fp32 model, a first int8 quantisation of
 it, and the calibration feeds. For every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with a
@@ -13,7 +14,6 @@ corrected biases.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,12 +29,6 @@ def _opcode(model: Any, op: Any) -> int:
 
 def _name(t: Any) -> str:
     return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-
-
-def _same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
-    eff = (k - 1) * dilation + 1
-    total = max((math.ceil(size / stride) - 1) * stride + eff - size, 0)
-    return total // 2, total - total // 2
 
 
 def _int8_layers(fm: Any, qm: Any) -> list[tuple[Any, int, Any, np.ndarray, np.ndarray]]:
@@ -70,6 +64,21 @@ def _int8_layers(fm: Any, qm: Any) -> list[tuple[Any, int, Any, np.ndarray, np.n
 _OP_NAMES = {CONV_2D: "CONV_2D", DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", FULLY_CONNECTED: "FULLY_CONNECTED"}
 
 
+def op_scopes(fp32: bytes, weights: Sequence[str]) -> list[str]:
+    """The first output tensor's name of each conv / depthwise / fully-connected op whose weight
+    tensor is named in ``weights``: the scope ai-edge-quantizer matches its recipe regexes on."""
+    if not weights:
+        return []
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    fm = fb.read_model_from_bytearray(bytearray(fp32))
+    sg = fm.subgraphs[0]
+    wanted = set(weights)
+    return [_name(sg.tensors[op.outputs[0]]) for op in sg.operators
+            if _opcode(fm, op) in _OP_NAMES and len(op.inputs) > 1 and op.outputs
+            and _name(sg.tensors[op.inputs[1]]) in wanted]
+
+
 def weight_report(fp32: bytes, int8: bytes) -> list[dict[str, Any]]:
     """Per-layer attribution of a TFLite int8 model: for every conv / depthwise / fully-connected
     layer, the SQNR of its int8 weights against the float ones (dB), worst first, with its source
@@ -89,10 +98,10 @@ def weight_report(fp32: bytes, int8: bytes) -> list[dict[str, Any]]:
 
 def bias_corrected(fp32: bytes, int8: bytes, feeds: Sequence[dict[str, np.ndarray]], signature: str) -> tuple[bytes, int]:
     """(the fp32 model with corrected biases, how many layers were corrected)."""
-    import torch
-    import torch.nn.functional as F
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    from .bias import Conv, mean_output_error, same_pads
 
     fm = fb.read_model_from_bytearray(bytearray(fp32))
     qm = fb.read_model_from_bytearray(bytearray(int8))
@@ -128,24 +137,20 @@ def bias_corrected(fp32: bytes, int8: bytes, feeds: Sequence[dict[str, np.ndarra
     for op, code, dw, b_t in layers:
         idx = op.inputs[0]
         mean = sums[idx] / count[idx]
-        if code == FULLY_CONNECTED:
-            shift = mean.reshape(-1) @ dw.reshape(dw.shape[0], -1).T
+        if code == FULLY_CONNECTED:  # weights [out, in]
+            shift = mean_output_error(mean, dw.reshape(dw.shape[0], -1))
         else:
             o = op.builtinOptions
-            x = torch.from_numpy(mean).permute(2, 0, 1)[None]  # HWC -> NCHW
-            if code == CONV_2D:  # [O, H, W, I]
-                wt = torch.from_numpy(dw).permute(0, 3, 1, 2)
-                groups = x.shape[1] // wt.shape[1]
-            else:  # DEPTHWISE [1, H, W, O]
-                wt = torch.from_numpy(dw).permute(3, 0, 1, 2)
-                groups = x.shape[1]
-            sh, sw = int(o.strideH or 1), int(o.strideW or 1)
-            dh, dwf = int(getattr(o, "dilationHFactor", 1) or 1), int(getattr(o, "dilationWFactor", 1) or 1)
+            x = np.moveaxis(mean, -1, 0)  # HWC -> CHW
+            # CONV_2D weights [O, H, W, I]; DEPTHWISE_CONV_2D [1, H, W, O], one input channel per group
+            wt = dw.transpose(0, 3, 1, 2) if code == CONV_2D else dw.transpose(3, 0, 1, 2)
+            groups = x.shape[0] // wt.shape[1]
+            stride = (int(o.strideH or 1), int(o.strideW or 1))
+            dilation = (int(getattr(o, "dilationHFactor", 1) or 1), int(getattr(o, "dilationWFactor", 1) or 1))
+            pads = [(0, 0), (0, 0)]
             if int(o.padding) == 0:  # SAME
-                ph, pw = _same_pads(x.shape[2], wt.shape[2], sh, dh), _same_pads(x.shape[3], wt.shape[3], sw, dwf)
-                x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-            y = F.conv2d(x, wt, None, (sh, sw), 0, (dh, dwf), groups)
-            shift = y.mean(dim=(0, 2, 3)).numpy()
+                pads = [same_pads(x.shape[1 + i], wt.shape[2 + i], stride[i], dilation[i]) for i in range(2)]
+            shift = mean_output_error(x, wt, Conv(stride=stride, pads=pads, dilation=dilation, groups=groups))
         buf = fm.buffers[b_t.buffer]
         b = np.frombuffer(bytes(buf.data), np.float32).astype(np.float64)
         if b.shape != shift.shape:

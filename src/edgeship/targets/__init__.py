@@ -17,7 +17,7 @@ import importlib.metadata
 import importlib.util
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -93,7 +93,8 @@ class Target(ABC):
     needs_module: ClassVar[bool] = False
     #: int8 knobs beyond those every int8 honours (calibration/eval data and sizes, --max-drop,
     #: --min-cosine, --task, --no-bias-correction): a non-default value of one not listed is
-    #: refused by name, never ignored (the onnx quantiser takes them all)
+    #: refused by name, never ignored (the onnx quantiser takes them all; a target whose int8 runs
+    #: through :meth:`int8_under_budget` takes max_float_layers)
     int8_knobs: ClassVar[tuple[str, ...]] = ()
     #: the --method values its int8 builds (auto means the target's own recipe)
     int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static")
@@ -165,6 +166,9 @@ class Target(ABC):
                     parent = self.convert(source, scratch(), cfg, "fp32")
                 built = self.derive(source, parent, out_dir, cfg, precision)
                 parent_digest = parent.digest
+        return self._artifact(source, out_dir, built, precision, parent_digest)
+
+    def _artifact(self, source: Source, out_dir: Path, built: Built, precision: str, parent_digest: str) -> Artifact:
         pre = source.preprocess if built.preprocess is _SOURCE else built.preprocess
         return Artifact(
             name=f"{source.name}-{self.name}-{precision}", target=self.name, format=self.format, precision=precision,
@@ -175,6 +179,57 @@ class Target(ABC):
             notes=built.notes, details=built.details,
         )
 
+    def int8_under_budget(self, source: Source, out_dir: Path, cfg: DeployConfig, parent_digest: str,
+                          quantise: Callable[[list[str]], tuple[Built, list[dict[str, Any]]]],
+                          kept_float: Sequence[str] = ()) -> Built:
+        """The shared int8 flow (:mod:`edgeship.quant.flow`) for a target whose backend quantises
+        with a list of layers kept in float.
+
+        ``quantise(excluded)`` writes the int8 files into ``out_dir`` with those layers (node names
+        as its attribution gives them) in float and returns what it built and its per-layer
+        attribution, worst first. Each candidate is run through this target's runner on the
+        evaluation inputs and judged against the source by the rule verify applies; while the
+        budget is missed the worst layer is kept in float too, one at a time, up to
+        ``--max-float-layers``. The steps go into ``details["quantization"]``; a model that still
+        misses the budget is a ValidationError naming its worst layers.
+        """
+        from ..data import load_samples
+        from ..fidelity import source_is_classifier
+        from ..quant.flow import Budget
+        from ..verify import artifact_inputs
+
+        samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
+        refs = [source.run(s) for s in samples]
+        ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
+        budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg), labels, self.say)
+        result: dict[str, Any] = {}
+
+        def attempt(excluded: list[str], note: str) -> dict[str, Any]:
+            built, layers = quantise(excluded)
+            art = self._artifact(source, out_dir, built, "int8", parent_digest)
+            runner = self.runner(art, threads=0)
+            try:
+                got = [runner.run(artifact_inputs(source, art, s)) for s in samples]
+            finally:
+                del runner
+            result.update(built=built, layers=result.get("layers") or layers)
+            return budget.measure([np.concatenate([g[k] for g in got]) for k in range(len(got[0]))], excluded, note,
+                                  size_bytes=sum(f.size for f in art.files))
+
+        self.say(f"int8: measuring against the source on {len(samples)} evaluation inputs")
+        attempt(list(kept_float), "all weighted layers int8" + (f" but {', '.join(kept_float)}" if kept_float else ""))
+        layers = result["layers"]
+        budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)")
+                                    for r in layers], attempt, kept_float)
+        if not budget.last["within_budget"]:
+            worst = ", ".join(f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
+                              for r in layers[:3])
+            raise budget.missed(f"{self.name} int8", worst)
+        built = result["built"]
+        quantization = {**built.details.get("quantization", {}), **budget.summary(),
+                        "eval_samples": len(samples), "eval_labels": labels is not None}
+        return dataclasses.replace(built, details={**built.details, "quantization": quantization})
+
     def check_int8_knobs(self, cfg: DeployConfig) -> None:
         fields = type(cfg).model_fields
         bad = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("calibration", "max_float_layers")
@@ -183,10 +238,11 @@ class Target(ABC):
         if method not in self.int8_methods and method != "fp16":
             bad.insert(0, f"--method {method}")
         if bad:
+            takes = ", ".join(f"--{k.replace('_', '-')}" for k in self.int8_knobs)
             raise UnsupportedError(f"the {self.name} target's int8 does not take {', '.join(bad)}",
                                    hint=f"{self.name} int8 builds {'/'.join(m for m in self.int8_methods if m != 'auto')} "
-                                        "int8 with min/max ranges and no layer-by-layer budget search; leave these at "
-                                        "their defaults for it, or use --targets onnx for them")
+                                        f"int8 with min/max ranges" + (f" and takes {takes}" if takes else "")
+                                        + "; leave the others at their defaults for it, or use --targets onnx for them")
 
     def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
         """Refuse, before any work, what this target cannot build (an UnsupportedError naming why)."""

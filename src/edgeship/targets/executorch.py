@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -53,8 +53,9 @@ def _quiet_native() -> Iterator[Any]:
 
 # ---- the ReLU6 fix -----------------------------------------------------------------------
 
-def _clamp_quantizer(fuse_clamps: bool = True, float_stem: bool = False) -> Any:
-    """An XNNPACKQuantizer that also fuses conv/linear + hardtanh (ReLU6, clamp) like + relu.
+def _clamp_quantizer(fuse_clamps: bool = True, excluded: Sequence[str] = ()) -> Any:
+    """An XNNPACKQuantizer that also fuses conv/linear + hardtanh (ReLU6, clamp) like + relu, and
+    leaves the conv/linear nodes named in ``excluded`` (with their weights and clamp) in float.
 
     ``fuse_clamps=False`` gives the stock behaviour (kept for tests that show the collapse)."""
     import torch
@@ -88,13 +89,13 @@ def _clamp_quantizer(fuse_clamps: bool = True, float_stem: bool = False) -> Any:
 
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             config = self.global_config
-            if float_stem:  # the first conv sees the image itself: keep it (and its clamp) in float
-                stem = next((n for n in model.graph.nodes if n.op == "call_function" and n.target in CONV_TARGETS), None)
-                if stem is not None:
-                    skip = {stem.name, *(a.name for a in stem.args[1:3] if isinstance(a, torch.fx.Node)),
-                            *(u.name for u in stem.users if u.target in clamps)}
-                    self.kept_float = (stem.name,)
-                    self.filter_fn = lambda n, skip=skip: n.name not in skip
+            keep = [n for n in model.graph.nodes if n.name in set(excluded) and n.op == "call_function"
+                    and (n.target in CONV_TARGETS or n.target in LINEAR_TARGETS)]
+            if keep:  # kept in float for the accuracy budget: the op, its weight and bias, its clamp
+                skip = {name for n in keep for name in (n.name, *(a.name for a in n.args[1:3] if isinstance(a, torch.fx.Node)),
+                                                        *(u.name for u in n.users if u.target in clamps))}
+                self.kept_float = tuple(n.name for n in keep)
+                self.filter_fn = lambda n, skip=skip: n.name not in skip
             if fuse_clamps and config is not None and not config.input_activation.is_dynamic and not config.is_qat:
                 self.fused = self._annotate_op_clamp(model, config)
             return super().annotate(model)
@@ -279,31 +280,41 @@ class ExecuTorchTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("executorch",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
     needs_module: ClassVar[bool] = True
     derives_reduced: ClassVar[bool] = False  # PT2E quantises the torch program, not the .pte
     fuse_clamps: ClassVar[bool] = True  # int8: quantise conv/linear+ReLU6 after the clamp (False: stock quantizer)
-    float_stem: ClassVar[bool] = False  # int8 image models: keep the first conv fp32 (no measured gain on Lite0 here)
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
         import torch
 
         args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in source.example_inputs)
+        ep = self._export(source, args)
+        if precision != "int8":
+            return self._build(source, out_dir, cfg, ep, args, precision)[0]
+        calib = calibration_samples(source, cfg)
+        return self.int8_under_budget(source, out_dir, cfg, source.digest,
+                                      lambda excluded: self._build(source, out_dir, cfg, ep, args, "int8", calib, excluded))
+
+    def _build(self, source: Source, out_dir: Path, cfg: DeployConfig, ep: Any, args: tuple, precision: str,
+               calib: list | None = None, excluded: Sequence[str] = ()) -> tuple[Built, list[dict[str, Any]]]:
+        """The .pte at ``precision``; int8 keeps the conv/linear nodes named in ``excluded`` in
+        float. What was built and (int8) the per-layer attribution, worst first."""
         notes: list[str] = ["static shapes: the .pte takes exactly the example input shapes (batch 1)"]
         config: dict[str, Any] = {"backend": "xnnpack", "precision": precision}
-        ep = self._export(source, args)
+        layers: list[dict[str, Any]] = []
         if precision == "int8":
-            calib = calibration_samples(source, cfg)
-            self.say(f"PT2E: calibrating on {len(calib)} samples, correcting biases")
-            ep, fused, kept, corrected, layers = self._quantize(source, ep, args, calib,
-                                                                bool(getattr(cfg, "bias_correction", True)))
+            assert calib is not None
+            bias_correction = bool(getattr(cfg, "bias_correction", True))
+            self.say(f"PT2E: calibrating on {len(calib)} samples" + (", correcting biases" if bias_correction else ""))
+            ep, fused, kept, corrected, layers = self._quantize(source, ep, args, calib, bias_correction, excluded)
             config.update({"quantizer": "XNNPACKQuantizer" + (" + conv/linear-clamp fusion" if self.fuse_clamps else ""),
                            "per_channel": True, "calibration_samples": len(calib), "fused_clamps": fused,
                            "kept_float": list(kept), "bias_corrected_layers": corrected})
             notes.append(f"PT2E int8 (symmetric, per-channel weights); {fused} conv/linear+clamp (ReLU6) "
                          f"patterns quantised after the clamp; biases corrected in {corrected} layer(s)"
-                         + (f"; the first conv ({', '.join(kept)}) stays fp32: it sees the image itself"
-                            if kept else ""))
+                         + (f"; kept in float for the accuracy budget: {', '.join(kept)}" if kept else ""))
         edge = self._lower(source, ep)
         delegation = delegation_summary(edge.exported_program())
         config["delegation"] = delegation
@@ -326,7 +337,7 @@ class ExecuTorchTarget(Target):
             details["quantization"] = weight_attribution(layers, "PT2E observers", config["calibration_samples"],
                                                          {"layers": config["bias_corrected_layers"]})
         return Built(files=(MODEL_FILE,), inputs=inputs, outputs=outputs, stage=f"executorch.xnnpack.{precision}",
-                     config=config, tools=("torch", "executorch", "torchao"), notes=tuple(notes), details=details)
+                     config=config, tools=("torch", "executorch", "torchao"), notes=tuple(notes), details=details), layers
 
     @staticmethod
     def _export(source: Source, args: tuple) -> Any:
@@ -339,13 +350,12 @@ class ExecuTorchTarget(Target):
             raise UnsupportedError(f"torch.export could not export {source.name} for ExecuTorch: {first_line(e)}",
                                    hint="make the model torch.export-able (no data-dependent control flow)") from None
 
-    def _quantize(self, source: Source, ep: Any, args: tuple, calib: list,
-                  bias_correction: bool = True) -> tuple[Any, int, tuple[str, ...], int, list[dict[str, Any]]]:
+    def _quantize(self, source: Source, ep: Any, args: tuple, calib: list, bias_correction: bool = True,
+                  excluded: Sequence[str] = ()) -> tuple[Any, int, tuple[str, ...], int, list[dict[str, Any]]]:
         import torch
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        image = source.preprocess is not None and len(source.inputs) == 1
-        quantizer = _clamp_quantizer(self.fuse_clamps, float_stem=self.float_stem and image)
+        quantizer = _clamp_quantizer(self.fuse_clamps, excluded)
         try:
             with _quiet(), torch.no_grad():
                 m = prepare_pt2e(ep.module(), quantizer)

@@ -18,6 +18,7 @@ would not describe the artifact. Pass ``inference_precision=None`` to get the de
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -97,6 +98,7 @@ class OpenVinoTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("openvino",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
+    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
@@ -104,33 +106,41 @@ class OpenVinoTarget(Target):
         return self._save(source, out_dir, model, "fp32", stage, {"precision": "fp32", "from": how}, [])
 
     def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
+        parent.verify_files()
+        if precision == "int8":
+            calib = calibration_samples(source, cfg)
+            return self.int8_under_budget(source, out_dir, cfg, parent.digest,
+                                          lambda excluded: self._int8(source, parent, out_dir, calib, cfg, excluded))
         import openvino as ov
 
-        parent.verify_files()
         model = ov.Core().read_model(str(parent.model_path))
-        config: dict[str, Any] = {"precision": precision, "parent": parent.digest}
-        notes: list[str] = []
-        if precision == "int8":
-            model = self._quantize(source, model, config, calibration_samples(source, cfg),
-                                   bool(getattr(cfg, "bias_correction", True)))
-            stage = "openvino.nncf_int8"
-            notes.append(f"NNCF post-training int8 ({config['preset']} preset, {config['model_type']}, "
-                         + ("full bias correction" if config["bias_correction"] else "no bias correction")
-                         + f") calibrated on {config['calibration_samples']} calibration inputs"
-                         + (f"; the first conv ({config['kept_float'][0]}) stays fp32: it sees the image itself"
-                            if config["kept_float"] else ""))
-        else:
-            stage = "openvino.fp16_weights"
-            notes.append("weights stored in fp16; the CPU decompresses them and computes in f32 under the runner's "
-                         "f32 precision hint")
-        built = self._save(source, out_dir, model, precision, stage, config, notes)
-        if precision != "int8":
-            return built
+        return self._save(source, out_dir, model, precision, "openvino.fp16_weights", {"precision": precision, "parent": parent.digest},
+                          ["weights stored in fp16; the CPU decompresses them and computes in f32 under the runner's "
+                           "f32 precision hint"])
+
+    def _int8(self, source: Source, parent: Artifact, out_dir: Path, calib: list, cfg: DeployConfig,
+              excluded: Sequence[str] = ()) -> tuple[Built, list[dict[str, Any]]]:
+        """NNCF int8 of the fp32 IR with the ops named in ``excluded`` kept in float; what was built
+        and the per-layer attribution, worst first."""
+        import openvino as ov
+
         from ..quant import weight_attribution
 
+        model = ov.Core().read_model(str(parent.model_path))
+        config: dict[str, Any] = {"precision": "int8", "parent": parent.digest}
+        self.say(f"NNCF: calibrating on {len(calib)} samples")
+        model = self._quantize(source, model, config, calib, bool(getattr(cfg, "bias_correction", True)), excluded)
+        kept = config["kept_float"]
+        stem = [k for k in kept if k not in excluded]
+        notes = [f"NNCF post-training int8 ({config['preset']} preset, {config['model_type']}, "
+                 + ("full bias correction" if config["bias_correction"] else "no bias correction")
+                 + f") calibrated on {config['calibration_samples']} calibration inputs"
+                 + (f"; the first conv ({stem[0]}) stays fp32: it sees the image itself" if stem else "")
+                 + (f"; kept in float for the accuracy budget: {', '.join(excluded)}" if excluded else "")]
+        built = self._save(source, out_dir, model, "int8", "openvino.nncf_int8", config, notes)
         layers = weight_report(parent.model_path, out_dir / MODEL_FILE)
         return dataclasses.replace(built, details={"quantization": weight_attribution(
-            layers, "NNCF", config["calibration_samples"], {"enabled": config["bias_correction"]})})
+            layers, "NNCF", config["calibration_samples"], {"enabled": config["bias_correction"]})}), layers
 
     def _save(self, source: Source, out_dir: Path, model: Any, precision: str, stage: str, config: dict[str, Any],
               notes: list[str]) -> Built:
@@ -218,7 +228,8 @@ class OpenVinoTarget(Target):
 
     # ---- int8 ---------------------------------------------------------------------------
     @staticmethod
-    def _quantize(source: Source, model: Any, config: dict[str, Any], calib: list, bias_correction: bool = True) -> Any:
+    def _quantize(source: Source, model: Any, config: dict[str, Any], calib: list, bias_correction: bool = True,
+                  excluded: Sequence[str] = ()) -> Any:
         import logging
 
         import nncf
@@ -231,6 +242,7 @@ class OpenVinoTarget(Target):
             stem = next((op.get_friendly_name() for op in model.get_ordered_ops()
                          if op.get_type_name() in ("Convolution", "GroupConvolution")), None)
             ignored = [stem] if stem else []
+        ignored += [name for name in excluded if name not in ignored]
         model_type = nncf.ModelType.TRANSFORMER if transformer else None
         config.update({"tool": "nncf.quantize", "preset": "performance", "calibration_samples": len(calib),
                        "model_type": "transformer" if transformer else "default", "kept_float": ignored,

@@ -198,6 +198,7 @@ class TfliteTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
     needs_module: ClassVar[bool] = True
 
     @classmethod
@@ -217,7 +218,8 @@ class TfliteTarget(Target):
     def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
         if precision == "fp16":
             return self._fp16(source, out_dir, cfg, parent)
-        return self._int8(source, out_dir, cfg, parent)
+        return self.int8_under_budget(source, out_dir, cfg, parent.digest,
+                                      lambda excluded: self._int8(source, out_dir, cfg, parent, excluded))
 
     def _nhwc_inputs(self, source: Source, cfg: DeployConfig) -> list[int]:
         """Indexes of the inputs to turn NCHW → NHWC: the image input named by the preprocessing
@@ -334,10 +336,15 @@ class TfliteTarget(Target):
                              {"recipe": "weight-only float16 (FLOAT_CASTING)"},
                              ("weights stored as float16 (half the size); XNNPACK computes in float32",))
 
-    def _int8(self, source: Source, out_dir: Path, cfg: DeployConfig, parent: Artifact) -> Built:
+    def _int8(self, source: Source, out_dir: Path, cfg: DeployConfig, parent: Artifact,
+              excluded: Sequence[str] = ()) -> tuple[Built, list[dict[str, Any]]]:
+        """Full int8 with the layers named in ``excluded`` (weight tensor names, as the attribution
+        gives them) kept in float; what was built and the per-layer attribution, worst first."""
         from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe
         from ai_edge_quantizer.algorithm_manager import AlgorithmName
         from ai_edge_quantizer.utils import qsv_utils
+
+        from ..quant.tflite import op_scopes, weight_report
 
         pre = parent.preprocess
         uint8_in = self._int8_input(source, cfg)
@@ -362,6 +369,7 @@ class TfliteTarget(Target):
             calib.append({k: np.asarray(x).astype(t.dtype) for k, x, t in zip(sig_keys, xs, parent.inputs)})
 
         op_name = qtyping.TFLOperationName
+        fp32_bytes = parent.model_path.read_bytes()
 
         def make_quantizer(model_bytes: bytes) -> Any:
             q = quantizer.Quantizer(bytearray(model_bytes), recipe.static_wi8_ai8())
@@ -377,10 +385,12 @@ class TfliteTarget(Target):
             else:
                 q.update_quantization_recipe(regex=".*", operation_name=op_name.INPUT, op_config=qtyping.OpQuantizationConfig(),
                                              algorithm_key=AlgorithmName.NO_QUANTIZE)
+            for scope in op_scopes(fp32_bytes, excluded):  # kept in float: the op's output tensor is its scope
+                q.update_quantization_recipe(regex="^" + re.escape(scope) + ";", operation_name=op_name.ALL_SUPPORTED,
+                                             op_config=qtyping.OpQuantizationConfig(), algorithm_key=AlgorithmName.NO_QUANTIZE)
             return q
 
         corrected = 0
-        fp32_bytes = parent.model_path.read_bytes()
         self.say(f"calibrating on {len(calib)} samples, quantising"
                  + (", correcting biases" if getattr(cfg, "bias_correction", True) else ""))
         with _quiet_native():
@@ -417,7 +427,6 @@ class TfliteTarget(Target):
                                    hint="use the fp32 or fp16 artifact") from None
         (out_dir / MODEL_FILE).write_bytes(bytes(model))
         from ..quant import weight_attribution
-        from ..quant.tflite import weight_report
 
         layers = weight_report(fp32_bytes, bytes(model))
 
@@ -437,13 +446,14 @@ class TfliteTarget(Target):
             notes.append("float32 input: a per-channel normalisation cannot fold into one uint8 input scale")
         notes.append(f"full int8 (int8 per-channel weights, int8 activations), min/max-calibrated on {len(calib)} "
                      "inputs kept apart from the evaluation inputs; output dequantised to float32"
-                     + (f"; biases corrected in {corrected} layer(s)" if corrected else ""))
+                     + (f"; biases corrected in {corrected} layer(s)" if corrected else "")
+                     + (f"; kept in float for the accuracy budget: {', '.join(excluded)}" if excluded else ""))
         return self._derived(source, out_dir, parent, "int8", inputs, new_pre,
                              {"recipe": "static_wi8_ai8", "calibration_samples": len(calib),
                               "calibration": "min/max", "input": "uint8" if uint8_in else "float32",
-                              "bias_corrected_layers": corrected}, tuple(notes),
+                              "bias_corrected_layers": corrected, "kept_float": list(excluded)}, tuple(notes),
                              details={"quantization": weight_attribution(layers, "minmax", len(calib),
-                                                                         {"layers": corrected})})
+                                                                         {"layers": corrected})}), layers
 
     def _derived(self, source: Source, out_dir: Path, parent: Artifact, precision: str, inputs: tuple[TensorSpec, ...],
                  pre: Preprocess | None, config: dict[str, Any], notes: tuple[str, ...],

@@ -1,0 +1,89 @@
+"""The accuracy-budget loop, written once for every int8 backend.
+
+A backend (ONNX Runtime's recipes, ai-edge-quantizer, PT2E, NNCF) quantises with a list of layers
+to keep in float and ranks its layers by the error they bring (its per-layer attribution). The
+:class:`Budget` measures each candidate against fp32 on the evaluation data with the rule verify
+applies (:func:`edgeship.fidelity.judge`), records it as a step, and when the budget is missed
+keeps the worst layers in float one at a time, each step measured, until it holds or
+``--max-float-layers`` is spent; a model that still misses it is a ValidationError naming the
+worst layers, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..fidelity import judge
+
+if TYPE_CHECKING:
+    from ..config import DeployConfig
+
+#: the figures of a step that the artifact's summary keeps
+STEP_KEYS = ("note", "excluded", "top1_agreement", "top5_agreement", "cosine", "kl_divergence", "sqnr_db", "accuracy",
+             "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes", "within_budget")
+
+
+class Budget:
+    """The steps of one quantisation, each judged against the fp32 reference outputs ``ref``."""
+
+    def __init__(self, ref: Sequence[np.ndarray], cfg: DeployConfig, classifier: bool,
+                 labels: Sequence[int] | None = None, say: Callable[[str], None] | None = None) -> None:
+        self.ref, self.cfg, self.classifier, self.labels = list(ref), cfg, classifier, labels
+        self.say = say or (lambda _msg: None)
+        self.steps: list[dict[str, Any]] = []
+
+    def measure(self, got: Sequence[np.ndarray], excluded: Sequence[str], note: str, p50_ms: float | None = None,
+                size_bytes: int | None = None) -> dict[str, Any]:
+        """Judge one candidate's outputs on the evaluation inputs and record it as the next step."""
+        f = judge(self.ref, list(got), classifier=self.classifier, min_cosine=self.cfg.min_cosine,
+                  max_drop=self.cfg.max_drop, labels=list(self.labels) if self.labels is not None else None)
+        rec: dict[str, Any] = {"excluded": list(excluded), "note": note, **f, "p50_ms_1thread": p50_ms,
+                               "size_bytes": size_bytes, "within_budget": f["passed"]}
+        first = self.steps[0]["p50_ms_1thread"] if self.steps else p50_ms
+        if p50_ms is not None and first:
+            rec["latency_vs_first_step"] = p50_ms / first
+        self.steps.append(rec)
+        return rec
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.steps[-1]
+
+    def keep_worst_in_float(self, order: Sequence[tuple[str, str]], attempt: Callable[[list[str], str], dict[str, Any]],
+                            excluded: Sequence[str] = ()) -> dict[str, Any]:
+        """While the last step misses the budget, keep the next layer of ``order`` ((node, label),
+        worst first) in float as well and ``attempt`` again (it builds the candidate without those
+        layers and :meth:`measure`\\ s it); at most ``--max-float-layers`` layers."""
+        kept = list(excluded)
+        for node, label in [(n, lab) for n, lab in order if n not in kept][: max(self.cfg.max_float_layers - len(kept), 0)]:
+            if self.last["within_budget"]:
+                break
+            kept.append(node)
+            self.say(f"keeping {len(kept)} layer(s) in float ({label})")
+            attempt(list(kept), f"+ {label} in float")
+        return self.last
+
+    def describe(self, rec: dict[str, Any]) -> str:
+        cfg = self.cfg
+        if "accuracy" in rec:
+            return f"accuracy {rec['accuracy']:.1%} vs fp32 {rec['accuracy_fp32']:.1%} (max drop {cfg.max_drop:.1%})"
+        if "top1_agreement" in rec:
+            return (f"top-1 agreement {rec['top1_agreement']:.1%} (needs >= {1 - cfg.max_drop:.1%}), "
+                    f"cosine {rec['cosine']:.4f}")
+        return f"cosine {rec['cosine']:.4f} (needs >= {cfg.min_cosine})"
+
+    def missed(self, what: str, worst: str = "", hint: str = "") -> ValidationError:
+        """The error when the last step still misses the budget: nothing is written."""
+        return ValidationError(
+            f"{what} misses the budget: " + self.describe(self.last) + (f"; most harmful layers: {worst}" if worst else ""),
+            hint="raise --max-drop, allow more float layers (--max-float-layers)" + hint + "; the artifact was not written",
+            steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in self.steps])
+
+    def summary(self) -> dict[str, Any]:
+        """The budget's figures for the artifact: the criterion, every step, the one chosen."""
+        return {"max_drop": self.cfg.max_drop, "min_cosine": self.cfg.min_cosine, "max_float_layers": self.cfg.max_float_layers,
+                "chosen": len(self.steps) - 1, "steps": [{k: s.get(k) for k in STEP_KEYS} for s in self.steps]}
