@@ -11,11 +11,19 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, Field
+
 from edgeship.artifact import Artifact, Format
 from edgeship.formats.onnx import OnnxRunner
 from edgeship.targets import Built, Runner, Target
 
 MODEL_FILE = "model.onnx"
+
+
+class PlainOptions(BaseModel):
+    """The target's own knob: it joins the deploy options as onnx_plain_doc (--onnx-plain-doc)."""
+
+    onnx_plain_doc: str | None = Field(None, description="onnx-plain: the doc string written into the graph")
 
 
 class PlainOnnxTarget(Target):
@@ -29,11 +37,19 @@ class PlainOnnxTarget(Target):
     hidden: ClassVar[bool] = True
     int8_knobs: ClassVar[tuple[str, ...]] = ("calibration", "max_float_layers")  # the shared flow takes them
     int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static", "dynamic", "weight-only")
+    Options: ClassVar[type[BaseModel] | None] = PlainOptions
 
     def export(self, source: Any, out_dir: Path, cfg: Any, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
         assert base is not None
         shutil.copyfile(base.model_path, out_dir / MODEL_FILE)
+        doc = self.options(cfg).onnx_plain_doc
+        if doc is not None:
+            import onnx
+
+            model = onnx.load(str(out_dir / MODEL_FILE))
+            model.graph.doc_string = doc
+            onnx.save(model, str(out_dir / MODEL_FILE))
         return Built(files=(MODEL_FILE,), inputs=base.inputs, outputs=base.outputs, preprocess=base.preprocess,
                      stage="onnx-plain.copy", config={"onnx_digest": base.digest}, tools=("onnx", "onnxruntime"))
 

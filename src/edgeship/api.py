@@ -30,7 +30,7 @@ from .manifest import (
     read_manifest,
 )
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
-from .targets import available_targets, get_target, load_artifact
+from .targets import available_targets, default_targets, get_target, known_precisions, load_artifact
 from .verify import raise_if_failed
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "benchmark",
@@ -104,12 +104,10 @@ def plan(cfg: DeployConfig) -> Plan:
     One step per (target, precision): fp32 always, then each ``--quantize`` precision the target
     offers. A precision a target does not offer is listed in ``skipped`` with the reason.
     """
-    names = available_targets() if "all" in cfg.targets else list(dict.fromkeys(cfg.targets))
-    if "all" in cfg.targets:
-        names = [n for n in names if not get_target(n).hidden]
+    names = default_targets() if "all" in cfg.targets else list(dict.fromkeys(cfg.targets))
     targets = [get_target(name) for name in names]  # UsageError on unknown names
     if cfg.quantize:  # the precisions are the registered targets' (a plugin may add one)
-        known = list(dict.fromkeys(p for n in available_targets() for p in get_target(n).precisions if p != "fp32"))
+        known = known_precisions()
         bad = [q for q in cfg.quantize if q not in known]
         if bad:
             raise UsageError(f"unknown precision {bad[0]!r}", hint=f"choose {', '.join(known)} or none")
@@ -119,18 +117,18 @@ def plan(cfg: DeployConfig) -> Plan:
     every = "all" in cfg.targets
     for t in targets:
         missing = t.check_environment()
-        if every and (kind not in t.accepts or missing):
+        refused = t.refuses(source_kind=kind)
+        if every and (refused or missing):
             # 'all' means every target that can take this model here; named targets still fail loudly
-            reason = (f"{t.name} converts from {', '.join(t.accepts)}, not {kind}" if kind not in t.accepts
-                      else f"missing {', '.join(missing)}: pip install 'edgeship[{t.extra}]'" if t.extra
-                      else f"missing {', '.join(missing)}")
+            reason = refused or (f"missing {', '.join(missing)}: pip install 'edgeship[{t.extra}]'" if t.extra
+                                 else f"missing {', '.join(missing)}")
             skipped.extend({"target": t.name, "precision": pr, "reason": reason}
                            for pr in ["fp32", *cfg.quantize] if pr in t.precisions)
             continue
         for precision in ["fp32", *cfg.quantize]:
-            if precision not in t.precisions:
-                skipped.append({"target": t.name, "precision": precision,
-                                "reason": f"{t.name} offers {', '.join(t.precisions)}"})
+            refused = t.refuses(precision=precision)
+            if refused:
+                skipped.append({"target": t.name, "precision": precision, "reason": refused})
                 continue
             steps.append({
                 "target": t.name, "format": t.format.value, "precision": precision,

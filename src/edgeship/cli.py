@@ -30,6 +30,7 @@ from .analysis.report import print_table, size_text
 from .bench.config import BenchConfig
 from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
 from .errors import EdgeshipError, InputError
+from .targets import available_targets  # importing the registry adds the targets' Options to DeployConfig
 
 err_console = Console(stderr=True)
 
@@ -73,8 +74,6 @@ METAVARS = {
 def _panel(name: str) -> str:
     if name in _PANEL_OF:
         return _PANEL_OF[name]
-    from .targets import available_targets
-
     return TARGET_PANEL if name.split("_")[0] in available_targets() else OTHER_PANEL
 
 
@@ -376,7 +375,7 @@ def main(version: bool = typer.Option(False, "--version", metavar="", help="prin
 
 
 @app.command(cls=_Command)
-@options_from(DeployConfig, skip=("model",))
+@options_from(DeployConfig.with_target_options(), skip=("model",))
 def deploy(
     model: str = typer.Argument("efficientnet-lite0", metavar="MODEL", help="built-in name, factory pkg.mod:fn, or a model file"),
     config: Path | None = typer.Option(None, "--config", metavar="FILE", help="JSON/YAML file of option values"),

@@ -7,6 +7,7 @@ description, and ``edgeship.deploy(**kwargs)`` takes the same names.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,11 +163,18 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
                                                "(manifest stages.benchmark)")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")
     bench_runs: int = Field(300, ge=1, description="benchmark: timed warm calls per artifact and thread count")
-    tflite_nhwc: bool = Field(False, description="tflite: take the image input as NHWC (Android bitmap order) instead of "
-                                                 "the source's NCHW")
-    tflite_int8_input: Literal["auto", "uint8", "float32"] = Field(
-        "auto", description="tflite int8: input type; auto = uint8 raw RGB bytes for image models whose normalisation "
-                            "folds into one input scale, else float32")
+    # each target's own knobs (--tflite-nhwc, ...) are its Options model; the targets registry adds
+    # them to this class (with_target_options), so they are typed and checked like every field here
+
+    @classmethod
+    def with_target_options(cls) -> type[DeployConfig]:
+        """This config class with every registered target's ``Options`` fields added (what
+        :meth:`build`, the API and the CLI use); the class itself when no registry is loaded."""
+        return _TARGET_OPTIONS(cls) if _TARGET_OPTIONS is not None else cls
+
+    @classmethod
+    def build(cls, **kwargs: Any):
+        return ConfigModel.build.__func__(cls.with_target_options(), **kwargs)  # type: ignore[attr-defined]
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -198,6 +206,16 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
         if not self.targets:
             raise ValueError("targets: give at least one target")
         return self
+
+
+#: set by :mod:`edgeship.targets` (above this module, which cannot import it): DeployConfig class ->
+#: the same class with the registered targets' Options fields
+_TARGET_OPTIONS: Callable[[type[DeployConfig]], type[DeployConfig]] | None = None
+
+
+def set_target_options(hook: Callable[[type[DeployConfig]], type[DeployConfig]]) -> None:
+    global _TARGET_OPTIONS
+    _TARGET_OPTIONS = hook
 
 
 class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):

@@ -72,42 +72,28 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeshipError, InputError, UnsupportedError, UsageError
-from .compat import PREVIEW_TARGETS, preview
+from .compat import needs_onnx, preview, preview_targets
 from .graph import Graph, layer_kind, peak_activation
 
-__all__ = ["analyze", "model_macs", "PREVIEW_TARGETS", "SCHEMA"]
+__all__ = ["analyze", "model_macs", "preview_targets", "SCHEMA"]
 
 SCHEMA = "edgeship.analysis/1"
-_ONNX_TARGETS = {"onnx", "ort", "openvino"}
 DEFAULT_PROFILE = "host-1core"
-
-
-def _wants_onnx(names: Sequence[str]) -> bool:
-    """Whether a preview asked for needs the exported ONNX graph (its own, or that of the target
-    a plugin derives from)."""
-    from ..targets import registered_ref, target_class
-
-    for n in names:
-        if n in _ONNX_TARGETS:
-            return True
-        if n not in PREVIEW_TARGETS and registered_ref(n) is not None and target_class(n).derives_from in _ONNX_TARGETS:
-            return True
-    return False
 
 
 def _targets(targets: str | Sequence[str] | None) -> list[str]:
     if targets is None:
-        return list(PREVIEW_TARGETS)
+        return preview_targets()
     if isinstance(targets, str):
         targets = [targets]
     names = [p.strip() for t in targets for p in str(t).split(",") if p.strip()]
     if names == ["all"]:
-        return list(PREVIEW_TARGETS)
+        return preview_targets()
     if names in ([], ["none"]):
         return []
     from ..targets import available_targets
 
-    known = list(dict.fromkeys([*PREVIEW_TARGETS, *available_targets()]))
+    known = available_targets()
     bad = [n for n in names if n not in known]
     if bad:
         raise UsageError(f"unknown target {bad[0]!r} for the compatibility preview",
@@ -179,7 +165,7 @@ def analyze(model_or_path: Any, targets: str | Sequence[str] | None = None, prof
             top: int = 10, source_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse a model; return the JSON-ready report described in this module's docstring.
 
-    ``targets``: preview targets (default all of :data:`PREVIEW_TARGETS`; ``[]`` for none).
+    ``targets``: preview targets (default :func:`preview_targets`, what ``--targets all`` deploys; ``[]`` for none).
     ``profile``: device profile name, file or :class:`~edgeship.profiles.DeviceProfile` for the
     roofline (None: ``host-1core``; False: no roofline). ``input_shapes``: fix an ONNX file's dynamic input shapes (or a factory's input).
     ``manifest``: a deploy manifest (dict or path) whose benchmark to compare with; found by
@@ -254,7 +240,7 @@ def analyze(model_or_path: Any, targets: str | Sequence[str] | None = None, prof
                                for s, a in zip(source.inputs, source.example_inputs)],
                     "outputs": _io(source.outputs)}
             ctx.update(kind=source.kind, exported=ep)
-            if _wants_onnx(tlist):
+            if needs_onnx(tlist):
                 t1 = time.perf_counter()
                 from .onnx_graph import graph_from_onnx
 

@@ -47,9 +47,7 @@ from .optables import (
     TFLITE_XNNPACK_BUILTINS,
 )
 
-__all__ = ["PREVIEW_TARGETS", "preview", "coreml_torch_ops"]
-
-PREVIEW_TARGETS = ("onnx", "ort", "openvino", "executorch", "tflite", "coreml")
+__all__ = ["preview", "preview_targets", "needs_onnx", "coreml_torch_ops"]
 
 
 def _quiet() -> Any:
@@ -476,8 +474,28 @@ def _preview_coreml(ctx: dict[str, Any]) -> dict[str, Any]:
     return _finish(res, g, supported, None, unsupported, fast_types=COREML_ANE_FRIENDLY)
 
 
+# the previews analysis writes itself, by target name; any other registered target is previewed as
+# the target it derives from (_preview_registered)
 _PREVIEWS = {"onnx": _preview_onnx, "ort": _preview_ort, "openvino": _preview_openvino,
              "executorch": _preview_executorch, "tflite": _preview_tflite, "coreml": _preview_coreml}
+_READS_ONNX = {"onnx", "ort", "openvino"}  # previews that read the exported ONNX graph
+
+
+def preview_targets() -> list[str]:
+    """What analyze previews by default and for ``all``: the targets ``--targets all`` deploys
+    (every registered target not marked hidden)."""
+    from ..targets import default_targets
+
+    return default_targets()
+
+
+def needs_onnx(targets: list[str]) -> bool:
+    """Whether the preview of any of ``targets`` reads the exported ONNX graph (its own preview's,
+    or that of the target a plugin derives from)."""
+    from ..targets import registered_ref, target_class
+
+    return any((t if t in _PREVIEWS else target_class(t).derives_from if registered_ref(t) is not None else None)
+               in _READS_ONNX for t in targets)
 
 
 def _preview_registered(t: str, ctx: dict[str, Any]) -> dict[str, Any]:

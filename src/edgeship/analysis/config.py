@@ -7,15 +7,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ..config import SourceConfig, split_commas
-from .compat import PREVIEW_TARGETS
 
 __all__ = ["AnalyzeConfig"]
 
 
 class AnalyzeConfig(SourceConfig):
     targets: list[str] = Field(
-        default_factory=lambda: list(PREVIEW_TARGETS),
-        description=f"targets to preview, comma separated ({', '.join(PREVIEW_TARGETS)}; all; none)")
+        default_factory=lambda: ["all"],
+        description="targets to preview, comma separated, or all (every target deploy --targets all builds), or none")
     profile: str | None = Field(None, description="device profile for the roofline estimate: built-in name or "
                                                   "JSON file (default host-1core)")
     roofline: bool = Field(True, description="include the roofline estimate")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, create_model
 
 from .._util import tool_versions
 from ..artifact import (
@@ -34,6 +35,7 @@ from ..artifact import (
     file_entries,
     read_artifact,
 )
+from ..config import set_target_options
 from ..errors import EdgeshipError, InputError, MissingExtraError, UnsupportedError, UsageError
 from ..runner import Runner
 
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
     from ..sources import Source
 
 __all__ = ["Target", "Built", "Runner", "register_target", "get_target", "available_targets", "runner_for", "load_artifact",
-           "target_class", "target_of", "builtin_targets", "registered"]
+           "target_class", "target_of", "builtin_targets", "registered", "capability_table", "known_precisions",
+           "default_targets", "SOURCE_KINDS"]
 
 
 _SOURCE = object()  # Built.preprocess default: the source's preprocessing, unchanged
@@ -98,6 +101,9 @@ class Target(ABC):
     int8_knobs: ClassVar[tuple[str, ...]] = ()
     #: the --method values its int8 builds (auto means the target's own recipe)
     int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static")
+    #: the target's own knobs: a pydantic model whose field names start with the target's name
+    #: (``tflite_nhwc``); the registry adds them to the deploy options and the CLI (``--tflite-nhwc``)
+    Options: ClassVar[type[BaseModel] | None] = None
     #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
     progress: Callable[[str], None] | None = None
 
@@ -106,9 +112,29 @@ class Target(ABC):
         if self.progress is not None:
             self.progress(message)
 
+    def options(self, cfg: Any) -> Any:
+        """This target's :attr:`Options` as ``cfg`` sets them (their defaults where it does not)."""
+        if self.Options is None:
+            return None
+        return self.Options.model_validate({k: getattr(cfg, k) for k in self.Options.model_fields if hasattr(cfg, k)})
+
+    @classmethod
+    def refuses(cls, source_kind: str | None = None, precision: str | None = None) -> str | None:
+        """Why this target cannot build ``precision`` from a ``source_kind`` model (either may be
+        left out), or None when it can: the one capability rule (:func:`capability_table`) that
+        plan, ``edgeship targets`` and the precision check ask."""
+        if source_kind is not None and source_kind not in cls.accepts:
+            return f"{cls.name} converts from {', '.join(cls.accepts)}, not {source_kind}"
+        if precision is not None and precision not in cls.precisions:
+            return f"{cls.name} offers {', '.join(cls.precisions)}"
+        return None
+
     def capabilities(self) -> dict[str, Any]:
         return {"name": self.name, "format": self.format.value, "description": self.description,
-                "precisions": list(self.precisions), "accepts": list(self.accepts), "extra": self.extra}
+                "precisions": list(self.precisions), "accepts": list(self.accepts), "extra": self.extra,
+                "derives_from": self.derives_from, "hidden": self.hidden,
+                "int8_knobs": list(self.int8_knobs) if "int8" in self.precisions else [],
+                "options": sorted(self.Options.model_fields) if self.Options is not None else []}
 
     @classmethod
     def artifact_from_file(cls, path: Path) -> Artifact | None:
@@ -141,7 +167,7 @@ class Target(ABC):
         run this one is made from: this target's own (a reduced precision it derives), or the
         fp32 of ``derives_from``. Without one, it is built first in a scratch folder.
         """
-        if precision not in self.precisions:
+        if self.refuses(precision=precision):
             raise UnsupportedError(f"the {self.name} target builds {', '.join(self.precisions)}, not {precision}")
         if self.needs_module and source.module is None:
             raise UnsupportedError(f"the {self.name} target converts torch models, not a {source.kind} file",
@@ -340,6 +366,75 @@ def _load_entry_points() -> None:
     _ENTRY_POINTS_LOADED = True
     for ep in importlib.metadata.entry_points(group="edgeship.targets"):
         _REGISTRY.setdefault(ep.name, ep.value)
+
+
+SOURCE_KINDS = ("torch", "pt2", "onnx")
+
+
+def capability_table(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Target × source kind × precision: whether each registered target (or those in ``names``)
+    builds it, and why not (:meth:`Target.refuses`). Reads the classes only, no SDK."""
+    rows = []
+    for name in names if names is not None else available_targets():
+        cls = target_class(name)
+        for kind in SOURCE_KINDS:
+            for precision in cls.precisions:
+                why = cls.refuses(kind, precision)
+                rows.append({"target": name, "source_kind": kind, "precision": precision, "ok": why is None, "reason": why})
+    return rows
+
+
+def known_precisions() -> list[str]:
+    """Every reduced precision some registered target offers (what --quantize takes)."""
+    return list(dict.fromkeys(r["precision"] for r in capability_table() if r["precision"] != "fp32"))
+
+
+def default_targets() -> list[str]:
+    """What ``--targets all`` means: every registered target not marked ``hidden``."""
+    return [n for n in available_targets() if not target_class(n).hidden]
+
+
+_WITH_OPTIONS: dict[tuple[Any, ...], type[DeployConfig]] = {}
+
+
+def _with_target_options(base: type[DeployConfig]) -> type[DeployConfig]:
+    """``base`` with every registered target's Options fields (cached per registry state). A
+    field must start with its target's name and be taken once; a plugin whose module does not
+    import is left out here (using it names the error)."""
+    if base in _WITH_OPTIONS.values():
+        return base
+    fields: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    holders: dict[type[BaseModel], list[str]] = {}  # a subclass registered under another name shares its Options
+    for name in available_targets():
+        try:
+            cls = target_class(name)
+        except Exception:
+            if name in _BUILTIN:
+                raise
+            continue
+        opts = getattr(cls, "Options", None)
+        if opts is not None:
+            declared_by = next(c for c in cls.__mro__ if "Options" in vars(c))  # named after the class that declares them
+            holders.setdefault(opts, []).extend([getattr(declared_by, "name", name), name])
+    for opts, names in holders.items():
+        prefixes = tuple(dict.fromkeys(n.replace("-", "_") + "_" for n in names))
+        for f, info in opts.model_fields.items():
+            if not f.startswith(prefixes):
+                raise UsageError(f"target {names[0]!r}: its option {f!r} must start with {prefixes[0]!r}",
+                                 hint=f"name a target's options after it, e.g. {prefixes[0]}layout")
+            if f in base.model_fields or f in owners:
+                raise UsageError(f"target {names[0]!r}: its option {f!r} is already an option of "
+                                 f"{'target ' + repr(owners[f]) if f in owners else 'edgeship'}")
+            owners[f] = names[0]
+            fields[f] = (info.annotation, info)
+    key = (base, *sorted(id(opts) for opts in holders))
+    if key not in _WITH_OPTIONS:
+        _WITH_OPTIONS[key] = create_model(base.__name__, __base__=base, __module__=base.__module__, **fields)
+    return _WITH_OPTIONS[key]
+
+
+set_target_options(_with_target_options)
 
 
 def available_targets() -> list[str]:

@@ -32,9 +32,10 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..artifact import (
     Artifact,
@@ -188,6 +189,17 @@ def artifact_from_tflite(path: Path) -> Artifact:
 
 # ---- target -----------------------------------------------------------------------------
 
+class TfliteOptions(BaseModel):
+    """The tflite target's own knobs (``--tflite-nhwc``, ``--tflite-int8-input``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tflite_nhwc: bool = Field(False, description="tflite: take the image input as NHWC (Android bitmap order) instead of "
+                                                 "the source's NCHW")
+    tflite_int8_input: Literal["auto", "uint8", "float32"] = Field(
+        "auto", description="tflite int8: input type; auto = uint8 raw RGB bytes for image models whose normalisation "
+                            "folds into one input scale, else float32")
+
+
 class TfliteTarget(Target):
     name: ClassVar[str] = "tflite"
     format: ClassVar[Format] = Format.tflite
@@ -199,6 +211,7 @@ class TfliteTarget(Target):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
+    Options: ClassVar[type[BaseModel] | None] = TfliteOptions
     needs_module: ClassVar[bool] = True
 
     @classmethod
@@ -225,16 +238,15 @@ class TfliteTarget(Target):
         """Indexes of the inputs to turn NCHW → NHWC: the image input named by the preprocessing
         (a model without one, or already NHWC, is converted as it is)."""
         pre = source.preprocess
-        if not getattr(cfg, "tflite_nhwc", False) or pre is None or pre.layout != "NCHW":
+        if not self.options(cfg).tflite_nhwc or pre is None or pre.layout != "NCHW":
             return []
         return [i for i, (s, a) in enumerate(zip(source.inputs, source.example_inputs))
                 if s.name == pre.input and np.asarray(a).ndim == 4]
 
-    @staticmethod
-    def _int8_input(source: Source, cfg: DeployConfig) -> bool:
+    def _int8_input(self, source: Source, cfg: DeployConfig) -> bool:
         """True when the int8 model takes uint8 raw pixels; UnsupportedError if asked for and impossible."""
         pre = source.preprocess
-        mode = getattr(cfg, "tflite_int8_input", "auto")
+        mode = self.options(cfg).tflite_int8_input
         uniform = pre is not None and len(set(pre.mean)) == 1 and len(set(pre.std)) == 1
         image_in = pre is not None and len(source.inputs) == 1 and pre.dtype == "float32"
         if mode == "uint8" and not (image_in and uniform):
