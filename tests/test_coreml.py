@@ -106,6 +106,12 @@ def test_compressed_weights_are_decompressed_and_compared(tiny, fp32_art, tmp_pa
     v = art.verification
     assert v.passed and "fp32 conversion" in v.criterion and 0.99 <= v.outputs[0].cosine < 1.0
     assert art.provenance.config["compute_precision"] == "FLOAT16"
+    # per-layer attribution, as every compressed target reports it: the compressed weights' SQNR, worst first
+    q = art.details["quantization"]
+    layers = q["most_sensitive_layers"]
+    assert q["method"] == "weight-only" and q["layers_measured"] == op_histogram(fn)[op] and layers
+    assert [r["weight_sqnr_db"] for r in layers] == sorted(r["weight_sqnr_db"] for r in layers)
+    assert all(r["node"] and r["op"] and 5 < r["weight_sqnr_db"] < 80 for r in layers)  # node: the weight's name
 
 
 def test_plan_offers_fp16_and_palettes_for_coreml_only(tmp_path):

@@ -67,11 +67,11 @@ def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]
 
 
 def weight_attribution(layers: list[dict[str, Any]], calibration: str, samples: int,
-                       bias_correction: dict[str, Any]) -> dict[str, Any]:
+                       bias_correction: dict[str, Any], method: str = "static") -> dict[str, Any]:
     """``details.quantization`` of an int8 whose per-layer attribution is its weights' SQNR
-    (tflite, executorch, openvino): ``layers`` worst first, as each backend's ``weight_report``
-    returns them."""
-    return {"method": "static", "calibration": {"method": calibration, "samples": samples},
+    (tflite, executorch, openvino, coreml): ``layers`` worst first, as each backend's
+    ``weight_report`` returns them."""
+    return {"method": method, "calibration": {"method": calibration, "samples": samples},
             "bias_correction": bias_correction, "attribution": "weight SQNR per layer",
             "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}
 

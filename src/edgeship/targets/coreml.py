@@ -227,6 +227,23 @@ def program_weights(fn: Any) -> dict[str, tuple[str, np.ndarray]]:
     return out
 
 
+def weight_report(before: dict[str, tuple[str, np.ndarray]], after: dict[str, tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Per-layer attribution of compressed weights (int8 or palettes): for every weight the
+    compression changed, its SQNR against the same weight before compression (matched by use,
+    as :func:`program_weights` keys them), worst first."""
+    from ..fidelity import db_from_sums
+
+    rows = []
+    for key, (name, w) in before.items():
+        got = after.get(key)
+        if got is None or got[1].shape != w.shape or np.array_equal(got[1], w):
+            continue  # below the size threshold (left as it was) or not matched
+        w64, d = w.astype(np.float64), got[1].astype(np.float64) - w.astype(np.float64)
+        rows.append({"node": name, "module": None, "op": key.split(":")[0],
+                     "weight_sqnr_db": round(db_from_sums(float(np.sum(w64 ** 2)), float(np.sum(d ** 2))), 2)})
+    return sorted(rows, key=lambda r: r["weight_sqnr_db"])
+
+
 def op_histogram(fn: Any) -> dict[str, int]:
     return dict(sorted(Counter(op.op_type for op in fn.operations).items()))
 
@@ -305,7 +322,9 @@ class CoreMLTarget(Target):
         config: dict[str, Any] = {"compute_precision": _COMPUTE[precision],
                                   "minimum_deployment_target": DEPLOYMENT_TARGET_FOR.get(precision, DEPLOYMENT_TARGET),
                                   "classifier": classifier}
+        uncompressed = None
         if precision in ("int8", "palettize6", "palettize4"):
+            uncompressed = program_weights(model._mil_program.functions["main"])
             model = self._compress(ct, model, precision, config)
         path = out_dir / PACKAGE
         try:
@@ -336,9 +355,16 @@ class CoreMLTarget(Target):
         pre = source.preprocess
         if pre is not None and image is not None:
             pre = pre.model_copy(update={"dtype": "uint8", "layout": "NHWC"})  # pixels in; normalisation inside
+        details: dict[str, Any] = {}
+        if uncompressed is not None:
+            from ..quant import weight_attribution
+
+            details["quantization"] = weight_attribution(weight_report(uncompressed, program_weights(fn)),
+                                                         "none (weights only)", 0, {"enabled": False},
+                                                         method="weight-only")
         return Built(files=tuple(files), model_file=PACKAGE, inputs=inputs, outputs=outputs, preprocess=pre,
                      stage=f"coreml.mlprogram.{precision}", config=config, tools=("torch", "coremltools"),
-                     notes=tuple(notes))
+                     notes=tuple(notes), details=details)
 
     @staticmethod
     def _export(source: Source, image: dict[str, Any] | None) -> Any:
