@@ -17,7 +17,7 @@ import importlib.metadata
 import importlib.util
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -206,8 +206,7 @@ class Target(ABC):
         )
 
     def int8_under_budget(self, source: Source, out_dir: Path, cfg: DeployConfig, parent_digest: str,
-                          quantise: Callable[[list[str]], tuple[Built, list[dict[str, Any]]]],
-                          kept_float: Sequence[str] = ()) -> Built:
+                          quantise: Callable[[list[str]], tuple[Built, list[dict[str, Any]]]]) -> Built:
         """The shared int8 flow (:mod:`edgeship.quant.flow`) for a target whose backend quantises
         with a list of layers kept in float.
 
@@ -225,6 +224,7 @@ class Target(ABC):
         from ..verify import artifact_inputs
 
         samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
+        self.say(f"int8 budget: the source's outputs on {len(samples)} evaluation inputs")
         refs = [source.run(s) for s in samples]
         ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
         budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg), labels, self.say)
@@ -233,20 +233,23 @@ class Target(ABC):
         def attempt(excluded: list[str], note: str) -> dict[str, Any]:
             built, layers = quantise(excluded)
             art = self._artifact(source, out_dir, built, "int8", parent_digest)
+            self.say(f"int8 budget: measuring on {len(samples)} evaluation inputs")
             runner = self.runner(art, threads=0)
             try:
                 got = [runner.run(artifact_inputs(source, art, s)) for s in samples]
             finally:
                 del runner
             result.update(built=built, layers=result.get("layers") or layers)
+            own = [k for k in built.config.get("kept_float", []) if k not in excluded]  # the backend's own choice
+            if own and not excluded:
+                note = f"{note}, but {', '.join(own)} ({self.name} keeps it in float)"
             return budget.measure([np.concatenate([g[k] for g in got]) for k in range(len(got[0]))], excluded, note,
                                   size_bytes=sum(f.size for f in art.files))
 
-        self.say(f"int8: measuring against the source on {len(samples)} evaluation inputs")
-        attempt(list(kept_float), "all weighted layers int8" + (f" but {', '.join(kept_float)}" if kept_float else ""))
+        attempt([], "all weighted layers int8")
         layers = result["layers"]
         budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)")
-                                    for r in layers], attempt, kept_float)
+                                    for r in layers], attempt)
         if not budget.last["within_budget"]:
             worst = ", ".join(f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
                               for r in layers[:3])
