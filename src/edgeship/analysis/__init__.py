@@ -142,18 +142,9 @@ def _resolve(model_or_path: Any) -> tuple[Any, str | None, Path | None]:
 def _export_onnx(source: Any) -> Any:
     """The ONNX graph the onnx target would build (torch.onnx dynamo + onnxslim), static batch."""
     from ..config import DeployConfig
-    from ..targets.onnx import OnnxTarget, quiet_exporter
+    from ..targets.onnx import OnnxTarget
 
-    cfg = DeployConfig.build(model=source.origin, dynamic_batch=False)
-    model = OnnxTarget()._export(source, cfg)
-    try:
-        import onnxslim
-
-        with quiet_exporter():
-            model = onnxslim.slim(model)
-    except Exception:  # noqa: BLE001 - slimming is an optimisation; count the exported graph
-        pass
-    return model
+    return OnnxTarget().graph(source, DeployConfig.build(model=source.origin, dynamic_batch=False))[0]
 
 
 def _io(specs: Sequence[Any]) -> list[dict[str, Any]]:

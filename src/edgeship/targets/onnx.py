@@ -96,25 +96,8 @@ class OnnxTarget(Target):
                base: Artifact | None = None) -> Built:
         import onnx
 
-        notes: list[str] = []
-        if source.kind == "onnx":
-            from ..sources import load_onnx_model
-
-            model = load_onnx_model(source.path)
-            stage = "onnx.slim"
-        else:
-            model = self._export(source, cfg)
-            stage = "onnx.export"
-        scopes = _node_scopes(model)
-        if cfg.slim:
-            try:
-                import onnxslim
-
-                with quiet_exporter():
-                    model = onnxslim.slim(model)
-            except Exception as e:  # slimming is an optimisation: keep the exported graph
-                notes.append(f"onnxslim failed and was skipped: {first_line(e)}")
-        _restore_scopes(model, scopes)
+        model, notes = self.graph(source, cfg)
+        stage = "onnx.slim" if source.kind == "onnx" else "onnx.export"
         inputs, outputs = io_specs(model)
         pre = source.preprocess
         inputs = tuple(
@@ -130,6 +113,29 @@ class OnnxTarget(Target):
         return Built(files=(MODEL_FILE,), inputs=inputs, outputs=outputs, stage=stage,
                      config={"opset": cfg.opset, "slim": cfg.slim, "dynamic_batch": cfg.dynamic_batch},
                      tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"), notes=tuple(notes))
+
+    def graph(self, source: Source, cfg: DeployConfig) -> tuple[Any, list[str]]:
+        """The graph this target writes, before its metadata: a torch source exported
+        (torch.onnx dynamo) or an ONNX file loaded, then slimmed when ``cfg.slim`` (node module
+        scopes kept); and notes on what was skipped. ``analyze`` counts this graph."""
+        notes: list[str] = []
+        if source.kind == "onnx":
+            from ..sources import load_onnx_model
+
+            model = load_onnx_model(source.path)
+        else:
+            model = self._export(source, cfg)
+        scopes = _node_scopes(model)
+        if cfg.slim:
+            try:
+                import onnxslim
+
+                with quiet_exporter():
+                    model = onnxslim.slim(model)
+            except Exception as e:  # slimming is an optimisation: keep the exported graph
+                notes.append(f"onnxslim failed and was skipped: {first_line(e)}")
+        _restore_scopes(model, scopes)
+        return model, notes
 
     def _export(self, source: Source, cfg: DeployConfig) -> Any:
         import torch
