@@ -268,3 +268,59 @@ def test_sample_inputs_are_split_between_evaluation_and_calibration():
     assert "first half" in six.inputs_origin("evaluation") and "second half" in six.inputs_origin("calibration")
     two = dataclasses.replace(src, sample_inputs=samples[:2])
     assert len(two.calibration_inputs(64)) == 2 and "alike" in two.inputs_origin("calibration")
+
+
+def _rewrite_pt2(good, evil, replace):
+    """A copy of the .pt2 ``good`` with members replaced: ``replace`` maps a member's path after its
+    archive folder (e.g. 'data/weights/weight_0') to new bytes, or to a function of the old ones."""
+    import zipfile
+
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(evil, "w") as zout:
+        top = zin.infolist()[0].filename.split("/", 1)[0]
+        for info in zin.infolist():
+            rel = info.filename.split("/", 1)[1]
+            data = zin.read(info)
+            new = replace.get(rel, data)
+            zout.writestr(info, new(data) if callable(new) else new)
+        names = {i.filename.split("/", 1)[1] for i in zin.infolist()}
+        for rel, new in replace.items():  # members that were not there
+            if rel not in names:
+                zout.writestr(f"{top}/{rel}", new)
+
+
+@pytest.mark.parametrize("how", ["weight marked use_pickle", "sample inputs", "pickled weight named .json"])
+def test_pt2_protocol_0_pickle_in_any_member_torch_unpickles_is_refused(tmp_path, how):
+    """A protocol-0 pickle starts with neither \\x80 nor PK: vetting by first bytes let it through,
+    and torch.export.load unpickled it with weights_only=False (issue 20, item 0)."""
+    import json
+
+    m, ex = tinymodels.cnn_with_example()
+    good = tmp_path / "prog.pt2"
+    torch.export.save(torch.export.export(m, ex), str(good))
+    sentinel = tmp_path / "PWNED"
+    payload = f"cbuiltins\nopen\n(S'{sentinel}'\nS'w'\ntR.".encode()  # protocol 0: creates the sentinel file
+    assert payload[:1] not in (b"\x80", b"P")
+
+    member = "evil.json" if how.endswith(".json") else "weight_0"
+
+    def mark_pickled(data: bytes) -> bytes:
+        cfg = json.loads(data)
+        first = next(iter(cfg["config"]))
+        cfg["config"][first]["use_pickle"] = True
+        cfg["config"][first]["path_name"] = member
+        return json.dumps(cfg).encode()
+
+    replace = ({"data/sample_inputs/model.pt": payload} if how == "sample inputs"
+               else {"data/weights/model_weights_config.json": mark_pickled, f"data/weights/{member}": payload})
+    evil = tmp_path / "evil.pt2"
+    _rewrite_pt2(good, evil, replace)
+    with pytest.raises(SecurityError, match="--allow-pickle"):
+        load_source(str(evil))
+    assert not sentinel.exists()
+
+
+def test_pt2_raw_weights_and_text_members_still_load(tmp_path):
+    m, ex = tinymodels.cnn_with_example()
+    good = tmp_path / "prog.pt2"
+    torch.export.save(torch.export.export(m, ex), str(good), extra_files={"notes.txt": "not a pickle"})
+    assert load_source(str(good)).kind == "pt2"

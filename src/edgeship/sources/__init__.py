@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import json
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -857,28 +858,54 @@ def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_b
     raise FormatError(f"{path} is a torch file holding {type(obj).__name__}, not a model")
 
 
+# members of a .pt2 that torch.export.load reads as text or JSON, never unpickles (after the
+# archive's top folder); weights and constants stored raw are allowed by their config files
+_PT2_TEXT = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
+
+
 def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
-    """torch.export.load unpickles weights without weights_only: vet every pickle first."""
+    """torch.export.load unpickles parts of a .pt2 with ``weights_only=False`` (weights and
+    constants its configs mark ``use_pickle``, the sample inputs, legacy state dicts, custom
+    objects), and any pickle protocol runs code, protocol 0 included, whose first byte is neither
+    ``\x80`` nor ``PK``. So every member is vetted by what torch will do with it, not by its
+    first bytes: the text and JSON members and the raw tensors the configs name (``use_pickle``
+    false) are read as bytes; every other member must load with torch's safe unpickler
+    (``weights_only=True``), and custom objects are refused; unless ``allow_pickle``."""
+    if allow_pickle:
+        return
     import torch
 
+    def refuse(member: str, why: str) -> SecurityError:
+        return SecurityError(f"{path} member {member} {why}",
+                             hint="load it only if you trust its author: add --allow-pickle")
+
     with zipfile.ZipFile(path) as z:
-        for info in z.infolist():
-            n = info.filename
-            if "custom_obj" in n or "opaque_obj" in n:
-                if not allow_pickle:
-                    raise SecurityError(f"{path} holds a pickled custom object ({n})",
-                                        hint="load it only if you trust its author: add --allow-pickle")
+        infos = {i.filename.split("/", 1)[1] if "/" in i.filename else i.filename: i for i in z.infolist()}
+        raw: set[str] = set()
+        pickled: set[str] = set()
+        configs = {rel for rel in infos if rel.rpartition("/")[0] in ("data/weights", "data/constants")
+                   and rel.endswith("_config.json")}
+        for rel in configs:
+            folder = rel.rpartition("/")[0]
+            try:
+                entries = list(json.loads(z.read(infos[rel])).get("config", {}).values())
+                for e in entries:
+                    (pickled if e.get("use_pickle") else raw).add(f"{folder}/{e['path_name']}")
+            except (ValueError, AttributeError, TypeError, KeyError):
+                raise FormatError(f"{path} member {rel} is not a valid payload config",
+                                  hint="save the program with torch.export.save") from None
+        for rel, info in infos.items():
+            text = (rel in _PT2_TEXT or rel in configs or rel.startswith("extra/")
+                    or (rel.startswith("models/") and rel.endswith(".json")))
+            if info.is_dir() or (rel not in pickled and (rel in raw or text)):
                 continue
-            with z.open(info) as fh:
-                head = fh.read(4)
-            if head[:1] == b"\x80" or head == b"PK\x03\x04":
-                if allow_pickle:
-                    continue
-                try:
-                    torch.load(io.BytesIO(z.read(info)), weights_only=True, map_location="cpu")
-                except Exception:
-                    raise SecurityError(f"{path} member {n} is a pickle that runs code when loaded",
-                                        hint="load it only if you trust its author: add --allow-pickle") from None
+            name = rel.rpartition("/")[2]
+            if name.startswith(("custom_obj", "opaque_obj")) or "custom_obj" in rel or "opaque_obj" in rel:
+                raise refuse(rel, "holds a pickled custom object, which runs code when loaded")
+            try:
+                torch.load(io.BytesIO(z.read(info)), weights_only=True, map_location="cpu")
+            except Exception:
+                raise refuse(rel, "is a pickle (or data torch would unpickle) that can run code when loaded") from None
 
 
 def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
