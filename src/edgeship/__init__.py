@@ -16,9 +16,12 @@ from .api import (  # noqa: E402
     classify,
     convert,
     deploy,
+    keygen,
     load,
+    package,
     plan,
     quantize,
+    verify_bundle,
 )
 from .artifact import Artifact, Format, Preprocess, TensorSpec  # noqa: E402
 from .config import DeployConfig  # noqa: E402
@@ -74,10 +77,13 @@ __all__ = [
     "convert",
     "deploy",
     "get_target",
+    "keygen",
     "load",
     "load_artifact",
+    "package",
     "plan",
     "quantize",
     "register_target",
     "runner_for",
+    "verify_bundle",
 ]

@@ -34,7 +34,7 @@ from .targets import available_targets, default_targets, get_target, known_preci
 from .verify import raise_if_failed
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "benchmark",
-           "DeployResult", "Plan"]
+           "package", "verify_bundle", "keygen", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -467,6 +467,31 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
     from .bench import run_benchmark
 
     return run_benchmark(artifacts, progress=progress, **options)
+
+
+def package(outdir: str | Path = "edgeship-out", version: str = "0.1.0", sign_key: str | Path | None = None,
+            dest: str | Path | None = None, progress: Progress | None = None) -> Any:
+    """A signed release bundle of a deploy output folder (:mod:`edgeship.bundle`): the bundle
+    folder and its .tar.gz in ``dest`` (default ``outdir/release``), signed with ``sign_key`` or
+    with a key made in ``outdir/keys``. Returns a :class:`edgeship.bundle.Bundle`."""
+    from .bundle import package as _package
+
+    return _package(outdir, version=version, sign_key=sign_key, dest=dest, progress=progress)
+
+
+def verify_bundle(bundle: str | Path, key: str | Path) -> dict[str, Any]:
+    """Check a bundle folder or .tar.gz against its public key; SecurityError naming every extra,
+    missing and changed file when it does not hold."""
+    from .bundle import verify_bundle as _verify
+
+    return _verify(bundle, key)
+
+
+def keygen(out: str | Path) -> tuple[Path, Path]:
+    """A new EC signing key pair in ``out`` (private key mode 0600): (private, public)."""
+    from .bundle import keygen as _keygen
+
+    return _keygen(out)
 
 
 def quantization_report(artifact: Artifact | str | Path) -> dict[str, Any]:

@@ -470,6 +470,82 @@ def targets(as_json: bool = JSON_OPT) -> None:
 
 
 @app.command(cls=_Command)
+def package(
+    outdir: Path = typer.Argument(Path("edgeship-out"), metavar="OUTDIR", help="an output folder written by edgeship deploy"),
+    version: str = typer.Option("0.1.0", "--version", metavar="X.Y.Z", help="the release's semantic version"),
+    sign_key: Path | None = typer.Option(None, "--sign-key", metavar="KEY",
+                                         help="EC private key (PEM) to sign with (default: OUTDIR/keys, made if missing)"),
+    dest: Path | None = typer.Option(None, "--dest", metavar="DIR", help="where the bundle goes (default: OUTDIR/release)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Package OUTDIR's verified artifacts as a signed release bundle (folder and .tar.gz)."""
+    from . import api
+
+    def body():
+        with _progress() as update:
+            b = api.package(outdir, version=version, sign_key=sign_key, dest=dest, progress=update)
+
+        def human(c: Console) -> None:
+            rows = [[aid, next((a["runtime"]["name"] for a in b.doc["artifacts"] if a["id"] == aid), "?"),
+                     size_text(next((a["size_bytes"] for a in b.doc["artifacts"] if a["id"] == aid), 0))]
+                    for aid in b.doc["fallback_order"]]
+            print_table(c, f"release {b.doc['name']} {b.doc['version']} (release {b.doc['release']}), in fallback order",
+                        ["artifact", "runtime", "size"], rows)
+            c.print(f"bundle: {b.folder}", markup=False, highlight=False)
+            c.print(f"tarball: {b.tarball} ({size_text(b.tarball.stat().st_size)})", markup=False, highlight=False)
+            c.print(f"signed with {b.key}; check it with: edgeship verify {b.tarball} --key {b.public_key}",
+                    markup=False, highlight=False)
+            if b.key_created:
+                c.print(f"a new signing key was made in {b.key.parent}: keep {b.key.name} private and back it up; "
+                        "devices trust releases signed with it", markup=False, highlight=False)
+
+        return b.to_dict(), human
+
+    run_command(as_json, body)
+
+
+@app.command(cls=_Command)
+def verify(
+    bundle: Path = typer.Argument(..., metavar="BUNDLE", help="a bundle folder or its .tar.gz"),
+    key: Path = typer.Option(..., "--key", metavar="PUB", help="the public key (PEM) the release was signed with"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Check a release bundle's signature and files; fails (exit 6) naming every extra, missing or changed file."""
+    from . import api
+
+    def body():
+        res = api.verify_bundle(bundle, key)
+
+        def human(c: Console) -> None:
+            c.print(f"{bundle}: {res['name']} {res['version']} (release {res['release']}): signature valid, "
+                    f"{res['files']} files as listed", markup=False, highlight=False)
+
+        return res, human
+
+    run_command(as_json, body)
+
+
+@app.command(cls=_Command)
+def keygen(
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="folder for signing-key.pem and signing-key.pub.pem"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Make an EC signing key pair for release bundles (the private key is written mode 0600)."""
+    from . import api
+
+    def body():
+        priv, pub = api.keygen(out)
+
+        def human(c: Console) -> None:
+            c.print(f"private key: {priv} (keep it private and backed up)", markup=False, highlight=False)
+            c.print(f"public key: {pub} (give it to whoever verifies your releases)", markup=False, highlight=False)
+
+        return {"ok": True, "private_key": str(priv), "public_key": str(pub)}, human
+
+    run_command(as_json, body)
+
+
+@app.command(cls=_Command)
 @options_from(BenchConfig)
 def benchmark(
     artifacts: list[Path] = typer.Argument(..., metavar="ARTIFACT_OR_OUTDIR",

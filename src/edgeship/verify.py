@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .artifact import Artifact, OutputCheck, Verification
+from .artifact import Artifact, OutputCheck, Preprocess, Verification
 from .errors import EdgeshipError, ValidationError
 from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, top_k_agreement
 
@@ -115,14 +115,19 @@ def artifact_inputs(source: Source, artifact: Artifact, sample: Sequence[np.ndar
     normalisation, ``round(x * std + mean)``. The float inputs come from real photos (8-bit pixels),
     so this recovers exactly the bytes an app would feed. Other inputs pass through unchanged.
     """
+    return map_inputs(source.preprocess, [s.name for s in source.inputs], artifact.preprocess, sample)
+
+
+def map_inputs(src: Preprocess | None, names: Sequence[str], art: Preprocess | None,
+               sample: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`artifact_inputs` from the preprocessing records alone (the source's ``src`` with its
+    input ``names``, the artifact's ``art``): what a bundle, which has no source model, uses."""
     out = [np.asarray(a) for a in sample]
-    src, art = source.preprocess, artifact.preprocess
     if src is None or art is None:
         return out
-    names = [s.name for s in source.inputs]
     if src.input not in names:
         return out
-    k = names.index(src.input)
+    k = list(names).index(src.input)
     x = out[k]
     if x.ndim != 4:
         return out

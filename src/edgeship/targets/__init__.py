@@ -143,6 +143,14 @@ class Target(ABC):
         None when this target cannot describe such a file (the default)."""
         return None
 
+    def runtime_requirement(self, artifact: Artifact) -> dict[str, Any]:
+        """What a device needs to run ``artifact``: the runtime's name, the version it was
+        verified with here, and what the file itself requires (None when the format does not say)."""
+        module = (self.runtime_modules or self.requires or (self.name,))[0]
+        dist = module.replace("_", "-")
+        tested = tool_versions(dist).get(dist)
+        return {"name": dist, "tested_version": tested, "requires": None}
+
     @classmethod
     def can_run_here(cls) -> bool | str:
         """True when this machine can run the target's artifacts, else a one-line reason (Core ML

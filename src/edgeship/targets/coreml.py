@@ -366,6 +366,11 @@ class CoreMLTarget(Target):
                      stage=f"coreml.mlprogram.{precision}", config=config, tools=("torch", "coremltools"),
                      notes=tuple(notes), details=details)
 
+    def runtime_requirement(self, artifact: Artifact) -> dict[str, Any]:
+        target = artifact.provenance.config.get("minimum_deployment_target") or DEPLOYMENT_TARGET
+        return {"name": "Core ML", "tested_version": None,
+                "requires": f"{target} or newer (ML Program); prediction not run here (needs macOS/iOS)"}
+
     @staticmethod
     def _export(source: Source, image: dict[str, Any] | None) -> Any:
         import torch

@@ -114,6 +114,20 @@ class OnnxTarget(Target):
                      config={"opset": cfg.opset, "slim": cfg.slim, "dynamic_batch": cfg.dynamic_batch},
                      tools=("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime"), notes=tuple(notes))
 
+    def runtime_requirement(self, artifact: Artifact) -> dict[str, Any]:
+        """ONNX Runtime, and the ONNX opset and IR version the file is stamped with (a runtime
+        must implement that opset; the ORT compatibility table maps it to a release)."""
+        import onnx
+
+        req = super().runtime_requirement(artifact)
+        try:
+            model = onnx.load(str(artifact.model_path), load_external_data=False)
+            opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+            req["requires"] = f"ONNX opset {opset}, IR version {model.ir_version}"
+        except Exception:  # noqa: BLE001 - the requirement is a help; the file was verified already
+            pass
+        return req
+
     def graph(self, source: Source, cfg: DeployConfig) -> tuple[Any, list[str]]:
         """The graph this target writes, before its metadata: a torch source exported
         (torch.onnx dynamo) or an ONNX file loaded, then slimmed when ``cfg.slim`` (node module

@@ -1,0 +1,391 @@
+"""A release bundle: what an app developer ships, signed so a device can trust it.
+
+``package(outdir, version)`` turns a deploy output folder into ``DEST/<model>-<version>/`` and
+``DEST/<model>-<version>.tar.gz`` (default DEST: ``outdir/release``)::
+
+    bundle.json        schema edgeship.bundle/1: version (semver), release counter, source I/O and
+                       preprocessing, per artifact its runtime, what it requires and the version
+                       verified here, fidelity and benchmark figures; the fallback order; every
+                       file with sha256 and size; tool versions and the machine
+    MODEL_CARD.md      what the model is, how to feed it, how well and how fast each artifact ran
+    labels.txt         class labels, one per line (classifiers)
+    artifacts/<id>/    each verified artifact folder, as deploy wrote it
+    golden/            golden vectors (edgeship.bundle.golden)
+    model.sig          the OpenSSF model-signing signature (a Sigstore bundle) over every file above
+
+Signing uses OpenSSF ``model-signing`` with an elliptic-curve key (``keygen``); without one,
+``package`` makes ``outdir/keys/signing-key.pem`` (kept out of the bundle) and says so.
+``verify_bundle`` checks a folder or a ``.tar.gz`` (extracted confined, with limits) against the
+public key and fails closed, naming every extra, missing and changed file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._util import atomic_write_text, tool_versions
+from ..errors import FormatError, InputError, SecurityError, UsageError
+
+__all__ = ["package", "verify_bundle", "keygen", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
+
+SCHEMA = "edgeship.bundle/1"
+BUNDLE_JSON = "bundle.json"
+CARD = "MODEL_CARD.md"
+SIGNATURE = "model.sig"
+KEY_FILE = "signing-key.pem"
+PUBLIC_KEY_FILE = "signing-key.pub.pem"
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+_PRECISION_ORDER = {"int8": 0, "fp16": 1, "palettize6": 1, "palettize4": 1, "fp32": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    folder: Path
+    tarball: Path
+    doc: dict[str, Any]
+    key: Path
+    public_key: Path
+    key_created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "folder": str(self.folder), "tarball": str(self.tarball), "version": self.doc["version"],
+                "release": self.doc["release"], "fallback_order": self.doc["fallback_order"],
+                "files": len(self.doc["files"]), "key": str(self.key), "public_key": str(self.public_key),
+                "key_created": self.key_created}
+
+
+# ---- keys --------------------------------------------------------------------------------
+
+def keygen(out: str | Path) -> tuple[Path, Path]:
+    """A new EC P-256 signing key: ``out/signing-key.pem`` (private, mode 0600) and
+    ``out/signing-key.pub.pem``. Refuses to replace an existing key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    out = Path(out)
+    priv, pub = out / KEY_FILE, out / PUBLIC_KEY_FILE
+    for p in (priv, pub):
+        if p.exists():
+            raise UsageError(f"{p} exists: a signing key is never replaced",
+                             hint="give another --out, or move the old key away if you mean to retire it")
+    out.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    atomic_write_text(pub, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+    return priv, pub
+
+
+def _public_key_of(private: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise InputError(f"{private} is not a readable unencrypted PEM private key: {str(e)[:120]}",
+                         hint="make one with edgeship keygen --out DIR") from None
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _hashing(folder: Path) -> Any:
+    from model_signing import hashing
+
+    # model-signing 1.0 compares each file's path, as built from the folder argument, with the
+    # ignored ones: give the signature's path in that same form
+    return hashing.Config().set_ignored_paths(paths=[Path(folder) / SIGNATURE])
+
+
+# ---- package -----------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+def _releases(dest: Path) -> list[int]:
+    out = []
+    for p in dest.glob(f"*/{BUNDLE_JSON}") if dest.is_dir() else []:
+        try:
+            r = json.loads(p.read_text()).get("release")
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, int):
+            out.append(r)
+    return out
+
+
+def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
+    v = rec.get("verification") or {}
+    outs = [o for o in v.get("outputs") or [] if isinstance(o, dict)]
+    return {"passed": v.get("passed"), "reference": v.get("reference"), "criterion": v.get("criterion"),
+            "samples": v.get("samples"), "top1_agreement": v.get("top1_agreement"),
+            "cosine_min": min((o.get("cosine") for o in outs if isinstance(o.get("cosine"), (int, float))), default=None),
+            "max_abs": max((o.get("max_abs") for o in outs if isinstance(o.get("max_abs"), (int, float))), default=None)}
+
+
+def package(outdir: str | Path, version: str = "0.1.0", sign_key: str | Path | None = None,
+            dest: str | Path | None = None, progress: Callable[[str], None] | None = None) -> Bundle:
+    """Package the verified artifacts of a deploy output folder as a signed release bundle."""
+    from ..artifact import Artifact
+    from ..manifest import load_manifest, write_manifest
+    from ..targets import load_artifact, target_of
+    from .card import model_card
+    from .golden import GOLDEN_JSON, write_golden
+
+    say = progress or (lambda _m: None)
+    outdir = Path(outdir)
+    if not _SEMVER.match(version):
+        raise UsageError(f"--version {version!r} is not a semantic version", hint="write it like 1.2.0 (or 1.2.0-rc.1)")
+    m = load_manifest(outdir)
+    if m is None:
+        raise InputError(f"{outdir} holds no manifest.json", hint="give a folder written by edgeship deploy")
+    records = [r for r in m.records if (r.get("verification") or {}).get("passed")]
+    if not records:
+        raise InputError(f"{outdir} holds no verified artifact to package", hint="run edgeship deploy first")
+    src = m.source
+    name = f"{_slug(str(src.get('name') or 'model'))}-{version}"
+    dest = Path(dest) if dest is not None else outdir / "release"
+    folder, tarball = dest / name, dest / f"{name}.tar.gz"
+    for p in (folder, tarball):
+        if p.exists():
+            raise UsageError(f"{p} exists: a released version is never rewritten", hint="give a new --version")
+
+    key_created = False
+    if sign_key is not None:
+        key = Path(sign_key)
+        if not key.is_file():
+            raise InputError(f"no signing key at {key}", hint="make one with edgeship keygen --out DIR")
+    else:
+        key = outdir / "keys" / KEY_FILE
+        if not key.is_file():
+            say(f"creating a signing key in {key.parent}")
+            keygen(key.parent)
+            key_created = True
+    public = key.parent / PUBLIC_KEY_FILE
+    pub_bytes = _public_key_of(key)
+    if not public.is_file() or public.read_bytes().strip() != pub_bytes.strip():
+        public = dest / f"{name}.pub.pem"  # the public half, beside the bundle, when none is beside the key
+
+    dest.mkdir(parents=True, exist_ok=True)
+    # built under its final name inside a temp folder: the signature names the folder
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest))
+    tmp = scratch / name
+    tmp.mkdir()
+    try:
+        arts: list[Artifact] = []
+        for rec in records:
+            src_folder = m.artifact_folder(rec)
+            art = load_artifact(src_folder)
+            art.verify_files()  # a file changed since deploy is not shipped
+            aid = str(rec.get("id") or src_folder.name)
+            say(f"copying {aid}")
+            shutil.copytree(src_folder, tmp / "artifacts" / aid, symlinks=False)
+            arts.append(load_artifact(tmp / "artifacts" / aid))
+        labels = next((a.labels for a in arts if a.labels), None)
+        if labels:
+            (tmp / "labels.txt").write_text("".join(f"{lab}\n" for lab in labels))
+        outs = src.get("outputs") or []
+        last = (outs[0].get("shape") or [None])[-1] if outs and isinstance(outs[0], dict) else None
+        classifier = bool(labels) and last == len(labels)
+
+        def can_run(a: Artifact) -> bool | str:
+            t = target_of(a)
+            ok = t.can_run_here()
+            if ok is not True:
+                return ok
+            missing = t.check_environment()
+            return True if not missing else f"{t.name} needs {', '.join(missing)}"
+
+        golden = write_golden(tmp, src, arts, classifier, lambda a: target_of(a).runner(a, threads=1), can_run, say)
+
+        bench_by_id = {}
+        for a in arts:
+            b = m.benchmark(a.root.name)
+            if b:
+                bench_by_id[a.root.name] = {"p50_ms": b["latency_ms"], "threads": b.get("threads")}
+        entries = []
+        for rec, a in zip(records, arts):
+            aid = a.root.name
+            entries.append({
+                "id": aid, "target": a.target, "format": a.format.value, "precision": a.precision,
+                "path": f"artifacts/{aid}", "model_file": f"artifacts/{aid}/{a.model_file}",
+                "inputs": [s.model_dump(mode="json") for s in a.inputs],
+                "outputs": [s.model_dump(mode="json") for s in a.outputs],
+                "preprocess": a.preprocess.model_dump(mode="json") if a.preprocess else None,
+                "size_bytes": sum(f.size for f in a.files), "digest": rec.get("digest"),
+                "runtime": target_of(a).runtime_requirement(a), "fidelity": _fidelity(rec),
+                "benchmark": bench_by_id.get(aid), "golden": "skipped" not in golden["artifacts"].get(aid, {"skipped": 1}),
+                "tool_versions": a.provenance.tool_versions})
+        order = sorted(entries, key=lambda e: ((e["benchmark"] or {}).get("p50_ms", float("inf")),
+                                               _PRECISION_ORDER.get(e["precision"], 1), e["size_bytes"]))
+        from .._version import __version__
+        from ..manifest import environment
+
+        releases = _releases(dest)
+        doc: dict[str, Any] = {
+            "schema": SCHEMA, "name": str(src.get("name") or "model"), "version": version,
+            "release": max(releases, default=0) + 1,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "edgeship_version": __version__,
+            "source": {k: src.get(k) for k in ("name", "kind", "origin", "digest", "inputs", "outputs", "preprocess")},
+            "labels": "labels.txt" if labels else None, "labels_count": len(labels) if labels else 0,
+            "artifacts": entries, "fallback_order": [e["id"] for e in order],
+            "fallback_rule": ("measured p50 first (deploy --benchmark), else int8, then fp16, then fp32; a device "
+                              "skips an artifact it cannot load or that fails its golden vectors"),
+            "golden": GOLDEN_JSON, "card": CARD, "signature": SIGNATURE,
+            "tool_versions": tool_versions("model-signing"), "environment": environment(),
+        }
+        (tmp / CARD).write_text(model_card(doc))
+        doc["files"] = [{"path": p.relative_to(tmp).as_posix(), "sha256": _sha256(p), "size": p.stat().st_size}
+                        for p in sorted(tmp.rglob("*")) if p.is_file()]
+        (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n")
+        say("signing (OpenSSF model-signing, EC key)")
+        _sign(tmp, key)
+        tar_tmp = scratch / f"{name}.tar.gz"
+        _tar(tmp, name, tar_tmp)
+        if not public.is_file():
+            atomic_write_text(public, pub_bytes.decode())
+        os.replace(tmp, folder)
+        os.replace(tar_tmp, tarball)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    stages = m.doc.setdefault("stages", {})
+    stages["bundle"] = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
+                        "tarball": os.path.relpath(tarball, outdir), "public_key": os.path.relpath(public, outdir),
+                        "fallback_order": doc["fallback_order"]}
+    write_manifest(outdir, m.doc)
+    return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created)
+
+
+def _sign(folder: Path, key: Path) -> None:
+    from model_signing import hashing, signing
+
+    class OfflineConfig(signing.Config):
+        """model-signing 1.0's Config() starts a Sigstore signer, which fetches Sigstore's TUF root
+        from the internet even when a local key signs; this one starts with no signer."""
+
+        def __init__(self) -> None:
+            self._hashing_config = hashing.Config()
+
+    try:
+        OfflineConfig().use_elliptic_key_signer(private_key=str(key)).set_hashing_config(_hashing(folder)).sign(
+            str(folder), str(folder / SIGNATURE))
+    except (ValueError, TypeError, OSError) as e:
+        raise InputError(f"model-signing could not sign with {key}: {str(e)[:200]}",
+                         hint="give an EC private key in PEM (edgeship keygen makes one)") from None
+
+
+def _tar(folder: Path, name: str, out: Path) -> None:
+    """A reproducible .tar.gz of ``folder`` as ``name/``: sorted members, no owners, fixed times."""
+    def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        ti.mtime = 0
+        ti.mode = 0o755 if ti.isdir() else 0o644
+        return ti
+
+    import gzip
+
+    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(folder, arcname=name, recursive=False, filter=clean)
+        for p in sorted(folder.rglob("*")):
+            tar.add(p, arcname=f"{name}/{p.relative_to(folder).as_posix()}", recursive=False, filter=clean)
+
+
+# ---- verify ------------------------------------------------------------------------------
+
+def _signed_diff(folder: Path) -> list[str]:
+    """The files of ``folder`` against the list the signature's statement names (read, not
+    trusted: it only names what differs once the signature has failed): extra, missing, changed."""
+    import base64
+
+    try:
+        env = json.loads((folder / SIGNATURE).read_text())["dsseEnvelope"]
+        statement = json.loads(base64.b64decode(env["payload"]))
+        signed = {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    present.pop(SIGNATURE, None)
+    out = [f"extra: {p}" for p in sorted(set(present) - set(signed))]
+    out += [f"missing: {p}" for p in sorted(set(signed) - set(present))]
+    out += [f"changed: {p}" for p in sorted(set(signed) & set(present)) if _sha256(present[p]) != signed[p]]
+    return out
+
+
+def verify_bundle(bundle: str | Path, key: str | Path) -> dict[str, Any]:
+    """Check a bundle folder (or its .tar.gz) against the public key ``key``: the signature over
+    every file, then bundle.json's own file list. Fails closed (SecurityError) naming every extra,
+    missing and changed file; returns a summary when it holds."""
+    from .._archive import safe_extract
+
+    bundle, key = Path(bundle), Path(key)
+    if not key.is_file():
+        raise InputError(f"no public key at {key}", hint="give the signing-key.pub.pem that came with the release")
+    if not bundle.exists():
+        raise InputError(f"no bundle at {bundle}", hint="give the bundle folder or its .tar.gz")
+    with tempfile.TemporaryDirectory(prefix="edgeship-verify-") as tmp:
+        folder = bundle
+        if bundle.is_file():
+            names = safe_extract(bundle, Path(tmp) / "x")
+            tops = {n.split("/", 1)[0] for n in names}
+            if len(tops) != 1:
+                raise SecurityError(f"{bundle} holds {len(tops)} top-level entries, a bundle one folder",
+                                    hint="this is not a tarball edgeship package wrote")
+            folder = Path(tmp) / "x" / tops.pop()
+        return _verify_folder(folder, key, shown=bundle)
+
+
+def _verify_folder(folder: Path, key: Path, shown: Path) -> dict[str, Any]:
+    from model_signing import verifying
+
+    if not (folder / SIGNATURE).is_file():
+        raise SecurityError(f"{shown} is not signed (no {SIGNATURE})", hint="package it again with a signing key")
+    try:
+        verifying.Config().use_elliptic_key_verifier(public_key=str(key)).set_hashing_config(_hashing(folder)).verify(
+            str(folder), str(folder / SIGNATURE))
+    except Exception:  # noqa: BLE001 - every failure of the check is a refusal, never a pass
+        problems = _signed_diff(folder)
+        detail = "; ".join(problems) if problems else "the signature does not verify with this key"
+        raise SecurityError(f"{shown} fails its signature check: {detail}",
+                            hint="do not install it; fetch the release again, or check that the key is the "
+                                 "one it was signed with", problems=problems) from None
+    try:
+        doc = json.loads((folder / BUNDLE_JSON).read_text())
+        listed = {f["path"]: f for f in doc["files"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FormatError(f"{shown}: {BUNDLE_JSON} is not readable: {str(e)[:200]}") from None
+    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    present.pop(BUNDLE_JSON, None)
+    present.pop(SIGNATURE, None)
+    problems = [f"extra: {p}" for p in sorted(set(present) - set(listed))]
+    problems += [f"missing: {p}" for p in sorted(set(listed) - set(present))]
+    problems += [f"changed: {p}" for p in sorted(set(listed) & set(present))
+                 if _sha256(present[p]) != listed[p].get("sha256")]
+    if problems:  # signed, yet inconsistent with its own list: refused all the same
+        raise SecurityError(f"{shown} does not match its {BUNDLE_JSON}: " + "; ".join(problems),
+                            hint="do not install it", problems=problems)
+    return {"ok": True, "bundle": str(shown), "name": doc.get("name"), "version": doc.get("version"),
+            "release": doc.get("release"), "files": len(listed), "fallback_order": doc.get("fallback_order"),
+            "signature": "valid (OpenSSF model-signing, EC key)"}

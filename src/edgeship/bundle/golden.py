@@ -1,0 +1,202 @@
+"""Golden vectors: a few real inputs and, per artifact, the outputs it must give on them.
+
+A device that loaded a model checks it against these before serving (ExecuTorch's BundledProgram
+does this for one format; a bundle does it for every artifact). Files, all inside the bundle:
+
+``golden/golden.json`` (schema ``edgeship.golden/1``)::
+
+    {"inputs": [{"name": "coffee", "origin": "..."}],
+     "artifacts": {"onnx-int8": {"inputs": {"coffee": ["golden/t/<sha>.npy"]},
+                                 "outputs": {"coffee": ["golden/t/<sha>.npy"]},
+                                 "expected_from": "...", "tolerance": {...}}}}
+
+Tensors are ``.npy`` files (numpy's format: a short text header, then the raw array; readable in
+any language), named by their content's sha256 so a tensor two artifacts share is stored once.
+Each artifact's inputs are given as that artifact takes them (uint8 pixels, NHWC, ...).
+
+The expected outputs are the artifact's own, run here; an artifact whose runtime cannot run here
+(Core ML off macOS) gets the outputs of the fp32 artifact that can, under a looser tolerance, and
+says so. The tolerance allows what another CPU's kernels change (fp32: relative 1e-3 of the
+output's scale; fp16 and int8: cosine) and, for class scores, the same top-1 class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import Artifact, Preprocess
+from ..errors import EdgeshipError, FormatError, ValidationError
+from ..fidelity import cosine_sqnr
+
+SCHEMA = "edgeship.golden/1"
+GOLDEN_DIR = "golden"
+GOLDEN_JSON = f"{GOLDEN_DIR}/golden.json"
+MAX_IMAGES = 3
+
+
+def golden_inputs(source: dict[str, Any]) -> list[tuple[str, tuple[np.ndarray, ...]]]:
+    """Real inputs for the source a manifest records (``source``: its record): the sample
+    photos through its preprocessing for an image model, else seeded random inputs of its shapes
+    (ids in ``input_ranges`` where recorded, else 0 or 1). No model is loaded."""
+    from ..data import preprocess_image, sample_photos
+
+    pre = source.get("preprocess")
+    inputs = source.get("inputs") or []
+    if pre and len(inputs) == 1:
+        spec = Preprocess.model_validate(pre)
+        photos = list(sample_photos().items())[:MAX_IMAGES]
+        return [(name, (preprocess_image(img, spec),)) for name, img in photos]
+    rng = np.random.default_rng(1234)
+    ranges = source.get("input_ranges") or []
+    out = []
+    for k in range(2):
+        sample = []
+        for i, spec in enumerate(inputs):
+            shape = [1 if j == 0 and not isinstance(d, int) else d if isinstance(d, int) else 8
+                     for j, d in enumerate(spec.get("shape") or [])]
+            dtype = np.dtype(str(spec.get("dtype") or "float32"))
+            r = ranges[i] if i < len(ranges) else None
+            if np.issubdtype(dtype, np.integer):
+                lo, hi = (int(r[0]), int(r[1])) if r else (0, 2)
+                sample.append(rng.integers(lo, hi, size=shape).astype(dtype))
+            else:
+                sample.append(rng.standard_normal(shape).astype(dtype))
+        out.append((f"random-{k}", tuple(sample)))
+    return out
+
+
+def _tolerance(art: Artifact, classifier: bool, borrowed: bool) -> dict[str, Any]:
+    exact = art.precision == "fp32" and not borrowed
+    tol: dict[str, Any] = {"cosine_min": 0.9999 if exact else 0.999 if art.precision == "fp16" else 0.99}
+    if exact:
+        tol["max_abs_rel_to_scale"] = 1e-3  # |got - expected| <= 1e-3 * max|expected|, per output
+    if classifier:
+        tol["top1"] = True
+    return tol
+
+
+class GoldenWriter:
+    """Collects tensors (deduplicated by content) and per-artifact records under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / GOLDEN_DIR / "t").mkdir(parents=True, exist_ok=True)
+        self.doc: dict[str, Any] = {"schema": SCHEMA, "inputs": [], "artifacts": {}}
+
+    def tensor(self, a: np.ndarray) -> str:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+        data = buf.getvalue()
+        rel = f"{GOLDEN_DIR}/t/{hashlib.sha256(data).hexdigest()[:20]}.npy"
+        path = self.root / rel
+        if not path.exists():
+            path.write_bytes(data)
+        return rel
+
+    def write(self) -> None:
+        (self.root / GOLDEN_JSON).write_text(json.dumps(self.doc, indent=1) + "\n")
+
+
+def write_golden(root: Path, source: dict[str, Any], artifacts: Sequence[Artifact], classifier: bool,
+                 runner_for: Callable[[Artifact], Any], can_run: Callable[[Artifact], bool | str],
+                 say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Write ``golden/`` for ``artifacts`` (already copied under ``root``); return golden.json."""
+    from ..verify import map_inputs
+
+    w = GoldenWriter(root)
+    samples = golden_inputs(source)
+    w.doc["inputs"] = [{"name": n, "origin": "sample photo (skimage.data) through the model's preprocessing"
+                        if source.get("preprocess") else "seeded random input"} for n, _ in samples]
+    src_pre = Preprocess.model_validate(source["preprocess"]) if source.get("preprocess") else None
+    names = [str(i.get("name")) for i in source.get("inputs") or []]
+    outputs: dict[str, dict[str, list[np.ndarray]]] = {}
+    skipped: dict[str, str] = {}
+    for art in artifacts:  # the runnable ones first: the others borrow an fp32 artifact's outputs
+        ok = can_run(art)
+        if ok is not True:
+            skipped[art.root.name] = str(ok)
+            continue
+        say(f"golden vectors: {art.root.name}")
+        runner = runner_for(art)
+        try:
+            rec: dict[str, Any] = {"inputs": {}, "outputs": {}, "expected_from": f"{art.root.name} itself, run here"}
+            outputs[art.root.name] = {}
+            for name, sample in samples:
+                feed = map_inputs(src_pre, names, art.preprocess, sample)
+                got = runner.run(feed)
+                outputs[art.root.name][name] = got
+                rec["inputs"][name] = [w.tensor(x) for x in feed]
+                rec["outputs"][name] = [w.tensor(np.asarray(g)) for g in got]
+        except EdgeshipError as e:
+            raise ValidationError(f"golden vectors: {art.root.name} failed to run on them: {e.message}",
+                                  hint="the artifact does not run here; rebuild it") from None
+        finally:
+            del runner
+        rec["tolerance"] = _tolerance(art, classifier, borrowed=False)
+        w.doc["artifacts"][art.root.name] = rec
+    for art in artifacts:
+        if art.root.name not in skipped:
+            continue
+        donor = next((a for a in artifacts if a.precision == "fp32" and a.root.name in outputs), None)
+        if donor is None:
+            w.doc["artifacts"][art.root.name] = {"skipped": f"{skipped[art.root.name]}; no fp32 artifact of the "
+                                                            "bundle runs here to give its expected outputs"}
+            continue
+        rec = {"inputs": {}, "outputs": {}, "expected_from": f"{donor.root.name} (this artifact cannot run here: "
+                                                              f"{skipped[art.root.name]})"}
+        for name, sample in samples:
+            rec["inputs"][name] = [w.tensor(x) for x in map_inputs(src_pre, names, art.preprocess, sample)]
+            rec["outputs"][name] = [w.tensor(np.asarray(g)) for g in outputs[donor.root.name][name]]
+        rec["tolerance"] = _tolerance(art, classifier, borrowed=True)
+        w.doc["artifacts"][art.root.name] = rec
+    w.write()
+    return w.doc
+
+
+def _load(root: Path, rel: str) -> np.ndarray:
+    from .._util import confined
+
+    try:
+        return np.load(confined(root, rel, f"{root / GOLDEN_JSON}: a tensor path"), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise FormatError(f"{root / rel} is not a readable golden tensor: {str(e)[:200]}") from None
+
+
+def check_golden(root: Path, artifact_id: str, run: Callable[[list[np.ndarray]], list[np.ndarray]]) -> dict[str, Any]:
+    """Run ``run`` (an artifact's runner.run) on its golden inputs and compare with the expected
+    outputs under their tolerance: ``{"passed", "checked", "failures": [...]}``."""
+    try:
+        doc = json.loads((root / GOLDEN_JSON).read_text())
+        rec = doc["artifacts"][artifact_id]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FormatError(f"{root / GOLDEN_JSON} has no golden vectors for {artifact_id}: {str(e)[:120]}",
+                          hint="package the output folder again") from None
+    if "skipped" in rec:
+        return {"passed": None, "checked": 0, "failures": [], "skipped": rec["skipped"]}
+    tol = rec.get("tolerance") or {}
+    failures = []
+    for name, files in (rec.get("inputs") or {}).items():
+        got = run([_load(root, f) for f in files])
+        want = [_load(root, f) for f in rec["outputs"][name]]
+        for k, (g, e) in enumerate(zip(got, want)):
+            g, e = np.asarray(g, np.float64), np.asarray(e, np.float64)
+            if g.shape != e.shape:
+                failures.append(f"{name} output {k}: shape {g.shape}, expected {e.shape}")
+                continue
+            cos, _ = cosine_sqnr(e, g)
+            if cos < tol.get("cosine_min", 0.99):
+                failures.append(f"{name} output {k}: cosine {cos:.5f} < {tol['cosine_min']}")
+            rel = tol.get("max_abs_rel_to_scale")
+            scale = float(np.abs(e).max()) or 1.0
+            if rel is not None and float(np.abs(g - e).max()) > rel * scale:
+                failures.append(f"{name} output {k}: max abs {float(np.abs(g - e).max()):.3g} > {rel:g} x {scale:.3g}")
+            if tol.get("top1") and k == 0 and g.ndim == 2 and int(g.argmax(1)[0]) != int(e.argmax(1)[0]):
+                failures.append(f"{name}: top-1 class {int(g.argmax(1)[0])}, expected {int(e.argmax(1)[0])}")
+    return {"passed": not failures, "checked": len(rec.get("inputs") or {}), "failures": failures}
