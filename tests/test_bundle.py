@@ -21,7 +21,7 @@ from edgeship.bundle.golden import check_golden
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "out"
-    edgeship.deploy("tinymodels:tiny_classifier", out=out, targets=["onnx"], quantize=["int8"])
+    edgeship.deploy("tinymodels:tiny_classifier", out=out, targets=["onnx"], quantize=["int8"], package=False)
     return out
 
 
@@ -159,3 +159,20 @@ def test_golden_tensors_are_plain_npy_without_pickles(bundle):
         a = np.load(p, allow_pickle=False)
         assert a.dtype != object
     assert os.path.getsize(bundle.folder / "golden" / "golden.json") < 20_000
+
+
+def test_deploy_ends_with_a_signed_bundle_and_says_where_the_key_is(tmp_path, cli_env):
+    run = subprocess.run([sys.executable, "-m", "edgeship", "deploy", "tinymodels:tiny_classifier", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, env={**cli_env, "COLUMNS": "80"}, timeout=300)
+    assert run.returncode == 0, run.stderr
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    b = m["stages"]["bundle"]
+    assert b["version"] == "0.1.0" and b["key_created"] and "package" in m["timings_s"]
+    assert "keep signing-key.pem private" in run.stdout and "edgeship verify" in run.stdout
+    assert all(len(line) <= 80 for line in run.stdout.splitlines())
+    assert edgeship.verify_bundle(tmp_path / "o" / b["tarball"], tmp_path / "o" / b["public_key"])["ok"]
+    # the same model again: the next patch version, the same key
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "o")
+    assert res.manifest["stages"]["bundle"]["version"] == "0.1.1" and not res.manifest["stages"]["bundle"]["key_created"]
+    no = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "p", package=False)
+    assert "bundle" not in no.manifest["stages"] and not (tmp_path / "p" / "release").exists()

@@ -19,6 +19,8 @@ import edgeship
 from edgeship.errors import InputError, UsageError, ValidationError
 from edgeship.testing import FakeTarget
 
+RELEASE_DIRS = ("keys", "release")  # what deploy adds beside the artifacts: its signed bundle
+
 EDGESHIP = str(Path(sys.executable).parent / "edgeship")
 
 
@@ -89,7 +91,7 @@ def test_a_run_that_fails_at_a_later_fp32_leaves_the_earlier_artifacts_untouched
     with pytest.raises(ValidationError):
         edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path, targets=["onnx", "noisy"])
     assert snapshot(tmp_path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "onnx-fp32"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in RELEASE_DIRS) == ["manifest.json", "onnx-fp32"]
 
 
 def test_a_failed_first_deploy_leaves_no_folder(tmp_path):
@@ -109,7 +111,7 @@ def test_deploying_another_model_into_a_folder_needs_overwrite(tmp_path):
     res = edgeship.deploy("tinymodels:token_encoder", out=tmp_path, targets=["onnx"], overwrite=True)
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert [a["path"] for a in m["artifacts"]] == ["onnx-fp32"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "onnx-fp32"]  # fake-fp32 gone with it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in RELEASE_DIRS) == ["manifest.json", "onnx-fp32"]  # fake-fp32 gone with it
     assert m["source"]["origin"] == "tinymodels:token_encoder" == res.manifest["source"]["origin"]
     assert sorted(m["stages"]["convert"]["replaced"]) == ["fake-fp32", "onnx-fp32"]
 
@@ -128,7 +130,7 @@ def test_redeploying_the_same_model_keeps_its_other_artifacts_listed(tmp_path):
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert [a["path"] for a in m["artifacts"]] == ["onnx-fp32", "fake-fp32"]
     assert m["stages"]["convert"]["kept"] == ["fake-fp32"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-fp32", "manifest.json", "onnx-fp32"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in RELEASE_DIRS) == ["fake-fp32", "manifest.json", "onnx-fp32"]
 
 
 def test_quantize_adds_its_artifact_to_the_folders_manifest(tmp_path):

@@ -28,6 +28,7 @@ from .manifest import (
     claim_folder,
     commit_folder,
     read_manifest,
+    write_manifest,
 )
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, default_targets, get_target, known_precisions, load_artifact
@@ -313,6 +314,18 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
                         f"(manifest.json, stages.convert.failed)"
                         + ("; raise --max-drop or lower --min-cosine only if this loss is acceptable" if kind is ValidationError else ""),
                    failed=failed, manifest_path=str(path))
+    if cfg.package:
+        from .bundle import next_version
+        from .bundle import package as _package
+
+        t1 = time.perf_counter()
+        progress("packaging a signed release bundle")
+        dest = out / "release"
+        _package(out, version=cfg.release_version or next_version(dest), sign_key=cfg.sign_key, dest=dest, progress=progress)
+        manifest = json.loads(path.read_text())
+        manifest["timings_s"]["package"] = round(time.perf_counter() - t1, 3)
+        manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
+        write_manifest(out, manifest)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
 
 
@@ -361,7 +374,7 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
         return new
     out_root = Path(qc.out) if qc.out else Path("edgeship-out")
     res = deploy(config=DeployConfig.build(model=str(model), targets=["onnx"], quantize=[qc.precision], out=out_root,
-                                           **shared), progress=progress)
+                                           package=False, **shared), progress=progress)
     return next(a for a in res.artifacts if a.precision == qc.precision)
 
 

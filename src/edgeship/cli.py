@@ -55,6 +55,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Benchmark": ("bench_threads", "bench_runs", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
                   "batch_sizes", "timeout", "register_target"),
     "Roofline": ("profile", "roofline"),
+    "Release": ("package", "release_version", "sign_key"),
 }
 TARGET_PANEL = "Target options"
 _PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
@@ -757,6 +758,15 @@ def _print_deploy(c: Console, res: Any) -> None:
 
         BenchReport(m["stages"]["benchmark"]).print(c)
     c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)", highlight=False, markup=False)
+    b = m["stages"].get("bundle")
+    if b:
+        out = Path(res.out)
+        c.print(f"release {b['version']}: {out / b['tarball']}, signed; check it with: edgeship verify "
+                f"{out / b['tarball']} --key {out / b['public_key']}", highlight=False, markup=False)
+        if b.get("key_created"):
+            c.print(f"a new signing key was made in {out / 'keys'}: keep signing-key.pem private and backed up "
+                    "(devices trust releases signed with it); give --sign-key to use your own", highlight=False,
+                    markup=False)
 
 
 def entrypoint() -> None:  # console script

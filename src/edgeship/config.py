@@ -163,6 +163,11 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
                                                "(manifest stages.benchmark)")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")
     bench_runs: int = Field(300, ge=1, description="benchmark: timed warm calls per artifact and thread count")
+    package: bool = Field(True, description="end with a signed release bundle in OUT/release (edgeship package)")
+    release_version: str | None = Field(None, description="the bundle's semantic version (default: the next patch after "
+                                                          "the newest in OUT/release, else 0.1.0)")
+    sign_key: Path | None = Field(None, description="EC private key (PEM) that signs the bundle (default: OUT/keys, "
+                                                    "made if missing)")
     # each target's own knobs (--tflite-nhwc, ...) are its Options model; the targets registry adds
     # them to this class (with_target_options), so they are typed and checked like every field here
 

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text, tool_versions
+from .._util import atomic_write_text, safe_name, tool_versions
 from ..errors import FormatError, InputError, SecurityError, UsageError
 
-__all__ = ["package", "verify_bundle", "keygen", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
+__all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
 
 SCHEMA = "edgeship.bundle/1"
 BUNDLE_JSON = "bundle.json"
@@ -119,10 +119,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
-
-
 def _releases(dest: Path) -> list[int]:
     out = []
     for p in dest.glob(f"*/{BUNDLE_JSON}") if dest.is_dir() else []:
@@ -133,6 +129,22 @@ def _releases(dest: Path) -> list[int]:
         if isinstance(r, int):
             out.append(r)
     return out
+
+
+def next_version(dest: str | Path) -> str:
+    """The version a new release in ``dest`` gets by default: the next patch after the newest
+    semantic version there, else 0.1.0."""
+    best: tuple[int, int, int] | None = None
+    for p in Path(dest).glob(f"*/{BUNDLE_JSON}") if Path(dest).is_dir() else []:
+        try:
+            v = str(json.loads(p.read_text()).get("version", ""))
+        except (OSError, ValueError, AttributeError):
+            continue
+        m = _SEMVER.match(v)
+        if m:
+            t = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            best = t if best is None or t > best else best
+    return "0.1.0" if best is None else f"{best[0]}.{best[1]}.{best[2] + 1}"
 
 
 def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +176,7 @@ def package(outdir: str | Path, version: str = "0.1.0", sign_key: str | Path | N
     if not records:
         raise InputError(f"{outdir} holds no verified artifact to package", hint="run edgeship deploy first")
     src = m.source
-    name = f"{_slug(str(src.get('name') or 'model'))}-{version}"
+    name = f"{safe_name(str(src.get('name') or 'model'))}-{version}"
     dest = Path(dest) if dest is not None else outdir / "release"
     folder, tarball = dest / name, dest / f"{name}.tar.gz"
     for p in (folder, tarball):
@@ -272,6 +284,7 @@ def package(outdir: str | Path, version: str = "0.1.0", sign_key: str | Path | N
     stages = m.doc.setdefault("stages", {})
     stages["bundle"] = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
                         "tarball": os.path.relpath(tarball, outdir), "public_key": os.path.relpath(public, outdir),
+                        "key": os.path.relpath(key, outdir), "key_created": key_created,
                         "fallback_order": doc["fallback_order"]}
     write_manifest(outdir, m.doc)
     return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created)
