@@ -72,8 +72,8 @@ def test_releases_count_up_and_a_version_is_never_rewritten(deployed, bundle):
     with pytest.raises(edgeship.UsageError, match="semantic version"):
         edgeship.package(deployed, version="v1")
     assert sorted(p.name for p in bundle.folder.parent.iterdir()) == before  # nothing half-written
-    b2 = edgeship.package(deployed, version="1.0.1", dest=bundle.folder.parent)
-    assert b2.doc["release"] == 2 and not b2.key_created and b2.key == bundle.key
+    b2 = edgeship.package(deployed, dest=bundle.folder.parent)  # no version: the next patch
+    assert b2.doc["version"] == "1.0.1" and b2.doc["release"] == 2 and not b2.key_created and b2.key == bundle.key
     shutil.rmtree(b2.folder)
     b2.tarball.unlink()
 
@@ -168,7 +168,8 @@ def test_deploy_ends_with_a_signed_bundle_and_says_where_the_key_is(tmp_path, cl
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     b = m["stages"]["bundle"]
     assert b["version"] == "0.1.0" and b["key_created"] and "package" in m["timings_s"]
-    assert "keep signing-key.pem private" in run.stdout and "edgeship verify" in run.stdout
+    words = " ".join(run.stdout.split())  # wrapped at 80 columns
+    assert "keep signing-key.pem private" in words and "edgeship verify" in words
     assert all(len(line) <= 80 for line in run.stdout.splitlines())
     assert edgeship.verify_bundle(tmp_path / "o" / b["tarball"], tmp_path / "o" / b["public_key"])["ok"]
     # the same model again: the next patch version, the same key

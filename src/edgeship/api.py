@@ -482,10 +482,11 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
     return run_benchmark(artifacts, progress=progress, **options)
 
 
-def package(outdir: str | Path = "edgeship-out", version: str = "0.1.0", sign_key: str | Path | None = None,
+def package(outdir: str | Path = "edgeship-out", version: str | None = None, sign_key: str | Path | None = None,
             dest: str | Path | None = None, progress: Progress | None = None) -> Any:
     """A signed release bundle of a deploy output folder (:mod:`edgeship.bundle`): the bundle
-    folder and its .tar.gz in ``dest`` (default ``outdir/release``), signed with ``sign_key`` or
+    folder and its .tar.gz in ``dest`` (default ``outdir/release``) at ``version`` (default: the
+    next patch after the newest there, else 0.1.0), signed with ``sign_key`` or
     with a key made in ``outdir/keys``. Returns a :class:`edgeship.bundle.Bundle`."""
     from .bundle import package as _package
 

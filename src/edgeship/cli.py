@@ -473,7 +473,9 @@ def targets(as_json: bool = JSON_OPT) -> None:
 @app.command(cls=_Command)
 def package(
     outdir: Path = typer.Argument(Path("edgeship-out"), metavar="OUTDIR", help="an output folder written by edgeship deploy"),
-    version: str = typer.Option("0.1.0", "--version", metavar="X.Y.Z", help="the release's semantic version"),
+    version: str | None = typer.Option(None, "--version", metavar="X.Y.Z",
+                                       help="the release's semantic version (default: the next patch after the "
+                                            "newest in the destination, else 0.1.0)"),
     sign_key: Path | None = typer.Option(None, "--sign-key", metavar="KEY",
                                          help="EC private key (PEM) to sign with (default: OUTDIR/keys, made if missing)"),
     dest: Path | None = typer.Option(None, "--dest", metavar="DIR", help="where the bundle goes (default: OUTDIR/release)"),

@@ -156,7 +156,7 @@ def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
             "max_abs": max((o.get("max_abs") for o in outs if isinstance(o.get("max_abs"), (int, float))), default=None)}
 
 
-def package(outdir: str | Path, version: str = "0.1.0", sign_key: str | Path | None = None,
+def package(outdir: str | Path, version: str | None = None, sign_key: str | Path | None = None,
             dest: str | Path | None = None, progress: Callable[[str], None] | None = None) -> Bundle:
     """Package the verified artifacts of a deploy output folder as a signed release bundle."""
     from ..artifact import Artifact
@@ -167,6 +167,8 @@ def package(outdir: str | Path, version: str = "0.1.0", sign_key: str | Path | N
 
     say = progress or (lambda _m: None)
     outdir = Path(outdir)
+    dest = Path(dest) if dest is not None else outdir / "release"
+    version = version or next_version(dest)
     if not _SEMVER.match(version):
         raise UsageError(f"--version {version!r} is not a semantic version", hint="write it like 1.2.0 (or 1.2.0-rc.1)")
     m = load_manifest(outdir)
@@ -177,7 +179,6 @@ def package(outdir: str | Path, version: str = "0.1.0", sign_key: str | Path | N
         raise InputError(f"{outdir} holds no verified artifact to package", hint="run edgeship deploy first")
     src = m.source
     name = f"{safe_name(str(src.get('name') or 'model'))}-{version}"
-    dest = Path(dest) if dest is not None else outdir / "release"
     folder, tarball = dest / name, dest / f"{name}.tar.gz"
     for p in (folder, tarball):
         if p.exists():
