@@ -177,3 +177,32 @@ def test_deploy_ends_with_a_signed_bundle_and_says_where_the_key_is(tmp_path, cl
     assert res.manifest["stages"]["bundle"]["version"] == "0.1.1" and not res.manifest["stages"]["bundle"]["key_created"]
     no = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "p", package=False)
     assert "bundle" not in no.manifest["stages"] and not (tmp_path / "p" / "release").exists()
+
+
+def test_the_python_runtime_degrades_along_the_fallback_order_and_says_why(bundle, tmp_path):
+    from edgeship.data import sample_photos
+    from edgeship.runtime import Classifier
+
+    coffee = sample_photos()["coffee"]
+    dst = _copy(bundle, tmp_path)
+    first = Classifier.from_bundle(dst)
+    assert first.served_by == "onnx-int8" and first.skipped == []
+    top = first.classify(coffee, top_k=1, threshold=0.0)
+    # the first artifact gone: the next one serves, and the result says why
+    shutil.rmtree(dst / "artifacts" / "onnx-int8")
+    second = Classifier.from_bundle(dst)
+    assert second.served_by == "onnx-fp32"
+    assert second.skipped[0]["artifact"] == "onnx-int8" and "does not load here" in second.skipped[0]["reason"]
+    assert second.classify(coffee, top_k=1, threshold=0.0)[0].label == top[0].label
+    # an artifact that loads but misses its golden vectors is skipped too
+    dst2 = _copy(bundle, tmp_path / "b")
+    g = json.loads((dst2 / "golden/golden.json").read_text())
+    for files in g["artifacts"]["onnx-int8"]["outputs"].values():
+        for f in files:
+            np.save(dst2 / f, -np.load(dst2 / f))
+    third = Classifier.from_bundle(dst2)
+    assert third.served_by == "onnx-fp32" and "fails its golden vectors" in third.skipped[0]["reason"]
+    # none left: one error naming each artifact's reason
+    shutil.rmtree(dst / "artifacts" / "onnx-fp32")
+    with pytest.raises(edgeship.UnsupportedError, match="onnx-int8 does not load here.*onnx-fp32 does not load here"):
+        Classifier.from_bundle(dst)

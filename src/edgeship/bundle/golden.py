@@ -32,12 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..artifact import Artifact, Preprocess
-from ..errors import EdgeshipError, FormatError, ValidationError
-from ..fidelity import cosine_sqnr
+from ..errors import EdgeshipError, ValidationError
+from ..runtime import GOLDEN_JSON, check_golden  # noqa: F401 - the device-side check lives with the runtime
 
 SCHEMA = "edgeship.golden/1"
 GOLDEN_DIR = "golden"
-GOLDEN_JSON = f"{GOLDEN_DIR}/golden.json"
 MAX_IMAGES = 3
 
 
@@ -162,45 +161,3 @@ def write_golden(root: Path, source: dict[str, Any], artifacts: Sequence[Artifac
         w.doc["artifacts"][art.root.name] = rec
     w.write()
     return w.doc
-
-
-def _load(root: Path, rel: str) -> np.ndarray:
-    from .._util import confined
-
-    try:
-        return np.load(confined(root, rel, f"{root / GOLDEN_JSON}: a tensor path"), allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise FormatError(f"{root / rel} is not a readable golden tensor: {str(e)[:200]}") from None
-
-
-def check_golden(root: Path, artifact_id: str, run: Callable[[list[np.ndarray]], list[np.ndarray]]) -> dict[str, Any]:
-    """Run ``run`` (an artifact's runner.run) on its golden inputs and compare with the expected
-    outputs under their tolerance: ``{"passed", "checked", "failures": [...]}``."""
-    try:
-        doc = json.loads((root / GOLDEN_JSON).read_text())
-        rec = doc["artifacts"][artifact_id]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FormatError(f"{root / GOLDEN_JSON} has no golden vectors for {artifact_id}: {str(e)[:120]}",
-                          hint="package the output folder again") from None
-    if "skipped" in rec:
-        return {"passed": None, "checked": 0, "failures": [], "skipped": rec["skipped"]}
-    tol = rec.get("tolerance") or {}
-    failures = []
-    for name, files in (rec.get("inputs") or {}).items():
-        got = run([_load(root, f) for f in files])
-        want = [_load(root, f) for f in rec["outputs"][name]]
-        for k, (g, e) in enumerate(zip(got, want)):
-            g, e = np.asarray(g, np.float64), np.asarray(e, np.float64)
-            if g.shape != e.shape:
-                failures.append(f"{name} output {k}: shape {g.shape}, expected {e.shape}")
-                continue
-            cos, _ = cosine_sqnr(e, g)
-            if cos < tol.get("cosine_min", 0.99):
-                failures.append(f"{name} output {k}: cosine {cos:.5f} < {tol['cosine_min']}")
-            rel = tol.get("max_abs_rel_to_scale")
-            scale = float(np.abs(e).max()) or 1.0
-            if rel is not None and float(np.abs(g - e).max()) > rel * scale:
-                failures.append(f"{name} output {k}: max abs {float(np.abs(g - e).max()):.3g} > {rel:g} x {scale:.3g}")
-            if tol.get("top1") and k == 0 and g.ndim == 2 and int(g.argmax(1)[0]) != int(e.argmax(1)[0]):
-                failures.append(f"{name}: top-1 class {int(g.argmax(1)[0])}, expected {int(e.argmax(1)[0])}")
-    return {"passed": not failures, "checked": len(rec.get("inputs") or {}), "failures": failures}
