@@ -206,3 +206,22 @@ def test_the_python_runtime_degrades_along_the_fallback_order_and_says_why(bundl
     shutil.rmtree(dst / "artifacts" / "onnx-fp32")
     with pytest.raises(edgeship.UnsupportedError, match="onnx-int8 does not load here.*onnx-fp32 does not load here"):
         Classifier.from_bundle(dst)
+
+
+def test_cli_classify_with_a_bundle_says_which_artifact_served(bundle, tmp_path, cli_env):
+    import skimage
+
+    photo = os.path.join(os.path.dirname(skimage.__file__), "data", "coffee.png")
+    dst = _copy(bundle, tmp_path)
+    shutil.rmtree(dst / "artifacts" / "onnx-int8")
+    cmd = [sys.executable, "-m", "edgeship", "classify", str(dst), photo, "--json"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["served_by"] == "onnx-fp32" and doc["skipped"][0]["artifact"] == "onnx-int8"
+    assert doc["signature"].startswith("not checked") and doc["results"][0]["predictions"]
+    # with --key the signature is checked first: the removed folder is named, nothing runs
+    run = subprocess.run(cmd + ["--key", str(bundle.public_key)], capture_output=True, text=True, env=cli_env, timeout=300)
+    assert run.returncode == 6 and "missing: artifacts/onnx-int8/model.onnx" in json.loads(run.stdout)["error"]["message"]
+    with pytest.raises(edgeship.UsageError, match="an artifact has none"):
+        edgeship.classify(bundle.folder / "artifacts" / "onnx-fp32", [photo], key=bundle.public_key)

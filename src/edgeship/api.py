@@ -34,8 +34,8 @@ from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, default_targets, get_target, known_precisions, load_artifact
 from .verify import raise_if_failed
 
-__all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "benchmark",
-           "package", "verify_bundle", "keygen", "DeployResult", "Plan"]
+__all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "classify_bundle",
+           "benchmark", "package", "verify_bundle", "keygen", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -544,6 +544,9 @@ def classify(artifact: Artifact | str | Path, images: Sequence[Any], *, isolate:
     from .runtime import Classifier, Prediction
 
     cfg = ClassifyConfig.build(**options)
+    if cfg.key is not None:
+        raise UsageError("--key checks a release bundle's signature; an artifact has none",
+                         hint="give the bundle folder (edgeship-out/release/<model>-<version>), or drop --key")
     if isolate and not in_child():
         if isinstance(artifact, Artifact):
             artifact = artifact.location
@@ -554,6 +557,33 @@ def classify(artifact: Artifact | str | Path, images: Sequence[Any], *, isolate:
     art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
     clf = Classifier(with_stated(art, cfg.preprocess, cfg.labels), threads=cfg.threads)
     return [clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold) for img in images]
+
+
+def classify_bundle(bundle: str | Path, images: Sequence[Any], *, isolate: bool = False,
+                    **options: Any) -> dict[str, Any]:
+    """Classify with a release bundle, degrading along its fallback order
+    (:meth:`edgeship.Classifier.from_bundle`): ``{"served_by", "skipped": [{artifact, reason}],
+    "results": [[(label, confidence), ...] per image]}``. With ``key`` (a ClassifyConfig field) the
+    signature is checked first and a bundle that fails it is never loaded."""
+    from .config import ClassifyConfig
+    from .runtime import Classifier
+
+    cfg = ClassifyConfig.build(**options)
+    if cfg.key is not None:
+        verify_bundle(bundle, cfg.key)
+    if isolate and not in_child():
+        return run_isolated("edgeship.api:_classify_bundle_child",
+                            {"bundle": str(bundle), "images": [str(i) for i in images],
+                             "options": {**cfg.model_dump(mode="json"), "key": None}}, what=str(bundle))
+    clf = Classifier.from_bundle(bundle, threads=cfg.threads)
+    return {"served_by": clf.served_by, "skipped": clf.skipped,
+            "results": [[(p.label, p.confidence) for p in clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold)]
+                        for img in images]}
+
+
+def _classify_bundle_child(bundle: str, images: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    res = classify_bundle(bundle, images, **options)
+    return {**res, "results": [[list(p) for p in row] for row in res["results"]]}
 
 
 def with_stated(art: Artifact, preprocess: str | None = None, labels: str | Path | None = None) -> Artifact:

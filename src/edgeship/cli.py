@@ -412,10 +412,40 @@ def deploy(
     run_command(as_json, body)
 
 
+def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
+        for i, p in enumerate(preds):
+            rows.append([Path(r["image"]).name if i == 0 else "", p["label"],
+                         "" if p["confidence"] is None else f"{p['confidence']:.3f}"])
+    return rows
+
+
+def _classify_bundle(api: Any, bundle: Path, images: list[Path], cfg: Any) -> tuple[dict, Callable[[Console], None]]:
+    res = api.classify_bundle(bundle, images, isolate=True, **cfg.model_dump())
+    results = [{"image": str(img), "predictions": [{"label": p[0], "confidence": p[1]} for p in preds]}
+               for img, preds in zip(images, res["results"])]
+    doc = {"ok": True, "bundle": str(bundle), "served_by": res["served_by"], "skipped": res["skipped"],
+           "signature": "checked" if cfg.key else "not checked (give --key)", "results": results}
+
+    def human(c: Console) -> None:
+        print_table(c, f"served by {res['served_by']}  (top {cfg.top_k}, threshold {cfg.threshold})",
+                    ["image", "label", "confidence"], _prediction_rows(results), right=("confidence",),
+                    wrap=("image", "label"))
+        for s in res["skipped"]:
+            c.print(f"skipped {s['artifact']}: {s['reason']}", markup=False, highlight=False)
+        if not cfg.key:
+            c.print("signature not checked: give --key PUB to refuse a tampered bundle", markup=False, highlight=False)
+
+    return doc, human
+
+
 @app.command(cls=_Command)
 @options_from(ClassifyConfig)
 def classify(
-    artifact: Path = typer.Argument(..., metavar="ARTIFACT", help="artifact folder (or its model file) written by edgeship deploy"),
+    artifact: Path = typer.Argument(..., metavar="ARTIFACT", help="artifact folder (or its model file) written by edgeship "
+                                                                  "deploy, or a release bundle folder"),
     images: list[Path] = typer.Argument(..., metavar="IMAGE", help="one or more image files"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
@@ -425,10 +455,12 @@ def classify(
     from .targets import load_artifact
 
     def body():
-        art = load_artifact(artifact)  # reads JSON (and ONNX metadata) only; the model runs isolated
         missing = [str(i) for i in images if not Path(i).is_file()]
         if missing:
             raise InputError(f"no such image: {missing[0]}", hint="give the path of a JPEG or PNG file")
+        if (Path(artifact) / "bundle.json").is_file():
+            return _classify_bundle(api, artifact, images, ClassifyConfig.build(**(options or {})))
+        art = load_artifact(artifact)  # reads JSON (and ONNX metadata) only; the model runs isolated
         cfg = ClassifyConfig.build(**(options or {}))
         top_k, threshold = cfg.top_k, cfg.threshold
         rows = api.classify(art, images, isolate=True, **cfg.model_dump())
@@ -437,14 +469,8 @@ def classify(
         doc = {"ok": True, "artifact": art.name, "results": results}
 
         def human(c: Console) -> None:
-            rows = []
-            for r in results:
-                preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
-                for i, p in enumerate(preds):
-                    conf = "" if p["confidence"] is None else f"{p['confidence']:.3f}"
-                    rows.append([Path(r["image"]).name if i == 0 else "", p["label"], conf])
             print_table(c, f"{art.name}  (top {top_k}, threshold {threshold})", ["image", "label", "confidence"],
-                        rows, right=("confidence",), wrap=("image", "label"))
+                        _prediction_rows(results), right=("confidence",), wrap=("image", "label"))
 
         return doc, human
 

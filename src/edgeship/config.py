@@ -244,6 +244,7 @@ class ClassifyConfig(ConfigModel):
         None, description="image preprocessing for a model file that does not carry it (as deploy --preprocess)")
     labels: Path | None = Field(None, description="class labels for a model file that does not carry them: "
                                                   "labels.txt (one per line) or a JSON list")
+    key: Path | None = Field(None, description="a release bundle: check its signature with this public key first")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

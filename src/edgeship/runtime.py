@@ -78,7 +78,8 @@ class Classifier:
             return clf
         raise UnsupportedError(f"no artifact of {folder} serves here: "
                                + "; ".join(f"{s['artifact']} {s['reason']}" for s in skipped),
-                               hint="install the runtime of one of them (edgeship targets), or package another target",
+                               hint="check the bundle with edgeship verify; install the runtime of one of them "
+                                    "(edgeship targets), or package another target",
                                skipped=skipped)
 
     def scores(self, image: Any) -> np.ndarray:
