@@ -225,3 +225,25 @@ def test_cli_classify_with_a_bundle_says_which_artifact_served(bundle, tmp_path,
     assert run.returncode == 6 and "missing: artifacts/onnx-int8/model.onnx" in json.loads(run.stdout)["error"]["message"]
     with pytest.raises(edgeship.UsageError, match="an artifact has none"):
         edgeship.classify(bundle.folder / "artifacts" / "onnx-fp32", [photo], key=bundle.public_key)
+
+
+def test_an_artifact_changed_since_deploy_is_not_shipped_and_nothing_is_left(deployed, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(deployed, out, ignore=shutil.ignore_patterns("release", "keys"))
+    p = out / "onnx-fp32" / "model.onnx"
+    p.write_bytes(p.read_bytes() + b"\0")
+    with pytest.raises(edgeship.FormatError, match="changed since it was written"):
+        edgeship.package(out, version="2.0.0", dest=tmp_path / "rel")
+    assert not [q for q in (tmp_path / "rel").iterdir() if "2.0.0" in q.name]  # no half-written bundle
+
+
+def test_an_artifact_that_cannot_run_here_borrows_an_fp32_artifacts_golden_outputs(tmp_path):
+    from test_pipeline import CannotRunHere
+
+    edgeship.register_target("norun", CannotRunHere)
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "o", targets=["onnx", "norun"])
+    b = res.manifest["stages"]["bundle"]
+    g = json.loads((tmp_path / "o" / b["folder"] / "golden" / "golden.json").read_text())
+    norun = g["artifacts"]["norun-fp32"]
+    assert norun["expected_from"].startswith("onnx-fp32 (this artifact cannot run here: norun artifacts run only on the moon")
+    assert norun["tolerance"]["cosine_min"] == 0.999 and "max_abs_rel_to_scale" not in norun["tolerance"]

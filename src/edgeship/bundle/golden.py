@@ -73,7 +73,8 @@ def golden_inputs(source: dict[str, Any]) -> list[tuple[str, tuple[np.ndarray, .
 
 def _tolerance(art: Artifact, classifier: bool, borrowed: bool) -> dict[str, Any]:
     exact = art.precision == "fp32" and not borrowed
-    tol: dict[str, Any] = {"cosine_min": 0.9999 if exact else 0.999 if art.precision == "fp16" else 0.99}
+    # fp32 from another runtime's outputs, and fp16: kernels round differently; int8/palettes: 0.99
+    tol: dict[str, Any] = {"cosine_min": 0.9999 if exact else 0.999 if art.precision in ("fp32", "fp16") else 0.99}
     if exact:
         tol["max_abs_rel_to_scale"] = 1e-3  # |got - expected| <= 1e-3 * max|expected|, per output
     if classifier:
