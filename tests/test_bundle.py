@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import edgeship
-from edgeship.bundle.golden import check_golden
+from edgeship.runtime import check_golden
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text, safe_name, tool_versions
+from ..artifact import sha256_file
 from ..errors import FormatError, InputError, SecurityError, UsageError
 
 __all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
@@ -111,40 +111,27 @@ def _hashing(folder: Path) -> Any:
 
 # ---- package -----------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _releases(dest: Path) -> list[int]:
+def _released(dest: str | Path) -> list[dict[str, Any]]:
+    """The bundle.json of every release already in ``dest`` (unreadable ones left out)."""
     out = []
-    for p in dest.glob(f"*/{BUNDLE_JSON}") if dest.is_dir() else []:
+    for p in Path(dest).glob(f"*/{BUNDLE_JSON}") if Path(dest).is_dir() else []:
         try:
-            r = json.loads(p.read_text()).get("release")
+            doc = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(r, int):
-            out.append(r)
+        if isinstance(doc, dict):
+            out.append(doc)
     return out
 
 
 def next_version(dest: str | Path) -> str:
     """The version a new release in ``dest`` gets by default: the next patch after the newest
     semantic version there, else 0.1.0."""
-    best: tuple[int, int, int] | None = None
-    for p in Path(dest).glob(f"*/{BUNDLE_JSON}") if Path(dest).is_dir() else []:
-        try:
-            v = str(json.loads(p.read_text()).get("version", ""))
-        except (OSError, ValueError, AttributeError):
-            continue
-        m = _SEMVER.match(v)
-        if m:
-            t = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            best = t if best is None or t > best else best
-    return "0.1.0" if best is None else f"{best[0]}.{best[1]}.{best[2] + 1}"
+    found = [m for m in (_SEMVER.match(str(d.get("version", ""))) for d in _released(dest)) if m]
+    if not found:
+        return "0.1.0"
+    major, minor, patch = max((int(m.group(1)), int(m.group(2)), int(m.group(3))) for m in found)
+    return f"{major}.{minor}.{patch + 1}"
 
 
 def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
@@ -255,7 +242,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         from .._version import __version__
         from ..manifest import environment
 
-        releases = _releases(dest)
+        releases = [d["release"] for d in _released(dest) if isinstance(d.get("release"), int)]
         doc: dict[str, Any] = {
             "schema": SCHEMA, "name": str(src.get("name") or "model"), "version": version,
             "release": max(releases, default=0) + 1,
@@ -269,7 +256,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             "tool_versions": tool_versions("model-signing"), "environment": environment(),
         }
         (tmp / CARD).write_text(model_card(doc))
-        doc["files"] = [{"path": p.relative_to(tmp).as_posix(), "sha256": _sha256(p), "size": p.stat().st_size}
+        doc["files"] = [{"path": p.relative_to(tmp).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
                         for p in sorted(tmp.rglob("*")) if p.is_file()]
         (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n")
         say("signing (OpenSSF model-signing, EC key)")
@@ -340,11 +327,18 @@ def _signed_diff(folder: Path) -> list[str]:
         signed = {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
     except (OSError, ValueError, KeyError, TypeError):
         return []
+    return _diff(folder, signed, skip=(SIGNATURE,))
+
+
+def _diff(folder: Path, expected: dict[str, str], skip: tuple[str, ...]) -> list[str]:
+    """The files under ``folder`` (but ``skip``) against ``expected`` (path -> sha256): one line
+    per extra, missing and changed file."""
     present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
-    present.pop(SIGNATURE, None)
-    out = [f"extra: {p}" for p in sorted(set(present) - set(signed))]
-    out += [f"missing: {p}" for p in sorted(set(signed) - set(present))]
-    out += [f"changed: {p}" for p in sorted(set(signed) & set(present)) if _sha256(present[p]) != signed[p]]
+    for name in skip:
+        present.pop(name, None)
+    out = [f"extra: {p}" for p in sorted(set(present) - set(expected))]
+    out += [f"missing: {p}" for p in sorted(set(expected) - set(present))]
+    out += [f"changed: {p}" for p in sorted(set(expected) & set(present)) if sha256_file(present[p]) != expected[p]]
     return out
 
 
@@ -387,16 +381,10 @@ def _verify_folder(folder: Path, key: Path, shown: Path) -> dict[str, Any]:
                                  "one it was signed with", problems=problems) from None
     try:
         doc = json.loads((folder / BUNDLE_JSON).read_text())
-        listed = {f["path"]: f for f in doc["files"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        listed = {f["path"]: f.get("sha256") for f in doc["files"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise FormatError(f"{shown}: {BUNDLE_JSON} is not readable: {str(e)[:200]}") from None
-    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
-    present.pop(BUNDLE_JSON, None)
-    present.pop(SIGNATURE, None)
-    problems = [f"extra: {p}" for p in sorted(set(present) - set(listed))]
-    problems += [f"missing: {p}" for p in sorted(set(listed) - set(present))]
-    problems += [f"changed: {p}" for p in sorted(set(listed) & set(present))
-                 if _sha256(present[p]) != listed[p].get("sha256")]
+    problems = _diff(folder, listed, skip=(BUNDLE_JSON, SIGNATURE))
     if problems:  # signed, yet inconsistent with its own list: refused all the same
         raise SecurityError(f"{shown} does not match its {BUNDLE_JSON}: " + "; ".join(problems),
                             hint="do not install it", problems=problems)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..artifact import Artifact, Preprocess
 from ..errors import EdgeshipError, ValidationError
-from ..runtime import GOLDEN_JSON, check_golden  # noqa: F401 - the device-side check lives with the runtime
+from ..runtime import GOLDEN_JSON  # the device-side check, check_golden, lives with the runtime
 
 SCHEMA = "edgeship.golden/1"
 GOLDEN_DIR = "golden"
