@@ -107,6 +107,8 @@ def plan(cfg: DeployConfig) -> Plan:
     """
     names = default_targets() if "all" in cfg.targets else list(dict.fromkeys(cfg.targets))
     targets = [get_target(name) for name in names]  # UsageError on unknown names
+    # a target built from another's artifact (ort, web from onnx) comes after it, to reuse it
+    targets.sort(key=lambda t: t.derives_from in names)
     if cfg.quantize:  # the precisions are the registered targets' (a plugin may add one)
         known = known_precisions()
         bad = [q for q in cfg.quantize if q not in known]
@@ -121,8 +123,7 @@ def plan(cfg: DeployConfig) -> Plan:
         refused = t.refuses(source_kind=kind)
         if every and (refused or missing):
             # 'all' means every target that can take this model here; named targets still fail loudly
-            reason = refused or (f"missing {', '.join(missing)}: pip install 'edgeship[{t.extra}]'" if t.extra
-                                 else f"missing {', '.join(missing)}")
+            reason = refused or f"missing {', '.join(missing)}: {t.install_hint(missing)}"
             skipped.extend({"target": t.name, "precision": pr, "reason": reason}
                            for pr in ["fp32", *cfg.quantize] if pr in t.precisions)
             continue
@@ -134,7 +135,7 @@ def plan(cfg: DeployConfig) -> Plan:
             steps.append({
                 "target": t.name, "format": t.format.value, "precision": precision,
                 "stages": ["convert", "verify"], "accepts_source": kind in t.accepts, "missing": missing,
-                "install": (f"pip install 'edgeship[{t.extra}]'" if t.extra else f"pip install {' '.join(missing)}") if missing else None,
+                "install": t.install_hint(missing) if missing else None,
             })
     return Plan(model=cfg.model, source_kind=kind, out=cfg.out, steps=tuple(steps), skipped=tuple(skipped))
 
@@ -249,15 +250,21 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     move into the output folder (a failed run leaves it as it was)."""
     out = Path(cfg.out)
     artifacts: list[Artifact] = []
-    fp32_of: dict[str, Artifact] = {}
+    built: dict[tuple[str, str], Artifact] = {}
     failed: list[dict[str, Any]] = []
     for step in p.steps:
         t1 = time.perf_counter()
         target, precision = step["target"], step["precision"]
         folder = stage / safe_name(f"{target}-{precision}")
+        base = get_target(target).derives_from
         try:
-            # parent: this target's fp32, or the fp32 of the target it derives from (ort from onnx)
-            parent = fp32_of.get(target) or fp32_of.get(get_target(target).derives_from or "")
+            gone = next((f for f in failed if (f["target"], f["precision"]) == (base, precision)), None)
+            if gone is not None:  # what it is built from was not written: neither is it, for the same reason
+                kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
+                raise kind(f"{base} {precision}, which it is built from, was not written: {gone['message']}",
+                           hint=gone["hint"])
+            # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
+            parent = built.get((base or "", precision)) or built.get((target, "fp32"))
             art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
         except (ValidationError, UnsupportedError) as e:
             # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
@@ -268,8 +275,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
                            "message": e.message, "hint": e.hint})
             progress(f"{target} {precision}: not written ({e.message})")
             continue
-        if precision == "fp32":
-            fp32_of[target] = art
+        built[(target, precision)] = art
         artifacts.append(art)
         timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],

@@ -44,6 +44,7 @@ class Format(str, Enum):  # noqa: UP042 - str() and pydantic keep the plain valu
     coreml = "coreml"
     pte = "pte"
     openvino = "openvino"
+    web = "web"  # an ONNX model with onnxruntime-web vendored beside it
 
 
 class _Frozen(BaseModel):

@@ -88,6 +88,9 @@ class Limits:
     cpu_seconds: int = 1800
     wall_seconds: float = 1800.0
     file_size_gb: float = 4.0
+    #: what memory_gb caps: the address space (RLIMIT_AS), or only the data segment (RLIMIT_DATA)
+    #: for a runtime that reserves far more address space than it uses (a browser's V8 heap cage)
+    memory_kind: str = "address_space"
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -109,7 +112,8 @@ def apply_limits(limits: Limits) -> None:
     """Runs first thing in a child (the isolated child, a benchmark worker), before it reads any
     model (no preexec_fn: that is unsafe in a multithreaded parent)."""
     gb = 1 << 30
-    resource.setrlimit(resource.RLIMIT_AS, (int(limits.memory_gb * gb),) * 2)
+    which = resource.RLIMIT_DATA if limits.memory_kind == "data" else resource.RLIMIT_AS
+    resource.setrlimit(which, (int(limits.memory_gb * gb),) * 2)
     resource.setrlimit(resource.RLIMIT_CPU, (int(limits.cpu_seconds), int(limits.cpu_seconds) + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits.file_size_gb * gb),) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -26,9 +26,17 @@ class Runner(ABC):
         self.path = Path(path)
         self.threads = threads
 
+    #: the time the runtime itself measured for the last call, in ms, when a call crosses a boundary
+    #: a device does not pay for (the web runner's page); None: the caller's wall time is the figure
+    last_run_ms: float | None = None
+
     @property
     @abstractmethod
     def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    def close(self) -> None:
+        """Free what the runtime holds beyond memory (a browser page, a server); idempotent."""
+        return None
 
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...

@@ -72,6 +72,7 @@ class Classifier:
                 skipped.append({"artifact": str(aid), "reason": f"does not load here: {e.message}"})
                 continue
             if golden["passed"] is False:
+                clf.runner.close()
                 skipped.append({"artifact": str(aid), "reason": "fails its golden vectors: " + "; ".join(golden["failures"][:3])})
                 continue
             clf.skipped = skipped

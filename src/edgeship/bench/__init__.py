@@ -52,7 +52,8 @@ A result::
                               first line: interpreter + edgeship import), runtime_import, model_load
                               (artifact record + session/runner creation, or building the torch
                               model), first_inference, total (spawn to first result); processes
-    memory                    peak_rss_bytes (VmHWM after the warm runs; max over processes),
+    memory                    peak_rss_bytes (VmHWM after the warm runs of the process that runs
+                              the model, the browser's renderer for web; max over processes),
                               rss_after_import_bytes, rss_after_load_bytes,
                               peak_rss_throughput_bytes (VmHWM after the larger batches)
     size_bytes                the artifact's files on disk (null for a baseline without a file)

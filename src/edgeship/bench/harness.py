@@ -115,6 +115,8 @@ def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float, t0: f
     from ..isolate import Limits, limit_reason, spawn
 
     limits = Limits.from_env()  # the limits of every untrusted run (SECURITY.md), applied first in the worker
+    if spec.get("memory_limit"):  # the target's kind of memory cap (Target.memory_limit)
+        limits = dataclasses.replace(limits, memory_kind=spec["memory_limit"])
     spec = {**spec, "limits": dataclasses.asdict(limits)}
     run = spawn([sys.executable, "-P", "-m", "edgeship.bench.worker"], json.dumps(spec), env, timeout)
     out, err = run.out, run.err
@@ -216,25 +218,28 @@ def _reloadable(origin: str, manifest_dir: Path) -> bool:
     return installed_module(mod, [manifest_dir]) is not None
 
 
-def _cannot_run_here(art: Artifact, register: dict[str, str]) -> str | None:
-    """A one-line reason when this machine cannot run ``art`` at all, else None (then the worker
-    finds out). Asked of the target class's ``can_run_here()`` classmethod when it has one (True, or
-    False / a one-line reason; Core ML's says macOS)."""
+def _target_class(art: Artifact, register: dict[str, str]) -> Any:
+    """The class of the target that made ``art`` (a plugin's from ``register``), or None when it
+    does not import here (the worker reports that)."""
     import importlib
 
     from ..targets import registered_ref
 
-    cls: Any = None
     try:
         ref = register.get(art.target) or registered_ref(art.target)
         if isinstance(ref, str):
             mod, _, qual = ref.partition(":")
-            cls = getattr(importlib.import_module(mod), qual, None)
-        else:
-            cls = ref
+            return getattr(importlib.import_module(mod), qual, None)
+        return ref
     except Exception:  # noqa: BLE001 - the worker reports a target that cannot be imported
-        cls = None
-    check = getattr(cls, "can_run_here", None)
+        return None
+
+
+def _cannot_run_here(art: Artifact, register: dict[str, str]) -> str | None:
+    """A one-line reason when this machine cannot run ``art`` at all, else None (then the worker
+    finds out). Asked of the target class's ``can_run_here()`` classmethod when it has one (True, or
+    False / a one-line reason; Core ML's says macOS)."""
+    check = getattr(_target_class(art, register), "can_run_here", None)
     if callable(check):
         try:
             ok = check()
@@ -448,6 +453,7 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             if j.item.role == "artifact":
                 assert j.item.artifact is not None
                 spec["artifact"] = str(j.item.artifact.location)  # a folder, or a bare model file
+                spec["memory_limit"] = getattr(_target_class(j.item.artifact, register), "memory_limit", None)
             else:
                 spec["origin"] = j.item.origin
                 spec["source_options"] = j.item.source_options

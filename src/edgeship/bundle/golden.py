@@ -142,7 +142,7 @@ def write_golden(root: Path, source: dict[str, Any], artifacts: Sequence[Artifac
             raise ValidationError(f"golden vectors: {art.root.name} failed to run on them: {e.message}",
                                   hint="the artifact does not run here; rebuild it") from None
         finally:
-            del runner
+            runner.close()
         rec["tolerance"] = _tolerance(art, classifier, borrowed=False)
         w.doc["artifacts"][art.root.name] = rec
     for art in artifacts:

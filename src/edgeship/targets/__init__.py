@@ -73,7 +73,7 @@ class Target(ABC):
 
     A target declares and the base runs: :meth:`convert` checks the precision and the source,
     builds what the target needs first (its own verified fp32 for a reduced precision it derives,
-    or the fp32 of ``derives_from``), calls :meth:`export` or :meth:`derive`, and makes the
+    or the artifact of ``derives_from`` at that precision), calls :meth:`export` or :meth:`derive`, and makes the
     Artifact from their :class:`Built` in one place.
     """
 
@@ -85,7 +85,8 @@ class Target(ABC):
     runtime_modules: ClassVar[tuple[str, ...] | None] = None  # what a runner imports (default: requires)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
-    #: the target whose fp32 artifact of the same run this one is built from ('ort' from 'onnx'), if any
+    #: the target whose artifact of the same run (and precision) this one is built from ('ort', 'web'
+    #: from 'onnx'), if any; deploy builds it first
     derives_from: ClassVar[str | None] = None
     #: left out of ``--targets all`` (a test or example target); named explicitly it still runs
     hidden: ClassVar[bool] = False
@@ -104,6 +105,9 @@ class Target(ABC):
     #: the target's own knobs: a pydantic model whose field names start with the target's name
     #: (``tflite_nhwc``); the registry adds them to the deploy options and the CLI (``--tflite-nhwc``)
     Options: ClassVar[type[BaseModel] | None] = None
+    #: what the benchmark worker's memory limit caps (isolate.Limits.memory_kind): "address_space",
+    #: or "data" for a runtime that reserves far more address space than it uses
+    memory_limit: ClassVar[str] = "address_space"
     #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
     progress: Callable[[str], None] | None = None
 
@@ -161,19 +165,23 @@ class Target(ABC):
         """Names of the required modules that are not installed (empty when ready)."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
+    def install_hint(self, missing: list[str]) -> str:
+        """How to install what :meth:`check_environment` found ``missing``."""
+        return f"pip install 'edgeship[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
+
     def ensure_environment(self) -> None:
         missing = self.check_environment()
         if missing:
-            how = f"pip install 'edgeship[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"
-            raise MissingExtraError(f"target {self.name!r} needs {', '.join(missing)}", hint=how)
+            raise MissingExtraError(f"target {self.name!r} needs {', '.join(missing)}", hint=self.install_hint(missing))
 
     def convert(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                 parent: Artifact | None = None) -> Artifact:
         """Write the artifact's files into ``out_dir`` (a fresh temp folder) and describe them.
 
-        ``precision`` is one of ``precisions``; ``parent`` is the verified fp32 artifact of the same
-        run this one is made from: this target's own (a reduced precision it derives), or the
-        fp32 of ``derives_from``. Without one, it is built first in a scratch folder.
+        ``precision`` is one of ``precisions``; ``parent`` is the verified artifact of the same run
+        this one is made from: this target's own fp32 (a reduced precision it derives), or the
+        artifact of ``derives_from`` at this precision. Without one, it is built first in a
+        scratch folder.
         """
         if self.refuses(precision=precision):
             raise UnsupportedError(f"the {self.name} target builds {', '.join(self.precisions)}, not {precision}")
@@ -189,10 +197,10 @@ class Target(ABC):
 
             if precision == "fp32" or not self.derives_reduced:
                 base = None
-                if self.derives_from:
+                if self.derives_from:  # its artifact at this precision (ort, web from onnx)
                     fmt = target_class(self.derives_from).format
-                    base = parent if parent is not None and parent.format == fmt and parent.precision == "fp32" \
-                        else get_target(self.derives_from).convert(source, scratch(), cfg)
+                    base = parent if parent is not None and parent.format == fmt and parent.precision == precision \
+                        else get_target(self.derives_from).convert(source, scratch(), cfg, precision)
                 built = self.export(source, out_dir, cfg, precision, base)
                 parent_digest = source.digest
             else:
@@ -246,7 +254,7 @@ class Target(ABC):
             try:
                 got = [runner.run(artifact_inputs(source, art, s)) for s in samples]
             finally:
-                del runner
+                runner.close()
             result.update(built=built, layers=result.get("layers") or layers)
             own = [k for k in built.config.get("kept_float", []) if k not in excluded]  # the backend's own choice
             if own and not excluded:
@@ -288,7 +296,7 @@ class Target(ABC):
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
         """Build from the source (fp32, or every precision when ``derives_reduced`` is False);
-        ``base`` is the verified fp32 of ``derives_from`` when the target declares one."""
+        ``base`` is the artifact of ``derives_from`` at ``precision`` when the target declares one."""
         raise NotImplementedError(f"target {self.name!r} implements neither export() nor convert()")
 
     def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
@@ -312,7 +320,7 @@ class Target(ABC):
         try:
             v = verify(source, artifact, runner, cfg)
         finally:
-            del runner
+            runner.close()
         if not v.passed and artifact.precision == "fp32":
             try:
                 where = self.locate_divergence(source, artifact, cfg)
@@ -360,6 +368,7 @@ _BUILTIN: dict[str, str] = {
     "executorch": "edgeship.targets.executorch:ExecuTorchTarget",
     "openvino": "edgeship.targets.openvino:OpenVinoTarget",
     "coreml": "edgeship.targets.coreml:CoreMLTarget",
+    "web": "edgeship.targets.web:WebTarget",
 }
 _REGISTRY: dict[str, str | type[Target]] = dict(_BUILTIN)
 _ENTRY_POINTS_LOADED = False
