@@ -55,7 +55,8 @@ A result::
     memory                    peak_rss_bytes (VmHWM after the warm runs of the process that runs
                               the model, the browser's renderer for web; max over processes),
                               rss_after_import_bytes, rss_after_load_bytes,
-                              peak_rss_throughput_bytes (VmHWM after the larger batches)
+                              peak_rss_throughput_bytes (VmHWM after the larger batches),
+                              worker_peak_rss_bytes (the worker's own, when the model ran elsewhere)
     size_bytes                the artifact's files on disk (null for a baseline without a file)
     throughput                [{batch, items_per_s (batch / p50), latency_ms {...}}] when the batch
                               axis is dynamic, else [] and a note

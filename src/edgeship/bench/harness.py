@@ -593,7 +593,8 @@ def _result_record(j: _Job, cfg: BenchConfig, peak: dict[str, Any] | None, power
     cold = {k: (round(v, 4) if (v := _median([r["cold"].get(k) for r in rs])) is not None else None) for k in cold_keys}
     cold["processes"] = len(rs)
     mem = {k: max((r["memory"].get(k) or 0 for r in rs), default=0) or None
-           for k in ("peak_rss_bytes", "rss_after_import_bytes", "rss_after_load_bytes", "peak_rss_throughput_bytes")}
+           for k in ("peak_rss_bytes", "rss_after_import_bytes", "rss_after_load_bytes", "peak_rss_throughput_bytes",
+                     "worker_peak_rss_bytes")}
     throughput = []
     for b in cfg.batch_sizes:
         tps = [t for r in rs for t in r.get("throughput", []) if t["batch"] == b]

@@ -1,0 +1,97 @@
+"""web target: the onnx artifact with onnxruntime-web vendored, verified, run and measured in
+headless Chromium; a machine without Chromium is told what to install; the vendored runtime is
+checked, never trusted."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+import edgeship
+from edgeship.errors import MissingExtraError, UnsupportedError
+from edgeship.targets.web import RUNTIME_FILES, WebRunner, chromium_path
+
+needs_browser = pytest.mark.skipif(chromium_path() is None and not os.environ.get("EDGESHIP_CI"),
+                                   reason="no Chromium here (CI installs Debian's chromium)")
+
+
+@needs_browser
+def test_web_artifact_runs_verified_and_measured_in_chromium(tmp_path):
+    # named in the wrong order on purpose: web is built from onnx's artifact, so onnx comes first
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "out", targets=["web", "onnx"], package=False)
+    onnx_art, web = res.artifacts
+    assert (onnx_art.target, web.target) == ("onnx", "web")
+    assert web.provenance.config["onnx_digest"] == onnx_art.digest  # no second export
+    assert sorted(f.path for f in web.files) == ["model.onnx", *sorted(f"ort/{n}" for n in [*RUNTIME_FILES, "NOTICE.txt"])]
+    assert web.verification.passed and web.verification.batch_sizes[1] > 1  # the dynamic batch holds in the browser
+    assert "MIT" in (web.root / "ort" / "NOTICE.txt").read_text()
+    assert edgeship.get_target("web").runtime_requirement(web)["name"] == "onnxruntime-web"
+
+    r = edgeship.runner_for(edgeship.load_artifact(web.root))
+    try:
+        assert isinstance(r, WebRunner) and r.threads_used == 1 and not r.isolated
+        src = edgeship.load("tinymodels:tiny_classifier")
+        x = np.concatenate([s[0] for s in src.verification_inputs(3)])
+        np.testing.assert_allclose(r.run([x])[0], src.run([x])[0], atol=1e-4, rtol=1e-4)
+        assert r.last_run_ms is not None and r.last_run_ms >= 0
+        # the page reaches nothing but its own origin
+        blocked = r._page.evaluate("fetch('http://example.com/').then(() => 'reached', e => 'blocked')")
+        assert blocked == "blocked"
+    finally:
+        r.close()
+
+    rep = edgeship.benchmark(web.root, runs=6, warmup=1, rounds=1, batch_sizes=[], roofline=False, auto_baseline=False)
+    (row,) = rep.data["results"]
+    assert row["latency_ms"]["n"] == 6 and row["latency_ms"]["p50"] > 0
+    assert row["memory"]["peak_rss_bytes"] and row["memory"]["worker_peak_rss_bytes"]
+    assert any("page timed" in n for n in row["notes"]) and not rep.data["incomplete"]
+
+
+@needs_browser
+def test_web_int8_is_the_onnx_int8_of_the_same_run(tmp_path):
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "out", targets=["onnx", "web"],
+                          quantize=["int8"], package=False)
+    by = {a.root.name: a for a in res.artifacts}
+    assert by["web-int8"].provenance.config["onnx_digest"] == by["onnx-int8"].digest  # the one int8 flow, once
+    assert by["web-int8"].verification.passed and "quantization" in by["web-int8"].details
+
+
+def test_a_machine_without_chromium_is_told_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CHROMIUM", str(tmp_path / "no-such-browser"))
+    p = edgeship.deploy("tinymodels:tiny_classifier", targets=["all"], dry_run=True)
+    reasons = [s["reason"] for s in p.skipped if s["target"] == "web"]
+    assert reasons and all("apt-get install chromium" in r for r in reasons)
+    with pytest.raises(MissingExtraError) as e:
+        edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "out", targets=["web"])
+    assert "chromium" in e.value.message and "apt-get install chromium" in e.value.hint
+    assert not (tmp_path / "out").exists()
+    assert edgeship.get_target("web").can_run_here() is not True
+
+
+def test_the_vendored_runtime_is_checked_not_trusted(tmp_path, monkeypatch):
+    # a cached copy with a changed file is not used; a tarball that is not the pinned one is refused
+    from edgeship.targets.web import ORT_WEB_VERSION, ort_web_files
+
+    cache = tmp_path / "cache"
+    folder = cache / f"onnxruntime-web-{ORT_WEB_VERSION}"
+    folder.mkdir(parents=True)
+    for name in RUNTIME_FILES:
+        (folder / name).write_bytes(b"not the runtime")
+    fake = tmp_path / "onnxruntime-web.tgz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"console.log('pwned')"
+        info = tarfile.TarInfo("package/dist/ort.wasm.min.js")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    fake.write_bytes(buf.getvalue())
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(cache))
+    monkeypatch.setenv("EDGESHIP_ORT_WEB_TGZ", str(fake))
+    with pytest.raises(UnsupportedError) as e:
+        ort_web_files()
+    assert "does not match" in e.value.message and "npm pack" in e.value.hint
+    assert (folder / "ort.wasm.min.js").read_bytes() == b"not the runtime"  # nothing half-replaced
