@@ -11,6 +11,7 @@
     labels.txt         class labels, one per line (classifiers)
     artifacts/<id>/    each verified artifact folder, as deploy wrote it
     golden/            golden vectors (edgeship.bundle.golden)
+    integration/       Android, iOS, Python and web app code generated from it (edgeship.bundle.integration)
     model.sig          the OpenSSF model-signing signature (a Sigstore bundle) over every file above
 
 Signing uses OpenSSF ``model-signing`` with an elliptic-curve key (``keygen``); without one,
@@ -151,6 +152,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     from ..targets import load_artifact, target_of
     from .card import model_card
     from .golden import GOLDEN_JSON, write_golden
+    from .integration import write_integration
 
     say = progress or (lambda _m: None)
     outdir = Path(outdir)
@@ -255,6 +257,12 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             "golden": GOLDEN_JSON, "card": CARD, "signature": SIGNATURE,
             "tool_versions": tool_versions("model-signing"), "environment": environment(),
         }
+        for e in entries:  # what a runtime must set when it loads the artifact (weight-only int8)
+            cfg = next((a.details.get("session_config") for a in arts if a.root.name == e["id"]), None)
+            if cfg:
+                e["session_config"] = cfg
+        say("generating the Android, iOS, Python and web integration code")
+        write_integration(tmp, doc)
         (tmp / CARD).write_text(model_card(doc))
         doc["files"] = [{"path": p.relative_to(tmp).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
                         for p in sorted(tmp.rglob("*")) if p.is_file()]

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from ..config import DeployConfig
     from ..sources import Source
 
-__all__ = ["WebTarget", "WebRunner", "ORT_WEB_VERSION", "ort_web_files", "chromium_path", "RUNTIME_DIR",
+__all__ = ["WebTarget", "WebRunner", "session_extra", "ORT_WEB_VERSION", "ort_web_files", "chromium_path", "RUNTIME_DIR",
            "RUNTIME_FILES"]
 
 ORT_WEB_VERSION = "1.30.0"
@@ -359,7 +359,7 @@ class WebRunner(Runner):
                                 else route.abort())
             self._page = self._context.new_page()
             self._page.goto(f"{origin}/edgeship-runner.html")
-            config = _nested(artifact.details.get("session_config") or {})
+            config = session_extra(artifact.details.get("session_config") or {})
             info = self._page.evaluate("([m, n, c]) => window.edgeship.load(m, n, c)", [MODEL_FILE, want, config])
         except MissingExtraError:
             self.close()
@@ -479,7 +479,7 @@ class WebRunner(Runner):
             _Browser.dropped.append(ctx)
 
 
-def _nested(config: dict[str, str]) -> dict[str, Any]:
+def session_extra(config: dict[str, str]) -> dict[str, Any]:
     """ONNX Runtime session config entries ('session.disable_quant_qdq') as onnxruntime-web's
     ``extra`` option takes them (nested objects, joined with dots)."""
     out: dict[str, Any] = {}
