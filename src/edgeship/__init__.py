@@ -8,44 +8,36 @@ from ._version import __version__
 calm_library_loggers()
 no_vendor_telemetry()
 
-from .api import (  # noqa: E402
-    DeployResult,
-    Plan,
-    analyze,
-    benchmark,
-    classify,
-    convert,
-    deploy,
-    keygen,
-    load,
-    package,
-    plan,
-    quantize,
-    verify_bundle,
-)
-from .artifact import Artifact, Format, Preprocess, TensorSpec  # noqa: E402
-from .config import DeployConfig  # noqa: E402
-from .errors import (  # noqa: E402
-    EdgeshipError,
-    FormatError,
-    InputError,
-    MissingExtraError,
-    SecurityError,
-    UnsupportedError,
-    UsageError,
-    ValidationError,
-)
-from .runtime import Classifier, Prediction  # noqa: E402
-from .sources import Source, TorchModel  # noqa: E402
-from .targets import (  # noqa: E402
-    Runner,
-    Target,
-    available_targets,
-    get_target,
-    load_artifact,
-    register_target,
-    runner_for,
-)
+# Names resolve on first use (PEP 562), so `import edgeship` and `edgeship.runtime` (what a device
+# runs) stay light: numpy, Pillow and one runtime, not pydantic, the converters or the CLI.
+_LAZY = {
+    **dict.fromkeys(("DeployResult", "Plan", "analyze", "benchmark", "classify", "convert", "deploy", "keygen", "load",
+                     "package", "plan", "quantize", "verify_bundle"), "api"),
+    **dict.fromkeys(("Artifact", "Format", "Preprocess", "TensorSpec"), "artifact"),
+    "DeployConfig": "config",
+    **dict.fromkeys(("EdgeshipError", "FormatError", "InputError", "MissingExtraError", "SecurityError", "UnsupportedError",
+                     "UsageError", "ValidationError"), "errors"),
+    **dict.fromkeys(("Classifier", "Prediction"), "runtime"),
+    **dict.fromkeys(("Source", "TorchModel"), "sources"),
+    **dict.fromkeys(("Runner", "Target", "available_targets", "get_target", "load_artifact", "register_target",
+                     "runner_for"), "targets"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeship' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "__version__",

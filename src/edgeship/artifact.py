@@ -81,8 +81,8 @@ class Preprocess(_Frozen):
 
     kind: Literal["image"] = "image"
     input: str = Field(description="the model input this preprocessing feeds")
-    height: int
-    width: int
+    height: int = Field(gt=0, le=16384)
+    width: int = Field(gt=0, le=16384)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     color: Literal["RGB", "BGR"] = "RGB"
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
@@ -218,6 +218,17 @@ def file_entries(root: Path, names: list[str]) -> tuple[FileEntry, ...]:
     )
 
 
+def _validation_detail(e: Exception) -> str:
+    """The fields a validation error names ("preprocess.height: Input should be greater than 0")."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            return "; ".join(f"{'.'.join(str(p) for p in x['loc'])}: {x['msg']}" for x in errors()[:3])[:500]
+        except (TypeError, KeyError):
+            pass
+    return (str(e).splitlines() or [""])[0]
+
+
 def read_artifact(path: str | Path) -> Artifact:
     """An artifact's record from its folder, its artifact.json, or its model file beside one.
 
@@ -247,7 +258,7 @@ def read_artifact(path: str | Path) -> Artifact:
         labels = tuple(labels_path.read_text().splitlines()) if labels_path.is_file() else None
         art = Artifact(root=root, labels=labels, **data)
     except (ValueError, TypeError) as e:
-        raise FormatError(f"{meta} is not a valid artifact record: {str(e).splitlines()[0]}",
+        raise FormatError(f"{meta} is not a valid artifact record: {_validation_detail(e)}",
                           hint="re-run edgeship deploy to rewrite it") from None
     if p.is_file() and p.name != ARTIFACT_JSON and p.resolve() != art.model_path.resolve():
         raise InputError(f"{p} is not the model file of the artifact in {root}",

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .artifact import Preprocess
 from .errors import FormatError, InputError, UsageError
 
 if TYPE_CHECKING:
+    from .artifact import Preprocess
     from .config import DeployConfig
     from .sources import Source
 

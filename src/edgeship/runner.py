@@ -10,11 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .artifact import TensorSpec
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .artifact import TensorSpec
 
 __all__ = ["Runner"]
 
@@ -40,6 +43,11 @@ class Runner(ABC):
 
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def run_prepared(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run feeds already named, shaped and typed as the model takes them (the app-side runtime
+        builds them so); no checks, so nothing beyond numpy and the runtime is needed."""
+        return self._run(feeds)
 
     def run(self, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
         specs = self.inputs

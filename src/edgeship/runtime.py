@@ -7,23 +7,38 @@ the top labels with their confidence.
 ``Classifier.from_bundle(folder)`` degrades gracefully along a release bundle's fallback order:
 an artifact that fails to load here, or fails its golden vectors, is skipped and the next one
 serves; ``served_by`` and ``skipped`` say which served and why the ones before it did not.
+
+This is what a device runs, so it stays light: an ONNX or ORT artifact folder is opened by reading
+its artifact.json with ``json`` and its model with ONNX Runtime directly (numpy, Pillow and
+onnxruntime; not pydantic, the target registry or a converter). Any other format, a bare model
+file or a record this reader does not take goes through the full loader
+(:func:`edgeship.load_artifact`), which also names what is wrong with it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .artifact import Artifact
 from .data import preprocess_image
 from .errors import EdgeshipError, FormatError, UnsupportedError, UsageError
 from .fidelity import cosine_sqnr, softmax
 
+if TYPE_CHECKING:
+    from .artifact import Artifact
+
 __all__ = ["Classifier", "Prediction", "check_golden"]
 
 GOLDEN_JSON = "golden/golden.json"
+#: formats whose runner the light path opens itself (the .ort format is read by the same session)
+LIGHT_FORMATS = ("onnx", "ort")
+_PRE_CHOICES = {"layout": ("NCHW", "NHWC"), "color": ("RGB", "BGR"), "resample": ("bilinear", "bicubic", "nearest"),
+                "dtype": ("float32", "uint8"), "output": ("logits", "probabilities")}
+_MAX_RECORD = 16 << 20
 
 
 class Prediction(NamedTuple):
@@ -31,20 +46,99 @@ class Prediction(NamedTuple):
     confidence: float
 
 
+def _light_preprocess(d: Any) -> SimpleNamespace | None:
+    """The image preprocessing of an artifact record, when every field is there and sane; None
+    sends the caller to the full loader (which validates it and names what is wrong)."""
+    if not isinstance(d, dict) or d.get("kind") != "image" or not isinstance(d.get("input"), str):
+        return None
+    try:
+        if any(d[k] not in choices for k, choices in _PRE_CHOICES.items()):
+            return None
+        h, w, cf = d["height"], d["width"], d["crop_fraction"]
+        mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(type(v) is int and 0 < v <= 16384 for v in (h, w)) or not isinstance(cf, (int, float)) or not 0 < cf <= 1:
+        return None
+    if len(mean) != 3 or len(std) != 3 or not all(np.isfinite(mean)) or not all(np.isfinite(std)) or 0.0 in std:
+        return None
+    return SimpleNamespace(**{**d, "mean": mean, "std": std, "crop_fraction": float(cf)})
+
+
+def _light_open(path: Path, threads: int) -> tuple[Any, SimpleNamespace, tuple[str, ...] | None, list[str]] | None:
+    """(runner, preprocessing, labels, input names) for an ONNX/ORT artifact folder whose record
+    this reader takes, else None."""
+    from ._util import confined
+
+    meta = path / "artifact.json"
+    try:
+        if not path.is_dir() or not meta.is_file() or meta.stat().st_size > _MAX_RECORD:
+            return None
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") not in LIGHT_FORMATS or not isinstance(data.get("model_file"), str):
+        return None
+    pre = _light_preprocess(data.get("preprocess"))
+    inputs = data.get("inputs")
+    if pre is None or not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        return None
+    names = [i.get("name") for i in inputs]
+    if names != [pre.input]:  # one image input: the full path says what else a model takes
+        return None
+    config = (data.get("details") or {}).get("session_config") if isinstance(data.get("details"), dict) else None
+    if config is not None and not (isinstance(config, dict) and all(isinstance(v, str) for v in config.values())):
+        return None
+    from .formats.onnx import OnnxRunner
+
+    model = confined(path, data["model_file"], f"{meta}: model_file")
+    runner = OnnxRunner(model, threads=threads, session_config=config)
+    labels_path = path / "labels.txt"
+    labels = tuple(labels_path.read_text().splitlines()) if labels_path.is_file() else None
+    return runner, pre, labels, names
+
+
 class Classifier:
     def __init__(self, artifact: Artifact | str | Path, threads: int = 1) -> None:
-        from .targets import load_artifact, runner_for
+        self._artifact: Artifact | None = None
+        light = _light_open(Path(artifact), threads) if isinstance(artifact, (str, Path)) else None
+        if light is not None:
+            self.runner, self.preprocess, self.labels, self._names = light
+            self._root = Path(artifact)
+            self._prepared = True
+        else:
+            from .targets import load_artifact, runner_for
 
-        self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
-        if self.artifact.preprocess is None:
-            raise UnsupportedError(f"{self.artifact.name} has no image preprocessing recorded",
-                                   hint="for an image classifier, state it: --preprocess 'mean=127,std=128' "
-                                        "(and --labels labels.txt); for other models use the Runner API")
-        self.preprocess = self.artifact.preprocess
-        self.runner = runner_for(self.artifact, threads=threads)
-        self.labels = self.artifact.labels
-        self.served_by: str = self.artifact.root.name
+            self._artifact = artifact if not isinstance(artifact, (str, Path)) else load_artifact(artifact)
+            self._root = self._artifact.root
+            if self._artifact.preprocess is None:
+                raise UnsupportedError(f"{self._artifact.name} has no image preprocessing recorded",
+                                       hint="for an image classifier, state it: --preprocess 'mean=127,std=128' "
+                                            "(and --labels labels.txt); for other models use the Runner API")
+            self.preprocess = self._artifact.preprocess
+            self.runner = runner_for(self._artifact, threads=threads)
+            self.labels = self._artifact.labels
+            self._names = [s.name for s in self.runner.inputs]
+            self._prepared = False
+        self.served_by: str = self._root.name
         self.skipped: list[dict[str, str]] = []
+
+    @property
+    def artifact(self) -> Artifact:
+        """The artifact's full record (read on first use by the light path)."""
+        if self._artifact is None:
+            from .targets import load_artifact
+
+            self._artifact = load_artifact(self._root)
+        return self._artifact
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The model on inputs given in its own order, shapes and dtypes (golden vectors)."""
+        if self._prepared:
+            if len(inputs) != len(self._names):
+                raise UsageError(f"the model takes {len(self._names)} inputs, got {len(inputs)}")
+            return self.runner.run_prepared(dict(zip(self._names, inputs)))
+        return self.runner.run(inputs)
 
     @classmethod
     def from_bundle(cls, folder: str | Path, threads: int = 1) -> Classifier:
@@ -67,7 +161,7 @@ class Classifier:
 
             try:
                 clf = cls(confined(folder, f"artifacts/{aid}", f"{folder / 'bundle.json'}: an artifact"), threads=threads)
-                golden = check_golden(folder, str(aid), clf.runner.run)
+                golden = check_golden(folder, str(aid), clf.run)
             except EdgeshipError as e:
                 skipped.append({"artifact": str(aid), "reason": f"does not load here: {e.message}"})
                 continue
@@ -87,11 +181,11 @@ class Classifier:
         """Class probabilities for one image."""
         x = preprocess_image(image, self.preprocess)
         feeds = {self.preprocess.input: x}
-        for spec in self.runner.inputs:
-            if spec.name not in feeds:
-                raise UnsupportedError(f"the model takes more inputs than the image ({spec.name})",
+        for name in self._names:
+            if name not in feeds:
+                raise UnsupportedError(f"the model takes more inputs than the image ({name})",
                                        hint="use the Runner API for multi-input models")
-        out = self.runner.run(feeds)[0].reshape(-1)
+        out = (self.runner.run_prepared(feeds) if self._prepared else self.runner.run(feeds))[0].reshape(-1)
         return out if self.preprocess.output == "probabilities" else softmax(out.astype(np.float64))
 
     def classify(self, image: Any, top_k: int = 3, threshold: float = 0.1) -> list[Prediction]:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..artifact import TensorSpec
 from ..errors import FormatError, first_line
 from ..runner import Runner
+
+if TYPE_CHECKING:
+    from ..artifact import TensorSpec
 
 __all__ = ["SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "first_divergence", "io_specs", "module_path",
            "node_attribute", "onnx_intermediates", "ort_dtype", "ort_session"]
@@ -50,6 +52,8 @@ def node_attribute(node: Any, name: str, default: Any) -> Any:
 def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Inputs (without initializers) and outputs of an ONNX ModelProto as TensorSpecs."""
     from onnx import helper
+
+    from ..artifact import TensorSpec
 
     inits = {i.name for i in model.graph.initializer}
 
@@ -110,15 +114,18 @@ class OnnxRunner(Runner):
         except Exception as e:  # failures reach the user as typed errors carrying ORT's message
             raise FormatError(f"ONNX Runtime cannot load {path}: {first_line(e)}",
                               hint="check the file with onnx.checker, or export it again") from None
-        self._inputs = tuple(
-            TensorSpec(name=i.name, shape=tuple(d if isinstance(d, int) else (d or f"d{k}") for k, d in enumerate(i.shape)),
-                       dtype=ort_dtype(i.type))
-            for i in self.session.get_inputs()
-        )
+        self._inputs: tuple[TensorSpec, ...] | None = None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
+        if self._inputs is None:  # built on first use: the app-side runtime never needs them
+            from ..artifact import TensorSpec
+
+            self._inputs = tuple(
+                TensorSpec(name=i.name, shape=tuple(d if isinstance(d, int) else (d or f"d{k}") for k, d in enumerate(i.shape)),
+                           dtype=ort_dtype(i.type))
+                for i in self.session.get_inputs())
         return self._inputs
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
