@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -70,6 +72,12 @@ def test_a_machine_without_chromium_is_told_what_to_install(tmp_path, monkeypatc
     assert "chromium" in e.value.message and "apt-get install chromium" in e.value.hint
     assert not (tmp_path / "out").exists()
     assert edgeship.get_target("web").can_run_here() is not True
+    # `edgeship targets` says the same (it said "pip install 'edgeship[web]'" for a missing browser)
+    env = dict(os.environ, EDGESHIP_CHROMIUM=str(tmp_path / "no-such-browser"), COLUMNS="200")
+    listing = subprocess.run([sys.executable, "-m", "edgeship", "targets"], capture_output=True, text=True, env=env,
+                             timeout=120)
+    line = next(ln for ln in listing.stdout.splitlines() if ln.strip("│ ").startswith("web"))
+    assert "apt-get install chromium" in line and "pip install" not in line
 
 
 def test_the_vendored_runtime_is_checked_not_trusted(tmp_path, monkeypatch):

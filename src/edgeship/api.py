@@ -620,6 +620,7 @@ def targets_info() -> list[dict[str, Any]]:
             t = get_target(name)
             info = t.capabilities()
             info["missing"] = t.check_environment()
+            info["install"] = t.install_hint(info["missing"]) if info["missing"] else None
         except EdgeshipError as e:  # pragma: no cover - a broken plugin
             info = {"name": name, "error": str(e)}
         out.append(info)

@@ -487,7 +487,7 @@ def targets(as_json: bool = JSON_OPT) -> None:
 
         def human(c: Console) -> None:
             rows = [[i["name"], i.get("format", "?"), ", ".join(i.get("precisions", [])), ", ".join(i.get("accepts", [])),
-                     "ready" if not i.get("missing") else f"needs pip install 'edgeship[{i.get('extra')}]'"] for i in info]
+                     "ready" if not i.get("missing") else f"needs: {i.get('install')}"] for i in info]
             print_table(c, "targets", ["name", "format", "precisions", "converts from", "status"], rows,
                         wrap=("precisions", "converts from", "status"))
 
