@@ -128,3 +128,14 @@ def test_partial_deploy_shows_what_was_written_then_the_error(tmp_path, cli_env)
     j = run(args + ["--json"], cli_env)
     doc = json.loads(j.stdout)  # still exactly one JSON document
     assert j.returncode == 5 and doc["ok"] is False and doc["error"]["details"]["manifest_path"].endswith("manifest.json")
+
+
+def test_classify_shows_hostile_labels_as_text(tmp_path, cli_env, tiny_onnx, photo_file):
+    # a label with markup and terminal escapes crashed the table renderer ("[/]") or reached the terminal raw
+    art = tmp_path / "art"
+    shutil.copytree(tiny_onnx, art)
+    n = len((art / "labels.txt").read_text().splitlines())
+    (art / "labels.txt").write_text("".join(f"x{i} [/] \x1b[31mred\x1b]0;title\x07 [bold]b\n" for i in range(n)))
+    r = run(["classify", str(art), str(photo_file), "--threshold", "0"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "[/] red [bold]b" in r.stdout and "\x1b" not in r.stdout and "\x07" not in r.stdout

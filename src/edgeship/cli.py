@@ -29,7 +29,7 @@ from ._version import __version__
 from .analysis.report import print_table, size_text
 from .bench.config import BenchConfig
 from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
-from .errors import EdgeshipError, InputError
+from .errors import EdgeshipError, InputError, printable
 from .targets import available_targets  # importing the registry adds the targets' Options to DeployConfig
 
 err_console = Console(stderr=True)
@@ -417,7 +417,8 @@ def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     for r in results:
         preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
         for i, p in enumerate(preds):
-            rows.append([Path(r["image"]).name if i == 0 else "", p["label"],
+            # labels and file names are data: shown, never obeyed (markup, escape sequences)
+            rows.append([escape(printable(Path(r["image"]).name)) if i == 0 else "", escape(printable(p["label"])),
                          "" if p["confidence"] is None else f"{p['confidence']:.3f}"])
     return rows
 
