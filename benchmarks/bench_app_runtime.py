@@ -6,7 +6,8 @@ timed as whole processes, side by side in one run.
 
 Deploys the default model to DIR (or reuses it), writes the coffee photo as a PNG, then runs
 ``--pairs`` pairs of fresh processes back to back in alternating order: the hand-written script
-(numpy, Pillow, onnxruntime) and the edgeship one (``Classifier(folder).classify(photo)``). Both
+(numpy, Pillow, onnxruntime; one intra-op thread, as ``Classifier`` runs by default, so both do the
+same work) and the edgeship one (``Classifier(folder).classify(photo)``). Both
 print their top-1; they must agree. Prints the median wall time of each, the median of the per-pair
 ratios (the figure that survives a machine whose load changes), ``import edgeship`` alone, and the
 modules of note the edgeship process imported. Exit code 1 when the median ratio exceeds 1.1 or
@@ -36,7 +37,8 @@ s = 224 / 0.875 / min(im.size)
 im = im.resize((max(224, round(im.size[0] * s)), max(224, round(im.size[1] * s))), Image.BILINEAR)
 l, t = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
 x = ((np.asarray(im.crop((l, t, l + 224, t + 224)), np.float32) - 127) / 128).transpose(2, 0, 1)[None]
-sess = ort.InferenceSession(f"{folder}/model.onnx", providers=["CPUExecutionProvider"])
+so = ort.SessionOptions(); so.intra_op_num_threads = 1  # as Classifier's default: the same work
+sess = ort.InferenceSession(f"{folder}/model.onnx", so, providers=["CPUExecutionProvider"])
 z = sess.run(None, {sess.get_inputs()[0].name: x})[0][0].astype(np.float64)
 p = np.exp(z - z.max()); p /= p.sum()
 print(labels[int(p.argmax())], round(float(p.max()), 4))

@@ -6,10 +6,7 @@ import contextlib
 import io
 import logging
 import os
-import shutil
 import sys
-import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +33,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
     On any exception the temp folder is removed and ``final`` (if it existed) is untouched.
     """
+    import shutil
+    import tempfile
+
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -60,6 +60,9 @@ def staging_dir(out: Path) -> Iterator[Path]:
     """A hidden scratch folder inside ``out`` (same file system: its contents can be renamed into
     place), removed afterwards whatever happens; ``out`` itself is removed again if this made it and
     it is left empty."""
+    import shutil
+    import tempfile
+
     out = Path(out)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,8 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
@@ -165,6 +170,8 @@ def quiet(*loggers: str, stdout: bool = True, stderr: bool = False) -> Iterator[
     for lg in targets:
         lg.setLevel(logging.ERROR)
     try:
+        import warnings
+
         with contextlib.ExitStack() as stack:
             stack.enter_context(warnings.catch_warnings())
             warnings.simplefilter("ignore")

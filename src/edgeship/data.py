@@ -7,8 +7,6 @@ Python classifier, verification and (later) the generated app code agree on one 
 
 from __future__ import annotations
 
-import importlib
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +118,8 @@ def augmented_crops(spec: Preprocess, n: int, seed: int) -> list[np.ndarray]:
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays from a .npy or .npz file, never unpickling: object arrays are refused."""
+    import zipfile
+
     from .errors import SecurityError
 
     p = Path(path)
@@ -222,6 +222,8 @@ def _split_arrays(arrays: dict[str, np.ndarray], source: Source, limit: int, whe
 def _callable(ref: str, source: Source, limit: int) -> Samples:
     mod, _, attr = ref.rpartition(":")
     try:
+        import importlib
+
         fn = getattr(importlib.import_module(mod), attr)
     except (ImportError, AttributeError) as e:
         raise InputError(f"cannot load data callable {ref!r}: {e}") from None
