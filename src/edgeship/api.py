@@ -625,3 +625,32 @@ def targets_info() -> list[dict[str, Any]]:
             info = {"name": name, "error": str(e)}
         out.append(info)
     return out
+
+
+# ---- updates ------------------------------------------------------------------------------
+
+def repo_init(repo: str | Path) -> dict[str, Any]:
+    """A new TUF update repository in ``repo`` (:func:`edgeship.updates.init_repo`)."""
+    from .updates import init_repo
+
+    return init_repo(repo)
+
+
+def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollout: float = 100.0,
+            key: str | Path | None = None) -> dict[str, Any]:
+    """Add a signed bundle's .tar.gz to a channel of an update repository, atomically
+    (:func:`edgeship.updates.publish`)."""
+    from .updates import publish as _publish
+
+    return _publish(bundle, repo, channel, rollout, key=key)
+
+
+def serve_updates(repo: str | Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve an update repository over HTTP until interrupted."""
+    from .updates import read_channel  # noqa: F401 - fails early on a broken install
+    from .updates.server import serve
+
+    if not (Path(repo) / "metadata" / "timestamp.json").is_file():
+        raise InputError(f"{repo} is not an update repository (no metadata/timestamp.json)",
+                         hint="make one with edgeship repo init REPO")
+    serve(repo, host=host, port=port)

@@ -575,6 +575,72 @@ def keygen(
     run_command(as_json, body)
 
 
+repo_app = typer.Typer(cls=_Group, no_args_is_help=True, help="TUF update repositories (init).")
+app.add_typer(repo_app, name="repo")
+
+
+@repo_app.command("init", cls=_Command)
+def repo_init(
+    repo: Path = typer.Argument(..., metavar="REPO_DIR", help="a new folder for the repository"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Make a TUF update repository: a key per role (root, targets, snapshot, timestamp) and root.json."""
+    from . import api
+
+    def body():
+        doc = api.repo_init(repo)
+
+        def human(c: Console) -> None:
+            c.print(f"repository: {doc['repo']}", markup=False, highlight=False)
+            c.print(f"trusted root for devices: {doc['root']} (edgeship agent init --root ...)", markup=False, highlight=False)
+            c.print(f"keys: {doc['keys']} (mode 0600; keep root.pem offline once devices are provisioned)",
+                    markup=False, highlight=False)
+
+        return {"ok": True, **doc}, human
+
+    run_command(as_json, body)
+
+
+@app.command(cls=_Command)
+def publish(
+    bundle: Path = typer.Argument(..., metavar="BUNDLE", help="a bundle's .tar.gz written by edgeship package"),
+    repo: Path = typer.Option(..., "--repo", metavar="REPO_DIR", help="the update repository (edgeship repo init)"),
+    channel: str = typer.Option("stable", "--channel", metavar="NAME", help="the channel devices follow"),
+    rollout: float = typer.Option(100.0, "--rollout", metavar="PERCENT", help="share of the channel's devices that take it"),
+    key: Path | None = typer.Option(None, "--key", metavar="PUB", help="check the bundle's signature with this public key first"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Publish a signed bundle to a channel of an update repository (atomically; never a downgrade)."""
+    from . import api
+
+    def body():
+        doc = api.publish(bundle, repo, channel=channel, rollout=rollout, key=key)
+
+        def human(c: Console) -> None:
+            c.print(f"published {doc['version']} (release {doc['release']}) to {doc['channel']} at {doc['rollout']:g}%: "
+                    f"{doc['releases_on_channel']} release(s) on the channel", markup=False, highlight=False)
+
+        return doc, human
+
+    run_command(as_json, body)
+
+
+@app.command("serve-updates", cls=_Command)
+def serve_updates(
+    repo: Path = typer.Argument(..., metavar="REPO_DIR", help="the update repository"),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="address to listen on"),
+    port: int = typer.Option(8080, "--port", metavar="N", help="port to listen on"),
+) -> None:
+    """Serve an update repository over HTTP: metadata, bundles (range requests), /healthz."""
+    from . import api
+
+    def body():
+        api.serve_updates(repo, host=host, port=port)
+        return {"ok": True}, None
+
+    run_command(False, body)
+
+
 @app.command(cls=_Command)
 @options_from(BenchConfig)
 def benchmark(
