@@ -17,15 +17,40 @@ from edgeship.updates import in_rollout, init_repo, publish, read_channel
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """Two releases of the tiny classifier (release counters 1 and 2) and their public key."""
-    from edgeship.bundle import package
+def releases(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
+    """Three releases of the tiny classifier (release counters 1, 2, 3), the third validly signed
+    but with golden vectors its model fails, and their public key."""
+    import numpy as np
+
+    from edgeship.artifact import sha256_file
+    from edgeship.bundle import BUNDLE_JSON, _sign, _tar, package
 
     tmp = tmp_path_factory.mktemp("bundles")
     res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp / "out", targets=["onnx"], package=False)
     b1 = package(res.out, version="1.0.0", dest=tmp / "rel")
     b2 = package(res.out, version="2.0.0", dest=tmp / "rel")
-    return b1.tarball, b2.tarball, b1.public_key
+    b3 = package(res.out, version="3.0.0", dest=tmp / "rel")
+    folder = b3.folder
+    golden = json.loads((folder / "golden/golden.json").read_text())
+    for rec in golden["artifacts"].values():
+        for files in rec["outputs"].values():
+            for f in files:
+                np.save(folder / f, -np.load(folder / f))  # the expected outputs no model gives
+    doc = json.loads((folder / BUNDLE_JSON).read_text())
+    for f in doc["files"]:
+        f["sha256"], f["size"] = sha256_file(folder / f["path"]), (folder / f["path"]).stat().st_size
+    (folder / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n")
+    (folder / "model.sig").unlink()
+    _sign(folder, b3.key)
+    b3.tarball.unlink()
+    _tar(folder, folder.name, b3.tarball)
+    assert edgeship.verify_bundle(b3.tarball, b3.public_key)["release"] == 3
+    return b1.tarball, b2.tarball, b3.tarball, b1.public_key
+
+
+@pytest.fixture(scope="module")
+def bundles(releases) -> tuple[Path, Path, Path]:
+    return releases[0], releases[1], releases[3]
 
 
 @pytest.fixture()
@@ -146,3 +171,92 @@ def test_rollout_is_a_stable_fraction_of_devices():
     assert all(in_rollout(d, "stable", 7, 100) for d in ids[:50]) and not any(in_rollout(d, "stable", 7, 0) for d in ids[:50])
     # growing the rollout keeps the devices already in it
     assert all(in_rollout(d, "stable", 7, 80) for d in ids if in_rollout(d, "stable", 7, 30))
+
+
+# ---- the device agent ------------------------------------------------------------------------
+
+def _agent(repo: Path, key: Path, state: Path, device_id: str = "dev-1") -> Path:
+    from edgeship.updates.agent import init_state
+
+    init_state(state, repo / "metadata" / "1.root.json", key, channel="stable", device_id=device_id)
+    return state
+
+
+def test_agent_installs_follows_and_rolls_back_a_release_that_fails_its_health_check(server, releases, tmp_path, photo_file):
+    from edgeship.runtime import Classifier
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, b3, key = releases
+    state = _agent(repo, key, tmp_path / "device")
+    assert check_once(state, url)["action"] == "none"  # nothing published yet
+    publish(b1, repo, "stable", 100, key=key)
+    assert check_once(state, url) == {"ok": True, "action": "installed", "release": 1, "version": "1.0.0"}
+    clf = Classifier.from_agent_state(state)
+    first = clf.classify(photo_file)
+    served_from = clf.runner.path
+    publish(b2, repo, "stable", 100, key=key)
+    assert check_once(state, url)["release"] == 2
+    assert clf.classify(photo_file) == first and clf.runner.path != served_from  # picked up without a restart
+    st = status(state)
+    assert (st["active"]["release"], st["previous"]["release"], st["active"]["state"]) == (2, 1, "committed")
+
+    publish(b3, repo, "stable", 100, key=key)  # validly signed; its golden vectors fail
+    res = check_once(state, url)
+    assert res["action"] == "rolled_back" and "golden vectors" in res["reason"]
+    st = status(state)
+    assert st["active"]["release"] == 2 and st["bad_releases"] == [3] and "release 3" in st["last_failure"]["reason"]
+    assert clf.classify(photo_file) == first  # the old model keeps serving
+    assert check_once(state, url)["action"] == "none"  # a bad release is not tried again
+
+
+def test_agent_killed_between_switch_and_health_check_finishes_on_restart(server, bundles, tmp_path):
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    state = _agent(repo, key, tmp_path / "device")
+    publish(b1, repo, "stable", 100)
+    check_once(state, url)
+    publish(b2, repo, "stable", 100)
+
+    def die(step: str) -> None:
+        if step == "health_check":
+            raise SystemExit("SIGKILL stand-in")
+
+    with pytest.raises(SystemExit):
+        check_once(state, url, hook=die)
+    assert status(state)["active"]["state"] == "trial"
+    from edgeship.runtime import Classifier
+
+    assert Classifier.from_agent_state(state).served_by  # a trial switch serves the committed release before it
+    assert check_once(state, url)["action"] == "installed"
+    assert status(state)["active"]["state"] == "committed" and status(state)["active"]["release"] == 2
+
+
+def test_staged_rollout_moves_only_the_devices_in_it_and_a_tampered_target_is_refused(server, bundles, tmp_path):
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    publish(b1, repo, "stable", 100)
+    ids = [f"dev-{i}" for i in range(200)]
+    inside = next(d for d in ids if in_rollout(d, "stable", 2, 50))
+    outside = next(d for d in ids if not in_rollout(d, "stable", 2, 50))
+    a = _agent(repo, key, tmp_path / "a", inside)
+    b = _agent(repo, key, tmp_path / "b", outside)
+    check_once(a, url)
+    check_once(b, url)
+    publish(b2, repo, "stable", 50)
+    assert check_once(a, url)["release"] == 2
+    assert check_once(b, url)["action"] == "none" and status(b)["active"]["release"] == 1
+
+    # a flipped byte in the served bundle: TUF's hash check refuses it, release 1 keeps serving
+    c = _agent(repo, key, tmp_path / "c", inside)
+    target = next((repo / "targets" / "bundles").glob(f"*.{b2.name}"))
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0xFF
+    target.write_bytes(bytes(data))
+    res = check_once(c, url)
+    assert res["ok"] is False and "hash" in res["reason"].lower()
+    assert status(c)["active"] is None and status(c)["last_failure"]

@@ -654,3 +654,27 @@ def serve_updates(repo: str | Path, host: str = "127.0.0.1", port: int = 8080) -
         raise InputError(f"{repo} is not an update repository (no metadata/timestamp.json)",
                          hint="make one with edgeship repo init REPO")
     serve(repo, host=host, port=port)
+
+
+def agent_init(state: str | Path, root: str | Path, bundle_key: str | Path, channel: str = "stable",
+               device_id: str | None = None) -> dict[str, Any]:
+    """Provision a device's update agent (:func:`edgeship.updates.agent.init_state`)."""
+    from .updates.agent import init_state
+
+    return init_state(state, root, bundle_key, channel=channel, device_id=device_id)
+
+
+def agent_run(state: str | Path, server: str, device_id: str | None = None, once: bool = False,
+              interval: float = 60.0) -> dict[str, Any]:
+    """Run the update agent: one check with ``once``, else forever (:func:`edgeship.updates.agent.run`)."""
+    from .updates import agent
+
+    if device_id is not None:
+        agent.set_device_id(state, device_id)
+    return agent.run(state, server, once=once, interval=interval)
+
+
+def agent_status(state: str | Path) -> dict[str, Any]:
+    from .updates.agent import status
+
+    return status(state)

@@ -29,7 +29,7 @@ from ._version import __version__
 from .analysis.report import print_table, size_text
 from .bench.config import BenchConfig
 from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
-from .errors import EdgeshipError, InputError, printable
+from .errors import EdgeshipError, InputError, UsageError, printable
 from .targets import available_targets  # importing the registry adds the targets' Options to DeployConfig
 
 err_console = Console(stderr=True)
@@ -639,6 +639,86 @@ def serve_updates(
         return {"ok": True}, None
 
     run_command(False, body)
+
+
+agent_app = typer.Typer(cls=_Group, invoke_without_command=True,
+                        help="The device update agent: check, install A/B, health-check, commit or roll back.")
+app.add_typer(agent_app, name="agent")
+
+
+@agent_app.callback()
+def agent(
+    ctx: typer.Context,
+    server: str | None = typer.Option(None, "--server", metavar="URL", help="the update server (edgeship serve-updates)"),
+    state: Path | None = typer.Option(None, "--state", metavar="DIR", help="the agent's state folder (edgeship agent init)"),
+    device_id: str | None = typer.Option(None, "--device-id", metavar="ID", help="this device's id (default: the one set at init)"),
+    once: bool = typer.Option(False, "--once", help="one check, then exit"),
+    interval: float = typer.Option(60.0, "--interval", metavar="S", help="seconds between checks (doubled while checks fail)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Check the update server and install what the device's channel and rollout say (A/B, health-checked)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import api
+
+    def body():
+        if server is None or state is None:
+            raise UsageError("edgeship agent needs --server URL and --state DIR", hint="provision first: edgeship agent init")
+        res = api.agent_run(state, server, device_id=device_id, once=once, interval=interval)
+
+        def human(c: Console) -> None:
+            c.print(f"{res.get('action')}: " + (res.get("reason") or f"release {res.get('release')}"), markup=False,
+                    highlight=False)
+
+        return res, human
+
+    run_command(as_json, body)
+
+
+@agent_app.command("init", cls=_Command)
+def agent_init(
+    state: Path = typer.Option(..., "--state", metavar="DIR", help="a new state folder"),
+    root: Path = typer.Option(..., "--root", metavar="ROOT_JSON", help="the repository's trusted root (metadata/1.root.json)"),
+    bundle_key: Path = typer.Option(..., "--bundle-key", metavar="PUB", help="the public key releases are signed with"),
+    channel: str = typer.Option("stable", "--channel", metavar="NAME", help="the channel to follow"),
+    device_id: str | None = typer.Option(None, "--device-id", metavar="ID", help="this device's id (default: a new random one)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Provision a device: trusted root, bundle key, channel."""
+    from . import api
+
+    def body():
+        doc = api.agent_init(state, root, bundle_key, channel=channel, device_id=device_id)
+        return doc, lambda c: c.print(f"provisioned {doc['state']}: channel {doc['channel']}, device {doc['device_id']}",
+                                      markup=False, highlight=False)
+
+    run_command(as_json, body)
+
+
+@agent_app.command("status", cls=_Command)
+def agent_status(
+    state: Path = typer.Option(..., "--state", metavar="DIR", help="the agent's state folder"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """The active and previous release, channel, last check, last failure and its reason."""
+    from . import api
+
+    def body():
+        doc = api.agent_status(state)
+
+        def human(c: Console) -> None:
+            a = doc["active"]
+            lines = [f"device {doc['device_id']} on {doc['channel']}",
+                     f"active: {'release ' + str(a['release']) + ' (' + str(a['version']) + '), slot ' + str(a['slot']) if a else 'none'}",
+                     f"previous: {doc['previous']['version'] if doc['previous'] else 'none'}",
+                     f"last check: {doc['last_check'] or 'never'} ({doc['last_result'] or '-'})",
+                     f"last failure: {doc['last_failure']['reason'] if doc['last_failure'] else 'none'}"]
+            for ln in lines:
+                c.print(ln, markup=False, highlight=False)
+
+        return doc, human
+
+    run_command(as_json, body)
 
 
 @app.command(cls=_Command)

@@ -177,8 +177,33 @@ class Classifier:
                                     "(edgeship targets), or package another target",
                                skipped=skipped)
 
+    @classmethod
+    def from_agent_state(cls, state: str | Path, threads: int = 1) -> Classifier:
+        """The release an update agent (``edgeship agent``) has active in ``state``; a committed
+        switch to another release is picked up on the next call, without a restart."""
+        bundle, stamp = _agent_bundle(Path(state))
+        clf = cls.from_bundle(bundle, threads=threads)
+        clf._agent = (Path(state), stamp, threads)
+        return clf
+
+    def _follow(self) -> None:
+        state, stamp, threads = self._agent
+        try:
+            now = (state / AGENT_CURRENT).stat().st_mtime_ns
+        except OSError:
+            return
+        if now == stamp:
+            return
+        bundle, now = _agent_bundle(state)
+        new = Classifier.from_bundle(bundle, threads=threads)
+        self.runner.close()
+        self.__dict__.update(new.__dict__)
+        self._agent = (state, now, threads)
+
     def scores(self, image: Any) -> np.ndarray:
         """Class probabilities for one image."""
+        if getattr(self, "_agent", None) is not None:
+            self._follow()
         x = preprocess_image(image, self.preprocess)
         feeds = {self.preprocess.input: x}
         for name in self._names:
@@ -198,6 +223,26 @@ class Classifier:
         order = np.argsort(-p, kind="stable")[:top_k]
         labels = self.labels or tuple(str(i) for i in range(p.size))
         return [Prediction(labels[i] if i < len(labels) else str(i), float(p[i])) for i in order if p[i] >= threshold]
+
+
+AGENT_CURRENT = "current.json"  # edgeship.updates.agent writes it: the committed release and its slot
+
+
+def _agent_bundle(state: Path) -> tuple[Path, int]:
+    """The bundle folder an agent state serves (the committed release; during a trial switch, the
+    one before it) and the switch file's mtime."""
+    from ._util import confined
+
+    path = state / AGENT_CURRENT
+    try:
+        stamp = path.stat().st_mtime_ns
+        cur = json.loads(path.read_text())
+        if cur.get("state") != "committed":
+            cur = cur.get("previous") or {}
+        return confined(state, str(cur["bundle"]), f"{path}: bundle"), stamp
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise UnsupportedError(f"{state} has no installed release yet",
+                               hint="run edgeship agent --state DIR --server URL --once first") from None
 
 
 def _golden_tensor(root: Path, rel: str) -> np.ndarray:

@@ -1,0 +1,243 @@
+"""The device agent: TUF-verified updates installed A/B, health-checked, committed or rolled back.
+
+State folder (``edgeship agent init --state DIR --root root.json --bundle-key PUB``)::
+
+    config.json          channel, device id, the bundle signer's public key (set at provisioning)
+    bundle-key.pem       that public key
+    tuf/metadata/        TUF's trusted metadata (root.json given once, then kept up to date by TUF)
+    tuf/downloads/       downloads in progress
+    slots/a, slots/b     the two slots; each holds one unpacked, verified bundle
+    current.json         the switch: {slot, bundle, release, version, state: trial|committed,
+                         previous: {...}}; replaced in one rename
+    status.json          last check, last failure and its reason, releases that failed
+
+One check (:func:`check_once`): refresh TUF metadata (``tuf.ngclient.Updater``: rollback, freeze,
+mix-and-match and endless-data protection), read the channel list, pick the newest release this
+device is in the rollout of and that is newer than the active one (never a downgrade) and not
+known bad, download it (hash-checked by TUF), verify its own signature and files, unpack it into
+the inactive slot, switch (state ``trial``), health check (the Python runtime loads it and passes
+its golden vectors), then commit. Any failure after the switch switches back. An agent killed
+mid-way finds a ``trial`` switch on restart and finishes the health check first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._util import atomic_write_text
+from ..errors import EdgeshipError, InputError, UsageError
+from .repo import in_rollout
+
+__all__ = ["init_state", "check_once", "status", "CURRENT", "run"]  # the runtime reads CURRENT itself
+
+CURRENT = "current.json"
+STATUS = "status.json"
+CONFIG = "config.json"
+SLOTS = ("a", "b")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def init_state(state: str | Path, root: str | Path, bundle_key: str | Path, channel: str = "stable",
+               device_id: str | None = None) -> dict[str, Any]:
+    """Provision a device: the trusted TUF root, the bundle signer's key, the channel."""
+    import uuid
+
+    state, root, bundle_key = Path(state), Path(root), Path(bundle_key)
+    if (state / CONFIG).exists():
+        raise UsageError(f"{state} is already provisioned", hint="give another --state, or remove it to start over")
+    for p, what in ((root, "--root"), (bundle_key, "--bundle-key")):
+        if not p.is_file():
+            raise InputError(f"{what} {p}: no such file")
+    try:
+        signed = json.loads(root.read_text())["signed"]
+        if signed.get("_type") != "root":
+            raise ValueError("not root metadata")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{root} is not TUF root metadata ({str(e)[:100]})",
+                         hint="give the repository's metadata/1.root.json") from None
+    (state / "tuf" / "metadata").mkdir(parents=True, exist_ok=True)
+    (state / "tuf" / "downloads").mkdir(exist_ok=True)
+    (state / "slots").mkdir(exist_ok=True)
+    shutil.copyfile(root, state / "tuf" / "metadata" / "root.json")
+    shutil.copyfile(bundle_key, state / "bundle-key.pem")
+    cfg = {"channel": channel, "device_id": device_id or uuid.uuid4().hex, "bundle_key": "bundle-key.pem"}
+    atomic_write_text(state / CONFIG, json.dumps(cfg, indent=1) + "\n")
+    return {"ok": True, "state": str(state), **cfg}
+
+
+def set_device_id(state: str | Path, device_id: str) -> None:
+    state = Path(state)
+    cfg = _config(state)
+    if cfg.get("device_id") != device_id:
+        atomic_write_text(state / CONFIG, json.dumps({**cfg, "device_id": device_id}, indent=1) + "\n")
+
+
+def _config(state: Path) -> dict[str, Any]:
+    cfg = _read(state / CONFIG)
+    if cfg is None:
+        raise InputError(f"{state} is not a provisioned agent state", hint="run edgeship agent init --state DIR --root root.json")
+    return cfg
+
+
+def _record(state: Path, **update: Any) -> dict[str, Any]:
+    st = _read(state / STATUS) or {"bad_releases": []}
+    st.update(update)
+    atomic_write_text(state / STATUS, json.dumps(st, indent=1) + "\n")
+    return st
+
+
+def _healthy(bundle: Path) -> str | None:
+    """None when the Python runtime loads the bundle and an artifact passes its golden vectors,
+    else why not."""
+    from ..runtime import Classifier
+
+    try:
+        clf = Classifier.from_bundle(bundle)
+        clf.runner.close()
+    except EdgeshipError as e:
+        return e.message
+    return None
+
+
+def _switch(state: Path, doc: dict[str, Any]) -> None:
+    atomic_write_text(state / CURRENT, json.dumps(doc, indent=1) + "\n")
+
+
+def _finish_trial(state: Path, cur: dict[str, Any], hook: Callable[[str], None]) -> dict[str, Any]:
+    """Health-check a switched-to release; commit it, or switch back to the previous one."""
+    hook("health_check")
+    why = _healthy(state / cur["bundle"])
+    if why is None:
+        hook("commit")
+        cur = {**cur, "state": "committed", "committed": _now()}
+        _switch(state, cur)
+        _record(state, last_result=f"installed release {cur['release']} ({cur['version']})", last_failure=None)
+        return {"ok": True, "action": "installed", "release": cur["release"], "version": cur["version"]}
+    prev = cur.get("previous")
+    if prev:
+        _switch(state, {**prev, "state": "committed"})
+    else:
+        (state / CURRENT).unlink(missing_ok=True)
+    st = _read(state / STATUS) or {"bad_releases": []}
+    bad = sorted({*st.get("bad_releases", []), cur["release"]})
+    reason = f"release {cur['release']} ({cur['version']}) failed its health check and was rolled back: {why}"
+    _record(state, bad_releases=bad, last_failure={"time": _now(), "reason": reason, "release": cur["release"]},
+            last_result="rolled back")
+    return {"ok": False, "action": "rolled_back", "release": cur["release"], "reason": reason}
+
+
+def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
+    """One update check (see the module doc). ``hook(step)`` is called before each step (fault
+    tests kill the agent there)."""
+    from tuf.ngclient import Updater
+
+    from .._archive import safe_extract
+    from ..bundle import verify_bundle
+
+    state = Path(state)
+    cfg = _config(state)
+    cur = _read(state / CURRENT)
+    if cur and cur.get("state") == "trial":  # killed between the switch and the commit
+        return _finish_trial(state, cur, hook)
+    active = int(cur["release"]) if cur else 0
+    _record(state, last_check=_now(), channel=cfg["channel"])
+    try:
+        hook("refresh")
+        up = Updater(metadata_dir=str(state / "tuf" / "metadata"), metadata_base_url=f"{server.rstrip('/')}/metadata/",
+                     target_base_url=f"{server.rstrip('/')}/targets/", target_dir=str(state / "tuf" / "downloads"))
+        up.refresh()
+        info = up.get_targetinfo(f"channels/{cfg['channel']}.json")
+        if info is None:
+            _record(state, last_result=f"channel {cfg['channel']} has no releases")
+            return {"ok": True, "action": "none", "reason": f"channel {cfg['channel']} has no releases"}
+        channel = json.loads(Path(up.download_target(info)).read_text())
+        bad = set((_read(state / STATUS) or {}).get("bad_releases", []))
+        eligible = [r for r in channel.get("releases", []) if int(r["release"]) > active and int(r["release"]) not in bad
+                    and in_rollout(cfg["device_id"], cfg["channel"], int(r["release"]), float(r.get("rollout", 100)))]
+        if not eligible:
+            _record(state, last_result=f"up to date (release {active})", last_failure=None)
+            return {"ok": True, "action": "none", "release": active}
+        rel = max(eligible, key=lambda r: int(r["release"]))
+        hook("download")
+        tinfo = up.get_targetinfo(rel["target"])
+        if tinfo is None:
+            raise InputError(f"the channel names {rel['target']}, which the repository's targets do not list")
+        tarball = Path(up.download_target(tinfo))
+    except EdgeshipError:
+        raise
+    except Exception as e:  # noqa: BLE001 - TUF and network failures are reported, the model keeps serving
+        reason = f"{type(e).__name__}: {str(e)[:300]}"
+        _record(state, last_failure={"time": _now(), "reason": reason}, last_result="check failed")
+        return {"ok": False, "action": "none", "reason": reason}
+    try:
+        hook("verify")
+        doc = verify_bundle(tarball, state / cfg["bundle_key"])
+        if int(doc["release"]) != int(rel["release"]) or int(doc["release"]) <= active:
+            raise InputError(f"{rel['target']} holds release {doc['release']}, the channel said {rel['release']}")
+        slot = next(s for s in SLOTS if not cur or cur.get("slot") != s)
+        hook("unpack")
+        dest = state / "slots" / slot
+        shutil.rmtree(dest, ignore_errors=True)
+        names = safe_extract(tarball, dest)  # into a temp folder renamed into place
+        top = sorted({n.split("/", 1)[0] for n in names})[0]
+    except EdgeshipError as e:
+        reason = f"release {rel['release']} ({rel['version']}) refused: {e.message}"
+        st = _read(state / STATUS) or {}
+        _record(state, bad_releases=sorted({*st.get("bad_releases", []), int(rel["release"])}),
+                last_failure={"time": _now(), "reason": reason, "release": int(rel["release"])}, last_result="refused")
+        return {"ok": False, "action": "refused", "release": int(rel["release"]), "reason": reason}
+    finally:
+        for p in (state / "tuf" / "downloads").glob("*"):
+            p.unlink(missing_ok=True)
+    hook("switch")
+    trial = {"slot": slot, "bundle": f"slots/{slot}/{top}", "release": int(doc["release"]), "version": doc["version"],
+             "state": "trial", "switched": _now(),
+             "previous": {k: cur[k] for k in ("slot", "bundle", "release", "version")} if cur else None}
+    _switch(state, trial)
+    return _finish_trial(state, trial, hook)
+
+
+def run(state: str | Path, server: str, once: bool = False, interval: float = 60.0, max_backoff: float = 900.0,
+        say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Check now, then every ``interval`` seconds (doubling up to ``max_backoff`` while checks
+    fail); ``once``: one check. The active model keeps serving whatever happens."""
+    import time
+
+    wait = interval
+    while True:
+        res = check_once(state, server)
+        say(json.dumps(res))
+        if once:
+            return res
+        wait = interval if res.get("ok") else min(max_backoff, wait * 2)
+        time.sleep(wait)
+
+
+def status(state: str | Path) -> dict[str, Any]:
+    state = Path(state)
+    cfg = _config(state)
+    cur = _read(state / CURRENT)
+    st = _read(state / STATUS) or {}
+    return {"ok": True, "state": str(state), "device_id": cfg["device_id"], "channel": cfg["channel"],
+            "active": {k: cur.get(k) for k in ("release", "version", "slot", "state", "bundle")} if cur else None,
+            "previous": (cur or {}).get("previous"), "last_check": st.get("last_check"),
+            "last_result": st.get("last_result"), "last_failure": st.get("last_failure"),
+            "bad_releases": st.get("bad_releases", [])}
+
+
