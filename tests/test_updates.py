@@ -260,3 +260,43 @@ def test_staged_rollout_moves_only_the_devices_in_it_and_a_tampered_target_is_re
     res = check_once(c, url)
     assert res["ok"] is False and "hash" in res["reason"].lower()
     assert status(c)["active"] is None and status(c)["last_failure"]
+
+
+KILLER = """
+import os, signal, sys
+from edgeship.updates.agent import check_once
+state, url, at = sys.argv[1:4]
+
+def hook(step):
+    if step == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+print(check_once(state, url, hook=hook))
+"""
+
+
+@pytest.mark.parametrize("step", ["refresh", "download", "verify", "unpack", "switch", "health_check", "commit"])
+def test_sigkill_at_every_step_leaves_exactly_one_complete_release_serving(server, bundles, tmp_path, step):
+    import subprocess
+    import sys
+
+    from edgeship.runtime import Classifier
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    state = _agent(repo, key, tmp_path / "device")
+    publish(b1, repo, "stable", 100)
+    check_once(state, url)
+    publish(b2, repo, "stable", 100)
+    run = subprocess.run([sys.executable, "-c", KILLER, str(state), url, step], capture_output=True, text=True, timeout=300)
+    assert run.returncode == -9, run.stderr[-1000:]
+    # killed: whatever it left, the release that serves is a complete, verified one
+    serving = Classifier.from_agent_state(state)
+    assert edgeship.verify_bundle(Path(serving.runner.path).parents[2], key)["ok"]
+    # restarted: it ends on release 2, committed, complete
+    res = check_once(state, url)
+    assert status(state)["active"]["release"] == 2 and status(state)["active"]["state"] == "committed", res
+    active = state / status(state)["active"]["bundle"]
+    assert edgeship.verify_bundle(active, key)["release"] == 2
+    assert not [p for p in (state / "slots").iterdir() if p.name.startswith(".")]

@@ -193,6 +193,8 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         slot = next(s for s in SLOTS if not cur or cur.get("slot") != s)
         hook("unpack")
         dest = state / "slots" / slot
+        for junk in (state / "slots").glob(".*"):  # what an agent killed mid-unpack left
+            shutil.rmtree(junk, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
         names = safe_extract(tarball, dest)  # into a temp folder renamed into place
         top = sorted({n.split("/", 1)[0] for n in names})[0]
