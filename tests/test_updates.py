@@ -260,6 +260,9 @@ def test_staged_rollout_moves_only_the_devices_in_it_and_a_tampered_target_is_re
     res = check_once(c, url)
     assert res["ok"] is False and "hash" in res["reason"].lower()
     assert status(c)["active"] is None and status(c)["last_failure"]
+    target.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+    res = check_once(c, url)
+    assert res["ok"] is False and "LengthOrHashMismatch" in res["reason"] and status(c)["active"] is None
 
 
 KILLER = """
@@ -300,3 +303,83 @@ def test_sigkill_at_every_step_leaves_exactly_one_complete_release_serving(serve
     active = state / status(state)["active"]["bundle"]
     assert edgeship.verify_bundle(active, key)["release"] == 2
     assert not [p for p in (state / "slots").iterdir() if p.name.startswith(".")]
+
+
+DISK_FULL = """
+import json, resource, signal, sys
+from edgeship.updates.agent import check_once
+state, url = sys.argv[1:3]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
+
+
+def hook(step):
+    if step == "unpack":  # the disk fills up as the release is unpacked
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+
+
+print(json.dumps(check_once(state, url, hook=hook)))
+"""
+
+
+def test_metadata_attacks_a_full_disk_and_a_dead_server_are_refused_and_the_old_model_serves(server, bundles, tmp_path):
+    import subprocess
+    import sys
+
+    from securesystemslib.signer import CryptoSigner
+    from tuf.api.metadata import Metadata
+
+    from edgeship.runtime import Classifier
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    state = _agent(repo, key, tmp_path / "device")
+    publish(b1, repo, "stable", 100)
+    assert check_once(state, url)["release"] == 1
+    publish(b2, repo, "stable", 100)
+    meta = repo / "metadata"
+    good_ts = (meta / "timestamp.json").read_bytes()
+
+    def refused(what: str) -> None:
+        res = check_once(state, url)
+        assert res["ok"] is False and status(state)["active"]["release"] == 1, (what, res)
+        assert status(state)["last_failure"]["reason"], what
+        assert Classifier.from_agent_state(state).served_by  # the old model keeps serving
+
+    # timestamp metadata signed by a key the root does not name
+    md = Metadata.from_bytes(good_ts)
+    md.signatures.clear()
+    md.sign(CryptoSigner.generate_ed25519())
+    (meta / "timestamp.json").write_bytes(md.to_bytes())
+    refused("wrong key")
+    # expired timestamp metadata (a frozen feed), validly signed
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    ts_key = CryptoSigner(load_pem_private_key((repo / "keys" / "timestamp.pem").read_bytes(), None))
+    md = Metadata.from_bytes(good_ts)
+    md.signed.expires = md.signed.expires.replace(year=2020)
+    md.signatures.clear()
+    md.sign(ts_key)
+    (meta / "timestamp.json").write_bytes(md.to_bytes())
+    refused("expired timestamp")
+    # a disk that fills up while unpacking: not installed, tried again later
+    (meta / "timestamp.json").write_bytes(good_ts)
+    run = subprocess.run([sys.executable, "-c", DISK_FULL, str(state), url], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-1000:]
+    res = json.loads(run.stdout.strip().splitlines()[-1])
+    assert res["ok"] is False and "unpacking failed" in res["reason"] and status(state)["active"]["release"] == 1
+    assert not [p for p in (state / "slots").iterdir() if p.name.startswith(".")]
+    assert status(state)["bad_releases"] == []  # the release is not to blame
+    # the server down: reported, nothing changes
+    res = check_once(state, "http://127.0.0.1:9")
+    assert res["ok"] is False and status(state)["active"]["release"] == 1
+    # the next good check installs release 2; then a replayed older timestamp/snapshot is refused
+    assert check_once(state, url)["release"] == 2
+    old_ts = Metadata.from_bytes(good_ts)
+    old_ts.signed.version -= 1
+    old_ts.signed.snapshot_meta.version -= 1
+    old_ts.signatures.clear()
+    old_ts.sign(ts_key)
+    (meta / "timestamp.json").write_bytes(old_ts.to_bytes())
+    res = check_once(state, url)
+    assert res["ok"] is False and "version" in res["reason"].lower() and status(state)["active"]["release"] == 2

@@ -196,7 +196,15 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         for junk in (state / "slots").glob(".*"):  # what an agent killed mid-unpack left
             shutil.rmtree(junk, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
-        names = safe_extract(tarball, dest)  # into a temp folder renamed into place
+        try:
+            names = safe_extract(tarball, dest)  # into a temp folder renamed into place
+        except OSError as e:  # the device, not the release: a full disk; tried again next time
+            for junk in (state / "slots").glob(".*"):
+                shutil.rmtree(junk, ignore_errors=True)
+            reason = f"release {rel['release']} ({rel['version']}) not installed: unpacking failed: {e.strerror or e}"
+            _record(state, last_failure={"time": _now(), "reason": reason, "release": int(rel["release"])},
+                    last_result="unpack failed")
+            return {"ok": False, "action": "none", "release": int(rel["release"]), "reason": reason}
         top = sorted({n.split("/", 1)[0] for n in names})[0]
     except EdgeshipError as e:
         reason = f"release {rel['release']} ({rel['version']}) refused: {e.message}"
