@@ -171,8 +171,9 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         eligible = [r for r in channel.get("releases", []) if int(r["release"]) > active and int(r["release"]) not in bad
                     and in_rollout(cfg["device_id"], cfg["channel"], int(r["release"]), float(r.get("rollout", 100)))]
         if not eligible:
+            why = f"up to date: release {active}; nothing newer on {cfg['channel']} for this device (rollout, bad releases)"
             _record(state, last_result=f"up to date (release {active})", last_failure=None)
-            return {"ok": True, "action": "none", "release": active}
+            return {"ok": True, "action": "none", "release": active, "reason": why}
         rel = max(eligible, key=lambda r: int(r["release"]))
         hook("download")
         tinfo = up.get_targetinfo(rel["target"])
