@@ -383,3 +383,33 @@ def test_metadata_attacks_a_full_disk_and_a_dead_server_are_refused_and_the_old_
     (meta / "timestamp.json").write_bytes(old_ts.to_bytes())
     res = check_once(state, url)
     assert res["ok"] is False and "version" in res["reason"].lower() and status(state)["active"]["release"] == 2
+
+
+def test_an_interrupted_bundle_download_resumes_and_a_wrong_partial_is_dropped(server, bundles, tmp_path):
+    import hashlib
+
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    publish(b1, repo, "stable", 100)
+    info = json.loads((repo / "metadata" / "2.targets.json").read_text())["signed"]["targets"][f"bundles/{b1.name}"]
+    target_url = f"{url}/targets/bundles/{info['hashes']['sha256']}.{b1.name}"
+    part = lambda state: state / "tuf" / "partial" / (hashlib.sha256(target_url.encode()).hexdigest()[:32] + ".part")  # noqa: E731
+
+    # half the bundle arrived before the connection dropped: the rest is asked for with a range request
+    state = _agent(repo, key, tmp_path / "a")
+    part(state).parent.mkdir(parents=True)
+    half = b1.read_bytes()[: b1.stat().st_size // 2]
+    part(state).write_bytes(half)
+    res = check_once(state, url)
+    assert res["action"] == "installed" and res["resumed_bytes"] == len(half)
+    assert not part(state).exists()
+
+    # bytes kept from something else: TUF's hash check fails, they are dropped, the next try is whole
+    state = _agent(repo, key, tmp_path / "b")
+    part(state).parent.mkdir(parents=True)
+    part(state).write_bytes(b"\0" * 1000)
+    res = check_once(state, url)
+    assert res["ok"] is False and "LengthOrHashMismatch" in res["reason"] and not part(state).exists()
+    assert check_once(state, url)["action"] == "installed" and status(state)["active"]["release"] == 1

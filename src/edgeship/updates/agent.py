@@ -31,6 +31,7 @@ from typing import Any
 
 from .._util import atomic_write_text
 from ..errors import EdgeshipError, InputError, UsageError
+from .fetch import ResumingFetcher
 from .repo import in_rollout
 
 __all__ = ["init_state", "check_once", "status", "CURRENT", "run"]  # the runtime reads CURRENT itself
@@ -157,10 +158,12 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         return _finish_trial(state, cur, hook)
     active = int(cur["release"]) if cur else 0
     _record(state, last_check=_now(), channel=cfg["channel"])
+    fetcher = ResumingFetcher(state / "tuf" / "partial")
     try:
         hook("refresh")
         up = Updater(metadata_dir=str(state / "tuf" / "metadata"), metadata_base_url=f"{server.rstrip('/')}/metadata/",
-                     target_base_url=f"{server.rstrip('/')}/targets/", target_dir=str(state / "tuf" / "downloads"))
+                     target_base_url=f"{server.rstrip('/')}/targets/", target_dir=str(state / "tuf" / "downloads"),
+                     fetcher=fetcher)
         up.refresh()
         info = up.get_targetinfo(f"channels/{cfg['channel']}.json")
         if info is None:
@@ -180,10 +183,15 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         if tinfo is None:
             raise InputError(f"the channel names {rel['target']}, which the repository's targets do not list")
         tarball = Path(up.download_target(tinfo))
+        shutil.rmtree(state / "tuf" / "partial", ignore_errors=True)
     except EdgeshipError:
         raise
     except Exception as e:  # noqa: BLE001 - TUF and network failures are reported, the model keeps serving
-        reason = f"{type(e).__name__}: {str(e)[:300]}"
+        from tuf.api.exceptions import LengthOrHashMismatchError
+
+        if isinstance(e, LengthOrHashMismatchError):  # what was kept to resume is not the target: start over
+            shutil.rmtree(state / "tuf" / "partial", ignore_errors=True)
+        reason = f"{type(e).__name__}: {str(e)[:300]}" + (f" ({type(e.__cause__).__name__}: {str(e.__cause__)[:200]})" if e.__cause__ else "")
         _record(state, last_failure={"time": _now(), "reason": reason}, last_result="check failed")
         return {"ok": False, "action": "none", "reason": reason}
     try:
@@ -217,11 +225,12 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         for p in (state / "tuf" / "downloads").glob("*"):
             p.unlink(missing_ok=True)
     hook("switch")
+    resumed = fetcher.resumed_bytes
     trial = {"slot": slot, "bundle": f"slots/{slot}/{top}", "release": int(doc["release"]), "version": doc["version"],
              "state": "trial", "switched": _now(),
              "previous": {k: cur[k] for k in ("slot", "bundle", "release", "version")} if cur else None}
     _switch(state, trial)
-    return _finish_trial(state, trial, hook)
+    return {**_finish_trial(state, trial, hook), **({"resumed_bytes": resumed} if resumed else {})}
 
 
 def run(state: str | Path, server: str, once: bool = False, interval: float = 60.0, max_backoff: float = 900.0,
