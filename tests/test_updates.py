@@ -383,6 +383,15 @@ def test_metadata_attacks_a_full_disk_and_a_dead_server_are_refused_and_the_old_
     (meta / "timestamp.json").write_bytes(old_ts.to_bytes())
     res = check_once(state, url)
     assert res["ok"] is False and "version" in res["reason"].lower() and status(state)["active"]["release"] == 2
+    # a newer timestamp that points back at an older snapshot (a replayed snapshot)
+    replay = Metadata.from_bytes(good_ts)
+    replay.signed.version += 5
+    replay.signed.snapshot_meta.version -= 1
+    replay.signatures.clear()
+    replay.sign(ts_key)
+    (meta / "timestamp.json").write_bytes(replay.to_bytes())
+    res = check_once(state, url)
+    assert res["ok"] is False and "snapshot" in res["reason"].lower() and status(state)["active"]["release"] == 2
 
 
 def test_an_interrupted_bundle_download_resumes_and_a_wrong_partial_is_dropped(server, bundles, tmp_path):
@@ -413,3 +422,13 @@ def test_an_interrupted_bundle_download_resumes_and_a_wrong_partial_is_dropped(s
     res = check_once(state, url)
     assert res["ok"] is False and "LengthOrHashMismatch" in res["reason"] and not part(state).exists()
     assert check_once(state, url)["action"] == "installed" and status(state)["active"]["release"] == 1
+
+
+def test_the_agent_backs_off_while_the_server_is_down_and_resumes_its_pace(tmp_path, monkeypatch):
+    from edgeship.updates import agent
+
+    answers = iter([{"ok": False}, {"ok": False}, {"ok": False}, {"ok": True}, {"ok": True}])
+    monkeypatch.setattr(agent, "check_once", lambda state, server: next(answers))
+    waits: list[float] = []
+    agent.run(tmp_path, "http://127.0.0.1:9", interval=10, max_backoff=30, checks=5, sleep=waits.append)
+    assert waits == [20, 30, 30, 10]

@@ -234,19 +234,23 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
 
 
 def run(state: str | Path, server: str, once: bool = False, interval: float = 60.0, max_backoff: float = 900.0,
-        say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Check now, then every ``interval`` seconds (doubling up to ``max_backoff`` while checks
-    fail); ``once``: one check. The active model keeps serving whatever happens."""
+        say: Callable[[str], None] = lambda _m: None, checks: int | None = None,
+        sleep: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Check now, then every ``interval`` seconds, waiting twice as long after each failed check
+    (the server down or slow) up to ``max_backoff``; ``once``: one check; ``checks``: that many.
+    The active model keeps serving whatever happens."""
     import time
 
-    wait = interval
+    pause = sleep or time.sleep
+    wait, done = interval, 0
     while True:
         res = check_once(state, server)
+        done += 1
         say(json.dumps(res))
-        if once:
+        if once or (checks is not None and done >= checks):
             return res
         wait = interval if res.get("ok") else min(max_backoff, wait * 2)
-        time.sleep(wait)
+        pause(wait)
 
 
 def status(state: str | Path) -> dict[str, Any]:
