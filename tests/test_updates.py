@@ -432,3 +432,17 @@ def test_the_agent_backs_off_while_the_server_is_down_and_resumes_its_pace(tmp_p
     waits: list[float] = []
     agent.run(tmp_path, "http://127.0.0.1:9", interval=10, max_backoff=30, checks=5, sleep=waits.append)
     assert waits == [20, 30, 30, 10]
+
+
+def test_a_refreshed_timestamp_keeps_devices_updating_after_the_old_one_expired(server, bundles, tmp_path):
+    from edgeship.updates import refresh_timestamp
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    publish(b1, repo, "stable", 100)
+    state = _agent(repo, key, tmp_path / "device")
+    refresh_timestamp(repo, days=-1)  # what a repository nobody re-signs looks like after a week
+    assert check_once(state, url)["ok"] is False and "expired" in status(state)["last_failure"]["reason"].lower()
+    refresh_timestamp(repo)
+    assert check_once(state, url)["action"] == "installed"

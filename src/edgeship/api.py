@@ -636,6 +636,13 @@ def repo_init(repo: str | Path) -> dict[str, Any]:
     return init_repo(repo)
 
 
+def repo_refresh(repo: str | Path, days: int = 7) -> dict[str, Any]:
+    """Re-sign an update repository's timestamp (:func:`edgeship.updates.refresh_timestamp`)."""
+    from .updates import refresh_timestamp
+
+    return refresh_timestamp(repo, days=days)
+
+
 def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollout: float = 100.0,
             key: str | Path | None = None) -> dict[str, Any]:
     """Add a signed bundle's .tar.gz to a channel of an update repository, atomically

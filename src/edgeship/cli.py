@@ -575,7 +575,7 @@ def keygen(
     run_command(as_json, body)
 
 
-repo_app = typer.Typer(cls=_Group, no_args_is_help=True, help="TUF update repositories (init).")
+repo_app = typer.Typer(cls=_Group, no_args_is_help=True, help="TUF update repositories (init, refresh).")
 app.add_typer(repo_app, name="repo")
 
 
@@ -597,6 +597,23 @@ def repo_init(
                     markup=False, highlight=False)
 
         return {"ok": True, **doc}, human
+
+    run_command(as_json, body)
+
+
+@repo_app.command("refresh", cls=_Command)
+def repo_refresh(
+    repo: Path = typer.Argument(..., metavar="REPO_DIR", help="the update repository"),
+    days: int = typer.Option(7, "--days", metavar="N", help="days until the new timestamp expires"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Re-sign the timestamp (run it daily): devices refuse a repository whose timestamp expired as frozen."""
+    from . import api
+
+    def body():
+        doc = api.repo_refresh(repo, days=days)
+        return doc, lambda c: c.print(f"timestamp version {doc['timestamp_version']}, expires {doc['expires']}",
+                                      markup=False, highlight=False)
 
     run_command(as_json, body)
 

@@ -19,6 +19,6 @@ served, and what it left behind is unreferenced.
 
 from __future__ import annotations
 
-from .repo import CHANNEL_SCHEMA, in_rollout, init_repo, publish, read_channel
+from .repo import CHANNEL_SCHEMA, in_rollout, init_repo, publish, read_channel, refresh_timestamp
 
-__all__ = ["init_repo", "publish", "in_rollout", "read_channel", "CHANNEL_SCHEMA"]
+__all__ = ["init_repo", "publish", "refresh_timestamp", "in_rollout", "read_channel", "CHANNEL_SCHEMA"]

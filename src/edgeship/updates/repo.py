@@ -15,7 +15,8 @@ from typing import Any
 from .._util import atomic_write_text
 from ..errors import InputError, SecurityError, UsageError
 
-__all__ = ["init_repo", "publish", "in_rollout", "read_channel", "CHANNEL_SCHEMA", "ROLES", "EXPIRY_DAYS"]
+__all__ = ["init_repo", "publish", "refresh_timestamp", "in_rollout", "read_channel", "CHANNEL_SCHEMA", "ROLES",
+           "EXPIRY_DAYS"]
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 #: default lifetime of each role's metadata; a device refuses expired metadata (freeze attacks)
@@ -222,3 +223,18 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
     return {"ok": True, "repo": str(repo), "channel": channel, "version": version, "release": release,
             "rollout": rollout, "target": bundle_target, "targets_version": tgt.signed.version,
             "releases_on_channel": len(current["releases"])}
+
+
+def refresh_timestamp(repo: str | Path, days: int | None = None) -> dict[str, Any]:
+    """Re-sign the timestamp with a new version and expiry (default :data:`EXPIRY_DAYS`), nothing
+    else changed: run it (e.g. daily from cron) so devices do not refuse a repository that has not
+    published for a while as frozen."""
+    repo = Path(repo)
+    signers = _signers(repo)
+    _, _, ts = _load(repo)
+    ts.signed.version += 1
+    ts.signed.expires = _now() + _dt.timedelta(days=days if days is not None else EXPIRY_DAYS["timestamp"])
+    ts.signatures.clear()
+    ts.sign(signers["timestamp"])
+    _write(ts, repo / "metadata" / "timestamp.json")
+    return {"ok": True, "repo": str(repo), "timestamp_version": ts.signed.version, "expires": ts.signed.expires.isoformat()}
