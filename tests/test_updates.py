@@ -446,3 +446,43 @@ def test_a_refreshed_timestamp_keeps_devices_updating_after_the_old_one_expired(
     assert check_once(state, url)["ok"] is False and "expired" in status(state)["last_failure"]["reason"].lower()
     refresh_timestamp(repo)
     assert check_once(state, url)["action"] == "installed"
+
+
+def test_a_forged_channel_that_relabels_an_old_bundle_is_refused_as_a_downgrade(server, bundles, tmp_path):
+    # someone with the targets key lists genuine release 1 (validly signed) as "release 3"
+    import shutil
+    import tempfile
+
+    from tuf.api.metadata import MetaFile
+
+    from edgeship.updates.agent import check_once, status
+    from edgeship.updates.repo import _add_target, _load, _signers, _write
+
+    repo, url = server
+    b1, b2, key = bundles
+    publish(b1, repo, "stable", 100)
+    publish(b2, repo, "stable", 100)
+    state = _agent(repo, key, tmp_path / "device")
+    assert check_once(state, url)["release"] == 2
+    old = tmp_path / "m-3.0.0.tar.gz"
+    shutil.copyfile(b1, old)
+    signers = _signers(repo)
+    tgt, snap, ts = _load(repo)
+    channel = read_channel(repo, "stable")
+    channel["releases"].append({"version": "3.0.0", "release": 3, "name": "m", "target": f"bundles/{old.name}", "rollout": 100})
+    tgt.signed.targets[f"bundles/{old.name}"] = _add_target(repo, f"bundles/{old.name}", old)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "stable.json").write_text(json.dumps(channel))
+        tgt.signed.targets["channels/stable.json"] = _add_target(repo, "channels/stable.json", Path(d) / "stable.json")
+    for md, role in ((tgt, "targets"), (snap, "snapshot"), (ts, "timestamp")):
+        md.signed.version += 1
+        if role == "snapshot":
+            md.signed.meta["targets.json"] = MetaFile(version=tgt.signed.version)
+        if role == "timestamp":
+            md.signed.snapshot_meta = MetaFile(version=snap.signed.version)
+        md.signatures.clear()
+        md.sign(signers[role])
+        _write(md, repo / "metadata" / (f"{md.signed.version}.{role}.json" if role != "timestamp" else "timestamp.json"))
+    res = check_once(state, url)
+    assert res["action"] == "refused" and "holds release 1" in res["reason"]
+    assert status(state)["active"]["release"] == 2 and 3 in status(state)["bad_releases"]
