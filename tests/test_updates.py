@@ -206,6 +206,7 @@ def test_agent_installs_follows_and_rolls_back_a_release_that_fails_its_health_c
     assert res["action"] == "rolled_back" and "golden vectors" in res["reason"]
     st = status(state)
     assert st["active"]["release"] == 2 and st["bad_releases"] == [3] and "release 3" in st["last_failure"]["reason"]
+    assert st["previous"]["release"] == 1  # the rollback restored what status showed before
     assert clf.classify(photo_file) == first  # the old model keeps serving
     assert check_once(state, url)["action"] == "none"  # a bad release is not tried again
 

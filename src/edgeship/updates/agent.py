@@ -116,6 +116,16 @@ def _healthy(bundle: Path) -> str | None:
     return None
 
 
+def _as_previous(cur: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The active release as the one to roll back to, with its own previous one (one level), so
+    a rollback restores what ``agent status`` showed before."""
+    if not cur:
+        return None
+    keys = ("slot", "bundle", "release", "version")
+    before = cur.get("previous")
+    return {**{k: cur[k] for k in keys}, "previous": {k: before[k] for k in keys if k in before} if before else None}
+
+
 def _switch(state: Path, doc: dict[str, Any]) -> None:
     atomic_write_text(state / CURRENT, json.dumps(doc, indent=1) + "\n")
 
@@ -228,7 +238,7 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
     resumed = fetcher.resumed_bytes
     trial = {"slot": slot, "bundle": f"slots/{slot}/{top}", "release": int(doc["release"]), "version": doc["version"],
              "state": "trial", "switched": _now(),
-             "previous": {k: cur[k] for k in ("slot", "bundle", "release", "version")} if cur else None}
+             "previous": _as_previous(cur)}
     _switch(state, trial)
     return {**_finish_trial(state, trial, hook), **({"resumed_bytes": resumed} if resumed else {})}
 
