@@ -271,15 +271,24 @@ import os, signal, sys
 from edgeship.updates.agent import check_once
 state, url, at = sys.argv[1:4]
 
+seen = 0
+
+
 def hook(step):
+    global seen
     if step == at:
+        seen += 1
+        if seen == 2:  # mid-way through a download or an unpack; before the step itself otherwise
+            os.kill(os.getpid(), signal.SIGKILL)
+    if step == at and at not in ("downloading", "unpacking"):
         os.kill(os.getpid(), signal.SIGKILL)
 
-print(check_once(state, url, hook=hook))
+print(check_once(state, url, hook=hook, chunk=4096))
 """
 
 
-@pytest.mark.parametrize("step", ["refresh", "download", "verify", "unpack", "switch", "health_check", "commit"])
+@pytest.mark.parametrize("step", ["refresh", "download", "downloading", "verify", "unpack", "unpacking", "switch",
+                                  "health_check", "commit"])
 def test_sigkill_at_every_step_leaves_exactly_one_complete_release_serving(server, bundles, tmp_path, step):
     import subprocess
     import sys
@@ -301,6 +310,8 @@ def test_sigkill_at_every_step_leaves_exactly_one_complete_release_serving(serve
     # restarted: it ends on release 2, committed, complete
     res = check_once(state, url)
     assert status(state)["active"]["release"] == 2 and status(state)["active"]["state"] == "committed", res
+    if step == "downloading":
+        assert res["resumed_bytes"] >= 4096  # what arrived before the kill was not fetched again
     active = state / status(state)["active"]["bundle"]
     assert edgeship.verify_bundle(active, key)["release"] == 2
     assert not [p for p in (state / "slots").iterdir() if p.name.startswith(".")]

@@ -13,6 +13,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ._util import atomic_dir
@@ -33,15 +34,16 @@ def _check_name(name: str, archive: Path) -> PurePosixPath:
 
 
 def safe_extract(archive: str | Path, dest: str | Path, *, max_bytes: int = 2 << 30, max_members: int = 10_000,
-                 max_ratio: float = 200.0) -> list[str]:
-    """Extract a .zip or .tar(.gz/.xz/.bz2) into ``dest`` (created atomically); return member names."""
+                 max_ratio: float = 200.0, progress: Callable[[str], None] | None = None) -> list[str]:
+    """Extract a .zip or .tar(.gz/.xz/.bz2) into ``dest`` (created atomically); return member names.
+    ``progress(name)`` is called after each tar member is written."""
     archive, dest = Path(archive), Path(dest)
     if zipfile.is_zipfile(archive):
         with atomic_dir(dest) as tmp:
             return _zip(archive, tmp, max_bytes, max_members, max_ratio)
     if tarfile.is_tarfile(archive):
         with atomic_dir(dest) as tmp:
-            return _tar(archive, tmp, max_bytes, max_members)
+            return _tar(archive, tmp, max_bytes, max_members, progress)
     raise FormatError(f"{archive} is neither a zip nor a tar archive")
 
 
@@ -77,7 +79,7 @@ def _zip(archive: Path, dest: Path, max_bytes: int, max_members: int, max_ratio:
     return names
 
 
-def _tar(archive: Path, dest: Path, max_bytes: int, max_members: int) -> list[str]:
+def _tar(archive: Path, dest: Path, max_bytes: int, max_members: int, progress: Callable[[str], None] | None = None) -> list[str]:
     names = []
     total = 0
     with tarfile.open(archive) as t:
@@ -93,7 +95,10 @@ def _tar(archive: Path, dest: Path, max_bytes: int, max_members: int) -> list[st
                 raise SecurityError(f"{archive} expands past {max_bytes} bytes", hint="refusing to extract it")
             members.append(m)
         try:
-            t.extractall(dest, members=members, filter="data")
+            for m in members:
+                t.extract(m, dest, filter="data")
+                if progress is not None:
+                    progress(m.name)
         except tarfile.FilterError as e:
             raise SecurityError(f"{archive}: {e}", hint="refusing to extract it") from None
         names = [m.name for m in members if m.isfile()]

@@ -153,9 +153,11 @@ def _finish_trial(state: Path, cur: dict[str, Any], hook: Callable[[str], None])
     return {"ok": False, "action": "rolled_back", "release": cur["release"], "reason": reason}
 
 
-def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
-    """One update check (see the module doc). ``hook(step)`` is called before each step (fault
-    tests kill the agent there)."""
+def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lambda _s: None,
+               chunk: int = 1 << 20) -> dict[str, Any]:
+    """One update check (see the module doc). ``hook(step)`` is called before each step, and as
+    "downloading" after each ``chunk`` bytes of a bundle and "unpacking" after each file written
+    (fault tests kill the agent there)."""
     from tuf.ngclient import Updater
 
     from .._archive import safe_extract
@@ -168,7 +170,7 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         return _finish_trial(state, cur, hook)
     active = int(cur["release"]) if cur else 0
     _record(state, last_check=_now(), channel=cfg["channel"])
-    fetcher = ResumingFetcher(state / "tuf" / "partial")
+    fetcher = ResumingFetcher(state / "tuf" / "partial", chunk=chunk, on_chunk=lambda _n: hook("downloading"))
     try:
         hook("refresh")
         up = Updater(metadata_dir=str(state / "tuf" / "metadata"), metadata_base_url=f"{server.rstrip('/')}/metadata/",
@@ -216,7 +218,7 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
             shutil.rmtree(junk, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
         try:
-            names = safe_extract(tarball, dest)  # into a temp folder renamed into place
+            names = safe_extract(tarball, dest, progress=lambda _m: hook("unpacking"))  # temp folder, then renamed
         except OSError as e:  # the device, not the release: a full disk; tried again next time
             for junk in (state / "slots").glob(".*"):
                 shutil.rmtree(junk, ignore_errors=True)

@@ -10,7 +10,7 @@ same content.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ CHUNK = 1 << 20
 
 
 class ResumingFetcher(FetcherInterface):
-    def __init__(self, partial_dir: Path, timeout: float = 30.0) -> None:
+    def __init__(self, partial_dir: Path, timeout: float = 30.0, chunk: int = CHUNK,
+                 on_chunk: Callable[[int], None] | None = None) -> None:
         import tuf
         import urllib3
 
@@ -31,6 +32,8 @@ class ResumingFetcher(FetcherInterface):
         self.timeout = timeout
         self.pool = urllib3.PoolManager(headers={"User-Agent": f"edgeship-agent python-tuf/{tuf.__version__}"})
         self.resumed_bytes = 0
+        self.chunk = chunk
+        self.on_chunk = on_chunk  # called with the bytes of a bundle received so far
 
     def _part(self, url: str) -> Path | None:
         if "/targets/bundles/" not in url:
@@ -74,10 +77,14 @@ class ResumingFetcher(FetcherInterface):
                 with open(part, "rb") as fh:
                     while chunk := fh.read(CHUNK):
                         yield chunk
+            got = have
             with open(part, "ab" if have else "wb") as out:
-                for chunk in r.stream(CHUNK):
+                for chunk in r.stream(self.chunk):
                     out.write(chunk)
                     out.flush()
+                    got += len(chunk)
+                    if self.on_chunk is not None:
+                        self.on_chunk(got)
                     yield chunk
         except urllib3.exceptions.TimeoutError as e:
             raise exceptions.SlowRetrievalError from e
