@@ -672,13 +672,15 @@ def agent_init(state: str | Path, root: str | Path, bundle_key: str | Path, chan
 
 
 def agent_run(state: str | Path, server: str, device_id: str | None = None, once: bool = False,
-              interval: float = 60.0) -> dict[str, Any]:
+              interval: float = 60.0, max_backoff: float = 900.0) -> dict[str, Any]:
     """Run the update agent: one check with ``once``, else forever (:func:`edgeship.updates.agent.run`)."""
     from .updates import agent
 
+    if interval <= 0 or max_backoff < interval:
+        raise UsageError("--interval must be positive and --max-backoff at least --interval")
     if device_id is not None:
         agent.set_device_id(state, device_id)
-    return agent.run(state, server, once=once, interval=interval)
+    return agent.run(state, server, once=once, interval=interval, max_backoff=max_backoff)
 
 
 def agent_status(state: str | Path) -> dict[str, Any]:

@@ -669,8 +669,9 @@ def agent(
     server: str | None = typer.Option(None, "--server", metavar="URL", help="the update server (edgeship serve-updates)"),
     state: Path | None = typer.Option(None, "--state", metavar="DIR", help="the agent's state folder (edgeship agent init)"),
     device_id: str | None = typer.Option(None, "--device-id", metavar="ID", help="this device's id (default: the one set at init)"),
-    once: bool = typer.Option(False, "--once", help="one check, then exit"),
+    once: bool = typer.Option(False, "--once", metavar="", help="one check, then exit"),
     interval: float = typer.Option(60.0, "--interval", metavar="S", help="seconds between checks (doubled while checks fail)"),
+    max_backoff: float = typer.Option(900.0, "--max-backoff", metavar="S", help="the longest wait between failed checks"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Check the update server and install what the device's channel and rollout say (A/B, health-checked)."""
@@ -681,7 +682,7 @@ def agent(
     def body():
         if server is None or state is None:
             raise UsageError("edgeship agent needs --server URL and --state DIR", hint="provision first: edgeship agent init")
-        res = api.agent_run(state, server, device_id=device_id, once=once, interval=interval)
+        res = api.agent_run(state, server, device_id=device_id, once=once, interval=interval, max_backoff=max_backoff)
 
         def human(c: Console) -> None:
             c.print(f"{res.get('action')}: " + (res.get("reason") or f"release {res.get('release')}"), markup=False,
