@@ -654,7 +654,6 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
 
 def serve_updates(repo: str | Path, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve an update repository over HTTP until interrupted."""
-    from .updates import read_channel  # noqa: F401 - fails early on a broken install
     from .updates.server import serve
 
     if not (Path(repo) / "metadata" / "timestamp.json").is_file():

@@ -238,7 +238,9 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
                 "size_bytes": sum(f.size for f in a.files), "digest": rec.get("digest"),
                 "runtime": target_of(a).runtime_requirement(a), "fidelity": _fidelity(rec),
                 "benchmark": bench_by_id.get(aid), "golden": "skipped" not in golden["artifacts"].get(aid, {"skipped": 1}),
-                "tool_versions": a.provenance.tool_versions})
+                "tool_versions": a.provenance.tool_versions,
+                # what a runtime must set when it loads the artifact (weight-only int8)
+                **({"session_config": a.details["session_config"]} if a.details.get("session_config") else {})})
         order = sorted(entries, key=lambda e: ((e["benchmark"] or {}).get("p50_ms", float("inf")),
                                                _PRECISION_ORDER.get(e["precision"], 1), e["size_bytes"]))
         from .._version import __version__
@@ -257,10 +259,6 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             "golden": GOLDEN_JSON, "card": CARD, "signature": SIGNATURE,
             "tool_versions": tool_versions("model-signing"), "environment": environment(),
         }
-        for e in entries:  # what a runtime must set when it loads the artifact (weight-only int8)
-            cfg = next((a.details.get("session_config") for a in arts if a.root.name == e["id"]), None)
-            if cfg:
-                e["session_config"] = cfg
         say("generating the Android, iOS, Python and web integration code")
         write_integration(tmp, doc)
         (tmp / CARD).write_text(model_card(doc))

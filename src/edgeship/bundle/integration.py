@@ -30,20 +30,20 @@ INTEGRATION_DIR = "integration"
 KOTLIN_PACKAGE = "ai.edgeship.generated"
 
 
-def kt_str(s: Any) -> str:
-    """A Kotlin string literal (``$`` escaped: no templates)."""
+_SIMPLE_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _literal(s: Any, specials: str, unicode: Any) -> str:
+    """A double-quoted string literal: backslash before ``specials``, \\n \\r \\t, and
+    ``unicode(char)`` for anything not printable ASCII."""
     out = []
     for c in str(s):
-        if c in '\\"$':
+        if c in specials:
             out.append("\\" + c)
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
+        elif c in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[c])
         elif not c.isprintable() or ord(c) > 126:
-            out.extend(f"\\u{u:04x}" for u in _utf16(c))
+            out.append(unicode(c))
         else:
             out.append(c)
     return '"' + "".join(out) + '"'
@@ -54,23 +54,14 @@ def _utf16(c: str) -> list[int]:
     return [int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2)]
 
 
+def kt_str(s: Any) -> str:
+    """A Kotlin string literal (``$`` escaped: no templates; non-ASCII as UTF-16 \\uXXXX units)."""
+    return _literal(s, '\\"$', lambda c: "".join(f"\\u{u:04x}" for u in _utf16(c)))
+
+
 def swift_str(s: Any) -> str:
     """A Swift string literal (``\\(`` interpolation cannot occur: backslashes are escaped)."""
-    out = []
-    for c in str(s):
-        if c in '\\"':
-            out.append("\\" + c)
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
-        elif not c.isprintable() or ord(c) > 126:
-            out.append(f"\\u{{{ord(c):x}}}")
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
+    return _literal(s, '\\"', lambda c: f"\\u{{{ord(c):x}}}")
 
 
 def js_json(obj: Any) -> str:

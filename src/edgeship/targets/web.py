@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .._util import cache_dir
-from ..artifact import Artifact, Format, TensorSpec
+from ..artifact import Artifact, Format, TensorSpec, sha256_file
 from ..errors import FormatError, MissingExtraError, UnsupportedError, first_line
 from . import Built, Runner, Target
 from .onnx import MODEL_FILE, OnnxTarget
@@ -79,16 +79,8 @@ THREADS_NOTE = ("onnxruntime-web's wasm backend runs single-threaded unless the 
 
 # ---- the vendored runtime ------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _cached_ok(folder: Path) -> bool:
-    return all((folder / n).is_file() and _sha256(folder / n) == h for n, h in RUNTIME_FILES.items())
+    return all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in RUNTIME_FILES.items())
 
 
 def _tarball(say: Any) -> bytes:

@@ -103,6 +103,13 @@ def _record(state: Path, **update: Any) -> dict[str, Any]:
     return st
 
 
+def _blame(state: Path, release: int, reason: str, result: str) -> None:
+    """Record a release's failure and remember it as bad: it is not tried again."""
+    st = _read(state / STATUS) or {}
+    _record(state, bad_releases=sorted({*st.get("bad_releases", []), release}),
+            last_failure={"time": _now(), "reason": reason, "release": release}, last_result=result)
+
+
 def _healthy(bundle: Path) -> str | None:
     """None when the Python runtime loads the bundle and an artifact passes its golden vectors,
     else why not."""
@@ -145,11 +152,8 @@ def _finish_trial(state: Path, cur: dict[str, Any], hook: Callable[[str], None])
         _switch(state, {**prev, "state": "committed"})
     else:
         (state / CURRENT).unlink(missing_ok=True)
-    st = _read(state / STATUS) or {"bad_releases": []}
-    bad = sorted({*st.get("bad_releases", []), cur["release"]})
     reason = f"release {cur['release']} ({cur['version']}) failed its health check and was rolled back: {why}"
-    _record(state, bad_releases=bad, last_failure={"time": _now(), "reason": reason, "release": cur["release"]},
-            last_result="rolled back")
+    _blame(state, cur["release"], reason, "rolled back")
     return {"ok": False, "action": "rolled_back", "release": cur["release"], "reason": reason}
 
 
@@ -229,9 +233,7 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         top = sorted({n.split("/", 1)[0] for n in names})[0]
     except EdgeshipError as e:
         reason = f"release {rel['release']} ({rel['version']}) refused: {e.message}"
-        st = _read(state / STATUS) or {}
-        _record(state, bad_releases=sorted({*st.get("bad_releases", []), int(rel["release"])}),
-                last_failure={"time": _now(), "reason": reason, "release": int(rel["release"])}, last_result="refused")
+        _blame(state, int(rel["release"]), reason, "refused")
         return {"ok": False, "action": "refused", "release": int(rel["release"]), "reason": reason}
     finally:
         for p in (state / "tuf" / "downloads").glob("*"):
