@@ -211,15 +211,23 @@ def test_agent_installs_follows_and_rolls_back_a_release_that_fails_its_health_c
     assert check_once(state, url)["action"] == "none"  # a bad release is not tried again
 
 
-def test_agent_killed_between_switch_and_health_check_finishes_on_restart(server, bundles, tmp_path):
-    from edgeship.updates.agent import check_once, status
+def _on_release_1_with_2_published(server, bundles, tmp_path):  # noqa: ANN001, ANN202
+    """A device that installed release 1, and release 2 published since: (repo, url, key, state)."""
+    from edgeship.updates.agent import check_once
 
     repo, url = server
     b1, b2, key = bundles
     state = _agent(repo, key, tmp_path / "device")
     publish(b1, repo, "stable", 100)
-    check_once(state, url)
+    assert check_once(state, url)["release"] == 1
     publish(b2, repo, "stable", 100)
+    return repo, url, key, state
+
+
+def test_agent_killed_between_switch_and_health_check_finishes_on_restart(server, bundles, tmp_path):
+    from edgeship.updates.agent import check_once, status
+
+    repo, url, key, state = _on_release_1_with_2_published(server, bundles, tmp_path)
 
     def die(step: str) -> None:
         if step == "health_check":
@@ -296,12 +304,7 @@ def test_sigkill_at_every_step_leaves_exactly_one_complete_release_serving(serve
     from edgeship.runtime import Classifier
     from edgeship.updates.agent import check_once, status
 
-    repo, url = server
-    b1, b2, key = bundles
-    state = _agent(repo, key, tmp_path / "device")
-    publish(b1, repo, "stable", 100)
-    check_once(state, url)
-    publish(b2, repo, "stable", 100)
+    repo, url, key, state = _on_release_1_with_2_published(server, bundles, tmp_path)
     run = subprocess.run([sys.executable, "-c", KILLER, str(state), url, step], capture_output=True, text=True, timeout=300)
     assert run.returncode == -9, run.stderr[-1000:]
     # killed: whatever it left, the release that serves is a complete, verified one
