@@ -103,3 +103,21 @@ def test_the_vendored_runtime_is_checked_not_trusted(tmp_path, monkeypatch):
         ort_web_files()
     assert "does not match" in e.value.message and "npm pack" in e.value.hint
     assert (folder / "ort.wasm.min.js").read_bytes() == b"not the runtime"  # nothing half-replaced
+
+
+def test_a_web_runner_left_open_at_exit_does_not_hang_the_process(tmp_path):
+    """A benchmark worker that never closed its web runner hung at exit: the runner's __del__, run
+    while the interpreter finalised, started a thread to stop its server and waited for it forever
+    (the deploy's web benchmark sat there until its 600 s timeout)."""
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from edgeship.targets.web import WebRunner, serve_folder\n"
+        "runner = WebRunner.__new__(WebRunner)\n"
+        "runner._context, runner._acquired = None, False\n"
+        f"runner._server = serve_folder(Path({str(tmp_path)!r}), {{}}, isolated=False)\n"
+        "runner._cycle = runner  # only the interpreter's final collection frees it\n"
+        "del runner\n"
+        "print('exiting', flush=True)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "exiting" in r.stdout, r.stderr

@@ -343,13 +343,23 @@ def _timed_calls(runner: Any, specs: Any, batch: int, n: int, fresh: bool, rng: 
 
 
 def bench_model(spec: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
     info: dict[str, Any] = {"notes": []}
     if spec["kind"] == "artifact":
         (runner, specs), cold = _load_artifact_runner(spec, info)
     else:
         (runner, specs), cold = _load_source_runner(spec, info)
+    try:
+        return _bench_runner(spec, runner, specs, cold, info)
+    finally:
+        close = getattr(runner, "close", None)  # a runner with a browser or a server stops it now, not at exit
+        if callable(close):
+            close()
+
+
+def _bench_runner(spec: dict[str, Any], runner: Any, specs: Any, cold: dict[str, float],
+                  info: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
     rng = np.random.default_rng(int(spec.get("seed", 0)))
     feeds = make_inputs(specs, 1, rng)
 

@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import socketserver
+import sys
 import tarfile
 import threading
 import urllib.request
@@ -465,7 +466,10 @@ class WebRunner(Runner):
         ctx, server = getattr(self, "_context", None), getattr(self, "_server", None)
         self._context = self._server = None
         if server is not None:
-            threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
+            if sys.is_finalizing():  # no new thread can start now (it would wait forever): close the socket
+                server.server_close()
+            else:
+                threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
         if getattr(self, "_acquired", False):
             self._acquired = False
             _Browser.dropped.append(ctx)
