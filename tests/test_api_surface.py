@@ -12,6 +12,7 @@ def test_all_is_pinned():
         "ValidationError", "analyze", "available_targets", "benchmark", "classify", "convert", "deploy", "get_target", "load",
         "load_artifact", "plan", "quantize", "register_target", "runner_for",
         "package", "verify_bundle", "keygen",  # the release bundle (issue 13)
+        "report",  # the HTML report and the comparison of two deploys (issue 15)
     }
     assert set(edgeship.__all__) == expected and len(edgeship.__all__) == len(expected)  # ==: additions are decisions too
     for name in edgeship.__all__:

@@ -12,7 +12,7 @@ no_vendor_telemetry()
 # runs) stay light: numpy, Pillow and one runtime, not pydantic, the converters or the CLI.
 _LAZY = {
     **dict.fromkeys(("DeployResult", "Plan", "analyze", "benchmark", "classify", "convert", "deploy", "keygen", "load",
-                     "package", "plan", "quantize", "verify_bundle"), "api"),
+                     "package", "plan", "quantize", "report", "verify_bundle"), "api"),
     **dict.fromkeys(("Artifact", "Format", "Preprocess", "TensorSpec"), "artifact"),
     "DeployConfig": "config",
     **dict.fromkeys(("EdgeshipError", "FormatError", "InputError", "MissingExtraError", "SecurityError", "UnsupportedError",
@@ -76,6 +76,7 @@ __all__ = [
     "plan",
     "quantize",
     "register_target",
+    "report",
     "runner_for",
     "verify_bundle",
 ]

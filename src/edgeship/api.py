@@ -35,7 +35,7 @@ from .targets import available_targets, default_targets, get_target, known_preci
 from .verify import raise_if_failed
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "classify_bundle",
-           "benchmark", "package", "verify_bundle", "keygen", "DeployResult", "Plan"]
+           "benchmark", "package", "report", "verify_bundle", "keygen", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -285,6 +285,10 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     if source.preprocess is not None and source.labels and len(source.inputs) == 1:
         progress("classifying the sample photos")
         stages["predictions"] = _sample_predictions(source, artifacts)
+    progress("analysing the model: per-layer cost, advice, roofline")
+    t1 = time.perf_counter()
+    stages["analysis"] = _analysis_stage(source, artifacts)
+    timings["analysis"] = time.perf_counter() - t1
     if cfg.benchmark:
         from .bench import deploy_stage
 
@@ -313,6 +317,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     path = commit_folder(claim, stage, built, manifest)
     artifacts = [a.model_copy(update={"root": out / a.root.name}) for a in artifacts]
     if failed:
+        _write_report(out, progress)
         which = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed)
         kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else UnsupportedError
         raise kind(f"{len(failed)} artifact(s) not written: {which}",
@@ -332,7 +337,38 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         manifest["timings_s"]["package"] = round(time.perf_counter() - t1, 3)
         manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
         write_manifest(out, manifest)
+    _write_report(out, progress)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def _write_report(out: Path, progress: Progress = _noop) -> Path:
+    from .report import write_report
+
+    progress("writing report.html")
+    return write_report(out)
+
+
+def _refresh_report(out: Path) -> None:
+    """A command that changed an output folder's manifest rewrites the report that is there."""
+    from .report import REPORT_HTML
+
+    if (Path(out) / REPORT_HTML).is_file():
+        _write_report(Path(out))
+
+
+def report(outdir: str | Path = "edgeship-out", old: str | Path | None = None, dest: str | Path | None = None) -> dict[str, Any]:
+    """Write the HTML report of a deploy output folder from its manifest (``outdir/report.html``),
+    or, with ``old``, the comparison of ``old`` (before) and ``outdir`` (after) in
+    ``outdir/report-vs-<old>.html``. Returns ``{"path", "headline", "recommendations",
+    "comparison"?: {"regressed", "rows", "layers_worse", ...}}`` (:mod:`edgeship.report`)."""
+    from .report import build, write_report
+
+    doc = build(outdir, old)
+    dest = write_report(outdir, old, dest, doc=doc)
+    res = {"path": str(dest), "headline": doc["report"]["headline"], "recommendations": doc["report"]["recommendations"]}
+    if "comparison" in doc:
+        res["comparison"] = doc["comparison"]
+    return res
 
 
 def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: Progress = _noop,
@@ -377,6 +413,7 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
             rec = new.record()
             rec["id"] = rec["path"] = out.name
             add_to_manifest(listed_in, rec, parent_path=art.root.name)
+            _refresh_report(listed_in)
         return new
     out_root = Path(qc.out) if qc.out else Path("edgeship-out")
     res = deploy(config=DeployConfig.build(model=str(model), targets=["onnx"], quantize=[qc.precision], out=out_root,
@@ -443,6 +480,31 @@ def _deploy_child(options: dict[str, Any]) -> dict[str, Any]:
     return {"manifest": res.manifest, "manifest_path": str(res.manifest_path)}
 
 
+ANALYSIS_LAYER_KEYS = ("index", "name", "module", "kind", "type", "macs", "params", "output_bytes", "bound", "est_us")
+
+
+def _analysis_stage(source: Source, artifacts: Sequence[Artifact]) -> dict[str, Any]:
+    """``stages.analysis`` of the manifest: :func:`analyze` of the fp32 ONNX artifact when the run
+    built one (its layers are the ones the int8 report names), else of the source, kept compact
+    (per layer only what the report draws; the ten largest savings). Never fatal: a model the
+    analysis cannot count gets ``{"error": ...}``."""
+    from .analysis import analyze as _analyze
+
+    onnx = next((a for a in artifacts if a.format.value == "onnx" and a.precision == "fp32"), None)
+    try:
+        rep = _analyze(onnx.model_path if onnx is not None else source, targets=[])
+    except EdgeshipError as e:
+        return {"error": e.message, "of": onnx.root.name if onnx is not None else "source"}
+    rep.pop("compatibility", None)
+    rep["of"] = onnx.root.name if onnx is not None else "source"
+    rep["layers"] = [{k: r[k] for k in ANALYSIS_LAYER_KEYS if k in r} for r in rep["layers"]]
+    adv = rep.get("advice") or {}
+    if isinstance(adv.get("separable"), list):
+        adv["separable_count"] = len(adv["separable"])
+        adv["separable"] = adv["separable"][:10]
+    return rep
+
+
 def _sample_predictions(source: Source, artifacts: Sequence[Artifact], top_k: int = 3) -> dict[str, Any]:
     """Top-k labels of each sample photo from the source and from every artifact, side by side."""
     import numpy as np
@@ -496,7 +558,9 @@ def package(outdir: str | Path = "edgeship-out", version: str | None = None, sig
     with a key made in ``outdir/keys``. Returns a :class:`edgeship.bundle.Bundle`."""
     from .bundle import package as _package
 
-    return _package(outdir, version=version, sign_key=sign_key, dest=dest, progress=progress)
+    res = _package(outdir, version=version, sign_key=sign_key, dest=dest, progress=progress)
+    _refresh_report(Path(outdir))
+    return res
 
 
 def verify_bundle(bundle: str | Path, key: str | Path) -> dict[str, Any]:

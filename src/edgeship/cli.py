@@ -407,6 +407,8 @@ def deploy(
                 e.human = lambda c: _print_deploy(c, partial)  # type: ignore[attr-defined]
             raise
         doc = {"ok": True, "out": str(res.out), "manifest_path": str(res.manifest_path), "manifest": res.manifest}
+        if (Path(res.out) / "report.html").is_file():
+            doc["report"] = str(Path(res.out) / "report.html")
         return doc, lambda c: _print_deploy(c, res)
 
     run_command(as_json, body)
@@ -762,6 +764,53 @@ def benchmark(
     run_command(as_json, body)
 
 
+@app.command(cls=_Command)
+def report(
+    folders: list[Path] = typer.Argument(..., metavar="[OLD_OUTDIR] OUTDIR",
+                                         help="an output folder written by edgeship deploy; with two, the first is the "
+                                              "old release and the second the new one"),
+    out: Path | None = typer.Option(None, "--out", metavar="FILE",
+                                    help="write the page here (default OUTDIR/report.html, or OUTDIR/report-vs-OLD.html)"),
+    open_: bool = typer.Option(False, "--open", metavar="", help="open the page in the default browser"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """A self-contained HTML report of a deploy from its manifest, or what changed between two deploys."""
+    from . import api
+
+    def body():
+        if len(folders) > 2:
+            raise UsageError("give one output folder, or two (old, then new)")
+        old, new = (folders[0], folders[1]) if len(folders) == 2 else (None, folders[0])
+        res = api.report(new, old=old, dest=out)
+        opened = None
+        if open_:
+            import webbrowser
+
+            opened = webbrowser.open(Path(res["path"]).resolve().as_uri())
+
+        def human(c: Console) -> None:
+            c.print(f"report: {res['path']}", markup=False, highlight=False)
+            c.print(res["headline"], markup=False, highlight=False)
+            for r in res["recommendations"]:
+                c.print(f"  {r['target']}: {r['artifact'] or 'none'} — {r['why']}", markup=False, highlight=False)
+            cmp = res.get("comparison")
+            if cmp:
+                bad = [r for r in cmp["rows"] if r["regressions"]]
+                c.print(f"compared with {cmp['old']['folder']}: {len(bad)} artifact(s) regressed", markup=False,
+                        highlight=False, style="bold red" if bad else None)
+                for r in bad:
+                    c.print(f"  {r['id']}: {'; '.join(r['regressions'])}", markup=False, highlight=False)
+                for g in cmp["layers_worse"][:3]:
+                    c.print(f"  {g['artifact']} {g['module'] or g['node']}: {g['metric']} {g['old_db']:.1f} → "
+                            f"{g['new_db']:.1f} dB", markup=False, highlight=False)
+            if opened is False:
+                c.print("no browser could be opened here: open the file above", markup=False, highlight=False)
+
+        return {"ok": True, **res}, human
+
+    run_command(as_json, body)
+
+
 from .analysis.config import AnalyzeConfig  # noqa: E402
 
 
@@ -951,6 +1000,9 @@ def _print_deploy(c: Console, res: Any) -> None:
 
         BenchReport(m["stages"]["benchmark"]).print(c)
     c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)", highlight=False, markup=False)
+    if (Path(res.out) / "report.html").is_file():
+        c.print(f"report: {Path(res.out) / 'report.html'} (open it in a browser; edgeship report OLD NEW compares two)",
+                highlight=False, markup=False)
     b = m["stages"].get("bundle")
     if b:
         out = Path(res.out)

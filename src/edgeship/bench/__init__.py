@@ -47,6 +47,8 @@ A result::
     inputs                    [{name, shape, dtype}] as the runtime reported them
     latency_ms                warm, batch 1, pooled over the rounds:
                               {n, min, mean, p50, p90, p99, max, std}
+    latency_quantiles_ms      the 0th..100th percentile of the same samples (101 values): the whole
+                              distribution, which the HTML report draws
     fresh_input               whether every call got a new input
     cold_start_s              medians over the fresh processes: process_start (spawn to the worker's
                               first line: interpreter + edgeship import), runtime_import, model_load

@@ -37,7 +37,7 @@ from ..errors import EdgeshipError, InputError, UsageError
 from ..sources import BUILTIN_MODELS
 from ..targets import load_artifact
 from .config import BenchConfig
-from .stats import MIN_RUNS_FOR_P99, latency_stats
+from .stats import MIN_RUNS_FOR_P99, latency_quantiles, latency_stats
 from .worker import PHASE_MARK, installed_module
 
 __all__ = ["run", "run_worker", "WorkerOutcome"]
@@ -633,6 +633,7 @@ def _result_record(j: _Job, cfg: BenchConfig, peak: dict[str, Any] | None, power
         runtime=rs[0].get("runtime"),
         inputs=rs[0].get("inputs"),
         latency_ms=lat,
+        latency_quantiles_ms=latency_quantiles(samples),
         fresh_input=cfg.fresh_input,
         cold_start_s=cold,
         memory=mem,

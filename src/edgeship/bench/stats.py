@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["latency_stats", "MIN_RUNS_FOR_P99"]
+__all__ = ["latency_stats", "latency_quantiles", "MIN_RUNS_FOR_P99"]
 
 # Below this many samples the p99 is the one or two slowest calls: reported, with a note.
 MIN_RUNS_FOR_P99 = 300
@@ -32,3 +32,12 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
         "max": round(float(a.max()), 4),
         "std": round(float(a.std()), 4),
     }
+
+
+def latency_quantiles(samples_ms: Sequence[float]) -> list[float]:
+    """The 0th, 1st, ... 100th percentile of ``samples_ms`` (101 values, ms): the whole distribution
+    in a fixed size, from which a report draws it (empty when there are no samples)."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        return []
+    return [round(float(v), 4) for v in np.percentile(a, np.arange(101))]

@@ -279,9 +279,21 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     stages["bundle"] = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
                         "tarball": os.path.relpath(tarball, outdir), "public_key": os.path.relpath(public, outdir),
                         "key": os.path.relpath(key, outdir), "key_created": key_created,
-                        "fallback_order": doc["fallback_order"]}
+                        "fallback_order": doc["fallback_order"], "contents": _contents(doc["files"], tarball)}
     write_manifest(outdir, m.doc)
     return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created)
+
+
+def _contents(files: list[dict[str, Any]], tarball: Path) -> dict[str, Any]:
+    """What the bundle holds, for the report: bytes per part (``artifacts/<id>``,
+    ``integration/<platform>``, ``golden``, the rest by name), the file count and total, and the
+    .tar.gz's size."""
+    parts: dict[str, int] = {}
+    for f in files:
+        bits = f["path"].split("/")
+        part = "/".join(bits[:2]) if bits[0] in ("artifacts", "integration") and len(bits) > 2 else bits[0]
+        parts[part] = parts.get(part, 0) + int(f["size"])
+    return {"files": len(files), "bytes": sum(parts.values()), "tarball_bytes": tarball.stat().st_size, "parts": parts}
 
 
 def _sign(folder: Path, key: Path) -> None:

@@ -16,7 +16,8 @@
 
 The report (``quantization.json`` in the artifact folder) has, per weight tensor and per
 activation, scale / zero point, MSE and SQNR; per layer, the injected error with node and source
-module names; the budget steps; and the compression ratio.
+module names; the budget steps; and the compression ratio. Every int8 artifact, of any target,
+carries its per-layer errors compactly in ``details.quantization.layers`` (:func:`layer_errors`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,24 @@ def weight_attribution(layers: list[dict[str, Any]], calibration: str, samples: 
     ``weight_report`` returns them."""
     return {"method": method, "calibration": {"method": calibration, "samples": samples},
             "bias_correction": bias_correction, "attribution": "weight SQNR per layer",
-            "layers_measured": len(layers), "most_sensitive_layers": layers[:5]}
+            "layers_measured": len(layers), "most_sensitive_layers": layers[:5], "layers": layer_errors(layers)}
+
+
+LAYER_ERROR_KEYS = ("node", "module", "op", "weight_sqnr_db", "output_sqnr_db", "injected_db")
+
+
+def layer_errors(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every layer's quantisation error, worst first, compact (``details.quantization.layers``, which
+    the report draws along the network): node, module, op and whichever of weight_sqnr_db,
+    output_sqnr_db (dB, higher is better) and injected_db (dB the layer's own quantisation costs)
+    the backend measured."""
+    out = []
+    for r in layers:
+        row = {k: r[k] for k in LAYER_ERROR_KEYS[:3] if k in r}
+        row.update({k: round(float(r[k]), 3) for k in LAYER_ERROR_KEYS[3:]
+                    if isinstance(r.get(k), (int, float)) and np.isfinite(r[k])})
+        out.append(row)
+    return out
 
 
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) needs opset 13
@@ -275,4 +293,5 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     out["steps"] = [{k: s.get(k) for k in STEP_KEYS} for s in report["steps"]]
     out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db")}
                                     for r in report.get("layers", [])[:5]]
+    out["layers"] = layer_errors(report.get("layers", []))
     return out

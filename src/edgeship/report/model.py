@@ -1,0 +1,497 @@
+"""The page model: everything the HTML report shows, computed from an output folder's manifest.
+
+Pure data (JSON-ready dicts and lists), no HTML: :mod:`edgeship.report.charts` draws it and
+:mod:`edgeship.report` renders the page. Every value read from the manifest is checked for its
+type here (a crafted or old manifest gives a page with gaps, never a crash), and every gap carries
+a sentence saying why it is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import printable
+from ..manifest import Manifest
+
+__all__ = ["page_model", "compare_models", "REGRESSION_RULES"]
+
+# When the new release is worse than the old by more than this, the comparison marks it.
+REGRESSION_RULES: dict[str, tuple[float, str]] = {
+    "size_bytes": (0.01, "size grew by more than 1%"),
+    "fidelity": (0.005, "fidelity fell by more than 0.5 points"),
+    "p50_ms": (0.05, "p50 latency grew by more than 5%"),
+    "p99_ms": (0.10, "p99 latency grew by more than 10%"),
+    "cold_start_s": (0.10, "cold start grew by more than 10%"),
+    "peak_rss_bytes": (0.05, "peak memory grew by more than 5%"),
+}
+
+
+def _num(x: Any) -> float | None:
+    """A finite number from the manifest, else None (a string, a bool, NaN, an absurd 1e300: a gap,
+    not a crash)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) and abs(x) < 1e18 else None
+
+
+def _text(x: Any, limit: int = 300) -> str:
+    """A string from the manifest as data: no control characters, bounded length."""
+    s = printable("" if x is None else str(x))
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def _list(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else []
+
+
+def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
+    """How close an artifact is to its source: the figure, its name, and how it was verified."""
+    v = _dict(rec.get("verification"))
+    outs = [o for o in _list(v.get("outputs")) if isinstance(o, dict)]
+    structural = str(v.get("reference") or "").startswith("structural") or v.get("samples") == 0
+    top1 = _num(v.get("top1_agreement"))
+    cosines = [c for o in outs if (c := _num(o.get("cosine"))) is not None]
+    max_abs = [c for o in outs if (c := _num(o.get("max_abs"))) is not None]
+    samples = _num(v.get("samples"))
+    q = _dict(_dict(rec.get("details")).get("quantization"))
+    steps = [s for s in _list(q.get("steps")) if isinstance(s, dict)]
+    chosen = q.get("chosen") if isinstance(q.get("chosen"), int) and 0 <= q["chosen"] < len(steps) else None
+    if chosen is not None and _num(steps[chosen].get("top1_agreement")) is not None and not structural:
+        # the budget's own figure, on the larger evaluation set
+        top1 = _num(steps[chosen]["top1_agreement"])
+        samples = _num(q.get("eval_samples")) or samples
+    if structural:
+        how = "structural"
+        value, metric = None, None
+    elif top1 is not None:
+        how, value, metric = "numeric", top1, "top-1 agreement"
+    elif cosines:
+        how, value, metric = "numeric", min(cosines), "cosine"
+    else:
+        how, value, metric = "numeric" if outs else "none", None, None
+    return {"how": how, "value": value, "metric": metric, "cosine": min(cosines) if cosines else None,
+            "max_abs": max(max_abs) if max_abs else None, "samples": int(samples) if samples else None,
+            "passed": v.get("passed") is True, "criterion": _text(v.get("criterion"), 200),
+            "reference": _text(v.get("reference"), 200)}
+
+
+def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, str]]:
+    """(artifact id -> its benchmark figures, the baseline's, artifact id -> why it has none)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    baseline = None
+    threads = _dict(bench.get("settings")).get("threads")
+    first_threads = threads[0] if isinstance(threads, list) and threads else None
+    for r in _list(bench.get("results")):
+        if not isinstance(r, dict):
+            continue
+        if first_threads is not None and r.get("threads") != first_threads:
+            continue  # the report shows the first thread count (the deploy runs one)
+        lat = _dict(r.get("latency_ms"))
+        cold = _dict(r.get("cold_start_s"))
+        mem = _dict(r.get("memory"))
+        comp = _dict(r.get("compute"))
+        vs = _dict(r.get("vs_baseline"))
+        quant = [q for x in _list(r.get("latency_quantiles_ms")) if (q := _num(x)) is not None]
+        row = {
+            "p50": _num(lat.get("p50")), "p90": _num(lat.get("p90")), "p99": _num(lat.get("p99")),
+            "min": _num(lat.get("min")), "max": _num(lat.get("max")), "n": _num(lat.get("n")),
+            "quantiles": quant if len(quant) == 101 else None,
+            "cold_start_s": _num(cold.get("total")), "peak_rss_bytes": _num(mem.get("peak_rss_bytes")),
+            "speedup": _num(vs.get("speedup_p50")), "cpu_time_ratio": _num(vs.get("cpu_time_ratio")),
+            "macs": _num(comp.get("macs")), "peak_gops": _num(comp.get("peak_gops")),
+            "percent_of_peak": _num(comp.get("percent_of_peak")), "peak_kind": _text(comp.get("peak_kind"), 20),
+            "threads": r.get("threads") if isinstance(r.get("threads"), int) else None,
+            "runtime": {_text(k, 60): _text(v, 60) for k, v in _dict(_dict(r.get("runtime")).get("modules")).items()},
+            "energy_mj": _num(_dict(r.get("energy")).get("mj_per_inference")),
+            "name": _text(r.get("name") or r.get("id"), 80),
+        }
+        cpu_ms, mean = _num(_dict(r.get("energy")).get("cpu_ms_per_inference")), _num(lat.get("mean"))
+        outside = r.get("format") == "web" or r.get("target") == "web"  # its compute is in the browser's processes
+        row["cpu_share"] = cpu_ms / mean if cpu_ms and mean and r.get("threads") == 1 and not outside else None
+        if row["macs"] and row["peak_gops"]:
+            row["roofline_ms"] = 2 * row["macs"] / (row["peak_gops"] * 1e9) * 1e3
+        if r.get("role") == "baseline":
+            baseline = row
+        elif isinstance(r.get("id"), str):
+            by_id[r["id"]] = row
+    missing = {}
+    for r in _list(bench.get("incomplete")):
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("role") != "baseline":
+            missing[r["id"]] = _text(r.get("reason"), 200)
+    return by_id, baseline, missing
+
+
+def _artifact_rows(m: Manifest, bench: dict[str, dict[str, Any]], missing: dict[str, str],
+                   has_bench: bool) -> list[dict[str, Any]]:
+    rows = []
+    for rec in m.records:
+        aid = _text(rec.get("id") or rec.get("path"), 80)
+        b = bench.get(aid)
+        if b is None:
+            why = missing.get(aid) or ("no benchmark in this run (deploy --benchmark measures it)" if not has_bench
+                                       else "not in the benchmark")
+        else:
+            why = None
+        rows.append({"id": aid, "target": _text(rec.get("target"), 40), "format": _text(rec.get("format"), 40),
+                     "precision": _text(rec.get("precision"), 20), "size_bytes": _num(rec.get("size_bytes")),
+                     "fidelity": _fidelity(rec), "bench": b, "no_bench": why,
+                     "notes": [_text(n, 400) for n in _list(rec.get("notes"))[:8]],
+                     "layers": _layer_errors(rec)})
+    return rows
+
+
+def _layer_errors(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """An int8 artifact's per-layer quantisation error: rows {node, module, weight_db, output_db,
+    injected_db} (each dB figure the backend measured, else None), and the figure its ranking
+    and the comparison use (``metric``: output SQNR where measured, else weight SQNR)."""
+    q = _dict(_dict(rec.get("details")).get("quantization"))
+    layers = [r for r in _list(q.get("layers")) or _list(q.get("most_sensitive_layers")) if isinstance(r, dict)]
+    rows = [{"node": _text(r.get("node"), 120), "module": _text(r.get("module"), 120) or None,
+             "weight_db": _num(r.get("weight_sqnr_db")), "output_db": _num(r.get("output_sqnr_db")),
+             "injected_db": _num(r.get("injected_db"))} for r in layers]
+    for key, label in (("output_db", "output SQNR"), ("weight_db", "weight SQNR")):
+        if any(x[key] is not None for x in rows):
+            for x in rows:
+                x["db"] = x[key]
+            return {"metric": key, "label": label, "rows": [x for x in rows if x["db"] is not None],
+                    "complete": bool(_list(q.get("layers")))}
+    return None
+
+
+def _budget(config: dict[str, Any]) -> dict[str, Any]:
+    max_drop = _num(config.get("max_drop"))
+    min_cos = _num(config.get("min_cosine"))
+    return {"min_top1": 1 - max_drop if max_drop is not None else 0.95, "min_cosine": min_cos if min_cos is not None else 0.99}
+
+
+def _within(row: dict[str, Any], budget: dict[str, Any]) -> bool | None:
+    f = row["fidelity"]
+    if not f["passed"]:
+        return False
+    if f["value"] is None:
+        return None  # structural only: unknown
+    if f["metric"] == "top-1 agreement":
+        return f["value"] >= budget["min_top1"] - 1e-9
+    return f["value"] >= budget["min_cosine"] - 1e-9
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}" if x < 0.995 or x >= 1 else f"{x:.2%}"
+
+
+def _fid_text(f: dict[str, Any]) -> str:
+    if f["value"] is None:
+        return "fidelity not measured (structural check only)" if f["how"] == "structural" else "fidelity unknown"
+    return f"{_pct(f['value'])} top-1 agreement" if f["metric"] == "top-1 agreement" else f"cosine {f['value']:.4f}"
+
+
+def _recommend(rows: list[dict[str, Any]], budget: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per target: the fastest artifact inside the fidelity budget, and why."""
+    out = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        mine = [r for r in rows if r["target"] == target]
+        ok = [r for r in mine if _within(r, budget) is not False]
+        timed = [r for r in ok if r["bench"] and r["bench"]["p50"]]
+        fp32 = next((r for r in mine if r["precision"] == "fp32"), None)
+        if timed:
+            best = min(timed, key=lambda r: r["bench"]["p50"])
+            why = f"fastest inside the fidelity budget: {best['bench']['p50']:.2f} ms p50"
+            ref = fp32 if fp32 is not None and fp32 is not best and fp32["bench"] and fp32["bench"]["p50"] else None
+            if ref is not None:
+                why += (f", {ref['bench']['p50'] / best['bench']['p50']:.1f}× faster than fp32 at "
+                        f"{_fid_text(best['fidelity'])} and {best['size_bytes'] / ref['size_bytes']:.0%} of its size"
+                        if best["size_bytes"] and ref["size_bytes"] else "")
+            else:
+                why += f", {_fid_text(best['fidelity'])}"
+            others = [r for r in mine if r not in ok]
+            if others:
+                why += "; outside the budget: " + ", ".join(f"{r['id']} ({_fid_text(r['fidelity'])})" for r in others)
+        elif ok:
+            best = min(ok, key=lambda r: r["size_bytes"] or math.inf)
+            reason = next((r["no_bench"] for r in ok if r["no_bench"]), "no latency measured")
+            why = f"smallest inside the budget ({_size(best['size_bytes'])}); no latency to rank by: {reason}"
+            if best["fidelity"]["how"] == "structural":
+                why += "; its outputs were not computed here, so check it on the device before shipping"
+        else:
+            out.append({"target": target, "artifact": None, "why": "no artifact inside the fidelity budget"})
+            continue
+        out.append({"target": target, "artifact": best["id"], "precision": best["precision"], "why": why})
+    return out
+
+
+def _size(n: float | None) -> str:
+    from ..analysis.report import size_text
+
+    return size_text(n)
+
+
+def _headline(rows: list[dict[str, Any]], baseline: dict[str, Any] | None, budget: dict[str, Any]) -> str:
+    """The one sentence that matters most."""
+    timed = [r for r in rows if r["bench"] and r["bench"]["p50"] and _within(r, budget) is not False]
+    if not timed:
+        if not any(r["bench"] for r in rows):
+            return (f"{len(rows)} artifact(s) verified; no latency was measured (run edgeship deploy --benchmark "
+                    "to rank them by speed)")
+        return "no artifact inside the fidelity budget ran here"
+    best = min(timed, key=lambda r: r["bench"]["p50"])
+    fp32 = next((r for r in rows if r["target"] == best["target"] and r["precision"] == "fp32"
+                 and r["bench"] and r["bench"]["p50"]), None)
+    s = f"{best['target']} {best['precision']} is the fastest artifact inside the budget: {best['bench']['p50']:.2f} ms p50"
+    if fp32 is not None and fp32 is not best:
+        s += (f", {fp32['bench']['p50'] / best['bench']['p50']:.1f}× faster than {best['target']} fp32 "
+              f"at {_fid_text(best['fidelity'])}")
+        if best["size_bytes"] and fp32["size_bytes"]:
+            s += f" and {best['size_bytes'] / fp32['size_bytes']:.0%} of its size"
+    else:
+        s += f" at {_fid_text(best['fidelity'])}"
+    if baseline and baseline["p50"]:
+        s += f"; {baseline['p50'] / best['bench']['p50']:.1f}× the PyTorch eager baseline ({baseline['p50']:.2f} ms)"
+    return s + "."
+
+
+def pareto(points: list[tuple[float, float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower latency, smaller size, higher fidelity
+    (each point ``(latency, size, fidelity)``); a point equal to another in all three stays."""
+    front = []
+    for i, (lat, size, fid) in enumerate(points):
+        dominated = any(
+            o[0] <= lat and o[1] <= size and o[2] >= fid and (o[0] < lat or o[1] < size or o[2] > fid)
+            for j, o in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _environment(m: Manifest, bench: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    env = _dict(m.doc.get("environment"))
+    machine = _dict(bench.get("machine"))
+    settings = _dict(bench.get("settings"))
+    load = _dict(machine.get("load_average"))
+    cpus = _num(env.get("cpu_count")) or _num(machine.get("cpu_count"))
+    versions = {_text(k, 60): _text(v, 60) for k, v in _dict(env.get("tool_versions")).items()}
+    for r in rows:
+        if r["bench"]:
+            versions.update({k: v for k, v in r["bench"]["runtime"].items() if v not in ("", "?")})
+    start = [x for x in _list(load.get("start")) if _num(x) is not None]
+    end = [x for x in _list(load.get("end")) if _num(x) is not None]
+    warnings = []
+    # did the timed calls get their CPU? one thread that waits shows as CPU time below wall time
+    shares = sorted(r["bench"]["cpu_share"] for r in rows if r["bench"] and r["bench"].get("cpu_share") is not None)
+    cpu_share = shares[len(shares) // 2] if shares else None
+    if cpu_share is not None and cpu_share < 0.85:
+        warnings.append(f"the timed calls waited for a CPU: CPU time was {cpu_share:.0%} of wall time (median over the "
+                        "1-thread artifacts); compare ratios, not absolute milliseconds, or re-run on a quiet machine")
+    noisy = [r["id"] for r in rows if r["bench"] and r["bench"]["p50"] and r["bench"]["p99"]
+             and r["bench"]["p99"] > 3 * r["bench"]["p50"]]
+    if noisy:
+        warnings.append(f"p99 is more than 3× p50 for {', '.join(noisy)}: a long tail (other load, or the runtime "
+                        "itself); compare p50s, or re-run on a quiet machine")
+    peaks = {}
+    for k, p in _dict(machine.get("peaks")).items():
+        p = _dict(p)
+        if _num(p.get("fp32_gops")) is not None:
+            peaks[_text(k, 8)] = {"fp32_gops": _num(p.get("fp32_gops")), "int8_gops": _num(p.get("int8_gops"))}
+    return {
+        "python": _text(env.get("python"), 40), "platform": _text(env.get("platform"), 120),
+        "machine": _text(env.get("machine"), 40), "cpu": _text(machine.get("cpu"), 120),
+        "cpu_count": int(cpus) if cpus else None,
+        "threads": [t for t in _list(settings.get("threads")) if isinstance(t, int)],
+        "cpus": _text(settings.get("cpus"), 60) if settings.get("cpus") is not None else None,
+        "runs": _num(settings.get("runs")), "rounds": _num(settings.get("rounds")),
+        "warmup": _num(settings.get("warmup")),
+        "load_start": start[:3], "load_end": end[:3], "peaks": peaks, "cpu_share": cpu_share,
+        "versions": dict(sorted(versions.items())), "warnings": warnings,
+        "bench_notes": [_text(n, 300) for n in _list(bench.get("notes"))[:10]],
+    }
+
+
+def _analysis(m: Manifest) -> dict[str, Any] | None:
+    a = _dict(m.stages.get("analysis"))
+    if not a:
+        return None
+    if a.get("error"):
+        return {"error": _text(a["error"])}
+    totals = _dict(a.get("totals"))
+    layers = []
+    for r in _list(a.get("layers")):
+        if isinstance(r, dict) and _num(r.get("index")) is not None:
+            layers.append({"index": int(r["index"]), "name": _text(r.get("name"), 120),
+                           "module": _text(r.get("module"), 120) or None, "kind": _text(r.get("kind"), 30),
+                           "macs": _num(r.get("macs")) or 0.0, "params": _num(r.get("params")) or 0.0})
+    adv = _dict(a.get("advice"))
+    sep = [s for s in _list(adv.get("separable")) if isinstance(s, dict)]
+    roof = _dict(a.get("roofline"))
+    return {
+        "error": None, "of": _text(a.get("of"), 80),
+        "macs": _num(totals.get("macs")), "params": _num(totals.get("params")), "layers_count": _num(totals.get("layers")),
+        "peak_activation_bytes": _num(totals.get("peak_activation_bytes")),
+        "peak_activation_at": _text(_dict(totals.get("peak_activation_at")).get("module")
+                                    or _dict(totals.get("peak_activation_at")).get("layer"), 120),
+        "weight_bytes": {k: _num(_dict(totals.get("weight_bytes")).get(k)) for k in ("fp32", "fp16", "int8", "as_stored")},
+        "macs_by_kind": {_text(k, 30): _num(v) for k, v in _dict(a.get("macs_by_kind")).items() if _num(v)},
+        "top_layers": [{"index": r.get("index"), "name": _text(r.get("module") or r.get("name"), 120),
+                        "kind": _text(r.get("kind"), 30), "macs": _num(r.get("macs")), "share": _num(r.get("macs_share"))}
+                       for r in _list(a.get("top_layers"))[:10] if isinstance(r, dict)],
+        "separable": [{"name": _text(s.get("module") or s.get("name"), 120), "macs": _num(s.get("macs")),
+                       "saving": _num(s.get("saving_macs")), "share": _num(s.get("saving_share_of_model")),
+                       "ratio": _num(s.get("ratio"))} for s in sep],
+        "separable_count": _num(adv.get("separable_count")) or len(sep),
+        "patterns": _patterns(adv),
+        "roofline": {"profile": _text(_dict(roof.get("profile")).get("name") or roof.get("profile"), 80),
+                     "total_ms": _num(roof.get("total_ms")), "int8_total_ms": _num(roof.get("int8_total_ms"))}
+        if roof else None,
+        "layers": layers,
+        "notes": [_text(n, 300) for n in _list(a.get("notes"))[:8]],
+    }
+
+
+def _patterns(adv: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lighter-layer advice, one entry per suggestion (the layers it applies to listed once)."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for p in _list(adv.get("patterns")):
+        if isinstance(p, dict):
+            where = _text(p.get("module") or p.get("layer") or p.get("where"), 120)
+            text = _text(p.get("suggestion"), 400)
+            grouped.setdefault((_text(p.get("pattern"), 40), text), []).append(where)
+    return [{"pattern": k[0], "suggestion": k[1], "where": [w for w in v if w]} for k, v in grouped.items()]
+
+
+def _bundle(m: Manifest) -> dict[str, Any] | None:
+    b = _dict(m.stages.get("bundle"))
+    if not b:
+        return None
+    return {"version": _text(b.get("version"), 40), "release": b.get("release") if isinstance(b.get("release"), int) else None,
+            "tarball": _text(b.get("tarball"), 200), "public_key": _text(b.get("public_key"), 200),
+            "fallback_order": [_text(x, 80) for x in _list(b.get("fallback_order"))],
+            "contents": {_text(k, 120): v for k, v in _dict(_dict(b.get("contents")).get("parts")).items() if _num(v) is not None},
+            "files": _num(_dict(b.get("contents")).get("files")), "bytes": _num(_dict(b.get("contents")).get("bytes")),
+            "tarball_bytes": _num(_dict(b.get("contents")).get("tarball_bytes"))}
+
+
+def _predictions(m: Manifest) -> dict[str, Any] | None:
+    """The sample photos' top-1 as each model saw it: one row per model (the source first), one
+    column per photo."""
+    p = _dict(m.stages.get("predictions"))
+    models = [_text(c, 80) for c in _list(p.get("artifacts"))]
+    photos = {k: _list(v) for k, v in list(_dict(p.get("photos")).items())[:12]}
+    if not models or not photos:
+        return None
+    rows = []
+    for i, name in enumerate(models):
+        cells = []
+        for preds in photos.values():
+            top = next((x for x in _list(preds[i] if i < len(preds) else None) if isinstance(x, dict)), None)
+            cells.append(None if top is None else {"label": _text(top.get("label"), 80), "confidence": _num(top.get("confidence"))})
+        rows.append({"model": name, "cells": cells})
+    return {"photos": [_text(k, 60) for k in photos], "rows": rows}
+
+
+def page_model(m: Manifest) -> dict[str, Any]:
+    """Everything the report shows about one output folder."""
+    bench_doc = _dict(m.stages.get("benchmark"))
+    bench, baseline, missing = _bench_rows(bench_doc)
+    rows = _artifact_rows(m, bench, missing, bool(bench_doc))
+    budget = _budget(m.config)
+    for r in rows:
+        r["within_budget"] = _within(r, budget)
+        if baseline and baseline["p50"] and r["bench"] and r["bench"]["p50"] and r["bench"]["speedup"] is None:
+            r["bench"]["speedup"] = baseline["p50"] / r["bench"]["p50"]
+    # the Pareto front over what was measured: latency, size, fidelity
+    pts = [(r["bench"]["p50"], r["size_bytes"] or math.inf, r["fidelity"]["value"])
+           for r in rows if r["bench"] and r["bench"]["p50"] and r["fidelity"]["value"] is not None]
+    ids = [r["id"] for r in rows if r["bench"] and r["bench"]["p50"] and r["fidelity"]["value"] is not None]
+    front = {ids[i] for i in pareto(pts)}
+    for r in rows:
+        r["pareto"] = r["id"] in front
+    convert = _dict(m.stages.get("convert"))
+    src = m.source
+    return {
+        "title": _text(src.get("name") or "model", 80),
+        "source": {"name": _text(src.get("name"), 80), "kind": _text(src.get("kind"), 20),
+                   "origin": _text(src.get("origin"), 200), "digest": _text(src.get("digest"), 64)},
+        "folder": _text(m.folder.resolve(), 300),
+        "created": _text(m.doc.get("created"), 40), "edgeship_version": _text(m.doc.get("edgeship_version"), 20),
+        "budget": budget, "artifacts": rows, "baseline": baseline, "benchmarked": bool(bench_doc),
+        "recommendations": _recommend(rows, budget), "headline": _headline(rows, baseline, budget),
+        "failed": [{"what": f"{_text(f.get('target'), 40)} {_text(f.get('precision'), 20)}", "message": _text(f.get("message"), 400)}
+                   for f in _list(convert.get("failed")) if isinstance(f, dict)],
+        "skipped": [{"what": f"{_text(s.get('target'), 40)} {_text(s.get('precision'), 20)}", "reason": _text(s.get("reason"), 300)}
+                    for s in _list(convert.get("skipped")) if isinstance(s, dict)],
+        "analysis": _analysis(m), "environment": _environment(m, bench_doc, rows), "bundle": _bundle(m),
+        "predictions": _predictions(m),
+        "timings": {_text(k, 60): v for k, v in _dict(m.doc.get("timings_s")).items() if _num(v) is not None},
+    }
+
+
+def _change(old: float | None, new: float | None, key: str, higher_is_better: bool = False) -> dict[str, Any]:
+    if old is None or new is None:
+        return {"old": old, "new": new, "delta": None, "rel": None, "regressed": False, "improved": False}
+    delta = new - old
+    rel = delta / old if old else None
+    limit = REGRESSION_RULES[key][0]
+    if key == "fidelity":
+        worse, better = -delta > limit, delta > limit
+    else:
+        worse = rel is not None and (rel > limit if not higher_is_better else -rel > limit)
+        better = rel is not None and (-rel > limit if not higher_is_better else rel > limit)
+    return {"old": old, "new": new, "delta": delta, "rel": rel, "regressed": worse, "improved": better}
+
+
+def compare_models(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What changed from the ``old`` page model to the ``new`` one: per artifact (matched by id) the
+    change in size, fidelity, p50/p99, cold start and memory with regressions marked; artifacts
+    added and removed; the layers whose quantisation error grew most."""
+    olds = {r["id"]: r for r in old["artifacts"]}
+    rows = []
+    for r in new["artifacts"]:
+        o = olds.get(r["id"])
+        if o is None:
+            continue
+        ob, nb = o["bench"] or {}, r["bench"] or {}
+        ch = {
+            "size_bytes": _change(o["size_bytes"], r["size_bytes"], "size_bytes"),
+            "fidelity": _change(o["fidelity"]["value"], r["fidelity"]["value"], "fidelity", True),
+            "p50_ms": _change(ob.get("p50"), nb.get("p50"), "p50_ms"),
+            "p99_ms": _change(ob.get("p99"), nb.get("p99"), "p99_ms"),
+            "cold_start_s": _change(ob.get("cold_start_s"), nb.get("cold_start_s"), "cold_start_s"),
+            "peak_rss_bytes": _change(ob.get("peak_rss_bytes"), nb.get("peak_rss_bytes"), "peak_rss_bytes"),
+        }
+        rows.append({"id": r["id"], "target": r["target"], "precision": r["precision"], "changes": ch,
+                     "fidelity_metric": r["fidelity"]["metric"] or o["fidelity"]["metric"],
+                     "regressions": [REGRESSION_RULES[k][1] for k, c in ch.items() if c["regressed"]],
+                     "improvements": [k for k, c in ch.items() if c["improved"]]})
+    grew = []
+    for r in new["artifacts"]:
+        o = olds.get(r["id"])
+        if o is None or not r["layers"] or not o["layers"] or r["layers"]["metric"] != o["layers"]["metric"]:
+            continue
+        before = {x["node"]: x["db"] for x in o["layers"]["rows"]}
+        for x in r["layers"]["rows"]:
+            if x["node"] in before and x["db"] is not None and before[x["node"]] is not None:
+                grew.append({"artifact": r["id"], "node": x["node"], "module": x["module"],
+                             "metric": r["layers"]["label"], "old_db": before[x["node"]], "new_db": x["db"],
+                             "worse_db": before[x["node"]] - x["db"]})
+    grew.sort(key=lambda g: -g["worse_db"])
+    new_ids = {r["id"] for r in new["artifacts"]}
+    return {
+        "old": {"folder": old["folder"], "created": old["created"], "title": old["title"]},
+        "rows": rows,
+        "added": [r["id"] for r in new["artifacts"] if r["id"] not in olds],
+        "removed": [i for i in olds if i not in new_ids],
+        "layers_worse": [g for g in grew if g["worse_db"] > 0][:10],
+        "regressed": sum(1 for r in rows if r["regressions"]),
+        "rules": [text for _, text in REGRESSION_RULES.values()],
+        "same_model": old["source"]["digest"] == new["source"]["digest"],
+    }
+
+
+def folder_of(path: Path) -> Path:
+    """The output folder ``path`` names (a manifest.json file is taken as its folder)."""
+    p = Path(path)
+    return p.parent if p.name == "manifest.json" else p
