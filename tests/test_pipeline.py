@@ -10,7 +10,7 @@ import edgeship
 from edgeship.errors import ValidationError
 from edgeship.testing import FakeTarget
 
-RELEASE_DIRS = ("keys", "release")  # what deploy adds beside the artifacts: its signed bundle
+RELEASE_DIRS = ("keys", "release", "report.html")  # what deploy adds beside the artifacts: its signed bundle, its report
 
 
 class NoisyTarget(FakeTarget):

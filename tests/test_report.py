@@ -131,6 +131,7 @@ def test_the_comparison_marks_regressions_and_the_layers_that_got_worse(deployed
     worse = copy.deepcopy(m)
     res = {r["id"]: r for r in worse["stages"]["benchmark"]["results"]}
     res["onnx-int8"]["latency_ms"]["p50"] *= 1.3
+    res["onnx-int8"]["latency_quantiles_ms"] = [q * 1.3 for q in res["onnx-int8"]["latency_quantiles_ms"]]
     layer = worse["artifacts"][1]["details"]["quantization"]["layers"][0]
     key = "output_sqnr_db" if "output_sqnr_db" in layer else "weight_sqnr_db"
     layer[key] -= 7.5
@@ -276,3 +277,22 @@ def test_packaging_refreshes_the_report_with_the_bundle_contents(deployed, tmp_p
     page = (out / REPORT_HTML).read_text()
     assert "Release 1.2.3" in page and "artifacts/onnx-int8" in page and "integration/python" in page
     assert "as .tar.gz" in page
+
+
+def test_a_slower_machine_or_noise_is_not_called_a_regression(deployed, tmp_path):
+    m = json.loads((deployed / "manifest.json").read_text())
+    old = _write(tmp_path / "old", m)
+    noisy = copy.deepcopy(m)
+    res = {r["id"]: r for r in noisy["stages"]["benchmark"]["results"]}
+    res["onnx-fp32"]["latency_ms"]["p50"] *= 1.08  # worse than 5%, but inside the spread of the calls
+    q = res["onnx-fp32"]["latency_quantiles_ms"]
+    q[25], q[75] = q[25] * 0.5, q[75] * 2
+    for r in res.values():  # everything, the PyTorch baseline too, 30% slower: the machine, not the artifacts
+        if r["id"] != "onnx-fp32":
+            r["latency_ms"]["p50"] *= 1.3
+            r["latency_quantiles_ms"] = [x * 1.3 for x in r["latency_quantiles_ms"]]
+    doc = build(_write(tmp_path / "new", noisy), old)["comparison"]
+    rows = {r["id"]: r for r in doc["rows"]}
+    assert doc["regressed"] == 0, [r["regressions"] for r in doc["rows"]]
+    assert "interquartile ranges overlap" in rows["onnx-fp32"]["notes"][0]
+    assert "the PyTorch baseline moved +30% too" in rows["onnx-int8"]["notes"][0]

@@ -124,7 +124,10 @@ def test_an_int8_below_budget_is_reported_and_the_others_are_written(tmp_path):
                         eval_samples=8)
     assert "q_collapse-int8" in e.value.message and "cosine" in e.value.message and e.value.exit_code == 5
     assert "q_ok" not in e.value.message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "q_collapse-fp32", "q_ok-fp32", "q_ok-int8"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "q_collapse-fp32", "q_ok-fp32", "q_ok-int8",
+                                                          "report.html"]
+    page = (tmp_path / "report.html").read_text()  # the report of what was written says what was not
+    assert "Not written" in page and "q_collapse int8:" in page
     m = json.loads((tmp_path / "manifest.json").read_text())
     failed = m["stages"]["convert"]["failed"]
     assert [(f["target"], f["precision"], f["error"]) for f in failed] == [("q_collapse", "int8", "ValidationError")]

@@ -107,6 +107,7 @@ def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[
             "macs": _num(comp.get("macs")), "peak_gops": _num(comp.get("peak_gops")),
             "percent_of_peak": _num(comp.get("percent_of_peak")), "peak_kind": _text(comp.get("peak_kind"), 20),
             "threads": r.get("threads") if isinstance(r.get("threads"), int) else None,
+            "cpus": [c for c in _list(r.get("cpus")) if isinstance(c, int) and not isinstance(c, bool)][:64],
             "runtime": {_text(k, 60): _text(v, 60) for k, v in _dict(_dict(r.get("runtime")).get("modules")).items()},
             "energy_mj": _num(_dict(r.get("energy")).get("mj_per_inference")),
             "name": _text(r.get("name") or r.get("id"), 80),
@@ -302,7 +303,8 @@ def _environment(m: Manifest, bench: dict[str, Any], rows: list[dict[str, Any]])
         "machine": _text(env.get("machine"), 40), "cpu": _text(machine.get("cpu"), 120),
         "cpu_count": int(cpus) if cpus else None,
         "threads": [t for t in _list(settings.get("threads")) if isinstance(t, int)],
-        "cpus": _text(settings.get("cpus"), 60) if settings.get("cpus") is not None else None,
+        "cpus": _text(settings.get("cpus"), 60) if settings.get("cpus") is not None else
+        ", ".join(sorted({",".join(map(str, r["bench"]["cpus"])) for r in rows if r["bench"] and r["bench"]["cpus"]})) or None,
         "runs": _num(settings.get("runs")), "rounds": _num(settings.get("rounds")),
         "warmup": _num(settings.get("warmup")),
         "load_start": start[:3], "load_end": end[:3], "peaks": peaks, "cpu_share": cpu_share,
@@ -443,6 +445,27 @@ def _change(old: float | None, new: float | None, key: str, higher_is_better: bo
     return {"old": old, "new": new, "delta": delta, "rel": rel, "regressed": worse, "improved": better}
 
 
+def _latency_change(ob: dict[str, Any], nb: dict[str, Any], key: str, old_base: dict[str, Any] | None,
+                    new_base: dict[str, Any] | None) -> dict[str, Any]:
+    """A latency change, marked only when it is the artifact's: larger than the threshold, outside
+    the run-to-run noise (for p50: the two runs' interquartile ranges do not overlap), and not the
+    machine's (when both runs measured the PyTorch baseline, the ratio to it moved as much)."""
+    ch = _change(ob.get(key), nb.get(key), f"{key}_ms")
+    if not (ch["regressed"] or ch["improved"]):
+        return ch
+    oq, nq = ob.get("quantiles"), nb.get("quantiles")
+    if key == "p50" and oq and nq and not (nq[25] > oq[75] or oq[25] > nq[75]):
+        return {**ch, "regressed": False, "improved": False,
+                "note": "within run-to-run noise: the two runs' interquartile ranges overlap"}
+    ob_, nb_ = (old_base or {}).get(key), (new_base or {}).get(key)
+    if ob_ and nb_:
+        moved = (nb[key] / nb_) / (ob[key] / ob_) - 1
+        if abs(moved) <= REGRESSION_RULES[f"{key}_ms"][0]:
+            return {**ch, "regressed": False, "improved": False,
+                    "note": f"the PyTorch baseline moved {nb_ / ob_ - 1:+.0%} too: the machine changed, not the artifact"}
+    return ch
+
+
 def compare_models(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """What changed from the ``old`` page model to the ``new`` one: per artifact (matched by id) the
     change in size, fidelity, p50/p99, cold start and memory with regressions marked; artifacts
@@ -457,14 +480,15 @@ def compare_models(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         ch = {
             "size_bytes": _change(o["size_bytes"], r["size_bytes"], "size_bytes"),
             "fidelity": _change(o["fidelity"]["value"], r["fidelity"]["value"], "fidelity", True),
-            "p50_ms": _change(ob.get("p50"), nb.get("p50"), "p50_ms"),
-            "p99_ms": _change(ob.get("p99"), nb.get("p99"), "p99_ms"),
+            "p50_ms": _latency_change(ob, nb, "p50", old["baseline"], new["baseline"]),
+            "p99_ms": _latency_change(ob, nb, "p99", old["baseline"], new["baseline"]),
             "cold_start_s": _change(ob.get("cold_start_s"), nb.get("cold_start_s"), "cold_start_s"),
             "peak_rss_bytes": _change(ob.get("peak_rss_bytes"), nb.get("peak_rss_bytes"), "peak_rss_bytes"),
         }
         rows.append({"id": r["id"], "target": r["target"], "precision": r["precision"], "changes": ch,
                      "fidelity_metric": r["fidelity"]["metric"] or o["fidelity"]["metric"],
                      "regressions": [REGRESSION_RULES[k][1] for k, c in ch.items() if c["regressed"]],
+                     "notes": [f"{k.replace('_ms', '').replace('_', ' ')}: {c['note']}" for k, c in ch.items() if c.get("note")],
                      "improvements": [k for k, c in ch.items() if c["improved"]]})
     grew = []
     for r in new["artifacts"]:
