@@ -800,6 +800,14 @@ def report(
                         highlight=False, style="bold red" if bad else None)
                 for r in bad:
                     c.print(f"  {r['id']}: {'; '.join(r['regressions'])}", markup=False, highlight=False)
+                if cmp["removed"]:
+                    c.print(f"  gone since then: {', '.join(cmp['removed'])}", markup=False, highlight=False,
+                            style="bold red")
+                if cmp["added"]:
+                    c.print(f"  new: {', '.join(cmp['added'])}", markup=False, highlight=False)
+                if cmp["drift_text"]:
+                    c.print(f"  the machine itself: {cmp['drift_text']} (measured on {cmp['drift_from']} unchanged "
+                            "artifact(s); taken out before judging the others)", markup=False, highlight=False)
                 for g in cmp["layers_worse"][:3]:
                     c.print(f"  {g['artifact']} {g['module'] or g['node']}: {g['metric']} {g['old_db']:.1f} → "
                             f"{g['new_db']:.1f} dB", markup=False, highlight=False)

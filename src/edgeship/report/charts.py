@@ -304,13 +304,14 @@ def change_chart(rows: list[dict[str, Any]]) -> str | None:
     ax.grid(False, axis="y")
     for y, r in enumerate(items):
         c = r["changes"]["p50_ms"]
-        colour = "#C0392B" if c["regressed"] else "#1E8449" if c["improved"] else "#555555"
+        colour = "#C0392B" if c["regressed"] else "#1E8449" if c["improved"] else "#AAAAAA" if r.get("unchanged") else "#555555"
         ax.plot([c["old"], c["new"]], [y, y], color=colour, linewidth=1.5)
         ax.plot([c["old"]], [y], marker="o", markerfacecolor="white", color=colour, markersize=6)
         ax.plot([c["new"]], [y], marker="o", color=colour, markersize=6)
-        ax.annotate(f"{c['rel']:+.0%}" if c["rel"] is not None else "", (max(c["old"], c["new"]), y), xytext=(6, 0),
+        text = (f"{c['rel']:+.0%}" + (" (same bytes)" if r.get("unchanged") else "")) if c["rel"] is not None else ""
+        ax.annotate(text, (max(c["old"], c["new"]), y), xytext=(6, 0),
                     textcoords="offset points", fontsize=8, va="center", color=colour)
     ax.set_yticks(range(len(items)), [r["id"] for r in items], fontsize=8.5)
     _log_if_wide(ax, [v for r in items for v in (r["changes"]["p50_ms"]["old"], r["changes"]["p50_ms"]["new"])])
-    ax.set_xlabel("warm latency p50 (ms): hollow = old, filled = new", fontsize=9)
+    ax.set_xlabel("warm latency p50 (ms): hollow = old, filled = new; grey = same bytes (the machine's drift)", fontsize=9)
     return _svg(fig, "change", "p50 latency of each artifact, old against new")
