@@ -39,9 +39,16 @@ def test_static_int8_with_report_attribution_and_bias_correction(tiny_onnx, tmp_
         assert {"scale", "zero_point", "mse", "qdq_sqnr_db"} <= set(t)
     # every weighted layer is attributed, with its source module (Conv+ReLU is judged after the ReLU)
     assert sorted(r["module"] for r in q["layers"]) == ["fc", "features.0", "features.3", "features.5"]
-    assert [s["note"].split(" (")[0] for s in q["steps"]] == ["all weighted layers int8", "+ bias correction"]
+    notes = [s["note"].split(" (")[0] for s in q["steps"]]
+    assert notes[:4] == ["all weighted layers int8", "+ bias correction", "learned rounding", "learned rounding + bias correction"]
     assert q["bias_correction"]["layers"] == 4 and q["steps"][-1]["within_budget"]
-    assert a.details["quantization"]["chosen"] == 1
+    # --rounding auto: learned rounding kept only when it measured closer to fp32, and said so
+    r = q["rounding"]
+    assert r["asked"] == "auto" and r["chosen"] in ("adaround", "nearest") and len(r["per_layer"]) == 4
+    assert a.details["quantization"]["rounding"]["chosen"] == r["chosen"]
+    if r["chosen"] == "nearest":
+        assert notes[-1] == "nearest rounding kept + bias correction"
+    assert a.details["quantization"]["chosen"] == len(q["steps"]) - 1
     ops = {n.op_type for n in onnx.load(str(a.model_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
 
@@ -100,7 +107,7 @@ def test_bias_shift_is_the_mean_output_error_of_the_int8_weights(tmp_path):
 
 def test_budget_keeps_the_most_harmful_layers_in_float(tmp_path):
     res = edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, quantize="int8", bias_correction=False,
-                          max_drop=0.01)
+                          rounding="nearest", max_drop=0.01)
     a = res.artifacts[1]
     steps = a.details["quantization"]["steps"]
     assert not steps[0]["within_budget"] and steps[-1]["within_budget"] and len(steps) > 2
@@ -115,7 +122,7 @@ def test_budget_keeps_the_most_harmful_layers_in_float(tmp_path):
 def test_a_model_that_misses_the_budget_is_not_written(tmp_path):
     with pytest.raises(ValidationError, match="most harmful layers: .*features") as e:
         edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, quantize="int8", bias_correction=False,
-                        max_drop=0.0, max_float_layers=1)
+                        rounding="nearest", max_drop=0.0, max_float_layers=1)
     assert "top-1 agreement" in e.value.message and e.value.exit_code == 5
     assert not (tmp_path / "onnx-int8").exists() and (tmp_path / "onnx-fp32" / "model.onnx").is_file()
 
@@ -231,3 +238,48 @@ def test_pt2e_bias_correction_removes_the_mean_error_of_int8_weights():
     plain, corrected = mean_error(False), mean_error(True)
     assert plain > 0.02 and corrected < 0.2 * plain
     assert torch.equal(m[0].bias, bias)  # the source model is untouched
+
+
+def test_learned_rounding_lowers_each_layers_error_and_ort_keeps_the_learned_levels(tmp_path):
+    """AdaRound's weights are written as floats on their int8 grid; ONNX Runtime's own nearest
+    rounding then lands on exactly the learned levels (grouped Conv with asymmetric pads, Gemm)."""
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    from edgeship.quant.rounding import grid_scale
+
+    src = tmp_path / "m.onnx"
+    _conv_gemm_model(src)
+    rng = np.random.default_rng(1)
+    samples = [(rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32) ** 2,) for _ in range(32)]
+    ada, layers = recipes.learned_rounding(src, tmp_path / "ada.onnx", tmp_path, ["x"], samples, 1, iters=200)
+    assert [r["node"] for r in layers] == ["conv", "fc"]
+    for r in layers:
+        assert r["mse_learned"] < r["mse_nearest"] and r["kept"] == "learned" and 0 < r["flipped"] < 0.5
+    orig = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
+    snapped = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(ada)).graph.initializer}
+    for name in ("w", "g"):
+        w = snapped[name]
+        k = w / grid_scale(w).reshape((-1,) + (1,) * (w.ndim - 1))
+        np.testing.assert_allclose(k, np.round(k), atol=1e-4)  # on the grid
+        assert np.abs(w - orig[name]).max() <= grid_scale(orig[name]).max() * 1.0001  # at most one level away
+        assert not np.array_equal(np.round(k), np.clip(np.round(orig[name] / grid_scale(orig[name]).reshape(
+            (-1,) + (1,) * (w.ndim - 1))), -127, 127))  # and not simply nearest
+    pre = recipes.preprocess(ada, tmp_path / "pre.onnx")
+    cache = recipes.calibrate(pre, tmp_path, ["x"], samples, "minmax", 1)
+    recipes.static_qdq(pre, tmp_path / "q.onnx", cache, "minmax")
+    wm = dbg.create_weight_matching(str(pre), str(tmp_path / "q.onnx"))
+    for name in ("w", "g"):
+        deq, flt = np.asarray(wm[name]["dequantized"]), np.asarray(wm[name]["float"])
+        s = grid_scale(flt).reshape((-1,) + (1,) * (flt.ndim - 1))
+        off = ~np.isclose(deq, flt, rtol=0, atol=1e-6 * float(s.max()) + 1e-9)
+        # ORT's grid is max|w| / 127.5: every level lands back on itself except a channel's -max
+        # (-127.5 rounds to -128 there), as it does with nearest rounding too
+        assert np.all(np.isclose(flt[off] / np.broadcast_to(s, flt.shape)[off], -127, atol=1e-3)), flt[off]
+
+
+def test_rounding_knob_is_refused_where_a_target_has_no_learned_rounding(tmp_path):
+    from edgeship.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="--rounding adaround"):
+        edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, targets=["coreml"], quantize="int8",
+                        rounding="adaround")

@@ -139,6 +139,11 @@ class QuantizeConfig(ConfigModel):
                                                          "labels), .npy/.npz, or pkg.mod:fn")
     bias_correction: bool = Field(True, description="static int8: correct each layer's bias for the mean error its int8 "
                                                     "weights add (measured on the calibration data)")
+    rounding: Literal["auto", "nearest", "adaround"] = Field(
+        "auto", description="static int8: how weights round to their int8 levels: nearest, adaround (learned per layer "
+                            "from the calibration data), or auto (adaround, kept only when it measures closer to fp32)")
+    rounding_iters: int = Field(300, ge=10, le=100000, description="static int8 with learned rounding: optimisation "
+                                                                  "steps per layer (time grows with it)")
     calib_samples: int = Field(128, ge=1, le=65536, description="static int8: number of calibration inputs")
     max_float_layers: int = Field(12, ge=0, le=1000, description="budget: at most this many layers kept in float before giving up")
 

@@ -222,16 +222,20 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             say("quantising (static QDQ, per-channel)")
             recipes.static_qdq(pre, out, cache, cfg.calibration)
             step([], "all weighted layers int8 (plain QDQ)")
-            shifts = {}
+            shifts: dict[str, Any] = {}
+            means: dict[str, Any] = {}
             if cfg.bias_correction:
                 say("bias correction")
                 means = recipes.input_means(pre, work, names, cal_samples, batch)
                 shifts = recipes.bias_shifts(pre, out, means)
-                del means
                 recipes.static_qdq(recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts), out, cache,
                                    cfg.calibration)
                 step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
+            base = pre  # the float model the int8 is made from: pre, or its weights rounded the learned way
+            if cfg.rounding != "nearest":
+                base, shifts = _learned_rounding(pre, work, names, cal_samples, batch, cache, cfg, means, shifts, out,
+                                                 budget, step, report, say)
             shutil.copy(out, work / "all-int8.onnx")
             say("tensor-level report")
             t_samples = eval_samples[: min(32, len(eval_samples))]
@@ -241,8 +245,9 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             report["layers"] = ranking
 
             def static(excluded: list[str], note: str) -> dict[str, Any]:
-                base = recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts, exclude=excluded) if shifts else pre
-                recipes.static_qdq(base, out, cache, cfg.calibration, exclude=excluded)
+                floats = recipes.float_weights(base, pre, excluded, work / "pre-float.onnx") if base != pre else pre
+                model_ = recipes.apply_bias_shifts(floats, work / "pre-bc.onnx", shifts, exclude=excluded) if shifts else floats
+                recipes.static_qdq(model_, out, cache, cfg.calibration, exclude=excluded)
                 return step(excluded, note)
 
             budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r['module'] or r['op']})") for r in ranking], static)
@@ -277,6 +282,54 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     return out, report
 
 
+def _better(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether budget step ``a`` is closer to fp32 than ``b``: inside the budget first, then label
+    accuracy, top-1 agreement, output SQNR (what each measured)."""
+    def key(r: dict[str, Any]) -> tuple:
+        return (bool(r.get("within_budget")), r.get("accuracy") or 0.0, r.get("top1_agreement") or 0.0,
+                r.get("sqnr_db") or r.get("cosine") or 0.0)
+    return key(a) > key(b)
+
+
+def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
+                      cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
+                      step: Any, report: dict[str, Any], say: Any) -> tuple[Path, dict[str, Any]]:
+    """Static int8 with learned rounding (AdaRound), then bias correction on top, each measured as a
+    budget step. With ``--rounding auto`` it is kept only when it comes out closer to fp32 than
+    nearest rounding did; the choice and every layer's figures go into the report. Returns the
+    float model to quantise and its bias shifts."""
+    from . import onnxruntime_recipes as recipes
+
+    best_nearest = budget.last
+    t0 = time.perf_counter()
+    say(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on {len(cal_samples)} calibration samples")
+    ada, layers = recipes.learned_rounding(pre, work / "pre-ada.onnx", work, names, cal_samples, batch, cfg.rounding_iters,
+                                           say=say)
+    learned = sum(1 for r in layers if r["kept"] == "learned")
+    recipes.static_qdq(ada, out, cache, cfg.calibration)
+    rec = step([], f"learned rounding ({learned} of {len(layers)} layers)")
+    ada_shifts: dict[str, Any] = {}
+    if cfg.bias_correction:
+        ada_shifts = recipes.bias_shifts(pre, out, means)  # the error against the *original* weights (ada's are on the grid)
+        recipes.static_qdq(recipes.apply_bias_shifts(ada, work / "ada-bc.onnx", ada_shifts), out, cache, cfg.calibration)
+        rec = step([], f"learned rounding + bias correction ({len(ada_shifts)} layers)")
+    keep = cfg.rounding == "adaround" or _better(rec, best_nearest)
+    report["rounding"] = {
+        "method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters, "seconds": round(time.perf_counter() - t0, 1),
+        "layers_learned": learned, "layers": len(layers), "chosen": "adaround" if keep else "nearest",
+        "why": ("asked for (--rounding adaround)" if cfg.rounding == "adaround" else
+                "closer to fp32 than nearest rounding on the evaluation data" if keep else
+                "nearest rounding was as close or closer to fp32 on the evaluation data"),
+        "per_layer": [{k: (round(v, 8) if isinstance(v, float) else v) for k, v in r.items()} for r in layers]}
+    if keep:
+        return ada, ada_shifts
+    say("learned rounding did not help here: nearest rounding kept")
+    base = recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts) if shifts else pre
+    recipes.static_qdq(base, out, cache, cfg.calibration)
+    step([], "nearest rounding kept" + (" + bias correction" if shifts else "") + " (learned rounding was no closer)")
+    return pre, shifts
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
@@ -294,4 +347,6 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db")}
                                     for r in report.get("layers", [])[:5]]
     out["layers"] = layer_errors(report.get("layers", []))
+    if isinstance(report.get("rounding"), dict):
+        out["rounding"] = {k: v for k, v in report["rounding"].items() if k != "per_layer"}
     return out

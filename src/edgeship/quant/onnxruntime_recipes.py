@@ -318,6 +318,81 @@ def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[t
     return {k: v / count for k, v in sums.items()}
 
 
+def learned_rounding(pre: Path, out: Path, work: Path, names: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]],
+                     batch: int, iters: int, rows: int = 2048, say: Any = None) -> tuple[Path, list[dict[str, Any]]]:
+    """A copy of the float model whose Conv (2-d) and Gemm weights lie on their int8 grid, rounded
+    the learned way (:func:`edgeship.quant.rounding.learn_rounding`) from each layer's inputs on the
+    calibration samples (about ``rows`` random positions per layer). Returns it and per layer the
+    output error with nearest and with learned rounding."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from .rounding import conv_patches, dense_patches, learn_rounding
+
+    say = say or (lambda _m: None)
+    model = onnx.load(str(pre))
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    nodes = [n for n in model.graph.node if _correctable(n, inits) and users.get(n.input[1], 0) == 1
+             and (n.op_type == "Gemm" or len(inits[n.input[1]].dims) == 4)]
+    wanted = list(dict.fromkeys(n.input[0] for n in nodes))
+    probe = onnx.load(str(pre))
+    have = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in wanted if t not in have)
+    path = work / "rounding-inputs.onnx"
+    onnx.save(probe, str(path))
+    sess = ort_session(path)
+    outs = [o.name for o in sess.get_outputs()]
+    rng = np.random.default_rng(0)
+    per_sample = max(1, -(-rows // max(1, len(samples))))
+    patches: dict[str, list[np.ndarray]] = {n.name: [] for n in nodes}
+    for feeds in _Reader(names, samples, min(batch, 4)):  # every layer input of a batch is held at once
+        got = dict(zip(outs, sess.run(None, feeds)))
+        for n in nodes:
+            x = got[n.input[0]]
+            if n.op_type == "Gemm":
+                patches[n.name].append(dense_patches(x, per_sample * len(x), rng))
+                continue
+            w = inits[n.input[1]]
+            pads = list(_attr(n, "pads", [0, 0, 0, 0]))
+            patches[n.name].append(conv_patches(
+                x, list(w.dims[2:]), list(_attr(n, "strides", [1, 1])), [(pads[0], pads[2]), (pads[1], pads[3])],
+                list(_attr(n, "dilations", [1, 1])), int(_attr(n, "group", 1)), per_sample, rng))
+    path.unlink()
+    del sess, got
+    stats = []
+    for k, n in enumerate(nodes):
+        init = inits[n.input[1]]
+        w = numpy_helper.to_array(init)
+        gemm_t = n.op_type == "Gemm" and not _attr(n, "transB", 0)  # B as [in, out]: learn on [out, in]
+        say(f"learned rounding: layer {k + 1}/{len(nodes)} ({n.name})")
+        snapped, st = learn_rounding(w.T if gemm_t else w, np.concatenate(patches.pop(n.name)), iters=iters)
+        init.CopyFrom(numpy_helper.from_array((snapped.T if gemm_t else snapped).astype(w.dtype), init.name))
+        stats.append({"node": n.name, **st})
+    onnx.save(model, str(out))
+    return out, stats
+
+
+def float_weights(base: Path, pre: Path, nodes: Sequence[str], out: Path) -> Path:
+    """A copy of ``base`` whose ``nodes`` have their original float weights back from ``pre`` (a layer
+    kept in float keeps the weights it was trained with, not ones snapped to an int8 grid)."""
+    import onnx
+
+    if not nodes:
+        return base
+    model = onnx.load(str(base))
+    orig = {i.name: i for i in onnx.load(str(pre)).graph.initializer}
+    inits = {i.name: i for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.name in nodes and len(n.input) > 1 and n.input[1] in inits and n.input[1] in orig:
+            inits[n.input[1]].CopyFrom(orig[n.input[1]])
+    onnx.save(model, str(out))
+    return out
+
+
 def bias_shifts(pre: Path, qdq: Path | None, means: dict[str, np.ndarray],
                 dweights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Empirical bias correction (Nagel et al., "Data-Free Quantization", 2019): the mean output

@@ -36,6 +36,12 @@ def _num(x: Any) -> float | None:
     return float(x) if math.isfinite(x) and abs(x) < 1e18 else None
 
 
+def _pos(x: Any) -> float | None:
+    """A duration or a size: a positive number, else a gap."""
+    v = _num(x)
+    return v if v is not None and v > 0 else None
+
+
 def _text(x: Any, limit: int = 300) -> str:
     """A string from the manifest as data: no control characters, bounded length."""
     s = printable("" if x is None else str(x))
@@ -97,14 +103,14 @@ def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[
         mem = _dict(r.get("memory"))
         comp = _dict(r.get("compute"))
         vs = _dict(r.get("vs_baseline"))
-        quant = [q for x in _list(r.get("latency_quantiles_ms")) if (q := _num(x)) is not None]
+        quant = [q for x in _list(r.get("latency_quantiles_ms")) if (q := _pos(x)) is not None]
         row = {
-            "p50": _num(lat.get("p50")), "p90": _num(lat.get("p90")), "p99": _num(lat.get("p99")),
-            "min": _num(lat.get("min")), "max": _num(lat.get("max")), "n": _num(lat.get("n")),
-            "quantiles": quant if len(quant) == 101 else None,
-            "cold_start_s": _num(cold.get("total")), "peak_rss_bytes": _num(mem.get("peak_rss_bytes")),
+            "p50": _pos(lat.get("p50")), "p90": _pos(lat.get("p90")), "p99": _pos(lat.get("p99")),
+            "min": _pos(lat.get("min")), "max": _pos(lat.get("max")), "n": _num(lat.get("n")),
+            "quantiles": quant if len(quant) == 101 and quant == sorted(quant) else None,
+            "cold_start_s": _pos(cold.get("total")), "peak_rss_bytes": _pos(mem.get("peak_rss_bytes")),
             "speedup": _num(vs.get("speedup_p50")), "cpu_time_ratio": _num(vs.get("cpu_time_ratio")),
-            "macs": _num(comp.get("macs")), "peak_gops": _num(comp.get("peak_gops")),
+            "macs": _pos(comp.get("macs")), "peak_gops": _pos(comp.get("peak_gops")),
             "percent_of_peak": _num(comp.get("percent_of_peak")), "peak_kind": _text(comp.get("peak_kind"), 20),
             "threads": r.get("threads") if isinstance(r.get("threads"), int) else None,
             "cpus": [c for c in _list(r.get("cpus")) if isinstance(c, int) and not isinstance(c, bool)][:64],
@@ -141,7 +147,7 @@ def _artifact_rows(m: Manifest, bench: dict[str, dict[str, Any]], missing: dict[
             why = None
         rows.append({"id": aid, "target": _text(rec.get("target"), 40), "format": _text(rec.get("format"), 40),
                      "digest": _text(rec.get("digest"), 64) or None,
-                     "precision": _text(rec.get("precision"), 20), "size_bytes": _num(rec.get("size_bytes")),
+                     "precision": _text(rec.get("precision"), 20), "size_bytes": _pos(rec.get("size_bytes")),
                      "fidelity": _fidelity(rec), "bench": b, "no_bench": why,
                      "notes": [_text(n, 400) for n in _list(rec.get("notes"))[:8]],
                      "layers": _layer_errors(rec)})

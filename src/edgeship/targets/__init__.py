@@ -277,7 +277,7 @@ class Target(ABC):
 
     def check_int8_knobs(self, cfg: DeployConfig) -> None:
         fields = type(cfg).model_fields
-        bad = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("calibration", "max_float_layers")
+        bad = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("calibration", "max_float_layers", "rounding", "rounding_iters")
                if k in fields and k not in self.int8_knobs and getattr(cfg, k) != fields[k].default]
         method = getattr(cfg, "method", "auto")
         if method not in self.int8_methods and method != "fp16":

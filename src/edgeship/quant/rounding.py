@@ -1,0 +1,139 @@
+"""Learned rounding of int8 weights (AdaRound), the maths once for every int8 backend.
+
+Nagel et al., "Up or Down? Adaptive Rounding for Post-Training Quantization" (ICML 2020): rounding
+each weight to its nearest int8 level is not what keeps a layer's *output* closest to float.
+Per layer, a continuous variable ``V`` per weight chooses down (0) or up (1) through a rectified
+sigmoid ``h(V)``; the loss is the layer's output error on calibration inputs plus a regulariser
+that pushes every ``h`` to 0 or 1 (its exponent annealed from 20 to 2); at the end each weight is
+rounded the way its ``h`` settled.
+
+The result is written back as *float* weights that lie exactly on their int8 grid: the grid is
+per output channel, symmetric, ``scale = max|w| / 127`` with levels -127..127, the same grid every
+backend here computes from those weights (ONNX Runtime, ai-edge-quantizer, PT2E/XNNPACK, NNCF:
+per-channel symmetric). Their own round-to-nearest then lands on the learned levels, so each
+backend writes the result in its own int8 format with no change to its quantiser. Batch-norm
+folding scales a channel's weights and its grid alike, so weights snapped before folding stay on
+the folded grid.
+
+A layer's calibration inputs come in as *patches*: rows ``[N, groups, in/groups·k…]`` of what each
+output position sees (:func:`conv_patches`), so convolutions, depthwise and grouped ones, and dense
+layers are one matrix product here. Each backend gathers them its own way and calls
+:func:`learn_rounding`; a layer whose learned rounding does not lower its output error on the
+calibration rows keeps nearest rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["QMAX", "grid_scale", "snap_nearest", "conv_patches", "dense_patches", "learn_rounding"]
+
+QMAX = 127
+ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
+
+
+def grid_scale(w: np.ndarray) -> np.ndarray:
+    """Per output channel (axis 0) the symmetric int8 scale ``max|w| / 127`` (1 for an all-zero channel)."""
+    m = np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
+    return np.where(m > 0, m / QMAX, 1.0)
+
+
+def snap_nearest(w: np.ndarray) -> np.ndarray:
+    """``w`` rounded to the nearest level of its grid (what every backend does by itself)."""
+    s = grid_scale(w).reshape((-1,) + (1,) * (w.ndim - 1))
+    return (np.clip(np.round(w / s), -QMAX, QMAX) * s).astype(w.dtype)
+
+
+def conv_patches(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], pads: Sequence[tuple[int, int]],
+                 dilation: Sequence[int], groups: int, positions: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows ``[N·positions, groups, in/groups·kh·kw]`` of a 2-d convolution's input ``x``
+    ``[N, C, H, W]``: what ``positions`` random output positions per sample see."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    t = F.pad(t, [pads[1][0], pads[1][1], pads[0][0], pads[0][1]])
+    cols = F.unfold(t, kernel_size=tuple(kernel), dilation=tuple(dilation), stride=tuple(stride))  # [N, C·k, L]
+    n, d, length = cols.shape
+    take = min(positions, length)
+    idx = torch.from_numpy(np.stack([rng.choice(length, take, replace=False) for _ in range(n)]))
+    picked = torch.gather(cols, 2, idx[:, None, :].expand(n, d, take))  # [N, C·k, take]
+    return picked.permute(0, 2, 1).reshape(n * take, groups, d // groups).numpy()
+
+
+def dense_patches(x: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows ``[M, 1, in]`` of a dense layer's input (features last; at most ``rows`` of them)."""
+    flat = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    if len(flat) > rows:
+        flat = flat[rng.choice(len(flat), rows, replace=False)]
+    return flat[:, None, :]
+
+
+def learn_rounding(weight: np.ndarray, patches: np.ndarray, *, iters: int = 300, batch: int = 512,
+                   reg: float = 0.01, lr: float = 1e-2, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """AdaRound one layer: ``weight`` ``[out, in/groups, *kernel]`` (or ``[out, in]``) and its input
+    ``patches`` ``[N, groups, in/groups·k…]``. Returns the weights snapped to their grid the learned
+    way (or the nearest way when that is no better) and the figures: output MSE with nearest and
+    with learned rounding on all rows, the share of weights rounded the other way, which was kept."""
+    import torch
+
+    torch.manual_seed(seed)
+    out = weight.shape[0]
+    groups = patches.shape[1]
+    d = patches.shape[2]
+    if weight.size != out * d or out % groups:
+        raise ValueError(f"weight {weight.shape} does not match patches {patches.shape}")
+    s = torch.from_numpy(grid_scale(weight)).float()[:, None]  # [out, 1]
+    w = torch.from_numpy(np.asarray(weight, np.float32).reshape(out, d))
+    base = torch.floor(w / s)
+    rest = (w / s - base).clamp(0.0, 1.0)
+    # h(V) = rest at the start: nearest and learned begin from the float weights themselves
+    v = torch.log((rest - GAMMA) / (ZETA - rest)).clamp(-8.0, 8.0).requires_grad_(True)
+    x = torch.from_numpy(np.ascontiguousarray(patches, np.float32))  # [N, G, d]
+    n = len(x)
+
+    def output(wq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ngd,god->ngo", rows, wq.reshape(groups, out // groups, d))
+
+    def soft(v_: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(v_) * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+
+    def quantised(h: torch.Tensor) -> torch.Tensor:
+        return (base + h).clamp(-QMAX, QMAX) * s
+
+    with torch.no_grad():
+        y_all = output(w, x)
+
+    def mse(wq: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(((output(wq, x) - y_all) ** 2).mean())
+
+    nearest = quantised(torch.round(rest))
+    opt = torch.optim.Adam([v], lr=lr)
+    warm = int(0.2 * iters)
+    gen = torch.Generator().manual_seed(seed)
+    for it in range(iters):
+        rows = torch.randint(0, n, (min(batch, n),), generator=gen)
+        xb, yb = x[rows], y_all[rows]
+        h = soft(v)
+        # the reconstruction error summed over a row's outputs, averaged over rows (as BRECQ's AdaRound)
+        loss = ((output(quantised(h), xb) - yb) ** 2).sum(dim=(1, 2)).mean()
+        if it >= warm:  # anneal the regulariser's exponent from 20 to 2 after a warm-up
+            beta = 2 + 18 * (1 + math.cos(math.pi * (it - warm) / max(1, iters - warm))) / 2
+            loss = loss + reg * (1 - (2 * h - 1).abs().pow(beta)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        learned = quantised((v >= 0).float())
+        e_near, e_learn = mse(nearest), mse(learned)
+        flipped = float((torch.round(rest) != (v >= 0).float()).float().mean())
+    keep = e_learn < e_near
+    chosen = learned if keep else nearest
+    stats = {"mse_nearest": e_near, "mse_learned": e_learn, "flipped": round(flipped, 4), "kept": "learned" if keep else "nearest",
+             "rows": n, "iters": iters}
+    return chosen.reshape(weight.shape).numpy().astype(weight.dtype), stats
