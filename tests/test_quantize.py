@@ -283,3 +283,51 @@ def test_rounding_knob_is_refused_where_a_target_has_no_learned_rounding(tmp_pat
     with pytest.raises(UnsupportedError, match="--rounding adaround"):
         edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, targets=["coreml"], quantize="int8",
                         rounding="adaround")
+
+
+def test_learned_rounding_on_a_torch_source_leaves_it_untouched_and_corrects_through_batch_norm():
+    """The torch path every torch-based int8 backend shares: a copy whose conv and linear weights
+    sit on their int8 grid, each layer's mean output error against the original weights taken out
+    through the batch norm after it (or its bias)."""
+    import torch
+
+    from edgeship.quant.rounding import grid_scale, round_torch_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 5)).eval()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(0)
+    samples = [(np.abs(rng.normal(0, 1, (1, 3, 6, 6))).astype(np.float32),) for _ in range(24)]
+    rounded, layers = round_torch_module(model, samples[0], samples, iters=100)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the source is not touched
+    assert [r["module"] for r in layers] == ["0", "3", "5"]
+    assert [r["bias_corrected"] for r in layers] == ["batch-norm mean", "bias", "bias"]
+    for name in ("0.weight", "3.weight", "5.weight"):
+        w = rounded.state_dict()[name].numpy()
+        k = w / grid_scale(w).reshape((-1,) + (1,) * (w.ndim - 1))
+        np.testing.assert_allclose(k, np.round(k), atol=1e-4)
+    assert not torch.equal(rounded[1].running_mean, model[1].running_mean)
+    x = torch.from_numpy(np.concatenate([s[0] for s in samples]))
+    with torch.no_grad():
+        ref, got = model(x), rounded(x)
+    # the rounded float model is as close to the original as int8 weights allow, with no mean shift
+    assert torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0) > 0.999
+    assert abs(float((got - ref).mean())) < 0.01 * float(ref.abs().mean())
+
+
+def test_a_torch_based_int8_target_gets_the_shared_learned_rounding(tmp_path):
+    from edgeship.quant import rounding
+
+    rounding._ROUNDED.clear()
+    res = edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, targets=["executorch"], quantize="int8",
+                          rounding="adaround", rounding_iters=50, package=False)
+    a = res.artifacts[-1]
+    q = a.details["quantization"]
+    assert q["rounding"]["chosen"] == "adaround" and q["rounding"]["asked"] == "adaround" and q["rounding"]["layers"] == 5
+    assert [s["note"].split(" (")[0] for s in q["steps"]][:2] == ["all weighted layers int8", "learned rounding"]
+    assert a.verification.passed  # judged against the original source, not the rounded copy
+    assert len(rounding._ROUNDED) == 1  # made once, for every target of the run

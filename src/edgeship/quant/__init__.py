@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..fidelity import source_is_classifier
-from .flow import STEP_KEYS, Budget
+from .flow import STEP_KEYS, Budget, closer
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -282,15 +282,6 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     return out, report
 
 
-def _better(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether budget step ``a`` is closer to fp32 than ``b``: inside the budget first, then label
-    accuracy, top-1 agreement, output SQNR (what each measured)."""
-    def key(r: dict[str, Any]) -> tuple:
-        return (bool(r.get("within_budget")), r.get("accuracy") or 0.0, r.get("top1_agreement") or 0.0,
-                r.get("sqnr_db") or r.get("cosine") or 0.0)
-    return key(a) > key(b)
-
-
 def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
                       cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
                       step: Any, report: dict[str, Any], say: Any) -> tuple[Path, dict[str, Any]]:
@@ -313,7 +304,7 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
         ada_shifts = recipes.bias_shifts(pre, out, means)  # the error against the *original* weights (ada's are on the grid)
         recipes.static_qdq(recipes.apply_bias_shifts(ada, work / "ada-bc.onnx", ada_shifts), out, cache, cfg.calibration)
         rec = step([], f"learned rounding + bias correction ({len(ada_shifts)} layers)")
-    keep = cfg.rounding == "adaround" or _better(rec, best_nearest)
+    keep = cfg.rounding == "adaround" or closer(rec, best_nearest)
     report["rounding"] = {
         "method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters, "seconds": round(time.perf_counter() - t0, 1),
         "layers_learned": learned, "layers": len(layers), "chosen": "adaround" if keep else "nearest",

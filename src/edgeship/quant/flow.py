@@ -87,3 +87,12 @@ class Budget:
         """The budget's figures for the artifact: the criterion, every step, the one chosen."""
         return {"max_drop": self.cfg.max_drop, "min_cosine": self.cfg.min_cosine, "max_float_layers": self.cfg.max_float_layers,
                 "chosen": len(self.steps) - 1, "steps": [{k: s.get(k) for k in STEP_KEYS} for s in self.steps]}
+
+
+def closer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether budget step ``a`` came out closer to fp32 than step ``b``: inside the budget first,
+    then label accuracy, top-1 agreement, output SQNR (whichever each measured)."""
+    def key(r: dict[str, Any]) -> tuple:
+        return (bool(r.get("within_budget")), r.get("accuracy") or 0.0, r.get("top1_agreement") or 0.0,
+                r.get("sqnr_db") or r.get("cosine") or 0.0)
+    return key(a) > key(b)

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QMAX", "grid_scale", "snap_nearest", "conv_patches", "dense_patches", "learn_rounding"]
+__all__ = ["QMAX", "grid_scale", "snap_nearest", "conv_patches", "dense_patches", "learn_rounding", "round_torch_module",
+           "rounded_source"]
 
 QMAX = 127
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
@@ -137,3 +138,127 @@ def learn_rounding(weight: np.ndarray, patches: np.ndarray, *, iters: int = 300,
     stats = {"mse_nearest": e_near, "mse_learned": e_learn, "flipped": round(flipped, 4), "kept": "learned" if keep else "nearest",
              "rows": n, "iters": iters}
     return chosen.reshape(weight.shape).numpy().astype(weight.dtype), stats
+
+
+def round_torch_module(module: Any, example_inputs: Sequence[np.ndarray], samples: Sequence[tuple[np.ndarray, ...]],
+                       iters: int, bias_correction: bool = True, rows: int = 2048,
+                       say: Any = None) -> tuple[Any, list[dict[str, Any]]]:
+    """A copy of a torch ``module`` whose 2-d convolution and linear weights lie on their int8 grid,
+    rounded the learned way from each layer's inputs on the calibration ``samples`` (its
+    ``torch.export`` graph shows each layer's input after any explicit padding). The module itself
+    is never changed: every int8 backend that starts from the torch model (LiteRT, ExecuTorch,
+    OpenVINO) quantises the copy, and its own rounding lands on the learned levels. With
+    ``bias_correction`` each snapped layer's mean output error against its original weights is
+    taken out of its bias (or the next batch norm's running mean): the backends' own bias
+    correction sees weights already on the grid and has nothing left to correct."""
+    import copy
+
+    import torch
+
+    from .bias import Conv, mean_output_error
+    from .pt2e import _attr, _ops, _per_axis
+
+    say = say or (lambda _m: None)
+    conv, linear = _ops()
+    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example_inputs)
+    with torch.no_grad():
+        gm = torch.export.export(module, args).module()
+    rng = np.random.default_rng(0)
+    per_sample = max(1, -(-rows // max(1, len(samples))))
+    patches: dict[str, list[np.ndarray]] = {}
+    weights: dict[str, str] = {}
+    sums: dict[str, list[Any]] = {}  # per layer: sum of its inputs and how many (for bias correction)
+    geometry: dict[str, Any] = {}
+
+    class _Recorder(torch.fx.Interpreter):
+        def run_node(self, n: Any) -> Any:
+            w = n.args[1] if n.op == "call_function" and len(n.args) > 1 else None
+            if isinstance(w, torch.fx.Node) and w.op == "get_attr" and (n.target in conv or n.target in linear):
+                x = self.env[n.args[0]] if isinstance(n.args[0], torch.fx.Node) else None
+                wt = _attr(gm, w.target)
+                if isinstance(x, torch.Tensor):
+                    flat = x.detach().double()
+                    flat = flat if n.target in conv else flat.reshape(-1, flat.shape[-1])
+                    acc = sums.setdefault(n.name, [0, 0])
+                    acc[0], acc[1] = acc[0] + flat.sum(0), acc[1] + flat.shape[0]
+                if isinstance(x, torch.Tensor) and n.target in linear:
+                    patches.setdefault(n.name, []).append(dense_patches(x.detach().numpy(), per_sample * max(1, x.shape[0]), rng))
+                    weights[n.name] = w.target
+                elif isinstance(x, torch.Tensor) and wt.ndim == 4:
+                    stride, padding, dilation, groups = (list(n.args[3:7]) + [None] * 4)[:4]
+                    if not isinstance(padding, str):
+                        pads = [(p, p) for p in _per_axis(padding, 0, 2)]
+                        patches.setdefault(n.name, []).append(conv_patches(
+                            x.detach().numpy(), list(wt.shape[2:]), _per_axis(stride, 1, 2), pads,
+                            _per_axis(dilation, 1, 2), int(groups or 1), per_sample, rng))
+                        weights[n.name] = w.target
+                        geometry[n.name] = Conv(stride=_per_axis(stride, 1, 2), pads=pads,
+                                                dilation=_per_axis(dilation, 1, 2), groups=int(groups or 1))
+            return super().run_node(n)
+
+    with torch.no_grad():
+        for smp in samples:
+            _Recorder(gm).run(*[torch.from_numpy(np.ascontiguousarray(a)) for a in smp])
+    out = copy.deepcopy(module)
+    params = dict(out.named_parameters())
+    buffers = dict(out.named_buffers())
+    nodes = {n.name: n for n in gm.graph.nodes}
+
+    def correct(name: str, dw: np.ndarray) -> str:
+        """Bias correction of the snapped layer against its *original* weights (the backends' own
+        would see weights already on the grid, and correct nothing): the layer's bias, or the
+        running mean of the batch norm right after it, absorbs the mean output error."""
+        total, count = sums[name]
+        e = mean_output_error((total / count).numpy(), dw, geometry.get(name))
+        n = nodes[name]
+        bias = n.args[2] if len(n.args) > 2 else None
+        with torch.no_grad():
+            if isinstance(bias, torch.fx.Node) and bias.op == "get_attr" and bias.target in params:
+                params[bias.target].sub_(torch.from_numpy(e).to(params[bias.target].dtype))
+                return "bias"
+            users = list(n.users)
+            if len(users) == 1 and "batch_norm" in str(users[0].target) and len(users[0].args) > 3:
+                rm = users[0].args[3]
+                if isinstance(rm, torch.fx.Node) and rm.op == "get_attr" and rm.target in buffers:
+                    buffers[rm.target].add_(torch.from_numpy(e).to(buffers[rm.target].dtype))
+                    return "batch-norm mean"
+        return "none"
+
+    stats = []
+    users: dict[str, int] = {}
+    for target in weights.values():
+        users[target] = users.get(target, 0) + 1
+    todo = [(name, target) for name, target in weights.items() if users[target] == 1 and target in params]
+    for k, (name, target) in enumerate(todo):
+        say(f"learned rounding: layer {k + 1}/{len(todo)} ({target.rsplit('.', 1)[0]})")
+        p = params[target]
+        orig = p.detach().numpy().copy()
+        snapped, st = learn_rounding(orig, np.concatenate(patches.pop(name)), iters=iters)
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(snapped))
+        corrected = correct(name, snapped.astype(np.float64) - orig) if bias_correction else "off"
+        stats.append({"node": name, "module": target.rsplit(".", 1)[0], **st, "bias_corrected": corrected})
+    return out, stats
+
+
+_ROUNDED: dict[tuple, tuple[Any, list[dict[str, Any]]]] = {}
+
+
+def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[dict[str, Any]]]:
+    """The torch ``source`` with its weights rounded the learned way (:func:`round_torch_module`) on
+    the run's calibration data, and the per-layer figures; made once per source, options and
+    process, so every int8 target of a deploy shares it."""
+    import dataclasses
+
+    from ..data import calibration_samples
+
+    key = (source.digest, id(source.module), cfg.rounding_iters, cfg.calib, cfg.calib_samples, bool(cfg.bias_correction))
+    if key not in _ROUNDED:
+        samples = calibration_samples(source, cfg)
+        (say or (lambda _m: None))(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on "
+                                   f"{len(samples)} calibration samples, once for every int8 target")
+        module, stats = round_torch_module(source.module, source.example_inputs, samples, cfg.rounding_iters,
+                                           bias_correction=bool(cfg.bias_correction), say=say)
+        _ROUNDED.clear()  # one source at a time: a deploy's targets share it, the next model replaces it
+        _ROUNDED[key] = (dataclasses.replace(source, module=module), stats)
+    return _ROUNDED[key]

@@ -222,7 +222,9 @@ class Target(ABC):
         )
 
     def int8_under_budget(self, source: Source, out_dir: Path, cfg: DeployConfig, parent_digest: str,
-                          quantise: Callable[[list[str]], tuple[Built, list[dict[str, Any]]]]) -> Built:
+                          quantise: Callable[[list[str]], tuple[Built, list[dict[str, Any]]]],
+                          from_source: Callable[[Source, Path], Callable[[list[str]], tuple[Built, list[dict[str, Any]]]]]
+                          | None = None) -> Built:
         """The shared int8 flow (:mod:`edgeship.quant.flow`) for a target whose backend quantises
         with a list of layers kept in float.
 
@@ -233,7 +235,16 @@ class Target(ABC):
         budget is missed the worst layer is kept in float too, one at a time, up to
         ``--max-float-layers``. The steps go into ``details["quantization"]``; a model that still
         misses the budget is a ValidationError naming its worst layers.
+
+        ``from_source(src, work)``, when the target gives it, returns the same ``quantise`` starting
+        from another torch source (``work``: a scratch folder for its float files): the source with
+        its weights rounded the learned way (:func:`edgeship.quant.rounding.rounded_source`, made
+        once per source and shared by every target). With ``--rounding auto`` that candidate is
+        measured after nearest rounding and kept only when it is closer to fp32; ``adaround`` keeps
+        it; ``nearest`` skips it.
         """
+        import tempfile
+
         from ..data import load_samples
         from ..fidelity import source_is_classifier
         from ..quant.flow import Budget
@@ -246,8 +257,10 @@ class Target(ABC):
         budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg), labels, self.say)
         result: dict[str, Any] = {}
 
+        current = {"quantise": quantise}
+
         def attempt(excluded: list[str], note: str) -> dict[str, Any]:
-            built, layers = quantise(excluded)
+            built, layers = current["quantise"](excluded)
             art = self._artifact(source, out_dir, built, "int8", parent_digest)
             self.say(f"int8 budget: measuring on {len(samples)} evaluation inputs")
             runner = self.runner(art, threads=0)
@@ -262,10 +275,13 @@ class Target(ABC):
             return budget.measure([np.concatenate([g[k] for g in got]) for k in range(len(got[0]))], excluded, note,
                                   size_bytes=sum(f.size for f in art.files))
 
-        attempt([], "all weighted layers int8")
-        layers = result["layers"]
-        budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)")
-                                    for r in layers], attempt)
+        rounding: dict[str, Any] | None = None
+        with tempfile.TemporaryDirectory(prefix=f"edgeship-{self.name}-rounded-") as work:
+            attempt([], "all weighted layers int8")
+            if from_source is not None and source.module is not None and cfg.rounding != "nearest":
+                rounding = self._try_learned_rounding(source, cfg, from_source, Path(work), budget, attempt, current, result)
+            layers = result["layers"]
+            self._budget_loop(budget, layers, attempt)
         if not budget.last["within_budget"]:
             worst = ", ".join(f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
                               for r in layers[:3])
@@ -273,7 +289,48 @@ class Target(ABC):
         built = result["built"]
         quantization = {**built.details.get("quantization", {}), **budget.summary(),
                         "eval_samples": len(samples), "eval_labels": labels is not None}
+        if rounding is not None:
+            quantization["rounding"] = rounding
         return dataclasses.replace(built, details={**built.details, "quantization": quantization})
+
+    def _try_learned_rounding(self, source: Source, cfg: DeployConfig, from_source: Callable[..., Any], work: Path,
+                              budget: Any, attempt: Callable[[list[str], str], dict[str, Any]], current: dict[str, Any],
+                              result: dict[str, Any]) -> dict[str, Any]:
+        """Measure int8 from the source with learned rounding after nearest rounding; keep the
+        closer one (or the asked one) as what the budget loop starts from. The per-layer
+        attribution stays nearest rounding's (weights already on the grid show no weight error)."""
+        import time
+
+        from ..quant.flow import closer
+        from ..quant.rounding import rounded_source
+
+        nearest = budget.last
+        t0 = time.perf_counter()
+        rounded, layers = rounded_source(source, cfg, self.say)
+        quantise_nearest = current["quantise"]
+        current["quantise"] = from_source(rounded, work)
+        learned = sum(1 for r in layers if r["kept"] == "learned")
+        corrected = sum(1 for r in layers if r.get("bias_corrected") not in (None, "none", "off"))
+        rec = attempt([], f"learned rounding ({learned} of {len(layers)} layers"
+                          + (f", {corrected} bias-corrected against the original weights)" if corrected else ")"))
+        keep = cfg.rounding == "adaround" or closer(rec, nearest)
+        if not keep:
+            self.say("learned rounding did not help here: nearest rounding kept")
+            current["quantise"] = quantise_nearest
+            attempt([], "nearest rounding kept (learned rounding was no closer)")
+        return {"method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters, "layers_learned": learned,
+                "layers": len(layers), "chosen": "adaround" if keep else "nearest",
+                "seconds": round(time.perf_counter() - t0, 1), "shared": "rounded once on the torch source for every target",
+                "per_layer": [{"module": r.get("module"), "mse_nearest": float(f"{r['mse_nearest']:.4g}"),
+                               "mse_learned": float(f"{r['mse_learned']:.4g}"), "kept": r["kept"],
+                               "bias_corrected": r.get("bias_corrected")} for r in layers],
+                "why": ("asked for (--rounding adaround)" if cfg.rounding == "adaround" else
+                        "closer to fp32 than nearest rounding on the evaluation data" if keep else
+                        "nearest rounding was as close or closer to fp32 on the evaluation data")}
+
+    def _budget_loop(self, budget: Any, layers: list[dict[str, Any]], attempt: Callable[[list[str], str], dict[str, Any]]) -> None:
+        budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)")
+                                    for r in layers], attempt)
 
     def check_int8_knobs(self, cfg: DeployConfig) -> None:
         fields = type(cfg).model_fields

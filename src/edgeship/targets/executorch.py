@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -280,7 +280,7 @@ class ExecuTorchTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("executorch",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
-    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
+    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters")  # the shared int8 flow (int8_under_budget)
     needs_module: ClassVar[bool] = True
     derives_reduced: ClassVar[bool] = False  # PT2E quantises the torch program, not the .pte
     fuse_clamps: ClassVar[bool] = True  # int8: quantise conv/linear+ReLU6 after the clamp (False: stock quantizer)
@@ -294,8 +294,13 @@ class ExecuTorchTarget(Target):
         if precision != "int8":
             return self._build(source, out_dir, cfg, ep, args, precision)[0]
         calib = calibration_samples(source, cfg)
+        def from_source(src: Source, work: Path) -> Callable[[list[str]], Any]:
+            ep_r = self._export(src, args)  # the rounded model's own graph (PT2E folds its batch norms)
+            return lambda excluded: self._build(src, out_dir, cfg, ep_r, args, "int8", calib, excluded)
+
         return self.int8_under_budget(source, out_dir, cfg, source.digest,
-                                      lambda excluded: self._build(source, out_dir, cfg, ep, args, "int8", calib, excluded))
+                                      lambda excluded: self._build(source, out_dir, cfg, ep, args, "int8", calib, excluded),
+                                      from_source)
 
     def _build(self, source: Source, out_dir: Path, cfg: DeployConfig, ep: Any, args: tuple, precision: str,
                calib: list | None = None, excluded: Sequence[str] = ()) -> tuple[Built, list[dict[str, Any]]]:

@@ -18,7 +18,7 @@ would not describe the artifact. Pass ``inference_precision=None`` to get the de
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -98,7 +98,7 @@ class OpenVinoTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("openvino",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
-    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
+    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters")  # the shared int8 flow (int8_under_budget)
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
@@ -109,8 +109,14 @@ class OpenVinoTarget(Target):
         parent.verify_files()
         if precision == "int8":
             calib = calibration_samples(source, cfg)
+            def from_source(src: Source, work: Path) -> Callable[[list[str]], Any]:
+                # the rounded model's own fp32 IR, converted as the fp32 artifact was
+                par = self._artifact(src, work, self.export(src, work, cfg), "fp32", parent.digest)
+                return lambda excluded: self._int8(src, par, out_dir, calib, cfg, excluded)
+
             return self.int8_under_budget(source, out_dir, cfg, parent.digest,
-                                          lambda excluded: self._int8(source, parent, out_dir, calib, cfg, excluded))
+                                          lambda excluded: self._int8(source, parent, out_dir, calib, cfg, excluded),
+                                          from_source if source.module is not None else None)
         import openvino as ov
 
         model = ov.Core().read_model(str(parent.model_path))

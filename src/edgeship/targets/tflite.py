@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -210,7 +210,7 @@ class TfliteTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
-    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers",)  # the shared budget loop (int8_under_budget)
+    int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters")  # the shared int8 flow (int8_under_budget)
     Options: ClassVar[type[BaseModel] | None] = TfliteOptions
     needs_module: ClassVar[bool] = True
 
@@ -231,8 +231,14 @@ class TfliteTarget(Target):
     def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
         if precision == "fp16":
             return self._fp16(source, out_dir, cfg, parent)
+        def from_source(src: Source, work: Path) -> Callable[[list[str]], Any]:
+            # the rounded model's own fp32 .tflite, converted as the fp32 artifact was
+            par = self._artifact(src, work, self.export(src, work, cfg), "fp32", parent.digest)
+            return lambda excluded: self._int8(src, out_dir, cfg, par, excluded)
+
         return self.int8_under_budget(source, out_dir, cfg, parent.digest,
-                                      lambda excluded: self._int8(source, out_dir, cfg, parent, excluded))
+                                      lambda excluded: self._int8(source, out_dir, cfg, parent, excluded),
+                                      from_source if source.module is not None else None)
 
     def _nhwc_inputs(self, source: Source, cfg: DeployConfig) -> list[int]:
         """Indexes of the inputs to turn NCHW → NHWC: the image input named by the preprocessing
