@@ -292,19 +292,36 @@ def _correctable(node: Any, inits: dict[str, Any]) -> bool:
     return False
 
 
-def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]],
-                batch: int) -> dict[str, np.ndarray]:
-    """Mean over the calibration samples of every Conv/Gemm input tensor (each position kept)."""
+def _input_users(model: Any) -> dict[str, int]:
+    """How many nodes read each tensor (a weight read by two layers is left alone)."""
+    users: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    return users
+
+
+def _with_outputs(pre: Path, tensors: Sequence[str], path: Path) -> Path:
+    """A copy of the model at ``path`` that also outputs ``tensors`` (layer inputs to record)."""
     import onnx
     from onnx import helper
 
     model = onnx.load(str(pre))
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in tensors if t not in have)
+    onnx.save(model, str(path))
+    return path
+
+
+def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]],
+                batch: int) -> dict[str, np.ndarray]:
+    """Mean over the calibration samples of every Conv/Gemm input tensor (each position kept)."""
+    import onnx
+
+    model = onnx.load(str(pre))
     inits = {i.name: i for i in model.graph.initializer}
     wanted = list(dict.fromkeys(n.input[0] for n in model.graph.node if _correctable(n, inits)))
-    have = {o.name for o in model.graph.output}
-    model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in wanted if t not in have)
-    path = work / "input-means.onnx"
-    onnx.save(model, str(path))
+    path = _with_outputs(pre, wanted, work / "input-means.onnx")
     s = ort_session(path)
     outs = [o.name for o in s.get_outputs()]
     sums: dict[str, np.ndarray] = {}
@@ -325,25 +342,18 @@ def learned_rounding(pre: Path, out: Path, work: Path, names: Sequence[str], sam
     calibration samples (about ``rows`` random positions per layer). Returns it and per layer the
     output error with nearest and with learned rounding."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     from .rounding import conv_patches, dense_patches, learn_rounding
 
     say = say or (lambda _m: None)
     model = onnx.load(str(pre))
     inits = {i.name: i for i in model.graph.initializer}
-    users: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
+    users = _input_users(model)
     nodes = [n for n in model.graph.node if _correctable(n, inits) and users.get(n.input[1], 0) == 1
              and (n.op_type == "Gemm" or len(inits[n.input[1]].dims) == 4)]
     wanted = list(dict.fromkeys(n.input[0] for n in nodes))
-    probe = onnx.load(str(pre))
-    have = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in wanted if t not in have)
-    path = work / "rounding-inputs.onnx"
-    onnx.save(probe, str(path))
+    path = _with_outputs(pre, wanted, work / "rounding-inputs.onnx")
     sess = ort_session(path)
     outs = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(0)
@@ -435,10 +445,7 @@ def apply_bias_shifts(pre: Path, out: Path, shifts: dict[str, np.ndarray], exclu
 
     model = onnx.load(str(pre))
     inits = {i.name: i for i in model.graph.initializer}
-    users: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
+    users = _input_users(model)
     for n in model.graph.node:
         shift = shifts.get(n.name)
         if shift is None or n.name in exclude:

@@ -321,6 +321,7 @@ class Target(ABC):
         return {"method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters, "layers_learned": learned,
                 "layers": len(layers), "chosen": "adaround" if keep else "nearest",
                 "seconds": round(time.perf_counter() - t0, 1), "shared": "rounded once on the torch source for every target",
+                "attribution": "the per-layer weight SQNR ranking is nearest rounding's (learned weights sit on their grid)",
                 "per_layer": [{"module": r.get("module"), "mse_nearest": float(f"{r['mse_nearest']:.4g}"),
                                "mse_learned": float(f"{r['mse_learned']:.4g}"), "kept": r["kept"],
                                "bias_corrected": r.get("bias_corrected")} for r in layers],
