@@ -89,7 +89,7 @@ def learn_rounding(weight: np.ndarray, patches: np.ndarray, *, iters: int = 300,
     if weight.size != out * d or out % groups:
         raise ValueError(f"weight {weight.shape} does not match patches {patches.shape}")
     s = torch.from_numpy(grid_scale(weight)).float()[:, None]  # [out, 1]
-    w = torch.from_numpy(np.asarray(weight, np.float32).reshape(out, d))
+    w = torch.from_numpy(np.array(weight, np.float32).reshape(out, d))  # a copy: ONNX arrays are read-only
     base = torch.floor(w / s)
     rest = (w / s - base).clamp(0.0, 1.0)
     # h(V) = rest at the start: nearest and learned begin from the float weights themselves
