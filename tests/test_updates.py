@@ -390,21 +390,20 @@ def test_metadata_attacks_a_full_disk_and_a_dead_server_are_refused_and_the_old_
     assert res["ok"] is False and status(state)["active"]["release"] == 1
     # the next good check installs release 2; then a replayed older timestamp/snapshot is refused
     assert check_once(state, url)["release"] == 2
-    old_ts = Metadata.from_bytes(good_ts)
-    old_ts.signed.version -= 1
-    old_ts.signed.snapshot_meta.version -= 1
-    old_ts.signatures.clear()
-    old_ts.sign(ts_key)
-    (meta / "timestamp.json").write_bytes(old_ts.to_bytes())
+    def resign_timestamp(version_step: int) -> None:
+        """The good timestamp, its version moved by ``version_step``, pointing at the previous snapshot."""
+        ts = Metadata.from_bytes(good_ts)
+        ts.signed.version += version_step
+        ts.signed.snapshot_meta.version -= 1
+        ts.signatures.clear()
+        ts.sign(ts_key)
+        (meta / "timestamp.json").write_bytes(ts.to_bytes())
+
+    resign_timestamp(-1)
     res = check_once(state, url)
     assert res["ok"] is False and "version" in res["reason"].lower() and status(state)["active"]["release"] == 2
     # a newer timestamp that points back at an older snapshot (a replayed snapshot)
-    replay = Metadata.from_bytes(good_ts)
-    replay.signed.version += 5
-    replay.signed.snapshot_meta.version -= 1
-    replay.signatures.clear()
-    replay.sign(ts_key)
-    (meta / "timestamp.json").write_bytes(replay.to_bytes())
+    resign_timestamp(+5)
     res = check_once(state, url)
     assert res["ok"] is False and "snapshot" in res["reason"].lower() and status(state)["active"]["release"] == 2
 

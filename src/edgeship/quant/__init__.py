@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..fidelity import source_is_classifier
-from .flow import STEP_KEYS, Budget, closer
+from .flow import STEP_KEYS, Budget
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -290,6 +290,7 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
     nearest rounding did; the choice and every layer's figures go into the report. Returns the
     float model to quantise and its bias shifts."""
     from . import onnxruntime_recipes as recipes
+    from .rounding import choice
 
     best_nearest = budget.last
     t0 = time.perf_counter()
@@ -304,14 +305,7 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
         ada_shifts = recipes.bias_shifts(pre, out, means)  # the error against the *original* weights (ada's are on the grid)
         recipes.static_qdq(recipes.apply_bias_shifts(ada, work / "ada-bc.onnx", ada_shifts), out, cache, cfg.calibration)
         rec = step([], f"learned rounding + bias correction ({len(ada_shifts)} layers)")
-    keep = cfg.rounding == "adaround" or closer(rec, best_nearest)
-    report["rounding"] = {
-        "method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters, "seconds": round(time.perf_counter() - t0, 1),
-        "layers_learned": learned, "layers": len(layers), "chosen": "adaround" if keep else "nearest",
-        "why": ("asked for (--rounding adaround)" if cfg.rounding == "adaround" else
-                "closer to fp32 than nearest rounding on the evaluation data" if keep else
-                "nearest rounding was as close or closer to fp32 on the evaluation data"),
-        "per_layer": [{k: (round(v, 8) if isinstance(v, float) else v) for k, v in r.items()} for r in layers]}
+    keep, report["rounding"] = choice(cfg, rec, best_nearest, layers, t0)
     if keep:
         return ada, ada_shifts
     say("learned rounding did not help here: nearest rounding kept")

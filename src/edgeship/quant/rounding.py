@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QMAX", "grid_scale", "snap_nearest", "conv_patches", "dense_patches", "learn_rounding", "round_torch_module",
-           "rounded_source"]
+__all__ = ["QMAX", "grid_scale", "conv_patches", "dense_patches", "learn_rounding", "round_torch_module",
+           "rounded_source", "choice"]
 
 QMAX = 127
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
@@ -41,12 +41,6 @@ def grid_scale(w: np.ndarray) -> np.ndarray:
     """Per output channel (axis 0) the symmetric int8 scale ``max|w| / 127`` (1 for an all-zero channel)."""
     m = np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
     return np.where(m > 0, m / QMAX, 1.0)
-
-
-def snap_nearest(w: np.ndarray) -> np.ndarray:
-    """``w`` rounded to the nearest level of its grid (what every backend does by itself)."""
-    s = grid_scale(w).reshape((-1,) + (1,) * (w.ndim - 1))
-    return (np.clip(np.round(w / s), -QMAX, QMAX) * s).astype(w.dtype)
 
 
 def conv_patches(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], pads: Sequence[tuple[int, int]],
@@ -262,3 +256,25 @@ def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[di
         _ROUNDED.clear()  # one source at a time: a deploy's targets share it, the next model replaces it
         _ROUNDED[key] = (dataclasses.replace(source, module=module), stats)
     return _ROUNDED[key]
+
+
+def choice(cfg: Any, learned: dict[str, Any], nearest: dict[str, Any], layers: list[dict[str, Any]],
+           t0: float) -> tuple[bool, dict[str, Any]]:
+    """Whether to keep learned rounding (``--rounding adaround``, or ``auto`` when its budget step
+    ``learned`` came out closer to fp32 than ``nearest``), and the record every int8 flow writes
+    of it (``details.quantization.rounding``): the choice and why, the time since ``t0``, and each
+    layer's output error both ways."""
+    import time
+
+    from .flow import closer
+
+    keep = cfg.rounding == "adaround" or closer(learned, nearest)
+    return keep, {
+        "method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "layers_learned": sum(1 for r in layers if r["kept"] == "learned"), "layers": len(layers),
+        "chosen": "adaround" if keep else "nearest",
+        "why": ("asked for (--rounding adaround)" if cfg.rounding == "adaround" else
+                "closer to fp32 than nearest rounding on the evaluation data" if keep else
+                "nearest rounding was as close or closer to fp32 on the evaluation data"),
+        "per_layer": [{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in r.items()} for r in layers]}

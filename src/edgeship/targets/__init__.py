@@ -279,13 +279,15 @@ class Target(ABC):
         with tempfile.TemporaryDirectory(prefix=f"edgeship-{self.name}-rounded-") as work:
             attempt([], "all weighted layers int8")
             if from_source is not None and source.module is not None and cfg.rounding != "nearest":
-                rounding = self._try_learned_rounding(source, cfg, from_source, Path(work), budget, attempt, current, result)
+                rounding = self._try_learned_rounding(source, cfg, from_source, Path(work), budget, attempt, current)
             layers = result["layers"]
-            self._budget_loop(budget, layers, attempt)
+
+            def label(r: dict[str, Any]) -> str:
+                return f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
+
+            budget.keep_worst_in_float([(r["node"], label(r)) for r in layers], attempt)
         if not budget.last["within_budget"]:
-            worst = ", ".join(f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
-                              for r in layers[:3])
-            raise budget.missed(f"{self.name} int8", worst)
+            raise budget.missed(f"{self.name} int8", ", ".join(label(r) for r in layers[:3]))
         built = result["built"]
         quantization = {**built.details.get("quantization", {}), **budget.summary(),
                         "eval_samples": len(samples), "eval_labels": labels is not None}
@@ -294,15 +296,14 @@ class Target(ABC):
         return dataclasses.replace(built, details={**built.details, "quantization": quantization})
 
     def _try_learned_rounding(self, source: Source, cfg: DeployConfig, from_source: Callable[..., Any], work: Path,
-                              budget: Any, attempt: Callable[[list[str], str], dict[str, Any]], current: dict[str, Any],
-                              result: dict[str, Any]) -> dict[str, Any]:
+                              budget: Any, attempt: Callable[[list[str], str], dict[str, Any]],
+                              current: dict[str, Any]) -> dict[str, Any]:
         """Measure int8 from the source with learned rounding after nearest rounding; keep the
         closer one (or the asked one) as what the budget loop starts from. The per-layer
         attribution stays nearest rounding's (weights already on the grid show no weight error)."""
         import time
 
-        from ..quant.flow import closer
-        from ..quant.rounding import rounded_source
+        from ..quant.rounding import choice, rounded_source
 
         nearest = budget.last
         t0 = time.perf_counter()
@@ -313,25 +314,13 @@ class Target(ABC):
         corrected = sum(1 for r in layers if r.get("bias_corrected") not in (None, "none", "off"))
         rec = attempt([], f"learned rounding ({learned} of {len(layers)} layers"
                           + (f", {corrected} bias-corrected against the original weights)" if corrected else ")"))
-        keep = cfg.rounding == "adaround" or closer(rec, nearest)
+        keep, record = choice(cfg, rec, nearest, layers, t0)
         if not keep:
             self.say("learned rounding did not help here: nearest rounding kept")
             current["quantise"] = quantise_nearest
             attempt([], "nearest rounding kept (learned rounding was no closer)")
-        return {"method": "adaround", "asked": cfg.rounding, "iters": cfg.rounding_iters, "layers_learned": learned,
-                "layers": len(layers), "chosen": "adaround" if keep else "nearest",
-                "seconds": round(time.perf_counter() - t0, 1), "shared": "rounded once on the torch source for every target",
-                "attribution": "the per-layer weight SQNR ranking is nearest rounding's (learned weights sit on their grid)",
-                "per_layer": [{"module": r.get("module"), "mse_nearest": float(f"{r['mse_nearest']:.4g}"),
-                               "mse_learned": float(f"{r['mse_learned']:.4g}"), "kept": r["kept"],
-                               "bias_corrected": r.get("bias_corrected")} for r in layers],
-                "why": ("asked for (--rounding adaround)" if cfg.rounding == "adaround" else
-                        "closer to fp32 than nearest rounding on the evaluation data" if keep else
-                        "nearest rounding was as close or closer to fp32 on the evaluation data")}
-
-    def _budget_loop(self, budget: Any, layers: list[dict[str, Any]], attempt: Callable[[list[str], str], dict[str, Any]]) -> None:
-        budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)")
-                                    for r in layers], attempt)
+        return {**record, "shared": "rounded once on the torch source for every target",
+                "attribution": "the per-layer weight SQNR ranking is nearest rounding's (learned weights sit on their grid)"}
 
     def check_int8_knobs(self, cfg: DeployConfig) -> None:
         fields = type(cfg).model_fields
