@@ -3,6 +3,7 @@ the accuracy budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,8 +16,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeship
+import edgeship.data
 from edgeship.errors import SecurityError, ValidationError
+from edgeship.quant import _dynamic_ranking
 from edgeship.quant import onnxruntime_recipes as recipes
+from edgeship.sources import load_source
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
@@ -331,3 +335,68 @@ def test_a_torch_based_int8_target_gets_the_shared_learned_rounding(tmp_path):
     assert [s["note"].split(" (")[0] for s in q["steps"]][:2] == ["all weighted layers int8", "learned rounding"]
     assert a.verification.passed  # judged against the original source, not the rounded copy
     assert len(rounding._ROUNDED) == 1  # made once, for every target of the run
+
+
+SENTENCES = [f"the {a} {b} of the {c} is {d} today" for a in ("quick", "slow", "red", "old", "new", "small")
+             for b in ("fox", "model", "phone", "device", "network") for c in ("edge", "cloud", "river", "city")
+             for d in ("fast", "slow", "here")]
+
+
+def test_sentences_in_a_text_file_are_calibration_and_evaluation_data(tmp_path):
+    # a factory that gives its tokenizer takes real sentences (one per line) as --calib / --eval
+    (tmp_path / "cal.txt").write_text("\n".join(SENTENCES[::2]) + "\n\n")
+    (tmp_path / "eval.txt").write_text("\n".join(SENTENCES[1::2][:40]))
+    res = edgeship.deploy("tinymodels:sentence_embedder", out=tmp_path / "o", targets=["onnx"], quantize="int8",
+                          calib=str(tmp_path / "cal.txt"), eval=str(tmp_path / "eval.txt"))
+    q = next(a for a in res.artifacts if a.precision == "int8").details["quantization"]
+    assert q["eval_data"].endswith("eval.txt") and q["eval_samples"] == 40  # blank lines skipped
+    src = load_source("tinymodels:sentence_embedder")
+    cal = edgeship.data.load_samples(str(tmp_path / "cal.txt"), src, 500, "calibration")[0]
+    assert len(cal) == len(SENTENCES[::2]) and cal[0][0].shape == (1, 16) and cal[0][0].dtype == np.int64
+    from tinymodels import toy_tokenize
+
+    assert np.array_equal(cal[3][0][0], toy_tokenize([SENTENCES[6]])[0][0])
+
+
+def test_dynamic_int8_keeps_the_layers_that_cost_the_output_most_in_float(tmp_path):
+    # each weighted layer is quantised alone and measured on the calibration data; the budget loop
+    # keeps the worst in float first (it used to walk back from the head, whatever the layers cost)
+    from tinymodels import toy_tokenize
+
+    np.savez(tmp_path / "cal.npz", ids=toy_tokenize(SENTENCES[::2])[0])
+    edgeship.deploy("tinymodels:sentence_embedder", out=tmp_path / "o", targets=["onnx"])
+    with pytest.raises(ValidationError) as e:
+        edgeship.quantize(tmp_path / "o" / "onnx-fp32", out=tmp_path / "q1", calib=str(tmp_path / "cal.npz"),
+                          min_cosine=0.9999999, max_float_layers=2)
+    assert "dB alone" in e.value.message and not (tmp_path / "q1").exists()
+    kept = [s["note"] for s in e.value.details["steps"][1:]]
+
+    src = load_source("tinymodels:sentence_embedder")
+    cal = edgeship.data.load_samples(str(tmp_path / "cal.npz"), src, 128, "calibration")[0]
+    work = tmp_path / "w"
+    work.mkdir()
+    pre = recipes.preprocess(tmp_path / "o" / "onnx-fp32" / "model.onnx", work / "pre.onnx")
+    rows = _dynamic_ranking(pre, work, ["ids"], cal, 16, lambda _m: None)
+    assert len(rows) == len(recipes.weighted_nodes(onnx.load(str(pre)))) >= 4
+    assert [r["output_sqnr_db"] for r in rows] == sorted(r["output_sqnr_db"] for r in rows)
+    assert kept[0].startswith(f"+ {rows[0]['node']} (") and kept[1].startswith(f"+ {rows[1]['node']} (")
+    assert rows[0]["node"] != recipes.weighted_nodes(onnx.load(str(pre)))[-1].name  # not the head-first walk
+
+    res = edgeship.quantize(tmp_path / "o" / "onnx-fp32", out=tmp_path / "q", min_cosine=0.9)
+    assert res.details["quantization"]["steps"][0]["within_budget"] and "attribution" not in res.details["quantization"]
+
+
+def test_a_text_file_needs_the_models_tokenizer_and_rows_that_fit(tiny_onnx, tmp_path):
+    (tmp_path / "s.txt").write_text("a sentence\n")
+    with pytest.raises(edgeship.UsageError, match="tokenizer") as e:
+        edgeship.quantize(tiny_onnx, out=tmp_path / "q", eval=str(tmp_path / "s.txt"))
+    assert "TorchModel" in e.value.hint and not (tmp_path / "q").exists()
+    src = load_source("tinymodels:sentence_embedder")
+    for tok, what in ((lambda t: (np.zeros((len(t), 99), np.int64),), "shape"),
+                      (lambda t: (np.zeros((1, 16), np.int64),) * 2, "2 arrays"),
+                      (lambda t: 1 / 0, "ZeroDivisionError")):
+        with pytest.raises(edgeship.InputError, match=what):
+            edgeship.data.load_samples(str(tmp_path / "s.txt"), dataclasses.replace(src, tokenize=tok), 8, "evaluation")
+    (tmp_path / "b.txt").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(edgeship.InputError, match="UTF-8"):
+        edgeship.data.load_samples(str(tmp_path / "b.txt"), src, 8, "evaluation")

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import zlib
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -274,8 +277,18 @@ class SentenceEmbedder(nn.Module):
         return torch.nn.functional.normalize(h, dim=-1)
 
 
+def toy_tokenize(texts: list[str], vocab: int = 1000, seq: int = 16) -> tuple[np.ndarray]:
+    """Words to ids by a stable hash (1..vocab-1), padded with 0 to ``seq``: a tokenizer for tests."""
+    ids = np.zeros((len(texts), seq), dtype=np.int64)
+    for i, t in enumerate(texts):
+        words = [1 + zlib.crc32(w.lower().encode()) % (vocab - 1) for w in t.split()][:seq]
+        ids[i, :len(words)] = words
+    return (ids,)
+
+
 def sentence_embedder() -> TorchModel:
     torch.manual_seed(0)
     m = SentenceEmbedder().eval()
     return TorchModel(module=m, example_inputs=(torch.randint(0, 1000, (1, 16), dtype=torch.int64),),
-                      input_names=("ids",), output_names=("embedding",), name="sentence-embedder")
+                      input_names=("ids",), output_names=("embedding",), name="sentence-embedder",
+                      tokenize=toy_tokenize)

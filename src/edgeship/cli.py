@@ -891,7 +891,12 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
                 notes={"float": "layers kept in float", "accuracy": "top-1 against the labels of the --eval data",
                        "vs 1st": "p50 (1 thread, this process) relative to the first step"})
     layers = full.get("layers") or []
-    if layers:
+    if layers and "injected_db" not in layers[0]:
+        print_table(c, "layers that cost the output most, each quantised alone (the output's SQNR in dB and cosine)",
+                    ["node", "module", "op", "output SQNR", "cosine"],
+                    [[r["node"], r.get("module") or "-", r["op"], f"{r['output_sqnr_db']:.1f}", f"{r.get('cosine', 0):.5f}"]
+                     for r in layers[:8]], right=("output SQNR", "cosine"), wrap=("node", "module"))
+    elif layers:
         print_table(c, "layers that inject the most error (SQNR in dB vs the float model, lost across the layer)",
                     ["node", "module", "op", "injected", "output SQNR", "weight SQNR"],
                     [[r["node"], r.get("module") or "-", r["op"], f"{r['injected_db']:.1f}", f"{r['output_sqnr_db']:.1f}",
@@ -955,7 +960,9 @@ def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:
             lines.append(f"{who}: checked structurally against the {what}; no outputs computed")
             continue
         at = f" at batch size{'s' if len(batches) > 1 else ''} {', '.join(map(str, batches))}" if batches else ""
-        lines.append(f"{who}: verified against the {ref} on {samples} {inputs or 'inputs'}{at}; pass rule: {criterion}")
+        what = f"{samples} {inputs}" if inputs and not str(inputs).startswith(("the ", "all ")) else \
+            f"{samples} inputs" + (f" ({inputs})" if inputs else "")
+        lines.append(f"{who}: verified against the {ref} on {what}{at}; pass rule: {criterion}")
     warnings = []
     rand_verified = [a["path"] for a in artifacts if "random" in str((a.get("verification") or {}).get("inputs") or "")]
     if rand_verified:

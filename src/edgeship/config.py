@@ -134,9 +134,11 @@ class QuantizeConfig(ConfigModel):
                             "weight-only, or fp16")
     calibration: Literal["minmax", "percentile", "entropy"] = Field(
         "minmax", description="static int8: how activation ranges are calibrated")
-    calib: str | None = Field(None, description="calibration data: image folder, .npy/.npz, or pkg.mod:fn (default: augmented sample photos)")
+    calib: str | None = Field(None, description="calibration data: image folder, .npy/.npz, .txt of sentences (a factory "
+                                                          "with a tokenizer), or pkg.mod:fn (default: the model's sample inputs "
+                                                          "or augmented sample photos)")
     eval: str | None = Field(None, description="evaluation data, kept apart from calibration: image folder (class sub-folders give "
-                                                         "labels), .npy/.npz, or pkg.mod:fn")
+                                                         "labels), .npy/.npz, .txt of sentences, or pkg.mod:fn")
     bias_correction: bool = Field(True, description="static int8: correct each layer's bias for the mean error its int8 "
                                                     "weights add (measured on the calibration data)")
     rounding: Literal["auto", "nearest", "adaround"] = Field(

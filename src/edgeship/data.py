@@ -143,9 +143,10 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     raise FormatError(f"{p} is not a .npy or .npz file", hint="numpy files start with \\x93NUMPY (npy) or are zip (npz)")
 
 
-# ---- calibration and evaluation data: an image folder, a .npy/.npz file, or a callable ----------
+# ---- calibration and evaluation data: an image folder, a .npy/.npz file, a text file, a callable --
 # Each sample is a tuple of arrays with a batch axis of 1, in the order of the model's inputs.
-# Images go through the model's own preprocessing. In an image folder whose sub-folders are named
+# Images go through the model's own preprocessing; a text file (one sentence per line) through the
+# model's own tokenizer, when its factory gives one (``TorchModel.tokenize``). In an image folder whose sub-folders are named
 # after the model's labels (``cat/1.jpg``), the folder names become ground-truth labels, so label
 # accuracy is measured beside agreement with fp32.
 
@@ -163,12 +164,55 @@ def load_samples(spec: str | None, source: Source, limit: int, purpose: str) -> 
     p = Path(spec)
     if p.is_dir():
         return _image_folder(p, source, limit, purpose)
+    if p.is_file() and p.suffix.lower() == ".txt":
+        return _text_file(p, source, limit, purpose), None
     if p.is_file():
         return _split_arrays(load_arrays(p), source, limit, str(p)), None
     if ":" in spec:
         return _callable(spec, source, limit), None
     raise InputError(f"no such {purpose} data: {spec}",
-                     hint="give an image folder, a .npy/.npz file, or a callable 'package.module:function'")
+                     hint="give an image folder, a .npy/.npz file, a .txt of sentences (text models), "
+                          "or a callable 'package.module:function'")
+
+
+TEXT_FILE_LIMIT = 64 << 20  # bytes of a sentences file read at most
+
+
+def _text_file(path: Path, source: Source, limit: int, purpose: str) -> Samples:
+    """One sample per non-empty line of ``path``, through the factory's own tokenizer."""
+    if source.tokenize is None:
+        raise UsageError(f"a text file as {purpose} data ({path}) needs the model's tokenizer",
+                         hint="return edgeship.TorchModel(..., tokenize=fn) from the factory (fn: list of strings -> "
+                              "the model's inputs), or give token ids in a .npz named after the model's inputs")
+    if path.stat().st_size > TEXT_FILE_LIMIT:
+        raise InputError(f"{path} is {path.stat().st_size >> 20} MB; a text file of sentences is read up to "
+                         f"{TEXT_FILE_LIMIT >> 20} MB", hint="give fewer sentences (a few hundred are plenty)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not UTF-8 text (byte {e.start})", hint="save the sentences as UTF-8, one per line") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][:limit]
+    if not lines:
+        raise InputError(f"{path} holds no sentences", hint="write one sentence per line")
+    try:
+        made = source.tokenize(lines)
+    except Exception as e:  # noqa: BLE001 - the user's tokenizer failed: say where
+        raise InputError(f"the model's tokenizer failed on {path}: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+                         hint="check the factory's tokenize function on a few of these lines") from None
+    names = [i.name for i in source.inputs]
+    if isinstance(made, dict):
+        arrays = {str(k): np.asarray(v) for k, v in made.items()}
+    else:
+        made = made if isinstance(made, (tuple, list)) else (made,)
+        if len(made) != len(names):
+            raise InputError(f"the model's tokenizer gave {len(made)} arrays for {path}; the model takes {len(names)} "
+                             f"inputs ({', '.join(names)})", hint="return one array per model input, or a dict by input name")
+        arrays = {n: np.asarray(a) for n, a in zip(names, made)}
+    for n, a in arrays.items():
+        if a.ndim == 0 or len(a) != len(lines):
+            raise InputError(f"the model's tokenizer gave {n!r} with shape {a.shape} for {len(lines)} sentences",
+                             hint="return arrays with one row per sentence")
+    return _split_arrays(arrays, source, limit, f"{path} (tokenized)")
 
 
 def calibration_samples(source: Source, cfg: DeployConfig) -> Samples:

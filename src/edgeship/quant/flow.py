@@ -73,8 +73,8 @@ class Budget:
             return f"accuracy {rec['accuracy']:.1%} vs fp32 {rec['accuracy_fp32']:.1%} (max drop {cfg.max_drop:.1%})"
         if "top1_agreement" in rec:
             return (f"top-1 agreement {rec['top1_agreement']:.1%} (needs >= {1 - cfg.max_drop:.1%}), "
-                    f"cosine {rec['cosine']:.4f}")
-        return f"cosine {rec['cosine']:.4f} (needs >= {cfg.min_cosine})"
+                    f"cosine {_cosine(rec['cosine'])}")
+        return f"cosine {_cosine(rec['cosine'])} (needs >= {cfg.min_cosine})"
 
     def missed(self, what: str, worst: str = "", hint: str = "") -> ValidationError:
         """The error when the last step still misses the budget: nothing is written."""
@@ -87,6 +87,11 @@ class Budget:
         """The budget's figures for the artifact: the criterion, every step, the one chosen."""
         return {"max_drop": self.cfg.max_drop, "min_cosine": self.cfg.min_cosine, "max_float_layers": self.cfg.max_float_layers,
                 "chosen": len(self.steps) - 1, "steps": [{k: s.get(k) for k in STEP_KEYS} for s in self.steps]}
+
+
+def _cosine(c: float) -> str:
+    """A cosine with the digits that tell it from 1 (0.9999996 is not 1.0000)."""
+    return f"{c:.4f}" if c < 0.9999 else f"{c:.7f}"
 
 
 def closer(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -52,6 +52,10 @@ class TorchModel:
     ``sample_inputs`` are real inputs for verification (each a tuple of arrays matching
     ``example_inputs``); without them edgeship uses the sample photos for image models and
     seeded random inputs around ``example_inputs`` for the rest.
+
+    ``tokenize`` (for text models) turns a list of strings into the model's inputs: a tuple of
+    arrays in input order, or a dict by input name, each with one row per string. With it, a text
+    file of sentences (one per line) is calibration and evaluation data: ``--calib sentences.txt``.
     """
 
     module: Any
@@ -62,6 +66,7 @@ class TorchModel:
     labels: tuple[str, ...] | None = None
     name: str | None = None
     sample_inputs: tuple[tuple[np.ndarray, ...], ...] | None = None
+    tokenize: Callable[[list[str]], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +90,8 @@ class Source:
     notes: tuple[str, ...] = ()
     #: per input, the [low, high) its random values are drawn from (None: around the example input)
     input_ranges: tuple[tuple[float, float] | None, ...] = ()
+    #: the factory's tokenizer (text models): list of strings -> the model's inputs
+    tokenize: Callable[[list[str]], Any] | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -97,6 +104,7 @@ class Source:
             "preprocess": self.preprocess.model_dump(mode="json") if self.preprocess else None,
             "labels_count": len(self.labels) if self.labels else 0,
             "allow_pickle": self.allow_pickle,
+            "tokenizer": self.tokenize is not None,
             "input_ranges": [list(r) if r else None for r in self.input_ranges],
             "notes": list(self.notes),
         }
@@ -758,7 +766,7 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
     return Source(name=name, kind=kind, origin=origin, digest=digest, inputs=inputs, outputs=outputs,
                   preprocess=pre, labels=clean_labels(tm.labels), module=module, exported=exported,
                   example_inputs=tuple(examples), sample_inputs=tm.sample_inputs, allow_pickle=allow_pickle,
-                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes))
+                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes), tokenize=tm.tokenize)
 
 
 def _pickle_reason(e: BaseException) -> str:
