@@ -49,6 +49,8 @@ A result::
                               {n, min, mean, p50, p90, p99, max, std}
     latency_quantiles_ms      the 0th..100th percentile of the same samples (101 values): the whole
                               distribution, which the HTML report draws
+    p50_by_round_ms           each round's warm p50 (one fresh process per round): artifacts
+                              interleaved in the same rounds compare steadiest round by round
     fresh_input               whether every call got a new input
     cold_start_s              medians over the fresh processes: process_start (spawn to the worker's
                               first line: interpreter + edgeship import), runtime_import, model_load

@@ -482,8 +482,6 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             results.append(_result_record(j, cfg, peaks.get(j.threads), power_profile, macs_cache))
     _share_macs(results, jobs, peaks, macs_cache)
     _add_ratios(results, jobs)
-    for res in results:
-        res.pop("_round_p50", None)
     if cfg.runs < MIN_RUNS_FOR_P99:
         notes.append(f"{cfg.runs} runs: the p99 is the slowest one or two calls; use --runs {MIN_RUNS_FOR_P99} or more "
                      "for a stable p99")
@@ -647,7 +645,9 @@ def _result_record(j: _Job, cfg: BenchConfig, peak: dict[str, Any] | None, power
     )
     if j.item.role == "baseline":
         rec["source"] = rs[0].get("source")
-    rec["_round_p50"] = [latency_stats(r["warm"]["samples_ms"]).get("p50") for r in rs]
+    # each round's p50 (one fresh process each): ratios between artifacts interleaved in the same
+    # rounds are steadier per round than over the pooled samples on a noisy machine
+    rec["p50_by_round_ms"] = [latency_stats(r["warm"]["samples_ms"]).get("p50") for r in rs]
     return rec
 
 
@@ -736,7 +736,7 @@ def _add_ratios(results: list[dict[str, Any]], jobs: list[_Job]) -> None:
                                   "note": "the baseline is incomplete: no ratio"}
             continue
         a, b = res["latency_ms"]["p50"], base["latency_ms"]["p50"]
-        by_round = [round(y / x, 3) for x, y in zip(res["_round_p50"], base["_round_p50"]) if x and y]
+        by_round = [round(y / x, 3) for x, y in zip(res["p50_by_round_ms"], base["p50_by_round_ms"]) if x and y]
         res["vs_baseline"] = {
             "baseline": base["id"],
             "baseline_p50_ms": b,

@@ -262,7 +262,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 return step(excluded, note)
 
             if not budget.last["within_budget"] and cfg.max_float_layers > 0:
-                ranking = _dynamic_ranking(pre, work, names, calibration_data("each layer quantised alone"), batch, say)
+                ranking = _dynamic_ranking(pre, work, names, calibration_data("each layer quantised alone"), batch, say,
+                                           original=model)
                 report["layers"] = ranking
                 report["attribution"] = ATTRIBUTION_ALONE
                 budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r['module'] or r['op']}, "
@@ -325,12 +326,13 @@ RANKING_SAMPLES = 32  # calibration samples each layer's sensitivity is measured
 
 
 def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int,
-                     say: Any) -> list[dict[str, Any]]:
+                     say: Any, original: Any = None) -> list[dict[str, Any]]:
     """Every weighted layer of a dynamic-int8 model, most sensitive first: the model quantised with
     that layer alone in int8, its output measured against fp32 on the calibration data (never the
     evaluation data). Measured rather than estimated from each layer's local error: in a
     transformer what reaches the output depends on where the layer sits (in all-MiniLM-L6-v2 the
-    feed-forward down-projections cost the most)."""
+    feed-forward down-projections cost the most). Module names come from ``original`` (the
+    exported model) when pre-processing dropped them."""
     import onnx
 
     from ..fidelity import sqnr_db
@@ -338,6 +340,7 @@ def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[
     from . import onnxruntime_recipes as recipes
 
     nodes = recipes.weighted_nodes(onnx.load(str(pre)))
+    scopes = {n.name: module_path(n) for n in original.graph.node} if original is not None else {}
     samples = cal_samples[:RANKING_SAMPLES]
     ref = run_model(pre, names, samples, batch)
     alone, everyone = work / "alone.onnx", [n.name for n in nodes]
@@ -352,7 +355,7 @@ def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[
         got = run_model(alone, names, samples, batch)
         a, b = ref[0].reshape(len(samples), -1).astype(np.float64), got[0].reshape(len(samples), -1).astype(np.float64)
         cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-        rows.append({"node": n.name, "op": n.op_type, "module": module_path(n),
+        rows.append({"node": n.name, "op": n.op_type, "module": module_path(n) or scopes.get(n.name),
                      "output_sqnr_db": float(sqnr_db(ref[0], got[0])), "cosine": float(np.mean(cos))})
     say(f"measured {len(nodes)} layers in {time.perf_counter() - t0:.0f} s")
     rows.sort(key=lambda r: r["output_sqnr_db"])
