@@ -292,3 +292,39 @@ def sentence_embedder() -> TorchModel:
     return TorchModel(module=m, example_inputs=(torch.randint(0, 1000, (1, 16), dtype=torch.int64),),
                       input_names=("ids",), output_names=("embedding",), name="sentence-embedder",
                       tokenize=toy_tokenize)
+
+
+class UnbalancedNet(nn.Module):
+    """conv -> BN -> ReLU -> depthwise -> BN -> ReLU -> 1x1 -> ReLU: the first batch norm spreads
+    its channels over three decades and the depthwise weights undo it, so the float function is
+    ordinary but one int8 scale cannot serve the activation between them: what cross-layer
+    equalisation is for."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.pw = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn2(self.dw(torch.relu(self.bn1(self.conv1(x))))))
+        return self.fc(torch.relu(self.pw(h)).mean(dim=(2, 3)))
+
+
+def unbalanced_classifier() -> TorchModel:
+    torch.manual_seed(0)
+    m = UnbalancedNet()
+    spread = torch.logspace(-2, 1, 16)
+    with torch.no_grad():
+        m.bn1.weight.copy_(spread)
+        m.bn1.bias.copy_(spread * 0.1)
+        m.dw.weight.mul_((1 / spread).reshape(-1, 1, 1, 1))
+    m.eval()
+    return TorchModel(
+        module=m, example_inputs=(torch.zeros(1, 3, 32, 32),), input_names=("image",), output_names=("logits",),
+        preprocess=Preprocess(input="image", height=32, width=32, mean=(127.0,) * 3, std=(128.0,) * 3),
+        labels=LABELS, name="unbalanced-classifier",
+    )

@@ -141,6 +141,10 @@ class QuantizeConfig(ConfigModel):
                                                          "labels), .npy/.npz, .txt of sentences, or pkg.mod:fn")
     bias_correction: bool = Field(True, description="static int8: correct each layer's bias for the mean error its int8 "
                                                     "weights add (measured on the calibration data)")
+    equalization: Literal["auto", "on", "off"] = Field(
+        "auto", description="static int8: cross-layer equalisation of conv pairs (data-free, the float model unchanged); "
+                            "auto measures it where a quarter of the layers are in pairs and keeps it only when closer "
+                            "to fp32")
     rounding: Literal["auto", "nearest", "adaround"] = Field(
         "auto", description="static int8: how weights round to their int8 levels: nearest, adaround (learned per layer "
                             "from the calibration data), or auto (adaround, kept only when it measures closer to fp32)")

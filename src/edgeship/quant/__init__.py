@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..fidelity import source_is_classifier
+from .equalize import OFF
 from .flow import STEP_KEYS, Budget
 
 if TYPE_CHECKING:
@@ -232,6 +233,10 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                                    cfg.calibration)
                 step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
+            report["equalization"] = dict(OFF)
+            if cfg.equalization != "off":
+                pre, cache, means, shifts = _equalization(pre, work, names, cal_samples, batch, cache, cfg, means, shifts,
+                                                          out, budget, step, report, say)
             base = pre  # the float model the int8 is made from: pre, or its weights rounded the learned way
             if cfg.rounding != "nearest":
                 base, shifts = _learned_rounding(pre, work, names, cal_samples, batch, cache, cfg, means, shifts, out,
@@ -286,6 +291,46 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                              + "/".join(c for c in recipes.CALIBRATIONS if c != cfg.calibration)) if method == "static" else "")
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     return out, report
+
+
+def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
+                  cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
+                  step: Any, report: dict[str, Any], say: Any) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
+    """Static int8 of the equalised float model (cross-layer equalisation, then its own calibration
+    and bias correction), measured as a budget step when :func:`edgeship.quant.equalize.plan` says
+    it is worth it, and kept when closer to fp32 (or asked for). Returns the float model to go on
+    from, its calibration cache, input means and bias shifts."""
+    import onnx
+
+    from . import onnxruntime_recipes as recipes
+    from .equalize import choice, plan
+
+    t0 = time.perf_counter()
+    eq, rec = recipes.equalize(pre, work / "pre-eq.onnx")
+    go, report["equalization"] = plan(cfg, rec, len(recipes.weighted_nodes(onnx.load(str(pre)))))
+    if not go:
+        return pre, cache, means, shifts
+    without = budget.last
+    note = f"cross-layer equalisation ({rec['pairs']} pair{'s' if rec['pairs'] != 1 else ''})"
+    say(note)
+    (work / "eq").mkdir(exist_ok=True)
+    eq_cache = recipes.calibrate(eq, work / "eq", names, cal_samples, cfg.calibration, batch)
+    recipes.static_qdq(eq, out, eq_cache, cfg.calibration)
+    eq_means: dict[str, Any] = {}
+    eq_shifts: dict[str, Any] = {}
+    if cfg.bias_correction:
+        eq_means = recipes.input_means(eq, work / "eq", names, cal_samples, batch)
+        eq_shifts = recipes.bias_shifts(eq, out, eq_means)
+        recipes.static_qdq(recipes.apply_bias_shifts(eq, work / "eq" / "bc.onnx", eq_shifts), out, eq_cache, cfg.calibration)
+        note += f" + bias correction ({len(eq_shifts)} layers)"
+    keep, report["equalization"] = choice(cfg, report["equalization"], step([], note), without, rec, t0)
+    if keep:
+        return eq, eq_cache, eq_means, eq_shifts
+    say("cross-layer equalisation did not help here: left out")
+    recipes.static_qdq(recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts) if shifts else pre, out, cache,
+                       cfg.calibration)
+    step([], "without equalisation" + (" + bias correction" if shifts else "") + " (equalisation was no closer)")
+    return pre, cache, means, shifts
 
 
 def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
@@ -375,6 +420,8 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
             "compression_ratio", "fp32", "opset_upgrade", "attribution")
     out = {k: report[k] for k in keys if k in report}
+    if isinstance(report.get("equalization"), dict):
+        out["equalization"] = {k: v for k, v in report["equalization"].items() if k != "per_pair"}
     out["steps"] = [{k: s.get(k) for k in STEP_KEYS} for s in report["steps"]]
     out["most_sensitive_layers"] = [{k: r[k] for k in ("node", "module", "op", "injected_db", "output_sqnr_db") if k in r}
                                     for r in report.get("layers", [])[:5]]

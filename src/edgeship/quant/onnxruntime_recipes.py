@@ -9,6 +9,7 @@ tensors.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -188,7 +189,10 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
                         "zero_point": int(z) if z.size == 1 else int(np.median(z)), "per_channel": bool(s.size > 1)}
         return {}
 
-    with quiet():
+    # the bias that bias correction gives a bias-less Conv exists only in the int8 model: ORT logs
+    # an error for it ("weight tensor ... not found") and matches the rest, as wanted here
+    with _quiet("", stdout=False):
+        logging.getLogger().setLevel(logging.CRITICAL)
         wmatch = dbg.create_weight_matching(str(fp32), str(qdq))
     weights = []
     for name, m in wmatch.items():
@@ -333,6 +337,80 @@ def input_means(pre: Path, work: Path, names: Sequence[str], samples: Sequence[t
         count += next(iter(feeds.values())).shape[0]
     path.unlink()
     return {k: v / count for k, v in sums.items()}
+
+
+# ---- cross-layer equalisation ---------------------------------------------------------------------
+
+def equalize(pre: Path, out: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of the float model with cross-layer equalisation (:mod:`edgeship.quant.equalize`)
+    over every Conv -> [Relu] -> Conv pair whose tensors nothing else reads. Returns it and the
+    record of what was equalised and what skipped, and why."""
+    import onnx
+    from onnx import numpy_helper
+
+    from .equalize import Pair, input_ranges, output_ranges, record, scale_input_channels, spread, sweep
+
+    model = onnx.load(str(pre))
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    uses = _input_users(model)
+    graph_outputs = {o.name for o in model.graph.output}
+
+    def conv(n: Any) -> bool:
+        return (n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits and uses.get(n.input[1], 0) == 1
+                and (len(n.input) < 3 or not n.input[2] or (n.input[2] in inits and uses.get(n.input[2], 0) == 1)))
+
+    pairs: list[Pair] = []
+    skipped: list[dict[str, Any]] = []
+    nodes = {n.name: n for n in model.graph.node}
+    for n in model.graph.node:
+        if not conv(n) or n.output[0] in graph_outputs:
+            continue
+        t, activation = n.output[0], None
+        after = readers.get(t, [])
+        if len(after) == 1 and after[0].op_type in ("Relu", "Clip") and after[0].output[0] not in graph_outputs:
+            if after[0].op_type == "Clip":
+                skipped.append({"first": n.name, "why": "a clamp (ReLU6 / Clip) follows: scaling would change the model"})
+                continue
+            activation, t = "Relu", after[0].output[0]
+            after = readers.get(t, [])
+        if len(after) != 1 or not conv(after[0]):
+            why = ("its output is also read by " + ", ".join(sorted({a.op_type for a in after[1:]})) + " (e.g. a residual add)"
+                   if len(after) > 1 and conv(after[0]) else
+                   f"followed by {', '.join(sorted({a.op_type for a in after}))}, not one convolution" if after else "")
+            if why:
+                skipped.append({"first": n.name, "why": why})
+            continue
+        second = after[0]
+        groups = int(_attr(second, "group", 1))
+        if inits[second.input[1]].dims[1] * groups != inits[n.input[1]].dims[0]:
+            continue
+        pairs.append(Pair(first=n.name, second=second.name, groups=groups, activation=activation))
+    weights = {k: numpy_helper.to_array(inits[k]).astype(np.float32).copy()
+               for p in pairs for k in (*nodes[p.first].input[1:3], nodes[p.second].input[1]) if k}
+
+    def ranges(p: Pair) -> tuple[np.ndarray, np.ndarray]:
+        return output_ranges(weights[nodes[p.first].input[1]]), input_ranges(weights[nodes[p.second].input[1]], p.groups)
+
+    def apply(p: Pair, s: np.ndarray) -> None:
+        first, second = nodes[p.first], nodes[p.second]
+        w1 = weights[first.input[1]]
+        weights[first.input[1]] = (w1 / s.reshape(-1, *[1] * (w1.ndim - 1))).astype(np.float32)
+        if len(first.input) > 2 and first.input[2]:
+            weights[first.input[2]] = (weights[first.input[2]] / s).astype(np.float32)
+        weights[second.input[1]] = scale_input_channels(weights[second.input[1]], s, p.groups)
+
+    before = {p.first: spread(ranges(p)[0]) for p in pairs}
+    sweep(pairs, ranges, apply)
+    after_ = {p.first: spread(ranges(p)[0]) for p in pairs}
+    for init in model.graph.initializer:
+        if init.name in weights:
+            init.CopyFrom(numpy_helper.from_array(weights[init.name], init.name))
+    onnx.save(model, str(out))
+    return out, record(pairs, skipped, before, after_)
 
 
 def learned_rounding(pre: Path, out: Path, work: Path, names: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]],

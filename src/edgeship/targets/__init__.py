@@ -276,10 +276,20 @@ class Target(ABC):
                                   size_bytes=sum(f.size for f in art.files))
 
         rounding: dict[str, Any] | None = None
+        equalization: dict[str, Any] | None = None
         with tempfile.TemporaryDirectory(prefix=f"edgeship-{self.name}-rounded-") as work:
             attempt([], "all weighted layers int8")
+            base = source  # the torch source the int8 starts from: the source, or its equalised copy
+            if from_source is not None and source.module is not None and cfg.equalization == "off":
+                from ..quant.equalize import OFF
+
+                equalization = dict(OFF)
+            elif from_source is not None and source.module is not None:
+                base, equalization = self._try_equalization(source, cfg, from_source, Path(work) / "equalized", budget,
+                                                            attempt, current, len(result["layers"]))
             if from_source is not None and source.module is not None and cfg.rounding != "nearest":
-                rounding = self._try_learned_rounding(source, cfg, from_source, Path(work), budget, attempt, current)
+                rounding = self._try_learned_rounding(base, cfg, from_source, Path(work) / "rounded", budget, attempt,
+                                                      current)
             layers = result["layers"]
 
             def label(r: dict[str, Any]) -> str:
@@ -293,7 +303,38 @@ class Target(ABC):
                         "eval_samples": len(samples), "eval_labels": labels is not None}
         if rounding is not None:
             quantization["rounding"] = rounding
+        if equalization is not None:
+            quantization["equalization"] = {k: v for k, v in equalization.items() if k != "per_pair"}
         return dataclasses.replace(built, details={**built.details, "quantization": quantization})
+
+    def _try_equalization(self, source: Source, cfg: DeployConfig, from_source: Callable[..., Any], work: Path,
+                          budget: Any, attempt: Callable[[list[str], str], dict[str, Any]], current: dict[str, Any],
+                          layers: int) -> tuple[Source, dict[str, Any]]:
+        """Measure int8 from the equalised source (:func:`edgeship.quant.equalize.equalized_source`,
+        shared by every target) when :func:`~edgeship.quant.equalize.plan` says it is worth it;
+        keep it when closer to fp32 (or asked for). Returns the source to go on from and the record."""
+        import time
+
+        from ..quant.equalize import choice, equalized_source, plan
+
+        t0 = time.perf_counter()
+        eq, rec = equalized_source(source)
+        go, record = plan(cfg, rec, layers)
+        if not go:
+            return source, record
+        work.mkdir(parents=True, exist_ok=True)
+        without = budget.last
+        plain = current["quantise"]
+        current["quantise"] = from_source(eq, work)
+        note = f"cross-layer equalisation ({rec['pairs']} pair{'s' if rec['pairs'] != 1 else ''})"
+        self.say(note)
+        keep, record = choice(cfg, record, attempt([], note), without, rec, t0)
+        if keep:
+            return eq, record
+        self.say("cross-layer equalisation did not help here: left out")
+        current["quantise"] = plain
+        attempt([], "without equalisation (equalisation was no closer)")
+        return source, record
 
     def _try_learned_rounding(self, source: Source, cfg: DeployConfig, from_source: Callable[..., Any], work: Path,
                               budget: Any, attempt: Callable[[list[str], str], dict[str, Any]],
@@ -307,6 +348,7 @@ class Target(ABC):
 
         nearest = budget.last
         t0 = time.perf_counter()
+        work.mkdir(parents=True, exist_ok=True)
         rounded, layers = rounded_source(source, cfg, self.say)
         quantise_nearest = current["quantise"]
         current["quantise"] = from_source(rounded, work)
@@ -324,7 +366,8 @@ class Target(ABC):
 
     def check_int8_knobs(self, cfg: DeployConfig) -> None:
         fields = type(cfg).model_fields
-        bad = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("calibration", "max_float_layers", "rounding", "rounding_iters")
+        bad = [f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in ("calibration", "max_float_layers", "equalization", "rounding",
+                                                                        "rounding_iters")
                if k in fields and k not in self.int8_knobs and getattr(cfg, k) != fields[k].default]
         method = getattr(cfg, "method", "auto")
         if method not in self.int8_methods and method != "fp16":

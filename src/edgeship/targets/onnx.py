@@ -85,7 +85,7 @@ class OnnxTarget(Target):
     runtime_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8", "fp16")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
-    int8_knobs: ClassVar[tuple[str, ...]] = ("calibration", "max_float_layers", "rounding", "rounding_iters")
+    int8_knobs: ClassVar[tuple[str, ...]] = ("calibration", "max_float_layers", "rounding", "rounding_iters", "equalization")
     int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static", "dynamic", "weight-only")
 
     @classmethod
