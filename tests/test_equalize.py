@@ -66,6 +66,12 @@ def test_onnx_int8_keeps_equalisation_where_it_helps_and_says_when_it_is_not_tri
     notes = [s["note"] for s in q["steps"]]
     with_eq = next(s for s in q["steps"] if s["note"].startswith("cross-layer equalisation"))
     assert with_eq["sqnr_db"] > q["steps"][notes.index(with_eq["note"]) - 1]["sqnr_db"] + 5  # 32 -> 48 dB here
+    # per layer, what each technique did: the depthwise layer between the unbalanced channels is fixed
+    assert q["techniques"]["measured"] == ["plain", "bias correction", "equalisation"]
+    dw = next(r for r in q["layers"] if r["module"] == "dw")["by_technique"]
+    assert dw["equalisation"] > dw["plain"] + 20 and abs(dw["bias correction"] - dw["plain"]) < 3
+    page = (tmp_path / "u" / "report.html").read_text()
+    assert "What each technique did: onnx-int8" in page and ">equalisation</th>" in page
     off = edgeship.deploy("tinymodels:unbalanced_classifier", out=tmp_path / "off", targets=["onnx"], quantize="int8",
                           rounding="nearest", equalization="off", package=False)
     qo = next(a for a in off.artifacts if a.precision == "int8").details["quantization"]

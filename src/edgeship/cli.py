@@ -903,6 +903,7 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
                     [[r["node"], r.get("module") or "-", r["op"], f"{r['injected_db']:.1f}", f"{r['output_sqnr_db']:.1f}",
                       "-" if r.get("weight_sqnr_db") is None else f"{r['weight_sqnr_db']:.1f}"] for r in layers[:8]],
                     right=("injected", "output SQNR", "weight SQNR"), wrap=("node", "module", "output SQNR", "weight SQNR"))
+    _print_techniques(c, layers, full.get("techniques") or {})
     cal = full.get("calibration") or q.get("calibration")
     c.print(f"evaluated on {q.get('eval_samples')} inputs: {full.get('eval_data') or q.get('eval_data') or '-'}"
             + (f"; calibrated on {cal['samples']}: {cal['data']}" if cal else ""), highlight=False, markup=False)
@@ -915,6 +916,28 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
             if ratio else "size vs fp32 unknown")
     c.print(f"size: {size}; per-tensor scales, zero points, MSE and SQNR: {art.root / 'quantization.json'}",
             highlight=False, markup=False)
+
+
+TECHNIQUE_HEADERS = {"plain": "plain", "bias correction": "+bias corr", "equalisation": "+equalise",
+                     "learned rounding": "+rounding"}
+
+
+def _print_techniques(c: Console, layers: list[dict], techniques: dict) -> None:
+    """Per layer, its output SQNR after each technique: what fixed what (the layers the plain int8
+    hurt most, and those a technique moved most)."""
+    measured = [t for t in techniques.get("measured") or [] if any(t in (r.get("by_technique") or {}) for r in layers)]
+    if len(measured) < 2:
+        return
+    rows = [r for r in layers if r.get("by_technique", {}).get("plain") is not None]
+    worst = sorted(rows, key=lambda r: r["by_technique"]["plain"])[:6]
+    moved = sorted(rows, key=lambda r: -max(abs(v - r["by_technique"]["plain"]) for v in r["by_technique"].values()))
+    shown = worst + [r for r in moved if r not in worst][: max(0, 8 - len(worst))]
+    print_table(c, f"what each technique did to the layers (output SQNR in dB against float, {techniques.get('samples')} "
+                   "evaluation inputs; applied in turn, kept or not)",
+                ["layer", *[TECHNIQUE_HEADERS.get(t, t) for t in measured]],
+                [[r.get("module") or r["node"], *[f"{r['by_technique'][t]:.1f}" if t in r["by_technique"] else "-"
+                                                  for t in measured]] for r in shown],
+                right=tuple(TECHNIQUE_HEADERS.get(t, t) for t in measured), wrap=("layer",))
 
 
 def _pct(x: Any) -> str:

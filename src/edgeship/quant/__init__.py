@@ -85,12 +85,17 @@ def layer_errors(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every layer's quantisation error, worst first, compact (``details.quantization.layers``, which
     the report draws along the network): node, module, op and whichever of weight_sqnr_db,
     output_sqnr_db (dB, higher is better) and injected_db (dB the layer's own quantisation costs)
-    the backend measured."""
+    the backend measured; ``by_technique`` (onnx static int8): the output SQNR after each
+    technique (plain, bias correction, equalisation, learned rounding), so a user sees what
+    fixed what."""
     out = []
     for r in layers:
         row = {k: r[k] for k in LAYER_ERROR_KEYS[:3] if k in r}
         row.update({k: round(float(r[k]), 3) for k in LAYER_ERROR_KEYS[3:]
                     if isinstance(r.get(k), (int, float)) and np.isfinite(r[k])})
+        if isinstance(r.get("by_technique"), dict):
+            row["by_technique"] = {t: round(float(v), 2) for t, v in r["by_technique"].items()
+                                   if isinstance(v, (int, float)) and np.isfinite(v)}
         out.append(row)
     return out
 
@@ -223,6 +228,17 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             say("quantising (static QDQ, per-channel)")
             recipes.static_qdq(pre, out, cache, cfg.calibration)
             step([], "all weighted layers int8 (plain QDQ)")
+            profile_samples = eval_samples[:PROFILE_SAMPLES]
+            by_technique: dict[str, dict[str, float]] = {}
+
+            def profile(technique: str, float_model: Path) -> None:
+                """Every layer's output SQNR in the int8 just built (``out``) against ``float_model``."""
+                (work / "profile").mkdir(exist_ok=True)
+                tr = recipes.tensor_report(float_model, out, work / "profile", names, profile_samples, batch)
+                by_technique[technique] = {r["node"]: r["output_sqnr_db"]
+                                           for r in recipes.attribute(onnx.load(str(float_model)), tr)}
+
+            profile("plain", pre)
             shifts: dict[str, Any] = {}
             means: dict[str, Any] = {}
             if cfg.bias_correction:
@@ -233,21 +249,27 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                                    cfg.calibration)
                 step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
+                profile("bias correction", pre)
             report["equalization"] = dict(OFF)
             if cfg.equalization != "off":
                 pre, cache, means, shifts = _equalization(pre, work, names, cal_samples, batch, cache, cfg, means, shifts,
-                                                          out, budget, step, report, say)
+                                                          out, budget, step, report, say, profile)
             base = pre  # the float model the int8 is made from: pre, or its weights rounded the learned way
             if cfg.rounding != "nearest":
                 base, shifts = _learned_rounding(pre, work, names, cal_samples, batch, cache, cfg, means, shifts, out,
-                                                 budget, step, report, say)
+                                                 budget, step, report, say, profile)
             shutil.copy(out, work / "all-int8.onnx")
             say("tensor-level report")
             t_samples = eval_samples[: min(32, len(eval_samples))]
             tr = recipes.tensor_report(pre, work / "all-int8.onnx", work, names, t_samples, batch)
             ranking = recipes.attribute(onnx.load(str(pre)), tr)
+            for r in ranking:  # what each technique did to this layer's output
+                r["by_technique"] = {t: db[r["node"]] for t, db in by_technique.items() if r["node"] in db}
             report["tensors"] = {"weights": tr["weights"], "activations": tr["activations"]}
             report["layers"] = ranking
+            report["techniques"] = {"measured": list(by_technique), "samples": len(profile_samples),
+                                    "figure": "each layer's output SQNR (dB) against the float model, after each "
+                                              "technique was applied in turn (kept or not)"}
 
             def static(excluded: list[str], note: str) -> dict[str, Any]:
                 floats = recipes.float_weights(base, pre, excluded, work / "pre-float.onnx") if base != pre else pre
@@ -295,7 +317,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
 
 def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
                   cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
-                  step: Any, report: dict[str, Any], say: Any) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
+                  step: Any, report: dict[str, Any], say: Any,
+                  profile: Any) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
     """Static int8 of the equalised float model (cross-layer equalisation, then its own calibration
     and bias correction), measured as a budget step when :func:`edgeship.quant.equalize.plan` says
     it is worth it, and kept when closer to fp32 (or asked for). Returns the float model to go on
@@ -324,6 +347,7 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
         recipes.static_qdq(recipes.apply_bias_shifts(eq, work / "eq" / "bc.onnx", eq_shifts), out, eq_cache, cfg.calibration)
         note += f" + bias correction ({len(eq_shifts)} layers)"
     keep, report["equalization"] = choice(cfg, report["equalization"], step([], note), without, rec, t0)
+    profile("equalisation", eq)
     if keep:
         return eq, eq_cache, eq_means, eq_shifts
     say("cross-layer equalisation did not help here: left out")
@@ -335,7 +359,7 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
 
 def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
                       cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
-                      step: Any, report: dict[str, Any], say: Any) -> tuple[Path, dict[str, Any]]:
+                      step: Any, report: dict[str, Any], say: Any, profile: Any) -> tuple[Path, dict[str, Any]]:
     """Static int8 with learned rounding (AdaRound), then bias correction on top, each measured as a
     budget step. With ``--rounding auto`` it is kept only when it comes out closer to fp32 than
     nearest rounding did; the choice and every layer's figures go into the report. Returns the
@@ -357,6 +381,7 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
         recipes.static_qdq(recipes.apply_bias_shifts(ada, work / "ada-bc.onnx", ada_shifts), out, cache, cfg.calibration)
         rec = step([], f"learned rounding + bias correction ({len(ada_shifts)} layers)")
     keep, report["rounding"] = choice(cfg, rec, best_nearest, layers, t0)
+    profile("learned rounding", pre)
     if keep:
         return ada, ada_shifts
     say("learned rounding did not help here: nearest rounding kept")
@@ -368,6 +393,7 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
 
 ATTRIBUTION_ALONE = "each layer quantised alone: the SQNR and cosine of the model's output"
 RANKING_SAMPLES = 32  # calibration samples each layer's sensitivity is measured on
+PROFILE_SAMPLES = 16  # evaluation samples each technique's per-layer error is measured on
 
 
 def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int,
@@ -418,7 +444,7 @@ def _json_default(o: Any) -> Any:
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report that goes into artifact.json and the manifest."""
     keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
-            "compression_ratio", "fp32", "opset_upgrade", "attribution")
+            "compression_ratio", "fp32", "opset_upgrade", "attribution", "techniques")
     out = {k: report[k] for k in keys if k in report}
     if isinstance(report.get("equalization"), dict):
         out["equalization"] = {k: v for k, v in report["equalization"].items() if k != "per_pair"}

@@ -162,13 +162,21 @@ def _layer_errors(rec: dict[str, Any]) -> dict[str, Any] | None:
     layers = [r for r in _list(q.get("layers")) or _list(q.get("most_sensitive_layers")) if isinstance(r, dict)]
     rows = [{"node": _text(r.get("node"), 120), "module": _text(r.get("module"), 120) or None,
              "weight_db": _num(r.get("weight_sqnr_db")), "output_db": _num(r.get("output_sqnr_db")),
-             "injected_db": _num(r.get("injected_db"))} for r in layers]
+             "injected_db": _num(r.get("injected_db")),
+             "techniques": {_text(t, 40): _num(v) for t, v in list(_dict(r.get("by_technique")).items())[:8]}}
+            for r in layers]
+    measured = [_text(t, 40) for t in _list(_dict(q.get("techniques")).get("measured"))[:8]]
+    measured = [t for t in measured if any(x["techniques"].get(t) is not None for x in rows)]
     for key, label in (("output_db", "output SQNR"), ("weight_db", "weight SQNR")):
         if any(x[key] is not None for x in rows):
             for x in rows:
                 x["db"] = x[key]
-            return {"metric": key, "label": label, "rows": [x for x in rows if x["db"] is not None],
-                    "complete": bool(_list(q.get("layers")))}
+            kept = [x for x in rows if x["db"] is not None]
+            with_plain = [x for x in kept if x["techniques"].get("plain") is not None]
+            return {"metric": key, "label": label, "rows": kept, "complete": bool(_list(q.get("layers"))),
+                    # per layer, its output SQNR after each technique (the layers plain int8 hurt most first)
+                    "techniques": measured if len(measured) > 1 else [],
+                    "by_technique": sorted(with_plain, key=lambda x: x["techniques"]["plain"])[:8] if len(measured) > 1 else []}
     return None
 
 
