@@ -90,3 +90,25 @@ def test_a_torch_based_int8_target_measures_the_shared_equalised_source(tmp_path
     assert q["equalization"]["chosen"] == "on", q["equalization"]
     steps = {s["note"]: s for s in q["steps"]}
     assert steps["cross-layer equalisation (2 pairs)"]["sqnr_db"] > steps["all weighted layers int8"]["sqnr_db"] + 3
+
+
+def test_an_explicit_zero_padding_between_the_layers_does_not_break_the_pair():
+    class Padded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 1)
+            self.b = torch.nn.Conv2d(8, 8, 3, groups=8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.nn.functional.pad(torch.relu(self.a(x)), [1, 1, 1, 1]))
+
+    torch.manual_seed(0)
+    m = Padded().eval()
+    with torch.no_grad():
+        m.a.weight.mul_(torch.logspace(-2, 1, 8).reshape(-1, 1, 1, 1))
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    eq, rec = equalize_torch_module(m, (x,))
+    assert rec["pairs"] == 1 and rec["spread_median_after"] < rec["spread_median_before"] / 3
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        assert torch.allclose(eq(t), m(t), rtol=1e-4, atol=1e-5)

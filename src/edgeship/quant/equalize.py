@@ -169,6 +169,13 @@ def equalize_torch_module(module: Any, example_inputs: Sequence[np.ndarray]) -> 
         eps = float(node.args[at]) if len(node.args) > at else 1e-5
         return (gamma, beta, var, eps) if owned(gamma) and owned(beta) and var in buffers else None
 
+    def zero_pad(node: Any) -> bool:
+        if node.op != "call_function" or str(node.target) not in ("aten.pad.default", "aten.constant_pad_nd.default"):
+            return False
+        mode = node.args[2] if len(node.args) > 2 and isinstance(node.args[2], str) else "constant"
+        value = [a for a in node.args[2:] if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        return mode == "constant" and (not value or float(value[0]) == 0.0)
+
     found: list[tuple[Pair, dict[str, Any]]] = []
     skipped: list[dict[str, Any]] = []
     for n in gm.graph.nodes:
@@ -189,6 +196,8 @@ def equalize_torch_module(module: Any, example_inputs: Sequence[np.ndarray]) -> 
             continue
         if nxt is not None and nxt.op == "call_function" and str(nxt.target).startswith("aten.relu"):
             activation, nxt = "Relu", through(nxt)
+        if nxt is not None and zero_pad(nxt):  # an explicit zero padding scales with its input
+            nxt = through(nxt)
         if nxt is None or not (nxt.op == "call_function" and nxt.target == conv2d and owned(attr(nxt.args[1]))):
             skipped.append({"first": n.name, "why": "its output is read by more than the next layer (e.g. a residual add)"
                             if nxt is None else f"followed by {nxt.target}, not one convolution"})
