@@ -176,3 +176,13 @@ def test_debug_is_a_global_option(env80):
     r = run(["--debug", "targets", "--json"], env80)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["ok"] is True
+
+
+def test_compress_at_80_columns(tmp_path, env80):
+    pytest.importorskip("torch_pruning")
+    r = run(["compress", "tinymodels:tiny_classifier", "--prune", "0.5", "--out", str(tmp_path / "c")], env80)
+    assert r.returncode == 0, r.stderr
+    assert "MACs" in r.stdout and "removed" in r.stdout and "edgeship deploy" in r.stdout
+    assert_fits(r.stdout)
+    r = run(["compress", "tinymodels:tiny_classifier", "--prune", "2", "--out", str(tmp_path / "d")], env80)
+    assert r.returncode == 2 and "outside (0, 1)" in r.stderr and not (tmp_path / "d").exists()

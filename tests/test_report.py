@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import edgeship
-from edgeship.report import REPORT_HTML, build, render, write_report
-from edgeship.report.model import pareto
+from edgeship.reporting import REPORT_HTML, build, render, write_report
+from edgeship.reporting.model import pareto
 from edgeship.targets.web import _Browser, chromium_path
 
 CI = bool(os.environ.get("EDGESHIP_CI"))

@@ -11,7 +11,7 @@ no_vendor_telemetry()
 # Names resolve on first use (PEP 562), so `import edgeship` and `edgeship.runtime` (what a device
 # runs) stay light: numpy, Pillow and one runtime, not pydantic, the converters or the CLI.
 _LAZY = {
-    **dict.fromkeys(("DeployResult", "Plan", "analyze", "benchmark", "classify", "convert", "deploy", "keygen", "load",
+    **dict.fromkeys(("DeployResult", "Plan", "analyze", "benchmark", "classify", "compress", "convert", "deploy", "keygen", "load",
                      "package", "plan", "quantize", "report", "verify_bundle"), "api"),
     **dict.fromkeys(("Artifact", "Format", "Preprocess", "TensorSpec"), "artifact"),
     "DeployConfig": "config",
@@ -66,6 +66,7 @@ __all__ = [
     "available_targets",
     "benchmark",
     "classify",
+    "compress",
     "convert",
     "deploy",
     "get_target",

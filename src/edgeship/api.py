@@ -342,7 +342,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
 
 
 def _write_report(out: Path, progress: Progress = _noop) -> Path:
-    from .report import write_report
+    from .reporting import write_report
 
     progress("writing report.html")
     return write_report(out)
@@ -350,7 +350,7 @@ def _write_report(out: Path, progress: Progress = _noop) -> Path:
 
 def _refresh_report(out: Path) -> None:
     """A command that changed an output folder's manifest rewrites the report that is there."""
-    from .report import REPORT_HTML
+    from .reporting import REPORT_HTML
 
     if (Path(out) / REPORT_HTML).is_file():
         _write_report(Path(out))
@@ -360,8 +360,8 @@ def report(outdir: str | Path = "edgeship-out", old: str | Path | None = None, d
     """Write the HTML report of a deploy output folder from its manifest (``outdir/report.html``),
     or, with ``old``, the comparison of ``old`` (before) and ``outdir`` (after) in
     ``outdir/report-vs-<old>.html``. Returns ``{"path", "headline", "recommendations",
-    "comparison"?: {"regressed", "rows", "layers_worse", ...}}`` (:mod:`edgeship.report`)."""
-    from .report import build, write_report
+    "comparison"?: {"regressed", "rows", "layers_worse", ...}}`` (:mod:`edgeship.reporting`)."""
+    from .reporting import build, write_report
 
     doc = build(outdir, old)
     dest = write_report(outdir, old, dest, doc=doc)
@@ -369,6 +369,19 @@ def report(outdir: str | Path = "edgeship-out", old: str | Path | None = None, d
     if "comparison" in doc:
         res["comparison"] = doc["comparison"]
     return res
+
+
+def compress(model: str | Path = "efficientnet-lite0", *, progress: Progress = _noop, **options: Any) -> dict[str, Any]:
+    """Prune a torch model (``prune=0.5``, ``method="channel"|"magnitude"``) and write a new torch
+    source, ``out/model.pt2``, that :func:`deploy` takes; return the record (also
+    ``out/compress.json``): params, MACs and size before and after, and the pruned model's fidelity
+    to the original. ``options`` are :class:`edgeship.pruning.config.CompressConfig` fields."""
+    from .pruning import compress as _compress
+    from .pruning.config import CompressConfig
+
+    cfg = CompressConfig.build(**options)
+    source = load_source(str(model), **cfg.source_kwargs())
+    return _compress(source, cfg, progress)
 
 
 def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: Progress = _noop,

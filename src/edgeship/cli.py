@@ -842,6 +842,46 @@ def analyze(
     run_command(as_json, body)
 
 
+from .pruning.config import CompressConfig  # noqa: E402
+
+
+@app.command(cls=_Command)
+@options_from(CompressConfig, skip=("dynamic_batch",))
+def compress(
+    model: str = typer.Argument(..., metavar="MODEL", help="a torch model: built-in name, factory pkg.mod:fn, .pt2 or "
+                                                           "checkpoint"),
+    prune: str = typer.Option(..., "--prune", metavar="RATIO", help="share of the channels (or, with --method "
+                                                                     "magnitude, weights) to remove, e.g. 0.5"),
+    as_json: bool = JSON_OPT,
+    options: dict = None,  # type: ignore[assignment]
+) -> None:
+    """Prune a torch model into a smaller one deploy takes (OUT/model.pt2), with what it gained and lost."""
+    from . import api
+
+    def body():
+        with _progress() as update:
+            rec = api.compress(model, progress=update, prune=prune, **(options or {}))
+        return {"ok": True, "compress": rec}, lambda c: _print_compress(c, rec)
+
+    run_command(as_json, body)
+
+
+def _print_compress(c: Console, rec: dict) -> None:
+    f = rec.get("fidelity", {})
+    rows = [["parameters", f"{rec['params']['before']:,}", f"{rec['params']['after']:,}", f"{rec['params']['removed']:.0%}"],
+            ["MACs", f"{rec['macs']['before']:,}", f"{rec['macs']['after']:,}", f"{rec['macs']['removed']:.0%}"]]
+    print_table(c, f"{rec['source']['name']}: {rec['method']} pruning, ratio {rec['ratio']:g}",
+                ["", "before", "after", "removed"], rows, right=("before", "after", "removed"))
+    what = (f"top-1 agreement {f['top1_agreement']:.1%}, " if f.get("top1_agreement") is not None else "") + \
+        f"cosine {f.get('cosine', 0):.4f}" + (f", SQNR {f['sqnr_db']:.1f} dB" if f.get("sqnr_db") is not None else "")
+    c.print(f"fidelity to the original on {f.get('samples')} inputs ({f.get('data')}): {what}; {f.get('note')}",
+            highlight=False, markup=False)
+    if rec.get("note"):
+        c.print(rec["note"], highlight=False, markup=False)
+    c.print(f"written: {rec['out']}/model.pt2 ({size_text(rec['pt2_bytes'])}); deploy it with: {rec['deploy']}",
+            highlight=False, markup=False)
+
+
 @app.command(cls=_Command)
 @options_from(QuantizeCommandConfig)
 def quantize(

@@ -1,7 +1,7 @@
 """The page model: everything the HTML report shows, computed from an output folder's manifest.
 
-Pure data (JSON-ready dicts and lists), no HTML: :mod:`edgeship.report.charts` draws it and
-:mod:`edgeship.report` renders the page. Every value read from the manifest is checked for its
+Pure data (JSON-ready dicts and lists), no HTML: :mod:`edgeship.reporting.charts` draws it and
+:mod:`edgeship.reporting` renders the page. Every value read from the manifest is checked for its
 type here (a crafted or old manifest gives a page with gaps, never a crash), and every gap carries
 a sentence saying why it is empty.
 """

@@ -5,11 +5,11 @@
 be rebuilt at any time from any output folder, including one written before a stage existed:
 where a figure is missing the page says why in place. ``write_report(new, old=old_folder)`` is the
 same page with a "what changed" section: per artifact the change in size, fidelity, p50/p99, cold
-start and memory, regressions marked (:data:`edgeship.report.model.REGRESSION_RULES`), and the
+start and memory, regressions marked (:data:`edgeship.reporting.model.REGRESSION_RULES`), and the
 layers whose quantisation error grew most.
 
 The page is one self-contained HTML file: inline CSS, plots as inline SVG (see
-:mod:`edgeship.report.charts` for why), no script, no external request (its Content-Security-Policy
+:mod:`edgeship.reporting.charts` for why), no script, no external request (its Content-Security-Policy
 forbids both). Everything read from the manifest is data: HTML-escaped and stripped of control
 characters.
 """
@@ -110,7 +110,7 @@ def render(doc: dict[str, Any]) -> str:
         "layers": "No per-layer figures: this manifest has no analysis stage (deploy again, or edgeship analyze)."
         if not layers else "No layer carries MACs in the analysis.",
     }
-    env = jinja2.Environment(loader=jinja2.PackageLoader("edgeship.report", "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("edgeship.reporting", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(_filters())
     best_ids = {r["artifact"] for r in m["recommendations"] if r["artifact"]}

@@ -1,0 +1,256 @@
+"""Compression beyond quantisation: structural channel pruning and magnitude sparsity.
+
+``compress(source, cfg, progress)`` prunes a torch source and writes a new torch source that
+``deploy`` takes like any other: ``OUT/model.pt2`` (a ``torch.export`` program with raw weights,
+which edgeship loads without ``--allow-pickle``) and ``OUT/compress.json``, the record:
+
+- ``channel``: structural pruning with the dependency-aware ``torch-pruning`` library (DepGraph):
+  channels that must change together (a residual add, a depthwise group, a concatenation) are
+  removed together; importance is each channel group's L2 weight magnitude; the layers that produce
+  the model's outputs keep their channels (the output shapes never change). The result is a
+  smaller dense model: fewer MACs and parameters on every runtime.
+- ``magnitude``: unstructured sparsity (the smallest weights of every conv/linear set to zero,
+  globally). Same shapes and MACs: no faster on most edge runtimes, only smaller once compressed;
+  the record says so.
+
+The record has params, MACs (counted on the exported graph, as ``edgeship analyze`` counts them),
+the .pt2 size, and without training data the fidelity to the original on the evaluation inputs
+(top-1 agreement for classifiers, cosine and SQNR for every output), so the fall is said plainly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError, UnsupportedError, UsageError
+
+if TYPE_CHECKING:
+    from ..sources import Source
+    from .config import CompressConfig
+
+__all__ = ["compress", "RECORD_FILE", "MODEL_FILE"]
+
+RECORD_FILE = "compress.json"
+MODEL_FILE = "model.pt2"
+PREPROCESS_FILE = "preprocess.json"
+LABELS_FILE = "labels.txt"
+
+
+def _macs_params(module: Any, examples: tuple[np.ndarray, ...]) -> tuple[int, int]:
+    """(MACs, parameters) of ``module`` on ``examples``, from its exported graph."""
+    import dataclasses
+
+    from ..analysis.torch_graph import export_program, graph_from_program
+    from ..sources import Source
+
+    probe = Source(name="probe", kind="torch", origin="", digest="", inputs=(), outputs=(), module=module,
+                   example_inputs=examples)
+    g = graph_from_program(export_program(dataclasses.replace(probe)))
+    return int(sum(layer.macs or 0 for layer in g.layers)), int(g.total_params)
+
+
+def _outputs(module: Any, samples: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    import torch
+
+    from ..sources import flatten_outputs
+
+    outs: list[list[np.ndarray]] = []
+    with torch.no_grad():
+        for s in samples:
+            o = flatten_outputs(module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in s]))
+            outs.append([t.detach().numpy() for t in o])
+    return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def _head_layers(module: Any, args: tuple[Any, ...]) -> list[Any]:
+    """The conv/linear layers whose output reaches a model output with its channel axis intact:
+    the last weighted layer run (a classifier's head, an embedding's projection). Their output
+    channels are the model's contract and are never pruned."""
+    import torch
+
+    order: list[Any] = []
+    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for m in module.modules()
+             if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order[-1:]
+
+
+def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float) -> Any:
+    """A copy of ``module`` with ``ratio`` of each prunable layer's channels removed (torch-pruning,
+    L2 magnitude of each coupled group), its outputs' shapes unchanged."""
+    import copy
+
+    import torch
+
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        raise UnsupportedError("channel pruning needs torch-pruning, which is not installed",
+                               hint='pip install "edgeship[compress]" (torch-pruning 1.6)') from None
+    model = copy.deepcopy(module).eval()
+    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in examples)
+    with torch.no_grad():
+        before = [t.shape for t in _flat(model(*args))]
+    try:
+        pruner = tp.pruner.MetaPruner(model, args if len(args) > 1 else args[0],
+                                      importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                      pruning_ratio=ratio, ignored_layers=_head_layers(model, args))
+        pruner.step()
+        with torch.no_grad():
+            after = [t.shape for t in _flat(model(*args))]
+    except Exception as e:  # noqa: BLE001 - torch-pruning's tracer failed on this model: say so, with its words
+        raise UnsupportedError(f"torch-pruning cannot prune this model: {type(e).__name__}: "
+                               f"{(str(e).strip().splitlines() or [''])[0][:300]}",
+                               hint="try --method magnitude (no graph needed), or simplify the model's forward "
+                                    "(torch-pruning traces it with the example input)") from None
+    if after != before:
+        raise UnsupportedError(f"pruning changed the model's output shapes ({before} -> {after})",
+                               hint="the layer that makes an output was not recognised; try --method magnitude")
+    return model
+
+
+def _flat(out: Any) -> list[Any]:
+    from ..sources import flatten_outputs
+
+    return flatten_outputs(out)
+
+
+def prune_magnitude(module: Any, ratio: float) -> tuple[Any, float]:
+    """A copy of ``module`` with the ``ratio`` smallest-magnitude conv/linear weights (globally) set
+    to zero, and the share of all its weights that are now zero."""
+    import copy
+
+    import torch
+    from torch.nn.utils import prune
+
+    model = copy.deepcopy(module).eval()
+    layers = [(m, "weight") for m in model.modules()
+              if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+    if not layers:
+        raise UnsupportedError("the model has no conv or linear layer to sparsify")
+    prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=ratio)
+    for m, name in layers:
+        prune.remove(m, name)
+    total = sum(m.weight.numel() for m, _ in layers)
+    zeros = sum(int((m.weight == 0).sum()) for m, _ in layers)
+    return model, zeros / max(total, 1)
+
+
+def _zipped_bytes(path: Path) -> int:
+    """What the file costs to download: its size after zlib (zeros cost nearly nothing)."""
+    import zlib
+
+    return len(zlib.compress(path.read_bytes(), 6))
+
+
+def compress(source: Source, cfg: CompressConfig, progress: Any = None) -> dict[str, Any]:
+    """Prune ``source`` as ``cfg`` says; write ``cfg.out/model.pt2`` and ``compress.json``; return
+    the record. A failure leaves an existing output folder as it was."""
+    import torch
+
+    from ..data import load_samples
+    from ..fidelity import judge, source_is_classifier
+
+    say = progress or (lambda _m: None)
+    if source.module is None:
+        raise UsageError(f"{source.name} is a {source.kind} model; pruning needs a torch model",
+                         hint="give the PyTorch model (a factory pkg.mod:fn, a .pt2 or a checkpoint), not an exported file")
+    out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite and any(out.iterdir()):
+        raise UsageError(f"{out} already exists and is not empty", hint="give another --out, or --overwrite")
+    t0 = time.perf_counter()
+    examples = tuple(np.asarray(a) for a in source.example_inputs)
+    say("counting MACs and parameters of the original")
+    macs0, params0 = _macs_params(source.module, examples)
+    record: dict[str, Any] = {"schema": "edgeship.compress/1", "source": source.record(), "method": cfg.method,
+                              "ratio": cfg.prune, "seed": cfg.seed}
+    if cfg.method == "channel":
+        say(f"pruning {cfg.prune:.0%} of the channels (torch-pruning, L2 magnitude per coupled group)")
+        pruned = prune_channels(source.module, examples, cfg.prune)
+        sparsity = None
+    else:
+        say(f"zeroing the smallest {cfg.prune:.0%} of the conv/linear weights")
+        pruned, sparsity = prune_magnitude(source.module, cfg.prune)
+    macs1, params1 = _macs_params(pruned, examples) if cfg.method == "channel" else (macs0, params0)
+
+    samples, labels = load_samples(None, source, cfg.eval_samples, "evaluation")
+    say(f"fidelity to the original on {len(samples)} evaluation inputs")
+    ref, got = _outputs(source.module, samples), _outputs(pruned, samples)
+    fid = judge(ref, got, classifier=source_is_classifier(ref[0], source, None), min_cosine=0.0, max_drop=1.0,
+                labels=labels)
+
+    work = Path(tempfile.mkdtemp(prefix="edgeship-compress-"))
+    try:
+        args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in examples)
+        try:
+            with torch.no_grad():
+                ep = torch.export.export(pruned, args)
+        except Exception as e:  # noqa: BLE001
+            raise UnsupportedError(f"the pruned model does not export with torch.export: {type(e).__name__}: "
+                                   f"{(str(e).strip().splitlines() or [''])[0][:300]}") from None
+        torch.export.save(ep, str(work / MODEL_FILE))
+        size = (work / MODEL_FILE).stat().st_size
+        record.update({
+            "params": {"before": params0, "after": params1, "removed": 1 - params1 / max(params0, 1)},
+            "macs": {"before": macs0, "after": macs1, "removed": 1 - macs1 / max(macs0, 1)},
+            "pt2_bytes": size, "pt2_zlib_bytes": _zipped_bytes(work / MODEL_FILE),
+            "fidelity": {"data": source.inputs_origin("evaluation"), "samples": len(samples),
+                         **{k: fid[k] for k in ("top1_agreement", "top5_agreement", "cosine", "sqnr_db", "accuracy",
+                                                "accuracy_fp32") if fid.get(k) is not None},
+                         "note": "no training data: the pruned model as it is, not fine-tuned"},
+            "seconds": round(time.perf_counter() - t0, 1),
+            "model": MODEL_FILE,
+        })
+        if sparsity is not None:
+            record["sparsity"] = sparsity
+            record["note"] = ("magnitude pruning zeroes weights but keeps every shape and MAC: no faster on ONNX "
+                              "Runtime, LiteRT, ExecuTorch or OpenVINO CPU; smaller only once compressed "
+                              f"(pt2 {size} bytes, {record['pt2_zlib_bytes']} zlib-compressed)")
+        # the file must load as any .pt2 a user brings does (never unpickled), and its inputs are named by that loader
+        from ..sources import load_source
+
+        reloaded = load_source(str(work / MODEL_FILE))
+        names = dict(zip((i.name for i in source.inputs), (i.name for i in reloaded.inputs)))
+        files = [MODEL_FILE, RECORD_FILE]
+        deploy = [f"edgeship deploy {out / MODEL_FILE}"]
+        if source.preprocess is not None:  # a .pt2 carries neither: written beside it, named in the command
+            pre = source.preprocess.model_copy(update={"input": names.get(source.preprocess.input, source.preprocess.input)})
+            (work / PREPROCESS_FILE).write_text(pre.model_dump_json(indent=1) + "\n")
+            files.append(PREPROCESS_FILE)
+            deploy.append(f"--preprocess {out / PREPROCESS_FILE}")
+        if source.labels:
+            (work / LABELS_FILE).write_text("\n".join(source.labels) + "\n")
+            files.append(LABELS_FILE)
+            deploy.append(f"--labels {out / LABELS_FILE}")
+        record["deploy"] = " ".join(deploy)
+        (work / RECORD_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
+        _publish(work, out, cfg.overwrite, files)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record["out"] = str(out)
+    return record
+
+
+def _publish(work: Path, out: Path, overwrite: bool, files: list[str]) -> None:
+    """Move the finished files into ``out`` (nothing half-written is ever there)."""
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        tmp = out / f".{f}.partial"
+        shutil.copyfile(work / f, tmp)
+        tmp.replace(out / f)
+    if not (out / MODEL_FILE).is_file():
+        raise InputError(f"could not write {out / MODEL_FILE}")
