@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["compress", "RECORD_FILE", "MODEL_FILE"]
 
+COMPENSATION_SAMPLES = 64  # calibration inputs the removed channels' means are measured on
 RECORD_FILE = "compress.json"
 MODEL_FILE = "model.pt2"
 PREPROCESS_FILE = "preprocess.json"
@@ -87,9 +88,39 @@ def _head_layers(module: Any, args: tuple[Any, ...]) -> list[Any]:
     return order[-1:]
 
 
-def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float) -> Any:
+def _input_means(model: Any, samples: list[tuple[np.ndarray, ...]]) -> dict[Any, np.ndarray]:
+    """Per conv/linear layer, the mean of each of its input channels (features) on ``samples``."""
+    import torch
+
+    sums: dict[Any, list[Any]] = {}
+
+    def hook(mod: Any, args: Any) -> None:
+        x = args[0].detach().double()
+        axis = 1 if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) else x.ndim - 1
+        per = x.transpose(0, axis).reshape(x.shape[axis], -1)
+        acc = sums.setdefault(mod, [0.0, 0])
+        acc[0], acc[1] = acc[0] + per.sum(1), acc[1] + per.shape[1]
+
+    hooks = [m.register_forward_pre_hook(hook) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            for s in samples:
+                model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in s])
+    finally:
+        for h in hooks:
+            h.remove()
+    return {m: (t / n).numpy() for m, (t, n) in sums.items()}
+
+
+def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
+                   samples: list[tuple[np.ndarray, ...]] | None = None) -> tuple[Any, int]:
     """A copy of ``module`` with ``ratio`` of each prunable layer's channels removed (torch-pruning,
-    L2 magnitude of each coupled group), its outputs' shapes unchanged."""
+    L2 magnitude of each coupled group), its outputs' shapes unchanged; and how many layers were
+    compensated. With ``samples``, what each removed input channel contributed on average
+    (its mean on the samples through the reading layer's weights) is added to that layer's bias:
+    a pruned channel is rarely zero (a batch norm's shift through ReLU6 is a constant the next
+    layer relies on), and this keeps the next layer's mean output where it was."""
     import copy
 
     import torch
@@ -103,11 +134,26 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float) 
     args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in examples)
     with torch.no_grad():
         before = [t.shape for t in _flat(model(*args))]
+    means = _input_means(model, samples) if samples else {}
+    present = {m: list(range(len(v))) for m, v in means.items()}  # original channel ids still in each layer
+    compensated: set[Any] = set()
+    readers = (tp.prune_conv_in_channels, tp.prune_linear_in_channels)
     try:
         pruner = tp.pruner.MetaPruner(model, args if len(args) > 1 else args[0],
                                       importance=tp.importance.GroupMagnitudeImportance(p=2),
                                       pruning_ratio=ratio, ignored_layers=_head_layers(model, args))
-        pruner.step()
+        for group in pruner.step(interactive=True):
+            for dep, idxs in group:
+                layer = dep.target.module
+                if dep.handler not in readers or layer not in means or not idxs:
+                    continue
+                ids = present[layer]
+                gone = sorted(set(idxs))
+                if getattr(layer, "groups", 1) == 1:  # a depthwise layer loses the output with the input
+                    _compensate(layer, gone, means[layer][[ids[i] for i in gone]])
+                    compensated.add(layer)
+                present[layer] = [c for i, c in enumerate(ids) if i not in set(gone)]
+            group.prune()
         with torch.no_grad():
             after = [t.shape for t in _flat(model(*args))]
     except Exception as e:  # noqa: BLE001 - torch-pruning's tracer failed on this model: say so, with its words
@@ -118,7 +164,20 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float) 
     if after != before:
         raise UnsupportedError(f"pruning changed the model's output shapes ({before} -> {after})",
                                hint="the layer that makes an output was not recognised; try --method magnitude")
-    return model
+    return model, len(compensated)
+
+
+def _compensate(layer: Any, gone: list[int], mean: np.ndarray) -> None:
+    """Add to ``layer``'s bias what its input channels ``gone`` (about to be removed) gave on
+    average: ``sum_c W[:, c] · mean_c`` (spatially summed for a convolution)."""
+    import torch
+
+    with torch.no_grad():
+        w = layer.weight.detach().double()[:, gone]  # [out, len(gone), *kernel] or [out, len(gone)]
+        add = (w.reshape(w.shape[0], len(gone), -1).sum(2) * torch.from_numpy(mean)).sum(1)
+        if layer.bias is None:
+            layer.bias = torch.nn.Parameter(torch.zeros(w.shape[0], dtype=layer.weight.dtype))
+        layer.bias.add_(add.to(layer.bias.dtype))
 
 
 def _flat(out: Any) -> list[Any]:
@@ -178,7 +237,10 @@ def compress(source: Source, cfg: CompressConfig, progress: Any = None) -> dict[
                               "ratio": cfg.prune, "seed": cfg.seed}
     if cfg.method == "channel":
         say(f"pruning {cfg.prune:.0%} of the channels (torch-pruning, L2 magnitude per coupled group)")
-        pruned = prune_channels(source.module, examples, cfg.prune)
+        cal = source.calibration_inputs(COMPENSATION_SAMPLES)  # never the evaluation inputs
+        pruned, compensated = prune_channels(source.module, examples, cfg.prune, cal)
+        record["compensation"] = {"layers": compensated, "samples": len(cal), "data": source.inputs_origin("calibration"),
+                                  "what": "each removed input channel's mean contribution added to its reader's bias"}
         sparsity = None
     else:
         say(f"zeroing the smallest {cfg.prune:.0%} of the conv/linear weights")
@@ -254,3 +316,4 @@ def _publish(work: Path, out: Path, overwrite: bool, files: list[str]) -> None:
         tmp.replace(out / f)
     if not (out / MODEL_FILE).is_file():
         raise InputError(f"could not write {out / MODEL_FILE}")
+
