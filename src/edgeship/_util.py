@@ -160,15 +160,15 @@ def no_vendor_telemetry() -> None:
 
 
 @contextlib.contextmanager
-def quiet(*loggers: str, stdout: bool = True, stderr: bool = False) -> Iterator[io.StringIO]:
+def quiet(*loggers: str, stdout: bool = True, stderr: bool = False, level: int = logging.ERROR) -> Iterator[io.StringIO]:
     """Keep a library's chatter off the user's screen: warnings ignored, the named loggers (the root
-    logger when none is named) at ERROR, and Python-level stdout (and stderr) captured into the
-    yielded buffer, for error messages."""
+    logger when none is named) at ``level`` (ERROR: only errors pass), and Python-level stdout (and
+    stderr) captured into the yielded buffer, for error messages."""
     buf = io.StringIO()
     targets = [logging.getLogger(n) for n in loggers] or [logging.getLogger()]
     levels = [lg.level for lg in targets]
     for lg in targets:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(level)
     try:
         import warnings
 

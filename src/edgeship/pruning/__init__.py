@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError, UnsupportedError, UsageError
+from ..errors import UnsupportedError, UsageError
 
 if TYPE_CHECKING:
     from ..sources import Source
@@ -44,16 +44,21 @@ PREPROCESS_FILE = "preprocess.json"
 LABELS_FILE = "labels.txt"
 
 
+def _weighted() -> tuple[type, ...]:
+    """The layer types pruning reads and writes: convolutions and linear layers."""
+    import torch
+
+    return torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear
+
+
 def _macs_params(module: Any, examples: tuple[np.ndarray, ...]) -> tuple[int, int]:
     """(MACs, parameters) of ``module`` on ``examples``, from its exported graph."""
-    import dataclasses
-
     from ..analysis.torch_graph import export_program, graph_from_program
     from ..sources import Source
 
     probe = Source(name="probe", kind="torch", origin="", digest="", inputs=(), outputs=(), module=module,
                    example_inputs=examples)
-    g = graph_from_program(export_program(dataclasses.replace(probe)))
+    g = graph_from_program(export_program(probe))
     return int(sum(layer.macs or 0 for layer in g.layers)), int(g.total_params)
 
 
@@ -78,7 +83,7 @@ def _head_layers(module: Any, args: tuple[Any, ...]) -> list[Any]:
 
     order: list[Any] = []
     hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for m in module.modules()
-             if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+             if isinstance(m, _weighted())]
     try:
         with torch.no_grad():
             module(*args)
@@ -96,13 +101,12 @@ def _input_means(model: Any, samples: list[tuple[np.ndarray, ...]]) -> dict[Any,
 
     def hook(mod: Any, args: Any) -> None:
         x = args[0].detach().double()
-        axis = 1 if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) else x.ndim - 1
+        axis = x.ndim - 1 if isinstance(mod, torch.nn.Linear) else 1
         per = x.transpose(0, axis).reshape(x.shape[axis], -1)
         acc = sums.setdefault(mod, [0.0, 0])
         acc[0], acc[1] = acc[0] + per.sum(1), acc[1] + per.shape[1]
 
-    hooks = [m.register_forward_pre_hook(hook) for m in model.modules()
-             if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+    hooks = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, _weighted())]
     try:
         with torch.no_grad():
             for s in samples:
@@ -125,6 +129,8 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
 
     import torch
 
+    from ..sources import flatten_outputs
+
     try:
         import torch_pruning as tp
     except ImportError:
@@ -133,7 +139,7 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
     model = copy.deepcopy(module).eval()
     args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in examples)
     with torch.no_grad():
-        before = [t.shape for t in _flat(model(*args))]
+        before = [t.shape for t in flatten_outputs(model(*args))]
     means = _input_means(model, samples) if samples else {}
     present = {m: list(range(len(v))) for m, v in means.items()}  # original channel ids still in each layer
     compensated: set[Any] = set()
@@ -155,7 +161,7 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
                 present[layer] = [c for i, c in enumerate(ids) if i not in set(gone)]
             group.prune()
         with torch.no_grad():
-            after = [t.shape for t in _flat(model(*args))]
+            after = [t.shape for t in flatten_outputs(model(*args))]
     except Exception as e:  # noqa: BLE001 - torch-pruning's tracer failed on this model: say so, with its words
         raise UnsupportedError(f"torch-pruning cannot prune this model: {type(e).__name__}: "
                                f"{(str(e).strip().splitlines() or [''])[0][:300]}",
@@ -180,23 +186,15 @@ def _compensate(layer: Any, gone: list[int], mean: np.ndarray) -> None:
         layer.bias.add_(add.to(layer.bias.dtype))
 
 
-def _flat(out: Any) -> list[Any]:
-    from ..sources import flatten_outputs
-
-    return flatten_outputs(out)
-
-
 def prune_magnitude(module: Any, ratio: float) -> tuple[Any, float]:
     """A copy of ``module`` with the ``ratio`` smallest-magnitude conv/linear weights (globally) set
     to zero, and the share of all its weights that are now zero."""
     import copy
 
-    import torch
     from torch.nn.utils import prune
 
     model = copy.deepcopy(module).eval()
-    layers = [(m, "weight") for m in model.modules()
-              if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+    layers = [(m, "weight") for m in model.modules() if isinstance(m, _weighted())]
     if not layers:
         raise UnsupportedError("the model has no conv or linear layer to sparsify")
     prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=ratio)
@@ -314,6 +312,4 @@ def _publish(work: Path, out: Path, overwrite: bool, files: list[str]) -> None:
         tmp = out / f".{f}.partial"
         shutil.copyfile(work / f, tmp)
         tmp.replace(out / f)
-    if not (out / MODEL_FILE).is_file():
-        raise InputError(f"could not write {out / MODEL_FILE}")
 

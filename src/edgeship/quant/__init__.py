@@ -33,7 +33,6 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..fidelity import source_is_classifier
-from .equalize import OFF
 from .flow import STEP_KEYS, Budget
 
 if TYPE_CHECKING:
@@ -250,10 +249,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
                 profile("bias correction", pre)
-            report["equalization"] = dict(OFF)
-            if cfg.equalization != "off":
-                pre, cache, means, shifts = _equalization(pre, work, names, cal_samples, batch, cache, cfg, means, shifts,
-                                                          out, budget, step, report, say, profile)
+            pre, cache, means, shifts = _equalization(pre, work, names, cal_samples, batch, cache, cfg, means, shifts,
+                                                      out, budget, step, report, say, profile)
             base = pre  # the float model the int8 is made from: pre, or its weights rounded the learned way
             if cfg.rounding != "nearest":
                 base, shifts = _learned_rounding(pre, work, names, cal_samples, batch, cache, cfg, means, shifts, out,
@@ -293,9 +290,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                                            original=model)
                 report["layers"] = ranking
                 report["attribution"] = ATTRIBUTION_ALONE
-                budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r['module'] or r['op']}, "
-                                                        f"{r['output_sqnr_db']:.1f} dB alone)") for r in ranking],
-                                           dynamic_)
+                budget.keep_worst_in_float([(r["node"], _layer_label(r)) for r in ranking], dynamic_)
         else:
             raise UnsupportedError(f"unknown quantisation method {method!r}",
                                    hint="choose auto, static, dynamic or weight-only")
@@ -305,9 +300,7 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
     report["chosen"] = len(budget.steps) - 1
     report["compression_ratio"] = report["fp32"]["size_bytes"] / max(final["size_bytes"], 1)
     if not final["within_budget"]:
-        worst = ", ".join(f"{r['node']} ({r['module'] or r['op']}, " + (f"{r['injected_db']:.1f} dB)" if "injected_db" in r
-                                                                         else f"{r['output_sqnr_db']:.1f} dB alone)")
-                          for r in report.get("layers", [])[:3])
+        worst = ", ".join(_layer_label(r) for r in report.get("layers", [])[:3])
         raise budget.missed(f"{precision} {method} quantisation", worst,
                             (", give better --calib data, or try --calibration "
                              + "/".join(c for c in recipes.CALIBRATIONS if c != cfg.calibration)) if method == "static" else "")
@@ -326,16 +319,19 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
     import onnx
 
     from . import onnxruntime_recipes as recipes
-    from .equalize import choice, plan
+    from .equalize import OFF, choice, note, plan
 
+    if cfg.equalization == "off":
+        report["equalization"] = dict(OFF)
+        return pre, cache, means, shifts
     t0 = time.perf_counter()
     eq, rec = recipes.equalize(pre, work / "pre-eq.onnx")
     go, report["equalization"] = plan(cfg, rec, len(recipes.weighted_nodes(onnx.load(str(pre)))))
     if not go:
         return pre, cache, means, shifts
     without = budget.last
-    note = f"cross-layer equalisation ({rec['pairs']} pair{'s' if rec['pairs'] != 1 else ''})"
-    say(note)
+    name = note(rec)
+    say(name)
     (work / "eq").mkdir(exist_ok=True)
     eq_cache = recipes.calibrate(eq, work / "eq", names, cal_samples, cfg.calibration, batch)
     recipes.static_qdq(eq, out, eq_cache, cfg.calibration)
@@ -345,8 +341,8 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
         eq_means = recipes.input_means(eq, work / "eq", names, cal_samples, batch)
         eq_shifts = recipes.bias_shifts(eq, out, eq_means)
         recipes.static_qdq(recipes.apply_bias_shifts(eq, work / "eq" / "bc.onnx", eq_shifts), out, eq_cache, cfg.calibration)
-        note += f" + bias correction ({len(eq_shifts)} layers)"
-    keep, report["equalization"] = choice(cfg, report["equalization"], step([], note), without, rec, t0)
+        name += f" + bias correction ({len(eq_shifts)} layers)"
+    keep, report["equalization"] = choice(cfg, report["equalization"], step([], name), without, rec, t0)
     profile("equalisation", eq)
     if keep:
         return eq, eq_cache, eq_means, eq_shifts
@@ -391,6 +387,13 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
     return pre, shifts
 
 
+def _layer_label(r: dict[str, Any]) -> str:
+    """A ranked layer in words: node, module, and the error its ranking is by (the dB it injects
+    for static int8, the model output's SQNR with it alone in int8 for dynamic)."""
+    err = f"{r['injected_db']:.1f} dB" if "injected_db" in r else f"{r['output_sqnr_db']:.1f} dB alone"
+    return f"{r['node']} ({r['module'] or r['op']}, {err})"
+
+
 ATTRIBUTION_ALONE = "each layer quantised alone: the SQNR and cosine of the model's output"
 RANKING_SAMPLES = 32  # calibration samples each layer's sensitivity is measured on
 PROFILE_SAMPLES = 16  # evaluation samples each technique's per-layer error is measured on
@@ -406,7 +409,7 @@ def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[
     exported model) when pre-processing dropped them."""
     import onnx
 
-    from ..fidelity import sqnr_db
+    from ..fidelity import cosine_sqnr
     from ..formats.onnx import module_path
     from . import onnxruntime_recipes as recipes
 
@@ -423,11 +426,10 @@ def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[
             say(f"measured {i} of {len(nodes)} layers")
             said = time.perf_counter()
         recipes.dynamic_int8(pre, alone, exclude=[x for x in everyone if x != n.name])
-        got = run_model(alone, names, samples, batch)
-        a, b = ref[0].reshape(len(samples), -1).astype(np.float64), got[0].reshape(len(samples), -1).astype(np.float64)
-        cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+        # judged as the budget judges the model's first output (fidelity.judge): flattened cosine and SQNR
+        cos, sqnr = cosine_sqnr(ref[0], run_model(alone, names, samples, batch)[0])
         rows.append({"node": n.name, "op": n.op_type, "module": module_path(n) or scopes.get(n.name),
-                     "output_sqnr_db": float(sqnr_db(ref[0], got[0])), "cosine": float(np.mean(cos))})
+                     "output_sqnr_db": sqnr if sqnr is not None else float("inf"), "cosine": cos})
     say(f"measured {len(nodes)} layers in {time.perf_counter() - t0:.0f} s")
     rows.sort(key=lambda r: r["output_sqnr_db"])
     return rows

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Pair", "output_ranges", "input_ranges", "pair_scales", "scale_input_channels", "sweep", "spread",
-           "record", "equalize_torch_module", "equalized_source", "plan", "choice"]
+           "record", "equalize_torch_module", "equalized_source", "plan", "note", "choice", "OFF", "SKIP_CLAMP"]
 
+SKIP_CLAMP = "a clamp (ReLU6 / Clip) follows: scaling would change the model"
 SWEEPS = 4  # a layer sits in two pairs (as the second, then the first): a few sweeps settle both
 S_MIN, S_MAX = 1e-3, 1e3
 
@@ -192,7 +193,7 @@ def equalize_torch_module(module: Any, example_inputs: Sequence[np.ndarray]) -> 
             continue
         if nxt is not None and nxt.op == "call_function" and str(nxt.target).startswith(("aten.hardtanh", "aten.clamp",
                                                                                         "aten.relu6")):
-            skipped.append({"first": n.name, "why": "a clamp (ReLU6 / Clip) follows: scaling would change the model"})
+            skipped.append({"first": n.name, "why": SKIP_CLAMP})
             continue
         if nxt is not None and nxt.op == "call_function" and str(nxt.target).startswith("aten.relu"):
             activation, nxt = "Relu", through(nxt)
@@ -277,6 +278,11 @@ def plan(cfg: Any, rec: dict[str, Any], layers: int) -> tuple[bool, dict[str, An
                        "why": f"{share:.0%} of the weighted layers are in pairs (auto tries it from {MIN_COVERAGE:.0%}); "
                               "--equalization on measures it anyway"}
     return True, base
+
+
+def note(rec: dict[str, Any]) -> str:
+    """The budget step's name for an equalised candidate."""
+    return f"cross-layer equalisation ({rec['pairs']} pair{'s' if rec['pairs'] != 1 else ''})"
 
 
 def choice(cfg: Any, base: dict[str, Any], with_eq: dict[str, Any], without: dict[str, Any],

@@ -191,8 +191,7 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
 
     # the bias that bias correction gives a bias-less Conv exists only in the int8 model: ORT logs
     # an error for it ("weight tensor ... not found") and matches the rest, as wanted here
-    with _quiet("", stdout=False):
-        logging.getLogger().setLevel(logging.CRITICAL)
+    with _quiet(stdout=False, level=logging.CRITICAL):
         wmatch = dbg.create_weight_matching(str(fp32), str(qdq))
     weights = []
     for name, m in wmatch.items():
@@ -348,7 +347,7 @@ def equalize(pre: Path, out: Path) -> tuple[Path, dict[str, Any]]:
     import onnx
     from onnx import numpy_helper
 
-    from .equalize import Pair, input_ranges, output_ranges, record, scale_input_channels, spread, sweep
+    from .equalize import SKIP_CLAMP, Pair, input_ranges, output_ranges, record, scale_input_channels, spread, sweep
 
     model = onnx.load(str(pre))
     inits = {i.name: i for i in model.graph.initializer}
@@ -356,12 +355,14 @@ def equalize(pre: Path, out: Path) -> tuple[Path, dict[str, Any]]:
     for n in model.graph.node:
         for i in n.input:
             readers.setdefault(i, []).append(n)
-    uses = _input_users(model)
     graph_outputs = {o.name for o in model.graph.output}
 
+    def owned(t: str) -> bool:  # an initializer read by this layer alone
+        return t in inits and len(readers.get(t, ())) == 1
+
     def conv(n: Any) -> bool:
-        return (n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits and uses.get(n.input[1], 0) == 1
-                and (len(n.input) < 3 or not n.input[2] or (n.input[2] in inits and uses.get(n.input[2], 0) == 1)))
+        return (n.op_type == "Conv" and len(n.input) > 1 and owned(n.input[1])
+                and (len(n.input) < 3 or not n.input[2] or owned(n.input[2])))
 
     pairs: list[Pair] = []
     skipped: list[dict[str, Any]] = []
@@ -373,7 +374,7 @@ def equalize(pre: Path, out: Path) -> tuple[Path, dict[str, Any]]:
         after = readers.get(t, [])
         if len(after) == 1 and after[0].op_type in ("Relu", "Clip") and after[0].output[0] not in graph_outputs:
             if after[0].op_type == "Clip":
-                skipped.append({"first": n.name, "why": "a clamp (ReLU6 / Clip) follows: scaling would change the model"})
+                skipped.append({"first": n.name, "why": SKIP_CLAMP})
                 continue
             activation, t = "Relu", after[0].output[0]
             after = readers.get(t, [])

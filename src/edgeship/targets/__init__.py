@@ -280,11 +280,7 @@ class Target(ABC):
         with tempfile.TemporaryDirectory(prefix=f"edgeship-{self.name}-rounded-") as work:
             attempt([], "all weighted layers int8")
             base = source  # the torch source the int8 starts from: the source, or its equalised copy
-            if from_source is not None and source.module is not None and cfg.equalization == "off":
-                from ..quant.equalize import OFF
-
-                equalization = dict(OFF)
-            elif from_source is not None and source.module is not None:
+            if from_source is not None and source.module is not None:
                 base, equalization = self._try_equalization(source, cfg, from_source, Path(work) / "equalized", budget,
                                                             attempt, current, len(result["layers"]))
             if from_source is not None and source.module is not None and cfg.rounding != "nearest":
@@ -315,8 +311,10 @@ class Target(ABC):
         keep it when closer to fp32 (or asked for). Returns the source to go on from and the record."""
         import time
 
-        from ..quant.equalize import choice, equalized_source, plan
+        from ..quant.equalize import OFF, choice, equalized_source, note, plan
 
+        if cfg.equalization == "off":
+            return source, dict(OFF)
         t0 = time.perf_counter()
         eq, rec = equalized_source(source)
         go, record = plan(cfg, rec, layers)
@@ -326,9 +324,8 @@ class Target(ABC):
         without = budget.last
         plain = current["quantise"]
         current["quantise"] = from_source(eq, work)
-        note = f"cross-layer equalisation ({rec['pairs']} pair{'s' if rec['pairs'] != 1 else ''})"
-        self.say(note)
-        keep, record = choice(cfg, record, attempt([], note), without, rec, t0)
+        self.say(note(rec))
+        keep, record = choice(cfg, record, attempt([], note(rec)), without, rec, t0)
         if keep:
             return eq, record
         self.say("cross-layer equalisation did not help here: left out")
