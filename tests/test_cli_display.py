@@ -182,7 +182,7 @@ def test_compress_at_80_columns(tmp_path, env80):
     pytest.importorskip("torch_pruning")
     r = run(["compress", "tinymodels:tiny_classifier", "--prune", "0.5", "--out", str(tmp_path / "c")], env80)
     assert r.returncode == 0, r.stderr
-    assert "MACs" in r.stdout and "removed" in r.stdout and "edgeship deploy" in r.stdout
-    assert_fits(r.stdout)
+    assert "MACs" in r.stdout and "-5" in r.stdout and "edgeship deploy" in r.stdout and "speed-up" in r.stdout
+    assert_fits("\n".join(line for line in r.stdout.splitlines() if str(tmp_path) not in line))  # paths are as long as they are
     r = run(["compress", "tinymodels:tiny_classifier", "--prune", "2", "--out", str(tmp_path / "d")], env80)
     assert r.returncode == 2 and "outside (0, 1)" in r.stderr and not (tmp_path / "d").exists()

@@ -73,3 +73,167 @@ def test_removed_channels_mean_contribution_is_compensated_in_the_next_layer():
     (_, s0), (c1, s1) = cosine_sqnr(ref, _outputs(plain, ev)[0]), cosine_sqnr(ref, _outputs(comp, ev)[0])
     assert n0 == 0 and n1 >= 2 and s1 > s0 + 10 and c1 > 0.99  # here 8.5 -> 34.8 dB
     assert np.mean(ref.argmax(1) == _outputs(comp, ev)[0].argmax(1)) > np.mean(ref.argmax(1) == _outputs(plain, ev)[0].argmax(1))
+
+
+# ---- fine-tuning with distillation, data, interruption, sweeps ---------------------------
+
+def _labelled_npz(path, n=192, seed=3):
+    """Inputs for tiny_classifier and labels: the original model's own classes (so label accuracy and
+    agreement both mean something), with a tenth of them flipped."""
+    import numpy as np
+
+    src = load_source("tinymodels:tiny_classifier")
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, 3, 32, 32)).astype(np.float32)
+    y = np.concatenate([o for o in (src.run([x[i:i + 64]])[0] for i in range(0, n, 64))]).argmax(1)
+    flip = rng.random(n) < 0.1
+    y[flip] = rng.integers(0, 10, int(flip.sum()))
+    np.savez(path, x=x, y=y.astype(np.int64))
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_distillation_recovers_what_pruning_lost_and_reports_accuracy(tmp_path, cache):
+    import numpy as np
+
+    from tinymodels import digits_arrays
+
+    np.savez(tmp_path / "train.npz", **dict(zip("xy", digits_arrays("train"))))
+    np.savez(tmp_path / "test.npz", **dict(zip("xy", digits_arrays("test"))))
+    rec = edgeship.compress("tinymodels:digits_classifier", prune=0.7, out=tmp_path / "c", latency="none", epochs=3,
+                            train_data=str(tmp_path / "train.npz"), eval_data=str(tmp_path / "test.npz"), eval_samples=400)
+    e = rec["evaluation"]
+    assert e["labels"] is True and e["samples"] == 397 and rec["macs"]["removed"] > 0.8
+    assert e["fine_tuned"]["accuracy"] > e["pruned"]["accuracy"] + 0.2  # here 51% -> 91% (the original: 94%)
+    assert rec["fidelity"]["accuracy"] == e["fine_tuned"]["accuracy"] and rec["fidelity"]["accuracy_fp32"] > 0.9
+    ft = rec["fine_tuning"]
+    assert [h["epoch"] for h in ft["history"]] == [1, 2, 3] and ft["labels"] and "KL" in ft["loss"]
+    assert ft["samples"] == 1260 and ft["held_out"] == 140 and ft["kept_epoch"] >= 1
+    assert ft["history"][-1]["loss"] < ft["history"][0]["loss"] and "training data" in rec["compensation"]["data"]
+    assert not list(cache.rglob("checkpoint.pt"))  # a finished run leaves no checkpoint
+    assert "before fine-tuning" in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_fine_tuning_that_does_not_help_is_not_kept(tmp_path, cache):
+    # a learning rate that wrecks the model: every epoch is worse on the held-out tenth than the pruned model was
+    import numpy as np
+
+    from tinymodels import digits_arrays
+
+    x, y = digits_arrays("train")
+    np.savez(tmp_path / "t.npz", x=x[:300], y=y[:300])
+    rec = edgeship.compress("tinymodels:digits_classifier", prune=0.3, out=tmp_path / "c", latency="none", epochs=2,
+                            train_data=str(tmp_path / "t.npz"), lr=1.0)
+    ft = rec["fine_tuning"]
+    assert ft["kept_epoch"] == 0 and "as it was" in ft["kept"]
+    assert rec["evaluation"]["fine_tuned"]["top1_agreement"] == rec["evaluation"]["pruned"]["top1_agreement"]
+
+
+def test_training_is_reproducible_and_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
+    import numpy as np
+    import torch
+
+    from edgeship.pruning import prune_channels
+    from edgeship.pruning.distill import DistillSettings, distill
+
+    src = load_source("tinymodels:tiny_classifier")
+    samples = src.calibration_inputs(96)
+    settings = DistillSettings(epochs=3, batch_size=16, lr=1e-3, temperature=4, alpha=0.5, seed=7, distill=True)
+
+    def student():
+        return prune_channels(src.module, src.example_inputs, 0.5)[0]
+
+    def weights(m):
+        return np.concatenate([p.detach().numpy().ravel() for p in m.state_dict().values() if p.dtype == torch.float32])
+
+    a, b, c = student(), student(), student()
+    ck = tmp_path / "ck" / "checkpoint.pt"
+    distill(a, src.module, samples, None, settings, classifier=True, checkpoint=tmp_path / "a.pt")
+    distill(b, src.module, samples, None, settings, classifier=True, checkpoint=tmp_path / "b.pt")
+    assert np.array_equal(weights(a), weights(b))  # same seed, same weights
+    with pytest.raises(KeyboardInterrupt, match="run the same command again to resume") as e:
+        distill(c, src.module, samples, None, settings, classifier=True, checkpoint=ck, interrupt_after=8)
+    assert "epoch 2/3, step 2" in str(e.value) and ck.is_file()
+    said = []
+    d = student()
+    distill(d, src.module, samples, None, settings, classifier=True, checkpoint=ck, say=said.append)
+    assert any("resuming from epoch 2, step 2" in m for m in said) and not ck.exists()
+    assert np.allclose(weights(d), weights(a), atol=1e-6)
+
+
+def test_an_interrupted_compress_leaves_the_output_folder_as_it_was(tmp_path, cache, monkeypatch):
+    from edgeship.pruning import distill as dmod
+
+    out = tmp_path / "keep"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    real = dmod.distill
+    monkeypatch.setattr(dmod, "distill", lambda *a, **k: real(*a, **{**k, "interrupt_after": 3}))  # Ctrl-C at step 3
+    with pytest.raises(KeyboardInterrupt, match="nothing was written"):
+        edgeship.compress("tinymodels:tiny_classifier", prune=0.5, out=out, overwrite=True, latency="none",
+                          train_data=str(_labelled_npz(tmp_path / "t.npz", n=64)))
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and len(list(cache.rglob("checkpoint.pt"))) == 1
+
+
+def test_bad_training_data_is_refused_by_name(tmp_path, cache):
+    import numpy as np
+
+    np.savez(tmp_path / "shape.npz", x=np.zeros((8, 3, 16, 16), np.float32), y=np.zeros(8, np.int64))
+    with pytest.raises(edgeship.InputError, match=r"shape \(3, 16, 16\).*takes"):
+        edgeship.compress("tinymodels:tiny_classifier", prune=0.5, out=tmp_path / "o", train_data=str(tmp_path / "shape.npz"))
+    np.savez(tmp_path / "y.npz", x=np.zeros((8, 3, 32, 32), np.float32), y=np.zeros(5, np.int64))
+    with pytest.raises(edgeship.InputError, match="'y' must hold one integer class index per sample"):
+        edgeship.compress("tinymodels:tiny_classifier", prune=0.5, out=tmp_path / "o", train_data=str(tmp_path / "y.npz"))
+    np.savez(tmp_path / "x.npz", x=np.zeros((8, 3, 32, 32), np.float32))
+    with pytest.raises(edgeship.UsageError, match="--no-distill trains on labels"):
+        edgeship.compress("tinymodels:tiny_classifier", prune=0.5, out=tmp_path / "o", train_data=str(tmp_path / "x.npz"),
+                          distill=False, latency="none")
+    with pytest.raises(edgeship.UnsupportedError, match="no conv or linear layer"):  # a .pt2 is a graph, not layers
+        rec = edgeship.compress("tinymodels:tiny_classifier", prune=0.3, out=tmp_path / "p", latency="none")
+        edgeship.compress(rec["out"] + "/model.pt2", prune=0.3, out=tmp_path / "q")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "q").exists()
+
+
+def test_a_sweep_writes_one_model_per_ratio_a_table_and_a_plot(tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    r = subprocess.run([sys.executable, "-m", "edgeship", "compress", "tinymodels:tiny_classifier", "--prune", "0.3,0.6",
+                        "--out", str(out), "--latency", "onnx", "--bench-runs", "20", "--json"],
+                       capture_output=True, text=True, env=cli_env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)["compress"]
+    assert [x["ratio"] for x in doc["runs"]] == [0.3, 0.6]
+    assert doc["runs"][1]["macs"]["removed"] > doc["runs"][0]["macs"]["removed"]
+    for x in doc["runs"]:
+        lat = x["latency"]["onnx"]
+        assert lat["original_p50_ms"] > 0 and lat["pruned_p50_ms"] > 0 and lat["speedup"] > 0
+        assert (out / f"prune-{x['ratio']:g}" / "model.pt2").is_file()
+    assert json.loads((out / "compress.json").read_text())["runs"][0]["ratio"] == 0.3
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") == 1 and "onnx p50 ms" in html
+
+
+def test_data_labels_from_an_image_folder_per_class_and_a_callable(tmp_path):
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from edgeship.data import load_samples
+
+    src = load_source("tinymodels:tiny_classifier")
+    src = dataclasses.replace(src, labels=None)  # a model without labels: folders in sorted order
+    for cls in ("b_dog", "a_cat"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(tmp_path / "imgs" / cls / "1.png")
+    samples, labels = load_samples(str(tmp_path / "imgs"), src, 10, "training")
+    assert len(samples) == 2 and labels == [0, 1]
+    samples, labels = load_samples("tinymodels:labelled_pairs", src, 3, "training")
+    assert len(samples) == 3 and labels == [0, 1, 2] and samples[0][0].shape == (1, 3, 32, 32)

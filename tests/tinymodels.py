@@ -328,3 +328,59 @@ def unbalanced_classifier() -> TorchModel:
         preprocess=Preprocess(input="image", height=32, width=32, mean=(127.0,) * 3, std=(128.0,) * 3),
         labels=LABELS, name="unbalanced-classifier",
     )
+
+
+def labelled_pairs():
+    """Training data as a callable: (x, y) pairs for tiny_classifier."""
+    for i in range(5):
+        yield np.full((3, 32, 32), i / 5, np.float32), i
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN for scikit-learn's 8x8 digits (1 channel, values 0..1)."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        )
+        self.fc = nn.Linear(2 * width * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (x [N,1,8,8] float32 in 0..1, y); 'train' the first 1400, 'test' the rest."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    sl = slice(0, 1400) if split == "train" else slice(1400, None)
+    return x[sl], d.target[sl].astype(np.int64)
+
+
+_DIGITS: dict[str, dict] = {}
+
+
+def digits_classifier() -> TorchModel:
+    """DigitsCNN trained for a few seconds on the digits' training split (deterministic)."""
+    m = DigitsCNN()
+    if "sd" not in _DIGITS:
+        torch.manual_seed(0)
+        x, y = (torch.from_numpy(a) for a in digits_arrays("train"))
+        opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+        m.train()
+        for epoch in range(6):
+            order = torch.from_numpy(np.random.default_rng(epoch).permutation(len(x)))
+            for i in range(0, len(x), 64):
+                idx = order[i:i + 64]
+                loss = nn.functional.cross_entropy(m(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        _DIGITS["sd"] = {k: v.clone() for k, v in m.state_dict().items()}
+    m.load_state_dict(_DIGITS["sd"])
+    return TorchModel(module=m.eval(), example_inputs=(torch.zeros(1, 1, 8, 8),), input_names=("digit",),
+                      output_names=("logits",), labels=tuple(str(i) for i in range(10)), name="digits-cnn")

@@ -372,16 +372,94 @@ def report(outdir: str | Path = "edgeship-out", old: str | Path | None = None, d
 
 
 def compress(model: str | Path = "efficientnet-lite0", *, progress: Progress = _noop, **options: Any) -> dict[str, Any]:
-    """Prune a torch model (``prune=0.5``, ``method="channel"|"magnitude"``) and write a new torch
-    source, ``out/model.pt2``, that :func:`deploy` takes; return the record (also
-    ``out/compress.json``): params, MACs and size before and after, and the pruned model's fidelity
-    to the original. ``options`` are :class:`edgeship.pruning.config.CompressConfig` fields."""
-    from .pruning import compress as _compress
+    """Prune a torch model (``prune=0.5``, or a sweep ``prune="0.25,0.5,0.75"``; ``method="channel"|
+    "magnitude"``), fine-tune it with distillation when ``train_data`` is given, and write a new torch
+    source, ``out/model.pt2`` (a sweep: ``out/prune-R/model.pt2`` each), that :func:`deploy` takes.
+    Returns the record (also ``out/compress.json``, with ``out/report.html``): params, MACs, size,
+    accuracy or fidelity to the original, and the latency of the original and the pruned model on
+    ONNX Runtime and LiteRT, measured side by side in one run. ``options`` are
+    :class:`edgeship.pruning.config.CompressConfig` fields. A failure leaves ``out`` as it was."""
+    from . import pruning
     from .pruning.config import CompressConfig
 
     cfg = CompressConfig.build(**options)
+    for t in cfg.latency:
+        get_target(t)  # an unknown runtime is refused before any work
     source = load_source(str(model), **cfg.source_kwargs())
-    return _compress(source, cfg, progress)
+    pruning.check_request(source, cfg)
+    out = Path(cfg.out)
+    sweep = len(cfg.prune) > 1
+    data = pruning.load_data(source, cfg, progress)
+    with atomic_dir(out) as tmp:
+        records = []
+        for ratio in cfg.prune:
+            sub = f"prune-{ratio:g}" if sweep else ""
+            say = (lambda m, r=ratio: progress(f"prune {r:g}: {m}")) if sweep else progress
+            records.append(pruning.build(source, cfg, ratio, data, tmp / sub, out / sub, say))
+        if cfg.latency:
+            latency = _compress_latency(source, [tmp / (f"prune-{r['ratio']:g}" if sweep else "") for r in records],
+                                        records, cfg, progress)
+            for i, r in enumerate(records):
+                r["latency"] = {t: {**v["original"], **v["pruned"][i]} for t, v in latency.items()}
+        for r in records:
+            pruning.finish(Path(tmp / (f"prune-{r['ratio']:g}" if sweep else "")), r)
+        doc = {"schema": "edgeship.compress-sweep/1", "source": source.record(), "method": cfg.method,
+               "out": str(out), "runs": records} if sweep else records[0]
+        if sweep:
+            pruning.finish(tmp, doc)
+        from .reporting.compress import write_compress_report
+
+        write_compress_report(tmp, doc)
+    return {**doc, "report": str(out / "report.html")}
+
+
+def _compress_latency(source: Source, folders: list[Path], records: list[dict[str, Any]], cfg: Any,
+                      progress: Progress) -> dict[str, Any]:
+    """Per runtime, the original and each pruned model converted (fp32, verified) and timed at 1
+    thread in one benchmark run, interleaved in the same rounds: {runtime: {"original": {...},
+    "pruned": [{...} per folder]}}; a runtime that cannot be used here says why."""
+    import tempfile
+
+    from .bench import run_benchmark
+    from .pruning import LABELS_FILE, MODEL_FILE, PREPROCESS_FILE
+
+    pruned = [load_source(str(f / MODEL_FILE), preprocess=str(f / PREPROCESS_FILE) if (f / PREPROCESS_FILE).exists()
+                          else None, labels=str(f / LABELS_FILE) if (f / LABELS_FILE).exists() else None)
+              for f in folders]
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="edgeship-compress-latency-") as td:
+        arts: dict[str, list[Artifact]] = {}
+        for t in cfg.latency:
+            try:
+                arts[t] = [convert(s, t, Path(td) / f"{t}-{name}", DeployConfig.build(model=s.origin), progress=progress)
+                           for name, s in zip(["original", *(f"prune-{r['ratio']:g}" for r in records)], [source, *pruned])]
+            except EdgeshipError as e:  # this runtime cannot be used here: said, the rest measured
+                out[t] = {"original": {"error": e.message}, "pruned": [{"error": e.message}] * len(pruned)}
+        if arts:
+            progress(f"timing {len(arts) * (1 + len(pruned))} models at 1 thread, side by side ({cfg.bench_runs} calls each)")
+            rep = run_benchmark([a for v in arts.values() for a in v], progress=progress, threads=[1], runs=cfg.bench_runs,
+                                rounds=3, auto_baseline=False, roofline=False)
+            by_path = {r.get("path"): r for r in rep.data.get("results", [])}
+            for t, v in arts.items():
+                rs = [by_path.get(str(a.root), {}) for a in v]
+                base = rs[0]
+                out[t] = {"original": {"runtime": base.get("runtime"), "original_p50_ms": _p50(base)},
+                          "pruned": [{"pruned_p50_ms": _p50(r), "speedup": _speedup(base, r)} for r in rs[1:]]}
+    return out
+
+
+def _p50(r: dict[str, Any]) -> float | None:
+    return (r.get("latency_ms") or {}).get("p50")
+
+
+def _speedup(base: dict[str, Any], r: dict[str, Any]) -> float | None:
+    """original / pruned: the median over rounds of each round's ratio (both timed in every round)."""
+    pairs = [a / b for a, b in zip(base.get("p50_by_round_ms") or [], r.get("p50_by_round_ms") or []) if a and b]
+    if not pairs:
+        return None
+    pairs.sort()
+    mid = len(pairs) // 2
+    return round(pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2, 3)
 
 
 def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: Progress = _noop,

@@ -56,6 +56,8 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Benchmark": ("bench_threads", "bench_runs", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
                   "batch_sizes", "timeout", "register_target"),
     "Roofline": ("profile", "roofline"),
+    "Fine-tuning (compress)": ("train_data", "eval_data", "epochs", "distill", "temperature", "alpha", "lr",
+                               "batch_size", "train_samples", "seed", "latency"),
     "Release": ("package", "release_version", "sign_key"),
 }
 TARGET_PANEL = "Target options"
@@ -69,7 +71,7 @@ METAVARS = {
     "input_range": "LO,HI", "bench_threads": "N,...", "threads": "N,...", "cpus": "CPU,...", "batch_sizes": "N,...",
     "register_target": "NAME=MOD:CLASS", "out": "DIR", "calib": "DATA", "eval": "DATA", "labels": "FILE",
     "weights": "FILE", "profile": "PROFILE", "baseline": "MODEL", "preprocess": "SPEC", "top_k": "N",
-    "threshold": "P",
+    "threshold": "P", "train_data": "DATA", "eval_data": "DATA", "latency": "RUNTIME,...",
 }
 
 
@@ -866,20 +868,50 @@ def compress(
     run_command(as_json, body)
 
 
-def _print_compress(c: Console, rec: dict) -> None:
-    f = rec.get("fidelity", {})
-    rows = [["parameters", f"{rec['params']['before']:,}", f"{rec['params']['after']:,}", f"{rec['params']['removed']:.0%}"],
-            ["MACs", f"{rec['macs']['before']:,}", f"{rec['macs']['after']:,}", f"{rec['macs']['removed']:.0%}"]]
-    print_table(c, f"{rec['source']['name']}: {rec['method']} pruning, ratio {rec['ratio']:g}",
-                ["", "before", "after", "removed"], rows, right=("before", "after", "removed"))
-    what = (f"top-1 agreement {f['top1_agreement']:.1%}, " if f.get("top1_agreement") is not None else "") + \
-        f"cosine {f.get('cosine', 0):.4f}" + (f", SQNR {f['sqnr_db']:.1f} dB" if f.get("sqnr_db") is not None else "")
-    c.print(f"fidelity to the original on {f.get('samples')} inputs ({f.get('data')}): {what}; {f.get('note')}",
-            highlight=False, markup=False)
-    if rec.get("note"):
-        c.print(rec["note"], highlight=False, markup=False)
-    c.print(f"written: {rec['out']}/model.pt2 ({size_text(rec['pt2_bytes'])}); deploy it with: {rec['deploy']}",
-            highlight=False, markup=False)
+def _print_compress(c: Console, doc: dict) -> None:
+    from .reporting.compress import compress_page
+
+    p = compress_page(doc)
+    pct = p["metric"] != "cosine"
+
+    def val(x: Any) -> str:
+        return "-" if x is None else f"{x:.1%}" if pct else f"{x:.4f}"
+
+    lat = [t for t in p["runtimes"] if any((r["latency"][t] or {}).get("p50_ms") for r in p["rows"])]
+    headers = ["ratio", "MACs", "params", p["metric"], *(["untuned"] if p["fine_tuned"] else []),
+               *[f"{t} ms" for t in lat], *(["speed-up"] if lat else [])]
+    rows = []
+    for r in p["rows"]:
+        sp = (r["latency"].get(lat[0]) or {}).get("speedup") if lat else None
+        rows.append([r["label"], _big(r["macs"]) + (f" -{r['macs_removed']:.0%}" if r.get("macs_removed") else ""),
+                     _big(r["params"]), val(r["value"]), *([val(r["before_tuning"])] if p["fine_tuned"] else []),
+                     *[f"{(r['latency'][t] or {}).get('p50_ms') or 0:.3g}" for t in lat],
+                     *([f"{sp:.2f}x" if sp else "-"] if lat else [])])
+    print_table(c, p["title"], headers, rows, right=tuple(h for h in headers if h != "ratio"))
+    c.print(f"{p['metric']} on {p['samples']} inputs ({p['evaluation']}); {p['tuning']}", highlight=False, markup=False)
+    if lat:
+        c.print(f"latency: fp32 at 1 thread, all models side by side in one run; speed-up on {lat[0]} (median of the "
+                "rounds' ratios)", highlight=False, markup=False)
+    for t in p["runtimes"]:
+        err = (p["rows"][0]["latency"][t] or {}).get("error")
+        if err:
+            c.print(f"{t}: not timed: {err}", highlight=False, markup=False)
+    for r in p["rows"][1:]:
+        if r.get("note"):
+            c.print(r["note"], highlight=False, markup=False)
+    c.print(f"written: {doc['out']} (report: {doc['report']})", highlight=False, markup=False)
+    c.print("deploy with:", highlight=False, markup=False)
+    for r in p["rows"][1:]:  # one argument a line: copied whole, whatever the terminal's width
+        c.print("  " + r["deploy"].replace(" --", " \\\n      --"), highlight=False, markup=False, soft_wrap=True)
+
+
+def _big(x: Any) -> str:
+    if x is None:
+        return "-"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.0f}"
 
 
 @app.command(cls=_Command)

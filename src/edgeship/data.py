@@ -146,9 +146,12 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 # ---- calibration and evaluation data: an image folder, a .npy/.npz file, a text file, a callable --
 # Each sample is a tuple of arrays with a batch axis of 1, in the order of the model's inputs.
 # Images go through the model's own preprocessing; a text file (one sentence per line) through the
-# model's own tokenizer, when its factory gives one (``TorchModel.tokenize``). In an image folder whose sub-folders are named
-# after the model's labels (``cat/1.jpg``), the folder names become ground-truth labels, so label
-# accuracy is measured beside agreement with fp32.
+# model's own tokenizer, when its factory gives one (``TorchModel.tokenize``). Ground-truth labels
+# come with the data when it has them, so label accuracy is measured beside agreement with fp32:
+# an image folder whose sub-folders are named after the model's labels (``cat/1.jpg``), or, for a
+# model without labels, one sub-folder per class taken in sorted order (torchvision's ImageFolder);
+# an ``.npz`` with arrays ``x`` (inputs) and ``y`` (class indices); a callable yielding ``(x, y)``
+# pairs (one-input models) or dicts with the inputs by name and ``y``.
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -167,9 +170,11 @@ def load_samples(spec: str | None, source: Source, limit: int, purpose: str) -> 
     if p.is_file() and p.suffix.lower() == ".txt":
         return _text_file(p, source, limit, purpose), None
     if p.is_file():
-        return _split_arrays(load_arrays(p), source, limit, str(p)), None
+        arrays = load_arrays(p)
+        labels = _labels_array(arrays, source, str(p))
+        return _split_arrays(arrays, source, limit, str(p)), (labels[:limit] if labels is not None else None)
     if ":" in spec:
-        return _callable(spec, source, limit), None
+        return _callable(spec, source, limit)
     raise InputError(f"no such {purpose} data: {spec}",
                      hint="give an image folder, a .npy/.npz file, a .txt of sentences (text models), "
                           "or a callable 'package.module:function'")
@@ -239,7 +244,31 @@ def _image_folder(folder: Path, source: Source, limit: int, purpose: str) -> tup
         found = [index.get(f.parent.name.lower(), index.get(f.parent.name.lower().replace("_", " "))) for f in files]
         if all(x is not None for x in found) and any(f.parent != folder for f in files):
             labels = [int(x) for x in found]  # type: ignore[arg-type]
+    elif all(f.parent != folder for f in files):  # no labels to match: one sub-folder per class, sorted
+        classes = sorted({f.parent.relative_to(folder).parts[0] for f in files})
+        width = source.outputs[0].shape[-1] if source.outputs and source.outputs[0].shape else None
+        if len(classes) > 1 and (not isinstance(width, int) or len(classes) <= width):
+            labels = [classes.index(f.parent.relative_to(folder).parts[0]) for f in files]
     return samples, labels
+
+
+def _labels_array(arrays: dict[str, np.ndarray], source: Source, where: str) -> list[int] | None:
+    """An ``.npz``'s ``y`` (class indices) when its inputs are ``x`` or named after the model's
+    inputs; ``x`` is then the one input. Both are checked here: ``y`` one integer per sample."""
+    names = [i.name for i in source.inputs]
+    if "y" not in arrays or "y" in names:
+        return None
+    y = arrays.pop("y")
+    if "x" in arrays and "x" not in names:
+        if len(names) != 1:
+            raise InputError(f"{where}: 'x' holds one input, the model takes {len(names)} ({', '.join(names)})",
+                             hint="name each input array after a model input, beside 'y'")
+        arrays[names[0]] = arrays.pop("x")
+    n = len(next(iter(arrays.values()))) if arrays else 0
+    if y.ndim != 1 or len(y) != n or not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
+        raise InputError(f"{where}: 'y' must hold one integer class index per sample ({n}); it has shape {y.shape} "
+                         f"and type {y.dtype}", hint="save y as integers: np.savez(path, x=x, y=y.astype(np.int64))")
+    return [int(v) for v in y]
 
 
 def _split_arrays(arrays: dict[str, np.ndarray], source: Source, limit: int, where: str) -> Samples:
@@ -263,7 +292,7 @@ def _split_arrays(arrays: dict[str, np.ndarray], source: Source, limit: int, whe
             for i in range(min(n, limit))]
 
 
-def _callable(ref: str, source: Source, limit: int) -> Samples:
+def _callable(ref: str, source: Source, limit: int) -> tuple[Samples, list[int] | None]:
     mod, _, attr = ref.rpartition(":")
     try:
         import importlib
@@ -272,16 +301,26 @@ def _callable(ref: str, source: Source, limit: int) -> Samples:
     except (ImportError, AttributeError) as e:
         raise InputError(f"cannot load data callable {ref!r}: {e}") from None
     out: Samples = []
+    labels: list[int] = []
     for item in fn():
         if len(out) >= limit:
             break
+        label = None
         if isinstance(item, dict):
+            label = item.get("y")
             item = tuple(item[i.name] for i in source.inputs)
         elif not isinstance(item, (tuple, list)):
             item = (item,)
+        elif len(source.inputs) == 1 and len(item) == 2 and np.ndim(item[1]) == 0:  # (x, y)
+            item, label = (item[0],), item[1]
         arrs = tuple(np.asarray(a) for a in item)
         arrs = tuple(a[None] if a.ndim == len(s.shape) - 1 else a for a, s in zip(arrs, source.inputs))
         out.append(arrs)
+        if label is not None:
+            labels.append(int(label))
     if not out:
         raise InputError(f"data callable {ref!r} yielded no samples")
-    return out
+    if labels and len(labels) != len(out):
+        raise InputError(f"data callable {ref!r} gave a label (y) with {len(labels)} of its {len(out)} samples",
+                         hint="yield (x, y) for every sample, or x alone for every sample")
+    return out, (labels or None)

@@ -21,9 +21,8 @@ the .pt2 size, and without training data the fidelity to the original on the eva
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from ..sources import Source
     from .config import CompressConfig
 
-__all__ = ["compress", "RECORD_FILE", "MODEL_FILE"]
+__all__ = ["check_request", "load_data", "build", "finish", "Data", "RECORD_FILE", "MODEL_FILE"]
 
 COMPENSATION_SAMPLES = 64  # calibration inputs the removed channels' means are measured on
 RECORD_FILE = "compress.json"
@@ -200,9 +199,7 @@ def prune_magnitude(module: Any, ratio: float) -> tuple[Any, float]:
     prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=ratio)
     for m, name in layers:
         prune.remove(m, name)
-    total = sum(m.weight.numel() for m, _ in layers)
-    zeros = sum(int((m.weight == 0).sum()) for m, _ in layers)
-    return model, zeros / max(total, 1)
+    return model, _sparsity(model)
 
 
 def _zipped_bytes(path: Path) -> int:
@@ -212,104 +209,181 @@ def _zipped_bytes(path: Path) -> int:
     return len(zlib.compress(path.read_bytes(), 6))
 
 
-def compress(source: Source, cfg: CompressConfig, progress: Any = None) -> dict[str, Any]:
-    """Prune ``source`` as ``cfg`` says; write ``cfg.out/model.pt2`` and ``compress.json``; return
-    the record. A failure leaves an existing output folder as it was."""
-    import torch
-
-    from ..data import load_samples
-    from ..fidelity import judge, source_is_classifier
-
-    say = progress or (lambda _m: None)
+def check_request(source: Source, cfg: CompressConfig) -> None:
+    """Refuse, before any work, what cannot be compressed or where the result cannot go."""
     if source.module is None:
         raise UsageError(f"{source.name} is a {source.kind} model; pruning needs a torch model",
                          hint="give the PyTorch model (a factory pkg.mod:fn, a .pt2 or a checkpoint), not an exported file")
+    if cfg.method == "channel" and not any(isinstance(m, _weighted()) for m in source.module.modules()):
+        raise UnsupportedError(f"{source.name} has no conv or linear layer torch-pruning can see (a .pt2 export holds "
+                               "a graph of operators, not layers)",
+                               hint="give the model's factory (pkg.module:fn, with --weights for a checkpoint), or "
+                                    "--method magnitude")
     out = Path(cfg.out)
-    if out.exists() and not cfg.overwrite and any(out.iterdir()):
+    if out.exists() and not cfg.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} already exists and is not empty", hint="give another --out, or --overwrite")
+
+
+@dataclass
+class Data:
+    """The data one compression (or a sweep) reads: fine-tuning and evaluation samples, labels."""
+
+    train: list[tuple[np.ndarray, ...]] | None
+    train_labels: list[int] | None
+    train_origin: str | None
+    evaluation: list[tuple[np.ndarray, ...]]
+    eval_labels: list[int] | None
+    eval_origin: str
+    classifier: bool
+
+
+def load_data(source: Source, cfg: CompressConfig, say: Any) -> Data:
+    from ..data import load_samples
+    from ..fidelity import source_is_classifier
+
+    train = labels = None
+    if cfg.train_data is not None:
+        say(f"reading the training data {cfg.train_data}")
+        train, labels = load_samples(cfg.train_data, source, cfg.train_samples, "training")
+    evaluation, eval_labels = load_samples(cfg.eval_data, source, cfg.eval_samples, "evaluation")
+    if train is not None and cfg.eval_data is None:
+        say("no --eval-data: fidelity is measured on the model's own evaluation inputs, not on held-out data")
+    ref = _outputs(source.module, evaluation[:8])
+    return Data(train, labels, cfg.train_data, evaluation, eval_labels,
+                cfg.eval_data or source.inputs_origin("evaluation"),
+                source_is_classifier(ref[0], source, None))
+
+
+def _fidelity(source: Source, model: Any, data: Data, ref: list[np.ndarray]) -> dict[str, Any]:
+    from ..fidelity import judge
+
+    fid = judge(ref, _outputs(model, data.evaluation), classifier=data.classifier, min_cosine=0.0, max_drop=1.0,
+                labels=data.eval_labels)
+    return {k: fid[k] for k in ("top1_agreement", "top5_agreement", "cosine", "sqnr_db", "accuracy", "accuracy_fp32")
+            if fid.get(k) is not None}
+
+
+def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: Path, final: Path,
+          say: Any) -> dict[str, Any]:
+    """Prune ``source`` at ``ratio`` (and fine-tune it when there is training data) into
+    ``work/model.pt2`` with its preprocessing and labels; return the record (written by :func:`finish`).
+    ``final`` is where the folder will be, for the deploy command the record gives."""
+    import torch
+
+    from .distill import DistillSettings, checkpoint_path, data_digest, distill
+
     t0 = time.perf_counter()
     examples = tuple(np.asarray(a) for a in source.example_inputs)
     say("counting MACs and parameters of the original")
     macs0, params0 = _macs_params(source.module, examples)
     record: dict[str, Any] = {"schema": "edgeship.compress/1", "source": source.record(), "method": cfg.method,
-                              "ratio": cfg.prune, "seed": cfg.seed}
+                              "ratio": ratio, "seed": cfg.seed}
     if cfg.method == "channel":
-        say(f"pruning {cfg.prune:.0%} of the channels (torch-pruning, L2 magnitude per coupled group)")
-        cal = source.calibration_inputs(COMPENSATION_SAMPLES)  # never the evaluation inputs
-        pruned, compensated = prune_channels(source.module, examples, cfg.prune, cal)
-        record["compensation"] = {"layers": compensated, "samples": len(cal), "data": source.inputs_origin("calibration"),
+        say(f"pruning {ratio:.0%} of the channels (torch-pruning, L2 magnitude per coupled group)")
+        if data.train is not None:  # the removed channels' means: on training inputs when there are some
+            cal, cal_origin = data.train[:COMPENSATION_SAMPLES], f"{data.train_origin} (training data)"
+        else:  # never the evaluation inputs
+            cal, cal_origin = source.calibration_inputs(COMPENSATION_SAMPLES), source.inputs_origin("calibration")
+        pruned, compensated = prune_channels(source.module, examples, ratio, cal)
+        record["compensation"] = {"layers": compensated, "samples": len(cal), "data": cal_origin,
                                   "what": "each removed input channel's mean contribution added to its reader's bias"}
         sparsity = None
+        macs1, params1 = _macs_params(pruned, examples)
+        if params1 == params0:
+            raise UnsupportedError(f"pruning {ratio:.0%} of the channels removed none",
+                                   hint="every layer is an output layer or too narrow to prune: give a larger ratio, "
+                                        "or --method magnitude")
     else:
-        say(f"zeroing the smallest {cfg.prune:.0%} of the conv/linear weights")
-        pruned, sparsity = prune_magnitude(source.module, cfg.prune)
-    macs1, params1 = _macs_params(pruned, examples) if cfg.method == "channel" else (macs0, params0)
+        say(f"zeroing the smallest {ratio:.0%} of the conv/linear weights")
+        pruned, sparsity = prune_magnitude(source.module, ratio)
+        macs1, params1 = macs0, params0
 
-    samples, labels = load_samples(None, source, cfg.eval_samples, "evaluation")
-    say(f"fidelity to the original on {len(samples)} evaluation inputs")
-    ref, got = _outputs(source.module, samples), _outputs(pruned, samples)
-    fid = judge(ref, got, classifier=source_is_classifier(ref[0], source, None), min_cosine=0.0, max_drop=1.0,
-                labels=labels)
+    say(f"fidelity to the original on {len(data.evaluation)} evaluation inputs")
+    ref = _outputs(source.module, data.evaluation)
+    evaluation: dict[str, Any] = {"data": data.eval_origin, "samples": len(data.evaluation),
+                                  "labels": data.eval_labels is not None, "pruned": _fidelity(source, pruned, data, ref)}
+    if data.train is not None:
+        settings = DistillSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, temperature=cfg.temperature,
+                                   alpha=cfg.alpha, seed=cfg.seed, distill=cfg.distill)
+        key = {"source": source.digest, "method": cfg.method, "ratio": ratio, "data": data_digest(data.train,
+               data.train_labels), "settings": settings.__dict__}
+        if cfg.method == "magnitude":  # keep the zeros while training: the mask is the pruned weights' zeros
+            _keep_zeros(pruned)
+        record["fine_tuning"] = distill(pruned, source.module, data.train, data.train_labels, settings,
+                                        classifier=data.classifier, checkpoint=checkpoint_path(key), say=say)
+        record["fine_tuning"]["data"] = data.train_origin
+        if cfg.method == "magnitude":
+            _drop_masks(pruned)
+            sparsity = _sparsity(pruned)
+        evaluation["fine_tuned"] = _fidelity(source, pruned, data, ref)
+    final_fid = evaluation.get("fine_tuned", evaluation["pruned"])
+    record["evaluation"] = evaluation
+    record["fidelity"] = {"data": data.eval_origin, "samples": len(data.evaluation), **final_fid,
+                          "note": f"fine-tuned on {data.train_origin}, kept: {record['fine_tuning']['kept']}"
+                          if data.train is not None else "no training data: the pruned model as it is, not fine-tuned"}
 
-    work = Path(tempfile.mkdtemp(prefix="edgeship-compress-"))
+    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in examples)
     try:
-        args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in examples)
-        try:
-            with torch.no_grad():
-                ep = torch.export.export(pruned, args)
-        except Exception as e:  # noqa: BLE001
-            raise UnsupportedError(f"the pruned model does not export with torch.export: {type(e).__name__}: "
-                                   f"{(str(e).strip().splitlines() or [''])[0][:300]}") from None
-        torch.export.save(ep, str(work / MODEL_FILE))
-        size = (work / MODEL_FILE).stat().st_size
-        record.update({
-            "params": {"before": params0, "after": params1, "removed": 1 - params1 / max(params0, 1)},
-            "macs": {"before": macs0, "after": macs1, "removed": 1 - macs1 / max(macs0, 1)},
-            "pt2_bytes": size, "pt2_zlib_bytes": _zipped_bytes(work / MODEL_FILE),
-            "fidelity": {"data": source.inputs_origin("evaluation"), "samples": len(samples),
-                         **{k: fid[k] for k in ("top1_agreement", "top5_agreement", "cosine", "sqnr_db", "accuracy",
-                                                "accuracy_fp32") if fid.get(k) is not None},
-                         "note": "no training data: the pruned model as it is, not fine-tuned"},
-            "seconds": round(time.perf_counter() - t0, 1),
-            "model": MODEL_FILE,
-        })
-        if sparsity is not None:
-            record["sparsity"] = sparsity
-            record["note"] = ("magnitude pruning zeroes weights but keeps every shape and MAC: no faster on ONNX "
-                              "Runtime, LiteRT, ExecuTorch or OpenVINO CPU; smaller only once compressed "
-                              f"(pt2 {size} bytes, {record['pt2_zlib_bytes']} zlib-compressed)")
-        # the file must load as any .pt2 a user brings does (never unpickled), and its inputs are named by that loader
-        from ..sources import load_source
+        with torch.no_grad():
+            ep = torch.export.export(pruned.eval(), args)
+    except Exception as e:  # noqa: BLE001
+        raise UnsupportedError(f"the pruned model does not export with torch.export: {type(e).__name__}: "
+                               f"{(str(e).strip().splitlines() or [''])[0][:300]}") from None
+    work.mkdir(parents=True, exist_ok=True)
+    torch.export.save(ep, str(work / MODEL_FILE))
+    size = (work / MODEL_FILE).stat().st_size
+    record.update({
+        "params": {"before": params0, "after": params1, "removed": 1 - params1 / max(params0, 1)},
+        "macs": {"before": macs0, "after": macs1, "removed": 1 - macs1 / max(macs0, 1)},
+        "pt2_bytes": size, "pt2_zlib_bytes": _zipped_bytes(work / MODEL_FILE),
+        "model": MODEL_FILE,
+    })
+    if sparsity is not None:
+        record["sparsity"] = sparsity
+        record["note"] = ("magnitude pruning zeroes weights but keeps every shape and MAC: no faster on ONNX "
+                          "Runtime, LiteRT, ExecuTorch or OpenVINO CPU; smaller only once compressed "
+                          f"(pt2 {size} bytes, {record['pt2_zlib_bytes']} zlib-compressed)")
+    # the file must load as any .pt2 a user brings does (never unpickled), and its inputs are named by that loader
+    from ..sources import load_source
 
-        reloaded = load_source(str(work / MODEL_FILE))
-        names = dict(zip((i.name for i in source.inputs), (i.name for i in reloaded.inputs)))
-        files = [MODEL_FILE, RECORD_FILE]
-        deploy = [f"edgeship deploy {out / MODEL_FILE}"]
-        if source.preprocess is not None:  # a .pt2 carries neither: written beside it, named in the command
-            pre = source.preprocess.model_copy(update={"input": names.get(source.preprocess.input, source.preprocess.input)})
-            (work / PREPROCESS_FILE).write_text(pre.model_dump_json(indent=1) + "\n")
-            files.append(PREPROCESS_FILE)
-            deploy.append(f"--preprocess {out / PREPROCESS_FILE}")
-        if source.labels:
-            (work / LABELS_FILE).write_text("\n".join(source.labels) + "\n")
-            files.append(LABELS_FILE)
-            deploy.append(f"--labels {out / LABELS_FILE}")
-        record["deploy"] = " ".join(deploy)
-        (work / RECORD_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
-        _publish(work, out, cfg.overwrite, files)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    record["out"] = str(out)
+    reloaded = load_source(str(work / MODEL_FILE))
+    names = dict(zip((i.name for i in source.inputs), (i.name for i in reloaded.inputs)))
+    deploy = [f"edgeship deploy {final / MODEL_FILE}"]
+    if source.preprocess is not None:  # a .pt2 carries neither: written beside it, named in the command
+        pre = source.preprocess.model_copy(update={"input": names.get(source.preprocess.input, source.preprocess.input)})
+        (work / PREPROCESS_FILE).write_text(pre.model_dump_json(indent=1) + "\n")
+        deploy.append(f"--preprocess {final / PREPROCESS_FILE}")
+    if source.labels:
+        (work / LABELS_FILE).write_text("\n".join(source.labels) + "\n")
+        deploy.append(f"--labels {final / LABELS_FILE}")
+    record["deploy"] = " ".join(deploy)
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    record["out"] = str(final)
     return record
 
 
-def _publish(work: Path, out: Path, overwrite: bool, files: list[str]) -> None:
-    """Move the finished files into ``out`` (nothing half-written is ever there)."""
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        tmp = out / f".{f}.partial"
-        shutil.copyfile(work / f, tmp)
-        tmp.replace(out / f)
+def _keep_zeros(model: Any) -> None:
+    """Hold every conv/linear weight's zeros at zero while training (torch's pruning masks)."""
+    from torch.nn.utils import prune
 
+    for m in model.modules():
+        if isinstance(m, _weighted()):
+            prune.custom_from_mask(m, "weight", mask=(m.weight != 0))
+
+
+def _drop_masks(model: Any) -> None:
+    from torch.nn.utils import prune
+
+    for m in model.modules():
+        if isinstance(m, _weighted()) and prune.is_pruned(m):
+            prune.remove(m, "weight")
+
+
+def _sparsity(model: Any) -> float:
+    layers = [m for m in model.modules() if isinstance(m, _weighted())]
+    return sum(int((m.weight == 0).sum()) for m in layers) / max(sum(m.weight.numel() for m in layers), 1)
+
+
+def finish(folder: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as ``folder/compress.json``."""
+    (folder / RECORD_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")

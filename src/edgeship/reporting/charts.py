@@ -20,7 +20,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["pareto_chart", "latency_chart", "layers_chart", "roofline_chart", "change_chart", "target_colour"]
+__all__ = ["pareto_chart", "latency_chart", "layers_chart", "roofline_chart", "change_chart", "trade_off_chart",
+           "target_colour"]
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#7F7F7F", "#000000")
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "uint8": "v"}
@@ -315,3 +316,25 @@ def change_chart(rows: list[dict[str, Any]]) -> str | None:
     _log_if_wide(ax, [v for r in items for v in (r["changes"]["p50_ms"]["old"], r["changes"]["p50_ms"]["new"])])
     ax.set_xlabel("warm latency p50 (ms): hollow = old, filled = new; grey = same bytes (the machine's drift)", fontsize=9)
     return _svg(fig, "change", "p50 latency of each artifact, old against new")
+
+
+def trade_off_chart(rows: list[dict[str, Any]], runtime: str | None, metric: str) -> str | None:
+    """A pruning sweep: latency on ``runtime`` (or MACs when none was timed) against accuracy or
+    fidelity, one point per ratio and the original, joined in ratio order."""
+    key = "p50_ms" if runtime else "macs"
+    pts = [r for r in rows if r.get(key) and r.get("value") is not None]
+    if len(pts) < 2:
+        return None
+    pct = metric != "cosine"
+    fig, ax = _figure(3.8)
+    _style(ax)
+    xs = [r[key] / (1 if runtime else 1e6) for r in pts]
+    ys = [r["value"] * (100 if pct else 1) for r in pts]
+    ax.plot(xs, ys, color=PALETTE[0], linewidth=1.0, zorder=2)
+    for r, x, y in zip(pts, xs, ys):
+        ax.scatter([x], [y], s=60, color=PALETTE[1] if r["ratio"] == 0 else PALETTE[0], zorder=3,
+                   edgecolors="black", linewidths=0.8)
+        ax.annotate(r["label"], (x, y), xytext=(6, 5), textcoords="offset points", fontsize=8.5, zorder=4)
+    ax.set_xlabel(f"warm latency p50 on {runtime}, 1 thread (ms)" if runtime else "MACs (millions)", fontsize=9.5)
+    ax.set_ylabel(f"{metric} ({'%' if pct else 'vs original'})", fontsize=9.5)
+    return _svg(fig, "tradeoff", f"{metric} against {'latency' if runtime else 'MACs'} for each pruning ratio")
