@@ -117,7 +117,7 @@ def _input_means(model: Any, samples: list[tuple[np.ndarray, ...]]) -> dict[Any,
 
 
 def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
-                   samples: list[tuple[np.ndarray, ...]] | None = None) -> tuple[Any, int]:
+                   samples: list[tuple[np.ndarray, ...]] | None = None, round_to: int | None = None) -> tuple[Any, int]:
     """A copy of ``module`` with ``ratio`` of each prunable layer's channels removed (torch-pruning,
     L2 magnitude of each coupled group), its outputs' shapes unchanged; and how many layers were
     compensated. With ``samples``, what each removed input channel contributed on average
@@ -144,9 +144,10 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
     compensated: set[Any] = set()
     readers = (tp.prune_conv_in_channels, tp.prune_linear_in_channels)
     try:
-        pruner = tp.pruner.MetaPruner(model, args if len(args) > 1 else args[0],
+        pruner = _rounding_pruner(tp)(model, args if len(args) > 1 else args[0],
                                       importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                      pruning_ratio=ratio, ignored_layers=_head_layers(model, args))
+                                      pruning_ratio=ratio, ignored_layers=_head_layers(model, args),
+                                      round_to=round_to if round_to and round_to > 1 else None)
         for group in pruner.step(interactive=True):
             for dep, idxs in group:
                 layer = dep.target.module
@@ -170,6 +171,21 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
         raise UnsupportedError(f"pruning changed the model's output shapes ({before} -> {after})",
                                hint="the layer that makes an output was not recognised; try --method magnitude")
     return model, len(compensated)
+
+
+def _rounding_pruner(tp: Any) -> type:
+    """torch-pruning's MetaPruner whose ``round_to`` keeps the *nearest* multiple of N channels (at
+    least N; a layer narrower than N is kept whole), where the library rounds the kept channels down
+    (16 channels at 10% would keep 8)."""
+
+    class Pruner(tp.pruner.MetaPruner):  # type: ignore[misc, name-defined]
+        def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+            if current_channels <= round_to:
+                return 0
+            keep = int(round((current_channels - n_pruned) / round_to)) * round_to
+            return current_channels - min(current_channels, max(round_to, keep))
+
+    return Pruner
 
 
 def _compensate(layer: Any, gone: list[int], mean: np.ndarray) -> None:
@@ -284,7 +300,8 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
             cal, cal_origin = data.train[:COMPENSATION_SAMPLES], f"{data.train_origin} (training data)"
         else:  # never the evaluation inputs
             cal, cal_origin = source.calibration_inputs(COMPENSATION_SAMPLES), source.inputs_origin("calibration")
-        pruned, compensated = prune_channels(source.module, examples, ratio, cal)
+        pruned, compensated = prune_channels(source.module, examples, ratio, cal, round_to=cfg.round_to)
+        record["round_to"] = cfg.round_to
         record["compensation"] = {"layers": compensated, "samples": len(cal), "data": cal_origin,
                                   "what": "each removed input channel's mean contribution added to its reader's bias"}
         sparsity = None

@@ -21,6 +21,11 @@ class CompressConfig(SourceConfig):
         "channel", description="channel: structural pruning with torch-pruning (coupled channels removed together; "
                                "smaller and faster on every runtime); magnitude: unstructured sparsity (zeros only: "
                                "smaller when compressed, no faster on most edge runtimes)")
+    round_to: int = Field(8, ge=1, le=256, description="keep each pruned layer's channels a multiple of N, the "
+                                                       "nearest to the ratio (a layer narrower than N is kept whole): "
+                                                       "runtime kernels work on blocks of 8 or 16 channels, and an odd "
+                                                       "count can make the pruned model slower than the original; 1: "
+                                                       "the ratio exactly")
     train_data: str | None = Field(None, description="fine-tune the pruned model on this data: an image folder (one "
                                                      "sub-folder per class), an .npz with x (and labels y), or a "
                                                      "callable pkg.mod:fn yielding x or (x, y)")
