@@ -255,3 +255,50 @@ def test_data_labels_from_an_image_folder_per_class_and_a_callable(tmp_path):
     assert len(samples) == 2 and labels == [0, 1]
     samples, labels = load_samples("tinymodels:labelled_pairs", src, 3, "training")
     assert len(samples) == 3 and labels == [0, 1, 2] and samples[0][0].shape == (1, 3, 32, 32)
+
+
+def test_deploying_a_compressed_model_carries_how_it_was_made_into_the_manifest_and_report(tmp_path):
+    rec = edgeship.compress("tinymodels:digits_classifier", prune=0.5, out=tmp_path / "c", latency="onnx", bench_runs=20)
+    res = edgeship.deploy(str(tmp_path / "c" / "model.pt2"), labels=str(tmp_path / "c" / "labels.txt"),
+                          out=tmp_path / "d", targets=["onnx"])
+    c = res.manifest["stages"]["compression"]
+    assert c["method"] == "channel" and c["ratio"] == 0.5 and c["macs"] == rec["macs"]
+    assert c["latency"]["onnx"]["speedup"] == rec["latency"]["onnx"]["speedup"] and c["from"].endswith("digits_classifier")
+    html = (tmp_path / "d" / "report.html").read_text()
+    assert "How this model was made: channel pruning at 0.5" in html and "pruned p50 ms" in html
+    # a record that describes another file (the model changed since) is not believed
+    doc = json.loads((tmp_path / "c" / "compress.json").read_text())
+    (tmp_path / "c" / "compress.json").write_text(json.dumps({**doc, "model_sha256": "0" * 64}))
+    res = edgeship.deploy(str(tmp_path / "c" / "model.pt2"), out=tmp_path / "e", targets=["onnx"])
+    assert "compression" not in res.manifest["stages"]
+
+
+def test_ctrl_c_during_fine_tuning_keeps_the_work_and_the_same_command_resumes(tmp_path, cli_env):
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tinymodels import digits_arrays
+
+    x, y = digits_arrays("train")
+    np.savez(tmp_path / "t.npz", x=x[:300], y=y[:300])
+    env = {**cli_env, "EDGESHIP_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "edgeship", "compress", "tinymodels:digits_classifier", "--prune", "0.5", "--latency",
+           "none", "--epochs", "60", "--train-data", str(tmp_path / "t.npz"), "--out", str(tmp_path / "o")]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    seen = []
+    for line in p.stderr:  # progress lines (stderr is not a terminal)
+        seen.append(line)
+        if "fine-tuning" in line and "epoch 2/" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    err = "".join(seen) + p.stderr.read()
+    assert p.wait(timeout=120) == 130, err
+    assert "run the same command again to resume" in err and not (tmp_path / "o").exists()
+    assert len(list((tmp_path / "cache").rglob("checkpoint.pt"))) == 1
+    r = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from epoch 2" in r.stderr and json.loads(r.stdout)["compress"]["fine_tuning"]["history"][-1]["epoch"] == 60
+    assert not list((tmp_path / "cache").rglob("checkpoint.pt"))

@@ -366,8 +366,11 @@ _DIGITS: dict[str, dict] = {}
 
 def digits_classifier() -> TorchModel:
     """DigitsCNN trained for a few seconds on the digits' training split (deterministic)."""
+    torch.manual_seed(0)
     m = DigitsCNN()
-    if "sd" not in _DIGITS:
+    if "sd" not in _DIGITS:  # one thread: the same weights in every process (the checkpoint key holds the digest)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         torch.manual_seed(0)
         x, y = (torch.from_numpy(a) for a in digits_arrays("train"))
         opt = torch.optim.Adam(m.parameters(), lr=3e-3)
@@ -380,6 +383,7 @@ def digits_classifier() -> TorchModel:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+        torch.set_num_threads(threads)
         _DIGITS["sd"] = {k: v.clone() for k, v in m.state_dict().items()}
     m.load_state_dict(_DIGITS["sd"])
     return TorchModel(module=m.eval(), example_inputs=(torch.zeros(1, 1, 8, 8),), input_names=("digit",),

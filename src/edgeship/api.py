@@ -282,6 +282,11 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
                                           "skipped": list(p.skipped),
                                           "verified": all(a.verification and a.verification.passed for a in artifacts)
                                           and not failed, "failed": failed}}
+    from .pruning import lineage
+
+    made = lineage(source)  # a model edgeship compress made: what it gained and lost, beside what deploy measures
+    if made is not None:
+        stages["compression"] = made
     if source.preprocess is not None and source.labels and len(source.inputs) == 1:
         progress("classifying the sample photos")
         stages["predictions"] = _sample_predictions(source, artifacts)

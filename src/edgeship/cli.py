@@ -333,9 +333,10 @@ def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console],
                 real.write(json.dumps({"ok": False, "error": e.to_dict()}, indent=2, default=str) + "\n")
             line = f"error: {e.message}" + (f" — {e.hint}" if e.hint else "")
             err_console.print(line, style="bold red", highlight=False, markup=False, soft_wrap=True)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             code = 130
-            err_console.print("interrupted: nothing half-written was left in the output folder")
+            err_console.print(str(e) or "interrupted: nothing half-written was left in the output folder",
+                              highlight=False, markup=False, soft_wrap=True)
         except Exception:  # a bug: show it
             code = 1
             traceback.print_exc()

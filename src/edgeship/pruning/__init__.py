@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..sources import Source
     from .config import CompressConfig
 
-__all__ = ["check_request", "load_data", "build", "finish", "Data", "RECORD_FILE", "MODEL_FILE"]
+__all__ = ["check_request", "load_data", "build", "finish", "lineage", "Data", "RECORD_FILE", "MODEL_FILE"]
 
 COMPENSATION_SAMPLES = 64  # calibration inputs the removed channels' means are measured on
 RECORD_FILE = "compress.json"
@@ -349,6 +349,7 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
     work.mkdir(parents=True, exist_ok=True)
     torch.export.save(ep, str(work / MODEL_FILE))
     size = (work / MODEL_FILE).stat().st_size
+    record["model_sha256"] = _sha256(work / MODEL_FILE)
     record.update({
         "params": {"before": params0, "after": params1, "removed": 1 - params1 / max(params0, 1)},
         "macs": {"before": macs0, "after": macs1, "removed": 1 - macs1 / max(macs0, 1)},
@@ -399,6 +400,61 @@ def _drop_masks(model: Any) -> None:
 def _sparsity(model: Any) -> float:
     layers = [m for m in model.modules() if isinstance(m, _weighted())]
     return sum(int((m.weight == 0).sum()) for m in layers) / max(sum(m.weight.numel() for m in layers), 1)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+RECORD_LIMIT = 4 << 20  # bytes of a compress.json read at most
+
+
+def lineage(source: Source) -> dict[str, Any] | None:
+    """What ``edgeship compress`` did to make ``source``, when it is a ``.pt2`` with the
+    ``compress.json`` that describes exactly this file beside it (its SHA-256 matches): the method,
+    ratio, MACs and params before and after, fidelity and latency. The record is a file like any
+    other: only numbers and short strings of the expected fields are taken from it."""
+    origin = Path(source.origin) if source.kind == "pt2" else None
+    rec_path = origin.parent / RECORD_FILE if origin is not None else None
+    if rec_path is None or not rec_path.is_file() or not origin.is_file() or rec_path.stat().st_size > RECORD_LIMIT:
+        return None
+    try:
+        rec = json.loads(rec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(rec, dict) or rec.get("schema") != "edgeship.compress/1" or rec.get("model_sha256") != _sha256(origin):
+        return None
+
+    def nums(d: Any, keys: tuple[str, ...]) -> dict[str, float]:
+        d = d if isinstance(d, dict) else {}
+        return {k: d[k] for k in keys if isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool)}
+
+    def text(x: Any) -> str | None:
+        return x[:300] if isinstance(x, str) else None
+
+    fid_keys = ("top1_agreement", "top5_agreement", "cosine", "sqnr_db", "accuracy", "accuracy_fp32", "samples")
+    src = rec.get("source") if isinstance(rec.get("source"), dict) else {}
+    ev = rec.get("evaluation") if isinstance(rec.get("evaluation"), dict) else {}
+    ft = rec.get("fine_tuning") if isinstance(rec.get("fine_tuning"), dict) else None
+    lat = rec.get("latency") if isinstance(rec.get("latency"), dict) else {}
+    return {
+        "record": str(rec_path), "from": text(src.get("origin")), "from_name": text(src.get("name")),
+        "method": text(rec.get("method")), **nums(rec, ("ratio", "round_to", "sparsity")),
+        "macs": nums(rec.get("macs"), ("before", "after", "removed")),
+        "params": nums(rec.get("params"), ("before", "after", "removed")),
+        "fidelity": {**nums(rec.get("fidelity"), fid_keys), "data": text((rec.get("fidelity") or {}).get("data")),
+                     "note": text((rec.get("fidelity") or {}).get("note"))},
+        "before_fine_tuning": nums(ev.get("pruned"), fid_keys) if ft is not None else None,
+        "fine_tuning": {"data": text(ft.get("data")), "kept": text(ft.get("kept"))} if ft is not None else None,
+        "latency": {str(t)[:40]: nums(v, ("original_p50_ms", "pruned_p50_ms", "speedup"))
+                    for t, v in list(lat.items())[:8] if isinstance(v, dict)},
+    }
 
 
 def finish(folder: Path, record: dict[str, Any]) -> None:

@@ -172,8 +172,7 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
             e = state["epoch"]
             order = torch.from_numpy(fit[np.random.default_rng([settings.seed, e]).permutation(n_fit)])
             _train_mode(student)
-            seen = correct = 0
-            loss_sum = 0.0
+            seen, correct, loss_sum = state.get("running", (0, 0, 0.0))  # this epoch's so far (when resumed)
             for s in range(state["step"], steps_per_epoch):
                 idx = order[s * settings.batch_size:(s + 1) * settings.batch_size]
                 loss, right = loss_of(_flat(student(*[x[idx] for x in xs])), idx)
@@ -184,7 +183,7 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
                 sched.step()
                 seen += len(idx)
                 loss_sum += float(loss.detach()) * len(idx)
-                state["step"] = s + 1
+                state["step"], state["running"] = s + 1, (seen, correct, loss_sum)
                 done += 1
                 now = time.monotonic()
                 if now - last_say > 0.5 or s + 1 == steps_per_epoch:
@@ -203,7 +202,7 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
             if judged.get("held_out_loss", -math.inf) < state["best_loss"]:
                 state["best_epoch"], state["best_loss"] = e + 1, judged.get("held_out_loss", -math.inf)
                 best = {k: v.detach().clone() for k, v in student.state_dict().items()}
-            state["epoch"], state["step"] = e + 1, 0
+            state["epoch"], state["step"], state["running"] = e + 1, 0, (0, 0, 0.0)
             save()
             last_save = time.monotonic()
     except KeyboardInterrupt:

@@ -409,6 +409,30 @@ def _predictions(m: Manifest) -> dict[str, Any] | None:
     return {"photos": [_text(k, 60) for k in photos], "rows": rows}
 
 
+def _compression(m: Manifest) -> dict[str, Any] | None:
+    """How ``edgeship compress`` made this model (stages.compression), when it did."""
+    c = _dict(m.stages.get("compression"))
+    if not c:
+        return None
+    fid, before = _dict(c.get("fidelity")), _dict(c.get("before_fine_tuning"))
+    key = "accuracy" if _num(fid.get("accuracy")) is not None else "top1_agreement" \
+        if _num(fid.get("top1_agreement")) is not None else "cosine"
+    rows = []
+    for t, v in list(_dict(c.get("latency")).items())[:8]:
+        v = _dict(v)
+        rows.append({"runtime": _text(t, 40), "original": _pos(v.get("original_p50_ms")),
+                     "pruned": _pos(v.get("pruned_p50_ms")), "speedup": _pos(v.get("speedup"))})
+    macs, params = _dict(c.get("macs")), _dict(c.get("params"))
+    return {"from": _text(c.get("from"), 200), "method": _text(c.get("method"), 20), "ratio": _num(c.get("ratio")),
+            "macs_before": _num(macs.get("before")), "macs_after": _num(macs.get("after")),
+            "macs_removed": _num(macs.get("removed")), "params_before": _num(params.get("before")),
+            "params_after": _num(params.get("after")),
+            "metric": {"accuracy": "accuracy", "top1_agreement": "top-1 agreement with the original"}.get(key, "cosine"),
+            "value": _num(fid.get(key)), "original": _num(fid.get("accuracy_fp32")) if key == "accuracy" else None,
+            "before_tuning": _num(before.get(key)), "data": _text(fid.get("data"), 200),
+            "note": _text(fid.get("note"), 300), "latency": rows}
+
+
 def page_model(m: Manifest) -> dict[str, Any]:
     """Everything the report shows about one output folder."""
     bench_doc = _dict(m.stages.get("benchmark"))
@@ -441,7 +465,7 @@ def page_model(m: Manifest) -> dict[str, Any]:
         "skipped": [{"what": f"{_text(s.get('target'), 40)} {_text(s.get('precision'), 20)}", "reason": _text(s.get("reason"), 300)}
                     for s in _list(convert.get("skipped")) if isinstance(s, dict)],
         "analysis": _analysis(m), "environment": _environment(m, bench_doc, rows), "bundle": _bundle(m),
-        "predictions": _predictions(m),
+        "predictions": _predictions(m), "compression": _compression(m),
         "timings": {_text(k, 60): v for k, v in _dict(m.doc.get("timings_s")).items() if _num(v) is not None},
     }
 
