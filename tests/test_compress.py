@@ -302,3 +302,27 @@ def test_ctrl_c_during_fine_tuning_keeps_the_work_and_the_same_command_resumes(t
     assert r.returncode == 0, r.stderr
     assert "resuming from epoch 2" in r.stderr and json.loads(r.stdout)["compress"]["fine_tuning"]["history"][-1]["epoch"] == 60
     assert not list((tmp_path / "cache").rglob("checkpoint.pt"))
+
+
+def test_taylor_importance_uses_the_data_and_its_labels(tmp_path, cache):
+    import numpy as np
+
+    from edgeship.pruning import prune_channels
+    from tinymodels import digits_arrays
+
+    src = load_source("tinymodels:digits_classifier")
+    x, y = digits_arrays("train")
+    samples = [(x[i:i + 1],) for i in range(64)]
+    mag = prune_channels(src.module, src.example_inputs, 0.5, samples, round_to=1)[0]
+    other = [int(v + 1) % 10 for v in y[:64]]  # labels the model disagrees with: other gradients, other channels
+    tay = prune_channels(src.module, src.example_inputs, 0.5, samples, round_to=1, importance="taylor", labels=other)[0]
+    pseudo = prune_channels(src.module, src.example_inputs, 0.5, samples, round_to=1, importance="taylor")[0]
+    w = [m.fc.weight.detach().numpy() for m in (mag, tay, pseudo)]
+    assert w[0].shape == w[1].shape == w[2].shape  # as many channels removed, other ones chosen
+    assert not np.array_equal(w[0], w[1]) and not np.array_equal(w[1], w[2])
+    assert all(p.grad is None for p in tay.parameters())  # no gradient left behind in the saved model
+    with pytest.raises(edgeship.UsageError, match="--importance taylor needs inputs"):
+        prune_channels(src.module, src.example_inputs, 0.5, None, importance="taylor")
+    rec = edgeship.compress("tinymodels:digits_classifier", prune=0.5, importance="taylor", out=tmp_path / "t",
+                            latency="none")
+    assert rec["importance"] == "taylor" and rec["macs"]["removed"] > 0.5

@@ -56,7 +56,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Benchmark": ("bench_threads", "bench_runs", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
                   "batch_sizes", "timeout", "register_target"),
     "Roofline": ("profile", "roofline"),
-    "Fine-tuning (compress)": ("round_to", "train_data", "eval_data", "epochs", "distill", "temperature", "alpha", "lr",
+    "Fine-tuning (compress)": ("importance", "round_to", "train_data", "eval_data", "epochs", "distill", "temperature", "alpha", "lr",
                                "batch_size", "train_samples", "seed", "latency"),
     "Release": ("package", "release_version", "sign_key"),
 }

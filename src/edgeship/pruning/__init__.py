@@ -116,8 +116,28 @@ def _input_means(model: Any, samples: list[tuple[np.ndarray, ...]]) -> dict[Any,
     return {m: (t / n).numpy() for m, (t, n) in sums.items()}
 
 
+def _taylor_gradients(model: Any, samples: list[tuple[np.ndarray, ...]], labels: list[int] | None) -> None:
+    """Gradients of the cross-entropy on ``samples`` in ``model``'s parameters, for the first-order
+    Taylor importance (Molchanov et al. 2019): against ``labels``, else against the model's own
+    top-1 (a loss whose gradient is not zero at the model itself, as distillation's would be)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..sources import flatten_outputs
+
+    model.zero_grad(set_to_none=True)
+    for i in range(0, len(samples), 16):
+        part = samples[i:i + 16]
+        xs = [torch.from_numpy(np.concatenate([s[k] for s in part])) for k in range(len(part[0]))]
+        logits = flatten_outputs(model(*xs))[0]
+        logits = logits.reshape(logits.shape[0], -1)
+        target = torch.tensor(labels[i:i + 16]) if labels is not None else logits.detach().argmax(1)
+        (F.cross_entropy(logits, target, reduction="sum") / len(samples)).backward()
+
+
 def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
-                   samples: list[tuple[np.ndarray, ...]] | None = None, round_to: int | None = None) -> tuple[Any, int]:
+                   samples: list[tuple[np.ndarray, ...]] | None = None, round_to: int | None = None,
+                   importance: str = "magnitude", labels: list[int] | None = None) -> tuple[Any, int]:
     """A copy of ``module`` with ``ratio`` of each prunable layer's channels removed (torch-pruning,
     L2 magnitude of each coupled group), its outputs' shapes unchanged; and how many layers were
     compensated. With ``samples``, what each removed input channel contributed on average
@@ -144,10 +164,18 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
     compensated: set[Any] = set()
     readers = (tp.prune_conv_in_channels, tp.prune_linear_in_channels)
     try:
-        pruner = _rounding_pruner(tp)(model, args if len(args) > 1 else args[0],
-                                      importance=tp.importance.GroupMagnitudeImportance(p=2),
+        if importance == "taylor":
+            if not samples:
+                raise UsageError("--importance taylor needs inputs to measure gradients on",
+                                 hint="give --train-data, or use --importance magnitude")
+            imp = tp.importance.GroupTaylorImportance()
+        else:
+            imp = tp.importance.GroupMagnitudeImportance(p=2)
+        pruner = _rounding_pruner(tp)(model, args if len(args) > 1 else args[0], importance=imp,
                                       pruning_ratio=ratio, ignored_layers=_head_layers(model, args),
                                       round_to=round_to if round_to and round_to > 1 else None)
+        if importance == "taylor":
+            _taylor_gradients(model, samples, labels)  # type: ignore[arg-type]
         for group in pruner.step(interactive=True):
             for dep, idxs in group:
                 layer = dep.target.module
@@ -162,6 +190,9 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
             group.prune()
         with torch.no_grad():
             after = [t.shape for t in flatten_outputs(model(*args))]
+        model.zero_grad(set_to_none=True)
+    except UsageError:
+        raise
     except Exception as e:  # noqa: BLE001 - torch-pruning's tracer failed on this model: say so, with its words
         raise UnsupportedError(f"torch-pruning cannot prune this model: {type(e).__name__}: "
                                f"{(str(e).strip().splitlines() or [''])[0][:300]}",
@@ -295,13 +326,15 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
     record: dict[str, Any] = {"schema": "edgeship.compress/1", "source": source.record(), "method": cfg.method,
                               "ratio": ratio, "seed": cfg.seed}
     if cfg.method == "channel":
-        say(f"pruning {ratio:.0%} of the channels (torch-pruning, L2 magnitude per coupled group)")
+        say(f"pruning {ratio:.0%} of the channels (torch-pruning, {cfg.importance} importance per coupled group)")
         if data.train is not None:  # the removed channels' means: on training inputs when there are some
             cal, cal_origin = data.train[:COMPENSATION_SAMPLES], f"{data.train_origin} (training data)"
         else:  # never the evaluation inputs
             cal, cal_origin = source.calibration_inputs(COMPENSATION_SAMPLES), source.inputs_origin("calibration")
-        pruned, compensated = prune_channels(source.module, examples, ratio, cal, round_to=cfg.round_to)
-        record["round_to"] = cfg.round_to
+        cal_labels = data.train_labels[:COMPENSATION_SAMPLES] if data.train is not None and data.train_labels else None
+        pruned, compensated = prune_channels(source.module, examples, ratio, cal, round_to=cfg.round_to,
+                                             importance=cfg.importance, labels=cal_labels if data.classifier else None)
+        record["round_to"], record["importance"] = cfg.round_to, cfg.importance
         record["compensation"] = {"layers": compensated, "samples": len(cal), "data": cal_origin,
                                   "what": "each removed input channel's mean contribution added to its reader's bias"}
         sparsity = None

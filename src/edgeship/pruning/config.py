@@ -21,6 +21,10 @@ class CompressConfig(SourceConfig):
         "channel", description="channel: structural pruning with torch-pruning (coupled channels removed together; "
                                "smaller and faster on every runtime); magnitude: unstructured sparsity (zeros only: "
                                "smaller when compressed, no faster on most edge runtimes)")
+    importance: Literal["magnitude", "taylor"] = Field(
+        "magnitude", description="which channels go: magnitude (L2 of each coupled group's weights, batch norm scales "
+                                 "included) or taylor (first-order Taylor of the loss on the training or calibration "
+                                 "inputs: |weight x gradient|, Molchanov et al. 2019; labels when the data has them)")
     round_to: int = Field(8, ge=1, le=256, description="keep each pruned layer's channels a multiple of N, the "
                                                        "nearest to the ratio (a layer narrower than N is kept whole): "
                                                        "runtime kernels work on blocks of 8 or 16 channels, and an odd "

@@ -81,10 +81,18 @@ def _filters() -> dict[str, Any]:
     return {"ms": ms, "secs": secs, "big": big, "size": size_text, "fidelity": fidelity, "change": change}
 
 
-def render(doc: dict[str, Any]) -> str:
-    """The HTML page of a :func:`build` document."""
+def environment() -> Any:
+    """The templates' jinja environment: autoescaped, strict, with the report's number filters."""
     import jinja2
 
+    env = jinja2.Environment(loader=jinja2.PackageLoader("edgeship.reporting", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(_filters())
+    return env
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The HTML page of a :func:`build` document."""
     from . import charts
 
     m = doc["report"]
@@ -110,9 +118,7 @@ def render(doc: dict[str, Any]) -> str:
         "layers": "No per-layer figures: this manifest has no analysis stage (deploy again, or edgeship analyze)."
         if not layers else "No layer carries MACs in the analysis.",
     }
-    env = jinja2.Environment(loader=jinja2.PackageLoader("edgeship.reporting", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(_filters())
+    env = environment()
     best_ids = {r["artifact"] for r in m["recommendations"] if r["artifact"]}
     return env.get_template("report.html.j2").render(m=m, cmp=cmp, charts=rendered, gaps=gaps, int8_rows=int8_rows,
                                                      layer_notes=layer_notes, best_ids=best_ids)

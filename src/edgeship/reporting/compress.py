@@ -67,18 +67,12 @@ def compress_page(doc: dict[str, Any]) -> dict[str, Any]:
 
 def write_compress_report(folder: str | Path, doc: dict[str, Any]) -> Path:
     """Render the page of ``doc`` to ``folder/report.html`` (atomically)."""
-    import jinja2
-
-    from . import _filters, charts
+    from .._version import __version__
+    from . import charts, environment
 
     page = compress_page(doc)
     chart = charts.trade_off_chart(page["rows"], page["timed"], page["metric"])
-    env = jinja2.Environment(loader=jinja2.PackageLoader("edgeship.reporting", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(_filters())
-    from .._version import __version__
-
-    html = env.get_template("compress.html.j2").render(p=page, chart=chart, version=__version__)
+    html = environment().get_template("compress.html.j2").render(p=page, chart=chart, version=__version__)
     dest = Path(folder) / REPORT_HTML
     atomic_write_text(dest, html)
     return dest
