@@ -1,21 +1,26 @@
-"""Compression beyond quantisation: structural channel pruning and magnitude sparsity.
+"""Compression beyond quantisation: structural channel pruning and magnitude sparsity, with
+fine-tuning by distillation (:mod:`.distill`).
 
-``compress(source, cfg, progress)`` prunes a torch source and writes a new torch source that
-``deploy`` takes like any other: ``OUT/model.pt2`` (a ``torch.export`` program with raw weights,
-which edgeship loads without ``--allow-pickle``) and ``OUT/compress.json``, the record:
+The API (``edgeship.api.compress``) checks the request (:func:`check_request`), reads the data once
+(:func:`load_data`), builds each ratio into a staging folder (:func:`build`: ``model.pt2``, a
+``torch.export`` program with raw weights that edgeship loads without ``--allow-pickle``, and its
+preprocessing and labels), times the original and the pruned models on the runtimes, and writes
+the records (:func:`finish`, ``compress.json``) before the folder moves into place:
 
 - ``channel``: structural pruning with the dependency-aware ``torch-pruning`` library (DepGraph):
   channels that must change together (a residual add, a depthwise group, a concatenation) are
-  removed together; importance is each channel group's L2 weight magnitude; the layers that produce
-  the model's outputs keep their channels (the output shapes never change). The result is a
-  smaller dense model: fewer MACs and parameters on every runtime.
+  removed together; importance is each channel group's L2 weight magnitude (or first-order Taylor
+  on data); the layers that produce the model's outputs keep their channels (the output shapes
+  never change); each layer keeps a multiple of ``round_to`` channels. The result is a smaller
+  dense model: fewer MACs and parameters on every runtime.
 - ``magnitude``: unstructured sparsity (the smallest weights of every conv/linear set to zero,
   globally). Same shapes and MACs: no faster on most edge runtimes, only smaller once compressed;
   the record says so.
 
 The record has params, MACs (counted on the exported graph, as ``edgeship analyze`` counts them),
-the .pt2 size, and without training data the fidelity to the original on the evaluation inputs
-(top-1 agreement for classifiers, cosine and SQNR for every output), so the fall is said plainly.
+the .pt2 size and its SHA-256 (:func:`lineage` reads it back when the .pt2 is deployed), and the
+accuracy (with labels) or fidelity to the original (top-1 agreement for classifiers, cosine and
+SQNR for every output) before and after fine-tuning; without training data the fall is said plainly.
 """
 
 from __future__ import annotations

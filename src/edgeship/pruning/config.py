@@ -43,7 +43,8 @@ class CompressConfig(SourceConfig):
     temperature: float = Field(4.0, gt=0, le=100, description="distillation temperature")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the label loss beside the teacher's, when there are "
                                                       "labels")
-    lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate (Adam, cosine decay)")
+    lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate (Adam, cosine decay); 1e-4 for a large "
+                                                   "pretrained model (EfficientNet-Lite0 lost everything at 1e-3)")
     batch_size: int = Field(32, ge=1, le=4096, description="fine-tuning batch size")
     train_samples: int = Field(100000, ge=1, description="training samples read at most")
     eval_samples: int = Field(256, ge=1, le=65536, description="inputs the pruned model's fidelity to the original is "

@@ -6,6 +6,11 @@ the cross-entropy against the labels when the data has them (``alpha`` of it). A
 (embeddings, several outputs) is trained to match the teacher's outputs (mean squared error, each
 output scaled by the teacher's variance). The teacher's outputs are computed once, before training.
 
+Batch norms keep their running statistics (the kept channels' statistics are still right, and a
+few hundred samples in small batches would only add noise). A tenth of the data is held out
+(seeded); each epoch is judged on it and the best state is kept, the pruned model as it was when
+no epoch lowered the held-out loss (a learning rate too high for a pretrained model is caught so).
+
 Training is reproducible (``seed`` fixes the initial state and each epoch's order), shows its loss
 and accuracy as it goes, and keeps a checkpoint (weights, optimiser, schedule, position, random
 state) in edgeship's cache under a key of everything that decides the result: the same command
