@@ -287,7 +287,9 @@ def test_ctrl_c_during_fine_tuning_keeps_the_work_and_the_same_command_resumes(t
     env = {**cli_env, "EDGESHIP_CACHE_DIR": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "edgeship", "compress", "tinymodels:digits_classifier", "--prune", "0.5", "--latency",
            "none", "--epochs", "60", "--train-data", str(tmp_path / "t.npz"), "--out", str(tmp_path / "o")]
-    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    # as from a terminal: SIGINT at its default (an xdist worker ignores it, and a child inherits that)
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in p.stderr:  # progress lines (stderr is not a terminal)
         seen.append(line)
