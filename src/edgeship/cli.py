@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._version import __version__
-from .analysis.report import print_table, size_text
+from .analysis.report import count_text, print_table, size_text
 from .bench.config import BenchConfig
 from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
 from .errors import EdgeshipError, InputError, UsageError, printable
@@ -884,8 +884,8 @@ def _print_compress(c: Console, doc: dict) -> None:
     rows = []
     for r in p["rows"]:
         sp = (r["latency"].get(lat[0]) or {}).get("speedup") if lat else None
-        rows.append([r["label"], _big(r["macs"]) + (f" -{r['macs_removed']:.0%}" if r.get("macs_removed") else ""),
-                     _big(r["params"]), val(r["value"]), *([val(r["before_tuning"])] if p["fine_tuned"] else []),
+        rows.append([r["label"], count_text(r["macs"], "") + (f" -{r['macs_removed']:.0%}" if r.get("macs_removed") else ""),
+                     count_text(r["params"], ""), val(r["value"]), *([val(r["before_tuning"])] if p["fine_tuned"] else []),
                      *[f"{(r['latency'][t] or {}).get('p50_ms') or 0:.3g}" for t in lat],
                      *([f"{sp:.2f}x" if sp else "-"] if lat else [])])
     print_table(c, p["title"], headers, rows, right=tuple(h for h in headers if h != "ratio"))
@@ -904,15 +904,6 @@ def _print_compress(c: Console, doc: dict) -> None:
     c.print("deploy with:", highlight=False, markup=False)
     for r in p["rows"][1:]:  # one argument a line: copied whole, whatever the terminal's width
         c.print("  " + r["deploy"].replace(" --", " \\\n      --"), highlight=False, markup=False, soft_wrap=True)
-
-
-def _big(x: Any) -> str:
-    if x is None:
-        return "-"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{unit}"
-    return f"{x:.0f}"
 
 
 @app.command(cls=_Command)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["print_report", "print_table", "size_text"]
+__all__ = ["print_report", "print_table", "size_text", "count_text"]
 
 
 # ---- tables that fit the terminal (used by every command's human output) ------------------
@@ -19,6 +19,16 @@ def size_text(n: float | None) -> str:
             v = n / div
             return f"{v:.2f} {unit}" if v < 10 else f"{v:.1f} {unit}" if v < 100 else f"{v:.0f} {unit}"
     return f"{n:.0f} B"
+
+
+def count_text(x: float | None, sep: str = " ", none: str = "-") -> str:
+    """A count for people, three digits: 812, 33.5 k, 8.41 M, 1.2 G (``sep`` between number and unit)."""
+    if x is None:
+        return none
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{sep}{unit}"
+    return f"{x:.0f}"
 
 
 def _cell_widths(cell: Any) -> tuple[int, int]:

@@ -47,7 +47,7 @@ def build(folder: str | Path, old: str | Path | None = None) -> dict[str, Any]:
 
 
 def _filters() -> dict[str, Any]:
-    from ..analysis.report import size_text
+    from ..analysis.report import count_text, size_text
 
     def ms(x: float | None) -> str:
         return "–" if x is None else f"{x:.3g}" if x < 10 else f"{x:.1f}"
@@ -56,12 +56,7 @@ def _filters() -> dict[str, Any]:
         return "–" if x is None else f"{x:.2f} s"
 
     def big(x: float | None) -> str:
-        if x is None:
-            return "–"
-        for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-            if abs(x) >= div:
-                return f"{x / div:.3g} {unit}"
-        return f"{x:.0f}"
+        return count_text(x, none="–")
 
     def fidelity(f: dict[str, Any]) -> str:
         if f["value"] is None:
