@@ -48,6 +48,9 @@ PANELS: dict[str, tuple[str, ...]] = {
     MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "benchmark",
                  "baseline", "threads", "runs", "top", "top_k", "threshold"),
     "Model input": ("input_shape", "input_dtype", "input_range", "preprocess", "labels", "weights", "allow_pickle"),
+    "Pruning": ("importance", "round_to"),
+    "Fine-tuning": ("train_data", "eval_data", "epochs", "distill", "temperature", "alpha", "lr", "batch_size",
+                    "train_samples", "seed"),
     "Quantization (int8, fp16)": ("method", "calibration", "calib", "calib_samples", "eval", "eval_samples",
                                   "max_drop", "max_float_layers", "bias_correction", "equalization", "rounding",
                                   "rounding_iters", "task"),
@@ -56,8 +59,6 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Benchmark": ("bench_threads", "bench_runs", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
                   "batch_sizes", "timeout", "register_target"),
     "Roofline": ("profile", "roofline"),
-    "Fine-tuning (compress)": ("importance", "round_to", "train_data", "eval_data", "epochs", "distill", "temperature", "alpha", "lr",
-                               "batch_size", "train_samples", "seed", "latency"),
     "Release": ("package", "release_version", "sign_key"),
 }
 TARGET_PANEL = "Target options"
@@ -115,11 +116,12 @@ def _help(field: Any) -> str:
     return text
 
 
-def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
+def options_from(model: type, skip: tuple[str, ...] = (), panels: dict[str, str] | None = None) -> Callable:
     """Add one CLI option per config field (type, default, help from the field) to a command.
 
-    Options are grouped into help panels (:data:`PANELS`), the most used first. The wrapped command
-    receives the collected values as ``options: dict``.
+    Options are grouped into help panels (:data:`PANELS`, or ``panels`` for this command's own
+    meaning of a shared name), the most used first. The wrapped command receives the collected
+    values as ``options: dict``.
     """
 
     def deco(fn: Callable) -> Callable:
@@ -137,7 +139,7 @@ def options_from(model: type, skip: tuple[str, ...] = ()) -> Callable:
             shown: Any = default not in (None, [])
             if isinstance(default, list) and default:
                 shown = ",".join(map(str, default))
-            panel = _panel(name)
+            panel = (panels or {}).get(name) or _panel(name)
             if ann is bool:
                 decl: tuple[str, ...] = (f"{flag}/--no-{name.replace('_', '-')}",)
                 metavar = ""  # a flag pair takes no value
@@ -849,12 +851,14 @@ from .pruning.config import CompressConfig  # noqa: E402
 
 
 @app.command(cls=_Command)
-@options_from(CompressConfig, skip=("dynamic_batch",))
+@options_from(CompressConfig, skip=("dynamic_batch",),
+              panels={"method": "Pruning", "eval_samples": "Fine-tuning", "latency": "Benchmark"})
 def compress(
     model: str = typer.Argument(..., metavar="MODEL", help="a torch model: built-in name, factory pkg.mod:fn, .pt2 or "
                                                            "checkpoint"),
-    prune: str = typer.Option(..., "--prune", metavar="RATIO", help="share of the channels (or, with --method "
-                                                                     "magnitude, weights) to remove, e.g. 0.5"),
+    prune: str = typer.Option(..., "--prune", metavar="RATIO,...", help="share of the channels (or, with --method "
+                                                                         "magnitude, weights) to remove, e.g. 0.5; "
+                                                                         "several make a sweep: 0.25,0.5,0.75"),
     as_json: bool = JSON_OPT,
     options: dict = None,  # type: ignore[assignment]
 ) -> None:
