@@ -337,3 +337,31 @@ def test_benchmark_workers_run_under_the_isolation_limits(tiny_onnx, tmp_path, m
     rep = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1})
     [inc] = rep.incomplete
     assert rep.results == [] and inc["kind"] == "limit" and "EDGESHIP_MAX_MEMORY_GB" in inc["reason"]
+
+
+def test_a_peak_measured_on_a_busy_machine_is_used_once_not_cached(tmp_path, monkeypatch):
+    # a busy first run once cached 115 GFLOP/s where a quiet one measures ~248: every later "% of peak" was wrong
+    import json as _json
+
+    from edgeship.bench import peaks
+
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path))
+    busy = iter([0.9] * 6 + [0.05])
+    monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: next(busy))
+    said = []
+    first = peaks.machine_peaks(1, [0], 60, said.append)
+    assert first["quiet"] is False and first["busy_before"] == 0.9 and "not cached" in first["note"]
+    assert any("waiting for a quiet machine" in m for m in said) and not (tmp_path / peaks.PEAKS_FILE).exists()
+    second = peaks.machine_peaks(1, [0], 60)  # quiet now: measured again, and cached
+    assert second["quiet"] is True and second["cached"] is False and second["fp32_gops"] > 0
+    assert peaks.machine_peaks(1, [0], 60)["cached"] is True
+    # an entry an older edgeship cached under load (no 'quiet', load average above half the CPUs) is measured again
+    data = _json.loads((tmp_path / peaks.PEAKS_FILE).read_text())
+    for e in data["entries"].values():
+        e.pop("quiet")
+        e["load_average"] = [64.0, 64.0, 64.0]
+        e["fp32_gops"] = 1.0
+    (tmp_path / peaks.PEAKS_FILE).write_text(_json.dumps(data))
+    monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.0)
+    again = peaks.machine_peaks(1, [0], 60)
+    assert again["cached"] is False and again["fp32_gops"] > 1.0

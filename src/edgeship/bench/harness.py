@@ -574,6 +574,8 @@ def _compute(macs: int | None, note: str | None, p50_ms: float, precision: str,
         out["peak_gops"] = peak.get(f"{kind}_gops")
         if out["gops"] is not None and out["peak_gops"]:
             out["percent_of_peak"] = round(100.0 * out["gops"] / out["peak_gops"], 2)
+        if peak.get("quiet") is False:
+            note = "; ".join(x for x in (note, "the peak was measured on a busy machine: % of peak may read high") if x)
     elif peak:
         note = "; ".join(x for x in (note, peak["error"]) if x)
     elif macs is not None:
