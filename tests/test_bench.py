@@ -177,7 +177,10 @@ def test_a_target_registered_here_runs_in_the_benchmark_process(fake_art):
 
 
 def test_roofline_peaks_are_measured_once_and_cached(tiny_onnx, peaks_dir, monkeypatch):
+    from edgeship.bench import peaks
+
     monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(peaks_dir))
+    monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.0)  # quiet (the other test worker is not)
     fake_analyze = types.ModuleType("edgeship.analysis")
     fake_analyze.model_macs = lambda path: 1_000_000  # a stand-in counter: the plumbing, not the count
     monkeypatch.setitem(sys.modules, "edgeship.analysis", fake_analyze)
@@ -365,3 +368,17 @@ def test_a_peak_measured_on_a_busy_machine_is_used_once_not_cached(tmp_path, mon
     monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.0)
     again = peaks.machine_peaks(1, [0], 60)
     assert again["cached"] is False and again["fp32_gops"] > 1.0
+
+
+def test_a_time_budget_stops_the_timed_calls_first(tiny_onnx):
+    # deploy --benchmark times each artifact for --bench-runs calls or --bench-seconds, whichever first
+    import time
+
+    t0 = time.perf_counter()
+    rep = api.benchmark(tiny_onnx, **{**FAST, "rounds": 2, "runs": 10_000_000, "max_seconds": 0.6, "auto_baseline": False})
+    r = rep.results[0]
+    assert 30 <= r["latency_ms"]["n"] < 10_000_000 and rep.data["settings"]["max_seconds"] == 0.6
+    assert time.perf_counter() - t0 < 60
+    from edgeship.config import DeployConfig
+
+    assert DeployConfig.build(model="x").bench_seconds == 3.0

@@ -133,7 +133,7 @@ def deploy_stage(cfg: DeployConfig, source: Source, artifacts: Sequence[Artifact
     Incomplete candidates are recorded, never fatal: the artifacts are already built and verified.
     """
     options: dict[str, Any] = {"threads": cfg.bench_threads, "runs": cfg.bench_runs,
-                               "auto_baseline": False,
+                               "max_seconds": cfg.bench_seconds, "auto_baseline": False,
                                "rounds": max(1, min(3, cfg.bench_runs // 100))}  # >= 100 calls per process
     notes = []
     if source.kind in ("torch", "pt2"):

@@ -49,6 +49,9 @@ class BenchConfig(ConfigModel):
     cpus: list[int] | None = Field(
         None, description="CPU ids to pin to, e.g. 0 or 0,1 or 0-1 (default: the profile's, else the first N for N threads)")
     runs: int = Field(1000, ge=1, description="timed warm calls per artifact and thread count, split over the rounds")
+    max_seconds: float | None = Field(
+        None, gt=0, description="seconds of timed calls per artifact and thread count at most: the calls stop at --runs "
+                                "or here, whichever first (at least 30; split over the rounds); default: --runs alone")
     warmup: int = Field(20, ge=0, description="untimed warm-up calls in each benchmark process")
     rounds: int = Field(3, ge=1, le=100,
                         description="fresh processes per artifact; each round alternates the artifacts and the baseline")

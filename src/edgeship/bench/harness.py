@@ -49,6 +49,9 @@ _MODULE_FACTORY = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _TRACEBACK = "Traceback (most recent call last):"
 
 
+MIN_BUDGET_RUNS = 30  # timed calls a time budget never cuts below (over all rounds)
+
+
 def _noop(_: str) -> None:
     pass
 
@@ -447,6 +450,8 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             spec: dict[str, Any] = {
                 "kind": "artifact" if j.item.role == "artifact" else "source",
                 "threads": j.threads, "cpus": j.cpus, "warmup": cfg.warmup, "runs": per_round[r],
+                "max_seconds": cfg.max_seconds / rounds if cfg.max_seconds else None,
+                "min_runs": max(1, MIN_BUDGET_RUNS // rounds),
                 "fresh_input": cfg.fresh_input, "batch_sizes": cfg.batch_sizes, "throughput_runs": tp_runs,
                 "register": register, "seed": r,
             }
@@ -506,7 +511,7 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             "load_average": {"start": load_start, "end": load_end},
         },
         "settings": {
-            "threads": threads, "cpus": pinned_cpus, "runs": cfg.runs, "warmup": cfg.warmup, "rounds": rounds,
+            "threads": threads, "cpus": pinned_cpus, "runs": cfg.runs, "max_seconds": cfg.max_seconds, "warmup": cfg.warmup, "rounds": rounds,
             "fresh_input": cfg.fresh_input, "batch_sizes": cfg.batch_sizes, "throughput_runs_per_round": tp_runs,
             "timeout_s": cfg.timeout, "profile": profile.model_dump(mode="json") if profile else None,
             "power_profile": power_profile.name,

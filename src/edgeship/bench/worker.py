@@ -303,8 +303,10 @@ def _import_installed(origin: str, exclude: Sequence[str]) -> None:
 # ---- timing -----------------------------------------------------------------------------
 
 def _timed_calls(runner: Any, specs: Any, batch: int, n: int, fresh: bool, rng: Any,
-                 feeds: dict[str, Any] | None) -> tuple[list[float], float]:
-    """``n`` calls; returns wall ms per call and the process CPU seconds spent inside the calls."""
+                 feeds: dict[str, Any] | None, max_seconds: float | None = None,
+                 min_calls: int = 1) -> tuple[list[float], float]:
+    """``n`` calls (fewer, not under ``min_calls``, once ``max_seconds`` of calls have passed);
+    returns wall ms per call and the process CPU seconds spent inside the calls."""
     perf = time.perf_counter_ns
     outside = getattr(runner, "outside_cpu_s", None)  # a runtime in other processes (a browser's renderer)
 
@@ -324,8 +326,11 @@ def _timed_calls(runner: Any, specs: Any, batch: int, n: int, fresh: bool, rng: 
     gc.collect()
     was = gc.isenabled()
     gc.disable()
+    deadline = perf() + int(max_seconds * 1e9) if max_seconds else None
     try:
-        for _ in range(n):
+        for i in range(n):
+            if deadline is not None and i >= min_calls and perf() > deadline:
+                break
             if fresh or feeds is None:
                 feeds = make_inputs(specs, batch, rng)
             c0 = cpu_start()
@@ -381,7 +386,8 @@ def _bench_runner(spec: dict[str, Any], runner: Any, specs: Any, cold: dict[str,
     domains = rapl_domains()
     r0 = _rapl_read(domains) if domains else None
     w0 = time.perf_counter()
-    samples, cpu_s = _timed_calls(runner, specs, 1, int(spec["runs"]), fresh, rng, feeds)
+    samples, cpu_s = _timed_calls(runner, specs, 1, int(spec["runs"]), fresh, rng, feeds,
+                                  spec.get("max_seconds"), int(spec.get("min_runs") or 1))
     wall = time.perf_counter() - w0
     r1 = _rapl_read(domains) if domains else None
     warm = {"samples_ms": samples, "cpu_s": cpu_s, "wall_s": wall,
