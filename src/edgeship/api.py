@@ -395,19 +395,19 @@ def compress(model: str | Path = "efficientnet-lite0", *, progress: Progress = _
     out = Path(cfg.out)
     sweep = len(cfg.prune) > 1
     data = pruning.load_data(source, cfg, progress)
+    names = [f"prune-{r:g}" for r in cfg.prune]  # each ratio's folder in a sweep; a single ratio: out itself
+    subs = names if sweep else [""]
     with atomic_dir(out) as tmp:
         records = []
-        for ratio in cfg.prune:
-            sub = f"prune-{ratio:g}" if sweep else ""
+        for ratio, sub in zip(cfg.prune, subs):
             say = (lambda m, r=ratio: progress(f"prune {r:g}: {m}")) if sweep else progress
             records.append(pruning.build(source, cfg, ratio, data, tmp / sub, out / sub, say))
         if cfg.latency:
-            latency = _compress_latency(source, [tmp / (f"prune-{r['ratio']:g}" if sweep else "") for r in records],
-                                        records, cfg, progress)
+            latency = _compress_latency(source, [tmp / sub for sub in subs], names, cfg, progress)
             for i, r in enumerate(records):
                 r["latency"] = {t: {**v["original"], **v["pruned"][i]} for t, v in latency.items()}
-        for r in records:
-            pruning.finish(Path(tmp / (f"prune-{r['ratio']:g}" if sweep else "")), r)
+        for r, sub in zip(records, subs):
+            pruning.finish(tmp / sub, r)
         doc = {"schema": "edgeship.compress-sweep/1", "source": source.record(), "method": cfg.method,
                "out": str(out), "runs": records} if sweep else records[0]
         if sweep:
@@ -418,7 +418,7 @@ def compress(model: str | Path = "efficientnet-lite0", *, progress: Progress = _
     return {**doc, "report": str(out / "report.html")}
 
 
-def _compress_latency(source: Source, folders: list[Path], records: list[dict[str, Any]], cfg: Any,
+def _compress_latency(source: Source, folders: list[Path], names: list[str], cfg: Any,
                       progress: Progress) -> dict[str, Any]:
     """Per runtime, the original and each pruned model converted (fp32, verified) and timed at 1
     thread in one benchmark run, interleaved in the same rounds: {runtime: {"original": {...},
@@ -437,7 +437,7 @@ def _compress_latency(source: Source, folders: list[Path], records: list[dict[st
         for t in cfg.latency:
             try:
                 arts[t] = [convert(s, t, Path(td) / f"{t}-{name}", DeployConfig.build(model=s.origin), progress=progress)
-                           for name, s in zip(["original", *(f"prune-{r['ratio']:g}" for r in records)], [source, *pruned])]
+                           for name, s in zip(["original", *names], [source, *pruned])]
             except EdgeshipError as e:  # this runtime cannot be used here: said, the rest measured
                 out[t] = {"original": {"error": e.message}, "pruned": [{"error": e.message}] * len(pruned)}
         if arts:
@@ -459,12 +459,10 @@ def _p50(r: dict[str, Any]) -> float | None:
 
 def _speedup(base: dict[str, Any], r: dict[str, Any]) -> float | None:
     """original / pruned: the median over rounds of each round's ratio (both timed in every round)."""
+    import statistics
+
     pairs = [a / b for a, b in zip(base.get("p50_by_round_ms") or [], r.get("p50_by_round_ms") or []) if a and b]
-    if not pairs:
-        return None
-    pairs.sort()
-    mid = len(pairs) // 2
-    return round(pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2, 3)
+    return round(statistics.median(pairs), 3) if pairs else None
 
 
 def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: Progress = _noop,

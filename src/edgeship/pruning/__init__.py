@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..artifact import sha256_file
 from ..errors import UnsupportedError, UsageError
 
 if TYPE_CHECKING:
@@ -129,12 +130,11 @@ def _taylor_gradients(model: Any, samples: list[tuple[np.ndarray, ...]], labels:
     import torch.nn.functional as F
 
     from ..sources import flatten_outputs
+    from .distill import stack
 
     model.zero_grad(set_to_none=True)
     for i in range(0, len(samples), 16):
-        part = samples[i:i + 16]
-        xs = [torch.from_numpy(np.concatenate([s[k] for s in part])) for k in range(len(part[0]))]
-        logits = flatten_outputs(model(*xs))[0]
+        logits = flatten_outputs(model(*stack(samples[i:i + 16])))[0]
         logits = logits.reshape(logits.shape[0], -1)
         target = torch.tensor(labels[i:i + 16]) if labels is not None else logits.detach().argmax(1)
         (F.cross_entropy(logits, target, reduction="sum") / len(samples)).backward()
@@ -278,7 +278,9 @@ def check_request(source: Source, cfg: CompressConfig) -> None:
 
 @dataclass
 class Data:
-    """The data one compression (or a sweep) reads: fine-tuning and evaluation samples, labels."""
+    """What every ratio of one compression (or a sweep) is built and judged against, read and
+    computed once: fine-tuning and evaluation samples and labels, the original's outputs on the
+    evaluation samples, its MACs and parameters."""
 
     train: list[tuple[np.ndarray, ...]] | None
     train_labels: list[int] | None
@@ -287,6 +289,9 @@ class Data:
     eval_labels: list[int] | None
     eval_origin: str
     classifier: bool
+    reference: list[np.ndarray]  # the original's outputs on ``evaluation``
+    macs: int  # the original's
+    params: int
 
 
 def load_data(source: Source, cfg: CompressConfig, say: Any) -> Data:
@@ -300,16 +305,18 @@ def load_data(source: Source, cfg: CompressConfig, say: Any) -> Data:
     evaluation, eval_labels = load_samples(cfg.eval_data, source, cfg.eval_samples, "evaluation")
     if train is not None and cfg.eval_data is None:
         say("no --eval-data: fidelity is measured on the model's own evaluation inputs, not on held-out data")
-    ref = _outputs(source.module, evaluation[:8])
+    say(f"the original's outputs on {len(evaluation)} evaluation inputs, its MACs and parameters")
+    ref = _outputs(source.module, evaluation)
+    macs, params = _macs_params(source.module, tuple(np.asarray(a) for a in source.example_inputs))
     return Data(train, labels, cfg.train_data, evaluation, eval_labels,
                 cfg.eval_data or source.inputs_origin("evaluation"),
-                source_is_classifier(ref[0], source, None))
+                source_is_classifier(ref[0], source, None), ref, macs, params)
 
 
-def _fidelity(source: Source, model: Any, data: Data, ref: list[np.ndarray]) -> dict[str, Any]:
+def _fidelity(model: Any, data: Data) -> dict[str, Any]:
     from ..fidelity import judge
 
-    fid = judge(ref, _outputs(model, data.evaluation), classifier=data.classifier, min_cosine=0.0, max_drop=1.0,
+    fid = judge(data.reference, _outputs(model, data.evaluation), classifier=data.classifier, min_cosine=0.0, max_drop=1.0,
                 labels=data.eval_labels)
     return {k: fid[k] for k in ("top1_agreement", "top5_agreement", "cosine", "sqnr_db", "accuracy", "accuracy_fp32")
             if fid.get(k) is not None}
@@ -326,8 +333,7 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
 
     t0 = time.perf_counter()
     examples = tuple(np.asarray(a) for a in source.example_inputs)
-    say("counting MACs and parameters of the original")
-    macs0, params0 = _macs_params(source.module, examples)
+    macs0, params0 = data.macs, data.params
     record: dict[str, Any] = {"schema": "edgeship.compress/1", "source": source.record(), "method": cfg.method,
                               "ratio": ratio, "seed": cfg.seed}
     if cfg.method == "channel":
@@ -354,9 +360,8 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
         macs1, params1 = macs0, params0
 
     say(f"fidelity to the original on {len(data.evaluation)} evaluation inputs")
-    ref = _outputs(source.module, data.evaluation)
     evaluation: dict[str, Any] = {"data": data.eval_origin, "samples": len(data.evaluation),
-                                  "labels": data.eval_labels is not None, "pruned": _fidelity(source, pruned, data, ref)}
+                                  "labels": data.eval_labels is not None, "pruned": _fidelity(pruned, data)}
     if data.train is not None:
         settings = DistillSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, temperature=cfg.temperature,
                                    alpha=cfg.alpha, seed=cfg.seed, distill=cfg.distill)
@@ -370,7 +375,7 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
         if cfg.method == "magnitude":
             _drop_masks(pruned)
             sparsity = _sparsity(pruned)
-        evaluation["fine_tuned"] = _fidelity(source, pruned, data, ref)
+        evaluation["fine_tuned"] = _fidelity(pruned, data)
     final_fid = evaluation.get("fine_tuned", evaluation["pruned"])
     record["evaluation"] = evaluation
     record["fidelity"] = {"data": data.eval_origin, "samples": len(data.evaluation), **final_fid,
@@ -387,7 +392,7 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
     work.mkdir(parents=True, exist_ok=True)
     torch.export.save(ep, str(work / MODEL_FILE))
     size = (work / MODEL_FILE).stat().st_size
-    record["model_sha256"] = _sha256(work / MODEL_FILE)
+    record["model_sha256"] = sha256_file(work / MODEL_FILE)
     record.update({
         "params": {"before": params0, "after": params1, "removed": 1 - params1 / max(params0, 1)},
         "macs": {"before": macs0, "after": macs1, "removed": 1 - macs1 / max(macs0, 1)},
@@ -440,16 +445,6 @@ def _sparsity(model: Any) -> float:
     return sum(int((m.weight == 0).sum()) for m in layers) / max(sum(m.weight.numel() for m in layers), 1)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 RECORD_LIMIT = 4 << 20  # bytes of a compress.json read at most
 
 
@@ -466,7 +461,7 @@ def lineage(source: Source) -> dict[str, Any] | None:
         rec = json.loads(rec_path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(rec, dict) or rec.get("schema") != "edgeship.compress/1" or rec.get("model_sha256") != _sha256(origin):
+    if not isinstance(rec, dict) or rec.get("schema") != "edgeship.compress/1" or rec.get("model_sha256") != sha256_file(origin):
         return None
 
     def nums(d: Any, keys: tuple[str, ...]) -> dict[str, float]:

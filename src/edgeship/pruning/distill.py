@@ -64,16 +64,11 @@ def data_digest(samples: list[tuple[np.ndarray, ...]], labels: list[int] | None)
     return h.hexdigest()[:20]
 
 
-def _stack(samples: list[tuple[np.ndarray, ...]]) -> list[Any]:
+def stack(samples: list[tuple[np.ndarray, ...]]) -> list[Any]:
+    """Samples (tuples of arrays with a batch axis of 1) as one tensor per model input."""
     import torch
 
     return [torch.from_numpy(np.concatenate([s[k] for s in samples])) for k in range(len(samples[0]))]
-
-
-def _flat(out: Any) -> list[Any]:
-    from ..sources import flatten_outputs
-
-    return [t for t in flatten_outputs(out)]
 
 
 def _train_mode(model: Any) -> None:
@@ -96,17 +91,19 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
     import torch
     import torch.nn.functional as F
 
+    from ..sources import flatten_outputs
+
     if not settings.distill and labels is None:
         from ..errors import UsageError
 
         raise UsageError("--no-distill trains on labels, and the training data has none",
                          hint="give labelled data (an image folder per class, or an .npz with x and y), or keep --distill")
     torch.manual_seed(settings.seed)
-    xs = _stack(samples)
+    xs = stack(samples)
     n = len(samples)
     with torch.no_grad():
         teacher.eval()
-        targets = [torch.cat(parts) for parts in zip(*[_flat(teacher(*[x[i:i + 64] for x in xs]))
+        targets = [torch.cat(parts) for parts in zip(*[flatten_outputs(teacher(*[x[i:i + 64] for x in xs]))
                                                         for i in range(0, n, 64)])]
     scale = [t.var().clamp_min(1e-12) for t in targets]
     y = torch.tensor(labels, dtype=torch.long) if labels is not None else None
@@ -141,7 +138,7 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
             return {}
         student.eval()
         with torch.no_grad():
-            loss, correct = loss_of(_flat(student(*[x[held_t] for x in xs])), held_t)
+            loss, correct = loss_of(flatten_outputs(student(*[x[held_t] for x in xs])), held_t)
         return {"held_out_loss": float(loss), **({"held_out_" + measure: correct / len(held_t)} if classifier else {})}
 
     measure = "accuracy" if y is not None else "agreement"
@@ -180,7 +177,7 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
             seen, correct, loss_sum = state.get("running", (0, 0, 0.0))  # this epoch's so far (when resumed)
             for s in range(state["step"], steps_per_epoch):
                 idx = order[s * settings.batch_size:(s + 1) * settings.batch_size]
-                loss, right = loss_of(_flat(student(*[x[idx] for x in xs])), idx)
+                loss, right = loss_of(flatten_outputs(student(*[x[idx] for x in xs])), idx)
                 correct += right
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
