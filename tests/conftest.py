@@ -8,6 +8,9 @@ import pytest
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
+# every test builds what it checks: edgeship's cache of task results is off (the cache's own tests
+# turn it on in a folder of their own); the rest of the cache folder (onnxruntime-web, peaks) is shared
+os.environ["EDGESHIP_NO_CACHE"] = "1"
 
 
 @pytest.fixture(scope="session")

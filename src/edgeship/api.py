@@ -35,7 +35,7 @@ from .targets import available_targets, default_targets, get_target, known_preci
 from .verify import raise_if_failed
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "classify_bundle",
-           "benchmark", "package", "report", "verify_bundle", "keygen", "DeployResult", "Plan"]
+           "benchmark", "package", "report", "verify_bundle", "keygen", "cache_info", "cache_clear", "DeployResult", "Plan"]
 
 Progress = Callable[[str], None]
 
@@ -252,27 +252,39 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     artifacts: list[Artifact] = []
     built: dict[tuple[str, str], Artifact] = {}
     failed: list[dict[str, Any]] = []
+    from . import cache
+
+    keys = _TaskKeys(cfg, source, p) if cache.enabled(cfg.cache) else None
     for step in p.steps:
         t1 = time.perf_counter()
         target, precision = step["target"], step["precision"]
-        folder = stage / safe_name(f"{target}-{precision}")
+        name = safe_name(f"{target}-{precision}")
+        folder = stage / name
         base = get_target(target).derives_from
+        k = keys.convert(target, precision) if keys is not None else None
         try:
             gone = next((f for f in failed if (f["target"], f["precision"]) == (base, precision)), None)
             if gone is not None:  # what it is built from was not written: neither is it, for the same reason
                 kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
                 raise kind(f"{base} {precision}, which it is built from, was not written: {gone['message']}",
                            hint=gone["hint"])
-            # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
-            parent = built.get((base or "", precision)) or built.get((target, "fp32"))
-            art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
+            art = keys.reuse(k, folder, name, progress) if keys is not None else None
+            if art is None:
+                # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
+                parent = built.get((base or "", precision)) or built.get((target, "fp32"))
+                art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
+                if keys is not None:
+                    keys.keep(k, folder, name, time.perf_counter() - t1)
         except (ValidationError, UnsupportedError) as e:
             # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
             # and not written; the other artifacts are still built. fp32 failures stop the run.
             if precision == "fp32" or isinstance(e, MissingExtraError):
                 raise
-            failed.append({"target": target, "precision": precision, "error": type(e).__name__,
-                           "message": e.message, "hint": e.hint})
+            failure = {"target": target, "precision": precision, "error": type(e).__name__,
+                       "message": e.message, "hint": e.hint}
+            if keys is not None and gone is None and not getattr(e, "from_cache", False):
+                keys.keep_failure(k, failure, time.perf_counter() - t1)
+            failed.append(failure)
             progress(f"{target} {precision}: not written ({e.message})")
             continue
         built[(target, precision)] = art
@@ -282,6 +294,8 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
                                           "skipped": list(p.skipped),
                                           "verified": all(a.verification and a.verification.passed for a in artifacts)
                                           and not failed, "failed": failed}}
+    if keys is not None:
+        stages["convert"]["cache"] = keys.record()
     from .pruning import lineage
 
     made = lineage(source)  # a model edgeship compress made: what it gained and lost, beside what deploy measures
@@ -289,16 +303,18 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         stages["compression"] = made
     if source.preprocess is not None and source.labels and len(source.inputs) == 1:
         progress("classifying the sample photos")
-        stages["predictions"] = _sample_predictions(source, artifacts)
+        if keys is None:
+            stages["predictions"] = _sample_predictions(source, artifacts)
+        else:
+            stages["predictions"] = keys.document("predictions", lambda: _sample_predictions(source, artifacts),
+                                                  artifacts=[(a.root.name, a.digest) for a in artifacts])[0]
     progress("analysing the model: per-layer cost, advice, roofline")
     t1 = time.perf_counter()
     stages["analysis"] = _analysis_stage(source, artifacts)
     timings["analysis"] = time.perf_counter() - t1
     if cfg.benchmark:
-        from .bench import deploy_stage
-
         t1 = time.perf_counter()
-        stages["benchmark"] = deploy_stage(cfg, source, artifacts, progress)
+        stages["benchmark"] = _benchmark_stage(cfg, source, artifacts, keys, progress)
         timings["benchmark"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     records = []
@@ -344,6 +360,131 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         write_manifest(out, manifest)
     _write_report(out, progress)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def cache_info() -> dict[str, Any]:
+    """What edgeship's cache of task results holds (:func:`edgeship.cache.info`)."""
+    from . import cache
+
+    return cache.info()
+
+
+def cache_clear(older_than_days: float | None = None) -> dict[str, Any]:
+    """Remove cached task results, all or those unused for ``older_than_days`` (:func:`edgeship.cache.clear`)."""
+    from . import cache
+
+    return cache.clear(older_than_days)
+
+
+class _TaskKeys:
+    """The cache keys of a deploy's conversions (:mod:`edgeship.cache`), and what was reused."""
+
+    def __init__(self, cfg: DeployConfig, source: Source, p: Plan) -> None:
+        from . import cache
+
+        self.cfg, self.source, self.cache = cfg, source, cache
+        self.source_key = cache.source_key(source)
+        reduced = any(s["precision"] != "fp32" for s in p.steps)
+        self.data = {"calib": cache.data_key(cfg.calib, source, cfg.calib_samples, "calibration"),
+                     "eval": cache.data_key(cfg.eval, source, cfg.eval_samples, "evaluation")} if reduced else {}
+        self.keys: dict[tuple[str, str], str] = {}
+        self.reused: list[str] = []
+        self.built: list[str] = []
+        self.notes: list[str] = []
+
+    def convert(self, target: str, precision: str) -> str:
+        t = get_target(target)
+        # the key of what it is built from, by the rule deploy picks its parent (onnx's for ort/web, else its own fp32)
+        parent = self.keys.get((t.derives_from or "", precision)) or self.keys.get((target, "fp32"))
+        own = t.Options.model_fields if t.Options is not None else ()
+        # a plugin target's code is not edgeship's: its file is part of the key
+        k = self.cache.convert_key(self.cfg, self.source_key, target, precision, own, self.data,
+                                   parent, self.cache.class_digest(type(t)))
+        self.keys[(target, precision)] = k
+        return k
+
+    def reuse(self, k: str, folder: Path, name: str, progress: Progress) -> Artifact | None:
+        """The artifact stored under ``k``, copied into ``folder`` and checked; raises the stored
+        failure of a precision that did not meet its budget; None: build it."""
+        doc = self.cache.fetch_json(k)
+        if doc is not None and isinstance(doc.get("failed"), dict):
+            f = doc["failed"]
+            self.reused.append(name)
+            progress(f"{name}: the same build failed before (cache); --no-cache tries again")
+            kind = ValidationError if f.get("error") == "ValidationError" else UnsupportedError
+            err = kind(str(f.get("message", "")), hint=str(f.get("hint") or ""))
+            err.from_cache = True  # type: ignore[attr-defined]
+            raise err
+        meta, why = self.cache.fetch_dir(k, folder)
+        if why:
+            self.notes.append(f"{name}: cache entry {why}")
+            progress(f"{name}: cache entry {why}")
+        if meta is None:
+            return None
+        art = load_artifact(folder)
+        self.reused.append(name)
+        took = meta.get("seconds")
+        progress(f"{name}: reused from the cache, files re-verified" + (f" (built in {took:.0f} s)" if took else ""))
+        return art.model_copy(update={"root": folder})
+
+    def keep(self, k: str, folder: Path, name: str, seconds: float) -> None:
+        self.built.append(name)
+        self.cache.store_dir(k, folder, {"kind": "artifact", "name": name, "seconds": round(seconds, 2)})
+
+    def keep_failure(self, k: str, failure: dict[str, Any], seconds: float) -> None:
+        self.cache.store_json(k, {"failed": failure}, {"kind": "failure", "seconds": round(seconds, 2)})
+
+    def document(self, kind: str, compute: Callable[[], dict[str, Any]], keep: Callable[[dict[str, Any]], bool] | None = None,
+                 **parts: Any) -> tuple[dict[str, Any], bool]:
+        """A JSON result of this source (figures, predictions) computed once per ``parts`` (JSON-ready):
+        (the document, whether it came from the cache). ``keep(doc)`` False: not stored."""
+        k = self.cache.key(kind, source=self.source_key, **parts)
+        doc = self.cache.fetch_json(k)
+        if doc is not None:
+            return doc, True
+        doc = compute()
+        if keep is None or keep(doc):
+            self.cache.store_json(k, doc, {"kind": kind})
+        return doc, False
+
+    def record(self) -> dict[str, Any]:
+        return {"dir": str(self.cache.tasks_dir()), "reused": self.reused, "built": self.built, "notes": self.notes}
+
+
+def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact], keys: _TaskKeys | None,
+                     progress: Progress) -> dict[str, Any]:
+    """``deploy --benchmark``: measured, or the figures an identical run measured on this machine
+    (the same artifacts by digest, source, benchmark options, CPU model and core count), which
+    say so (``cached``: when and where they were measured)."""
+    import datetime
+    import os
+    import platform
+
+    from .bench import deploy_stage
+    from .bench.peaks import cpu_model
+
+    machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "host": platform.node()}
+
+    def measure() -> dict[str, Any]:
+        return {"stage": deploy_stage(cfg, source, artifacts, progress),
+                "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+
+    if keys is None:
+        return measure()["stage"]
+    def quiet(doc: dict[str, Any]) -> bool:  # figures measured on a busy machine are not kept as this machine's
+        loads = [x[0] for x in (doc["stage"].get("load_average") or {}).values() if x]
+        return max(loads, default=0.0) <= (os.cpu_count() or 1)
+
+    doc, cached = keys.document("benchmark", measure, keep=quiet, artifacts=[(a.root.name, a.digest) for a in artifacts],
+                                options=cfg.model_dump(mode="json", include={"bench_threads", "bench_runs", "bench_seconds"}),
+                                machine=machine)
+    stage = doc["stage"]
+    if not cached:
+        return stage
+    progress(f"benchmark: the figures measured {doc['measured']} on this machine (cache; --no-cache measures again)")
+    note = (f"measured {doc['measured']} on this machine by an identical earlier run, reused from the cache "
+            "(--no-cache measures again)")
+    return {**stage, "notes": [*stage.get("notes", []), note], "cached": {"measured": doc["measured"], **machine}}
 
 
 def _write_report(out: Path, progress: Progress = _noop) -> Path:

@@ -45,7 +45,7 @@ OTHER_PANEL = "Other options"
 # field name -> help panel, most used first (panels are shown in this order); a field not named here
 # goes to a per-target panel when its name starts with a target's name, else to OTHER_PANEL
 PANELS: dict[str, tuple[str, ...]] = {
-    MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "benchmark",
+    MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "cache", "benchmark",
                  "baseline", "threads", "runs", "top", "top_k", "threshold"),
     "Model input": ("input_shape", "input_dtype", "input_range", "preprocess", "labels", "weights", "allow_pickle"),
     "Pruning": ("importance", "round_to"),
@@ -581,6 +581,56 @@ def keygen(
         return {"ok": True, "private_key": str(priv), "public_key": str(pub)}, human
 
     run_command(as_json, body)
+
+
+cache_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                        help="The cache of built artifacts and measured figures (info, clear).")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info", cls=_Command)
+def cache_info(as_json: bool = JSON_OPT) -> None:
+    """What the cache holds: entries by kind and their size, and where it is ($EDGESHIP_CACHE_DIR)."""
+    from . import api
+
+    def body():
+        doc = api.cache_info()
+
+        def human(c: Console) -> None:
+            c.print(f"cache: {doc['dir']}", markup=False, highlight=False)
+            c.print(f"{doc['entries']} entries, {_mb(doc['bytes'])}", markup=False, highlight=False)
+            for kind, k in sorted(doc["kinds"].items()):
+                c.print(f"  {kind:<10} {k['entries']:>5} entries {_mb(k['bytes']):>10}, "
+                        f"least recently used {k['oldest_use_days']:g} days ago", markup=False, highlight=False)
+            if doc["other"]:
+                c.print("not cleared (not task results): " + ", ".join(f"{n} ({_mb(b)})" for n, b in doc["other"].items()),
+                        markup=False, highlight=False)
+
+        return doc, human
+
+    run_command(as_json, body)
+
+
+@cache_app.command("clear", cls=_Command)
+def cache_clear(
+    older_than: float = typer.Option(None, "--older-than", metavar="DAYS", min=0,
+                                     help="only entries not used for this many days"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Remove cached artifacts and figures (all, or those unused for --older-than DAYS); the next
+    deploy builds them again."""
+    from . import api
+
+    def body():
+        doc = api.cache_clear(older_than_days=older_than)
+        return doc, lambda c: c.print(f"removed {doc['removed']} entries ({_mb(doc['bytes'])}) from {doc['dir']}",
+                                      markup=False, highlight=False)
+
+    run_command(as_json, body)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 repo_app = typer.Typer(cls=_Group, no_args_is_help=True, help="TUF update repositories (init, refresh).")

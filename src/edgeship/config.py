@@ -170,6 +170,9 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
                                             "Core ML: palettize6, palettize4; `edgeship targets` lists them), or none")
     dry_run: bool = Field(False, description="print the resolved plan and missing extras, build nothing")
     isolate: bool = Field(True, description="work on model files (not factories) in a child process with limits")
+    cache: bool = Field(True, description="reuse what an identical earlier run built or measured (verified artifacts, "
+                                          "benchmark figures), its files re-checked ($EDGESHIP_CACHE_DIR/tasks); "
+                                          "--no-cache does everything again")
     benchmark: bool = Field(False, description="benchmark every artifact and the source in PyTorch eager after building "
                                                "(manifest stages.benchmark)")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")

@@ -248,14 +248,69 @@ def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[di
 
     key = (source.digest, id(source.module), cfg.rounding_iters, cfg.calib, cfg.calib_samples, bool(cfg.bias_correction))
     if key not in _ROUNDED:
-        samples = calibration_samples(source, cfg)
-        (say or (lambda _m: None))(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on "
-                                   f"{len(samples)} calibration samples, once for every int8 target")
-        module, stats = round_torch_module(source.module, source.example_inputs, samples, cfg.rounding_iters,
-                                           bias_correction=bool(cfg.bias_correction), say=say)
+        from .. import cache
+
+        stored = _RoundingCache(source, cfg) if cache.enabled(getattr(cfg, "cache", True)) else None
+        got = stored.fetch() if stored is not None else None
+        if got is not None:
+            (say or (lambda _m: None))("learned rounding: the weights an identical run learned (cache)")
+            module, stats = got
+        else:
+            samples = calibration_samples(source, cfg)
+            (say or (lambda _m: None))(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on "
+                                       f"{len(samples)} calibration samples, once for every int8 target")
+            module, stats = round_torch_module(source.module, source.example_inputs, samples, cfg.rounding_iters,
+                                               bias_correction=bool(cfg.bias_correction), say=say)
+            if stored is not None:
+                stored.keep(module, stats)
         _ROUNDED.clear()  # one source at a time: a deploy's targets share it, the next model replaces it
         _ROUNDED[key] = (dataclasses.replace(source, module=module), stats)
     return _ROUNDED[key]
+
+
+class _RoundingCache:
+    """The learned weights in edgeship's cache (:mod:`edgeship.cache`): the targets of a deploy, its
+    worker processes and the next run share one AdaRound (minutes on a CNN). Keyed by the module's
+    weights themselves (an equalised copy has the source's digest but other weights), its code,
+    the calibration data and the rounding options; loaded with ``weights_only``."""
+
+    def __init__(self, source: Any, cfg: Any) -> None:
+        from .. import cache
+        from ..sources import module_digest
+
+        self.cache, self.module = cache, source.module
+        self.key = cache.key("rounding", weights=module_digest(source.module), source=cache.source_key(source),
+                             iters=cfg.rounding_iters, calib_samples=cfg.calib_samples, bias_correction=bool(cfg.bias_correction),
+                             calib=cache.data_key(cfg.calib, source, cfg.calib_samples, "calibration"))
+
+    def fetch(self) -> tuple[Any, list[dict[str, Any]]] | None:
+        import copy
+        import json
+        import tempfile
+        from pathlib import Path
+
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="edgeship-rounding-") as tmp:
+            folder = Path(tmp) / "r"
+            meta, _ = self.cache.fetch_dir(self.key, folder)
+            if meta is None:
+                return None
+            module = copy.deepcopy(self.module)
+            module.load_state_dict(torch.load(folder / "state.pt", weights_only=True))
+            return module, json.loads((folder / "stats.json").read_text())
+
+    def keep(self, module: Any, stats: list[dict[str, Any]]) -> None:
+        import json
+        import tempfile
+        from pathlib import Path
+
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="edgeship-rounding-") as tmp:
+            torch.save(module.state_dict(), Path(tmp) / "state.pt")
+            (Path(tmp) / "stats.json").write_text(json.dumps(stats, default=float))
+            self.cache.store_dir(self.key, Path(tmp), {"kind": "rounding"})
 
 
 def choice(cfg: Any, learned: dict[str, Any], nearest: dict[str, Any], layers: list[dict[str, Any]],

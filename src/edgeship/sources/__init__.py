@@ -38,7 +38,7 @@ from ..errors import (
     UsageError,
 )
 
-__all__ = ["TorchModel", "Source", "load_source", "sniff_format", "BUILTIN_MODELS"]
+__all__ = ["TorchModel", "Source", "load_source", "sniff_format", "module_digest", "BUILTIN_MODELS"]
 
 SourceKind = Literal["torch", "pt2", "onnx", "tflite"]
 
@@ -681,7 +681,7 @@ def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch,
     module.eval()
     examples = _example_inputs(tm.example_inputs, input_shapes, input_dtypes, ref)
     return _torch_source(module, examples, tm, name=tm.name or name, origin=ref, kind="torch",
-                         dynamic_batch=dynamic_batch, digest=_module_digest(module), ranges=ranges,
+                         dynamic_batch=dynamic_batch, digest=module_digest(module), ranges=ranges,
                          generated=bool(input_shapes))
 
 
@@ -712,7 +712,7 @@ def _example_inputs(given, input_shapes, input_dtypes, ref) -> tuple[np.ndarray,
     return tuple(np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t) for t in given)
 
 
-def _module_digest(module: Any) -> str:
+def module_digest(module: Any) -> str:
     """sha256 over the state_dict: names, dtypes, shapes and bytes."""
     import torch
 
