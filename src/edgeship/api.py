@@ -71,19 +71,35 @@ def analyze(model: Any = "efficientnet-lite0", **options: Any) -> dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
+    """What deploy will do, as a task graph: ``steps`` (one conversion each: ``id``, what it runs
+    ``after``, the worker ``group`` it shares a process with), the ``shared`` tasks several steps
+    wait for (the source's learned rounding), and what is ``skipped`` and why."""
+
     model: str
     source_kind: str
     out: Path
     steps: tuple[dict[str, Any], ...]
     skipped: tuple[dict[str, Any], ...] = ()
+    shared: tuple[dict[str, Any], ...] = ()
+    jobs: int = 1  # worker processes at once (1: in this process)
 
     @property
     def ready(self) -> bool:
         return all(not s["missing"] and s["accepts_source"] for s in self.steps)
 
+    @property
+    def groups(self) -> list[list[dict[str, Any]]]:
+        """The steps by worker group, in plan order: a target family (onnx with ort and web, which
+        are built from its artifacts) runs in one process, one step after another."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for s in self.steps:
+            out.setdefault(s["group"], []).append(s)
+        return list(out.values())
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "source_kind": self.source_kind, "out": str(self.out),
-                "ready": self.ready, "steps": list(self.steps), "skipped": list(self.skipped)}
+                "ready": self.ready, "jobs": self.jobs, "steps": list(self.steps), "shared": list(self.shared),
+                "skipped": list(self.skipped)}
 
 
 def _describe_source(model: str) -> str:
@@ -133,11 +149,63 @@ def plan(cfg: DeployConfig) -> Plan:
                 skipped.append({"target": t.name, "precision": precision, "reason": refused})
                 continue
             steps.append({
-                "target": t.name, "format": t.format.value, "precision": precision,
-                "stages": ["convert", "verify"], "accepts_source": kind in t.accepts, "missing": missing,
-                "install": t.install_hint(missing) if missing else None,
+                "id": safe_name(f"{t.name}-{precision}"), "target": t.name, "format": t.format.value,
+                "precision": precision, "stages": ["convert", "verify"], "accepts_source": kind in t.accepts,
+                "missing": missing, "install": t.install_hint(missing) if missing else None,
             })
-    return Plan(model=cfg.model, source_kind=kind, out=cfg.out, steps=tuple(steps), skipped=tuple(skipped))
+    shared = _link(steps, cfg, kind)
+    p = Plan(model=cfg.model, source_kind=kind, out=cfg.out, steps=tuple(steps), skipped=tuple(skipped),
+             shared=tuple(shared))
+    return dataclasses.replace(p, jobs=_jobs(cfg, p))
+
+
+ROUNDING_TASK = "learned-rounding"
+
+
+def _link(steps: list[dict[str, Any]], cfg: DeployConfig, kind: str) -> list[dict[str, Any]]:
+    """Give each step what it runs ``after`` and its worker ``group``; return the shared tasks.
+
+    A reduced precision comes after its target's fp32; a target built from another's artifact
+    (ort, web from onnx) after that artifact at its precision, in the same group; the int8 of a
+    target that starts from the torch source (tflite, executorch, openvino) after the one learned
+    rounding of the source they share."""
+    ids = {s["id"] for s in steps}
+    wants_rounding = kind in ("torch", "pt2") and cfg.rounding != "nearest"
+    shared_by = []
+    for s in steps:
+        t = get_target(s["target"])
+        after = []
+        if t.derives_from and safe_name(f"{t.derives_from}-{s['precision']}") in ids:
+            after.append(safe_name(f"{t.derives_from}-{s['precision']}"))
+        if s["precision"] != "fp32" and safe_name(f"{t.name}-fp32") in ids:
+            after.append(safe_name(f"{t.name}-fp32"))
+        if s["precision"] == "int8" and t.int8_from_torch and wants_rounding:
+            after.append(ROUNDING_TASK)
+            shared_by.append(s["id"])
+        s["after"] = after
+        s["group"] = t.derives_from if t.derives_from and any(x["target"] == t.derives_from for x in steps) else t.name
+    if not shared_by:
+        return []
+    return [{"id": ROUNDING_TASK, "what": f"AdaRound of the source's weights ({cfg.rounding_iters} steps per layer), "
+             "shared by " + ", ".join(shared_by), "for": shared_by}]
+
+
+def _mark_cached(cfg: DeployConfig, p: Plan) -> None:
+    """For ``--dry-run``: which steps the cache holds (``cached``: a re-run copies them). Only for a
+    model that is not a file: a file is parsed in the isolated child, never for a dry run (None)."""
+    from . import cache
+
+    if not cache.enabled(cfg.cache) or Path(cfg.model).exists() or not p.ready:
+        return
+    try:
+        source = load_source(cfg.model, **cfg.source_kwargs())
+    except EdgeshipError:
+        return  # the real run says what is wrong with the model
+    keys = _TaskKeys(cfg, source, p)
+    for s in p.steps:
+        s["cached"] = cache.has(keys.convert(s["target"], s["precision"]))
+    for t in p.shared:
+        t["cached"] = source.module is not None and _rounding_cached(cfg, source, keys)
 
 
 def _check_plan(p: Plan) -> None:
@@ -220,6 +288,7 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     timings: dict[str, float] = {}
     p = plan(cfg)
     if cfg.dry_run:
+        _mark_cached(cfg, p)
         return p
     _check_plan(p)
     out = Path(cfg.out)
@@ -249,51 +318,20 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     """Build every step into ``stage``; only when the run succeeds do the artifacts and the manifest
     move into the output folder (a failed run leaves it as it was)."""
     out = Path(cfg.out)
-    artifacts: list[Artifact] = []
-    built: dict[tuple[str, str], Artifact] = {}
-    failed: list[dict[str, Any]] = []
     from . import cache
 
     keys = _TaskKeys(cfg, source, p) if cache.enabled(cfg.cache) else None
-    for step in p.steps:
-        t1 = time.perf_counter()
-        target, precision = step["target"], step["precision"]
-        name = safe_name(f"{target}-{precision}")
-        folder = stage / name
-        base = get_target(target).derives_from
-        k = keys.convert(target, precision) if keys is not None else None
-        try:
-            gone = next((f for f in failed if (f["target"], f["precision"]) == (base, precision)), None)
-            if gone is not None:  # what it is built from was not written: neither is it, for the same reason
-                kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
-                raise kind(f"{base} {precision}, which it is built from, was not written: {gone['message']}",
-                           hint=gone["hint"])
-            art = keys.reuse(k, folder, name, progress) if keys is not None else None
-            if art is None:
-                # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
-                parent = built.get((base or "", precision)) or built.get((target, "fp32"))
-                art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
-                if keys is not None:
-                    keys.keep(k, folder, name, time.perf_counter() - t1)
-        except (ValidationError, UnsupportedError) as e:
-            # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
-            # and not written; the other artifacts are still built. fp32 failures stop the run.
-            if precision == "fp32" or isinstance(e, MissingExtraError):
-                raise
-            failure = {"target": target, "precision": precision, "error": type(e).__name__,
-                       "message": e.message, "hint": e.hint}
-            if keys is not None and gone is None and not getattr(e, "from_cache", False):
-                keys.keep_failure(k, failure, time.perf_counter() - t1)
-            failed.append(failure)
-            progress(f"{target} {precision}: not written ({e.message})")
-            continue
-        built[(target, precision)] = art
-        artifacts.append(art)
-        timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
+    if p.jobs > 1:
+        artifacts, failed, workers = _build_parallel(cfg, p, source, stage, keys, p.jobs, timings, progress)
+    else:
+        artifacts, failed = _build_steps(cfg, source, list(p.steps), stage, keys, timings, progress)
+        workers = None
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
                                           "skipped": list(p.skipped),
                                           "verified": all(a.verification and a.verification.passed for a in artifacts)
                                           and not failed, "failed": failed}}
+    if workers is not None:
+        stages["convert"]["workers"] = workers
     if keys is not None:
         stages["convert"]["cache"] = keys.record()
     from .pruning import lineage
@@ -360,6 +398,284 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         write_manifest(out, manifest)
     _write_report(out, progress)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]], stage: Path, keys: _TaskKeys | None,
+                 timings: dict[str, float], progress: Progress) -> tuple[list[Artifact], list[dict[str, Any]]]:
+    """Build ``steps`` one after another into ``stage`` (each from the cache when it holds it):
+    the artifacts written and the reduced precisions that were not (a failed fp32 raises)."""
+    artifacts: list[Artifact] = []
+    built: dict[tuple[str, str], Artifact] = {}
+    failed: list[dict[str, Any]] = []
+    for step in steps:
+        t1 = time.perf_counter()
+        target, precision = step["target"], step["precision"]
+        name = safe_name(f"{target}-{precision}")
+        folder = stage / name
+        base = get_target(target).derives_from
+        k = keys.convert(target, precision) if keys is not None else None
+        try:
+            gone = next((f for f in failed if (f["target"], f["precision"]) == (base, precision)), None)
+            if gone is not None:  # what it is built from was not written: neither is it, for the same reason
+                kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
+                raise kind(f"{base} {precision}, which it is built from, was not written: {gone['message']}",
+                           hint=gone["hint"])
+            art = keys.reuse(k, folder, name, progress) if keys is not None else None
+            if art is None:
+                # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
+                parent = built.get((base or "", precision)) or built.get((target, "fp32"))
+                art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
+                if keys is not None:
+                    keys.keep(k, folder, name, time.perf_counter() - t1)
+        except (ValidationError, UnsupportedError) as e:
+            # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
+            # and not written; the other artifacts are still built. fp32 failures stop the run.
+            if precision == "fp32" or isinstance(e, MissingExtraError):
+                raise
+            failure = {"target": target, "precision": precision, "error": type(e).__name__,
+                       "message": e.message, "hint": e.hint}
+            if keys is not None and gone is None and not getattr(e, "from_cache", False):
+                keys.keep_failure(k, failure, time.perf_counter() - t1)
+            failed.append(failure)
+            progress(f"{target} {precision}: not written ({e.message})")
+            continue
+        built[(target, precision)] = art
+        artifacts.append(art)
+        timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
+    return artifacts, failed
+
+
+#: the memory a worker is assumed to need before one has been measured for this model (bytes)
+WORKER_MEMORY_GUESS = 3 << 30
+
+
+def _jobs(cfg: DeployConfig, p: Plan) -> int:
+    """How many worker processes build the plan: 1 (in this process) for a single group, else
+    ``--jobs``, or with 0 as many as CPUs (the free memory is checked as each starts)."""
+    import os
+
+    groups = len(p.groups) + (1 if p.shared else 0)
+    if groups < 2 or cfg.jobs == 1:
+        return 1
+    return min(groups, cfg.jobs or (os.cpu_count() or 1))
+
+
+def _memory_available() -> int | None:
+    """MemAvailable from /proc/meminfo (bytes), None where there is none."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, keys: _TaskKeys | None, jobs: int,
+                    timings: dict[str, float], progress: Progress) -> tuple[list[Artifact], list[dict[str, Any]], dict[str, Any]]:
+    """Run the plan's groups in up to ``jobs`` isolated worker processes (:func:`run_isolated`, the
+    one child mechanism), each group's steps one after another in its worker, the shared learned
+    rounding first in a worker of its own while the groups that do not need it start. A worker
+    starts only while the free memory covers what one needs (as measured for this model before,
+    else :data:`WORKER_MEMORY_GUESS`), one at least. Results come back through the staging folder;
+    figures, failures and timings as JSON. A failed fp32 stops the run: no new worker starts, the
+    running ones finish, and the first error is raised. Ctrl-C stops every worker."""
+    import concurrent.futures as cf
+    import subprocess
+    import sys
+
+    from .isolate import kill_group
+
+    options = cfg.model_dump(mode="json")
+    private = str(stage / ".tasks") if keys is None else None  # --no-cache: the run's own, for the shared rounding
+    groups = p.groups
+    early: tuple[list[Artifact], list[dict[str, Any]]] = ([], [])
+    refs = {s["target"]: _portable(s["target"]) for s in p.steps}
+    # here, not in a worker: a group the cache holds whole (a worker would only add its start-up), and a
+    # target registered in this process that a new process cannot import (a class made in a function)
+    here = [g for g in groups if any(refs[s["target"]] is None for s in g)
+            or (keys is not None and all(keys.cache.has(keys.convert(s["target"], s["precision"])) for s in g))]
+    if here:
+        early = _build_steps(cfg, source, [s for g in here for s in g], stage, keys, timings, progress)
+        groups = [g for g in groups if g not in here]
+    todo = [s for g in groups for s in g]
+    units: list[dict[str, Any]] = []
+    if any(ROUNDING_TASK in s["after"] for s in todo) and not _rounding_cached(cfg, source, keys):
+        units.append({"name": ROUNDING_TASK, "after": set(), "func": "edgeship.api:_rounding_child",
+                      "kwargs": {"options": options, "private_cache": private}})
+    for g in groups:
+        after = {a for s in g for a in s["after"] if a == ROUNDING_TASK and units and units[0]["name"] == a}
+        units.append({"name": g[0]["group"], "after": after, "func": "edgeship.api:_group_child",
+                      "kwargs": {"options": options, "steps": g, "stage": str(stage), "private_cache": private}})
+    context = {"sys_path": list(sys.path), "targets": {n: r for n, r in refs.items() if r is not None}}
+    for u in units:  # a worker imports what this process did: the factory's module, plugin targets
+        u["kwargs"]["context"] = context
+    if len(units) < 2:  # one group left to build: in this process, no worker to start
+        arts, fails = _build_steps(cfg, source, todo, stage, keys, timings, progress)
+        arts, fails = _in_plan_order(p, [*early[0], *arts]), [*early[1], *fails]
+        return arts, fails, {"jobs": 1, "units": [], "note": "what was not in the cache is one group: built in this process"}
+    need = {u["name"]: _worker_memory(keys, u["name"]) for u in units}
+    done: set[str] = set()
+    results: dict[str, dict[str, Any]] = {}
+    running: dict[cf.Future, dict[str, Any]] = {}
+    started: list[subprocess.Popen] = []
+    error: BaseException | None = None
+    t0 = time.perf_counter()
+    progress(f"building in {jobs} worker processes: " + ", ".join(u["name"] for u in units))
+    pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="edgeship-worker")
+    try:
+        while units or running:
+            free = _memory_available()
+            for u in list(units):
+                if error is not None or len(running) >= jobs:
+                    break
+                if not u["after"] <= done:
+                    continue
+                reserved = sum(need[r["name"]] for r in running.values())
+                if running and free is not None and reserved + need[u["name"]] > free:
+                    continue  # wait for a running worker: the memory would not hold both
+                units.remove(u)
+                u["t0"] = time.perf_counter() - t0
+                progress(f"worker: {u['name']} started")
+                running[pool.submit(run_isolated, u["func"], u["kwargs"], what=f"{cfg.model} ({u['name']})",
+                                    started=started)] = u
+            if error is not None and not running:
+                break
+            if not running:
+                if units:  # nothing could start: what they wait for failed
+                    break
+                continue
+            finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                u = running.pop(f)
+                try:
+                    results[u["name"]] = {**(f.result() or {}), "started_s": round(u["t0"], 2),
+                                          "seconds": round(time.perf_counter() - t0 - u["t0"], 2)}
+                    done.add(u["name"])
+                    progress(f"worker: {u['name']} done in {results[u['name']]['seconds']:.0f} s")
+                except BaseException as e:  # noqa: BLE001 - the first failure is raised once the others end
+                    error = error or e
+    except BaseException:
+        for proc in started:  # Ctrl-C: the workers run in their own sessions and would not see it
+            if proc.poll() is None:
+                kill_group(proc)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    if error is not None:
+        raise error
+    artifacts: list[Artifact] = list(early[0])
+    failed: list[dict[str, Any]] = list(early[1])
+    by_name = {f["name"]: f for r in results.values() for f in r.get("steps", [])}
+    for s in p.steps:
+        r = by_name.get(s["id"])
+        if r is None:
+            continue
+        if r.get("failed"):
+            failed.append(r["failed"])
+            continue
+        art = load_artifact(stage / s["id"])
+        artifacts.append(art.model_copy(update={"root": stage / s["id"]}))
+        timings[f"convert.{s['target']}.{s['precision']}"] = r["seconds"]
+    artifacts = _in_plan_order(p, artifacts)
+    if keys is not None:
+        for r in results.values():
+            for k in ("reused", "built", "notes"):
+                getattr(keys, k).extend(r.get("cache", {}).get(k, []))
+    for name, r in results.items():
+        if keys is not None and r.get("peak_rss_bytes"):
+            keys.remember_memory(name, int(r["peak_rss_bytes"]))
+    workers = {"jobs": jobs, "seconds": round(time.perf_counter() - t0, 2),
+               "units": [{"name": n, "started_s": r["started_s"], "seconds": r["seconds"],
+                          "peak_rss_mb": round(r.get("peak_rss_bytes", 0) / 2**20)} for n, r in results.items()]}
+    return artifacts, failed, workers
+
+
+def _in_plan_order(p: Plan, artifacts: list[Artifact]) -> list[Artifact]:
+    order = {s["id"]: i for i, s in enumerate(p.steps)}
+    return sorted(artifacts, key=lambda a: order.get(a.root.name, len(order)))
+
+
+def _rounding_cached(cfg: DeployConfig, source: Source, keys: _TaskKeys | None) -> bool:
+    """Whether the cache holds the source's learned rounding already (no worker needed for it)."""
+    if keys is None or source.module is None:
+        return False
+    from .quant.rounding import rounding_key
+
+    return keys.cache.has(rounding_key(source, cfg))
+
+
+def _worker_memory(keys: _TaskKeys | None, unit: str) -> int:
+    """What a worker needs: 1.25 x its peak the last time this model was built, else the guess."""
+    seen = keys.memory(unit) if keys is not None else None
+    return int(seen * 1.25) if seen else WORKER_MEMORY_GUESS
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _portable(target: str) -> str | None:
+    """How a worker process registers ``target`` as this process has it: its 'module:Class'
+    (None for a class it cannot import: made inside a function)."""
+    from .targets import registered_ref
+
+    ref = registered_ref(target)
+    if ref is None or isinstance(ref, str):
+        return ref
+    if "<locals>" in ref.__qualname__ or ref.__module__ == "__main__":
+        return None
+    return f"{ref.__module__}:{ref.__qualname__}"
+
+
+def _worker_context(context: dict[str, Any] | None, private_cache: str | None) -> None:
+    """In a worker: this deploy's import path and targets, and the run's private cache folder."""
+    import sys
+
+    from . import cache
+    from .targets import register_target, registered_ref
+
+    context = context or {}
+    for entry in reversed(context.get("sys_path") or []):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    for name, ref in (context.get("targets") or {}).items():
+        if registered_ref(name) != ref:
+            register_target(name, ref)
+    cache.use_private(private_cache)
+
+
+def _group_child(options: dict[str, Any], steps: list[dict[str, Any]], stage: str,
+                 private_cache: str | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One worker: load the source and build one group's steps into ``stage`` (in order)."""
+    from . import cache
+
+    _worker_context(context, private_cache)
+    cfg = DeployConfig.build(**options)
+    source = load_source(cfg.model, **cfg.source_kwargs())
+    keys = _TaskKeys(cfg, source, Plan(cfg.model, source.kind, cfg.out, tuple(steps))) if cache.enabled(cfg.cache) else None
+    timings: dict[str, float] = {}
+    artifacts, failed = _build_steps(cfg, source, steps, Path(stage), keys, timings, _child_progress)
+    out = [{"name": a.root.name, "seconds": round(timings.get(f"convert.{a.target}.{a.precision}", 0.0), 3)}
+           for a in artifacts]
+    out += [{"name": safe_name(f"{f['target']}-{f['precision']}"), "failed": f} for f in failed]
+    return {"steps": out, "cache": keys.record() if keys is not None else {}, "peak_rss_bytes": _peak_rss()}
+
+
+def _rounding_child(options: dict[str, Any], private_cache: str | None = None,
+                    context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The worker of the shared learned rounding: computed once and stored in the cache (or the
+    run's private folder), where every int8 worker that starts from the torch source finds it."""
+    from .quant.rounding import rounded_source
+
+    _worker_context(context, private_cache)
+    cfg = DeployConfig.build(**options)
+    source = load_source(cfg.model, **cfg.source_kwargs())
+    rounded_source(source, cfg, lambda m: _child_progress(f"shared: {m}"))
+    return {"peak_rss_bytes": _peak_rss()}
 
 
 def cache_info() -> dict[str, Any]:
@@ -446,6 +762,15 @@ class _TaskKeys:
         if keep is None or keep(doc):
             self.cache.store_json(k, doc, {"kind": kind})
         return doc, False
+
+    def memory(self, unit: str) -> int | None:
+        """The peak memory a worker of ``unit`` needed the last time this source was built."""
+        doc = self.cache.fetch_json(self.cache.key("memory", source=self.source_key, unit=unit))
+        return int(doc["peak_rss_bytes"]) if doc and isinstance(doc.get("peak_rss_bytes"), int) else None
+
+    def remember_memory(self, unit: str, peak: int) -> None:
+        k = self.cache.key("memory", source=self.source_key, unit=unit)
+        self.cache.store_json(k, {"peak_rss_bytes": peak}, {"kind": "memory"}, replace=True)
 
     def record(self) -> dict[str, Any]:
         return {"dir": str(self.cache.tasks_dir()), "reused": self.reused, "built": self.built, "notes": self.notes}

@@ -33,8 +33,9 @@ from typing import Any
 from ._util import cache_dir, tool_versions
 from .artifact import sha256_file
 
-__all__ = ["enabled", "key", "convert_key", "class_digest", "source_key", "data_key", "code_digest", "toolchain", "fetch_dir", "store_dir", "fetch_json",
-           "store_json", "info", "clear", "tasks_dir", "ENTRY"]
+__all__ = ["enabled", "use_private", "private", "single_flight", "key", "convert_key", "class_digest", "source_key",
+           "data_key", "code_digest", "toolchain", "has", "fetch_dir", "store_dir", "fetch_json", "store_json", "info", "clear",
+           "tasks_dir", "ENTRY"]
 
 ENTRY = "entry.json"
 PAYLOAD = "payload"
@@ -53,8 +54,48 @@ def enabled(asked: bool = True) -> bool:
     return bool(asked) and os.environ.get(NO_CACHE_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
+_PRIVATE: list[Path] = []
+
+
+def use_private(folder: str | Path | None) -> None:
+    """Keep task results in ``folder`` instead (a run's own, empty at its start: ``--no-cache``
+    with worker processes, which still share the learned rounding through it), or stop (None)."""
+    _PRIVATE[:] = [Path(folder)] if folder is not None else []
+
+
+def private() -> bool:
+    """Whether results go to a run's private folder (:func:`use_private`)."""
+    return bool(_PRIVATE)
+
+
 def tasks_dir() -> Path:
-    return cache_dir() / "tasks"
+    return _PRIVATE[0] if _PRIVATE else cache_dir() / "tasks"
+
+
+@contextlib.contextmanager
+def single_flight(k: str, waiting: Any = None) -> Any:
+    """Hold the lock of ``k`` (a file lock in the cache folder) while computing what is stored under
+    it, so two workers or two deploys compute it once: the second waits (``waiting()`` is called
+    first) and then finds it stored."""
+    import fcntl
+
+    folder = tasks_dir() / ".locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / k, "a")  # noqa: SIM115 - held across the yield
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
 
 
 @functools.cache
@@ -173,6 +214,11 @@ def _drop(folder: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def has(k: str) -> bool:
+    """Whether an entry is stored under ``k`` (not yet checked: :func:`fetch_dir` checks it)."""
+    return (_entry(k) / ENTRY).is_file()
+
+
 def fetch_dir(k: str, dest: Path) -> tuple[dict[str, Any] | None, str | None]:
     """Copy the folder stored under ``k`` into ``dest`` (made; it must not exist) and check every
     copied file against the sha256 the entry recorded. Returns (the entry's ``meta``, None) on a
@@ -216,7 +262,11 @@ def fetch_json(k: str) -> dict[str, Any] | None:
     return entry["document"]
 
 
-def store_json(k: str, document: dict[str, Any], meta: dict[str, Any] | None = None) -> bool:
+def store_json(k: str, document: dict[str, Any], meta: dict[str, Any] | None = None, replace: bool = False) -> bool:
+    """Store ``document`` under ``k``; ``replace``: the new one wins over one stored before (a
+    figure that is only ever the latest, such as a worker's peak memory)."""
+    if replace:
+        _drop(_entry(k))
     return _store(k, meta, None, document)
 
 

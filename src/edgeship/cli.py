@@ -398,8 +398,8 @@ def deploy(
         opts["model"] = model
         cfg = DeployConfig.build(**opts)
         if cfg.dry_run:
-            p = api.plan(cfg)
-            return {"ok": True, "plan": p.to_dict()}, lambda c: _print_plan(c, p)
+            p = api.deploy(config=cfg)
+            return {"ok": True, "plan": p.to_dict()}, lambda c: _print_plan(c, p, p.jobs)
         try:
             with _progress() as update:
                 res = api.deploy(config=cfg, progress=update)
@@ -1071,7 +1071,9 @@ def _random_data(q: dict) -> list[str]:
 
 # ---- human output -----------------------------------------------------------------------
 
-def _print_plan(c: Console, p: Any) -> None:
+def _print_plan(c: Console, p: Any, jobs: int = 1) -> None:
+    """The task graph: each step (convert, then verify), what it runs after, its worker group, and
+    whether it is ready, cached, or what it misses; the shared tasks; what is skipped."""
     rows = []
     for s in p.steps:
         status = "ready"
@@ -1079,11 +1081,26 @@ def _print_plan(c: Console, p: Any) -> None:
             status = f"cannot convert a {p.source_kind} model"
         elif s["missing"]:
             status = f"missing {', '.join(s['missing'])}: {s['install']}"
-        rows.append([s["target"], s["format"], s["precision"], " → ".join(s["stages"]), status])
-    print_table(c, f"plan: {p.model} ({p.source_kind}) → {p.out}", ["target", "format", "precision", "stages", "status"],
-                rows, wrap=("stages", "status"))
+        elif s.get("cached"):
+            status = "cached"
+        rows.append([s["id"], s["format"], ", ".join(s.get("after") or ()) or "load", s.get("group", ""), status])
+    for t in p.shared:
+        rows.insert(0, [t["id"], "shared", "load", t["id"], "cached" if t.get("cached") else "ready"])
+    print_table(c, f"plan: {p.model} ({p.source_kind}) → {p.out}", ["step", "format", "after", "worker", "status"],
+                rows, wrap=("after", "status"))
+    groups = len({s.get("group") for s in p.steps}) + len(p.shared)
+    cached = sum(1 for s in p.steps if s.get("cached"))
+    lines = [f"each step converts, then verifies against the source; {groups} worker group(s), "
+             + (f"up to {jobs} at once" if jobs > 1 else "one after another in this process")
+             + "; then the benchmark alone, when asked"]
+    for t in p.shared:
+        lines.append(f"{t['id']}: {t['what']}")
+    if cached:
+        lines.append(f"{cached} of {len(p.steps)} step(s) cached: copied and re-checked, not built (--no-cache builds them)")
     for s in p.skipped:
-        c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False, markup=False)
+        lines.append(f"skipped {s['target']} {s['precision']}: {s['reason']}")
+    for line in lines:
+        c.print(line, highlight=False, markup=False)
 
 
 def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:

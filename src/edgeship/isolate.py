@@ -120,16 +120,20 @@ def apply_limits(limits: Limits) -> None:
 
 
 def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Limits | None = None,
-                 what: str = "the model", log_dir: str | Path | None = None) -> Any:
+                 what: str = "the model", log_dir: str | Path | None = None,
+                 started: list[subprocess.Popen] | None = None) -> Any:
     """Call ``func`` ("module:function") with JSON ``kwargs`` in a limited child; return its JSON result.
 
     The traceback of an unexpected exception in the child goes to a log file in ``log_dir``
-    (default :func:`logs_dir`), named in the :class:`IsolatedInternalError`'s hint."""
+    (default :func:`logs_dir`), named in the :class:`IsolatedInternalError`'s hint. ``started``
+    (a list) gets the child's process, for a caller that runs children from threads and must stop
+    them on Ctrl-C (:func:`kill_group`)."""
     limits = limits or Limits.from_env()
     spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits),
                        "log_dir": str(log_dir) if log_dir is not None else None})
     env = dict(os.environ, **{ENV_FLAG: "1"})
-    run = spawn([sys.executable, "-m", "edgeship._child"], spec, env, limits.wall_seconds, capture_stderr=False)
+    run = spawn([sys.executable, "-m", "edgeship._child"], spec, env, limits.wall_seconds, capture_stderr=False,
+                started=started)
     if run.timed_out:
         raise ResourceLimitError(f"working on {what} took longer than {limits.wall_seconds:g} s and was stopped",
                                  hint="raise EDGESHIP_MAX_WALL_S if the model is just big")
@@ -162,7 +166,8 @@ class Spawned:
     wall_s: float
 
 
-def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float, capture_stderr: bool = True) -> Spawned:
+def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float, capture_stderr: bool = True,
+          started: list[subprocess.Popen] | None = None) -> Spawned:
     """The one way edgeship starts a child: its own session (killed as a group with anything it
     started), no inherited descriptors, ``stdin_text`` in, stdout (and stderr) captured, killed at
     ``timeout`` or on Ctrl-C."""
@@ -170,6 +175,8 @@ def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float,
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE if capture_stderr else None, env=env, close_fds=True,
                             start_new_session=True, text=True)
+    if started is not None:
+        started.append(proc)
     try:
         out, err = proc.communicate(stdin_text, timeout=timeout)
         timed_out = False

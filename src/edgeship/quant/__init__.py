@@ -304,8 +304,21 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         raise budget.missed(f"{precision} {method} quantisation", worst,
                             (", give better --calib data, or try --calibration "
                              + "/".join(c for c in recipes.CALIBRATIONS if c != cfg.calibration)) if method == "static" else "")
-    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    (out_dir / REPORT_FILE).write_text(json.dumps(_without_timings(report), indent=1, default=_json_default) + "\n")
     return out, report
+
+
+#: measured on this machine at build time: in artifact.json (details.quantization), not in the
+#: artifact's files, whose bytes (and digest) must be the same on every build of the same inputs
+TIMING_KEYS = ("p50_ms_1thread", "latency_vs_first_step")
+
+
+def _without_timings(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _without_timings(v) for k, v in doc.items() if k not in TIMING_KEYS}
+    if isinstance(doc, list):
+        return [_without_timings(v) for v in doc]
+    return doc
 
 
 def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,

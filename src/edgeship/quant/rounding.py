@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QMAX", "grid_scale", "conv_patches", "dense_patches", "learn_rounding", "round_torch_module",
+__all__ = ["QMAX", "grid_scale", "conv_patches", "dense_patches", "learn_rounding", "round_torch_module", "rounding_key",
            "rounded_source", "choice"]
 
 QMAX = 127
@@ -242,6 +242,7 @@ def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[di
     """The torch ``source`` with its weights rounded the learned way (:func:`round_torch_module`) on
     the run's calibration data, and the per-layer figures; made once per source, options and
     process, so every int8 target of a deploy shares it."""
+    import contextlib
     import dataclasses
 
     from ..data import calibration_samples
@@ -250,38 +251,50 @@ def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[di
     if key not in _ROUNDED:
         from .. import cache
 
-        stored = _RoundingCache(source, cfg) if cache.enabled(getattr(cfg, "cache", True)) else None
-        got = stored.fetch() if stored is not None else None
-        if got is not None:
-            (say or (lambda _m: None))("learned rounding: the weights an identical run learned (cache)")
-            module, stats = got
-        else:
-            samples = calibration_samples(source, cfg)
-            (say or (lambda _m: None))(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on "
-                                       f"{len(samples)} calibration samples, once for every int8 target")
-            module, stats = round_torch_module(source.module, source.example_inputs, samples, cfg.rounding_iters,
-                                               bias_correction=bool(cfg.bias_correction), say=say)
-            if stored is not None:
-                stored.keep(module, stats)
+        tell = say or (lambda _m: None)
+        use = cache.enabled(getattr(cfg, "cache", True)) or cache.private()
+        stored = _RoundingCache(source, cfg) if use else None
+        with cache.single_flight(stored.key, lambda: tell("learned rounding: waiting for the worker that computes it"))\
+                if stored is not None else contextlib.nullcontext():
+            got = stored.fetch() if stored is not None else None
+            if got is not None:
+                tell("learned rounding: the weights learned once for every int8 target (cache)")
+                module, stats = got
+            else:
+                samples = calibration_samples(source, cfg)
+                tell(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on "
+                     f"{len(samples)} calibration samples, once for every int8 target")
+                module, stats = round_torch_module(source.module, source.example_inputs, samples, cfg.rounding_iters,
+                                                   bias_correction=bool(cfg.bias_correction), say=say)
+                if stored is not None:
+                    stored.keep(module, stats)
         _ROUNDED.clear()  # one source at a time: a deploy's targets share it, the next model replaces it
         _ROUNDED[key] = (dataclasses.replace(source, module=module), stats)
     return _ROUNDED[key]
 
 
+def rounding_key(source: Any, cfg: Any) -> str:
+    """The cache key of the source's learned rounding: the module's weights themselves (an
+    equalised copy has the source's digest but other weights), its code, the calibration data and
+    the rounding options."""
+    from .. import cache
+    from ..sources import module_digest
+
+    return cache.key("rounding", weights=module_digest(source.module), source=cache.source_key(source),
+                     iters=cfg.rounding_iters, calib_samples=cfg.calib_samples, bias_correction=bool(cfg.bias_correction),
+                     calib=cache.data_key(cfg.calib, source, cfg.calib_samples, "calibration"))
+
+
 class _RoundingCache:
-    """The learned weights in edgeship's cache (:mod:`edgeship.cache`): the targets of a deploy, its
-    worker processes and the next run share one AdaRound (minutes on a CNN). Keyed by the module's
-    weights themselves (an equalised copy has the source's digest but other weights), its code,
-    the calibration data and the rounding options; loaded with ``weights_only``."""
+    """The learned weights in edgeship's cache (:mod:`edgeship.cache`, :func:`rounding_key`): the
+    targets of a deploy, its worker processes and the next run share one AdaRound (minutes on a
+    CNN); loaded with ``weights_only``."""
 
     def __init__(self, source: Any, cfg: Any) -> None:
         from .. import cache
-        from ..sources import module_digest
 
         self.cache, self.module = cache, source.module
-        self.key = cache.key("rounding", weights=module_digest(source.module), source=cache.source_key(source),
-                             iters=cfg.rounding_iters, calib_samples=cfg.calib_samples, bias_correction=bool(cfg.bias_correction),
-                             calib=cache.data_key(cfg.calib, source, cfg.calib_samples, "calibration"))
+        self.key = rounding_key(source, cfg)
 
     def fetch(self) -> tuple[Any, list[dict[str, Any]]] | None:
         import copy

@@ -100,6 +100,9 @@ class Target(ABC):
     #: refused by name, never ignored (the onnx quantiser takes them all; a target whose int8 runs
     #: through :meth:`int8_under_budget` takes max_float_layers)
     int8_knobs: ClassVar[tuple[str, ...]] = ()
+    #: its int8 starts from the torch source through :meth:`int8_under_budget`'s ``from_source``, so
+    #: it shares the one learned rounding of the source (deploy's task graph runs that first)
+    int8_from_torch: ClassVar[bool] = False
     #: the --method values its int8 builds (auto means the target's own recipe)
     int8_methods: ClassVar[tuple[str, ...]] = ("auto", "static")
     #: the target's own knobs: a pydantic model whose field names start with the target's name

@@ -281,6 +281,7 @@ class ExecuTorchTarget(Target):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters", "equalization")  # the shared int8 flow (int8_under_budget)
+    int8_from_torch: ClassVar[bool] = True
     needs_module: ClassVar[bool] = True
     derives_reduced: ClassVar[bool] = False  # PT2E quantises the torch program, not the .pte
     fuse_clamps: ClassVar[bool] = True  # int8: quantise conv/linear+ReLU6 after the clamp (False: stock quantizer)

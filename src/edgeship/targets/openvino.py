@@ -99,6 +99,7 @@ class OpenVinoTarget(Target):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters", "equalization")  # the shared int8 flow (int8_under_budget)
+    int8_from_torch: ClassVar[bool] = True
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:

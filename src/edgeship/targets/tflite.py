@@ -211,6 +211,7 @@ class TfliteTarget(Target):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters", "equalization")  # the shared int8 flow (int8_under_budget)
+    int8_from_torch: ClassVar[bool] = True
     Options: ClassVar[type[BaseModel] | None] = TfliteOptions
     needs_module: ClassVar[bool] = True
 
