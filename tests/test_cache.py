@@ -160,3 +160,18 @@ def test_cache_info_and_clear_on_the_command_line(cached, tmp_path, cli_env):
                           check=True)
     assert "removed" in done.stdout and cache.info()["entries"] == 0
     assert _fp32(tmp_path / "b").manifest["stages"]["convert"]["cache"]["reused"] == []
+
+
+def test_a_target_option_changes_only_that_targets_keys(cached):
+    """--tflite-nhwc is tflite's: the onnx and ort keys stay, tflite's change (no build needed to see it)."""
+    from edgeship import api
+    from edgeship.config import DeployConfig
+
+    keys = []
+    for nhwc in (False, True):
+        cfg = DeployConfig.build(model="tinymodels:tiny_classifier", targets=["onnx", "ort", "tflite"], tflite_nhwc=nhwc)
+        p = api.plan(cfg)
+        k = api._TaskKeys(cfg, edgeship.load("tinymodels:tiny_classifier"), p)
+        keys.append({s["id"]: k.convert(s["target"], s["precision"]) for s in p.steps})
+    assert keys[0]["onnx-fp32"] == keys[1]["onnx-fp32"] and keys[0]["ort-fp32"] == keys[1]["ort-fp32"]
+    assert keys[0]["tflite-fp32"] != keys[1]["tflite-fp32"]

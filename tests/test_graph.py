@@ -77,3 +77,17 @@ def test_a_failing_worker_fails_the_run_and_changes_nothing(tmp_path):
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_two_builds_give_the_same_bytes(tmp_path):
+    """Found measuring two cold deploys: Core ML packages had random item ids, hash-ordered maps and
+    the conversion date; an int8 quantization.json had its activations in set order and the step
+    latencies. The same inputs now give the same files."""
+    opts = {"targets": ["onnx", "coreml"], "quantize": ["int8", "fp16"], "package": False, "jobs": 1}
+    runs = [edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / f"r{i}", **opts) for i in range(2)]
+    files = [{str(p.relative_to(r.out)): p.read_bytes() for p in r.out.rglob("*") if p.is_file()
+              and p.parts[len(r.out.parts)].startswith(("onnx-", "coreml-"))} for r in runs]
+    assert files[0].keys() == files[1].keys() and any("Manifest.json" in k for k in files[0])
+    # artifact.json is the build's record (the latencies measured while quantising): not one of the files
+    assert [k for k in files[0] if files[0][k] != files[1][k] and not k.endswith("artifact.json")] == []
+    assert {a.root.name: a.digest for a in runs[0].artifacts} == {a.root.name: a.digest for a in runs[1].artifacts}

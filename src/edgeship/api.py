@@ -801,7 +801,7 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
         return max(loads, default=0.0) <= (os.cpu_count() or 1)
 
     doc, cached = keys.document("benchmark", measure, keep=quiet, artifacts=[(a.root.name, a.digest) for a in artifacts],
-                                options=cfg.model_dump(mode="json", include={"bench_threads", "bench_runs", "bench_seconds"}),
+                                options=cfg.model_dump(mode="json", include={"bench_threads", "bench_runs", "bench_seconds", "bench_rounds"}),
                                 machine=machine)
     stage = doc["stage"]
     if not cached:
@@ -1057,6 +1057,8 @@ def _analysis_stage(source: Source, artifacts: Sequence[Artifact]) -> dict[str, 
         return {"error": e.message, "of": onnx.root.name if onnx is not None else "source"}
     rep.pop("compatibility", None)
     rep["of"] = onnx.root.name if onnx is not None else "source"
+    if onnx is not None and isinstance(rep.get("model"), dict):  # the artifact's folder, not the staging path it had
+        rep["model"]["origin"] = f"{onnx.root.name}/{onnx.model_file}"
     rep["layers"] = [{k: r[k] for k in ANALYSIS_LAYER_KEYS if k in r} for r in rep["layers"]]
     adv = rep.get("advice") or {}
     if isinstance(adv.get("separable"), list):

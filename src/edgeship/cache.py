@@ -366,7 +366,7 @@ def clear(older_than_days: float | None = None) -> dict[str, Any]:
 
 #: deploy options that do not change what a conversion writes (where it goes, what else runs)
 NOT_BUILD = frozenset({"out", "overwrite", "targets", "quantize", "dry_run", "isolate", "benchmark", "bench_threads",
-                       "bench_runs", "bench_seconds", "package", "release_version", "sign_key", "cache", "jobs",
+                       "bench_runs", "bench_seconds", "bench_rounds", "package", "release_version", "sign_key", "cache", "jobs",
                        "calib", "eval"})
 #: verification options only a reduced precision reads (fp32 is judged element-wise by atol/rtol)
 FP32_IGNORES = frozenset({"min_cosine", "max_drop", "eval_samples"})

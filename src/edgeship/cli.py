@@ -56,7 +56,7 @@ PANELS: dict[str, tuple[str, ...]] = {
                                   "rounding_iters", "task"),
     "Verification": ("samples", "atol", "rtol", "min_cosine"),
     "Export": ("opset", "slim", "dynamic_batch", "isolate"),
-    "Benchmark": ("bench_threads", "bench_runs", "bench_seconds", "max_seconds", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
+    "Benchmark": ("bench_threads", "bench_runs", "bench_seconds", "bench_rounds", "max_seconds", "auto_baseline", "cpus", "warmup", "rounds", "fresh_input",
                   "batch_sizes", "timeout", "register_target"),
     "Roofline": ("profile", "roofline"),
     "Release": ("package", "release_version", "sign_key"),

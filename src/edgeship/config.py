@@ -182,6 +182,8 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     bench_runs: int = Field(300, ge=1, description="benchmark: timed warm calls per artifact and thread count")
     bench_seconds: float = Field(3.0, gt=0, description="benchmark: seconds of timed calls per artifact and thread "
                                                         "count at most (--bench-runs or this, whichever first)")
+    bench_rounds: int = Field(1, ge=1, le=100, description="benchmark: rounds, each a fresh process per artifact, "
+                                                         "interleaved (edgeship benchmark measures 3)")
     package: bool = Field(True, description="end with a signed release bundle in OUT/release (edgeship package)")
     release_version: str | None = Field(None, description="the bundle's semantic version (default: the next patch after "
                                                           "the newest in OUT/release, else 0.1.0)")

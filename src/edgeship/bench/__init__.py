@@ -134,7 +134,7 @@ def deploy_stage(cfg: DeployConfig, source: Source, artifacts: Sequence[Artifact
     """
     options: dict[str, Any] = {"threads": cfg.bench_threads, "runs": cfg.bench_runs,
                                "max_seconds": cfg.bench_seconds, "auto_baseline": False,
-                               "rounds": max(1, min(3, cfg.bench_runs // 100))}  # >= 100 calls per process
+                               "rounds": cfg.bench_rounds}
     notes = []
     if source.kind in ("torch", "pt2"):
         options["baseline"] = source.origin

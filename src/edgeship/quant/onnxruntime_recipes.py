@@ -231,7 +231,8 @@ def tensor_report(fp32: Path, qdq: Path, work: Path, names: Sequence[str],
         if acc["has_float"]:
             rec["vs_float_sqnr_db"] = db_from_sums(acc["float2"], acc["dflt2"])
         acts[name] = rec
-    return {"weights": weights, "activations": list(acts.values()), "_acts": acts}
+    # by name: the intermediate outputs come from a set (qdq_loss_debug), in an order that varies between processes
+    return {"weights": weights, "activations": sorted(acts.values(), key=lambda r: r["tensor"]), "_acts": acts}
 
 
 def _intermediate_session(path: Path) -> Any:

@@ -173,6 +173,34 @@ def unsupported_ops(exported: Any) -> dict[str, list[str]]:
 
 # ---- reading a package back --------------------------------------------------------------
 
+def _canonical_package(pkg: Path) -> None:
+    """Make a saved .mlpackage the same bytes on every build of the same model: coremltools gives
+    its items random UUIDs, writes the spec's maps in a per-process hash order and stamps the
+    conversion date; here the ids are UUID5 of each item's path, the spec is written
+    deterministically and the date left out (the coremltools version stays in the metadata)."""
+    import json
+    import uuid
+
+    from coremltools.proto import Model_pb2
+
+    manifest = pkg / "Manifest.json"
+    man = json.loads(manifest.read_text())
+    entries = man.get("itemInfoEntries") or {}
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, "edgeship:" + e["path"])).upper() for old, e in entries.items()}
+    man["itemInfoEntries"] = {ids[k]: v for k, v in sorted(entries.items(), key=lambda kv: ids[kv[0]])}
+    if man.get("rootModelIdentifier") in ids:
+        man["rootModelIdentifier"] = ids[man["rootModelIdentifier"]]
+    manifest.write_text(json.dumps(man, indent=4, sort_keys=True) + "\n")
+    root = next((e for e in entries.values() if e.get("name") == "model.mlmodel"), None)
+    if root is None:
+        return
+    spec_path = pkg / "Data" / root["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+
+
 def _load_program(path: Path) -> tuple[Any, Any]:
     """(spec, MIL main function) of a saved .mlpackage, without Core ML (works on Linux)."""
     ct = _ct()
@@ -332,6 +360,7 @@ class CoreMLTarget(Target):
                 model.save(str(path))
         except Exception as e:
             raise UnsupportedError(f"coremltools could not save the package: {first_line(e)}") from None
+        _canonical_package(path)
         spec, fn = _load_program(path)
         hist = op_histogram(fn)
         config["ops"] = hist
@@ -392,6 +421,11 @@ class CoreMLTarget(Target):
     @staticmethod
     def _convert(ct: Any, source: Source, ep: Any, image: dict[str, Any] | None, classifier: bool,
                  precision: str) -> Any:
+        from coremltools.converters.mil.converter import _reset_conversion_state
+
+        # coremltools names ops from process-wide counters that it resets only after a conversion;
+        # what ran before (ct.optimize's compression) would shift the names, and the bytes, of this one
+        _reset_conversion_state()
         inputs = []
         for k, (spec, a) in enumerate(zip(source.inputs, source.example_inputs)):
             a = np.asarray(a)
