@@ -11,6 +11,8 @@ sys.path.insert(0, str(TESTS))
 # every test builds what it checks: edgeship's cache of task results is off (the cache's own tests
 # turn it on in a folder of their own); the rest of the cache folder (onnxruntime-web, peaks) is shared
 os.environ["EDGESHIP_NO_CACHE"] = "1"
+# pytest-xdist already runs a test per CPU: a deploy builds in its own process unless a test asks for workers
+os.environ["EDGESHIP_JOBS"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -328,7 +328,7 @@ def test_a_torch_based_int8_target_gets_the_shared_learned_rounding(tmp_path):
 
     rounding._ROUNDED.clear()
     res = edgeship.deploy("tinymodels:relu6_classifier", out=tmp_path, targets=["executorch"], quantize="int8",
-                          rounding="adaround", rounding_iters=50, package=False)
+                          rounding="adaround", rounding_iters=50, package=False, jobs=1)  # in this process: _ROUNDED is seen
     a = res.artifacts[-1]
     q = a.details["quantization"]
     assert q["rounding"]["chosen"] == "adaround" and q["rounding"]["asked"] == "adaround" and q["rounding"]["layers"] == 5

@@ -260,7 +260,7 @@ def test_any_value_of_a_real_manifest_replaced_by_junk_still_renders(deployed, t
             try:
                 for k in path[:-1]:
                     node = node[k]
-                node[path[-1]] = rng.choice(junk)
+                node[path[-1]] = copy.deepcopy(rng.choice(junk))  # one list put in two places could hold itself
             except (KeyError, IndexError, TypeError):
                 continue
         folder = _write(tmp_path / f"t{trial}", m)

@@ -451,13 +451,14 @@ WORKER_MEMORY_GUESS = 3 << 30
 
 def _jobs(cfg: DeployConfig, p: Plan) -> int:
     """How many worker processes build the plan: 1 (in this process) for a single group, else
-    ``--jobs``, or with 0 as many as CPUs (the free memory is checked as each starts)."""
+    ``--jobs``, or with 0 ``$EDGESHIP_JOBS`` or as many as CPUs (the free memory is checked as
+    each starts)."""
     import os
 
     groups = len(p.groups) + (1 if p.shared else 0)
-    if groups < 2 or cfg.jobs == 1:
-        return 1
-    return min(groups, cfg.jobs or (os.cpu_count() or 1))
+    env = os.environ.get("EDGESHIP_JOBS", "").strip()
+    jobs = cfg.jobs or (int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1))
+    return 1 if groups < 2 else min(groups, jobs)
 
 
 def _memory_available() -> int | None:

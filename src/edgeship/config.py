@@ -174,8 +174,8 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
                                           "benchmark figures), its files re-checked ($EDGESHIP_CACHE_DIR/tasks); "
                                           "--no-cache does everything again")
     jobs: int = Field(0, ge=0, le=64, description="conversions at once, each target family in a worker process: 0 = "
-                                                  "as many as CPUs and free memory allow, 1 = one after another in "
-                                                  "this process")
+                                                  "$EDGESHIP_JOBS, else as many as CPUs and free memory allow; 1 = one "
+                                                  "after another in this process")
     benchmark: bool = Field(False, description="benchmark every artifact and the source in PyTorch eager after building "
                                                "(manifest stages.benchmark)")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")
