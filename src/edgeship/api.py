@@ -517,6 +517,8 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
         arts, fails = _in_plan_order(p, [*early[0], *arts]), [*early[1], *fails]
         return arts, fails, {"jobs": 1, "units": [], "note": "what was not in the cache is one group: built in this process"}
     need = {u["name"]: _worker_memory(keys, u["name"]) for u in units}
+    slots = _cpu_slots(jobs)  # each running worker on CPUs of its own: runtimes size their thread pools to them
+    free_slots = list(range(len(slots)))
     done: set[str] = set()
     results: dict[str, dict[str, Any]] = {}
     running: dict[cf.Future, dict[str, Any]] = {}
@@ -538,8 +540,10 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
                     continue  # wait for a running worker: the memory would not hold both
                 units.remove(u)
                 u["t0"] = time.perf_counter() - t0
+                u["slot"] = free_slots.pop(0)
+                kwargs = {**u["kwargs"], "context": {**u["kwargs"]["context"], "cpus": slots[u["slot"]]}}
                 progress(f"worker: {u['name']} started")
-                running[pool.submit(run_isolated, u["func"], u["kwargs"], what=f"{cfg.model} ({u['name']})",
+                running[pool.submit(run_isolated, u["func"], kwargs, what=f"{cfg.model} ({u['name']})",
                                     started=started)] = u
             if error is not None and not running:
                 break
@@ -550,6 +554,8 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
             finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
             for f in finished:
                 u = running.pop(f)
+                free_slots.append(u["slot"])
+                free_slots.sort()
                 try:
                     results[u["name"]] = {**(f.result() or {}), "started_s": round(u["t0"], 2),
                                           "seconds": round(time.perf_counter() - t0 - u["t0"], 2)}
@@ -607,6 +613,21 @@ def _rounding_cached(cfg: DeployConfig, source: Source, keys: _TaskKeys | None) 
     return keys.cache.has(rounding_key(source, cfg))
 
 
+def _cpu_slots(jobs: int) -> list[list[int]]:
+    """The CPUs this process may use, split into ``jobs`` shares (a share per running worker);
+    fewer CPUs than jobs: the shares overlap."""
+    import os
+
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    if len(cpus) < jobs:
+        return [[cpus[i % len(cpus)]] for i in range(jobs)]
+    per = len(cpus) // jobs
+    return [cpus[i * per:(i + 1) * per] if i < jobs - 1 else cpus[i * per:] for i in range(jobs)]
+
+
 def _worker_memory(keys: _TaskKeys | None, unit: str) -> int:
     """What a worker needs: 1.25 x its peak the last time this model was built, else the guess."""
     seen = keys.memory(unit) if keys is not None else None
@@ -633,13 +654,20 @@ def _portable(target: str) -> str | None:
 
 
 def _worker_context(context: dict[str, Any] | None, private_cache: str | None) -> None:
-    """In a worker: this deploy's import path and targets, and the run's private cache folder."""
+    """In a worker: its CPUs, this deploy's import path and targets, and the run's private cache folder."""
+    import os
     import sys
 
     from . import cache
     from .targets import register_target, registered_ref
 
     context = context or {}
+    cpus = context.get("cpus")
+    if cpus and hasattr(os, "sched_setaffinity"):  # before torch or a runtime sizes its thread pool
+        os.sched_setaffinity(0, cpus)
+        os.environ["OMP_NUM_THREADS"] = str(len(cpus))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(len(cpus))
     for entry in reversed(context.get("sys_path") or []):
         if entry not in sys.path:
             sys.path.insert(0, entry)

@@ -83,6 +83,15 @@ def ort_dtype(t: str) -> str:
     return table.get(t, t)
 
 
+def _allowed_cpus() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return 0  # ONNX Runtime's default
+
+
 def ort_session(model: Path | bytes, threads: int = 0, session_config: dict[str, str] | None = None,
                 optimize: bool = True) -> Any:
     """The one ONNX Runtime session factory: CPU provider, ``threads`` intra-op threads (0: ORT's
@@ -94,7 +103,9 @@ def ort_session(model: Path | bytes, threads: int = 0, session_config: dict[str,
     so = ort.SessionOptions()
     for k, v in (session_config or {}).items():  # e.g. weight-only int8: dequantise the weights once, at load
         so.add_session_config_entry(k, v)
-    so.intra_op_num_threads = int(threads)
+    # 0: as many as this process may run on (a deploy worker is pinned to its share of the CPUs;
+    # ONNX Runtime's own default counts the machine's cores and would oversubscribe the share)
+    so.intra_op_num_threads = int(threads) or _allowed_cpus()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
