@@ -829,9 +829,14 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
 
     if keys is None:
         return measure()["stage"]
-    def quiet(doc: dict[str, Any]) -> bool:  # figures measured on a busy machine are not kept as this machine's
-        loads = [x[0] for x in (doc["stage"].get("load_average") or {}).values() if x]
-        return max(loads, default=0.0) <= (os.cpu_count() or 1)
+    from .bench.peaks import QUIET_BUSY, machine_busy
+
+    # figures measured while other work ran are not kept as this machine's: the share of the CPUs
+    # busy just before (the load average would still count this deploy's own conversions)
+    busy = machine_busy()
+
+    def quiet(doc: dict[str, Any]) -> bool:
+        return busy is not None and busy <= QUIET_BUSY
 
     doc, cached = keys.document("benchmark", measure, keep=quiet, artifacts=[(a.root.name, a.digest) for a in artifacts],
                                 options=cfg.model_dump(mode="json", include={"bench_threads", "bench_runs", "bench_seconds", "bench_rounds"}),
