@@ -175,3 +175,14 @@ def test_a_target_option_changes_only_that_targets_keys(cached):
         keys.append({s["id"]: k.convert(s["target"], s["precision"]) for s in p.steps})
     assert keys[0]["onnx-fp32"] == keys[1]["onnx-fp32"] and keys[0]["ort-fp32"] == keys[1]["ort-fp32"]
     assert keys[0]["tflite-fp32"] != keys[1]["tflite-fp32"]
+
+
+def test_a_rerun_with_workers_reuses_everything(cached, tmp_path):
+    """The parent checks what is cached before it builds: a key computed twice must be the same key
+    (an fp32 once found its own first key as its parent, and a cached re-run rebuilt everything)."""
+    opts = {"targets": ["onnx", "ort", "tflite"], "jobs": 2, "package": False}
+    first = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "a", **opts)
+    assert first.manifest["stages"]["convert"]["workers"]["jobs"] == 2
+    second = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "b", **opts)
+    c = second.manifest["stages"]["convert"]["cache"]
+    assert sorted(c["reused"]) == ["onnx-fp32", "ort-fp32", "tflite-fp32"] and c["built"] == []

@@ -742,9 +742,13 @@ class _TaskKeys:
         self.notes: list[str] = []
 
     def convert(self, target: str, precision: str) -> str:
+        if (target, precision) in self.keys:
+            return self.keys[(target, precision)]
         t = get_target(target)
-        # the key of what it is built from, by the rule deploy picks its parent (onnx's for ort/web, else its own fp32)
-        parent = self.keys.get((t.derives_from or "", precision)) or self.keys.get((target, "fp32"))
+        # the key of what it is built from, by the rule deploy picks its parent (onnx's for ort/web, else
+        # its own fp32; an fp32 is never its own parent)
+        parent = self.keys.get((t.derives_from or "", precision)) or (
+            self.keys.get((target, "fp32")) if precision != "fp32" else None)
         own = t.Options.model_fields if t.Options is not None else ()
         # a plugin target's code is not edgeship's: its file is part of the key
         k = self.cache.convert_key(self.cfg, self.source_key, target, precision, own, self.data,
