@@ -600,7 +600,7 @@ def cache_info(as_json: bool = JSON_OPT) -> None:
             c.print(f"cache: {doc['dir']}", markup=False, highlight=False)
             c.print(f"{doc['entries']} entries, {_mb(doc['bytes'])}", markup=False, highlight=False)
             for kind, k in sorted(doc["kinds"].items()):
-                c.print(f"  {kind:<10} {k['entries']:>5} entries {_mb(k['bytes']):>10}, "
+                c.print(f"  {kind:<11} {k['entries']:>4} entries {_mb(k['bytes']):>9}, "
                         f"least recently used {k['oldest_use_days']:g} days ago", markup=False, highlight=False)
             if doc["other"]:
                 c.print("not cleared (not task results): " + ", ".join(f"{n} ({_mb(b)})" for n, b in doc["other"].items()),
@@ -617,8 +617,7 @@ def cache_clear(
                                      help="only entries not used for this many days"),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Remove cached artifacts and figures (all, or those unused for --older-than DAYS); the next
-    deploy builds them again."""
+    """Remove cached artifacts and figures (all, or those unused for --older-than DAYS)."""
     from . import api
 
     def body():
