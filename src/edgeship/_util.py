@@ -104,6 +104,14 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship"
 
 
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity; all of them where that cannot be read)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
 def tool_versions(*names: str) -> dict[str, str]:
     import importlib.metadata  # 40 ms: not on the path of `import edgeship`
 

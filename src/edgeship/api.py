@@ -409,8 +409,7 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
     failed: list[dict[str, Any]] = []
     for step in steps:
         t1 = time.perf_counter()
-        target, precision = step["target"], step["precision"]
-        name = safe_name(f"{target}-{precision}")
+        target, precision, name = step["target"], step["precision"], step["id"]
         folder = stage / name
         base = get_target(target).derives_from
         k = keys.convert(target, precision) if keys is not None else None
@@ -620,12 +619,9 @@ def _rounding_cached(cfg: DeployConfig, source: Source, keys: _TaskKeys | None) 
 def _cpu_slots(jobs: int) -> list[list[int]]:
     """The CPUs this process may use, split into ``jobs`` shares (a share per running worker);
     fewer CPUs than jobs: the shares overlap."""
-    import os
+    from ._util import allowed_cpus
 
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = list(range(os.cpu_count() or 1))
+    cpus = allowed_cpus()
     if len(cpus) < jobs:
         return [[cpus[i % len(cpus)]] for i in range(jobs)]
     per = len(cpus) // jobs
@@ -823,7 +819,7 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
     import platform
 
     from .bench import deploy_stage
-    from .bench.peaks import cpu_model
+    from .bench.peaks import QUIET_BUSY, cpu_model, machine_busy
 
     machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "host": platform.node()}
 
@@ -833,8 +829,6 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
 
     if keys is None:
         return measure()["stage"]
-    from .bench.peaks import QUIET_BUSY, machine_busy
-
     # figures measured while other work ran are not kept as this machine's: the share of the CPUs
     # busy just before (the load average would still count this deploy's own conversions)
     busy = machine_busy()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._util import allowed_cpus
 from ..errors import FormatError, first_line
 from ..runner import Runner
 
@@ -83,15 +84,6 @@ def ort_dtype(t: str) -> str:
     return table.get(t, t)
 
 
-def _allowed_cpus() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return 0  # ONNX Runtime's default
-
-
 def ort_session(model: Path | bytes, threads: int = 0, session_config: dict[str, str] | None = None,
                 optimize: bool = True) -> Any:
     """The one ONNX Runtime session factory: CPU provider, ``threads`` intra-op threads (0: ORT's
@@ -105,7 +97,7 @@ def ort_session(model: Path | bytes, threads: int = 0, session_config: dict[str,
         so.add_session_config_entry(k, v)
     # 0: as many as this process may run on (a deploy worker is pinned to its share of the CPUs;
     # ONNX Runtime's own default counts the machine's cores and would oversubscribe the share)
-    so.intra_op_num_threads = int(threads) or _allowed_cpus()
+    so.intra_op_num_threads = int(threads) or len(allowed_cpus())
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
