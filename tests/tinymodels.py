@@ -127,6 +127,20 @@ def returns_string():
     return "not a model"
 
 
+def kills_its_worker() -> TorchModel:
+    """In an isolated child (a sweep's task): kills the process that started it (the sweep's Ray
+    worker), then itself, as an out-of-memory killer or an operator would; elsewhere a tiny model."""
+    import os
+    import signal
+
+    from edgeship.isolate import in_child
+
+    if in_child():
+        os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return tiny_classifier()
+
+
 # ---- analysis (tests/test_analyze.py) -------------------------------------------------------
 
 def seed_example():

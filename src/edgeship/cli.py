@@ -583,6 +583,83 @@ def keygen(
     run_command(as_json, body)
 
 
+@app.command(cls=_Command)
+def sweep(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="sweep file (YAML/JSON): models, targets, precisions, "
+                                                              "recipes, threads, options"),
+    address: str = typer.Option(None, "--address", metavar="ADDR",
+                                help="Ray cluster: auto (the one this machine is part of) or ray://HOST:10001; "
+                                     "default: a local Ray"),
+    out: Path = typer.Option(None, "--out", metavar="DIR", help="output folder (default: the file's out, else sweep-out)"),
+    overwrite: bool = typer.Option(None, "--overwrite", metavar="", help="replace an existing output folder"),
+    csv_path: Path = typer.Option(None, "--csv", metavar="FILE", help="also write the results table as CSV here"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Run models x recipes x targets x precisions x threads as Ray tasks; one table, one report."""
+    from . import sweep as sweeps
+
+    def body():
+        cfg = sweeps.load(config, out=out, overwrite=overwrite)
+        with _progress() as update:
+            doc = sweeps.sweep(cfg, address=address, progress=update)
+        if csv_path is not None:
+            from ._util import atomic_write_text
+
+            atomic_write_text(csv_path, sweeps.to_csv(doc))
+        result = {"ok": not doc["summary"]["failed_tasks"], "out": str(cfg.out), **doc}
+        failed = doc["summary"]["failed_tasks"]
+        if failed:
+            e = EdgeshipError(f"{len(failed)} of {len(doc['tasks'])} sweep task(s) failed: {', '.join(failed)}",
+                              hint=f"their errors are in the table; every result is in {cfg.out}/sweep.json",
+                              out=str(cfg.out))
+            e.human = lambda c: _print_sweep(c, doc, cfg.out)  # type: ignore[attr-defined]
+            raise e
+        return result, lambda c: _print_sweep(c, doc, cfg.out)
+
+    run_command(as_json, body)
+
+
+def _print_sweep(c: Console, doc: dict, out: Path) -> None:
+    """The sweep's results table (80 columns), what failed or was skipped, where figures were measured."""
+    def num(x: Any, fmt: str) -> str:
+        return "–" if x is None else format(x, fmt)
+
+    rows = []
+    for r in doc["rows"]:
+        if r["status"] != "ok":
+            continue
+        fid = r.get("fidelity")
+        fid_text = ("–" if fid is None else f"{fid:.1%}" if r.get("fidelity_metric") == "top-1 agreement"
+                    else f"cos {fid:.3f}")
+        rows.append([r["model"], r["recipe"], r["target"], r["precision"], num(r.get("threads"), "d"),
+                     size_text(r.get("size_bytes")), fid_text,
+                     r.get("bench_error") and "–" or num(r.get("p50_ms"), ".3g"), num(r.get("vs_eager"), ".2f"),
+                     (r.get("bench_node") or "")[:6]])
+    print_table(c, f"sweep: {len(doc['tasks'])} task(s) in {doc.get('seconds') or 0:.0f} s on Ray "
+                   f"({doc.get('address')}, {len(doc.get('cluster') or [])} node(s))",
+                ["model", "recipe", "target", "prec", "thr", "size", "fidelity", "p50 ms", "×eager", "node"], rows,
+                right=("thr", "size", "fidelity", "p50 ms", "×eager"), optional=("recipe", "node"),
+                notes={"×eager": "speed-up over the model in PyTorch eager, same node and threads"})
+    said: dict[tuple[str, str], list[str]] = {}  # one line per reason and task (or target, for skipped precisions)
+    for r in doc["rows"]:
+        if r["status"] == "failed":
+            said.setdefault((f"failed {r['task']}", str(r.get("message"))), []).append(r["precision"])
+        elif r["status"] == "skipped":
+            said.setdefault((f"skipped {r['target']} {r['precision']}", str(r.get("reason"))), []).append(r["model"])
+    for (what, why), which in said.items():
+        which = list(dict.fromkeys(which))
+        c.print(f"{what} ({', '.join(which)}): {why}", markup=False, highlight=False)
+    for m in doc.get("machines") or []:
+        busy = m.get("busy_before")
+        c.print(f"figures of node {(m.get('node_id') or '')[:6]}: {m.get('host')}, {m.get('cpu')}, {m.get('cpus')} CPUs"
+                + (f", {busy:.0%} busy before" if busy is not None else ""), markup=False, highlight=False)
+    if len({m.get("cpu") for m in doc.get("machines") or []}) > 1:
+        c.print("figures from different CPU models are not comparable: each model was measured on one node",
+                markup=False, highlight=False)
+    c.print(f"written: {out}/ (artifacts per model and recipe, sweep.json, sweep.csv, report.html)",
+            markup=False, highlight=False)
+
+
 cache_app = typer.Typer(cls=_Group, no_args_is_help=True,
                         help="The cache of built artifacts and measured figures (info, clear).")
 app.add_typer(cache_app, name="cache")
