@@ -130,7 +130,7 @@ def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Lim
     them on Ctrl-C (:func:`kill_group`)."""
     limits = limits or Limits.from_env()
     spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits),
-                       "log_dir": str(log_dir) if log_dir is not None else None})
+                       "log_dir": str(log_dir) if log_dir is not None else None, "parent": os.getpid()})
     env = dict(os.environ, **{ENV_FLAG: "1"})
     run = spawn([sys.executable, "-m", "edgeship._child"], spec, env, limits.wall_seconds, capture_stderr=False,
                 started=started)
@@ -246,11 +246,28 @@ def _rebuild_error(d: dict[str, Any]) -> EdgeshipError:
     return e
 
 
+def _die_with_parent(parent: int | None) -> None:
+    """An isolated child ends when the process that started it dies (killed, out of memory): it
+    runs in a session of its own, so nothing else would stop it working on for no one (Linux)."""
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
 def child_main() -> int:
     import importlib
     import traceback
 
     spec = json.loads(sys.stdin.read())
+    _die_with_parent(spec.get("parent"))
     apply_limits(Limits(**spec.get("limits", {})))
     # stdout belongs to the result: route everything else (converter prints, native logs) to stderr
     real = reserve_stdout()

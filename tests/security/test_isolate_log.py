@@ -63,3 +63,44 @@ def test_a_garbage_tflite_file_is_one_typed_line(tmp_path, cli_env, command):
     r = subprocess.run(args, capture_output=True, text=True, env=dict(env, EDGESHIP_DEBUG="1"), cwd=tmp_path,
                        timeout=300, check=False)
     assert r.returncode == 3 and "Traceback (most recent call last)" in r.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_isolated_child_dies_with_the_process_that_started_it():
+    """A parent killed outright (the OOM killer, a sweep's Ray worker killed) takes its isolated
+    child along: the child runs in a session of its own and would otherwise work on for no one."""
+    import os
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", "from edgeship.isolate import run_isolated; "
+                               "run_isolated('edgeship.testing:hang', {'seconds': 60})"])
+    try:
+        deadline = time.monotonic() + 30
+        while not (kids := _children(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert kids, "the isolated child did not start"
+        time.sleep(1.0)  # past its start-up: it is in hang()
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{kids[0]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = Path(f"/proc/{kids[0]}/stat").exists() and ") Z " not in Path(f"/proc/{kids[0]}/stat").read_text()
+        assert not alive, "the isolated child outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
