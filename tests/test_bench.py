@@ -382,3 +382,19 @@ def test_a_time_budget_stops_the_timed_calls_first(tiny_onnx):
     from edgeship.config import DeployConfig
 
     assert DeployConfig.build(model="x").bench_seconds == 3.0
+
+
+def test_the_busy_note_follows_other_work_not_the_load_average(tiny_onnx, monkeypatch):
+    """Right after a deploy's conversions the 1-minute load average is still high although nothing
+    runs: that said "the machine was busy" on every deploy benchmark. The note follows the share of
+    CPU time other work takes just before and after."""
+    from edgeship.bench import harness, peaks
+
+    monkeypatch.setattr(harness, "_loadavg", lambda: [64.0, 32.0, 8.0])
+    monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.02)
+    quiet = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1, "auto_baseline": False, "roofline": False})
+    assert not any("busy" in n for n in quiet.data["notes"]), quiet.data["notes"]
+    assert quiet.data["machine"]["busy_share"] == {"start": 0.02, "end": 0.02}
+    monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.9)
+    busy = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1, "auto_baseline": False, "roofline": False})
+    assert any("the machine was busy (90%" in n for n in busy.data["notes"]), busy.data["notes"]

@@ -30,8 +30,9 @@ Top level::
     machine           cpu, cpu_count, available_cpus, platform, python,
                       peaks: {"<threads>": {fp32_gops, int8_gops, threads, cached, measured, method,
                               cache_file} | {error}}        (absent figures when --no-roofline)
-                      load_average: {start, end} (1/5/15-minute, os.getloadavg: a busy machine
-                      explains noisy figures)
+                      load_average: {start, end} (1/5/15-minute, os.getloadavg)
+                      busy_share: {start, end} (the share of all CPUs' time other work took in
+                              0.5 s just before and after: a busy machine explains noisy figures)
     settings          threads, cpus, runs, warmup, rounds, fresh_input, batch_sizes,
                       throughput_runs_per_round, timeout_s, profile (the device profile or null),
                       power_profile (the profile whose power the energy estimate uses)

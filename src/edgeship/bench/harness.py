@@ -392,9 +392,11 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
         baseline_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Benchmark ``paths`` under ``cfg``; the JSON-ready report (schema in :mod:`edgeship.bench`)."""
     from ..profiles import load_profile
+    from .peaks import QUIET_BUSY, machine_busy
 
     notes: list[str] = []
     load_start = _loadavg()
+    busy_start = machine_busy()  # the share of CPU time other work takes, just before (0.5 s)
     profile = load_profile(cfg.profile) if cfg.profile else None
     power_profile = profile or load_profile("host-1core")
     threads = list(dict.fromkeys(cfg.threads or ([profile.threads] if profile else [1])))
@@ -491,11 +493,14 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
         notes.append(f"{cfg.runs} runs: the p99 is the slowest one or two calls; use --runs {MIN_RUNS_FOR_P99} or more "
                      "for a stable p99")
     load_end = _loadavg()
-    busy = max((x[0] for x in (load_start, load_end) if x), default=0.0)
-    if busy > len(available):
-        notes.append(f"the machine was busy (1-minute load average up to {busy:g} on {len(available)} CPUs): "
-                     "latencies include waiting for a CPU; trust the interleaved ratios and the CPU time per "
-                     "inference (energy.cpu_ms_per_inference) more than absolute milliseconds")
+    busy_end = machine_busy()
+    # the busy share, not the load average: a minute's average still counts work that just ended
+    # (a deploy's conversions) and misses load that started a second ago
+    busy = max((b for b in (busy_start, busy_end) if b is not None), default=None)
+    if busy is not None and busy > QUIET_BUSY:
+        notes.append(f"the machine was busy ({busy:.0%} of all CPUs' time taken by other work just before or after "
+                     "the benchmark): latencies include waiting for a CPU; trust the interleaved ratios and the CPU "
+                     "time per inference (energy.cpu_ms_per_inference) more than absolute milliseconds")
     from .._version import __version__
     from .peaks import cpu_model
 
@@ -509,6 +514,7 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             "platform": platform.platform(), "python": platform.python_version(),
             "peaks": {str(t): p for t, p in peaks.items()},
             "load_average": {"start": load_start, "end": load_end},
+            "busy_share": {"start": busy_start, "end": busy_end},
         },
         "settings": {
             "threads": threads, "cpus": pinned_cpus, "runs": cfg.runs, "max_seconds": cfg.max_seconds, "warmup": cfg.warmup, "rounds": rounds,
