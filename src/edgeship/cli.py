@@ -624,22 +624,35 @@ def _print_sweep(c: Console, doc: dict, out: Path) -> None:
     def num(x: Any, fmt: str) -> str:
         return "–" if x is None else format(x, fmt)
 
-    rows = []
-    for r in doc["rows"]:
-        if r["status"] != "ok":
-            continue
-        fid = r.get("fidelity")
-        fid_text = ("–" if fid is None else f"{fid:.1%}" if r.get("fidelity_metric") == "top-1 agreement"
-                    else f"cos {fid:.3f}")
-        rows.append([r["model"], r["recipe"], r["target"], r["precision"], num(r.get("threads"), "d"),
-                     size_text(r.get("size_bytes")), fid_text,
-                     r.get("bench_error") and "–" or num(r.get("p50_ms"), ".3g"), num(r.get("vs_eager"), ".2f"),
-                     (r.get("bench_node") or "")[:6]])
-    print_table(c, f"sweep: {len(doc['tasks'])} task(s) in {doc.get('seconds') or 0:.0f} s on Ray "
-                   f"({doc.get('address')}, {len(doc.get('cluster') or [])} node(s))",
-                ["model", "recipe", "target", "prec", "thr", "size", "fidelity", "p50 ms", "×eager", "node"], rows,
-                right=("thr", "size", "fidelity", "p50 ms", "×eager"), optional=("recipe", "node"),
-                notes={"×eager": "speed-up over the model in PyTorch eager, same node and threads"})
+    ok = [r for r in doc["rows"] if r["status"] == "ok"]
+    threads = list(dict.fromkeys(r.get("threads") for r in ok))
+    recipes = len({r["recipe"] for r in ok}) > 1
+    c.print(f"sweep: {len(doc['tasks'])} task(s) in {doc.get('seconds') or 0:.0f} s on Ray ({doc.get('address')}, "
+            f"{len(doc.get('cluster') or [])} node(s))", markup=False, highlight=False)
+    for model in dict.fromkeys(r["model"] for r in ok):
+        cells: dict[tuple, dict] = {}
+        for r in ok:
+            if r["model"] == model:
+                cells.setdefault((r["recipe"], r["target"], r["precision"]), {})[r.get("threads")] = r
+        rows = []
+        for (recipe, target, precision), by_thread in cells.items():
+            first = next(iter(by_thread.values()))
+            fid = first.get("fidelity")
+            fid_text = ("–" if fid is None else f"{fid:.1%}" if first.get("fidelity_metric") == "top-1 agreement"
+                        else f"cos {fid:.3f}")
+            row = ([recipe] if recipes else []) + [target, precision, size_text(first.get("size_bytes")), fid_text]
+            for th in threads:
+                r = by_thread.get(th) or {}
+                row += [num(r.get("p50_ms"), ".3g"), num(r.get("vs_eager"), ".1f")]
+            rows.append(row)
+        where = next((r for r in ok if r["model"] == model and r.get("cpu")), None)
+        title = model + (f" — measured on {where['host']} node {(where.get('bench_node') or '')[:6]}" if where else "")
+        th_cols = [h for th in threads for h in (f"ms {th}t", f"× {th}t")] if threads != [None] else []
+        headers = (["recipe"] if recipes else []) + ["target", "prec", "size", "fidelity"] + th_cols
+        print_table(c, title, headers, rows,
+                    right=("size", "fidelity", *th_cols), optional=tuple(h for h in th_cols if h.startswith("×")),
+                    notes={h: "p50 latency in ms at N threads; × Nt: speed-up over the model in PyTorch eager "
+                              "(same node and threads)" for h in th_cols[:1]})
     said: dict[tuple[str, str], list[str]] = {}  # one line per reason and task (or target, for skipped precisions)
     for r in doc["rows"]:
         if r["status"] == "failed":

@@ -39,8 +39,14 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     problems = []
     for r in doc["rows"]:
         if r["status"] != "ok":
-            problems.append({k: r.get(k) for k in ("model", "recipe", "target", "precision", "status", "reason",
-                                                    "message", "hint")})
+            why = r.get("reason") if r["status"] == "skipped" else r.get("message")
+            same = next((x for x in problems if (x["model"], x["recipe"], x["target"], x["status"], x["why"])
+                         == (r["model"], r["recipe"], r["target"], r["status"], why)), None)
+            if same is not None:  # one line per task and reason, its precisions listed
+                same["precision"] += f", {r['precision']}"
+                continue
+            problems.append({**{k: r.get(k) for k in ("model", "recipe", "target", "precision", "status", "hint")},
+                             "why": why})
             continue
         row = {k: r.get(k) for k in _SHOWN} | {"best": False}
         if r.get("bench_error"):
