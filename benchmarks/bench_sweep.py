@@ -7,7 +7,7 @@ precisions x 2 thread counts, no cache: every task does its work):
 
 A. on a local Ray (``ray.init()`` with no cluster);
 B. on a two-node Ray cluster started here (``ray start --head`` and a second ``ray start
-   --address``; both nodes on this machine's 2 cores), with ``--address``;
+   --address``; both nodes on this machine's 2 cores), with ``--address auto``;
 C. on a local Ray again, with one conversion task's Ray worker killed (SIGKILL) while it works.
 
 and prints A's table, whether B gave the same results (status, fidelity, size and bytes per row;
@@ -34,6 +34,7 @@ models:
   - efficientnet-lite0
   - model: {ROOT / 'benchmarks' / 'digits.py'}:model
     name: digits
+    weights: @WEIGHTS@
 targets: [onnx, tflite, openvino]
 precisions: [fp32, int8]
 recipes:
@@ -95,8 +96,13 @@ def main() -> int:
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="edgeship-bench-sweep-"))
     work.mkdir(parents=True, exist_ok=True)
+    weights = work / "digits" / "weights.pt"
+    if not weights.is_file():  # the digits CNN trained on scikit-learn's digits (seeded, ~1 min)
+        print("training the digits model (benchmarks/digits.py)", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), str(weights.parent)], check=True,
+                       capture_output=True)
     spec = work / "sweep.yaml"
-    spec.write_text(SWEEP)
+    spec.write_text(SWEEP.replace("@WEIGHTS@", str(weights)))
     print(spec.read_text())
 
     wall_a, a, run_a = _sweep(spec, work / "A", "--overwrite")
@@ -108,7 +114,7 @@ def main() -> int:
     try:  # the second node joins with the token the head made (~/.ray/auth_token)
         _ray("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "2", "--disable-usage-stats",
              env={**os.environ, "RAY_AUTH_MODE": "token"})
-        wall_b, b, run_b = _sweep(spec, work / "B", "--overwrite", "--address", f"127.0.0.1:{port}")
+        wall_b, b, run_b = _sweep(spec, work / "B", "--overwrite", "--address", "auto")
     finally:
         _ray("stop", "--force")
 

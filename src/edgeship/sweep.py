@@ -304,9 +304,12 @@ def _ray(address: str | None, progress: Progress) -> Any:
     try:
         ray.init(**kw)
     except ConnectionError as e:
-        raise UsageError(f"no Ray cluster at {address}: {e}",
+        token = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster with token authentication (what `ray start --head` makes since Ray 2.5x) needs "
+            "RAY_AUTH_MODE=token in this shell, or --address auto on one of its nodes")
+        raise UsageError(f"could not join the Ray cluster at {address}: {e}",
                          hint="start one with `ray start --head` (and `ray start --address HEAD:6379` on the "
-                              "other nodes), or leave --address out for a local Ray") from None
+                              f"other nodes), or leave --address out for a local Ray{token}") from None
     return ray
 
 
