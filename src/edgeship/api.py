@@ -819,7 +819,7 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
     import platform
 
     from .bench import deploy_stage
-    from .bench.peaks import QUIET_BUSY, cpu_model, machine_busy
+    from .bench.peaks import QUIET_BUSY, cpu_model, wait_for_quiet
 
     machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "host": platform.node()}
 
@@ -827,11 +827,12 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
         return {"stage": deploy_stage(cfg, source, artifacts, progress),
                 "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
+    # figures measured while other work ran are not kept as this machine's: the share of the CPUs
+    # busy just before (the load average would still count this deploy's own conversions), after
+    # waiting a few seconds at most for work that just ended to settle
+    busy = wait_for_quiet(progress, "latencies")
     if keys is None:
         return measure()["stage"]
-    # figures measured while other work ran are not kept as this machine's: the share of the CPUs
-    # busy just before (the load average would still count this deploy's own conversions)
-    busy = machine_busy()
 
     def quiet(doc: dict[str, Any]) -> bool:
         return busy is not None and busy <= QUIET_BUSY

@@ -105,12 +105,14 @@ def _quiet_enough(entry: dict[str, Any]) -> bool:
                 and load[0] > 0.5 * (os.cpu_count() or 1))
 
 
-def _wait_for_quiet(progress: Callable[[str], None], tries: int = 6) -> float | None:
+def wait_for_quiet(progress: Callable[[str], None], what: str = "the GEMM peaks", tries: int = 6) -> float | None:
+    """The share of CPU time other work takes, measured up to ``tries`` times 0.5 s until it is at
+    most :data:`QUIET_BUSY` (work that just ended, a process exiting, settles): the last figure."""
     busy = machine_busy()
     for _ in range(tries - 1):
         if busy is None or busy <= QUIET_BUSY:
             break
-        progress(f"waiting for a quiet machine to measure the GEMM peaks ({busy:.0%} of the CPUs busy)")
+        progress(f"waiting for a quiet machine to measure {what} ({busy:.0%} of the CPUs busy)")
         busy = machine_busy()
     return busy
 
@@ -128,7 +130,7 @@ def machine_peaks(threads: int, cpus: Sequence[int] | None, timeout: float,
     cached = _read(path)["entries"].get(key)
     if isinstance(cached, dict) and "fp32_gops" in cached and "int8_gops" in cached and _quiet_enough(cached):
         return {**cached, "cached": True, "cache_file": str(path)}
-    busy = _wait_for_quiet(progress)
+    busy = wait_for_quiet(progress)
     quiet = busy is None or busy <= QUIET_BUSY
     progress(f"measuring this machine's GEMM peaks at {threads} thread(s) (once; cached in {path})")
     outcome = run_worker({"kind": "peaks", "threads": threads, "cpus": list(cpus) if cpus else None},
