@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from .errors import UsageError
 
@@ -45,6 +45,16 @@ def split_commas(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [p.strip() for item in v for p in str(item).split(",") if p.strip()]
     return v
+
+
+def int_list(v: Any) -> Any:
+    """A number, '1,2', or a list of either -> a list (pydantic checks the items are integers)."""
+    return [v] if isinstance(v, int) else split_commas(v)
+
+
+#: field types that also take comma-separated text: "onnx,tflite" / "1,2"
+CommaList = Annotated[list[str], BeforeValidator(split_commas)]
+IntList = Annotated[list[int], BeforeValidator(int_list)]
 
 
 class SourceConfig(ConfigModel):
@@ -210,7 +220,7 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     @field_validator("bench_threads", mode="before")
     @classmethod
     def _bench_threads(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) else split_commas(v)
+        return int_list(v)
 
     @field_validator("bench_threads", mode="after")
     @classmethod

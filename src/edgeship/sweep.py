@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ._util import atomic_dir, atomic_write_text, safe_name
-from .config import ConfigModel, DeployConfig, load_config, split_commas
+from .config import CommaList, ConfigModel, DeployConfig, IntList, load_config
 from .errors import EdgeshipError, MissingExtraError, UsageError
 
 __all__ = ["SweepConfig", "sweep", "SWEEP_JSON", "SWEEP_CSV", "SCHEMA"]
@@ -53,11 +53,11 @@ class SweepConfig(ConfigModel):
 
     models: list[str | dict[str, Any]] = Field(description="the models: built-in names, factories pkg.mod:fn, files, "
                                                            "or {model: ..., name: ..., <deploy options>}")
-    targets: list[str] = Field(default_factory=lambda: ["onnx"], description="targets, as deploy --targets")
-    precisions: list[str] = Field(default_factory=lambda: ["fp32"], description="precisions: fp32, int8, fp16, ...")
+    targets: CommaList = Field(default_factory=lambda: ["onnx"], description="targets, as deploy --targets")
+    precisions: CommaList = Field(default_factory=lambda: ["fp32"], description="precisions: fp32, int8, fp16, ...")
     recipes: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}},
                                                description="named sets of deploy options (quantisation recipes)")
-    threads: list[int] = Field(default_factory=lambda: [1], description="benchmark thread counts")
+    threads: IntList = Field(default_factory=lambda: [1], description="benchmark thread counts")
     options: dict[str, Any] = Field(default_factory=dict, description="deploy options for every task")
     benchmark: bool = Field(True, description="benchmark every artifact (one model's side by side, with PyTorch eager)")
     bench_seconds: float = Field(2.0, gt=0, description="seconds of timed calls per artifact and thread count at most")
@@ -67,16 +67,6 @@ class SweepConfig(ConfigModel):
     retries: int = Field(0, ge=0, le=10, description="times Ray retries a task whose worker died (0: reported)")
     out: Path = Field(Path("sweep-out"), description="output folder: artifacts, sweep.json, sweep.csv, report.html")
     overwrite: bool = Field(False, description="replace an existing output folder")
-
-    @field_validator("targets", "precisions", mode="before")
-    @classmethod
-    def _commas(cls, v: Any) -> Any:
-        return split_commas(v)
-
-    @field_validator("threads", mode="before")
-    @classmethod
-    def _threads(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) else split_commas(v)
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ..config import ConfigModel, split_commas
+from ..config import ConfigModel, int_list, split_commas
 
 __all__ = ["BenchConfig", "parse_cpus"]
 
@@ -68,12 +68,12 @@ class BenchConfig(ConfigModel):
     @field_validator("threads", mode="before")
     @classmethod
     def _threads(cls, v: Any) -> Any:
-        return [v] if isinstance(v, int) else split_commas(v)
+        return int_list(v)
 
     @field_validator("batch_sizes", mode="before")
     @classmethod
     def _batches(cls, v: Any) -> Any:
-        v = [v] if isinstance(v, int) else split_commas(v)
+        v = int_list(v)
         if isinstance(v, list) and [str(x).lower() for x in v] in (["none"], ["0"]):
             return []
         return v
