@@ -142,3 +142,23 @@ def test_a_sweep_on_a_local_ray(tmp_path, cli_env):
         assert art.digest == r["digest"] and art.verification.passed
     assert len(list(csv.DictReader((tmp_path / "t.csv").read_text().splitlines()))) == len(rows)
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_dry_run_lists_the_checked_tasks_and_starts_nothing(tmp_path, cli_env):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("models: [tinymodels:tiny_classifier]\ntargets: onnx,ort\nprecisions: [fp32, int8]\n"
+                    f"out: {tmp_path / 'out'}\n")
+    run = subprocess.run([sys.executable, "-m", "edgeship", "sweep", str(spec), "--dry-run"],
+                         env={**cli_env, "COLUMNS": "80"}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "tiny_classifier" in run.stdout and "ort offers" in run.stdout and "nothing started" in run.stdout
+    assert max(len(line) for line in run.stdout.splitlines()) <= 80
+    doc = json.loads(subprocess.run([sys.executable, "-m", "edgeship", "sweep", str(spec), "--dry-run", "--json"],
+                                    env=cli_env, capture_output=True, text=True).stdout)
+    assert [t["steps"] for t in doc["tasks"]] == [["onnx-fp32", "onnx-int8"], ["ort-fp32"]]
+    assert not (tmp_path / "out").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [tinymodels:tiny_classifier]\ntargets: [onnx]\nrecipes: {r: {rounding: sideways}}\n")
+    run = subprocess.run([sys.executable, "-m", "edgeship", "sweep", str(bad), "--dry-run"], env=cli_env,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "recipe r" in run.stderr and "--rounding" in run.stderr

@@ -593,6 +593,7 @@ def sweep(
     out: Path = typer.Option(None, "--out", metavar="DIR", help="output folder (default: the file's out, else sweep-out)"),
     overwrite: bool = typer.Option(None, "--overwrite", metavar="", help="replace an existing output folder"),
     csv_path: Path = typer.Option(None, "--csv", metavar="FILE", help="also write the results table as CSV here"),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="print the tasks (each checked), start nothing"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Run models x recipes x targets x precisions x threads as Ray tasks; one table, one report."""
@@ -600,6 +601,23 @@ def sweep(
 
     def body():
         cfg = sweeps.load(config, out=out, overwrite=overwrite)
+        if dry_run:
+            todo = sweeps.tasks(cfg)
+            doc = {"ok": True, "tasks": [{k: t[k] for k in ("id", "model", "recipe", "target", "source")}
+                                         | {"steps": [s["id"] for s in t["steps"]],
+                                            "skipped": [f"{s['precision']}: {s['reason']}" for s in t["skipped"]]}
+                                         for t in todo]}
+
+            def human(c: Console) -> None:
+                print_table(c, f"sweep: {len(todo)} task(s), each a Ray task (nothing started)",
+                            ["model", "recipe", "target", "builds", "skipped"],
+                            [[t["model"], t["recipe"], t["target"], ", ".join(t["steps"]), "; ".join(t["skipped"])]
+                             for t in doc["tasks"]], wrap=("builds", "skipped"))
+                c.print(f"then one benchmark per model (threads {', '.join(map(str, cfg.threads))}), one at a time "
+                        "per machine" if cfg.benchmark else "no benchmark (benchmark: false)", markup=False,
+                        highlight=False)
+
+            return doc, human
         with _progress() as update:
             doc = sweeps.sweep(cfg, address=address, progress=update)
         if csv_path is not None:

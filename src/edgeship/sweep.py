@@ -351,12 +351,19 @@ def sweep(cfg: SweepConfig | None = None, *, address: str | None = None, progres
                "targets": {t: r for t in cfg.targets if (r := api._portable(t)) is not None}}
     ray = _ray(address, progress)
     t0 = time.perf_counter()
+    submitted: list[Any] = []
     try:
         with atomic_dir(out) as stage:
-            doc = _run(ray, cfg, todo, context, stage, progress)
+            doc = _run(ray, cfg, todo, context, stage, progress, submitted)
             doc["seconds"] = round(time.perf_counter() - t0, 2)
             doc["address"] = address or "local"
             _write(stage, doc)
+    except BaseException:
+        # Ctrl-C (or a failure of the driver itself): a cluster would go on with the tasks for no one
+        for ref in submitted:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
     finally:
         if address is None:
             ray.shutdown()
@@ -364,7 +371,7 @@ def sweep(cfg: SweepConfig | None = None, *, address: str | None = None, progres
 
 
 def _run(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], context: dict[str, Any], stage: Path,
-         progress: Progress) -> dict[str, Any]:
+         progress: Progress, submitted: list[Any]) -> dict[str, Any]:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total_cpus = sum(n.get("Resources", {}).get("CPU", 0) for n in nodes)
     progress(f"sweep: {len(todo)} conversion tasks on Ray ({len(nodes)} node(s), {total_cpus:g} CPUs)")
@@ -373,6 +380,7 @@ def _run(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], context: dict[s
     for t in todo:
         doc_ref, blob_ref = convert.remote(t, context)
         pending[doc_ref] = (t, blob_ref)
+        submitted.append(doc_ref)
     results: dict[str, dict[str, Any]] = {}
     blobs: dict[str, Any] = {}
     done = 0
@@ -402,12 +410,13 @@ def _run(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], context: dict[s
             bad = [s for s in r["steps"] if "failed" in s]
             progress(f"[{done}/{len(todo)}] {t['id']}: {len(r['steps']) - len(bad)} built"
                      + (f", {len(bad)} not written" if bad else "") + f" in {r['seconds']:.0f} s")
-    bench = _benchmarks(ray, cfg, todo, results, blobs, context, progress) if cfg.benchmark else {}
+    bench = _benchmarks(ray, cfg, todo, results, blobs, context, progress, submitted) if cfg.benchmark else {}
     return _document(cfg, todo, results, bench, nodes)
 
 
 def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, dict[str, Any]],
-                blobs: dict[str, Any], context: dict[str, Any], progress: Progress) -> dict[str, dict[str, Any]]:
+                blobs: dict[str, Any], context: dict[str, Any], progress: Progress,
+                submitted: list[Any]) -> dict[str, dict[str, Any]]:
     """One benchmark task per model (its artifacts of every recipe and target side by side), on
     one node per machine, one at a time per machine, each holding its node's CPUs."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -445,7 +454,9 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
             num_cpus=h["cpus"], max_retries=cfg.retries,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=h["node_id"], soft=False))
         progress(f"benchmark: {model} on {host} ({len(refs)} task(s), threads {','.join(map(str, cfg.threads))})")
-        running[task.remote(spec, context, *refs)] = (model, host)
+        ref = task.remote(spec, context, *refs)
+        running[ref] = (model, host)
+        submitted.append(ref)
 
     for host in queues:
         submit(host)
