@@ -1315,6 +1315,13 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
     return _publish(bundle, repo, channel, rollout, key=key)
 
 
+def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, cfg: Any = None, on_ready: Any = None) -> None:
+    """Serve ``artifact`` over HTTP until SIGINT/SIGTERM (:mod:`edgeship.serving`)."""
+    from .serving import serve as _serve
+
+    _serve(artifact, host=host, port=port, cfg=cfg, on_ready=on_ready)
+
+
 def serve_updates(repo: str | Path, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve an update repository over HTTP until interrupted."""
     from .updates.server import serve
