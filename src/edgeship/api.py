@@ -102,7 +102,7 @@ class Plan:
                 "skipped": list(self.skipped)}
 
 
-def _describe_source(model: str) -> str:
+def source_kind(model: str) -> str:
     if model in BUILTIN_MODELS:
         return "torch"
     p = Path(model)
@@ -130,7 +130,7 @@ def plan(cfg: DeployConfig) -> Plan:
         bad = [q for q in cfg.quantize if q not in known]
         if bad:
             raise UsageError(f"unknown precision {bad[0]!r}", hint=f"choose {', '.join(known)} or none")
-    kind = _describe_source(cfg.model)
+    kind = source_kind(cfg.model)
     steps = []
     skipped = []
     every = "all" in cfg.targets
@@ -208,7 +208,7 @@ def _mark_cached(cfg: DeployConfig, p: Plan) -> None:
         t["cached"] = source.module is not None and _rounding_cached(cfg, source, keys)
 
 
-def _check_plan(p: Plan) -> None:
+def check_plan(p: Plan) -> None:
     for s in p.steps:
         if not s["accepts_source"]:
             accepts = ", ".join(get_target(s["target"]).accepts)
@@ -290,7 +290,7 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     if cfg.dry_run:
         _mark_cached(cfg, p)
         return p
-    _check_plan(p)
+    check_plan(p)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
@@ -491,7 +491,7 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
     private = str(stage / ".tasks") if keys is None else None  # --no-cache: the run's own, for the shared rounding
     groups = p.groups
     early: tuple[list[Artifact], list[dict[str, Any]]] = ([], [])
-    refs = {s["target"]: _portable(s["target"]) for s in p.steps}
+    refs = {s["target"]: portable_target(s["target"]) for s in p.steps}
     # here, not in a worker: a group the cache holds whole (a worker would only add its start-up), and a
     # target registered in this process that a new process cannot import (a class made in a function)
     here = [g for g in groups if any(refs[s["target"]] is None for s in g)
@@ -640,7 +640,7 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _portable(target: str) -> str | None:
+def portable_target(target: str) -> str | None:
     """How a worker process registers ``target`` as this process has it: its 'module:Class'
     (None for a class it cannot import: made inside a function)."""
     from .targets import registered_ref
@@ -653,7 +653,7 @@ def _portable(target: str) -> str | None:
     return f"{ref.__module__}:{ref.__qualname__}"
 
 
-def _worker_context(context: dict[str, Any] | None, private_cache: str | None) -> None:
+def worker_context(context: dict[str, Any] | None, private_cache: str | None) -> None:
     """In a worker: its CPUs, this deploy's import path and targets, and the run's private cache folder."""
     import os
     import sys
@@ -682,7 +682,7 @@ def _group_child(options: dict[str, Any], steps: list[dict[str, Any]], stage: st
     """One worker: load the source and build one group's steps into ``stage`` (in order)."""
     from . import cache
 
-    _worker_context(context, private_cache)
+    worker_context(context, private_cache)
     cfg = DeployConfig.build(**options)
     source = load_source(cfg.model, **cfg.source_kwargs())
     keys = _TaskKeys(cfg, source, Plan(cfg.model, source.kind, cfg.out, tuple(steps))) if cache.enabled(cfg.cache) else None
@@ -700,7 +700,7 @@ def _rounding_child(options: dict[str, Any], private_cache: str | None = None,
     run's private folder), where every int8 worker that starts from the torch source finds it."""
     from .quant.rounding import rounded_source
 
-    _worker_context(context, private_cache)
+    worker_context(context, private_cache)
     cfg = DeployConfig.build(**options)
     source = load_source(cfg.model, **cfg.source_kwargs())
     rounded_source(source, cfg, lambda m: _child_progress(f"shared: {m}"))

@@ -118,7 +118,7 @@ def tasks(cfg: SweepConfig) -> list[dict[str, Any]]:
                 try:
                     dcfg = DeployConfig.build(**opts)
                     p = api.plan(dcfg)
-                    api._check_plan(p)
+                    api.check_plan(p)
                 except EdgeshipError as e:
                     raise type(e)(f"{where}: {e.message}", hint=e.hint) from None
                 dcfg = dcfg.model_copy(update={"cache": cache.enabled(dcfg.cache)})  # this machine's say, for every node
@@ -199,7 +199,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
 
     from .artifact import ARTIFACT_JSON
     from .isolate import run_isolated
-    from .reporting.model import _fidelity
+    from .reporting.model import fidelity_of
     from .targets import load_artifact
 
     t0 = time.perf_counter()
@@ -228,7 +228,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
                 rec = art.record()
                 steps.append({"id": s["name"], "target": art.target, "precision": art.precision,
                               "size_bytes": art.size_bytes, "digest": art.digest, "seconds": s.get("seconds"),
-                              "fidelity": _fidelity(rec)})
+                              "fidelity": fidelity_of(rec)})
             built = [s["id"] for s in steps if "failed" not in s and (stage / s["id"] / ARTIFACT_JSON).is_file()]
             doc.update(steps=steps, cache=res.get("cache", {}), peak_rss_bytes=res.get("peak_rss_bytes"),
                        seconds=round(time.perf_counter() - t0, 2))
@@ -242,11 +242,11 @@ def _bench_task(spec: dict[str, Any], context: dict[str, Any], *blobs: bytes) ->
     """A Ray task holding a whole node: one model's artifacts benchmarked side by side (with the
     model in PyTorch eager), on this node; the figures with the node, its CPU and how busy the
     machine was just before."""
-    from .api import _worker_context
+    from .api import worker_context
     from .bench import run_benchmark
     from .bench.peaks import wait_for_quiet
 
-    _worker_context({"sys_path": context.get("sys_path"), "targets": context.get("targets")}, None)
+    worker_context({"sys_path": context.get("sys_path"), "targets": context.get("targets")}, None)
     node = _node()
     with tempfile.TemporaryDirectory(prefix="edgeship-sweep-bench-") as tmp:
         folders = []
@@ -348,7 +348,7 @@ def sweep(cfg: SweepConfig | None = None, *, address: str | None = None, progres
     from . import api
 
     context = {"sys_path": list(sys.path), "task_cpus": cfg.task_cpus,
-               "targets": {t: r for t in cfg.targets if (r := api._portable(t)) is not None}}
+               "targets": {t: r for t in cfg.targets if (r := api.portable_target(t)) is not None}}
     ray = _ray(address, progress)
     t0 = time.perf_counter()
     submitted: list[Any] = []
@@ -421,7 +421,7 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
     one node per machine, one at a time per machine, each holding its node's CPUs."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .api import _describe_source
+    from .api import source_kind
     from .config import SourceConfig
 
     hosts = list(_hosts(ray).values())
@@ -435,7 +435,7 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
         first = ts[0]["options"]
         spec = {"labels": [f"{t['recipe']}/{t['target']}" for t in ts], "threads": cfg.threads, "runs": cfg.bench_runs,
                 "seconds": cfg.bench_seconds, "rounds": cfg.bench_rounds}
-        if _describe_source(first["model"]) == "torch":
+        if source_kind(first["model"]) == "torch":
 
             spec["baseline"] = first["model"]
             spec["baseline_options"] = {k: first[k] for k in SourceConfig.model_fields if k in first}

@@ -56,7 +56,7 @@ def _list(x: Any) -> list[Any]:
     return x if isinstance(x, list) else []
 
 
-def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
+def fidelity_of(rec: dict[str, Any]) -> dict[str, Any]:
     """How close an artifact is to its source: the figure, its name, and how it was verified."""
     v = _dict(rec.get("verification"))
     outs = [o for o in _list(v.get("outputs")) if isinstance(o, dict)]
@@ -148,7 +148,7 @@ def _artifact_rows(m: Manifest, bench: dict[str, dict[str, Any]], missing: dict[
         rows.append({"id": aid, "target": _text(rec.get("target"), 40), "format": _text(rec.get("format"), 40),
                      "digest": _text(rec.get("digest"), 64) or None,
                      "precision": _text(rec.get("precision"), 20), "size_bytes": _pos(rec.get("size_bytes")),
-                     "fidelity": _fidelity(rec), "bench": b, "no_bench": why,
+                     "fidelity": fidelity_of(rec), "bench": b, "no_bench": why,
                      "notes": [_text(n, 400) for n in _list(rec.get("notes"))[:8]],
                      "layers": _layer_errors(rec)})
     return rows
