@@ -1322,6 +1322,21 @@ def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, cfg: 
     _serve(artifact, host=host, port=port, cfg=cfg, on_ready=on_ready)
 
 
+def compare_cloud(target: str | Path = "edgeship-out", **options: Any) -> dict[str, Any]:
+    """Edge against cloud for an artifact (:func:`edgeship.cloud.compare_cloud`)."""
+    from .cloud import compare_cloud as _compare
+
+    doc = _compare(target, **options)
+    out = doc.get("outdir")
+    if out:  # a deploy's folder: the comparison goes into its manifest and its report
+        m = read_manifest(Path(out))
+        if m is not None:
+            m.setdefault("stages", {})["compare_cloud"] = doc
+            write_manifest(Path(out), m)
+            _refresh_report(Path(out))
+    return doc
+
+
 def serve_updates(repo: str | Path, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve an update repository over HTTP until interrupted."""
     from .updates.server import serve

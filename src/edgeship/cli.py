@@ -859,6 +859,68 @@ def serve_cmd(
     run_command(False, body)
 
 
+@app.command("compare-cloud", cls=_Command)
+def compare_cloud_cmd(
+    target: Path = typer.Argument(Path("edgeship-out"), metavar="ARTIFACT_OR_OUTDIR",
+                                  help="an artifact folder, or a deploy's output folder (default: edgeship-out)"),
+    network: str = typer.Option("wifi,4g,3g,offline", "--network", metavar="LIST",
+                                help="network profiles, comma separated: wifi, 4g, 3g, offline"),
+    requests: int = typer.Option(100, "--requests", metavar="N", min=1, max=100_000, help="requests per side and profile"),
+    concurrency: int = typer.Option(1, "--concurrency", metavar="C", min=1, max=1024, help="requests in flight at once"),
+    price_per_hour: float = typer.Option(None, "--price-per-hour", metavar="P", min=0,
+                                         help="the cloud instance's price per hour: gives the cost per million inferences"),
+    image: Path = typer.Option(None, "--image", metavar="FILE", help="the JPEG/PNG sent (default: a sample photo as JPEG)"),
+    saturation_seconds: float = typer.Option(5.0, "--saturation-seconds", metavar="S", min=0.1, max=3600,
+                                             help="how long the server is driven at saturation (32 clients)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Edge against cloud for one artifact: latency per network profile, bytes, offline, throughput, cost."""
+    from . import api
+
+    def body():
+        with _progress() as update:
+            doc = api.compare_cloud(target, image=image, networks=[n.strip() for n in network.split(",") if n.strip()],
+                                    requests=requests, concurrency=concurrency, price_per_hour=price_per_hour,
+                                    saturation_seconds=saturation_seconds, progress=update)
+        return doc, lambda c: _print_cloud(c, doc)
+
+    run_command(as_json, body)
+
+
+def _print_cloud(c: Console, doc: dict) -> None:
+    def ms(x: Any) -> str:
+        return "–" if x is None else f"{x:.1f}"
+
+    sides = [("edge", doc["edge"])] + [(f"cloud {n}", r) for n, r in doc["cloud"].items()]
+    rows = [["p50 ms"] + [ms(r.get("p50_ms")) for _, r in sides],
+            ["p99 ms"] + [ms(r.get("p99_ms")) for _, r in sides],
+            ["sent B"] + [f"{r.get('bytes_sent', 0):,}" for _, r in sides],
+            ["received B"] + [f"{r.get('bytes_received', 0):,}" for _, r in sides],
+            ["errors"] + [f"{r.get('error_rate', 0):.0%}" for _, r in sides]]
+    print_table(c, f"edge vs cloud: {doc['artifact']} ({doc['target']} {doc['precision']}), per inference",
+                [""] + [n for n, _ in sides], rows, right=tuple(n for n, _ in sides))
+    sat = doc["saturation"]
+    lines = [f"image: {doc['image']['what']}, {doc['image']['bytes']:,} bytes; networks emulated in the "
+             f"{doc['emulation']} ({doc['emulation_note']})",
+             f"server at saturation ({sat['clients']} clients, loopback, no network delay): "
+             f"{sat['throughput_per_s']:.1f} inferences/s, p99 {ms(sat.get('p99_ms'))} ms",
+             (f"cost: {doc['cost']['price_per_hour']:g} per instance-hour / {sat['throughput_per_s']:.1f}/s → "
+              f"{doc['cost']['per_million']:.2f} per million inferences" if doc.get("cost") else
+              "cost: give --price-per-hour for the cost per million inferences"),
+             f"privacy: {doc['privacy']['cloud_bytes_leaving_device']:,} bytes of the user's image leave the device per "
+             "cloud inference, 0 on the edge"]
+    if "offline" in doc["cloud"]:
+        off = doc["cloud"]["offline"]
+        lines.insert(1, f"offline: the edge answered {doc['edge']['requests']} of {doc['edge']['requests']}; the cloud "
+                        f"{off['served']} of {off['requests']} (no connection)")
+    for n, net in doc["networks"].items():
+        if net:
+            lines.append(f"{n}: RTT {net['rtt_ms']:g} ± {net['jitter_ms']:g} ms, {net['down_mbit']:g}/{net['up_mbit']:g} "
+                         f"Mbit/s down/up ({net['source']})")
+    for line in lines:
+        c.print(line, markup=False, highlight=False)
+
+
 agent_app = typer.Typer(cls=_Group, invoke_without_command=True,
                         help="The device update agent: check, install A/B, health-check, commit or roll back.")
 app.add_typer(agent_app, name="agent")

@@ -166,15 +166,21 @@ class Spawned:
     wall_s: float
 
 
+def launch(argv: list[str], env: dict[str, str] | None = None, **pipes: Any) -> subprocess.Popen:
+    """Start a child the one way edgeship does: a session of its own (stopped as a group with what it
+    started, :func:`kill_group`), no inherited descriptors, text pipes as given. :func:`spawn` runs
+    one to completion; a server that runs until stopped (``compare-cloud``'s) is started here."""
+    return subprocess.Popen(argv, env=env, close_fds=True, start_new_session=True, text=True, **pipes)
+
+
 def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float, capture_stderr: bool = True,
           started: list[subprocess.Popen] | None = None) -> Spawned:
     """The one way edgeship starts a child: its own session (killed as a group with anything it
     started), no inherited descriptors, ``stdin_text`` in, stdout (and stderr) captured, killed at
     ``timeout`` or on Ctrl-C."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE if capture_stderr else None, env=env, close_fds=True,
-                            start_new_session=True, text=True)
+    proc = launch(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE if capture_stderr else None)
     if started is not None:
         started.append(proc)
     try:

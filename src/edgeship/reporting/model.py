@@ -433,6 +433,38 @@ def _compression(m: Manifest) -> dict[str, Any] | None:
             "note": _text(fid.get("note"), 300), "latency": rows}
 
 
+def _cloud(m: Manifest) -> dict[str, Any] | None:
+    """``edgeship compare-cloud``'s figures, if it ran on this folder (every value checked: the
+    manifest is a file like any other)."""
+    c = _dict(m.stages.get("compare_cloud"))
+    if not c:
+        return None
+
+    def side(name: str, r: Any) -> dict[str, Any]:
+        r = _dict(r)
+        return {"name": name, "p50_ms": _num(r.get("p50_ms")), "p99_ms": _num(r.get("p99_ms")),
+                "bytes_sent": _num(r.get("bytes_sent")), "bytes_received": _num(r.get("bytes_received")),
+                "error_rate": _num(r.get("error_rate")), "error": _text(r.get("error"), 200) if r.get("error") else None}
+
+    sides = [side(f"edge: {_text(c.get('artifact'), 80)}", c.get("edge"))]
+    fast = _dict(c.get("edge_fastest"))
+    if fast:
+        sides.append(side(f"edge: {_text(fast.get('artifact'), 80)} (the fastest)", fast))
+    sides += [side(f"cloud over {_text(n, 20)}", r) for n, r in _dict(c.get("cloud")).items()]
+    sat, cost, img = _dict(c.get("saturation")), _dict(c.get("cost")), _dict(c.get("image"))
+    nets = [{"name": _text(n, 20), "rtt_ms": _num(_dict(v).get("rtt_ms")), "jitter_ms": _num(_dict(v).get("jitter_ms")),
+             "down_mbit": _num(_dict(v).get("down_mbit")), "up_mbit": _num(_dict(v).get("up_mbit")),
+             "source": _text(_dict(v).get("source"), 200)} for n, v in _dict(c.get("networks")).items() if v]
+    return {"sides": sides, "networks": nets, "emulation": _text(c.get("emulation"), 40),
+            "emulation_note": _text(c.get("emulation_note"), 400),
+            "image": {"what": _text(img.get("what"), 200), "bytes": _num(img.get("bytes"))},
+            "saturation": {"clients": _num(sat.get("clients")), "throughput": _num(sat.get("throughput_per_s")),
+                           "p99_ms": _num(sat.get("p99_ms"))},
+            "cost": {"price_per_hour": _num(cost.get("price_per_hour")), "per_million": _num(cost.get("per_million"))}
+            if cost else None,
+            "requests": _num(c.get("requests"))}
+
+
 def page_model(m: Manifest) -> dict[str, Any]:
     """Everything the report shows about one output folder."""
     bench_doc = _dict(m.stages.get("benchmark"))
@@ -465,7 +497,7 @@ def page_model(m: Manifest) -> dict[str, Any]:
         "skipped": [{"what": f"{_text(s.get('target'), 40)} {_text(s.get('precision'), 20)}", "reason": _text(s.get("reason"), 300)}
                     for s in _list(convert.get("skipped")) if isinstance(s, dict)],
         "analysis": _analysis(m), "environment": _environment(m, bench_doc, rows), "bundle": _bundle(m),
-        "predictions": _predictions(m), "compression": _compression(m),
+        "predictions": _predictions(m), "compression": _compression(m), "cloud": _cloud(m),
         "timings": {_text(k, 60): v for k, v in _dict(m.doc.get("timings_s")).items() if _num(v) is not None},
     }
 
