@@ -287,6 +287,11 @@ def test_a_slower_machine_or_noise_is_not_called_a_regression(deployed, tmp_path
     """Two real runs on this machine differed by +11% (baseline p50) to +50% (cold start) with the
     same fp32 bytes: only what changes beyond the machine's own drift may be marked."""
     m = json.loads((deployed / "manifest.json").read_text())
+    for r in m["stages"]["benchmark"]["results"]:
+        # the measured spread is this run's (wide when the suite's other worker loads the machine):
+        # a steady one (IQR +-2% of p50) so that only the drift logic is under test
+        p50 = r["latency_ms"]["p50"]
+        r["latency_quantiles_ms"] = [p50 * (1 + 0.0008 * (i - 50)) for i in range(101)]
     old = _write(tmp_path / "old", m)
     slower = copy.deepcopy(m)
     for r in slower["stages"]["benchmark"]["results"]:  # everything 30% slower: the machine

@@ -148,30 +148,40 @@ class _Server:
         self.log.close()
 
 
-async def _cloud(url: str, image: bytes, ctype: str, net: Network | None, requests: int,
-                 concurrency: int) -> dict[str, Any]:
-    import httpx
-
-    transport = _Shaped(net)
+async def _drive(c: Any, image: bytes, ctype: str, clients: int, more: Any) -> tuple[list[float], int]:
+    """``clients`` concurrent loops posting the image while ``more()`` says so: latencies (ms) of the
+    answered requests and the count of the others."""
     lat: list[float] = []
     errors = 0
-    todo = list(range(requests))
-    async with httpx.AsyncClient(transport=transport, base_url=url, timeout=60) as c:
-        async def worker() -> None:
-            nonlocal errors
-            while todo:
-                todo.pop()
-                t0 = time.perf_counter()
-                try:
-                    r = await c.post("/v1/classify", content=image, headers={"content-type": ctype})
-                    if r.status_code == 200:
-                        lat.append((time.perf_counter() - t0) * 1e3)
-                    else:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
 
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
+    async def client() -> None:
+        nonlocal errors
+        while more():
+            t0 = time.perf_counter()
+            try:
+                r = await c.post("/v1/classify", content=image, headers={"content-type": ctype})
+                if r.status_code == 200:
+                    lat.append((time.perf_counter() - t0) * 1e3)
+                else:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+
+    await asyncio.gather(*[client() for _ in range(clients)])
+    return lat, errors
+
+
+async def _cloud(url: str, image: bytes, ctype: str, net: Network | None, requests: int,
+                 concurrency: int) -> dict[str, Any]:
+    transport = _Shaped(net)
+    left = [requests]
+
+    def more() -> bool:
+        left[0] -= 1
+        return left[0] >= 0
+
+    async with httpx.AsyncClient(transport=transport, base_url=url, timeout=60) as c:
+        lat, errors = await _drive(c, image, ctype, concurrency, more)
     n = max(1, requests)
     return {**_stats(lat), "requests": requests, "served": len(lat), "error_rate": round(errors / n, 4),
             "bytes_sent": round(transport.sent / n) if transport.sent else 0,
@@ -179,28 +189,11 @@ async def _cloud(url: str, image: bytes, ctype: str, net: Network | None, reques
 
 
 async def _saturate(url: str, image: bytes, ctype: str, clients: int, seconds: float) -> dict[str, Any]:
-    import httpx
-
-    lat: list[float] = []
-    errors = 0
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
-        async def client() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                try:
-                    r = await c.post("/v1/classify", content=image, headers={"content-type": ctype})
-                    if r.status_code == 200:
-                        lat.append((time.perf_counter() - t0) * 1e3)
-                    else:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-
         t0 = time.perf_counter()
-        await asyncio.gather(*[client() for _ in range(clients)])
+        lat, errors = await _drive(c, image, ctype, clients, lambda: time.perf_counter() < stop)
         wall = time.perf_counter() - t0
     return {"clients": clients, "seconds": round(wall, 2), "throughput_per_s": round(len(lat) / wall, 2),
             **_stats(lat), "errors": errors}
