@@ -891,12 +891,16 @@ def _print_cloud(c: Console, doc: dict) -> None:
     def ms(x: Any) -> str:
         return "–" if x is None else f"{x:.1f}"
 
-    sides = [("edge", doc["edge"])] + [(f"cloud {n}", r) for n, r in doc["cloud"].items()]
+    fast = doc.get("edge_fastest") or {}
+    sides = [("edge", doc["edge"])] + ([(f"edge {fast['artifact']}", fast)] if fast and "error" not in fast else []) \
+        + [(f"cloud {n}", r) for n, r in doc["cloud"].items()]
     rows = [["p50 ms"] + [ms(r.get("p50_ms")) for _, r in sides],
             ["p99 ms"] + [ms(r.get("p99_ms")) for _, r in sides],
             ["sent B"] + [f"{r.get('bytes_sent', 0):,}" for _, r in sides],
             ["received B"] + [f"{r.get('bytes_received', 0):,}" for _, r in sides],
             ["errors"] + [f"{r.get('error_rate', 0):.0%}" for _, r in sides]]
+    if fast.get("error"):
+        c.print(f"edge {fast['artifact']} (the deploy's fastest): {fast['error']}", markup=False, highlight=False)
     print_table(c, f"edge vs cloud: {doc['artifact']} ({doc['target']} {doc['precision']}), per inference",
                 [""] + [n for n, _ in sides], rows, right=tuple(n for n, _ in sides))
     sat = doc["saturation"]
