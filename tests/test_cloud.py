@@ -56,7 +56,7 @@ def test_edge_and_cloud_measured_side_by_side_and_written_to_the_folder(tiny_onn
     manifest = __import__("json").loads((out / "manifest.json").read_text())
     assert manifest["stages"]["compare_cloud"]["cloud"]["offline"]["error_rate"] == 1.0
     html = (out / "report.html").read_text()
-    assert "Edge versus cloud, measured" in html and "cloud over wifi" in html
+    assert "Edge versus cloud, measured" in html and "cloud, wifi" in html and "cloud, offline" in html
 
 
 def test_unknown_profile_and_price(tiny_onnx):

@@ -450,7 +450,7 @@ def _cloud(m: Manifest) -> dict[str, Any] | None:
     fast = _dict(c.get("edge_fastest"))
     if fast:
         sides.append(side(f"edge: {_text(fast.get('artifact'), 80)} (the fastest)", fast))
-    sides += [side(f"cloud over {_text(n, 20)}", r) for n, r in _dict(c.get("cloud")).items()]
+    sides += [side(f"cloud, {_text(n, 20)}", r) for n, r in _dict(c.get("cloud")).items()]
     sat, cost, img = _dict(c.get("saturation")), _dict(c.get("cost")), _dict(c.get("image"))
     nets = [{"name": _text(n, 20), "rtt_ms": _num(_dict(v).get("rtt_ms")), "jitter_ms": _num(_dict(v).get("jitter_ms")),
              "down_mbit": _num(_dict(v).get("down_mbit")), "up_mbit": _num(_dict(v).get("up_mbit")),
