@@ -197,7 +197,6 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
     own; return what happened (JSON) and the artifact folders (a tar, through the object store)."""
     import math
 
-    from .artifact import ARTIFACT_JSON
     from .isolate import run_isolated
     from .reporting.model import fidelity_of
     from .targets import load_artifact
@@ -216,8 +215,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
                                     "private_cache": private, "context": {**context, "cpus": cpus}},
                                    what=f"{task['source']} ({task['id']})")
             except EdgeshipError as e:
-                doc.update(error={"error": type(e).__name__, "message": e.message, "hint": e.hint},
-                           seconds=round(time.perf_counter() - t0, 2))
+                doc.update(error=_failure_of(e), seconds=round(time.perf_counter() - t0, 2))
                 return doc, b""
             steps = []
             for s in res.get("steps", []):
@@ -229,7 +227,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
                 steps.append({"id": s["name"], "target": art.target, "precision": art.precision,
                               "size_bytes": art.size_bytes, "digest": art.digest, "seconds": s.get("seconds"),
                               "fidelity": fidelity_of(rec)})
-            built = [s["id"] for s in steps if "failed" not in s and (stage / s["id"] / ARTIFACT_JSON).is_file()]
+            built = [s["id"] for s in steps if "failed" not in s]
             doc.update(steps=steps, cache=res.get("cache", {}), peak_rss_bytes=res.get("peak_rss_bytes"),
                        seconds=round(time.perf_counter() - t0, 2))
             return doc, _tar(stage, built)
@@ -281,15 +279,14 @@ def _ray(address: str | None, progress: Progress) -> Any:
     if address is None:
         progress(f"starting a local Ray ({os.cpu_count()} CPUs)")
         kw.update(num_cpus=os.cpu_count(), include_dashboard=False)
-    elif address.startswith("ray://"):
-        try:
-            import grpc  # noqa: F401 - Ray Client needs it
-        except ImportError:
-            raise MissingExtraError(f"--address {address}: Ray Client needs ray[client]",
-                                    hint="pip install 'ray[client]', or run the sweep on a cluster node with "
-                                         "--address auto") from None
-        kw["address"] = address
     else:
+        if address.startswith("ray://"):
+            try:
+                import grpc  # noqa: F401 - Ray Client needs it
+            except ImportError:
+                raise MissingExtraError(f"--address {address}: Ray Client needs ray[client]",
+                                        hint="pip install 'ray[client]', or run the sweep on a cluster node with "
+                                             "--address auto") from None
         kw["address"] = address
     try:
         ray.init(**kw)
@@ -316,21 +313,25 @@ def _hosts(ray: Any) -> dict[str, dict[str, Any]]:
     return best
 
 
+#: Ray's errors for a task that did not run to its end, as a task failure says them
+_DIED = {"WorkerCrashedError": "the Ray worker running it died (killed, or the machine ran out of memory)",
+         "NodeDiedError": "the Ray node running it died",
+         "OutOfMemoryError": "Ray's memory monitor killed it (the node was out of memory)",
+         "TaskCancelledError": "it was cancelled"}
+
+
 def _failure_of(e: BaseException) -> dict[str, Any]:
-    """A Ray error as a task failure: a dead worker says so; an exception raised in the task keeps its type."""
+    """An error as a task failure: a dead worker says so; an edgeship error (raised here, or in the
+    task and wrapped by Ray) keeps its type, message and hint."""
     name = type(e).__name__
-    if name in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "TaskCancelledError"):
-        what = {"WorkerCrashedError": "the Ray worker running it died (killed, or the machine ran out of memory)",
-                "NodeDiedError": "the Ray node running it died",
-                "OutOfMemoryError": "Ray's memory monitor killed it (the node was out of memory)",
-                "TaskCancelledError": "it was cancelled"}[name]
-        return {"error": name, "message": what, "hint": "run it again alone; raise retries in the sweep file to retry"}
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, EdgeshipError):
-        return {"error": type(cause).__name__, "message": cause.message, "hint": cause.hint}
+    if name in _DIED:
+        return {"error": name, "message": _DIED[name], "hint": "run it again alone; raise retries in the sweep file to retry"}
+    err = e if isinstance(e, EdgeshipError) else getattr(e, "cause", None)
+    if isinstance(err, EdgeshipError):
+        return {"error": type(err).__name__, "message": err.message, "hint": err.hint}
     from .errors import first_line
 
-    return {"error": type(cause or e).__name__, "message": first_line(cause or e), "hint": None}
+    return {"error": type(err or e).__name__, "message": first_line(err or e), "hint": None}
 
 
 def sweep(cfg: SweepConfig | None = None, *, address: str | None = None, progress: Progress = lambda _: None,
@@ -436,7 +437,6 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
         spec = {"labels": [f"{t['recipe']}/{t['target']}" for t in ts], "threads": cfg.threads, "runs": cfg.bench_runs,
                 "seconds": cfg.bench_seconds, "rounds": cfg.bench_rounds}
         if source_kind(first["model"]) == "torch":
-
             spec["baseline"] = first["model"]
             spec["baseline_options"] = {k: first[k] for k in SourceConfig.model_fields if k in first}
         queues[h["host"]].append((model, spec, [blobs[t["id"]] for t in ts]))
