@@ -671,15 +671,11 @@ def _print_sweep(c: Console, doc: dict, out: Path) -> None:
                     right=("size", "fidelity", *th_cols), optional=tuple(h for h in th_cols if h.startswith("×")),
                     notes={h: "p50 latency in ms at N threads; × Nt: speed-up over the model in PyTorch eager "
                               "(same node and threads)" for h in th_cols[:1]})
-    said: dict[tuple[str, str], list[str]] = {}  # one line per reason and task (or target, for skipped precisions)
-    for r in doc["rows"]:
-        if r["status"] == "failed":
-            said.setdefault((f"failed {r['task']}", str(r.get("message"))), []).append(r["precision"])
-        elif r["status"] == "skipped":
-            said.setdefault((f"skipped {r['target']} {r['precision']}", str(r.get("reason"))), []).append(r["model"])
-    for (what, why), which in said.items():
-        which = list(dict.fromkeys(which))
-        c.print(f"{what} ({', '.join(which)}): {why}", markup=False, highlight=False)
+    from .reporting.sweep import problems
+
+    for p in problems(doc["rows"]):  # one line per task and reason, as the report lists them
+        c.print(f"{p['status']} {p['model']}/{p['recipe']}/{p['target']} ({p['precision']}): {p['why']}",
+                markup=False, highlight=False)
     for m in doc.get("machines") or []:
         busy = m.get("busy_before")
         c.print(f"figures of node {(m.get('node_id') or '')[:6]}: {m.get('host')}, {m.get('cpu')}, {m.get('cpus')} CPUs"

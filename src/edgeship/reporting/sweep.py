@@ -12,41 +12,39 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
+from .model import _budget, _within
 
-__all__ = ["sweep_page", "write_sweep_report"]
+__all__ = ["sweep_page", "problems", "write_sweep_report"]
 
 
 _SHOWN = ("model", "recipe", "target", "precision", "threads", "size_bytes", "fidelity", "fidelity_metric", "p50_ms",
           "p99_ms", "vs_eager", "eager_p50_ms", "cold_s", "convert_s", "host", "cpu")
 
 
-def _fid_ok(r: dict[str, Any], budget: dict[str, Any]) -> bool:
-    """Within the sweep's budget: top-1 agreement >= 1 - max_drop, or cosine >= min_cosine."""
-    v = r.get("fidelity")
-    if v is None:
-        return True  # fp32 verified against its tolerances, or structural: the verification passed
-    if r.get("fidelity_metric") == "top-1 agreement":
-        return v >= 1 - budget["max_drop"]
-    return v >= budget["min_cosine"]
+def problems(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows not built (failed) or not asked of a target (skipped): one per task and reason, its
+    precisions listed."""
+    grouped: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            continue
+        why = r.get("reason") if r["status"] == "skipped" else r.get("message")
+        key = (r["model"], r["recipe"], r["target"], r["status"], why)
+        if key in grouped:
+            grouped[key]["precision"] += f", {r['precision']}"
+        else:
+            grouped[key] = {**{k: r.get(k) for k in ("model", "recipe", "target", "precision", "status", "hint")},
+                            "why": why}
+    return list(grouped.values())
 
 
 def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     """The page model of a sweep document (JSON-ready)."""
     cfg = doc.get("config") or {}
-    opts = cfg.get("options") or {}
-    budget = {"max_drop": float(opts.get("max_drop", 0.05)), "min_cosine": float(opts.get("min_cosine", 0.99))}
+    budget = _budget(cfg.get("options") or {})
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    problems = []
     for r in doc["rows"]:
         if r["status"] != "ok":
-            why = r.get("reason") if r["status"] == "skipped" else r.get("message")
-            same = next((x for x in problems if (x["model"], x["recipe"], x["target"], x["status"], x["why"])
-                         == (r["model"], r["recipe"], r["target"], r["status"], why)), None)
-            if same is not None:  # one line per task and reason, its precisions listed
-                same["precision"] += f", {r['precision']}"
-                continue
-            problems.append({**{k: r.get(k) for k in ("model", "recipe", "target", "precision", "status", "hint")},
-                             "why": why})
             continue
         row = {k: r.get(k) for k in _SHOWN} | {"best": False}
         if r.get("bench_error"):
@@ -55,7 +53,8 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     sections = []
     for (model, cpu), rows in groups.items():
         for th in sorted({r.get("threads") for r in rows}, key=lambda x: x or 0):
-            timed = [r for r in rows if r.get("threads") == th and r.get("p50_ms") and _fid_ok(r, budget)]
+            timed = [r for r in rows if r.get("threads") == th and r.get("p50_ms") and _within(
+                {"fidelity": {"passed": True, "value": r["fidelity"], "metric": r["fidelity_metric"]}}, budget) is not False]
             if timed:
                 min(timed, key=lambda r: r["p50_ms"])["best"] = True
         hosts = sorted({r["host"] for r in rows if r.get("host")})
@@ -63,7 +62,7 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
                          "eager": sorted({(r["threads"], r["eager_p50_ms"]) for r in rows if r.get("eager_p50_ms")})})
     s = doc.get("summary") or {}
     return {"title": f"sweep of {len({r['model'] for r in doc['rows']})} model(s)", "sections": sections,
-            "problems": problems, "machines": doc.get("machines") or [], "cluster": doc.get("cluster") or [],
+            "problems": problems(doc["rows"]), "machines": doc.get("machines") or [], "cluster": doc.get("cluster") or [],
             "summary": s, "seconds": doc.get("seconds"), "address": doc.get("address"), "budget": budget,
             "config": cfg}
 
