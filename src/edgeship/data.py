@@ -37,21 +37,34 @@ def sample_photos() -> dict[str, np.ndarray]:
     return out
 
 
-def load_image(image: Any) -> np.ndarray:
-    """A path, a PIL image or an HxWx{1,3,4} array -> HxWx3 uint8 RGB."""
+def _decode(src: Any, what: str) -> np.ndarray:
+    """Decode an encoded image (a path or a file object) to HxWx3 uint8 RGB; a file that is not a
+    whole image (truncated, not an image, a decompression bomb) is a FormatError."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(src) as im:
+            im.draft("RGB", (1024, 1024))  # cheap downscale for huge JPEGs
+            return np.asarray(im.convert("RGB"))  # decodes it whole: a truncated file fails here
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise FormatError(f"{what} is not a readable image: {e}", hint="give a JPEG, PNG, BMP or WebP file",
+                          reason=str(e)[:200]) from None
+
+
+def load_image(image: Any) -> np.ndarray:
+    """A path, encoded bytes (as an app sends them), a PIL image or an HxWx{1,3,4} array -> HxWx3
+    uint8 RGB."""
+    import io
+
+    from PIL import Image
+
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(image), "the image bytes")
     if isinstance(image, (str, Path)):
         p = Path(image)
         if not p.is_file():
             raise InputError(f"no such image: {p}", hint="give the path of a JPEG or PNG file")
-        try:
-            with Image.open(p) as im:
-                im.draft("RGB", (1024, 1024))  # cheap downscale for huge JPEGs
-                return np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise FormatError(f"{p} is not a readable image: {e}",
-                              hint="give a JPEG, PNG, BMP or WebP file") from None
+        return _decode(p, str(p))
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EdgeshipError, InputError, UnsupportedError
+from .errors import EdgeshipError, FormatError, InputError, UnsupportedError
 from .fidelity import softmax
 
 __all__ = ["ServeConfig", "make_app", "serve", "IMAGE_TYPES"]
@@ -360,20 +360,13 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
 
 
 def _image_tensor(body: bytes, spec: Any) -> np.ndarray:
-    """Decode and preprocess one image (400 when the bytes are not a whole image)."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Decode and preprocess one image as the library does (400 when the bytes are not a whole image)."""
     from .data import preprocess_image
 
     try:
-        with Image.open(io.BytesIO(body)) as im:
-            im.draft("RGB", (1024, 1024))  # a huge JPEG decodes at a fraction of its size
-            im.load()  # a truncated file fails here, not later
-            rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise _Reject(400, f"the body is not a decodable image: {str(e)[:200]}") from None
-    try:
-        return preprocess_image(rgb, spec)
+        return preprocess_image(body, spec)
+    except FormatError as e:
+        raise _Reject(400, f"the body is not a decodable image: {e.details.get('reason', e.message)}") from None
     except (InputError, UnsupportedError) as e:
         raise _Reject(422, e.message) from None
 
