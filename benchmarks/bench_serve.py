@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,22 +28,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from edgeship.cloud import LocalServer, sample_jpeg
+
 EDGESHIP = [sys.executable, "-m", "edgeship"]
-
-
-def _photo() -> bytes:
-    import skimage.data
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(skimage.data.coffee()).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _artifact(work: Path) -> Path:
@@ -114,20 +98,6 @@ async def _load(url: str, photo: bytes, clients: int, seconds: float, shape: lis
             "mean_batch": mean_batch, "bad": results[-1]}
 
 
-def _serve(art: Path, port: int, *flags: str) -> subprocess.Popen:
-    proc = subprocess.Popen([*EDGESHIP, "serve", str(art), "--port", str(port), *flags], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"the server did not start: {proc.stderr.read()[-2000:]}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--artifact", type=Path, help="artifact folder to serve (default: the embedded model's onnx fp32)")
@@ -136,19 +106,18 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgeship-bench-serve-"))
     art = args.artifact or _artifact(work)
-    photo = _photo()
+    photo = sample_jpeg()
     shape = json.loads((art / "artifact.json").read_text())["inputs"][0]["shape"]
     print(f"serving {art} ({os.cpu_count()} CPUs shared by server and clients); {args.clients} clients for "
           f"{args.seconds:g} s each run; a {len(photo) / 1e3:.0f} kB JPEG per request")
     rows = []
     for label, flags in (("no batching", ["--max-batch", "1"]), ("batching 8", ["--max-batch", "8", "--max-wait-ms", "5"])):
-        port = _port()
-        proc = _serve(art, port, *flags)
+        server = LocalServer(art, *flags)  # what compare-cloud serves with: edgeship serve on a free port
         try:
-            r = asyncio.run(_load(f"http://127.0.0.1:{port}", photo, args.clients, args.seconds, shape))
+            server.wait_ready()
+            r = asyncio.run(_load(server.url, photo, args.clients, args.seconds, shape))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            server.stop()
         rows.append((label, r))
     print(f"{'run':<12} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'batch':>6}")
     for label, r in rows:

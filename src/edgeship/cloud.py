@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import EdgeshipError, InputError, UsageError
 
-__all__ = ["NETWORKS", "Network", "compare_cloud"]
+__all__ = ["NETWORKS", "Network", "LocalServer", "compare_cloud", "sample_jpeg"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,11 @@ def _netem_available() -> str | None:
     return None
 
 
+def _wire_bytes(body: bytes, headers: Any, first_line: int) -> int:
+    """What an HTTP/1.1 message puts on the wire: its first line, headers ("k: v\\r\\n") and body."""
+    return first_line + sum(len(k) + len(v) + 4 for k, v in headers.raw) + len(body)
+
+
 class _Shaped(httpx.AsyncBaseTransport):
     """An httpx transport adding a profile's delays: half a round trip (± jitter) and the bytes at the
     link's rate each way; offline refuses to connect."""
@@ -81,18 +86,28 @@ class _Shaped(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: Any) -> Any:
         if self.net is None:
             raise httpx.ConnectError("offline: no network")
-        up = len(request.content) + sum(len(k) + len(v) + 4 for k, v in request.headers.raw) + 32
+        up = _wire_bytes(request.content, request.headers, 32)  # + "POST /v1/classify HTTP/1.1"
         self.sent += up
         await asyncio.sleep(self._leg(up, self.net.up_mbit))
         response = await self.inner.handle_async_request(request)
         body = await response.aread()
-        down = len(body) + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + 17
+        down = _wire_bytes(body, response.headers, 17)  # + "HTTP/1.1 200 OK"
         self.received += down
         await asyncio.sleep(self._leg(down, self.net.down_mbit))
         return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def sample_jpeg() -> bytes:
+    """A photo as a phone app would send it: skimage's coffee cup as a quality-90 JPEG (~72 kB)."""
+    import skimage.data
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(skimage.data.coffee()).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 def _stats(ms: list[float]) -> dict[str, float | None]:
@@ -109,19 +124,20 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-class _Server:
-    """``edgeship serve ARTIFACT`` on a free loopback port, in its own process group."""
+class LocalServer:
+    """``edgeship serve ARTIFACT [FLAGS]`` on a free loopback port, in its own process group
+    (compare-cloud's cloud side, the load benchmark's server)."""
 
-    def __init__(self, artifact: Path, max_batch: int) -> None:
-        self.port = _port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, artifact: Path, *flags: str) -> None:
         import tempfile
 
         from .isolate import launch
 
+        self.port = _port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile(mode="w+")  # never a pipe nobody drains while it serves
-        self.proc = launch([sys.executable, "-m", "edgeship", "serve", str(artifact), "--port", str(self.port),
-                            "--max-batch", str(max_batch)], stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = launch([sys.executable, "-m", "edgeship", "serve", str(artifact), "--port", str(self.port), *flags],
+                           stdout=subprocess.DEVNULL, stderr=self.log)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -259,12 +275,7 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
         raise UsageError(f"{art.name} has no image preprocessing: compare-cloud sends images",
                          hint="deploy an image classifier (or state --preprocess when deploying)")
     if image is None:
-        import skimage.data
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.fromarray(skimage.data.coffee()).save(buf, "JPEG", quality=90)
-        data, ctype, what = buf.getvalue(), "image/jpeg", "skimage.data.coffee() as a quality-90 JPEG"
+        data, ctype, what = sample_jpeg(), "image/jpeg", "skimage.data.coffee() as a quality-90 JPEG"
     else:
         p = Path(image)
         if not p.is_file():
@@ -281,7 +292,7 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
             edge_fastest = {"artifact": fastest.name, **_edge(fastest, data, requests, threads)}
         except EdgeshipError as e:
             edge_fastest = {"artifact": fastest.name, "error": e.message}
-    server = _Server(art.root, max_batch=1)
+    server = LocalServer(art.root, "--max-batch", "1")
     try:
         progress("cloud: starting edgeship serve on loopback")
         server.wait_ready()

@@ -278,7 +278,7 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
     art = model.artifact
     labels = art.labels or ()
 
-    def refuse(route: str, status: int, reason: str, t0: float) -> Response:
+    def refuse(route: str, status: int, reason: str) -> Response:
         metrics.requests.labels(route, str(status)).inc()
         return JSONResponse({"error": reason, "status": status}, status_code=status)
 
@@ -293,23 +293,22 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
         try:
             return answer(route, await work(request), t0)
         except _Reject as r:
-            return refuse(route, r.status, r.reason, t0)
+            return refuse(route, r.status, r.reason)
         except EdgeshipError as e:  # the runtime refused the input: the request's fault
-            return refuse(route, 422, e.message, t0)
+            return refuse(route, 422, e.message)
         except Exception as e:  # noqa: BLE001 - the model failed on a well-formed request: say so
-            return refuse(route, 500, f"the model failed: {type(e).__name__}: {str(e)[:200]}", t0)
+            return refuse(route, 500, f"the model failed: {type(e).__name__}: {str(e)[:200]}")
         finally:
             metrics.in_flight.dec()
 
     async def classify_work(request: Any) -> dict[str, Any]:
         if art.preprocess is None:
             raise _Reject(404, f"{art.name} has no image preprocessing: use /v1/infer")
+        if len(model.inputs) != 1:  # known before a byte is read
+            raise _Reject(404, "the model takes more inputs than the image: use /v1/infer")
         _content_type(request, IMAGE_TYPES, "the image's bytes")
         body = await _body(request, cfg.max_body_bytes)
-        x = await asyncio.to_thread(_image_tensor, body, art.preprocess)
-        feeds = {art.preprocess.input: x}
-        if len(model.inputs) != 1:
-            raise _Reject(404, "the model takes more inputs than the image: use /v1/infer")
+        feeds = {art.preprocess.input: await asyncio.to_thread(_image_tensor, body, art.preprocess)}
         t1 = time.perf_counter()
         out = (await batcher.submit(feeds))[0].reshape(-1)
         p = out if art.preprocess.output == "probabilities" else softmax(out.astype(np.float64))
