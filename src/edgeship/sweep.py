@@ -262,7 +262,7 @@ def _bench_task(spec: dict[str, Any], context: dict[str, Any], *blobs: bytes) ->
             r["task"] = path.parent.relative_to(tmp).as_posix() if path else None
             r["path"] = path.name if path else None
     return {"node": node, "busy_before": busy, "seconds": round(time.perf_counter() - t0, 2),
-            "results": data.get("results", []), "notes": data.get("notes", []), "machine": data.get("machine")}
+            "results": data.get("results", []), "notes": data.get("notes", [])}
 
 
 # ---- the driver --------------------------------------------------------------------------
@@ -535,6 +535,9 @@ def _document(cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, d
     return {"schema": SCHEMA, "config": cfg.model_dump(mode="json"), "rows": rows,
             "tasks": {t["id"]: {k: v for k, v in (results.get(t["id"]) or {}).items() if k != "steps"} for t in todo},
             "machines": list(machines.values()),
+            # each model's benchmark run: where, how long, and its notes (a busy machine, a short p99)
+            "benchmarks": {m: {k: b[k] for k in ("node", "busy_before", "seconds", "notes", "error") if k in b}
+                           for m, b in bench.items()},
             "cluster": [{"node_id": n["NodeID"], "host": n.get("NodeManagerAddress"),
                          "cpus": n.get("Resources", {}).get("CPU")} for n in nodes],
             "summary": {"rows": len(rows), "ok": ok, "failed_tasks": failed,
