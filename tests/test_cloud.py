@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from edgeship import api
-from edgeship.cloud import NETWORKS, _Shaped
+from edgeship.cloud import NETWORKS, _run_async, _Shaped
 from edgeship.errors import UsageError
 
 
@@ -27,7 +26,7 @@ def test_a_profile_adds_its_round_trip_and_the_bytes_at_the_links_rate():
             assert r.status_code == 200 and r.json() == {"ok": True}
             return time.perf_counter() - t0
 
-    took = asyncio.run(go())
+    took = _run_async(go())
     expect = 0.5625 + (transport.sent * 8 / 0.675e6) + (transport.received * 8 / 1.44e6)
     assert transport.sent > 100_000 and transport.received > 10
     assert expect - 0.01 <= took <= expect + 0.5, (took, expect)
@@ -37,7 +36,7 @@ def test_a_profile_adds_its_round_trip_and_the_bytes_at_the_links_rate():
             await c.post("/v1/classify", content=body)
 
     with pytest.raises(httpx.ConnectError, match="offline"):
-        asyncio.run(offline())
+        _run_async(offline())
 
 
 def test_edge_and_cloud_measured_side_by_side_and_written_to_the_folder(tiny_onnx, tmp_path):

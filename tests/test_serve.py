@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from edgeship.cloud import _run_async
 from edgeship.serving import ServeConfig, make_app
 
 
@@ -118,7 +119,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_onnx)
                 metrics = (await c.get("/metrics")).text
         return rs, metrics
 
-    rs, metrics = asyncio.run(go())
+    rs, metrics = _run_async(go())
     from edgeship.targets import load_artifact, runner_for
 
     runner = runner_for(load_artifact(tiny_onnx))

@@ -100,6 +100,19 @@ class _Shaped(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+def _run_async(coro: Any) -> Any:
+    """``asyncio.run``, also where this thread already runs an event loop (a notebook, Playwright's
+    sync API): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures as cf
+
+    with cf.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def sample_jpeg() -> bytes:
     """A photo as a phone app would send it: skimage's coffee cup as a quality-90 JPEG (~72 kB)."""
     import skimage.data
@@ -299,9 +312,9 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
         cloud = {}
         for name in networks:
             progress(f"cloud over {name}: {requests} requests")
-            cloud[name] = asyncio.run(_cloud(server.url, data, ctype, NETWORKS[name], requests, concurrency))
+            cloud[name] = _run_async(_cloud(server.url, data, ctype, NETWORKS[name], requests, concurrency))
         progress(f"cloud: saturating the server ({saturation_clients} clients, {saturation_seconds:g} s, no network delay)")
-        sat = asyncio.run(_saturate(server.url, data, ctype, saturation_clients, saturation_seconds))
+        sat = _run_async(_saturate(server.url, data, ctype, saturation_clients, saturation_seconds))
     finally:
         server.stop()
     cost = None
