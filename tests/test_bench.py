@@ -182,7 +182,7 @@ def test_roofline_peaks_are_measured_once_and_cached(tiny_onnx, peaks_dir, monke
     monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(peaks_dir))
     monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.0)  # quiet (the other test worker is not)
     fake_analyze = types.ModuleType("edgeship.analysis")
-    fake_analyze.model_macs = lambda path: 1_000_000  # a stand-in counter: the plumbing, not the count
+    fake_analyze.models_macs = lambda paths: {str(p): 1_000_000 for p in paths}  # the plumbing, not the count
     monkeypatch.setitem(sys.modules, "edgeship.analysis", fake_analyze)
     opts = {**FAST, "rounds": 1, "roofline": True, "profile": "host-1core"}
     first = api.benchmark(tiny_onnx, **opts).to_dict()
@@ -201,7 +201,7 @@ def test_missing_mac_counter_is_reported_not_faked(tiny_onnx, monkeypatch):
     monkeypatch.setitem(sys.modules, "edgeship.analysis", types.ModuleType("edgeship.analysis"))
     rep = api.benchmark(tiny_onnx, **{**FAST, "rounds": 1})
     comp = rep.results[0]["compute"]
-    assert comp["macs"] is None and comp["gops"] is None and "model_macs" in comp["note"]
+    assert comp["macs"] is None and comp["gops"] is None and "models_macs" in comp["note"]
 
 
 def test_bad_input_is_a_typed_error(tmp_path, tiny_onnx):

@@ -126,6 +126,9 @@ def tool_versions(*names: str) -> dict[str, str]:
 
 def confined(root: Path, relative: str, what: str) -> Path:
     """Resolve ``relative`` inside ``root``; refuse absolute paths, '..' and escaping links."""
+    if "\x00" in relative:
+        raise SecurityError(f"{what} holds a NUL byte: {relative!r}",
+                            hint="the file is corrupt or crafted; write it again with edgeship")
     if not relative or os.path.isabs(relative) or relative.startswith(("/", "\\")):
         raise SecurityError(f"{what} uses an absolute path: {relative!r}",
                             hint="external files must sit inside the model's own folder")

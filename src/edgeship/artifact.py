@@ -11,10 +11,11 @@ import hashlib
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._util import confined
 from .errors import FormatError, InputError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Artifact",
     "sha256_file",
     "read_artifact",
+    "validation_detail",
 ]
 
 ARTIFACT_JSON = "artifact.json"
@@ -72,6 +74,10 @@ class TensorSpec(_Frozen):
         return all(not isinstance(d, int) or d == s for d, s in zip(self.shape, shape))
 
 
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
 class Preprocess(_Frozen):
     """How a raw RGB image becomes the model's input tensor.
 
@@ -85,8 +91,8 @@ class Preprocess(_Frozen):
     width: int = Field(gt=0, le=16384)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     color: Literal["RGB", "BGR"] = "RGB"
-    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
-    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    mean: tuple[_Finite, _Finite, _Finite] = (127.0, 127.0, 127.0)
+    std: tuple[_Positive, _Positive, _Positive] = (128.0, 128.0, 128.0)
     crop_fraction: float = Field(0.875, gt=0, le=1)
     resample: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     dtype: Literal["float32", "uint8"] = "float32"
@@ -218,7 +224,7 @@ def file_entries(root: Path, names: list[str]) -> tuple[FileEntry, ...]:
     )
 
 
-def _validation_detail(e: Exception) -> str:
+def validation_detail(e: Exception) -> str:
     """The fields a validation error names ("preprocess.height: Input should be greater than 0")."""
     errors = getattr(e, "errors", None)
     if callable(errors):
@@ -227,6 +233,21 @@ def _validation_detail(e: Exception) -> str:
         except (TypeError, KeyError):
             pass
     return (str(e).splitlines() or [""])[0]
+
+
+def _check_record(art: Artifact, meta: Path) -> None:
+    """What a valid record can still get wrong, refused naming the field: a file path leaving the
+    artifact's folder (the same confinement as every path read from a manifest), a dimension below 1
+    or absurdly large."""
+
+    confined(art.root, art.model_file, f"{meta}: model_file")
+    for f in art.files:
+        confined(art.root, f.path, f"{meta}: files")
+    for kind, specs in (("inputs", art.inputs), ("outputs", art.outputs)):
+        for s in specs:
+            if any(isinstance(d, int) and not 1 <= d <= (1 << 31) - 1 for d in s.shape):
+                raise FormatError(f"{meta}: {kind} {s.name!r} declares the shape {list(s.shape)}",
+                                  hint="a dimension is between 1 and 2^31-1; re-run edgeship deploy to rewrite it")
 
 
 def read_artifact(path: str | Path) -> Artifact:
@@ -257,9 +278,10 @@ def read_artifact(path: str | Path) -> Artifact:
         labels_path = root / LABELS_TXT
         labels = tuple(labels_path.read_text().splitlines()) if labels_path.is_file() else None
         art = Artifact(root=root, labels=labels, **data)
-    except (ValueError, TypeError) as e:
-        raise FormatError(f"{meta} is not a valid artifact record: {_validation_detail(e)}",
+    except (ValueError, TypeError, RecursionError) as e:
+        raise FormatError(f"{meta} is not a valid artifact record: {validation_detail(e)}",
                           hint="re-run edgeship deploy to rewrite it") from None
+    _check_record(art, meta)
     if p.is_file() and p.name != ARTIFACT_JSON and p.resolve() != art.model_path.resolve():
         raise InputError(f"{p} is not the model file of the artifact in {root}",
                          hint=f"its model file is {art.model_file}")

@@ -201,7 +201,7 @@ def _entry(k: str) -> Path:
 def _read_entry(folder: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads((folder / ENTRY).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return meta if isinstance(meta, dict) else None
 

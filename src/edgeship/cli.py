@@ -23,7 +23,8 @@ from typing import Any, Optional
 import typer
 from pydantic_core import PydanticUndefined
 from rich.console import Console
-from rich.markup import escape
+from rich.segment import Segment
+from rich.text import Text
 
 from ._version import __version__
 from .analysis.report import count_text, print_table, size_text
@@ -32,7 +33,30 @@ from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_co
 from .errors import EdgeshipError, InputError, UsageError, printable
 from .targets import available_targets  # importing the registry adds the targets' Options to DeployConfig
 
-err_console = Console(stderr=True)
+
+class SafeConsole(Console):
+    """The console every command draws on. Model names, labels, op types and messages come from
+    files a user did not write: each segment drawn passes through :func:`~edgeship.errors.printable`
+    (no terminal escapes, no control characters), and markup is off unless a call asks for it
+    (``markup=True``, its data through ``escape``), so a label like ``[/]`` is text, never markup.
+    Styling is given as ``Text`` or ``style=``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        super().__init__(*args, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:  # measured as it will be drawn
+        return super().render_str(printable(text), **kwargs)
+
+    def render(self, renderable: Any, options: Any = None) -> Any:
+        for seg in super().render(renderable, options):
+            if seg.control or seg.text.isprintable():
+                yield seg
+            else:
+                yield Segment(printable(seg.text), seg.style)
+
+
+err_console = SafeConsole(stderr=True)
 
 JSON_OPT = typer.Option(False, "--json", metavar="", help="print exactly one JSON document on stdout")
 
@@ -202,7 +226,7 @@ class _Command(typer.core.TyperCommand):
         return _help_option_without_placeholder(self, ctx, super().get_help_option(ctx))
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        _print_help(self, ctx, Console(highlight=False))
+        _print_help(self, ctx, SafeConsole(highlight=False))
 
 
 def _flag_text(p: Any) -> Any:
@@ -320,7 +344,7 @@ def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console],
     """Run ``body`` -> (json_result, human_printer); map errors to exit codes."""
     code = 0
     with _stdout_reserved() as real:
-        out_console = Console(file=real, width=_out_width(real))
+        out_console = SafeConsole(file=real, width=_out_width(real))
         try:
             result, human = body()
             if as_json:
@@ -341,9 +365,9 @@ def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console],
                               highlight=False, markup=False, soft_wrap=True)
         except Exception:  # a bug: show it
             code = 1
-            traceback.print_exc()
-            err_console.print(f"[bold red]internal error[/] in edgeship {__version__}: this is a bug, "
-                              "please report it with the traceback above")
+            err_console.print(traceback.format_exc(), highlight=False, end="")
+            err_console.print(Text.assemble(("internal error", "bold red"), f" in edgeship {__version__}: this is a "
+                                            "bug, please report it with the traceback above"))
             if as_json:
                 real.write(json.dumps({"ok": False, "error": {"type": "InternalError", "exit_code": 1,
                                                               "message": traceback.format_exc(limit=1).strip()}}) + "\n")
@@ -425,8 +449,8 @@ def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     for r in results:
         preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
         for i, p in enumerate(preds):
-            # labels and file names are data: shown, never obeyed (markup, escape sequences)
-            rows.append([escape(printable(Path(r["image"]).name)) if i == 0 else "", escape(printable(p["label"])),
+            # labels and file names are data: the console shows them as text (SafeConsole)
+            rows.append([Path(r["image"]).name if i == 0 else "", p["label"],
                          "" if p["confidence"] is None else f"{p['confidence']:.3f}"])
     return rows
 
@@ -1209,7 +1233,7 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
                      *([_pct(s.get("accuracy"))] if with_acc else []), f"{s.get('cosine', 0):.4f}",
                      "-" if s.get("sqnr_db") is None else f"{s['sqnr_db']:.1f}", f"{s.get('p50_ms_1thread', 0):.2f}",
                      f"{s.get('latency_vs_first_step', 0):.2f}x", size_text(s.get("size_bytes")),
-                     "[green]ok[/]" if s.get("within_budget") else "[red]miss[/]"])
+                     Text("ok", style="green") if s.get("within_budget") else Text("miss", style="red")])
     print_table(c, f"{art.name}: {recipe}, budget: {measure} drop <= {q.get('max_drop', 0):.1%}", headers, rows,
                 right=tuple(headers[1:]), wrap=("step",), optional=("top-5", "vs 1st"),
                 notes={"float": "layers kept in float", "accuracy": "top-1 against the labels of the --eval data",
@@ -1231,8 +1255,8 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
     c.print(f"evaluated on {q.get('eval_samples')} inputs: {full.get('eval_data') or q.get('eval_data') or '-'}"
             + (f"; calibrated on {cal['samples']}: {cal['data']}" if cal else ""), highlight=False, markup=False)
     if _random_data(q):
-        c.print("[bold yellow]warning:[/] these figures come from random inputs and say little about real data; "
-                "give --eval (and --calib) real samples", highlight=False)
+        c.print(Text.assemble(("warning:", "bold yellow"), " these figures come from random inputs and say little "
+                              "about real data; give --eval (and --calib) real samples"))
     ratio = q.get("compression_ratio") or 0
     size = (f"{ratio:.2f}x smaller than fp32" if ratio >= 1 else
             f"{1 / ratio:.2f}x larger than fp32 (quantisation parameters outweigh the savings in a model this small)"
@@ -1352,7 +1376,7 @@ def _print_deploy(c: Console, res: Any) -> None:
         top1 = v.get("top1_agreement")
         rows.append([a["path"], a["format"], a["precision"], size_text(a["size_bytes"]), f"{max_abs:.1e}", f"{max_rel:.1e}",
                      f"{cosine:.4f}", "-" if top1 is None else f"{top1:.0%}",
-                     "[green]yes[/]" if v.get("passed") else "[red]no[/]"])
+                     Text("yes", style="green") if v.get("passed") else Text("no", style="red")])
     headers = ["artifact", "format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"]
     print_table(c, f"edgeship deploy: {m['source']['name']} → {res.out}", headers, rows, right=tuple(headers[3:]),
                 optional=("format", "max rel"))
@@ -1362,10 +1386,10 @@ def _print_deploy(c: Console, res: Any) -> None:
     if lines:
         c.print("the figures and the pass rule of each artifact are in manifest.json", highlight=False)
     for w in warnings:
-        c.print("[bold yellow]warning:[/] " + escape(w), highlight=False)
+        c.print(Text.assemble(("warning:", "bold yellow"), " " + w))
     for a in m["artifacts"]:
         for note in a.get("notes") or []:
-            c.print(f"[dim]{escape(a['path'])}:[/] " + escape(note), highlight=False)
+            c.print(Text.assemble((f"{a['path']}:", "dim"), " " + note))
     for s in m["stages"].get("convert", {}).get("skipped", []):
         c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False, markup=False)
     preds = m["stages"].get("predictions")

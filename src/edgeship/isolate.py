@@ -19,6 +19,7 @@ also prints the traceback of a typed error raised in the child.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -27,6 +28,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -173,14 +175,44 @@ def launch(argv: list[str], env: dict[str, str] | None = None, **pipes: Any) -> 
     return subprocess.Popen(argv, env=env, close_fds=True, start_new_session=True, text=True, **pipes)
 
 
+def _relay_stderr(fd: int) -> threading.Thread:
+    """Copy a child's stderr to ours as it comes, line by line through :func:`errors.printable`:
+    its progress lines and the converters' chatter quote model, op and node names from the file, and
+    a terminal must show them, not obey them. A line redrawn with carriage returns (a progress bar)
+    shows its last state, as a terminal would."""
+    def copy() -> None:
+        with os.fdopen(fd, "rb") as src:
+            for raw in src:
+                line = raw.rstrip(b"\r\n").rsplit(b"\r", 1)[-1].decode("utf-8", "replace")
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(errors.printable(line) + "\n")
+                    sys.stderr.flush()
+
+    t = threading.Thread(target=copy, name="child-stderr", daemon=True)
+    t.start()
+    return t
+
+
 def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float, capture_stderr: bool = True,
           started: list[subprocess.Popen] | None = None) -> Spawned:
     """The one way edgeship starts a child: its own session (killed as a group with anything it
-    started), no inherited descriptors, ``stdin_text`` in, stdout (and stderr) captured, killed at
-    ``timeout`` or on Ctrl-C."""
+    started), no inherited descriptors, ``stdin_text`` in, stdout captured, killed at ``timeout`` or
+    on Ctrl-C. Its stderr is captured too, or with ``capture_stderr=False`` relayed to ours as it
+    comes, made printable (:func:`_relay_stderr`)."""
     t0 = time.monotonic()
-    proc = launch(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE if capture_stderr else None)
+    relay = None
+    if capture_stderr:
+        proc = launch(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    else:
+        r, w = os.pipe()
+        try:
+            proc = launch(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=w)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        relay = _relay_stderr(r)
     if started is not None:
         started.append(proc)
     try:
@@ -194,6 +226,9 @@ def spawn(argv: list[str], stdin_text: str, env: dict[str, str], timeout: float,
         kill_group(proc)
         proc.wait()
         raise
+    finally:
+        if relay is not None:
+            relay.join(timeout=5)  # what the child wrote last (a grandchild left holding the pipe is not waited for)
     return Spawned(out or "", err or "", proc.returncode if proc.returncode is not None else -9, timed_out,
                    time.monotonic() - t0)
 

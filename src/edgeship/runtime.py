@@ -75,7 +75,7 @@ def _light_open(path: Path, threads: int) -> tuple[Any, SimpleNamespace, tuple[s
         if not path.is_dir() or not meta.is_file() or meta.stat().st_size > _MAX_RECORD:
             return None
         data = json.loads(meta.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("format") not in LIGHT_FORMATS or not isinstance(data.get("model_file"), str):
         return None
@@ -240,7 +240,7 @@ def _agent_bundle(state: Path) -> tuple[Path, int]:
         if cur.get("state") != "committed":
             cur = cur.get("previous") or {}
         return confined(state, str(cur["bundle"]), f"{path}: bundle"), stamp
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise UnsupportedError(f"{state} has no installed release yet",
                                hint="run edgeship agent --state DIR --server URL --once first") from None
 
@@ -265,7 +265,7 @@ def check_golden(root: Path, artifact_id: str, run: Any) -> dict[str, Any]:
     try:
         doc = json.loads((root / GOLDEN_JSON).read_text())
         rec = doc["artifacts"][artifact_id]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise FormatError(f"{root / GOLDEN_JSON} has no golden vectors for {artifact_id}: {str(e)[:120]}",
                           hint="package the output folder again") from None
     if "skipped" in rec:

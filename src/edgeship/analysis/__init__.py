@@ -75,7 +75,7 @@ from ..errors import EdgeshipError, InputError, UnsupportedError, UsageError
 from .compat import needs_onnx, preview, preview_targets
 from .graph import Graph, layer_kind, peak_activation
 
-__all__ = ["analyze", "model_macs", "preview_targets", "SCHEMA"]
+__all__ = ["analyze", "model_macs", "models_macs", "preview_targets", "SCHEMA"]
 
 SCHEMA = "edgeship.analysis/1"
 DEFAULT_PROFILE = "host-1core"
@@ -389,22 +389,48 @@ _MACS_CACHE: dict[tuple[str, int, int], int | None] = {}
 
 def model_macs(path: Path) -> int | None:
     """Total MACs of an ONNX file at batch 1 (dynamic dims at 1), or of a .tflite file (its main
-    subgraph, parsed in an isolated child), or None if it cannot be counted fully."""
+    subgraph), or None if it cannot be counted fully; parsed in an isolated child."""
+    return models_macs([path])[str(path)]
+
+
+def models_macs(paths: Sequence[Path]) -> dict[str, int | None]:
+    """:func:`model_macs` of several files, counted in one isolated child (the files are untrusted:
+    ONNX shape inference with data propagation can take gigabytes on a crafted file)."""
+    from ..isolate import in_child, run_isolated
+
+    keys: dict[str, tuple[str, int, int] | None] = {}
+    for path in paths:
+        try:
+            st = Path(path).stat()
+            keys[str(path)] = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+        except OSError:
+            keys[str(path)] = None
+    todo = sorted({p for p, k in keys.items() if k is not None and k not in _MACS_CACHE})
+    if todo:
+        if in_child():
+            counted = _count_macs(todo)
+        else:
+            try:
+                counted = run_isolated("edgeship.analysis:_count_macs", {"paths": todo}, what=", ".join(todo)[:200])
+            except EdgeshipError:
+                counted = {}
+        for p in todo:
+            _MACS_CACHE[keys[p]] = counted.get(p)  # type: ignore[index]
+    return {p: (_MACS_CACHE.get(k) if k is not None else None) for p, k in keys.items()}
+
+
+def _count_macs(paths: list[str]) -> dict[str, int | None]:
     from ..formats.tflite import read_tflite
     from .onnx_graph import graph_from_onnx, load_model
     from .tflite_graph import graph_from_tflite
 
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        return None
-    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
-    if key not in _MACS_CACHE:
+    out: dict[str, int | None] = {}
+    for path in paths:
+        p = Path(path)
         try:
             g = graph_from_tflite(read_tflite(p)) if p.suffix == ".tflite" else graph_from_onnx(load_model(p))
             complete = not any(n.startswith("MACs not counted") for n in g.notes)
-            _MACS_CACHE[key] = sum(layer.macs for layer in g.layers) if complete else None
+            out[path] = sum(layer.macs for layer in g.layers) if complete else None
         except EdgeshipError:
-            _MACS_CACHE[key] = None
-    return _MACS_CACHE[key]
+            out[path] = None
+    return out

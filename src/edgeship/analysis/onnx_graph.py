@@ -184,6 +184,10 @@ def _count(layer: Layer, node: Any, tensors: dict[str, Tensor], uncounted: set[s
             uncounted.add(f"{op} {layer.name}")
             return
         groups = int(_attr(node, "group", 1))
+        if groups < 1 or int(x[1]) % groups:
+            raise FormatError(f"{op} node {layer.name!r}: its group attribute ({groups}) does not divide its "
+                              f"{x[1]} input channels", hint="the file is corrupt or hand-edited (ONNX Runtime "
+                                                             "refuses it too); export the model again")
         kernel = tuple(w[2:])
         layer.macs = conv_macs(out, x[1], groups, kernel)
         strides = list(_attr(node, "strides", [1] * len(kernel)))

@@ -35,7 +35,7 @@ def _cell_widths(cell: Any) -> tuple[int, int]:
     """(longest word, whole text) in terminal cells; markup counts as what it shows."""
     from rich.text import Text
 
-    text = cell if isinstance(cell, Text) else Text.from_markup(str(cell))
+    text = cell if isinstance(cell, Text) else Text(str(cell))  # a string cell is text, never markup
     lines = text.plain.splitlines() or [""]
     words = [w for line in lines for w in line.split()] or [""]
     return max(Text(w).cell_len for w in words), max(Text(line).cell_len for line in lines)
@@ -151,11 +151,11 @@ def _where(r: dict[str, Any]) -> str:
 
 
 def print_report(c: Any, r: dict[str, Any], top: int = 10) -> None:
-    from rich.markup import escape
+    from rich.text import Text
 
     m, t = r["model"], r["totals"]
-    c.print(f"[bold]{escape(m['name'])}[/] ({m['kind']}, counted on the {m['frontend']} graph): "
-            f"{_n(t['macs'])} MACs, {_n(t['params'])} params, {t['layers']} layers", highlight=False)
+    c.print(Text.assemble((m["name"], "bold"), f" ({m['kind']}, counted on the {m['frontend']} graph): "
+                          f"{_n(t['macs'])} MACs, {_n(t['params'])} params, {t['layers']} layers"))
     wb = t["weight_bytes"]
     at = t["peak_activation_at"].get("module") or t["peak_activation_at"].get("layer")
     c.print(f"weights {size_text(wb['fp32'])} fp32 / {size_text(wb['fp16'])} fp16 / {size_text(wb['int8'])} int8; "
@@ -194,13 +194,13 @@ def print_report(c: Any, r: dict[str, Any], top: int = 10) -> None:
     else:
         c.print("lighter layers: no standard k×k convolutions to make depthwise-separable")
     for p in r["advice"]["patterns"][:6]:
-        where = f" {escape(_where(p))}" if "layer" in p else ""
-        c.print(f"• [bold]{escape(p['pattern'])}[/]{where}: {escape(p['suggestion'])}", highlight=False)
+        where = f" {_where(p)}" if "layer" in p else ""
+        c.print(Text.assemble("• ", (p["pattern"], "bold"), f"{where}: {p['suggestion']}"))
 
     roof = r.get("roofline")
     if roof:
         meas = roof.get("measured")
-        line = (f"roofline [italic]estimate[/] on {escape(roof['profile']['name'])} ({roof['precision']}): "
+        line = Text.assemble("roofline ", ("estimate", "italic"), f" on {roof['profile']['name']} ({roof['precision']}): "
                 f"{roof['total_ms']:.2f} ms ({roof['compute_bound']['layers']} compute-bound layers "
                 f"{roof['compute_bound']['ms']:.2f} ms, {roof['memory_bound']['layers']} memory-bound "
                 f"{roof['memory_bound']['ms']:.2f} ms); int8 {roof['int8_total_ms']:.2f} ms")
@@ -224,8 +224,8 @@ def print_report(c: Any, r: dict[str, Any], top: int = 10) -> None:
             if len(v.get("unsupported", [])) > 3:
                 uns += f" (+{len(v['unsupported']) - 3})"
             style = {"ready": "green", "partial": "yellow", "unsupported": "red"}.get(v["status"], "dim")
-            rows.append([name, f"[{style}]{v['status']}[/]", "-" if share is None else f"{share:.0%}", escape(uns),
-                         escape(v.get("checked_with", "-"))])
+            rows.append([name, Text(v["status"], style=style), "-" if share is None else f"{share:.0%}", uns,
+                         v.get("checked_with", "-")])
         print_table(c, "compatibility preview (before conversion)",
                     ["target", "status", "fast MACs", "unsupported ops", "checked with"], rows,
                     right=("fast MACs",), wrap=("unsupported ops", "checked with"), optional=("checked with",),

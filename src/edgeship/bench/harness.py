@@ -475,7 +475,7 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
                 j.rounds.clear()
                 progress(f"{j.label}: incomplete — {outcome.reason}")
 
-    macs_cache: dict[str, tuple[int | None, str | None]] = {}
+    macs_cache = _models_macs([j.item.artifact for j in jobs if not j.failed and j.item.artifact is not None])
     results: list[dict[str, Any]] = []
     incomplete: list[dict[str, Any]] = []
     for j in jobs:
@@ -558,21 +558,34 @@ def _median(xs: Sequence[float | None]) -> float | None:
     return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
 
 
-def _model_macs(art: Artifact) -> tuple[int | None, str | None]:
-    """MACs of an ONNX or TFLite artifact from edgeship.analysis (another module owns the counter)."""
-    if art.format.value not in ("onnx", "tflite"):
-        return None, f"no MAC count for a {art.format.value} file (counted on ONNX and TFLite graphs)"
+def _models_macs(arts: list[Artifact]) -> dict[str, tuple[int | None, str | None]]:
+    """model path -> (MACs, why not) of each artifact, from edgeship.analysis (another module owns
+    the counter), all counted in one isolated child."""
+    out: dict[str, tuple[int | None, str | None]] = {}
+    countable = []
+    for art in arts:
+        if art.format.value in ("onnx", "tflite"):
+            countable.append(art.model_path)
+        else:
+            out[str(art.model_path)] = (None, f"no MAC count for a {art.format.value} file (counted on ONNX and "
+                                              "TFLite graphs)")
+    if not countable:
+        return out
     try:
-        from ..analysis import model_macs
+        from ..analysis import models_macs
     except (ImportError, AttributeError):
-        return None, "MAC count unavailable: edgeship.analysis.model_macs is not installed"
+        return {**out, **{str(p): (None, "MAC count unavailable: edgeship.analysis.models_macs is not installed")
+                          for p in countable}}
     try:
-        macs = model_macs(art.model_path)
+        counted = models_macs(countable)
     except Exception as e:  # the roofline is an extra: say why it is missing, keep the latency figures
-        return None, f"MAC count failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-    if macs is None:
-        return None, "MAC count unavailable for this graph (edgeship.analyze could not count it)"
-    return int(macs), None
+        why = f"MAC count failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        return {**out, **{str(p): (None, why) for p in countable}}
+    for p in countable:
+        macs = counted.get(str(p))
+        out[str(p)] = ((int(macs), None) if macs is not None
+                       else (None, "MAC count unavailable for this graph (edgeship.analyze could not count it)"))
+    return out
 
 
 def _compute(macs: int | None, note: str | None, p50_ms: float, precision: str,
@@ -631,9 +644,7 @@ def _result_record(j: _Job, cfg: BenchConfig, peak: dict[str, Any] | None, power
     art = j.item.artifact
     if art is not None:
         key = str(art.model_path)
-        if key not in macs_cache:
-            macs_cache[key] = _model_macs(art)
-        macs, note = macs_cache[key]
+        macs, note = macs_cache.get(key, (None, "MAC count unavailable"))
         size = art.size_bytes
     else:
         macs, note = None, None

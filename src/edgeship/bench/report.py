@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from .._util import atomic_write_text
 
 __all__ = ["BenchReport", "CSV_COLUMNS"]
@@ -105,8 +107,9 @@ class BenchReport:
                          _f(lat.get("min"), 3), _f(lat.get("std"), 3), str(lat.get("n")), speed])
         for r in d["incomplete"]:
             skipped = r.get("kind") == "skipped"
-            rows.append([f"[yellow]{r['id']}[/]" if skipped else f"[red]{r['id']}[/]", str(r["threads"]), *["-"] * 6,
-                         "[yellow]skipped[/]" if skipped else "[red]incomplete[/]"])
+            style = "yellow" if skipped else "red"
+            rows.append([Text(r["id"], style=style), str(r["threads"]), *["-"] * 6,
+                         Text("skipped" if skipped else "incomplete", style=style)])
         headers = ["artifact", "thr", "p50 ms", "p90 ms", "p99 ms", "min ms", "std ms", "n", "speed-up"]
         print_table(console, title, headers, rows, right=tuple(headers[1:]), optional=("p90 ms", "min ms", "std ms", "n"),
                     notes={"thr": "runtime threads", "speed-up": "p50 of the baseline / p50 of the artifact"})
@@ -130,10 +133,10 @@ class BenchReport:
                         wrap=("throughput",), optional=("CPU ms/inf",))
         for r in d["incomplete"]:
             if r.get("kind") == "skipped":
-                console.print(f"[yellow]skipped[/] {r['id']}: {str(r['reason']).removeprefix('skipped: ')}",
-                              highlight=False)
+                console.print(Text.assemble(("skipped", "yellow"), f" {r['id']}: "
+                                            f"{str(r['reason']).removeprefix('skipped: ')}"))
             else:
-                console.print(f"[red]incomplete[/] {r['id']} @{r['threads']}t: {r['reason']}", highlight=False)
+                console.print(Text.assemble(("incomplete", "red"), f" {r['id']} @{r['threads']}t: {r['reason']}"))
         peaks = d["machine"].get("peaks") or {}
         for th, p in peaks.items():
             if "error" in p:

@@ -118,7 +118,7 @@ def _released(dest: str | Path) -> list[dict[str, Any]]:
     for p in Path(dest).glob(f"*/{BUNDLE_JSON}") if Path(dest).is_dir() else []:
         try:
             doc = json.loads(p.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(doc, dict):
             out.append(doc)
@@ -400,7 +400,7 @@ def _verify_folder(folder: Path, key: Path, shown: Path) -> dict[str, Any]:
     try:
         doc = json.loads((folder / BUNDLE_JSON).read_text())
         listed = {f["path"]: f.get("sha256") for f in doc["files"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise FormatError(f"{shown}: {BUNDLE_JSON} is not readable: {str(e)[:200]}") from None
     problems = _diff(folder, listed, skip=(BUNDLE_JSON, SIGNATURE))
     if problems:  # signed, yet inconsistent with its own list: refused all the same

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._util import allowed_cpus
-from ..errors import FormatError, first_line
+from ..errors import FormatError, UnsupportedError, first_line
 from ..runner import Runner
 
 if TYPE_CHECKING:
     from ..artifact import TensorSpec
 
-__all__ = ["SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "first_divergence", "io_specs", "module_path",
+__all__ = ["MAX_DIM", "SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "check_io", "first_divergence", "io_specs",
+           "module_path",
            "node_attribute", "onnx_intermediates", "ort_dtype", "ort_session"]
 
 # weight-only int8 (DequantizeLinear on constant weights): fold the dequantisation at load
@@ -48,6 +49,43 @@ def node_attribute(node: Any, name: str, default: Any) -> Any:
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
+
+
+#: the largest dimension a model's input or output may declare (and --input-shape may state)
+MAX_DIM = (1 << 31) - 1
+
+
+def check_io(model: Any, where: str) -> None:
+    """Refuse, naming the value and ``where`` (the file), a graph input or output whose declared type
+    edgeship cannot hold: not a tensor (a sequence, a map, no type), an element type ONNX does not
+    define, a string tensor, a dimension below 1 or above :data:`MAX_DIM`. Read once, where the
+    file is parsed, so no later stage meets a negative shape or an unknown dtype."""
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    for kind, values in (("input", [v for v in model.graph.input if v.name not in inits]),
+                         ("output", list(model.graph.output))):
+        for v in values:
+            what = f"{where}: {kind} {v.name!r}"
+            form = v.type.WhichOneof("value")
+            if form != "tensor_type":
+                raise UnsupportedError(f"{what} is {'a ' + form.removesuffix('_type') if form else 'untyped'}, "
+                                       "not a tensor", hint="edgeship takes models whose inputs and outputs are tensors")
+            tt = v.type.tensor_type
+            try:
+                dt = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+            except Exception:
+                raise FormatError(f"{what} has element type {tt.elem_type}, which ONNX does not define",
+                                  hint="the file is corrupt or hand-edited; export the model again") from None
+            if dt.kind in "OSUV":
+                raise UnsupportedError(f"{what} is a string tensor",
+                                       hint="edgeship converts numeric models: keep tokenising and label lookup "
+                                            "outside the model (labels: --labels labels.txt)")
+            for i, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value") and not 1 <= d.dim_value <= MAX_DIM:
+                    raise FormatError(f"{what} declares dimension {i} as {d.dim_value}",
+                                      hint=f"a dimension is between 1 and {MAX_DIM}; the file is corrupt or "
+                                           "hand-edited: export the model again")
 
 
 def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

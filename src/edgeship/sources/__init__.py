@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._util import confined
-from ..artifact import Preprocess, TensorSpec
+from ..artifact import Preprocess, TensorSpec, validation_detail
 from ..errors import (
     FormatError,
     InputError,
@@ -491,8 +491,8 @@ def parse_preprocess(spec: str | Preprocess, inputs: Sequence[TensorSpec]) -> Pr
             values = json.loads(p.read_text())
         except OSError as e:
             raise UsageError(f"--preprocess {text}: cannot read it ({e.strerror})") from None
-        except ValueError as e:
-            raise UsageError(f"--preprocess {text} is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise UsageError(f"--preprocess {text} is not valid JSON: {str(e)[:200]}") from None
         if not isinstance(values, dict):
             raise UsageError(f"--preprocess {text} must hold an object of preprocessing fields")
     else:
@@ -583,7 +583,7 @@ def _read_labels(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise InputError(f"{p} is not a valid JSON list of labels: {e}") from None
         if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
             raise InputError(f"{p} must be a JSON list of strings")
@@ -989,12 +989,12 @@ def load_onnx_model(path: Path) -> Any:
         if uses_external_data(t):
             info = {e.key: e.value for e in t.external_data}
             loc = info.get("location", "")
-            target = confined(root, loc, f"external data of tensor {t.name!r}")
+            target = confined(root, loc, f"{path}: external data of tensor {t.name!r}")
             if not target.is_file():
                 raise FormatError(f"external data file {loc!r} of tensor {t.name!r} is missing",
                                   hint=f"keep it beside {path.name}")
             size = size_of.setdefault(loc, target.stat().st_size)
-            end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+            end = _byte_count(info, "offset", t.name, path) + _byte_count(info, "length", t.name, path)
             if end > size:
                 raise FormatError(f"external data of tensor {t.name!r} runs past the end of {loc!r}",
                                   hint="the data file is truncated; export the model again")
@@ -1004,7 +1004,21 @@ def load_onnx_model(path: Path) -> Any:
     except Exception as e:
         raise FormatError(f"{path} is not a valid ONNX model: {str(e).splitlines()[0][:300]}",
                           hint="check it with onnx.checker; export it again") from None
+    from ..formats.onnx import check_io
+
+    check_io(model, str(path))
     return model
+
+
+def _byte_count(info: dict[str, str], key: str, tensor: str, path: Path) -> int:
+    """An external-data ``offset`` or ``length`` (absent: 0): decimal digits only, nothing else."""
+    raw = info.get(key, "")
+    if raw == "":
+        return 0
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        raise FormatError(f"{path}: external data field {key!r} of tensor {tensor!r} is {raw[:40]!r}, not a byte count",
+                          hint="the file is corrupt or hand-edited; export the model again")
+    return int(raw)
 
 
 def _onnx_embedding_readers(model: Any, inputs: Sequence[TensorSpec]) -> dict[int, tuple[str, int]]:
@@ -1044,7 +1058,7 @@ def onnx_metadata(model: Any, path: Path) -> tuple[Preprocess | None, tuple[str,
             pre = Preprocess.model_validate_json(meta["preprocess"])
         except ValueError as e:
             raise FormatError(f"{path}: its metadata entry edgeship.preprocess is not valid preprocessing: "
-                              f"{str(e).splitlines()[0][:200]}",
+                              f"{validation_detail(e)}",
                               hint="give --preprocess to state it, or export the model again") from None
     if "labels" in meta:
         try:
@@ -1083,9 +1097,12 @@ def _onnx_source(path: Path, ranges: Sequence[tuple[float, float]] | None = None
 
 
 def _example_for_spec(s: TensorSpec, r: tuple[float, float] | None = None) -> np.ndarray:
+    from ..config import check_example_size
+
     shape = s.concrete_shape(1)
     rng = np.random.default_rng(0)
     dt = np.dtype(s.dtype)
+    check_example_size(shape, dt.itemsize, f"input {s.name!r}")
     if r is not None and dt != np.bool_:
         return _draw(rng, shape, dt, r)
     if np.issubdtype(dt, np.integer):
