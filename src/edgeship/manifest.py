@@ -137,7 +137,12 @@ class Manifest:
 def load_manifest(out: Path) -> Manifest | None:
     """The typed manifest of an output folder, None when it has none (FormatError when unreadable)."""
     doc = read_manifest(out)
-    return None if doc is None else Manifest(Path(out), doc)
+    if doc is None:
+        return None
+    m = Manifest(Path(out), doc)
+    for record in m.records:  # every path checked on reading, whether or not this reader opens it
+        m.artifact_folder(record)
+    return m
 
 
 def listed_paths(manifest: dict[str, Any]) -> list[str]:
