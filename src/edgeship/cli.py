@@ -485,7 +485,7 @@ def classify(
 ) -> None:
     """Classify images with an artifact, using the artifact's own preprocessing and labels."""
     from . import api
-    from .targets import load_artifact
+    from .artifact import ARTIFACT_JSON, read_artifact
 
     def body():
         missing = [str(i) for i in images if not Path(i).is_file()]
@@ -493,16 +493,18 @@ def classify(
             raise InputError(f"no such image: {missing[0]}", hint="give the path of a JPEG or PNG file")
         if (Path(artifact) / "bundle.json").is_file():
             return _classify_bundle(api, artifact, images, ClassifyConfig.build(**(options or {})))
-        art = load_artifact(artifact)  # reads JSON (and ONNX metadata) only; the model runs isolated
+        p = Path(artifact)
+        bare = p.is_file() and p.name != ARTIFACT_JSON and not (p.parent / ARTIFACT_JSON).is_file()
+        name = p.stem if bare else read_artifact(p).name  # JSON only: the model file is read in the child
         cfg = ClassifyConfig.build(**(options or {}))
         top_k, threshold = cfg.top_k, cfg.threshold
-        rows = api.classify(art, images, isolate=True, **cfg.model_dump())
+        rows = api.classify(p, images, isolate=True, **cfg.model_dump())
         results = [{"image": str(img), "predictions": [{"label": p.label, "confidence": p.confidence} for p in preds]}
                    for img, preds in zip(images, rows)]
-        doc = {"ok": True, "artifact": art.name, "results": results}
+        doc = {"ok": True, "artifact": name, "results": results}
 
         def human(c: Console) -> None:
-            print_table(c, f"{art.name}  (top {top_k}, threshold {threshold})", ["image", "label", "confidence"],
+            print_table(c, f"{name}  (top {top_k}, threshold {threshold})", ["image", "label", "confidence"],
                         _prediction_rows(results), right=("confidence",), wrap=("image", "label"))
 
         return doc, human

@@ -399,6 +399,23 @@ def test_mac_counting_for_the_roofline_parses_in_the_limited_child(tmp_path, mon
     assert models_macs([path])[str(path)] == 1 * 4 * 8 * 8 * 3 * 9
 
 
+def test_a_bare_onnx_file_is_described_in_the_limited_child(tmp_path, monkeypatch):
+    """classify and benchmark of a bare .onnx read its metadata (labels, preprocessing, I/O) through
+    load_artifact: the protobuf parser sees the untrusted file in the child, never here."""
+    from edgeship.targets import load_artifact
+
+    path = _save(tiny_model(labels=["w", "x", "y", "z"]), tmp_path)
+
+    def not_here(*a, **k):
+        raise AssertionError("the ONNX file was parsed in the calling process")
+
+    monkeypatch.delenv(ENV_FLAG, raising=False)
+    monkeypatch.setattr(onnx, "load", not_here)
+    art = load_artifact(path)
+    assert art.labels == ("w", "x", "y", "z") and art.preprocess.height == 8 and art.model_path == path
+    assert art.inputs[0].shape == (1, 3, 8, 8) and art.files[0].path == "m.onnx"
+
+
 @pytest.mark.parametrize("name", ["artifact.json", "manifest.json"])
 def test_deeply_nested_json_records_are_format_errors(name, artifact_folder, tmp_path, capfd, monkeypatch):
     deploy = tmp_path / "deploy"

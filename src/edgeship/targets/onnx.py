@@ -56,10 +56,19 @@ def quiet_exporter() -> Any:
 def artifact_from_onnx(path: Path) -> Artifact | None:
     """An in-memory artifact for a bare .onnx: what edgeship embedded (preprocessing, labels) when it
     wrote the file; for any other ONNX file just its inputs and outputs (benchmark and run it, but
-    nothing to classify with). None if the file does not parse."""
+    nothing to classify with). None if the file does not parse. The file is untrusted: it is parsed
+    in the limited child (:func:`edgeship.isolate.run_isolated`), its description crossing as JSON."""
     import onnx
 
+    from ..isolate import in_child, run_isolated
     from ..sources import onnx_metadata
+
+    if not in_child():
+        rec = run_isolated("edgeship.targets.onnx:onnx_artifact_record", {"path": str(path)}, what=str(path))
+        if rec is None:
+            return None
+        labels = rec.pop("labels", None)
+        return Artifact(root=path.parent, labels=tuple(labels) if labels else None, **rec)
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -75,6 +84,14 @@ def artifact_from_onnx(path: Path) -> Artifact | None:
         notes=("read from the metadata embedded in the .onnx file; no artifact.json beside it",) if meta else
               ("a bare .onnx without edgeship metadata: no preprocessing or labels known",),
     )
+
+
+def onnx_artifact_record(path: str) -> dict[str, Any] | None:
+    """:func:`artifact_from_onnx` in the isolated child: the artifact as JSON, labels included."""
+    art = artifact_from_onnx(Path(path))
+    if art is None:
+        return None
+    return {**art.model_dump(mode="json"), "labels": list(art.labels) if art.labels else None}
 
 
 class OnnxTarget(Target):
