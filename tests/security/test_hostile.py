@@ -162,8 +162,9 @@ MALFORMED = {  # class 1: each must be an InputError/FormatError/UnsupportedErro
     "meta-labels-not-json": _meta("edgeship.labels", "\x00\x01"),
 }
 
-TERMINAL = {f"{where}-{i}": _named(where, text)  # class 2: shown as text, never obeyed
-            for where, (i, text) in itertools.product(["label", "node", "input", "output", "op"], enumerate(NASTY))}
+TERMINAL = {f"{where}-{i}": _named(where, text)  # class 2: shown as text, never obeyed; every string as a label,
+            for where, (i, text) in itertools.product(["label", "node", "input", "output", "op"], enumerate(NASTY))
+            if where == "label" or i in (0, 1, 2, 4)}  # escapes, markup and NUL in every other place
 
 
 # ---- running a command and judging what it did ------------------------------------------------
