@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ __all__ = [
     "OutputCheck",
     "Verification",
     "Artifact",
+    "clean_labels",
     "sha256_file",
     "read_artifact",
     "validation_detail",
@@ -209,6 +211,19 @@ class Artifact(_Frozen):
                                   hint="its sha256 does not match artifact.json; re-run edgeship deploy")
 
 
+def clean_labels(labels: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Labels as single printable lines (labels.txt has one per line; generated code quotes them):
+    made so wherever labels are read, a model's metadata, a user's file or an artifact's labels.txt."""
+    if labels is None:
+        return None
+    out = []
+    for lab in labels:
+        text = " ".join(str(lab).split())  # newlines, tabs, runs of spaces -> one space
+        text = "".join(ch for ch in text if ch.isprintable())
+        out.append(text[:256])
+    return tuple(out)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -276,7 +291,7 @@ def read_artifact(path: str | Path) -> Artifact:
             data.pop(k, None)
         root = meta.parent
         labels_path = root / LABELS_TXT
-        labels = tuple(labels_path.read_text().splitlines()) if labels_path.is_file() else None
+        labels = clean_labels(labels_path.read_text().splitlines()) if labels_path.is_file() else None
         art = Artifact(root=root, labels=labels, **data)
     except (ValueError, TypeError, RecursionError) as e:
         raise FormatError(f"{meta} is not a valid artifact record: {validation_detail(e)}",

@@ -365,7 +365,7 @@ def run_command(as_json: bool, body: Callable[[], tuple[Any, Callable[[Console],
                               highlight=False, markup=False, soft_wrap=True)
         except Exception:  # a bug: show it
             code = 1
-            err_console.print(traceback.format_exc(), highlight=False, end="")
+            err_console.print(traceback.format_exc(), highlight=False, end="", soft_wrap=True)
             err_console.print(Text.assemble(("internal error", "bold red"), f" in edgeship {__version__}: this is a "
                                             "bug, please report it with the traceback above"))
             if as_json:

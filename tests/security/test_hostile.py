@@ -350,6 +350,16 @@ def test_malformed_artifact_records_are_format_errors(case, command, artifact_fo
     assert "artifact.json" in text
 
 
+def test_an_artifacts_labels_txt_is_read_as_printable_lines(artifact_folder, tmp_path):
+    from edgeship.artifact import read_artifact
+
+    art = tmp_path / "onnx-fp32"
+    shutil.copytree(artifact_folder / "deploy" / "onnx-fp32", art)
+    (art / "labels.txt").write_text("\n".join(NASTY[:4]) + "\n")
+    labels = read_artifact(art).labels
+    assert len(labels) == 4 and not raw_characters("".join(labels)) and labels[2] == "[/]"
+
+
 # ---- class 4: resource bombs stay bounded ----------------------------------------------------
 
 def _chain(n: int):

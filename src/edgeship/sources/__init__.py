@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._util import confined
-from ..artifact import Preprocess, TensorSpec, validation_detail
+from ..artifact import Preprocess, TensorSpec, clean_labels, validation_detail
 from ..errors import (
     FormatError,
     InputError,
@@ -216,18 +216,6 @@ def _onnx_reference_runner(path: Path | None) -> Any:
     if path not in _ONNX_RUNNERS:
         _ONNX_RUNNERS[path] = OnnxRunner(path, threads=0)
     return _ONNX_RUNNERS[path]
-
-
-def clean_labels(labels: Sequence[str] | None) -> tuple[str, ...] | None:
-    """Labels as single printable lines (labels.txt has one per line; generated code quotes them)."""
-    if labels is None:
-        return None
-    out = []
-    for lab in labels:
-        text = " ".join(str(lab).split())  # newlines, tabs, runs of spaces -> one space
-        text = "".join(ch for ch in text if ch.isprintable())
-        out.append(text[:256])
-    return tuple(out)
 
 
 def random_like(examples: Sequence[np.ndarray], seed: int,
