@@ -244,8 +244,7 @@ def test_names_and_labels_from_a_file_never_reach_the_terminal_raw(case, command
         assert NASTY[int(case[-1])] in text  # markup-like text is shown as it is, not interpreted
 
 
-@pytest.mark.parametrize("case", ["label-0", "node-1", "op-2", "external-offset-nul", "input-dim-negative",
-                                  "conv-group-0", "meta-labels-deep"])
+@pytest.mark.parametrize("case", ["label-0", "node-1", "external-offset-nul", "conv-group-0"])
 def test_the_real_command_line_and_its_child(case, tmp_path, cli_env):
     """A sample per class through the installed command and the limited child: the child's stderr
     is relayed made printable, its errors cross typed."""
@@ -375,7 +374,7 @@ def _chain(n: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("nodes", [2000, 5000])
+@pytest.mark.parametrize("nodes", [3000])
 def test_a_file_of_thousands_of_trivial_nodes_is_analysed_in_bounded_time(nodes, tmp_path, capfd, monkeypatch):
     path = _chain(nodes)(tmp_path)
     t0 = time.monotonic()
