@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._util import confined
-from .errors import FormatError, InputError
+from .errors import FormatError, InputError, strip_escapes
 
 __all__ = [
     "Format",
@@ -218,7 +218,7 @@ def clean_labels(labels: Sequence[str] | None) -> tuple[str, ...] | None:
         return None
     out = []
     for lab in labels:
-        text = " ".join(str(lab).split())  # newlines, tabs, runs of spaces -> one space
+        text = " ".join(strip_escapes(lab).split())  # escape sequences whole; newlines, tabs, spaces -> one space
         text = "".join(ch for ch in text if ch.isprintable())
         out.append(text[:256])
     return tuple(out)

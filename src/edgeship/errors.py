@@ -37,10 +37,15 @@ __all__ = [
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[@-_]")
 
 
+def strip_escapes(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, OSC titles and links), each removed whole."""
+    return _ESCAPES.sub("", str(text))
+
+
 def printable(text: str) -> str:
     """``text`` without terminal escape sequences (colours, OSC titles and links) or other control
     characters: messages quote libraries and files, and a terminal must show them, not obey them."""
-    text = _ESCAPES.sub("", str(text))
+    text = strip_escapes(text)
     return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
 
 
