@@ -34,6 +34,9 @@ __all__ = [
     "validation_detail",
 ]
 
+#: the largest dimension a model file or an artifact record may declare for an input or output
+MAX_DIM = (1 << 31) - 1
+
 ARTIFACT_JSON = "artifact.json"
 LABELS_TXT = "labels.txt"
 
@@ -254,15 +257,14 @@ def _check_record(art: Artifact, meta: Path) -> None:
     """What a valid record can still get wrong, refused naming the field: a file path leaving the
     artifact's folder (the same confinement as every path read from a manifest), a dimension below 1
     or absurdly large."""
-
     confined(art.root, art.model_file, f"{meta}: model_file")
     for f in art.files:
         confined(art.root, f.path, f"{meta}: files")
     for kind, specs in (("inputs", art.inputs), ("outputs", art.outputs)):
         for s in specs:
-            if any(isinstance(d, int) and not 1 <= d <= (1 << 31) - 1 for d in s.shape):
+            if any(isinstance(d, int) and not 1 <= d <= MAX_DIM for d in s.shape):
                 raise FormatError(f"{meta}: {kind} {s.name!r} declares the shape {list(s.shape)}",
-                                  hint="a dimension is between 1 and 2^31-1; re-run edgeship deploy to rewrite it")
+                                  hint=f"a dimension is between 1 and {MAX_DIM}; re-run edgeship deploy to rewrite it")
 
 
 def read_artifact(path: str | Path) -> Artifact:

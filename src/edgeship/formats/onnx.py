@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._util import allowed_cpus
+from ..artifact import MAX_DIM
 from ..errors import FormatError, UnsupportedError, first_line
 from ..runner import Runner
 
@@ -49,10 +50,6 @@ def node_attribute(node: Any, name: str, default: Any) -> Any:
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
-
-
-#: the largest dimension a model's input or output may declare (and --input-shape may state)
-MAX_DIM = (1 << 31) - 1
 
 
 def check_io(model: Any, where: str) -> None:
