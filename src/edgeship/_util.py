@@ -12,6 +12,10 @@ from pathlib import Path
 
 from .errors import SecurityError
 
+#: the largest dimension a model file or an artifact record may declare for an input or output
+#: (here, below every reader: the app-side runtime's light path reads it without pydantic)
+MAX_DIM = (1 << 31) - 1
+
 
 def _umask() -> int:
     """The process umask (read by setting it and putting it back)."""

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._util import confined
+from ._util import MAX_DIM, confined
 from .errors import FormatError, InputError, strip_escapes
 
 __all__ = [
@@ -33,9 +33,6 @@ __all__ = [
     "read_artifact",
     "validation_detail",
 ]
-
-#: the largest dimension a model file or an artifact record may declare for an input or output
-MAX_DIM = (1 << 31) - 1
 
 ARTIFACT_JSON = "artifact.json"
 LABELS_TXT = "labels.txt"

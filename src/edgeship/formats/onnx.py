@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._util import allowed_cpus
-from ..artifact import MAX_DIM
+from .._util import MAX_DIM, allowed_cpus
 from ..errors import FormatError, UnsupportedError, first_line
 from ..runner import Runner
 
