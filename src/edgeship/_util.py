@@ -10,11 +10,35 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SecurityError
+from .errors import InputError, SecurityError
 
 #: the largest dimension a model file or an artifact record may declare for an input or output
 #: (here, below every reader: the app-side runtime's light path reads it without pydantic)
 MAX_DIM = (1 << 31) - 1
+
+#: the most one example input may take (the verification holds several, at several batch sizes)
+MAX_EXAMPLE_BYTES = 1 << 30
+
+
+def too_large(shape: tuple[int | str, ...], itemsize: int) -> bool:
+    """Whether one example of ``shape`` (a named, dynamic dimension counted as 1) takes more than
+    :data:`MAX_EXAMPLE_BYTES`."""
+    n = itemsize
+    for d in shape:
+        n *= d if isinstance(d, int) else 1
+    return n > MAX_EXAMPLE_BYTES
+
+
+def check_example_size(shape: tuple[int, ...], itemsize: int, what: str) -> None:
+    """Refuse an input shape whose one example would not fit in memory, before anything allocates it
+    (a shape stated with --input-shape, or declared by a model file)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if too_large(shape, itemsize):
+        raise InputError(f"{what} has the shape {'x'.join(map(str, shape))}: {n:,} elements, "
+                         f"{n * itemsize / (1 << 30):.3g} GB for one example (at most {MAX_EXAMPLE_BYTES >> 30} GB)",
+                         hint="give the real input size with --input-shape, e.g. 1,3,224,224")
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._util import MAX_DIM, confined
+from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, too_large
 from .errors import FormatError, InputError, strip_escapes
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "OutputCheck",
     "Verification",
     "Artifact",
+    "check_shapes",
     "clean_labels",
     "sha256_file",
     "read_artifact",
@@ -257,11 +258,28 @@ def _check_record(art: Artifact, meta: Path) -> None:
     confined(art.root, art.model_file, f"{meta}: model_file")
     for f in art.files:
         confined(art.root, f.path, f"{meta}: files")
-    for kind, specs in (("inputs", art.inputs), ("outputs", art.outputs)):
+    check_shapes(art, str(meta), "re-run edgeship deploy to rewrite it")
+
+
+def check_shapes(art: Artifact, where: str, fix: str) -> None:
+    """Refuse, naming ``where`` and the tensor, an input or output declaring a dimension below 1 or
+    above :data:`MAX_DIM`, or an input one example of which takes more than
+    :data:`~edgeship._util.MAX_EXAMPLE_BYTES` (every reader of a record or a bare model file calls
+    this, so no runner allocates it)."""
+    import numpy as np
+
+    for kind, specs in (("input", art.inputs), ("output", art.outputs)):
         for s in specs:
             if any(isinstance(d, int) and not 1 <= d <= MAX_DIM for d in s.shape):
-                raise FormatError(f"{meta}: {kind} {s.name!r} declares the shape {list(s.shape)}",
-                                  hint=f"a dimension is between 1 and {MAX_DIM}; re-run edgeship deploy to rewrite it")
+                raise FormatError(f"{where}: {kind} {s.name!r} declares the shape {list(s.shape)}",
+                                  hint=f"a dimension is between 1 and {MAX_DIM}; {fix}")
+            try:
+                itemsize = np.dtype(s.dtype).itemsize
+            except TypeError:
+                itemsize = 1
+            if kind == "input" and too_large(s.shape, itemsize):
+                raise FormatError(f"{where}: input {s.name!r} declares the shape {list(s.shape)} of {s.dtype}: "
+                                  f"more than {MAX_EXAMPLE_BYTES >> 30} GB for one example", hint=fix)
 
 
 def read_artifact(path: str | Path) -> Artifact:

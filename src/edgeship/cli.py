@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -393,6 +394,15 @@ def _progress() -> Iterator[Callable[[str], None]]:
 
 
 # ---- commands ---------------------------------------------------------------------------
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Python warnings the CLI process shows, made printable like everything else it prints (a
+    library's warning may quote a name from the file it read)."""
+    text = printable(warnings.formatwarning(message, category, filename, lineno, line))
+    with contextlib.suppress(OSError, ValueError):
+        (file or sys.stderr).write(text)
+
 
 @app.callback(invoke_without_command=True)
 def main(version: bool = typer.Option(False, "--version", metavar="", help="print the version and exit"),
@@ -1420,6 +1430,7 @@ def _print_deploy(c: Console, res: Any) -> None:
 
 
 def entrypoint() -> None:  # console script
+    warnings.showwarning = _show_warning
     app()
 
 

@@ -13,22 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from .errors import InputError, UsageError
-
-#: the most one example input may take (the verification holds several, at several batch sizes)
-MAX_EXAMPLE_BYTES = 1 << 30
-
-
-def check_example_size(shape: tuple[int, ...], itemsize: int, what: str) -> None:
-    """Refuse an input shape whose one example would not fit in memory, before anything allocates it
-    (a shape stated with --input-shape, or declared by a model file)."""
-    n = 1
-    for d in shape:
-        n *= int(d)
-    if n * itemsize > MAX_EXAMPLE_BYTES:
-        raise InputError(f"{what} has the shape {'x'.join(map(str, shape))}: {n:,} elements, "
-                         f"{n * itemsize / (1 << 30):.3g} GB for one example (at most {MAX_EXAMPLE_BYTES >> 30} GB)",
-                         hint="give the real input size with --input-shape, e.g. 1,3,224,224")
+from ._util import check_example_size
+from .errors import UsageError
 
 __all__ = ["SourceConfig", "VerifyConfig", "QuantizeConfig", "QuantizeCommandConfig", "OnnxConfig", "DeployConfig",
            "ClassifyConfig",

@@ -359,6 +359,104 @@ def test_an_artifacts_labels_txt_is_read_as_printable_lines(artifact_folder, tmp
     assert len(labels) == 4 and not raw_characters("".join(labels)) and labels[2] == "[/]"
 
 
+# ---- a bare model file is read by its format's one reader ------------------------------------
+
+BARE_ONNX = {  # case -> what the error line names (before: ONNX Runtime's own words, or a runner crash)
+    "external-offset-text": "external data field 'offset'",
+    "external-length-float": "external data field 'length'",
+    "input-dim-negative": "declares dimension 3 as -8",
+    "input-elem-unknown": "element type 999",
+    "input-too-large-for-memory": "more than 1 GB for one example",
+}
+
+
+@pytest.mark.parametrize("case,command", list(itertools.product(BARE_ONNX, ["classify", "benchmark"])))
+def test_a_bare_onnx_file_is_vetted_by_the_one_onnx_reader(case, command, tmp_path, capfd, monkeypatch):
+    path = MALFORMED[case](tmp_path)
+    args = (["classify", str(path), str(image(tmp_path))] if command == "classify"
+            else ["benchmark", str(path), "--runs", "3", "--rounds", "1", "--no-roofline"])
+    code, text = run_cli(args, capfd, monkeypatch, tmp_path)
+    assert_contained(code, text, allowed=(3, 4))
+    assert BARE_ONNX[case] in text and "m.onnx" in text, text[-1500:]
+
+
+def tiny_tflite(shape: list[int]) -> bytes:
+    """A one-RELU TFLite flatbuffer whose input and output declare ``shape`` (any values: the
+    schema's object API writes what it is given)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = fb.ModelT()
+    m.version, m.description, m.buffers = 3, b"hostile", [fb.BufferT()]
+    tensors = []
+    for name in (b"x", b"y"):
+        t = fb.TensorT()
+        t.shape, t.type, t.name, t.buffer = list(shape), fb.TensorType.FLOAT32, name, 0
+        tensors.append(t)
+    op = fb.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    sg = fb.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
+    code = fb.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.RELU
+    code.version = 1
+    m.operatorCodes, m.subgraphs = [code], [sg]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+BARE_TFLITE = {  # shape -> what the error line names (before: a benchmark of an empty tensor, or
+    "zero": ([1, 0], "declares the shape [1, 0]"),  # 'LiteRT cannot load: RuntimeError')
+    "huge": ([1, (1 << 31) - 1], "more than 1 GB for one example"),
+    "bomb": ([65536, 65536, 16], "more than 1 GB for one example"),
+}
+
+
+@pytest.mark.parametrize("case,command", list(itertools.product(BARE_TFLITE, ["classify", "benchmark"])))
+def test_a_bare_tflite_file_declaring_impossible_shapes_is_a_format_error(case, command, tmp_path, capfd, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    shape, says = BARE_TFLITE[case]
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tiny_tflite(shape))
+    args = (["classify", str(path), str(image(tmp_path))] if command == "classify"
+            else ["benchmark", str(path), "--runs", "3", "--rounds", "1", "--no-roofline"])
+    code, text = run_cli(args, capfd, monkeypatch, tmp_path)
+    assert_contained(code, text, allowed=(3,))
+    assert says in text and "m.tflite" in text, text[-1500:]
+
+
+def test_a_sound_bare_tflite_file_still_benchmarks(tmp_path, capfd, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tiny_tflite([1, 8]))
+    code, text = run_cli(["benchmark", str(path), "--runs", "3", "--rounds", "1", "--no-roofline", "--json"],
+                         capfd, monkeypatch, tmp_path)
+    assert code == 0, text[-1500:]
+
+
+def test_benchmark_inputs_too_large_for_memory_are_refused_before_they_allocate():
+    """A dynamic batch times the declared dims: the benchmark worker names the input, not the OOM killer."""
+    from edgeship.artifact import TensorSpec
+    from edgeship.bench.worker import make_inputs
+    from edgeship.errors import InputError
+
+    spec = TensorSpec(name="x", shape=("batch", 3, 16384, 16384), dtype="float32")  # 3 GB at batch 1
+    with pytest.raises(InputError, match="'x' has the shape 1x3x16384x16384"):
+        make_inputs([spec], 1, np.random.default_rng(0))
+    assert make_inputs([spec.model_copy(update={"shape": ("batch", 3, 8, 8)})], 2,
+                       np.random.default_rng(0))["x"].shape == (2, 3, 8, 8)
+
+
+def test_python_warnings_in_the_cli_process_are_printed_printable(tmp_path):
+    """A library's warning in the CLI process may quote a name from a file: shown, not obeyed."""
+    script = ("import warnings\nfrom edgeship import cli\n"
+              "cli.app = lambda: warnings.warn('node \\x1b]0;PWNED\\x07 \\x1b[31mred')\ncli.entrypoint()\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and "UserWarning: node" in r.stderr and "red" in r.stderr, r.stderr
+    assert not raw_characters(r.stderr), r.stderr
+
+
 # ---- class 4: resource bombs stay bounded ----------------------------------------------------
 
 def _chain(n: int):

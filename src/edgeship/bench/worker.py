@@ -176,10 +176,13 @@ def make_inputs(specs: Any, batch: int, rng: Any) -> dict[str, Any]:
     """
     import numpy as np
 
+    from .._util import check_example_size
+
     feeds = {}
     for s in specs:
         shape = tuple(d if isinstance(d, int) else (batch if i == 0 else 1) for i, d in enumerate(s.shape))
         dt = np.dtype(s.dtype)
+        check_example_size(shape, dt.itemsize, f"input {s.name!r}")  # named before anything allocates
         if np.issubdtype(dt, np.floating):
             a = rng.standard_normal(shape, dtype=np.float32).astype(dt, copy=False)
         elif dt == np.bool_:

@@ -956,8 +956,12 @@ def _example_from_meta(node: Any) -> np.ndarray:
 
 # ---- onnx -------------------------------------------------------------------------------
 
-def load_onnx_model(path: Path) -> Any:
-    """Parse an ONNX file; external data may only come from inside its folder."""
+def load_onnx_model(path: Path, weights: bool = True) -> Any:
+    """Parse an ONNX file; external data may only come from inside its folder. Every value the
+    rest of edgeship reads from it is vetted here: external-data locations, offsets and lengths, the
+    graph's input and output types and dimensions (:func:`edgeship.formats.onnx.check_io`).
+    ``weights=False`` vets the same but leaves external data unread and skips the checker (a
+    description of the file: ONNX Runtime checks the graph when it loads it)."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -987,8 +991,9 @@ def load_onnx_model(path: Path) -> Any:
                 raise FormatError(f"external data of tensor {t.name!r} runs past the end of {loc!r}",
                                   hint="the data file is truncated; export the model again")
     try:
-        onnx.load_external_data_for_model(model, str(root))
-        onnx.checker.check_model(model)
+        if weights:
+            onnx.load_external_data_for_model(model, str(root))
+            onnx.checker.check_model(model)
     except Exception as e:
         raise FormatError(f"{path} is not a valid ONNX model: {str(e).splitlines()[0][:300]}",
                           hint="check it with onnx.checker; export it again") from None
@@ -1085,7 +1090,7 @@ def _onnx_source(path: Path, ranges: Sequence[tuple[float, float]] | None = None
 
 
 def _example_for_spec(s: TensorSpec, r: tuple[float, float] | None = None) -> np.ndarray:
-    from ..config import check_example_size
+    from .._util import check_example_size
 
     shape = s.concrete_shape(1)
     rng = np.random.default_rng(0)

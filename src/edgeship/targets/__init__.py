@@ -32,6 +32,7 @@ from ..artifact import (
     Provenance,
     TensorSpec,
     Verification,
+    check_shapes,
     file_entries,
     read_artifact,
 )
@@ -627,7 +628,8 @@ def load_artifact(path: str | Path) -> Artifact:
             except UsageError:
                 cls = None
             art = cls.artifact_from_file(p) if cls is not None and cls.format == fmt else None
-            if art is not None:
+            if art is not None:  # what the file declares, checked as a record's is
+                check_shapes(art, str(p), "the file is corrupt or hand-edited: convert the model again")
                 return art
         raise InputError(f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",
                          hint="give a folder written by edgeship deploy (e.g. edgeship-out/onnx-fp32), "

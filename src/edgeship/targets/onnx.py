@@ -53,27 +53,22 @@ def quiet_exporter() -> Any:
     return quiet("torch", "torch.onnx", "torch.export", "onnxscript", "onnx_ir")
 
 
-def artifact_from_onnx(path: Path) -> Artifact | None:
+def artifact_from_onnx(path: Path) -> Artifact:
     """An in-memory artifact for a bare .onnx: what edgeship embedded (preprocessing, labels) when it
     wrote the file; for any other ONNX file just its inputs and outputs (benchmark and run it, but
-    nothing to classify with). None if the file does not parse. The file is untrusted: it is parsed
-    in the limited child (:func:`edgeship.isolate.run_isolated`), its description crossing as JSON."""
-    import onnx
-
+    nothing to classify with). A file that does not parse, or declares what edgeship cannot hold, is a
+    FormatError naming the value (:func:`edgeship.sources.load_onnx_model`). The file is untrusted:
+    it is parsed in the limited child (:func:`edgeship.isolate.run_isolated`), its description
+    crossing as JSON."""
     from ..isolate import in_child, run_isolated
-    from ..sources import onnx_metadata
+    from ..sources import load_onnx_model, onnx_metadata
 
     if not in_child():
         rec = run_isolated("edgeship.targets.onnx:onnx_artifact_record", {"path": str(path)}, what=str(path))
-        if rec is None:
-            return None
         labels = rec.pop("labels", None)
         return Artifact(root=path.parent, labels=tuple(labels) if labels else None, **rec)
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:
-        return None
+    model = load_onnx_model(path, weights=False)  # the one ONNX reader: a malformed value is named
     pre, labels, meta = onnx_metadata(model, path)
     inputs, outputs = io_specs(model)
     return Artifact(
@@ -86,11 +81,9 @@ def artifact_from_onnx(path: Path) -> Artifact | None:
     )
 
 
-def onnx_artifact_record(path: str) -> dict[str, Any] | None:
+def onnx_artifact_record(path: str) -> dict[str, Any]:
     """:func:`artifact_from_onnx` in the isolated child: the artifact as JSON, labels included."""
     art = artifact_from_onnx(Path(path))
-    if art is None:
-        return None
     return {**art.model_dump(mode="json"), "labels": list(art.labels) if art.labels else None}
 
 
