@@ -25,10 +25,10 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest -n 2 --dist worksteal -q
+	$(PY) -m pytest -n 2 -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 --dist worksteal -q -m "not slow"
+	$(PY) -m pytest -n 2 -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) edgeship-out .pytest_cache

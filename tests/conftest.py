@@ -15,14 +15,6 @@ os.environ["EDGESHIP_NO_CACHE"] = "1"
 os.environ["EDGESHIP_JOBS"] = "1"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``starts_first`` (minutes each, needing no module-scoped fixture) run before the
-    rest, in their order: started last, one held a CI worker alone for minutes while the other idled."""
-    first = [i for i in items if i.get_closest_marker("starts_first")]
-    if first:
-        items[:] = first + [i for i in items if not i.get_closest_marker("starts_first")]
-
-
 @pytest.fixture(scope="session")
 def tests_dir() -> Path:
     return TESTS

@@ -323,7 +323,6 @@ def test_learned_rounding_on_a_torch_source_leaves_it_untouched_and_corrects_thr
     assert abs(float((got - ref).mean())) < 0.01 * float(ref.abs().mean())
 
 
-@pytest.mark.starts_first
 def test_a_torch_based_int8_target_gets_the_shared_learned_rounding(tmp_path):
     from edgeship.quant import rounding
 

@@ -136,7 +136,6 @@ def test_an_int8_below_budget_is_reported_and_the_others_are_written(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.starts_first
 def test_lite0_int8_uint8_input(tmp_path):
     # full int8 Lite0 agrees with fp32 on 93% of the 256 evaluation inputs as ai-edge-quantizer
     # builds it; with the biases corrected for their int8 weights' mean error, 96%; with the
