@@ -20,22 +20,19 @@ MAX_DIM = (1 << 31) - 1
 MAX_EXAMPLE_BYTES = 1 << 30
 
 
-def too_large(shape: tuple[int | str, ...], itemsize: int) -> bool:
-    """Whether one example of ``shape`` (a named, dynamic dimension counted as 1) takes more than
-    :data:`MAX_EXAMPLE_BYTES`."""
+def example_bytes(shape: tuple[int | str, ...], itemsize: int) -> int:
+    """The bytes one example of ``shape`` takes (a named, dynamic dimension counted as 1)."""
     n = itemsize
     for d in shape:
         n *= d if isinstance(d, int) else 1
-    return n > MAX_EXAMPLE_BYTES
+    return n
 
 
 def check_example_size(shape: tuple[int, ...], itemsize: int, what: str) -> None:
     """Refuse an input shape whose one example would not fit in memory, before anything allocates it
     (a shape stated with --input-shape, or declared by a model file)."""
-    n = 1
-    for d in shape:
-        n *= int(d)
-    if too_large(shape, itemsize):
+    n = example_bytes(shape, 1)
+    if n * itemsize > MAX_EXAMPLE_BYTES:
         raise InputError(f"{what} has the shape {'x'.join(map(str, shape))}: {n:,} elements, "
                          f"{n * itemsize / (1 << 30):.3g} GB for one example (at most {MAX_EXAMPLE_BYTES >> 30} GB)",
                          hint="give the real input size with --input-shape, e.g. 1,3,224,224")

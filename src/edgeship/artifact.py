@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, too_large
+from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, example_bytes
 from .errors import FormatError, InputError, strip_escapes
 
 __all__ = [
@@ -277,7 +277,7 @@ def check_shapes(art: Artifact, where: str, fix: str) -> None:
                 itemsize = np.dtype(s.dtype).itemsize
             except TypeError:
                 itemsize = 1
-            if kind == "input" and too_large(s.shape, itemsize):
+            if kind == "input" and example_bytes(s.shape, itemsize) > MAX_EXAMPLE_BYTES:
                 raise FormatError(f"{where}: input {s.name!r} declares the shape {list(s.shape)} of {s.dtype}: "
                                   f"more than {MAX_EXAMPLE_BYTES >> 30} GB for one example", hint=fix)
 
