@@ -19,6 +19,8 @@ from .errors import (
     UnsupportedError,
     UsageError,
     ValidationError,
+    first_line,
+    printable,
 )
 from .isolate import Limits, in_child, run_isolated
 from .manifest import (
@@ -209,11 +211,15 @@ def _mark_cached(cfg: DeployConfig, p: Plan) -> None:
 
 
 def check_plan(p: Plan) -> None:
+    """Refuse before any work a plan none of whose targets can take the model, or one that names a
+    target whose extra is missing. A named target that cannot take this kind of model beside others
+    that can is one failed cell (its reason in the manifest), and the others are built."""
+    if p.steps and not any(s["accepts_source"] for s in p.steps):
+        s = p.steps[0]
+        accepts = ", ".join(get_target(s["target"]).accepts)
+        raise UnsupportedError(f"target {s['target']!r} cannot convert a {p.source_kind} model",
+                               hint=f"it converts from: {accepts}")
     for s in p.steps:
-        if not s["accepts_source"]:
-            accepts = ", ".join(get_target(s["target"]).accepts)
-            raise UnsupportedError(f"target {s['target']!r} cannot convert a {p.source_kind} model",
-                                   hint=f"it converts from: {accepts}")
         if s["missing"]:
             get_target(s["target"]).ensure_environment()
 
@@ -326,6 +332,11 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     else:
         artifacts, failed = _build_steps(cfg, source, list(p.steps), stage, keys, timings, progress)
         workers = None
+    if failed and not artifacts:  # nothing to write: the output folder stays as it was
+        first = failure_error(failed[0])
+        others = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed[1:])
+        raise type(first)(f"no artifact written: {first.message}" + (f" (also: {others})" if others else ""),
+                          hint=first.hint, failed=failed)
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
                                           "skipped": list(p.skipped),
                                           "verified": all(a.verification and a.verification.passed for a in artifacts)
@@ -378,10 +389,11 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     if failed:
         _write_report(out, progress)
         which = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed)
-        kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else UnsupportedError
-        raise kind(f"{len(failed)} artifact(s) not written: {which}",
-                   hint=f"the other {len(artifacts)} artifact(s) were verified and written to {out} "
-                        f"(manifest.json, stages.convert.failed)"
+        kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else type(failure_error(failed[0]))
+        raise kind(f"{len(artifacts)} of {len(artifacts) + len(failed)} artifacts written, {len(failed)} failed "
+                   f"(not written): {which}",
+                   hint=f"the {len(artifacts)} verified artifact(s) were written to {out} (manifest.json, "
+                        "stages.convert.failed; no release was packaged: edgeship package to make one)"
                         + ("; raise --max-drop or lower --min-cosine only if this loss is acceptable" if kind is ValidationError else ""),
                    failed=failed, manifest_path=str(path))
     if cfg.package:
@@ -413,11 +425,12 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
         folder = stage / name
         base = get_target(target).derives_from
         k = keys.convert(target, precision) if keys is not None else None
+        gone = None
         try:
-            gone = next((f for f in failed if (f["target"], f["precision"]) == (base, precision)), None)
+            gone = next((f for f in failed if (f["target"], f["precision"]) in ((base, precision), (target, "fp32"))), None)
             if gone is not None:  # what it is built from was not written: neither is it, for the same reason
                 kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
-                raise kind(f"{base} {precision}, which it is built from, was not written: {gone['message']}",
+                raise kind(f"{gone['target']} {gone['precision']}, which it is built from, was not written: {gone['message']}",
                            hint=gone["hint"])
             art = keys.reuse(k, folder, name, progress) if keys is not None else None
             if art is None:
@@ -426,22 +439,52 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
                 art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
                 if keys is not None:
                     keys.keep(k, folder, name, time.perf_counter() - t1)
-        except (ValidationError, UnsupportedError) as e:
-            # a reduced-precision artifact below budget (or one a quantizer cannot build) is reported
-            # and not written; the other artifacts are still built. fp32 failures stop the run.
-            if precision == "fp32" or isinstance(e, MissingExtraError):
-                raise
-            failure = {"target": target, "precision": precision, "error": type(e).__name__,
-                       "message": e.message, "hint": e.hint}
-            if keys is not None and gone is None and not getattr(e, "from_cache", False):
+        except Exception as e:  # noqa: BLE001 - one cell's failure is a row of the outcome, never the run's end
+            # an artifact that fails (below budget, an op its converter cannot take, a converter's own
+            # crash) is reported and not written; the other cells are still built and the verified
+            # ones land (what depends on it fails with it, naming it)
+            failure = cell_failure(target, precision, e)
+            if (keys is not None and gone is None and isinstance(e, (ValidationError, UnsupportedError))
+                    and not isinstance(e, MissingExtraError) and not getattr(e, "from_cache", False)):
                 keys.keep_failure(k, failure, time.perf_counter() - t1)
             failed.append(failure)
-            progress(f"{target} {precision}: not written ({e.message})")
+            progress(f"{target} {precision}: not written ({failure['message']})")
             continue
         built[(target, precision)] = art
         artifacts.append(art)
         timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
     return artifacts, failed
+
+
+def cell_failure(target: str, precision: str, e: BaseException) -> dict[str, Any]:
+    """One cell's failure as the manifest keeps it: the error's type, message and hint; a failure
+    that is not an edgeship error (a converter's or runtime's own exception) is an internal error
+    named as such, with its traceback's last lines for the report."""
+    if isinstance(e, EdgeshipError):
+        out = {"target": target, "precision": precision, "error": type(e).__name__, "message": e.message, "hint": e.hint}
+        try:
+            if e.details:
+                out["details"] = json.loads(json.dumps(e.details))
+        except (TypeError, ValueError):
+            pass
+        return out
+    import traceback
+
+    tb = traceback.format_exception(type(e), e, e.__traceback__)
+    return {"target": target, "precision": precision, "error": "InternalError",
+            "message": printable(f"internal error: {type(e).__name__}: {first_line(e, 300)}"),
+            "hint": "a bug in edgeship or the converter it calls: please report it with the traceback kept in "
+                    "manifest.json (stages.convert.failed)",
+            "traceback": printable("".join(tb[-6:]))[-3000:]}
+
+
+def failure_error(f: dict[str, Any]) -> EdgeshipError:
+    """The typed error a failure record stands for (an internal error: the base EdgeshipError)."""
+    from . import errors
+
+    cls = getattr(errors, str(f.get("error")), None)
+    cls = cls if isinstance(cls, type) and issubclass(cls, EdgeshipError) else EdgeshipError
+    return cls(f"{f['target']} {f['precision']}: {f['message']}", hint=f.get("hint"), **(f.get("details") or {}))
 
 
 #: the memory a worker is assumed to need before one has been measured for this model (bytes)
@@ -526,7 +569,7 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
     results: dict[str, dict[str, Any]] = {}
     running: dict[cf.Future, dict[str, Any]] = {}
     started: list[subprocess.Popen] = []
-    error: BaseException | None = None
+    errors: dict[str, BaseException] = {}  # unit -> why it failed: its steps are failed cells, the rest go on
     t0 = time.perf_counter()
     progress(f"building in {jobs} worker processes: " + ", ".join(u["name"] for u in units))
     pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="edgeship-worker")
@@ -534,8 +577,11 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
         while units or running:
             free = _memory_available()
             for u in list(units):
-                if error is not None or len(running) >= jobs:
+                if len(running) >= jobs:
                     break
+                if u["after"] & set(errors):
+                    units.remove(u)  # what it waits for failed: its steps fail with it (below)
+                    continue
                 if not u["after"] <= done:
                     continue
                 reserved = sum(need[r["name"]] for r in running.values())
@@ -548,8 +594,6 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
                 progress(f"worker: {u['name']} started")
                 running[pool.submit(run_isolated, u["func"], kwargs, what=f"{cfg.model} ({u['name']})",
                                     started=started, limits=u["limits"])] = u
-            if error is not None and not running:
-                break
             if not running:
                 if units:  # nothing could start: what they wait for failed
                     break
@@ -564,8 +608,9 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
                                           "seconds": round(time.perf_counter() - t0 - u["t0"], 2)}
                     done.add(u["name"])
                     progress(f"worker: {u['name']} done in {results[u['name']]['seconds']:.0f} s")
-                except BaseException as e:  # noqa: BLE001 - the first failure is raised once the others end
-                    error = error or e
+                except Exception as e:  # noqa: BLE001 - a worker that died: its cells fail, the others go on
+                    errors[u["name"]] = e
+                    progress(f"worker: {u['name']} failed ({first_line(e, 200)})")
     except BaseException:
         for proc in started:  # Ctrl-C: the workers run in their own sessions and would not see it
             if proc.poll() is None:
@@ -573,14 +618,18 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
         raise
     finally:
         pool.shutdown(wait=True)
-    if error is not None:
-        raise error
     artifacts: list[Artifact] = list(early[0])
     failed: list[dict[str, Any]] = list(early[1])
     by_name = {f["name"]: f for r in results.values() for f in r.get("steps", [])}
+    why = next(iter(errors.values()), None)
     for s in p.steps:
         r = by_name.get(s["id"])
         if r is None:
+            if s in todo:  # its worker died, or what it waited for did
+                e = errors.get(s["group"]) or why
+                failed.append(cell_failure(s["target"], s["precision"], e) if e is not None else
+                              {"target": s["target"], "precision": s["precision"], "error": "InternalError",
+                               "message": "its worker returned no result", "hint": "run again with --jobs 1"})
             continue
         if r.get("failed"):
             failed.append(r["failed"])

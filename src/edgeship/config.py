@@ -7,6 +7,7 @@ description, and ``edgeship.deploy(**kwargs)`` takes the same names.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -61,7 +62,12 @@ IntList = Annotated[list[int], BeforeValidator(int_list)]
 class SourceConfig(ConfigModel):
     input_shape: list[str] = Field(
         default_factory=list,
-        description="example input shape, e.g. 1,3,224,224; repeat for several inputs")
+        description="input shape: NAME=1,3,640,640 (by input name; a dim of 0 or -1 stays dynamic, NAME= a scalar) "
+                    "or 1,3,224,224 in input order; repeat for several inputs")
+    input_value: list[str] = Field(
+        default_factory=list,
+        description="the values an input takes, NAME=V[,V...] (e.g. sr=16000,8000): examples and random inputs use "
+                    "only these; repeat per input")
     input_dtype: list[str] = Field(
         default_factory=list, description="dtype of each input (one for all), e.g. float32 or int64")
     weights: Path | None = Field(None, description="state_dict checkpoint for a factory's model (loaded weights-only)")
@@ -83,43 +89,89 @@ class SourceConfig(ConfigModel):
     def _dtypes(cls, v: Any) -> Any:
         return split_commas(v)
 
-    def shapes(self) -> list[tuple[int, ...]] | None:
+    def shapes(self) -> list[tuple[int, ...]] | dict[str, tuple[int, ...]] | None:
+        """``--input-shape``: in input order (``1,3,224,224``), or by input name (``x=1,3,640,640``;
+        ``sr=`` a scalar) as a dict; the two forms are not mixed."""
         if not self.input_shape:
             return None
+        named: dict[str, tuple[int, ...]] = {}
         out = []
         for s in self.input_shape:
+            name, eq, text = s.rpartition("=") if "=" in s else ("", "", s)
+            name = name.strip()
+            if eq and not name:
+                raise UsageError(f"--input-shape {s!r}: name the input before '='", hint="write it like x=1,3,640,640")
+            text = text.strip()
+            if text.lower() in ("scalar", "()", "[]"):
+                text = ""
             try:
-                dims = tuple(int(p) for p in s.replace("x", ",").split(",") if p.strip())
+                dims = tuple(int(p) for p in text.strip("[]()").replace("x", ",").split(",") if p.strip())
             except ValueError:
                 raise UsageError(f"--input-shape {s!r} is not a list of integers",
-                                 hint="write it like 1,3,224,224") from None
-            if not dims or any(d <= 0 for d in dims):
-                raise UsageError(f"--input-shape {s!r} needs positive dimensions", hint="write it like 1,3,224,224")
+                                 hint="write it like 1,3,224,224, or by input name x=1,3,640,640 (sr= for a scalar)") from None
+            if (not dims and not name) or any(d <= 0 for d in dims):
+                raise UsageError(f"--input-shape {s!r} needs positive dimensions",
+                                 hint="write it like 1,3,224,224, or by input name x=1,3,640,640 (sr= for a scalar)")
             check_example_size(dims, 4, f"--input-shape {s}")
-            out.append(dims)
+            if name:
+                if name in named:
+                    raise UsageError(f"--input-shape gives input {name!r} twice")
+                named[name] = dims
+            else:
+                out.append(dims)
+        if named and out:
+            raise UsageError("--input-shape: give every shape by input name (x=1,3,224,224) or every shape in input order, "
+                             "not both")
+        return named or out
+
+    def values(self) -> dict[str, tuple[float, ...]] | None:
+        """``--input-value NAME=V[,V...]``: the values an input takes (a sample rate, a mode flag)."""
+        if not self.input_value:
+            return None
+        out: dict[str, tuple[float, ...]] = {}
+        for s in self.input_value:
+            name, eq, text = s.partition("=")
+            name = name.strip()
+            try:
+                vals = tuple(float(p) for p in text.replace("|", ",").split(",") if p.strip())
+            except ValueError:
+                vals = ()
+            if not eq or not name or not vals or not all(math.isfinite(v) for v in vals):
+                raise UsageError(f"--input-value {s!r} is not NAME=V[,V...]", hint="write it like sr=16000 or sr=16000,8000")
+            if name in out:
+                raise UsageError(f"--input-value gives input {name!r} twice", hint="list its values once: sr=16000,8000")
+            out[name] = tuple(dict.fromkeys(vals))
         return out
 
-    def ranges(self) -> list[tuple[float, float]] | None:
-        """``--input-range LO,HI`` (repeat per input, or once for all) as ``[(low, high), ...]``."""
+    def ranges(self) -> list[tuple[float, float]] | dict[str, tuple[float, float]] | None:
+        """``--input-range LO,HI`` (repeat per input, or once for all) as ``[(low, high), ...]``, or
+        by input name (``ids=0,30522``) as a dict."""
         if not self.input_range:
             return None
         out = []
+        named: dict[str, tuple[float, float]] = {}
         for spec in self.input_range:
-            parts = [p.strip() for p in str(spec).replace(":", ",").split(",") if p.strip()]
+            name, eq, text = str(spec).rpartition("=") if "=" in str(spec) else ("", "", str(spec))
+            parts = [p.strip() for p in text.replace(":", ",").split(",") if p.strip()]
             try:
                 lo, hi = (float(p) for p in parts)
             except ValueError:
                 raise UsageError(f"--input-range {spec!r} is not two numbers LO,HI",
-                                 hint="write it like 0,30000 (token ids 0..29999) or -1,1") from None
+                                 hint="write it like 0,30000 (token ids 0..29999) or -1,1, or by name ids=0,30000") from None
             if not hi > lo:
                 raise UsageError(f"--input-range {spec!r}: HI must be greater than LO", hint="write it like 0,30000")
-            out.append((lo, hi))
-        return out
+            if eq:
+                named[name.strip()] = (lo, hi)
+            else:
+                out.append((lo, hi))
+        if named and out:
+            raise UsageError("--input-range: give every range by input name (ids=0,30000) or in input order, not both")
+        return named or out
 
     def source_kwargs(self) -> dict[str, Any]:
         return dict(input_shapes=self.shapes(), input_dtypes=self.input_dtype or None, weights=self.weights,
                     allow_pickle=self.allow_pickle, dynamic_batch=self.dynamic_batch,
-                    input_ranges=self.ranges(), preprocess=self.preprocess,
+                    input_ranges=self.ranges(), input_values=self.values(), preprocess=self.preprocess,
                     labels=self.labels)
 
 
@@ -134,6 +186,9 @@ class VerifyConfig(ConfigModel):
                                         "(or in label accuracy when --eval data has labels)")
     eval_samples: int = Field(256, ge=1, le=4096,
                               description="fp16/int8: number of evaluation inputs (photos and crops, never calibration data)")
+    allow_unverified: bool = Field(
+        False, description="write (and package) fp16/int8 artifacts judged only on random inputs: without real data "
+                           "(--eval) they are marked unverified and left out of the release")
     task: Literal["auto", "classify", "other"] = Field(
         "auto", description="how fp16/int8 fidelity is judged: classify (top-1 agreement, label accuracy, and cosine), "
                             "other (cosine per output: embeddings, detections, any tensor), or auto (classify when "

@@ -78,9 +78,11 @@ def check_io(model: Any, where: str) -> None:
                                        hint="edgeship converts numeric models: keep tokenising and label lookup "
                                             "outside the model (labels: --labels labels.txt)")
             for i, d in enumerate(tt.shape.dim):
-                if d.HasField("dim_value") and not 1 <= d.dim_value <= MAX_DIM:
+                # a dim <= 0 is how some exporters (Paddle2ONNX: -1) mark a dynamic one; the ONNX
+                # checker, ONNX Runtime and OpenVINO accept it: it is read as dynamic (io_specs)
+                if d.HasField("dim_value") and d.dim_value > MAX_DIM:
                     raise FormatError(f"{what} declares dimension {i} as {d.dim_value}",
-                                      hint=f"a dimension is between 1 and {MAX_DIM}; the file is corrupt or "
+                                      hint=f"a dimension is at most {MAX_DIM}; the file is corrupt or "
                                            "hand-edited: export the model again")
 
 
@@ -96,9 +98,9 @@ def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]
         tt = v.type.tensor_type
         dims: list[int | str] = []
         for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value"):
+            if d.HasField("dim_value") and d.dim_value > 0:
                 dims.append(int(d.dim_value))
-            else:
+            else:  # symbolic, unnamed, or <= 0 (Paddle2ONNX's -1): dynamic
                 dims.append(d.dim_param or f"d{i}")
         try:
             dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name

@@ -92,6 +92,8 @@ class Source:
     input_ranges: tuple[tuple[float, float] | None, ...] = ()
     #: the factory's tokenizer (text models): list of strings -> the model's inputs
     tokenize: Callable[[list[str]], Any] | None = None
+    #: per input, the values it takes (``--input-value sr=16000,8000``; None: any in its range)
+    input_values: tuple[tuple[float, ...] | None, ...] = ()
 
     def record(self) -> dict[str, Any]:
         return {
@@ -106,6 +108,7 @@ class Source:
             "allow_pickle": self.allow_pickle,
             "tokenizer": self.tokenize is not None,
             "input_ranges": [list(r) if r else None for r in self.input_ranges],
+            "input_values": [list(v) if v else None for v in self.input_values],
             "notes": list(self.notes),
         }
 
@@ -118,7 +121,7 @@ class Source:
             from ..data import preprocess_image, sample_photos
 
             return [(preprocess_image(img, self.preprocess),) for img in sample_photos().values()][:limit]
-        return [random_like(self.example_inputs, seed=i, ranges=self.input_ranges) for i in range(min(limit, 4))]
+        return [random_like(self.example_inputs, seed=i, ranges=self.input_ranges, values=self.input_values) for i in range(min(limit, 4))]
 
     def evaluation_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]:
         """More real inputs, for judging reduced-precision artifacts: the verification inputs
@@ -133,7 +136,7 @@ class Source:
             from ..data import augmented_crops
 
             return base + [(x,) for x in augmented_crops(self.preprocess, limit - len(base), seed=1)]
-        return base + [random_like(self.example_inputs, seed=1000 + i, ranges=self.input_ranges)
+        return base + [random_like(self.example_inputs, seed=1000 + i, ranges=self.input_ranges, values=self.input_values)
                        for i in range(limit - len(base))]
 
     def _sample_split(self) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]]]:
@@ -168,7 +171,7 @@ class Source:
             from ..data import augmented_crops
 
             return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0)]
-        return [random_like(self.example_inputs, seed=2000 + i, ranges=self.input_ranges) for i in range(limit)]
+        return [random_like(self.example_inputs, seed=2000 + i, ranges=self.input_ranges, values=self.input_values) for i in range(limit)]
 
     def embedding_tables(self) -> list[tuple[str, int]]:
         """(name, bytes) of each embedding table (lookup weights) in the model: the torch module's
@@ -219,15 +222,20 @@ def _onnx_reference_runner(path: Path | None) -> Any:
 
 
 def random_like(examples: Sequence[np.ndarray], seed: int,
-                ranges: Sequence[tuple[float, float] | None] = ()) -> tuple[np.ndarray, ...]:
-    """Seeded inputs shaped like ``examples``: values in ``ranges[i]`` (``[low, high)``) where given,
-    else floats around the example's scale and ints in its range."""
+                ranges: Sequence[tuple[float, float] | None] = (),
+                values: Sequence[Sequence[float] | None] = ()) -> tuple[np.ndarray, ...]:
+    """Seeded inputs shaped like ``examples``: one of ``values[i]`` where given (a sample rate: the
+    same value for the whole tensor), values in ``ranges[i]`` (``[low, high)``) where given, else
+    floats around the example's scale and ints in its range."""
     rng = np.random.default_rng(1234 + seed)
     out = []
     for k, a in enumerate(examples):
         a = np.asarray(a)
         r = ranges[k] if k < len(ranges) else None
-        if r is not None and a.dtype != np.bool_:
+        v = values[k] if k < len(values) else None
+        if v:
+            out.append(np.full(a.shape, v[int(rng.integers(len(v)))]).astype(a.dtype))
+        elif r is not None and a.dtype != np.bool_:
             out.append(_draw(rng, a.shape, a.dtype, r))
         elif np.issubdtype(a.dtype, np.integer):
             lo, hi = int(a.min()), int(a.max())
@@ -265,7 +273,14 @@ class _Ranges:
         self.names, self.dtypes = list(names), [np.dtype(d) for d in dtypes]
         self.ranges: list[tuple[float, float] | None] = [None] * len(self.names)
         self.notes: list[str] = []
-        if given:
+        if isinstance(given, dict):
+            given = [given.get(n) for n in by_name(given, self.names, "--input-range")]
+            for i, r in enumerate(given):
+                if r is not None:
+                    self.ranges[i] = tuple(r)  # type: ignore[assignment]
+                    self.notes.append(f"input {self.names[i]!r}: random values in [{_fmt(r[0])}, {_fmt(r[1])}) "
+                                      "from --input-range")
+        elif given:
             if len(given) not in (1, len(self.names)):
                 raise UsageError(f"{len(given)} --input-range for {len(self.names)} inputs",
                                  hint="give one range for all inputs or one per input")
@@ -302,6 +317,32 @@ class _Ranges:
             self.ranges[i] = DEFAULT_ID_RANGE
             self.notes.append(f"input {self.names[i]!r}: random ids in [0, 100), a guess (no embedding shows the "
                               "vocabulary: give --input-range LO,HI for the real one)")
+
+
+def by_name(given: dict[str, Any], names: Sequence[str], flag: str) -> list[str]:
+    """``names`` after checking that every key of ``given`` (an option stated by input name) names
+    one of them: a value given for an input the model does not have is an error, never ignored."""
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise UsageError(f"{flag} names input {unknown[0]!r}, which the model does not have",
+                         hint=f"its inputs: {', '.join(names) or 'none'}")
+    return list(names)
+
+
+def _values_for(values: dict[str, Sequence[float]] | None, names: Sequence[str],
+                dtypes: Sequence[Any]) -> tuple[tuple[float, ...] | None, ...]:
+    """``--input-value`` per input in order (None where not given); integer inputs take integers."""
+    if not values:
+        return ()
+    by_name(values, names, "--input-value")
+    out = []
+    for n, dt in zip(names, dtypes):
+        v = values.get(n)
+        if v is not None and np.issubdtype(np.dtype(dt), np.integer) and any(float(x) != int(x) for x in v):
+            raise UsageError(f"--input-value {n}={','.join(f'{x:g}' for x in v)}: input {n!r} is {np.dtype(dt).name}, "
+                             "its values are whole numbers")
+        out.append(tuple(v) if v is not None else None)
+    return tuple(out)
 
 
 def _embedding_tables(module: Any) -> list[tuple[str, int]]:
@@ -423,28 +464,33 @@ def load_source(
     weights: str | Path | None = None,
     allow_pickle: bool = False,
     dynamic_batch: bool = True,
-    input_ranges: Sequence[tuple[float, float]] | None = None,
+    input_ranges: Sequence[tuple[float, float]] | dict[str, tuple[float, float]] | None = None,
+    input_values: dict[str, Sequence[float]] | None = None,
     preprocess: str | Preprocess | None = None,
     labels: str | Path | Sequence[str] | None = None,
 ) -> Source:
     """Load ``spec`` (a built-in name, a factory or a model file) as a :class:`Source`.
 
-    ``input_ranges`` (``[low, high)`` per input, or one for all) are the values random inputs are
-    drawn from; integer inputs read by an embedding default to its rows (said in ``Source.notes``).
+    ``input_shapes`` are in input order, or a dict by input name (``()`` a scalar); ``input_ranges``
+    (``[low, high)`` per input, one for all, or a dict by name) are the values random inputs are
+    drawn from; integer inputs read by an embedding default to its rows (said in ``Source.notes``);
+    ``input_values`` (by name) the only values an input takes (a sample rate). A shape, range or
+    value given for an input the model does not have is a UsageError.
     ``preprocess`` (a spec, a JSON file or a :class:`Preprocess`) and ``labels`` (a file or a list)
     state what a model file does not carry; they replace what it does."""
-    ranges = list(input_ranges) if input_ranges else None
+    ranges: Any = (dict(input_ranges) if isinstance(input_ranges, dict) else list(input_ranges)) if input_ranges else None
+    values = dict(input_values) if input_values else None
     if spec in BUILTIN_MODELS:
-        src = _from_factory(BUILTIN_MODELS[spec], spec, input_shapes, input_dtypes, weights, dynamic_batch, ranges)
+        src = _from_factory(BUILTIN_MODELS[spec], spec, input_shapes, input_dtypes, weights, dynamic_batch, ranges, values)
         return with_preprocess_and_labels(src, preprocess, labels)
     path = Path(spec)
     if path.exists():
         if weights is not None:
             raise UsageError("--weights goes with a factory 'pkg.module:fn', not with a model file")
-        src = _from_file(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges)
+        src = _from_file(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges, values)
         return with_preprocess_and_labels(src, preprocess, labels)
     if ":" in spec:
-        src = _from_factory(spec, spec, input_shapes, input_dtypes, weights, dynamic_batch, ranges)
+        src = _from_factory(spec, spec, input_shapes, input_dtypes, weights, dynamic_batch, ranges, values)
         return with_preprocess_and_labels(src, preprocess, labels)
     raise InputError(
         f"no such model file: {spec}",
@@ -642,7 +688,7 @@ def _import_factory(ref: str) -> Callable[..., Any]:
     return fn
 
 
-def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch, ranges=None) -> Source:
+def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch, ranges=None, values=None) -> Source:
     import torch
 
     fn = _import_factory(ref)
@@ -667,13 +713,28 @@ def _from_factory(ref, name, input_shapes, input_dtypes, weights, dynamic_batch,
             raise InputError(f"{weights} does not fit the model from {ref!r}: {str(e).splitlines()[0]}",
                              hint="check that the checkpoint was saved from this architecture") from None
     module.eval()
-    examples = _example_inputs(tm.example_inputs, input_shapes, input_dtypes, ref)
+    examples = _example_inputs(tm.example_inputs, input_shapes, input_dtypes, ref, tm.input_names)
     return _torch_source(module, examples, tm, name=tm.name or name, origin=ref, kind="torch",
                          dynamic_batch=dynamic_batch, digest=module_digest(module), ranges=ranges,
-                         generated=bool(input_shapes))
+                         generated=bool(input_shapes), values=values)
 
 
-def _example_inputs(given, input_shapes, input_dtypes, ref) -> tuple[np.ndarray, ...]:
+def _example_inputs(given, input_shapes, input_dtypes, ref, names=None) -> tuple[np.ndarray, ...]:
+    if isinstance(input_shapes, dict) and input_shapes:
+        # by input name: the factory's input names, else the defaults (input, or input_0, input_1, ...)
+        count = len(given) or len(input_shapes)
+        known = list(names or (["input"] if count == 1 else [f"input_{i}" for i in range(count)]))
+        by_name(input_shapes, known, "--input-shape")
+        if given and len(given) == len(known):
+            keep = [np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t) for t in given]
+            made = _example_inputs((), [input_shapes[n] for n in known if n in input_shapes], input_dtypes, ref)
+            it = iter(made)
+            return tuple(next(it) if n in input_shapes else keep[k] for k, n in enumerate(known))
+        missing = [n for n in known if n not in input_shapes]
+        if missing:
+            raise UsageError(f"--input-shape gives no shape for input {missing[0]!r} of {ref!r}, which has no example input",
+                             hint=f"give every input's shape: {', '.join(f'{n}=...' for n in known)}")
+        input_shapes = [input_shapes[n] for n in known]
     if input_shapes:
         dtypes = list(input_dtypes or ["float32"])
         if len(dtypes) == 1:
@@ -714,7 +775,7 @@ def module_digest(module: Any) -> str:
 
 
 def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynamic_batch, digest,
-                  exported=None, allow_pickle=False, ranges=None, generated=False) -> Source:
+                  exported=None, allow_pickle=False, ranges=None, generated=False, values=None) -> Source:
     import torch
 
     in_names = list(tm.input_names or (["input"] if len(examples) == 1 else [f"input_{i}" for i in range(len(examples))]))
@@ -722,6 +783,10 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
         raise InputError(f"the model has {len(examples)} inputs, but names were given for {len(in_names)}")
     examples, rg = _torch_ranges(module, list(examples), in_names, ranges, generated,
                                  readers=_exported_embedding_readers(exported) if exported is not None else None)
+    vals = _values_for(values, in_names, [a.dtype for a in examples])
+    for i, v in enumerate(vals):
+        if v:  # the example takes the first of the values the input takes
+            examples[i] = np.full(np.shape(examples[i]), v[0]).astype(np.asarray(examples[i]).dtype)
     try:
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in examples])
@@ -754,7 +819,7 @@ def _torch_source(module, examples, tm: TorchModel, *, name, origin, kind, dynam
     return Source(name=name, kind=kind, origin=origin, digest=digest, inputs=inputs, outputs=outputs,
                   preprocess=pre, labels=clean_labels(tm.labels), module=module, exported=exported,
                   example_inputs=tuple(examples), sample_inputs=tm.sample_inputs, allow_pickle=allow_pickle,
-                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes), tokenize=tm.tokenize)
+                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes), tokenize=tm.tokenize, input_values=vals)
 
 
 def _pickle_reason(e: BaseException) -> str:
@@ -803,10 +868,13 @@ def _state_dict_of(obj: Any) -> dict | None:
     return None
 
 
-def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
+def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None, values=None) -> Source:
     kind = sniff_format(path)
     if kind == "onnx":
-        return _onnx_source(path, ranges)
+        if input_dtypes:
+            raise UsageError(f"--input-dtype does not apply to {path.name}: an ONNX file declares its input types",
+                             hint="leave --input-dtype out")
+        return _onnx_source(path, ranges, input_shapes, values)
     if kind == "tflite":
         from ..artifact import sha256_file
 
@@ -814,14 +882,14 @@ def _from_file(path: Path, input_shapes, input_dtypes, allow_pickle, dynamic_bat
                       inputs=(), outputs=(), path=path,
                       notes=("a .tflite file is run, analysed and benchmarked as it is; edgeship does not convert from it",))
     if kind == "pt2":
-        return _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges)
+        return _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges, values)
     if kind in ("torch-zip", "torch-pickle"):
-        return _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges)
+        return _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges, values)
     raise FormatError(f"{path} is a numpy array file, not a model",
                       hint="give it as calibration or evaluation data instead")
 
 
-def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
+def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None, values=None) -> Source:
     import torch
 
     from ..artifact import sha256_file
@@ -844,7 +912,7 @@ def _checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_b
         return _torch_source(obj, examples, TorchModel(module=obj, example_inputs=()), name=path.stem,
                              origin=str(path), kind="torch", dynamic_batch=dynamic_batch,
                              digest=sha256_file(path), allow_pickle=allow_pickle, ranges=ranges,
-                             generated=bool(input_shapes))
+                             generated=bool(input_shapes), values=values)
     if _state_dict_of(obj) is not None:
         raise UsageError(
             f"{path} holds weights only (a state_dict), not an architecture",
@@ -904,7 +972,7 @@ def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
                 raise refuse(rel, "is a pickle (or data torch would unpickle) that can run code when loaded") from None
 
 
-def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None) -> Source:
+def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None, values=None) -> Source:
     import torch
 
     from ..artifact import sha256_file
@@ -915,15 +983,13 @@ def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, r
     except Exception as e:
         raise FormatError(f"{path} is not a loadable torch.export program: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
                           hint="save it with torch.export.save(torch.export.export(model, args), path)") from None
-    given = ()
-    if not input_shapes:
-        given = tuple(_example_from_meta(n) for n in ep.graph.nodes if n.op == "placeholder"
-                      and n.name in {s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"})
-    examples = _example_inputs(given, input_shapes, input_dtypes, str(path))
+    user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    given = tuple(_example_from_meta(n) for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(user))
+    examples = _example_inputs(given, input_shapes, input_dtypes, str(path))  # by the names the Source gives
     module = ep.module()
     return _torch_source(module, examples, TorchModel(module=module, example_inputs=()), name=path.stem,
                          origin=str(path), kind="pt2", dynamic_batch=dynamic_batch, digest=sha256_file(path),
-                         exported=ep, allow_pickle=allow_pickle, ranges=ranges, generated=True)
+                         exported=ep, allow_pickle=allow_pickle, ranges=ranges, generated=True, values=values)
 
 
 def _exported_embedding_readers(ep: Any) -> dict[int, tuple[str, int]]:
@@ -1065,7 +1131,7 @@ def onnx_metadata(model: Any, path: Path) -> tuple[Preprocess | None, tuple[str,
     return pre, labels, meta
 
 
-def _onnx_source(path: Path, ranges: Sequence[tuple[float, float]] | None = None) -> Source:
+def _onnx_source(path: Path, ranges: Any = None, shapes: Any = None, values: dict[str, Sequence[float]] | None = None) -> Source:
     from ..artifact import sha256_file
     from ..formats.onnx import io_specs
 
@@ -1075,27 +1141,116 @@ def _onnx_source(path: Path, ranges: Sequence[tuple[float, float]] | None = None
     if pre is not None and not any(i.name == pre.input for i in inputs):
         pre = None  # metadata of another graph: not ours to trust
     inputs = tuple(i.model_copy(update={"layout": pre.layout}) if pre and pre.input == i.name else i for i in inputs)
-    rg = _Ranges([s.name for s in inputs], [s.dtype for s in inputs], ranges)
+    names = [s.name for s in inputs]
+    given = _shapes_for(shapes, inputs, path)
+    rg = _Ranges(names, [s.dtype for s in inputs], ranges)
+    vals = _values_for(values, names, [s.dtype for s in inputs])
     for i, (table, rows) in _onnx_embedding_readers(model, inputs).items():
         if i in rg.open():
             rg.embedding(i, table, rows)
     for i in rg.open():
-        rg.default(i, None)
-    examples = tuple(_example_for_spec(s, r) for s, r in zip(inputs, rg.ranges))
+        if not (i < len(vals) and vals[i]):
+            rg.default(i, None)
+    notes = list(rg.notes)
+    examples = []
+    for i, s in enumerate(inputs):
+        v = vals[i] if i < len(vals) else None
+        examples.append(_example_for_spec(s, rg.ranges[i], given[i], v))
+        if v:
+            notes.append(f"input {s.name!r}: takes {', '.join(f'{x:g}' for x in v)} (--input-value)")
+        placeholder = [k for k, d in enumerate(s.shape) if not isinstance(d, int) and k > 0]
+        if given[i] is None and placeholder:
+            notes.append(f"input {s.name!r}: dynamic dims {', '.join(map(str, placeholder))} of {_dims(s.shape)} set to 1 for "
+                         f"examples and random inputs (give --input-shape {s.name}=... for the real size)")
+    examples_t = tuple(examples)
+    outputs = _returned_outputs(path, inputs, outputs, examples_t, given, notes)
     return Source(name=path.stem, kind="onnx", origin=str(path), digest=sha256_file(path), inputs=inputs,
-                  outputs=outputs, path=path, example_inputs=examples, input_ranges=tuple(rg.ranges),
-                  preprocess=pre, labels=labels,
-                  notes=tuple(rg.notes) + (("preprocessing and labels read from the file's edgeship metadata",)
-                                           if pre is not None or labels else ()))
+                  outputs=outputs, path=path, example_inputs=examples_t, input_ranges=tuple(rg.ranges),
+                  input_values=vals, preprocess=pre, labels=labels,
+                  notes=tuple(notes) + (("preprocessing and labels read from the file's edgeship metadata",)
+                                        if pre is not None or labels else ()))
 
 
-def _example_for_spec(s: TensorSpec, r: tuple[float, float] | None = None) -> np.ndarray:
+def _dims(shape: Sequence[int | str]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _shapes_for(shapes: Any, inputs: Sequence[TensorSpec], path: Path) -> list[tuple[int, ...] | None]:
+    """``--input-shape`` per input of a model file (None: not given), checked against what the file
+    declares: the rank, and every fixed dimension. A shape for an input the model does not have,
+    or more shapes than inputs, is a UsageError: a shape given is a shape used."""
+    names = [s.name for s in inputs]
+    if not shapes:
+        return [None] * len(inputs)
+    if isinstance(shapes, dict):
+        by_name(shapes, names, "--input-shape")
+        given = [tuple(shapes[n]) if n in shapes else None for n in names]
+    else:
+        if len(shapes) != len(inputs):
+            raise UsageError(f"{len(shapes)} --input-shape given in order, {path.name} has {len(inputs)} inputs "
+                             f"({', '.join(names)})",
+                             hint="give the shapes by input name: " + " ".join(f"--input-shape {s.name}=..." for s in inputs))
+        given = [tuple(x) for x in shapes]
+    for s, g in zip(inputs, given):
+        if g is None:
+            continue
+        if len(g) != len(s.shape):
+            raise UsageError(f"--input-shape {s.name}={','.join(map(str, g))}: input {s.name!r} of {path.name} has "
+                             f"{len(s.shape)} dims {_dims(s.shape)}, not {len(g)}",
+                             hint=f"give {len(s.shape)} dims" + (" (nothing after '=' for a scalar)" if not s.shape else ""))
+        fixed = [(k, d) for k, d in enumerate(s.shape) if isinstance(d, int) and g[k] != d]
+        if fixed:
+            k, d = fixed[0]
+            raise UsageError(f"--input-shape {s.name}={','.join(map(str, g))}: dim {k} of input {s.name!r} is fixed at {d} "
+                             f"in {path.name} {_dims(s.shape)}", hint="change only its dynamic dims")
+    return given
+
+
+def _returned_outputs(path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                      examples: Sequence[np.ndarray], given: Sequence[Any], notes: list[str]) -> tuple[TensorSpec, ...]:
+    """Run the file once on its examples (ONNX Runtime): a model that fails on them fails here, with
+    the shapes it was given and the flag that changes them; an output declared with a shape the
+    model does not return (rank 0, a wrong dim) is described by what it returns (said in notes)."""
+    from ..errors import EdgeshipError
+
+    try:
+        outs = _onnx_reference_runner(path).run(list(examples))
+    except EdgeshipError as e:
+        fed = ", ".join(f"{s.name} {list(np.shape(a))} {np.asarray(a).dtype}" for s, a in zip(inputs, examples))
+        dyn = [s for s, g in zip(inputs, given) if g is None and s.dynamic_axes]
+        hint = ("give the real sizes of the dynamic dims: " + " ".join(f"--input-shape {s.name}=..." for s in dyn)
+                if dyn else "check the --input-shape / --input-value given")
+        ints = [s.name for s in inputs if np.issubdtype(np.dtype(s.dtype), np.integer)]
+        if ints:
+            hint += f"; the values an integer input takes: --input-value {ints[0]}=V[,V...] or --input-range {ints[0]}=LO,HI"
+        raise InputError(f"{path.name} does not run on its example inputs ({fed}): {e.message}", hint=hint) from None
+    fixed = list(outputs)
+    batch_dynamic = bool(inputs) and all(s.shape and not isinstance(s.shape[0], int) for s in inputs)
+    for k, (spec, got) in enumerate(zip(outputs, outs)):
+        shape = tuple(np.shape(got))
+        if spec.fits(shape):
+            continue
+        dims: list[int | str] = list(shape)
+        if len(spec.shape) == len(shape):
+            dims = [d if not isinstance(d, int) else shape[i] for i, d in enumerate(spec.shape)]
+        elif dims and batch_dynamic and dims[0] == np.shape(examples[0])[0]:
+            dims[0] = "batch"
+        fixed[k] = spec.model_copy(update={"shape": tuple(dims)})
+        notes.append(f"output {spec.name!r} is declared {_dims(spec.shape)} but returns {list(shape)}: described as "
+                     f"{_dims(dims)}")
+    return tuple(fixed)
+
+
+def _example_for_spec(s: TensorSpec, r: tuple[float, float] | None = None, shape: tuple[int, ...] | None = None,
+                      values: Sequence[float] | None = None) -> np.ndarray:
     from .._util import check_example_size
 
-    shape = s.concrete_shape(1)
+    shape = tuple(shape) if shape is not None else s.concrete_shape(1)
     rng = np.random.default_rng(0)
     dt = np.dtype(s.dtype)
     check_example_size(shape, dt.itemsize, f"input {s.name!r}")
+    if values:
+        return np.full(shape, values[0]).astype(dt)
     if r is not None and dt != np.bool_:
         return _draw(rng, shape, dt, r)
     if np.issubdtype(dt, np.integer):
