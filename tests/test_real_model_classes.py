@@ -225,3 +225,34 @@ def test_a_named_target_that_cannot_take_the_model_is_one_failed_cell(tmp_path):
     assert "cannot convert a onnx model" in failed[("tflite", "fp32")]
     assert "tflite fp32, which it is built from, was not written" in failed[("tflite", "fp16")]
     assert (out / "onnx-fp32").is_dir() and (out / "onnx-fp16").is_dir()
+
+
+def stateful(folder: Path) -> Path:
+    """x [N, 4] and a recurrent state laid out (layers, batch, hidden) = [2, N, 3]: y = x @ W + sum(state)."""
+    w = numpy_helper.from_array(np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("ReduceSum", ["state", "axes"], ["s"], keepdims=0),
+             helper.make_node("Add", ["xw", "s"], ["y"])]
+    g = helper.make_graph(nodes, "stateful", [_value("x", TensorProto.FLOAT, ["N", 4]), _value("state", TensorProto.FLOAT, [2, "N", 3])],
+                          [_value("y", TensorProto.FLOAT, ["N", 3])], [w, numpy_helper.from_array(np.array([0], np.int64), "axes")])
+    return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), folder)
+
+
+def test_npz_rows_hold_whole_tensors_for_scalars_and_state(tmp_path):
+    """The .npz convention 'first axis = samples' could not express a scalar input or a state laid
+    out (layers, batch, hidden): a row now holds that input whole."""
+    from edgeship.data import load_samples
+
+    rng = np.random.default_rng(3)
+    path = stateful(tmp_path)
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=rng.standard_normal((6, 4)).astype(np.float32), state=rng.standard_normal((6, 2, 1, 3)).astype(np.float32))
+    samples, _ = load_samples(str(data), edgeship.load(str(path)), 8, "evaluation")
+    assert len(samples) == 6 and samples[0][0].shape == (1, 4) and samples[0][1].shape == (2, 1, 3)
+    res = edgeship.deploy(str(path), out=tmp_path / "out", isolate=False, package=False, quantize=["fp16"], eval=str(data))
+    assert {a.precision for a in res.artifacts} == {"fp32", "fp16"}
+    rate = rate_switch(tmp_path)
+    np.savez(tmp_path / "audio.npz", x=rng.standard_normal((5, 512)).astype(np.float32), sr=np.full(5, 16000, np.int64))
+    src = edgeship.load(str(rate), input_shape=["x=1,512"], input_value=["sr=16000"])
+    samples, _ = load_samples(str(tmp_path / "audio.npz"), src, 8, "evaluation")
+    assert samples[0][0].shape == (1, 512) and samples[0][1].shape == () and int(samples[0][1]) == 16000

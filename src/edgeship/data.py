@@ -297,11 +297,19 @@ def _split_arrays(arrays: dict[str, np.ndarray], source: Source, limit: int, whe
     n = min(len(c) for c in cols)
     if any(len(c) != n for c in cols):
         raise InputError(f"{where}: the arrays hold different numbers of samples ({[len(c) for c in cols]})")
+    whole = []  # per input: does one row hold a whole input tensor (a scalar, a state laid out (layers, batch, hidden))?
     for spec, c in zip(source.inputs, cols):
-        if not spec.fits((1, *c.shape[1:])):
-            raise InputError(f"{where}: samples of {spec.name!r} have shape {c.shape[1:]}, the model takes {spec.shape[1:]}",
-                             hint="the first axis counts samples; the rest must fit the model input")
-    return [tuple(np.ascontiguousarray(c[i:i + 1]).astype(s.dtype) for c, s in zip(cols, source.inputs))
+        if c.ndim == len(spec.shape) + 1 and spec.fits(tuple(c.shape[1:])):
+            whole.append(True)
+        elif c.ndim == len(spec.shape) and c.ndim and spec.fits((1, *c.shape[1:])):
+            whole.append(False)
+        else:
+            raise InputError(f"{where}: samples of {spec.name!r} have shape {tuple(c.shape[1:])}, the model takes "
+                             f"{list(spec.shape)}",
+                             hint="the first axis counts samples; each row is one input tensor whole (a scalar: one "
+                                  "value per row) or, for an input whose first axis is its batch, that input at batch 1")
+    # np.array, not ascontiguousarray: that makes a 0-d row 1-d
+    return [tuple(np.array(c[i] if w else c[i:i + 1], dtype=s.dtype, order="C") for c, s, w in zip(cols, source.inputs, whole))
             for i in range(min(n, limit))]
 
 

@@ -209,16 +209,22 @@ class Source:
                                hint="use edgeship classify or benchmark on the file")
 
 
-_ONNX_RUNNERS: dict[Path, Any] = {}
+_ONNX_RUNNERS: dict[tuple[Path, int, int], Any] = {}
 
 
 def _onnx_reference_runner(path: Path | None) -> Any:
+    """One ONNX Runtime session per model file, kept while the file is unchanged (a file written
+    again at the same path gets a new session)."""
     from ..formats.onnx import OnnxRunner
 
     assert path is not None
-    if path not in _ONNX_RUNNERS:
-        _ONNX_RUNNERS[path] = OnnxRunner(path, threads=0)
-    return _ONNX_RUNNERS[path]
+    st = path.stat()
+    key = (path.resolve(), st.st_mtime_ns, st.st_size)
+    if key not in _ONNX_RUNNERS:
+        for old in [k for k in _ONNX_RUNNERS if k[0] == key[0]]:
+            del _ONNX_RUNNERS[old]
+        _ONNX_RUNNERS[key] = OnnxRunner(path, threads=0)
+    return _ONNX_RUNNERS[key]
 
 
 def random_like(examples: Sequence[np.ndarray], seed: int,
