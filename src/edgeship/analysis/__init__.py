@@ -8,8 +8,11 @@ shown beside the estimate). It returns one JSON-ready dict (``edgeship analyze -
 as ``{"ok": true, "analysis": ...}``).
 
 MACs are counted by edgeship itself from shapes (ptflops/thop miss Lite0's padded conv subclass):
-convolutions (incl. depthwise/grouped/transposed), dense layers, matrix products and attention;
-other ops count 0 MACs. A torch source is counted on its ``torch.export`` graph and, when an ONNX
+convolutions (incl. depthwise/grouped/transposed), dense layers, matrix products, attention and
+recurrent layers (LSTM/GRU/RNN, every time step); other ops count 0 MACs. An ONNX graph is
+counted with its subgraphs: the branch an ``If`` takes (the larger when its condition is known only
+at run time, said in ``notes``), a ``Loop``/``Scan`` body once per iteration. Parameters are every
+weight the file holds: initializers and ``Constant`` nodes, in subgraphs too. A torch source is counted on its ``torch.export`` graph and, when an ONNX
 based target is previewed, also on its ONNX export (``cross_check``); the two agree.
 
 Report schema ``edgeship.analysis/1`` (readers ignore keys they do not know; writers only add):
@@ -25,14 +28,16 @@ Report schema ``edgeship.analysis/1`` (readers ignore keys they do not know; wri
                     excluded), ``activation_bytes_total`` (sum of every layer's output)
 ``macs_by_type``    {canonical op type (ONNX spelling: Conv, Gemm, MatMul, ...): MACs}
 ``macs_by_kind``    {kind: MACs}; kinds: conv_kxk, pointwise (1×1), depthwise, grouped_conv,
-                    conv_transpose, dense, matmul, attention, normalization, activation,
+                    conv_transpose, dense, matmul, attention, recurrent, normalization, activation,
                     elementwise, pool, shape, other
 ``layers``          one per op, in execution order: ``index``, ``name`` (graph node), ``module`` (source
                     module path where known, else null), ``op`` (as the graph spells it), ``type``,
                     ``kind``, ``params``, ``macs``, ``macs_share``, ``output_shape``, ``output_elements``,
                     ``output_bytes``, ``intensity`` (ops per byte moved, fp32), ``conv`` (for convolutions:
-                    c_in, c_out, kernel, stride, groups, spatial_out, layout); with a profile also
-                    ``bound`` (compute | memory) and ``est_us``
+                    c_in, c_out, kernel, stride, groups, spatial_out, layout); ``scope`` (ONNX: the
+                    subgraph it is in, e.g. "If_0/then_branch") and ``repeat`` (runs per inference
+                    inside a Loop/Scan body; its macs include them) when they apply; with a profile
+                    also ``bound`` (compute | memory) and ``est_us``
 ``top_layers``      the ``top`` layers by MACs: index, name, module, kind, macs, macs_share
 ``ranked_by_kind``  {kind: {count, macs, macs_share, top: [index, name, module, macs, macs_share]}}
                     for the MAC-carrying kinds (pointwise, depthwise, conv_kxk, dense, ...)
@@ -191,13 +196,13 @@ def analyze(model_or_path: Any, targets: str | Sequence[str] | None = None, prof
 
             path = Path(spec)
             model = load_model(path)
-            g = onnx_graph = graph_from_onnx(model, input_shapes)
+            g = onnx_graph = graph_from_onnx(model, input_shapes, (source_options or {}).get("input_values"))
             from ..formats.onnx import io_specs
 
             ins, outs = io_specs(model)
             info = {"name": path.stem, "kind": "onnx", "origin": str(path), "frontend": "onnx",
                     "inputs": _io(ins), "outputs": _io(outs)}
-            ctx.update(kind="onnx", path=path)
+            ctx.update(kind="onnx", path=path, onnx_model_original=model)
         elif kind == "tflite":
             from ..formats.tflite import read_tflite
             from .tflite_graph import graph_from_tflite
@@ -317,6 +322,10 @@ def _report(g: Graph, info: dict[str, Any], prof: Any, top: int, notes: list[str
         }
         if layer.conv:
             row["conv"] = layer.conv
+        if layer.scope:
+            row["scope"] = layer.scope
+        if layer.repeat != 1:
+            row["repeat"] = layer.repeat
         if per_layer_roof is not None:
             row.update(per_layer_roof[i])
         layers.append(row)

@@ -12,10 +12,15 @@ onnx           torch sources: the ONNX export itself (torch.onnx, dynamo); then 
 ort            ONNX Runtime's mobile usability checker (NNAPI / CoreML EP partitioning,
                ``onnxruntime.tools.mobile_helpers.usability_checker``) on the ONNX graph
 openvino       ``openvino.Core().read_model`` + ``query_model(model, "CPU")`` on the ONNX graph
-               (or the .tflite file, which OpenVINO reads directly)
+               (or the .tflite file, which OpenVINO reads directly); when the graph fails at the
+               placeholder shape (dynamic dims at 1), the model as shipped (dims dynamic) is read
+               instead and the note says so; a node the frontend fails on is named with its
+               reason, and only op types it has no rule for are called unsupported
 executorch     torch sources: ``to_edge`` + ``XnnpackPartitioner().partition`` (tags, no lowering)
 tflite         .tflite files: the LiteRT interpreter with its default XNNPACK delegate; other
-               sources: the documented op list in :mod:`edgeship.analysis.optables`
+               sources the tflite target accepts: the documented op list in
+               :mod:`edgeship.analysis.optables`; a source kind it does not accept (an ONNX file
+               while it converts from torch only) is ``not_applicable``, its reason said
 coreml         torch sources: coremltools' torch op registry, read from its installed sources
                without importing coremltools (a 7 s import); the Neural Engine share is an
                estimate from a documented list (placement is decided on Apple hardware)
@@ -141,6 +146,17 @@ def _preview_onnx(ctx: dict[str, Any]) -> dict[str, Any]:
                if kind in ("torch", "pt2") else "onnxruntime InferenceSession (CPU)")
     res = _result("onnx", checked, fast_kernels="ONNX Runtime CPU provider (MLAS)")
     err = _ort_cpu(ctx["onnx_bytes"])
+    dims = _placeholders(ctx) if err else None
+    if dims and ctx.get("onnx_model_original") is not None:  # the placeholder shape may be what fails, not an op
+        try:
+            err2 = _ort_cpu(ctx["onnx_model_original"].SerializeToString())
+        except Exception:  # noqa: BLE001 - over 2 GB: no second look
+            err2 = err
+        if err2 is None:
+            res["notes"].append(f"at the placeholder shape ({dims}) ONNX Runtime cannot load the graph "
+                                f"({err.splitlines()[0][:200]}); as shipped, dims left dynamic, it loads: give "
+                                "--input-shape NAME=... with the real sizes")
+            err = None
     unsupported: list[dict[str, Any]] = []
     supported: dict[str, bool] = {}
     if err:
@@ -229,10 +245,104 @@ def _preview_ort(ctx: dict[str, Any]) -> dict[str, Any]:
 #: whose time grows with the square of the ops (a crafted file of a few thousand nodes took minutes)
 OV_QUERY_MAX_OPS = 1000
 
-_OV_UNSUPPORTED = re.compile(r"(?:not support|unsupported)[^:]*:\s*(.+)", re.IGNORECASE)
-
-
 _OV_AT_NODE = re.compile(r"Error is encountered while working with operation of type (\S+) and name (\S+?)\.?\s*$", re.M)
+
+
+_OV_NO_RULE = re.compile(r"No conversion rule found for operations:\s*(.+)")
+_OV_FAILED_AT = re.compile(r"While validating ONNX node '<Node\((\w+)\):\s*([^>]*)>'")
+
+
+def _placeholders(ctx: dict[str, Any]) -> str | None:
+    """The dynamic input dims an ONNX file was analysed at a placeholder size for, as text, or None."""
+    g = ctx.get("onnx_graph")
+    dims = getattr(g, "placeholder_dims", None) if ctx.get("kind") == "onnx" else None
+    if not dims:
+        return None
+    return "; ".join(f"{name} dim {', '.join(map(str, axes))} at 1" for name, axes in dims.items())
+
+
+def _original_file(ctx: dict[str, Any]) -> Path | None:
+    """The model as shipped (dynamic dims kept) written beside the analysed one, or None."""
+    model, fixed = ctx.get("onnx_model_original"), ctx.get("onnx_file")
+    if model is None or fixed is None:
+        return None
+    path = Path(fixed).with_name("as_shipped.onnx")
+    if not path.is_file():
+        try:
+            path.write_bytes(model.SerializeToString())
+        except Exception:  # noqa: BLE001 - over 2 GB: no second look
+            return None
+    return path
+
+
+def _ov_read(core: Any, path: Path) -> tuple[Any, str | None]:
+    try:
+        with _quiet():
+            return core.read_model(str(path)), None
+    except Exception as e:  # noqa: BLE001 - the frontend's message is the finding
+        return None, str(e)
+
+
+def _ov_summary(msg: str) -> str:
+    """The frontend's one-line summary ("Conversion is failed for: Conv-12") or its last line."""
+    lines = [ln.strip(" -") for ln in msg.splitlines() if ln.strip(" -")]
+    said = [ln for ln in lines if ln.startswith(("No conversion rule", "Conversion is failed"))]
+    if said:
+        return "; ".join(said)[:300]
+    return next((ln for ln in lines if "support" in ln.lower()), lines[-1] if lines else "no message")[:300]
+
+
+def _ov_failure(res: dict[str, Any], g: Graph, msg: str) -> dict[str, Any]:
+    """The preview when OpenVINO's frontend cannot read the model: op types it has no rule for are
+    unsupported ops; a node it failed to convert (a rule exists) is named with the frontend's reason,
+    and the op type is not blamed."""
+    at = _OV_AT_NODE.search(msg)
+    if at is not None:  # the frontend failed at one node (e.g. a graph it cannot read), not on an op type
+        op_type, name = at.group(1), at.group(2)
+        lines = [ln.strip() for ln in msg[: at.start()].splitlines() if ln.strip()]
+        why = lines[-1] if lines else "the frontend failed"
+        node = next((lay for lay in g.layers if lay.op.split(":")[-1] == op_type
+                     and (lay.name == name or lay.name.endswith(f"_{name}"))), None)
+        entry = (_entry(node, "") if node is not None
+                 else {"op": op_type, "type": op_type, "node": name, "module": None, "hint": ""})
+        entry["hint"] = (f"OpenVINO's frontend failed at this node ({why[:200]}); the op type itself is "
+                         "supported elsewhere: convert from the source model or its ONNX export instead")
+        res["notes"].append(f"read_model failed at {op_type} node {name}: {why[:300]}")
+        res["status"] = "error"
+        res["unsupported"] = [entry]
+        return res
+    res["notes"].append(f"read_model failed: {_ov_summary(msg)}")
+    unsupported: list[dict[str, Any]] = []
+    supported: dict[str, bool] = {}
+    no_rule = {t.strip().rsplit("-", 1)[0].rsplit(".", 1)[-1] for m in _OV_NO_RULE.finditer(msg)
+               for t in m.group(1).split(",") if t.strip()}
+    for lay in g.layers:
+        if _visible(lay) and lay.op.split(":")[-1] in no_rule:
+            supported[lay.type] = False
+            unsupported.append(_entry(lay, "OpenVINO's frontend has no conversion rule for this op; replace it, or "
+                                           "write an OpenVINO extension for it"))
+    by_output = {o: lay for lay in g.layers for o in lay.outputs}
+    reasons = msg.split("While validating ONNX node")
+    for m in _OV_FAILED_AT.finditer(msg):
+        lay = by_output.get(m.group(2).strip()) or next((x for x in g.layers if x.name == m.group(2).strip()), None)
+        if lay is None or any(u["node"] == lay.name for u in unsupported):
+            continue
+        tail = next((r for r in reasons if r.lstrip(" '").startswith(f"<Node({m.group(1)}): {m.group(2)}")), "")
+        why = [ln.strip() for ln in tail.splitlines()[1:] if ln.strip() and not ln.strip().startswith(("Check ", "FrontEnd"))]
+        unsupported.append(_entry(lay, f"OpenVINO's frontend failed to convert this {m.group(1)} node "
+                                       f"({(why[0] if why else 'no reason given')[:160]}); it has a rule for "
+                                       f"{m.group(1)}: the shapes or types reaching it here are the cause"))
+    if not unsupported:
+        first = _OV_FAILED_AT.search(msg)
+        if first is not None:  # failed nodes the counted graph does not hold (an If branch not counted)
+            tail = msg[first.end():].splitlines()
+            why = next((ln.strip("': ") for ln in tail if ln.strip("': ")
+                        and not ln.strip("': ").startswith(("Check ", "FrontEnd", "Summary"))), "")
+            res["notes"].append(f"the frontend has rules for these op types; it failed on this graph, first at "
+                                f"{first.group(1)} node {first.group(2).strip()}: {why[:200] or 'no reason given'}")
+        res["status"] = "error"
+        return res
+    return _finish(res, g, supported, set(), unsupported)
 
 
 def _preview_openvino(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -254,49 +364,26 @@ def _preview_openvino(ctx: dict[str, Any]) -> dict[str, Any]:
     how = "openvino Core().read_model + query_model(CPU)" + (" on the ONNX export" if kind in ("torch", "pt2") else "")
     res = _result("openvino", how, fast_kernels="OpenVINO CPU plugin")
     core = ov.Core()
-    try:
-        with _quiet():
-            model = core.read_model(str(path))
-    except Exception as e:  # noqa: BLE001 - the frontend names the ops it cannot convert
-        msg = str(e)
-        unsupported = []
-        supported: dict[str, bool] = {}
-        at = _OV_AT_NODE.search(msg)
-        if at is not None:  # the frontend failed at one node (e.g. a graph it cannot read), not on an op type
-            op_type, name = at.group(1), at.group(2)
-            lines = [ln.strip() for ln in msg[: at.start()].splitlines() if ln.strip()]
-            why = lines[-1] if lines else "the frontend failed"
-            node = next((lay for lay in g.layers if lay.op.split(":")[-1] == op_type
-                         and (lay.name == name or lay.name.endswith(f"_{name}"))), None)
-            entry = (_entry(node, "") if node is not None
-                     else {"op": op_type, "type": op_type, "node": name, "module": None, "hint": ""})
-            entry["hint"] = (f"OpenVINO's frontend failed at this node ({why[:200]}); the op type itself is "
-                             "supported elsewhere: convert from the source model or its ONNX export instead")
-            res["notes"].append(f"read_model failed at {op_type} node {name}: {why[:300]}")
-            res["status"] = "error"
-            res["unsupported"] = [entry]
-            return res
-        for lay in g.layers:
-            if re.search(rf"\b{re.escape(lay.op.split(':')[-1])}\b", msg) and lay.type not in SHAPE_ONLY \
-                    and not lay.name.startswith(lay.op.lower()):
-                supported[lay.type] = False
-                unsupported.append(_entry(lay, "OpenVINO's frontend cannot convert this op; replace it, or write an "
-                                               "OpenVINO extension for it"))
-        if not unsupported:
-            for lay in g.layers:
-                if re.search(rf"\b{re.escape(lay.op.split(':')[-1])}\b", msg) and lay.type not in SHAPE_ONLY:
-                    supported[lay.type] = False
-                    unsupported.append(_entry(lay, "OpenVINO's frontend cannot convert this op"))
-        lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-        said = next((ln for ln in lines if "support" in ln.lower()), lines[-1] if lines else type(e).__name__)
-        res["notes"].append(f"read_model failed: {said[:300]}")
-        if not unsupported:
-            res["status"] = "error"
-            return res
-        return _finish(res, g, supported, set(), unsupported)
+    model, msg = _ov_read(core, path)
+    dims = _placeholders(ctx)
+    if msg is not None and dims:  # the placeholder shape (dynamic dims at 1) may be what fails, not an op
+        orig = _original_file(ctx)
+        shipped, msg2 = _ov_read(core, orig) if orig is not None else (None, None)
+        if shipped is not None:
+            res["checked_with"] += " on the model as shipped (dynamic dims left dynamic)"
+            res["notes"].append(f"at the placeholder shape ({dims}) OpenVINO's frontend fails ({_ov_summary(msg)}); "
+                                "the model as shipped, its dims left dynamic, reads: that is what is checked here. "
+                                "Give --input-shape NAME=... with the real sizes to check those")
+            model, msg = shipped, None
+        elif msg2 is not None:
+            msg = msg2
+            res["notes"].append(f"read_model fails with the dims left dynamic as at the placeholder shape ({dims})")
+    if msg is not None:
+        return _ov_failure(res, g, msg)
     ops = model.get_ordered_ops()
     if len(ops) > OV_QUERY_MAX_OPS:  # query_model's time grows with the square of the ops (1k: 5 s, 2k: 15 s)
-        res["checked_with"] = "openvino Core().read_model (query_model skipped: too many ops)"
+        res["checked_with"] = res["checked_with"].replace("read_model + query_model(CPU)",
+                                                          "read_model (query_model skipped: too many ops)")
         res["notes"].append(f"the frontend converts every op; the CPU plugin's per-op check was skipped: {len(ops)} "
                             f"ops is over {OV_QUERY_MAX_OPS}, where it takes minutes; deploy --targets openvino "
                             "checks them")
@@ -397,19 +484,40 @@ def _preview_tflite(ctx: dict[str, Any]) -> dict[str, Any]:
         fast = {f"{o['op'].lower()}_{o['index']}" for o in data["ops"] if o["index"] in inside}
         res["notes"].append("delegated nodes are inferred from the delegate's boundary tensors")
         return _finish(res, g, {}, fast, [])
-    res = _result("tflite", "documented op list (edgeship.analysis.optables): TFLite builtins and the XNNPACK "
-                            "delegate's ops", fast_kernels="XNNPACK delegate")
+    unlisted = [lay for lay in g.layers if _visible(lay) and lay.type not in TFLITE_CONVERTIBLE]
+    why = _refuses("tflite", ctx["kind"])
+    if why is not None:  # e.g. an ONNX file while the tflite target converts from torch programs only
+        res = _result("tflite", "-", status="not_applicable",
+                      notes=[f"not applicable: {why}" + ("; an ONNX file needs a bridge to torch (onnx2torch) first"
+                                                         if ctx["kind"] == "onnx" else "")])
+        if unlisted:
+            types = sorted({lay.type for lay in unlisted})
+            res["notes"].append("ops outside the documented list of TFLite builtins, should it be bridged: "
+                                + ", ".join(types[:12]) + (f" (+{len(types) - 12})" if len(types) > 12 else ""))
+        return res
+    how = "documented op list (edgeship.analysis.optables): TFLite builtins and the XNNPACK delegate's ops"
+    res = _result("tflite", how + (" (the ONNX graph, as the torch bridge would carry it)" if ctx["kind"] == "onnx"
+                                   else ""), fast_kernels="XNNPACK delegate")
     unsupported = []
     supported: dict[str, bool] = {}
-    for lay in g.layers:
-        if not _visible(lay) or lay.type in TFLITE_CONVERTIBLE:
-            continue
+    for lay in unlisted:
         supported[lay.type] = False
-        unsupported.append(_entry(lay, f"no TFLite builtin for {lay.type}: litert-torch would fail or emit a "
-                                       "custom op the standard runtime lacks; rewrite it with supported ops"))
+        unsupported.append(_entry(lay, f"{lay.type} is not in edgeship's documented list of ops that lower to TFLite "
+                                       "builtins (edgeship.analysis.optables): the converter may fail or emit a custom "
+                                       "op the standard runtime lacks; deploy --targets tflite tells"))
     res["notes"].append("from documentation, not from running the converter; litert-torch may still decompose "
                         "some ops into builtins")
     return _finish(res, g, supported, None, unsupported, fast_types=TFLITE_XNNPACK)
+
+
+def _refuses(target: str, kind: str) -> str | None:
+    """Why ``target`` does not convert from a ``kind`` model (its declared ``accepts``), or None."""
+    try:
+        from ..targets import target_class
+
+        return target_class(target).refuses(source_kind=kind)
+    except Exception:  # noqa: BLE001 - a target that cannot be imported is not this preview's finding
+        return None
 
 
 # ---- coreml -----------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 A :class:`Layer` is one op of the graph in execution order, with the tensors it reads and writes.
 MACs are counted here, once, from shapes: convolutions (incl. depthwise, grouped, transposed),
-dense layers, matrix products and attention. Everything else (activations, adds, pooling,
-normalisation, padding, reshapes) counts 0 MACs; its memory traffic still shows in the roofline.
+dense layers, matrix products, attention and recurrent layers (LSTM, GRU, RNN: every time step).
+Everything else (activations, adds, pooling, normalisation, padding, reshapes) counts 0 MACs; its
+memory traffic still shows in the roofline. A layer inside a loop body runs ``repeat`` times: its
+MACs already include the repeats.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Layer", "Tensor", "Graph", "conv_macs", "separable_macs", "layer_kind", "peak_activation"]
+__all__ = ["Layer", "Tensor", "Graph", "conv_macs", "recurrent_macs", "separable_macs", "layer_kind",
+           "peak_activation", "RNN_GATES"]
 
 # canonical op types (ONNX spelling) whose MACs we count
-MAC_TYPES = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention"}
+MAC_TYPES = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Attention", "LSTM", "GRU", "RNN"}
+# gates of a recurrent cell: each is a dense layer over [input, hidden] per time step
+RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
 @dataclasses.dataclass
@@ -50,6 +55,8 @@ class Layer:
     conv: dict[str, Any] | None = None  # for convolutions: c_in, c_out, kernel, stride, groups, h_out, w_out
     alias: bool = False  # output shares its input's memory (reshape, view, dropout at inference)
     note: str | None = None
+    scope: str | None = None  # the subgraph it lives in (ONNX If branch, Loop/Scan body): "If_0/then_branch"
+    repeat: int = 1  # times it runs per inference (a Loop/Scan body's iterations); macs include them
 
 
 @dataclasses.dataclass
@@ -65,6 +72,11 @@ class Graph:
     total_params: int
     notes: list[str] = dataclasses.field(default_factory=list)
     source_model: Any = None  # the front end's own model object (ONNX: the shape-inferred, fixed-shape proto)
+    #: dynamic input dims the graph was analysed at a placeholder size (1) for: {input: [axis, ...]}
+    placeholder_dims: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    #: tensors computed from weights alone (a weight reshaped or cast in the graph): not activations,
+    #: and not counted again as weights
+    derived: set[str] = dataclasses.field(default_factory=set)
 
     def weight_bytes_fp32(self) -> int:
         return sum((t.elems or 0) * 4 for t in self.weights.values())
@@ -78,6 +90,13 @@ def conv_macs(out_shape: Sequence[int], c_in: int, groups: int, kernel: Sequence
     ``out_shape`` is channels-first (N, C_out, *spatial) or channels-last; only its product matters.
     """
     return int(math.prod(out_shape)) * (int(c_in) // int(groups)) * int(math.prod(kernel))
+
+
+def recurrent_macs(op: str, seq_len: int, batch: int, input_size: int, hidden: int, directions: int = 1) -> int:
+    """MACs of an LSTM / GRU / RNN layer: per time step and direction, each gate is a dense layer over
+    the input and the previous hidden state, ``gates · (input + hidden) · hidden`` per sequence in
+    the batch (LSTM 4 gates, GRU 3, RNN 1); the element-wise gate arithmetic is not counted."""
+    return int(RNN_GATES[op]) * (int(input_size) + int(hidden)) * int(hidden) * int(seq_len) * int(batch) * int(directions)
 
 
 def separable_macs(h_out: int, w_out: int, c_in: int, c_out: int, kh: int, kw: int) -> dict[str, int]:
@@ -97,7 +116,7 @@ def separable_macs(h_out: int, w_out: int, c_in: int, c_out: int, kh: int, kw: i
 
 def layer_kind(layer: Layer) -> str:
     """A coarse class for ranking and advice: conv_kxk, pointwise, depthwise, grouped_conv,
-    conv_transpose, dense, matmul, attention, normalization, activation, elementwise, pool,
+    conv_transpose, dense, matmul, attention, recurrent, normalization, activation, elementwise, pool,
     shape, other."""
     t = layer.type
     if t == "Conv" and layer.conv:
@@ -113,7 +132,7 @@ def layer_kind(layer: Layer) -> str:
 
 _KIND_BY_TYPE = {
     "Conv": "conv_kxk", "ConvTranspose": "conv_transpose", "Gemm": "dense", "MatMul": "matmul",
-    "Attention": "attention",
+    "Attention": "attention", "LSTM": "recurrent", "GRU": "recurrent", "RNN": "recurrent",
     "BatchNormalization": "normalization", "LayerNormalization": "normalization",
     "InstanceNormalization": "normalization", "GroupNormalization": "normalization",
     "Relu": "activation", "Clip": "activation", "Sigmoid": "activation", "HardSigmoid": "activation",
@@ -167,7 +186,7 @@ def peak_activation(g: Graph) -> dict[str, Any]:
     for i, layer in enumerate(g.layers):
         if not layer.alias:
             for o in layer.outputs:
-                if o in g.tensors and o not in g.weights:
+                if o in g.tensors and o not in g.weights and o not in g.derived:
                     live[o] = g.tensors[o].nbytes
         now = sum(live.values())
         if now > peak:

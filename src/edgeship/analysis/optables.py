@@ -16,7 +16,7 @@ drawn from these tables as ``"checked_with": "documented op list"``.
 
 from __future__ import annotations
 
-__all__ = ["TFLITE_CONVERTIBLE", "TFLITE_XNNPACK", "TFLITE_XNNPACK_BUILTINS", "COREML_ANE_FRIENDLY", "SHAPE_ONLY"]
+__all__ = ["TFLITE_CONVERTIBLE", "TFLITE_BUILTIN_OF", "TFLITE_XNNPACK", "TFLITE_XNNPACK_BUILTINS", "COREML_ANE_FRIENDLY", "SHAPE_ONLY"]
 
 # ops that move no data worth counting (views, casts) and never decide a target's fate
 SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast", "Shape"}
@@ -30,6 +30,19 @@ TFLITE_CONVERTIBLE = {
     "Transpose", "Concat", "Slice", "Split", "Pad", "Dropout", "Gather", "Expand", "Cast", "Identity", "Resize",
     "DepthToSpace", "QuantizeLinear", "DequantizeLinear", "Erf",
 }
+
+#: ONNX op -> the TFLite builtin it becomes (checked against the installed schema's BuiltinOperator
+#: by the tests; Reciprocal lowers to DIV, as litert-torch emits it)
+TFLITE_BUILTIN_OF = {
+    "Equal": "EQUAL", "Shape": "SHAPE", "Max": "MAXIMUM", "Min": "MINIMUM", "Greater": "GREATER", "Less": "LESS",
+    "GreaterOrEqual": "GREATER_EQUAL", "LessOrEqual": "LESS_EQUAL", "Not": "LOGICAL_NOT", "And": "LOGICAL_AND",
+    "Or": "LOGICAL_OR", "Floor": "FLOOR", "Ceil": "CEIL", "Round": "ROUND", "Sign": "SIGN", "Sin": "SIN", "Cos": "COS",
+    "Tile": "TILE", "Range": "RANGE", "ReduceMin": "REDUCE_MIN", "ReduceProd": "REDUCE_PROD", "ArgMax": "ARG_MAX",
+    "ArgMin": "ARG_MIN", "Reciprocal": "DIV", "ConstantOfShape": "FILL", "GatherND": "GATHER_ND",
+    "ScatterND": "SCATTER_ND", "CumSum": "CUMSUM", "TopK": "TOPK_V2", "LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "RNN": "UNIDIRECTIONAL_SEQUENCE_RNN", "Mod": "FLOOR_MOD",
+}
+TFLITE_CONVERTIBLE |= set(TFLITE_BUILTIN_OF)
 
 TFLITE_XNNPACK_BUILTINS = {
     "ABS", "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CEIL", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE",

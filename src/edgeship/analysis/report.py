@@ -234,5 +234,9 @@ def print_report(c: Any, r: dict[str, Any], top: int = 10) -> None:
             for u in v.get("unsupported", [])[:5]:
                 c.print(f"  {name}: {u.get('op')} at node {u.get('node')} (module {u.get('module')}): {u.get('hint')}",
                         highlight=False, markup=False)
+            # why a target is not ready, and what a placeholder shape changed (the rest is in --json)
+            for note in v.get("notes", []):
+                if v["status"] in ("not_applicable", "error", "unsupported", "unavailable") or "placeholder" in note:
+                    c.print(f"  {name}: {note}", highlight=False, markup=False)
     for note in r.get("notes", []):
         c.print(f"note: {note}", highlight=False, markup=False)

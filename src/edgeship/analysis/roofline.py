@@ -32,11 +32,12 @@ def layer_cost(g: Graph, layer: Layer, int8: bool = False) -> tuple[int, int]:
             return 0
         return (t.elems or 0) if (int8 and t.dtype.startswith(("float", "bfloat"))) else t.nbytes
 
-    moved = sum(nbytes(n) for n in dict.fromkeys(layer.inputs + layer.weights + layer.outputs))
+    rep = max(1, int(layer.repeat))  # a loop body's layer moves its tensors every iteration
+    moved = rep * sum(nbytes(n) for n in dict.fromkeys(layer.inputs + layer.weights + layer.outputs))
     if layer.type in MAC_TYPES or layer.macs:
-        ops = 2 * layer.macs
+        ops = 2 * layer.macs  # MACs already count the repeats
     else:
-        ops = sum((g.tensors[o].elems or 0) for o in layer.outputs if o in g.tensors)
+        ops = rep * sum((g.tensors[o].elems or 0) for o in layer.outputs if o in g.tensors)
     return int(ops), int(moved)
 
 

@@ -4,7 +4,8 @@ the default XNNPACK delegate claim its nodes: the compatibility preview reports 
 delegated share).
 
 Supported: the main subgraph's builtin ops with static shapes; MACs for CONV_2D,
-DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED and BATCH_MATMUL. Not supported: control-flow
+DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED, BATCH_MATMUL and the recurrent builtins (LSTM,
+RNN and their sequence forms: every weight matrix once per time step). Not supported: control-flow
 subgraphs (WHILE/IF bodies are not walked), dynamic shapes (-1 dims count as 1), custom ops'
 MACs. Module paths are recovered from litert-torch's tensor names (``pkg.Model/...Conv2d_0``).
 """
@@ -32,8 +33,12 @@ TFLITE_TYPES = {
     "DEQUANTIZE": "DequantizeLinear", "RESIZE_BILINEAR": "Resize", "RESIZE_NEAREST_NEIGHBOR": "Resize",
     "DEPTH_TO_SPACE": "DepthToSpace", "SQRT": "Sqrt", "RSQRT": "Sqrt", "POW": "Pow", "EXP": "Exp",
     "SELECT_V2": "Where", "SELECT": "Where", "NEG": "Neg", "ABS": "Abs", "LOG": "Log",
+    "LSTM": "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM": "LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM": "LSTM", "RNN": "RNN",
+    "UNIDIRECTIONAL_SEQUENCE_RNN": "RNN", "BIDIRECTIONAL_SEQUENCE_RNN": "RNN",
 }
 _ALIAS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+_RECURRENT = {"LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "RNN", "UNIDIRECTIONAL_SEQUENCE_RNN",
+              "BIDIRECTIONAL_SEQUENCE_RNN"}
 
 
 def graph_from_tflite(data: dict[str, Any]) -> Graph:
@@ -70,7 +75,7 @@ def graph_from_tflite(data: dict[str, Any]) -> Graph:
         _count(layer, o, tinfo)
         layers.append(layer)
     notes = ["TFLite: only the main subgraph is walked; MACs are counted for CONV_2D, DEPTHWISE_CONV_2D, "
-             "TRANSPOSE_CONV, FULLY_CONNECTED and BATCH_MATMUL"]
+             "TRANSPOSE_CONV, FULLY_CONNECTED, BATCH_MATMUL and the LSTM/RNN builtins"]
     return Graph(frontend="tflite", layers=layers, tensors=tensors, graph_inputs=[tname(i) for i in data["inputs"]],
                  graph_outputs=[tname(i) for i in data["outputs"]], weights=weights, total_params=total_params,
                  notes=notes)
@@ -104,6 +109,9 @@ def _count(layer: Layer, o: dict[str, Any], tinfo: dict[int, Any]) -> None:
         elif op == "BATCH_MATMUL":
             a = shape(0)
             layer.macs = math.prod(out) * a[-1]
+        elif op in _RECURRENT:  # every 2-D weight matrix (gates, recurrent, projection) is used once per step
+            mats = [shape(k) for k in range(1, len(o["inputs"]))]
+            layer.macs = math.prod(out[:-1]) * sum(math.prod(m) for m in mats if m is not None and len(m) == 2)
     except (TypeError, IndexError, KeyError):
         layer.note = "MACs not counted: unexpected operand shapes"
 

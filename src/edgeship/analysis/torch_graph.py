@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ..errors import UnsupportedError
-from .graph import Graph, Layer, Tensor, conv_macs
+from .graph import RNN_GATES, Graph, Layer, Tensor, conv_macs, recurrent_macs
 
 __all__ = ["export_program", "graph_from_program", "canonical_type", "aten_name"]
 
@@ -50,6 +50,7 @@ _TYPES = {
     "clone": "Identity", "alias": "Identity", "detach": "Identity", "lift_fresh_copy": "Identity",
     "upsample_nearest2d": "Resize", "upsample_bilinear2d": "Resize", "interpolate": "Resize",
     "pixel_shuffle": "DepthToSpace",
+    "lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN",
 }
 
 
@@ -257,6 +258,16 @@ def _count(layer: Layer, node: Any, short: str, tensors: dict[str, Tensor], unco
             q, k, v = _shape(args[0]), _shape(args[1]), _shape(args[2])
             batch = int(math.prod(q[:-2]))
             layer.macs = batch * q[-2] * k[-2] * (q[-1] + v[-1])
+        elif layer.type in RNN_GATES:  # aten.lstm.input(x, hx, params, has_biases, layers, dropout, train, bidir, batch_first)
+            x, h = _shape(args[0]), _shape(_flat(args[1])[0])
+            layers, bidir, batch_first = int(args[4]), bool(args[7]), bool(args[8])
+            if x is None or h is None or len(x) != 3:
+                uncounted.add(short)
+                return
+            seq, batch = (x[1], x[0]) if batch_first else (x[0], x[1])
+            dirs, hidden = 2 if bidir else 1, int(h[-1])
+            layer.macs = sum(recurrent_macs(layer.type, seq, batch, x[-1] if i == 0 else hidden * dirs, hidden, dirs)
+                             for i in range(layers))
         elif short == "einsum":
             uncounted.add(short)
     except (TypeError, IndexError, ValueError):
