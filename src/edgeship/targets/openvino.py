@@ -9,15 +9,28 @@
   conv (it sees the image itself) stays fp32 (Lite0: top-1 agreement with fp32 92% -> 98%);
   transformer-like models (integer token inputs) use ``ModelType.TRANSFORMER``.
 
-The runner compiles for CPU with an explicit ``INFERENCE_NUM_THREADS`` and, by default,
+The runner compiles for CPU with an explicit ``INFERENCE_NUM_THREADS`` and
 ``INFERENCE_PRECISION_HINT="f32"``: on CPUs with bf16 (AVX-512 BF16, AMX) OpenVINO would
-otherwise run an "fp32" model in bf16 (faster, 95% top-1 agreement on Lite0), so fidelity figures
-would not describe the artifact. Pass ``inference_precision=None`` to get the device default.
+otherwise run an "fp32" model in bf16 (faster, 95% top-1 agreement on Lite0; magika's file-type
+model: 205 of 399 ELF files in /bin keep their label), so fidelity figures would not describe the
+artifact. What a device must set travels with the artifact: every IR stores the hint it was
+verified with in its ``rt_info`` (``runtime_options/INFERENCE_PRECISION_HINT``), the record says it
+(``provenance.config["runtime_options"]``, ``details["openvino"]``), and the runner reads it from
+the IR. OpenVINO 2026.4 does not apply that rt_info key by itself (its CPU plugin applies only the
+KV-cache ones): a bare ``core.compile_model("model.xml")`` still runs bf16, so the IR is also
+measured under the device's own defaults and both figures are recorded. Pass
+``inference_precision=None`` to get the device default.
+
+Auto-generated op names (``Multiply_3192``: a conv that absorbed its BatchNorm takes the name of
+the fused Multiply, numbered by a process-wide counter) change with every conversion; they are
+renamed ``<type>#<n>`` (the n-th op of that type, in topological order) so the names the int8
+budget keeps in float mean the same op in every IR converted from the same architecture.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,7 +39,7 @@ import numpy as np
 
 from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
-from ..errors import FormatError, UnsupportedError, first_line
+from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
 from . import Built, Runner, Target
 from .onnx import quiet_exporter as _quiet
 
@@ -36,36 +49,88 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
+#: inputs the IR is also run on under OpenVINO's own defaults (at most; fewer with less evaluation data)
+DEFAULT_CHECK_SAMPLES = 64
 
 _OV_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "float32", "f64": "float64", "i64": "int64",
               "i32": "int32", "i8": "int8", "u8": "uint8", "boolean": "bool", "i16": "int16"}
+
+
+#: the rt_info section OpenVINO reads runtime options from (``model.set_rt_info(v, ["runtime_options", KEY])``)
+RUNTIME_OPTIONS = "runtime_options"
+PRECISION_HINT = "INFERENCE_PRECISION_HINT"
+#: the inference precision every artifact is verified with (stored in its IR and its record)
+VERIFIED_PRECISION = "f32"
+#: what the runner takes from an IR's rt_info runtime options: an allowlist (an IR from elsewhere
+#: must not set a cache folder or a device through its metadata)
+_IR_OPTIONS = {PRECISION_HINT: ("f32", "bf16", "f16")}
+AUTO = "auto"
 
 
 def _ov_dtype(t: Any) -> str:
     return _OV_DTYPES.get(t.get_type_name(), t.get_type_name())
 
 
+def runtime_options(model: Any) -> dict[str, str]:
+    """The compile options an IR carries in its rt_info (``runtime_options``) that the runner
+    applies: allowlisted keys and values only."""
+    out = {}
+    for key, allowed in _IR_OPTIONS.items():
+        try:
+            if model.has_rt_info([RUNTIME_OPTIONS, key]):
+                value = str(model.get_rt_info([RUNTIME_OPTIONS, key]).astype(str)).strip().lower()
+                if value in allowed:
+                    out[key] = value
+        except Exception:  # noqa: BLE001 - metadata a reader cannot parse is ignored, as OpenVINO does
+            continue
+    return out
+
+
+def precision_of(compiled: Any) -> str:
+    """'f32', 'bf16', 'f16': the inference precision a compiled model (or ``ov.Core`` property) says."""
+    value = compiled.get_property(PRECISION_HINT) if hasattr(compiled, "get_property") else compiled
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
+def device_default_precision(device: str = "CPU") -> str | None:
+    """The inference precision OpenVINO uses on ``device`` when nobody sets the hint (bf16 on
+    CPUs with AVX-512 BF16 or AMX, f16 on some ARM cores, else f32); None if it cannot say."""
+    import openvino as ov
+
+    try:
+        return precision_of(ov.Core().get_property(device, PRECISION_HINT))
+    except Exception:  # noqa: BLE001 - a device that cannot be asked: no default to report
+        return None
+
+
 class OpenVinoRunner(Runner):
     """A compiled OpenVINO model on CPU; thread count and inference precision explicit."""
 
-    def __init__(self, path: Path, threads: int = 1, inference_precision: str | None = "f32",
+    def __init__(self, path: Path, threads: int = 1, inference_precision: str | None = AUTO,
                  device: str = "CPU") -> None:
+        """``inference_precision``: ``"auto"`` the hint stored in the IR's rt_info (edgeship's IRs
+        carry the one they were verified with), else f32; ``"f32"``/``"bf16"``/``"f16"`` that one;
+        None OpenVINO's device default."""
         super().__init__(path, threads)
         import openvino as ov
 
-        self.inference_precision = inference_precision
         props: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads and threads > 0:
             props["INFERENCE_NUM_THREADS"] = int(threads)
-        if inference_precision:
-            props["INFERENCE_PRECISION_HINT"] = inference_precision
         core = ov.Core()
         try:
             with _quiet():
-                self.compiled = core.compile_model(core.read_model(str(path)), device, props)
+                model = core.read_model(str(path))
+                stored = runtime_options(model)
+                if inference_precision == AUTO:
+                    inference_precision = stored.get(PRECISION_HINT, VERIFIED_PRECISION)
+                if inference_precision:
+                    props[PRECISION_HINT] = inference_precision
+                self.compiled = core.compile_model(model, device, props)
         except Exception as e:
-            raise FormatError(f"OpenVINO cannot load {path}: {first_line(e)}",
+            raise FormatError(f"OpenVINO cannot load {path}: {_ov_message(e)}",
                               hint="check that model.bin sits beside model.xml, or convert again") from None
+        self.inference_precision = inference_precision
         self.request = self.compiled.create_infer_request()
         specs = []
         for i, port in enumerate(self.compiled.inputs):
@@ -103,6 +168,10 @@ class OpenVinoTarget(Target):
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
+        built = self._export_fp32(source, out_dir, cfg)
+        return self._with_device_default(source, out_dir, cfg, built, "fp32", source.digest)
+
+    def _export_fp32(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Built:
         model, stage, how = self._convert_fp32(source, cfg)
         return self._save(source, out_dir, model, "fp32", stage, {"precision": "fp32", "from": how}, [])
 
@@ -111,29 +180,28 @@ class OpenVinoTarget(Target):
         if precision == "int8":
             calib = calibration_samples(source, cfg)
             def from_source(src: Source, work: Path) -> Callable[[list[str]], Any]:
-                # the rounded model's own fp32 IR, converted as the fp32 artifact was
-                par = self._artifact(src, work, self.export(src, work, cfg), "fp32", parent.digest)
+                # the rounded model's own fp32 IR, converted as the fp32 artifact was (same op names)
+                par = self._artifact(src, work, self._export_fp32(src, work, cfg), "fp32", parent.digest)
                 return lambda excluded: self._int8(src, par, out_dir, calib, cfg, excluded)
 
-            return self.int8_under_budget(source, out_dir, cfg, parent.digest,
-                                          lambda excluded: self._int8(source, parent, out_dir, calib, cfg, excluded),
-                                          from_source if source.module is not None else None)
-        import openvino as ov
-
-        model = ov.Core().read_model(str(parent.model_path))
-        return self._save(source, out_dir, model, precision, "openvino.fp16_weights", {"precision": precision, "parent": parent.digest},
-                          ["weights stored in fp16; the CPU decompresses them and computes in f32 under the runner's "
-                           "f32 precision hint"])
+            built = self.int8_under_budget(source, out_dir, cfg, parent.digest,
+                                           lambda excluded: self._int8(source, parent, out_dir, calib, cfg, excluded),
+                                           from_source if source.module is not None else None)
+        else:
+            model = _read(parent.model_path)
+            built = self._save(source, out_dir, model, precision, "openvino.fp16_weights",
+                               {"precision": precision, "parent": parent.digest},
+                               ["weights stored in fp16; the CPU decompresses them and computes in f32 under the "
+                                "f32 precision hint"])
+        return self._with_device_default(source, out_dir, cfg, built, precision, parent.digest)
 
     def _int8(self, source: Source, parent: Artifact, out_dir: Path, calib: list, cfg: DeployConfig,
               excluded: Sequence[str] = ()) -> tuple[Built, list[dict[str, Any]]]:
         """NNCF int8 of the fp32 IR with the ops named in ``excluded`` kept in float; what was built
         and the per-layer attribution, worst first."""
-        import openvino as ov
-
         from ..quant import weight_attribution
 
-        model = ov.Core().read_model(str(parent.model_path))
+        model = _read(parent.model_path)
         config: dict[str, Any] = {"precision": "int8", "parent": parent.digest}
         self.say(f"NNCF: calibrating on {len(calib)} samples")
         model = self._quantize(source, model, config, calib, bool(getattr(cfg, "bias_correction", True)), excluded)
@@ -146,7 +214,7 @@ class OpenVinoTarget(Target):
                  + (f"; kept in float for the accuracy budget: {', '.join(excluded)}" if excluded else "")]
         built = self._save(source, out_dir, model, "int8", "openvino.nncf_int8", config, notes)
         layers = weight_report(parent.model_path, out_dir / MODEL_FILE)
-        return dataclasses.replace(built, details={"quantization": weight_attribution(
+        return dataclasses.replace(built, details={**built.details, "quantization": weight_attribution(
             layers, "NNCF", config["calibration_samples"], {"enabled": config["bias_correction"]})}), layers
 
     def _save(self, source: Source, out_dir: Path, model: Any, precision: str, stage: str, config: dict[str, Any],
@@ -154,16 +222,72 @@ class OpenVinoTarget(Target):
         import openvino as ov
 
         path = out_dir / MODEL_FILE
+        options = {PRECISION_HINT: VERIFIED_PRECISION}
         try:
+            for key, value in options.items():  # what a device must set travels in the IR
+                model.set_rt_info(value, [RUNTIME_OPTIONS, key])
             with _quiet():
                 ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))
         except Exception as e:
-            raise UnsupportedError(f"OpenVINO could not save the IR: {first_line(e)}") from None
+            raise UnsupportedError(f"OpenVINO could not save the IR: {_ov_message(e)}") from None
         inputs, outputs = self._io(model, source)
-        notes.append("the runner sets INFERENCE_PRECISION_HINT=f32 (OpenVINO would run fp32 in bf16 on CPUs with "
-                     "bf16 support); deploy with the device default for speed only if that fidelity is acceptable")
+        config = {**config, "runtime_options": dict(options)}
+        notes.append(f"verified with {PRECISION_HINT}={VERIFIED_PRECISION}, stored in {MODEL_FILE}'s rt_info "
+                     f"({RUNTIME_OPTIONS}/{PRECISION_HINT}); OpenVINO does not apply it by itself: compile with "
+                     f"core.compile_model(model, 'CPU', {{'{PRECISION_HINT}': '{VERIFIED_PRECISION}'}}) (edgeship's "
+                     "runner reads it from the IR), or the CPU may run it in bf16")
         return Built(files=(MODEL_FILE, WEIGHTS_FILE), inputs=inputs, outputs=outputs, stage=stage, config=config,
-                     tools=("torch", "openvino", "nncf"), notes=tuple(notes))
+                     tools=("torch", "openvino", "nncf"), notes=tuple(notes),
+                     details={"openvino": {"runtime_options": dict(options), "stored_in": f"{MODEL_FILE} rt_info {RUNTIME_OPTIONS}",
+                                           "applied_by_openvino": False}})
+
+    def _with_device_default(self, source: Source, out_dir: Path, cfg: DeployConfig, built: Built, precision: str,
+                             parent_digest: str) -> Built:
+        """``built`` with the IR measured under OpenVINO's own defaults on this CPU as well (what a
+        bare ``compile_model("model.xml")`` gives), when they differ from the verified precision:
+        figures against the source in ``details["openvino"]["device_default"]`` and a note."""
+        from ..data import load_samples
+        from ..fidelity import judge, source_is_classifier
+        from ..verify import artifact_inputs
+
+        default = device_default_precision()
+        record: dict[str, Any] = {"device": "CPU", "precision": default}
+        note = None
+        if default is None or default == VERIFIED_PRECISION:
+            record["same_as_verified"] = default is not None
+        else:
+            runner = None
+            try:
+                samples, labels = load_samples(getattr(cfg, "eval", None), source, min(cfg.eval_samples, DEFAULT_CHECK_SAMPLES),
+                                               "evaluation")
+                art = self._artifact(source, out_dir, built, precision, parent_digest)
+                runner = OpenVinoRunner(out_dir / MODEL_FILE, threads=0, inference_precision=None)
+                refs = [source.run(x) for x in samples]
+                got = [runner.run(artifact_inputs(source, art, x)) for x in samples]
+                ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
+                out = [np.concatenate([g[k] for g in got]) for k in range(len(got[0]))]
+                f = judge(ref, out, classifier=source_is_classifier(ref[0], source, cfg), min_cosine=cfg.min_cosine,
+                          max_drop=cfg.max_drop, labels=labels)
+                record.update({k: f[k] for k in ("samples", "cosine", "top1_agreement", "accuracy", "criterion", "passed")
+                               if k in f},
+                              max_abs=max(float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(r, np.float64))))
+                                          for r, g in zip(ref, out) if np.size(r)),
+                              inputs=f"evaluation data {cfg.eval}" if getattr(cfg, "eval", None)
+                              else source.inputs_origin("evaluation"))
+                figures = (f"top-1 agreement {f['top1_agreement']:.1%}, " if "top1_agreement" in f else "") \
+                    + f"cosine {f['cosine']:.4f}, max |diff| {record['max_abs']:.3g} on {f['samples']} inputs ({record['inputs']})"
+                note = (f"with OpenVINO's own defaults on this CPU ({default} inference) against the source: {figures}; "
+                        + ("within the reduced-precision rule" if f["passed"] else
+                           f"NOT within the reduced-precision rule ({f['criterion']}): a device must set "
+                           f"{PRECISION_HINT}={VERIFIED_PRECISION}"))
+            except EdgeshipError as e:  # the verified figures stand; say why this one is missing
+                record["error"] = e.message
+                note = f"not measured under OpenVINO's own defaults on this CPU ({default}): {e.message}"
+            finally:
+                if runner is not None:
+                    runner.close()
+        details = {**built.details, "openvino": {**built.details.get("openvino", {}), "device_default": record}}
+        return dataclasses.replace(built, details=details, notes=(*built.notes, note) if note else built.notes)
 
     # ---- fp32 ---------------------------------------------------------------------------
     def _convert_fp32(self, source: Source, cfg: DeployConfig) -> tuple[Any, str, str]:
@@ -174,8 +298,7 @@ class OpenVinoTarget(Target):
                 with _quiet():
                     model = ov.convert_model(str(source.path))
             except Exception as e:
-                raise UnsupportedError(f"OpenVINO could not convert {source.name}: {first_line(e)}",
-                                       hint=_unsupported_hint(str(e))) from None
+                raise _conversion_error(source, e, _onnx_nodes(source.path)) from None
             how = "onnx"
         else:
             ep, dynamic = self._export(source, cfg)
@@ -183,9 +306,9 @@ class OpenVinoTarget(Target):
                 with _quiet():
                     model = ov.convert_model(ep)
             except Exception as e:
-                raise UnsupportedError(f"OpenVINO could not convert {source.name}: {first_line(e)}",
-                                       hint=_unsupported_hint(str(e))) from None
+                raise _conversion_error(source, e, _fx_nodes(ep)) from None
             how = "torch.export" + (" (dynamic batch)" if dynamic else " (static)")
+            stable_names(model)  # ONNX sources keep their file's node names; a torch source is re-converted (rounding)
         self._name_and_shape(model, source)
         return model, "openvino.convert", how
 
@@ -250,6 +373,13 @@ class OpenVinoTarget(Target):
                          if op.get_type_name() in ("Convolution", "GroupConvolution")), None)
             ignored = [stem] if stem else []
         ignored += [name for name in excluded if name not in ignored]
+        ops = {op.get_friendly_name(): op.get_type_name() for op in model.get_ordered_ops()}
+        missing = [name for name in ignored if name not in ops]
+        if missing:  # NNCF matches ignored names against the IR's op names: a stale name is a bug, not a knob
+            weighted = [f"{n} ({t})" for n, t in ops.items() if t in _WEIGHTED]
+            raise UnsupportedError(f"NNCF int8 of {source.name}: cannot keep {', '.join(missing)} in float: "
+                                   f"no op of that name in the IR", hint=f"its weighted ops: {', '.join(weighted[:12])}"
+                                   + (f" and {len(weighted) - 12} more" if len(weighted) > 12 else ""), nodes=missing)
         model_type = nncf.ModelType.TRANSFORMER if transformer else None
         config.update({"tool": "nncf.quantize", "preset": "performance", "calibration_samples": len(calib),
                        "model_type": "transformer" if transformer else "default", "kept_float": ignored,
@@ -271,8 +401,11 @@ class OpenVinoTarget(Target):
                     kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
                 return nncf.quantize(model, dataset, **kwargs)
         except Exception as e:
-            raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}: {first_line(e)}",
-                                   hint="build the fp32 (or fp16) artifact only") from None
+            message = _ov_message(e)
+            nodes = [n for n in ops if n and re.search(rf"(?<![\w/#.]){re.escape(n)}(?![\w/#.])", message)]
+            where = f" at {', '.join(f'{n} ({ops[n]})' for n in nodes[:4])}" if nodes else ""
+            raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}{where}: {type(e).__name__}: {message}",
+                                   hint="build the fp32 (or fp16) artifact only", nodes=nodes[:4]) from None
         finally:
             nncf_log.setLevel(level)
 
@@ -308,8 +441,18 @@ class OpenVinoTarget(Target):
             return None
         return {n: np.asarray(v) for port, v in res.items() for n in port.get_names()}
 
-    def runner(self, artifact: Artifact, threads: int = 1, inference_precision: str | None = "f32") -> Runner:
+    def runner(self, artifact: Artifact, threads: int = 1, inference_precision: str | None = AUTO) -> Runner:
         return OpenVinoRunner(artifact.model_path, threads=threads, inference_precision=inference_precision)
+
+    def runtime_requirement(self, artifact: Artifact) -> dict[str, Any]:
+        """OpenVINO, and the compile options the IR was verified with (stored in its rt_info, which
+        OpenVINO does not apply by itself)."""
+        req = super().runtime_requirement(artifact)
+        options = artifact.provenance.config.get("runtime_options") or {PRECISION_HINT: VERIFIED_PRECISION}
+        req["requires"] = ("compile with " + ", ".join(f"{k}={v}" for k, v in options.items())
+                           + f" (stored in {MODEL_FILE}'s rt_info {RUNTIME_OPTIONS}; OpenVINO does not apply it by itself)")
+        req["compile_options"] = dict(options)
+        return req
 
 
 _WEIGHTED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
@@ -365,7 +508,131 @@ def weight_report(fp32_xml: Path, int8_xml: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["weight_sqnr_db"])
 
 
+def _read(path: Path) -> Any:
+    """An IR read from ``path``; a FormatError naming it when OpenVINO cannot."""
+    import openvino as ov
+
+    try:
+        with _quiet():
+            return ov.Core().read_model(str(path))
+    except Exception as e:
+        raise FormatError(f"OpenVINO cannot read {path}: {_ov_message(e)}",
+                          hint="check that model.bin sits beside model.xml, or convert again") from None
+
+
+_AUTO_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*_\d+")
+
+
+def stable_names(model: Any) -> None:
+    """Rename the ops of a torch-converted IR whose name OpenVINO generated (``Multiply_3192``: a
+    process-wide counter, a different number in every conversion; the torch frontend's own names
+    contain '/') ``<type>#<n>``, the n-th op of that type in topological order: the same name for
+    the same op in every IR converted from the same architecture (the int8 budget names layers
+    from one IR and keeps them in float in another)."""
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in ("Parameter", "Result", "Constant")]
+    taken = {op.get_friendly_name() for op in model.get_ordered_ops()}
+    counts: dict[str, int] = {}
+    for op in ops:
+        kind = op.get_type_name()
+        n = counts[kind] = counts.get(kind, -1) + 1
+        if not _AUTO_NAME.fullmatch(op.get_friendly_name()):
+            continue
+        name, k = f"{kind}#{n}", 1
+        while name in taken:
+            name, k = f"{kind}#{n}.{k}", k + 1
+        taken.add(name)
+        op.set_friendly_name(name)
+
+
+_NO_RULE = re.compile(r"No conversion rule found for operations?:\s*(.+)")
+_FAILED_FOR = re.compile(r"Conversion is failed for:\s*(.+)")
+_ONNX_NODE = re.compile(r"\[ONNX Frontend\] Conversion failed for (\S+)|While validating ONNX node '<Node\((\w+)\): ([^>]*)>'")
+_OV_NODE = re.compile(r"While validating node '(\S+) ([^']+)'")
+
+
+def _ov_message(e: BaseException, limit: int = 400) -> str:
+    """The lines of an OpenVINO/NNCF exception worth showing: its summary, not the C++ assertion
+    ("Check 'false' failed at src/...") or the API wrapper line that open it."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Check '", "FrontEnd API failed with", "Exception from src/", "Summary:"))]
+    summary = [ln.lstrip("- ").strip() for ln in useful if ln.startswith("--")]
+    text = "; ".join(summary or useful[:2]) or first_line(e)
+    return text[:limit]
+
+
+def _onnx_nodes(path: Path | None) -> dict[str, list[str]]:
+    """op type (also 'domain.type') -> node names of an ONNX file's graph, subgraphs included; {} if unreadable."""
+    out: dict[str, list[str]] = {}
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - the names are a help; the refusal stands without them
+        return out
+
+    def walk(graph: Any) -> None:
+        for node in graph.node:
+            for key in {node.op_type, f"{node.domain}.{node.op_type}" if node.domain else node.op_type}:
+                out.setdefault(key, []).append(node.name or f"{node.op_type} -> {','.join(node.output)}")
+            for attr in node.attribute:
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    walk(g)
+
+    walk(model.graph)
+    return out
+
+
+def _fx_nodes(ep: Any) -> dict[str, list[str]]:
+    """op ('aten.i0.default') -> fx node names of an exported program (with the module they sit in)."""
+    out: dict[str, list[str]] = {}
+    try:
+        for node in ep.graph_module.graph.nodes:
+            if node.op == "call_function":
+                stack = node.meta.get("nn_module_stack") or {}
+                module = next(reversed(stack.values()))[0] if stack else ""
+                out.setdefault(str(node.target), []).append(f"{node.name}" + (f" (module {module})" if module else ""))
+    except Exception:  # noqa: BLE001 - the names are a help; the refusal stands without them
+        return {}
+    return out
+
+
+def _op_core(op: str) -> str:
+    """'i0' for 'aten.i0.default' or 'aten::i0', 'FooBar' for 'custom.dom.FooBar'."""
+    parts = op.replace("::", ".").split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "aten" else parts[-1]
+
+
+def _conversion_error(source: Source, e: BaseException, nodes: dict[str, list[str]]) -> UnsupportedError:
+    """OpenVINO's conversion failure as an UnsupportedError naming the ops and the source's nodes
+    that use them (``details``: ops, nodes)."""
+    text = str(e)
+    ops: list[str] = []
+    named: list[str] = []
+    for pattern in (_NO_RULE, _FAILED_FOR):
+        for m in pattern.finditer(text):
+            ops += [o.strip() for o in m.group(1).split(",") if o.strip()]
+    for m in _ONNX_NODE.finditer(text):  # "Conversion failed for Where-20", "<Node(Where): index_put>"
+        ops.append(m.group(1).rsplit("-", 1)[0] if m.group(1) else m.group(2))
+        named += [m.group(3)] if m.group(3) else []
+    named += [f"{m.group(2)} ({m.group(1)})" for m in _OV_NODE.finditer(text)]
+    ops = list(dict.fromkeys(ops))
+    if not named:  # the source's nodes of those ops (OpenVINO names only the op)
+        named = [n for op in ops for n in nodes.get(op, nodes.get(op.replace("::", "."), []))]
+    if not named:  # OpenVINO decomposes before converting (aten.special_i0 reaches it as aten.i0)
+        cores = {_op_core(op) for op in ops}
+        named = [n for key, names in nodes.items() for n in names
+                 if any(c and (_op_core(key) == c or _op_core(key).endswith("_" + c)) for c in cores)]
+    named = list(dict.fromkeys(named))
+    where = f" at node {', '.join(named[:6])}" + (f" and {len(named) - 6} more" if len(named) > 6 else "") if named else ""
+    said = _ov_message(e)
+    if ops and _NO_RULE.fullmatch(said):
+        message = f"OpenVINO could not convert {source.name}: no conversion rule for {', '.join(ops)}{where}"
+    else:
+        message = f"OpenVINO could not convert {source.name}" + (f" ({', '.join(ops)}{where})" if ops or where else "") + f": {said}"
+    return UnsupportedError(message, hint=_unsupported_hint(text), ops=ops, nodes=named[:20])
+
+
 def _unsupported_hint(message: str) -> str:
-    if "No conversion rule" in message or "not supported" in message.lower():
+    if "No conversion rule" in message or "not supported" in message.lower() or "Conversion is failed" in message:
         return "the op named above has no OpenVINO conversion rule; replace it or register a ConversionExtension"
     return "check that the model exports with torch.export, or convert it to ONNX first"
