@@ -7,8 +7,9 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError, SecurityError
 
@@ -239,3 +240,13 @@ def native_stderr_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def join_samples(arrays: Iterable[Any]) -> Any:
+    """Samples of one input as one batch (concatenated along axis 0); a single sample as it is, so
+    an input without a batch axis (a scalar, a state laid out (layers, batch, hidden)) still runs
+    one sample at a time."""
+    import numpy as np
+
+    arrays = list(arrays)
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

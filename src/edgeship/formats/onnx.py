@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..artifact import TensorSpec
 
 __all__ = ["MAX_DIM", "SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "check_io", "first_divergence", "io_specs",
+           "subgraphs", "unique_initializer_names", "already_quantised", "QUANTISED_OPS",
            "module_path",
            "node_attribute", "onnx_intermediates", "ort_dtype", "ort_session"]
 
@@ -49,6 +50,104 @@ def node_attribute(node: Any, name: str, default: Any) -> Any:
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
+
+
+def subgraphs(graph: Any) -> list[Any]:
+    """The graphs held directly by ``graph``'s nodes (If branches, Loop and Scan bodies)."""
+    from onnx import AttributeProto
+
+    out = []
+    for n in graph.node:
+        for a in n.attribute:
+            if a.type == AttributeProto.GRAPH:
+                out.append(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                out.extend(a.graphs)
+    return out
+
+
+def unique_initializer_names(model: Any) -> int:
+    """Rename, in place, each subgraph initializer whose name another graph of ``model`` already
+    uses (both branches of an If often hold weights of the same name), with every reference to it
+    inside that subgraph and the graphs nested in it that do not shadow it. ONNX scopes names per
+    graph, so the model means the same; tools that keep one table of names (ONNX Runtime's float16
+    converter asserts on a repeat) can then read it. Returns how many were renamed."""
+    seen = {i.name for i in model.graph.initializer}
+    renamed = 0
+
+    def rename_uses(graph: Any, old: str, new: str) -> None:
+        for n in graph.node:
+            for k, x in enumerate(n.input):
+                if x == old:
+                    n.input[k] = new
+            for g in subgraphs(_Single(n)):
+                if old not in {i.name for i in g.initializer} | {i.name for i in g.input}:
+                    rename_uses(g, old, new)
+
+    def walk(graph: Any) -> None:
+        nonlocal renamed
+        for g in subgraphs(graph):
+            for init in g.initializer:
+                if init.name in seen:
+                    old, new = init.name, f"{init.name}__{len(seen)}"
+                    init.name = new
+                    rename_uses(g, old, new)
+                    renamed += 1
+                seen.add(init.name)
+            walk(g)
+
+    walk(model.graph)
+    return renamed
+
+
+class _Single:
+    """A graph-like view of one node, for :func:`subgraphs`."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = [node]
+
+
+QUANTISED_OPS = frozenset({"QGemm", "QAttention", "QEmbedLayerNormalization", "ConvInteger", "MatMulInteger",
+                           "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DynamicQuantizeLinear", "DynamicQuantizeLSTM",
+                           "MatMulNBits", "MatMulBnb4", "GatherBlockQuantized", "QOrderedMatMul", "QOrderedGelu",
+                           "QOrderedLayerNormalization", "QOrderedAttention", "QOrderedLongformerAttention"})
+
+
+def already_quantised(model: Any) -> str | None:
+    """What makes ``model`` (an ONNX ModelProto) already quantised, in words ("38 QDQ pairs, 52
+    quantised weights (DequantizeLinear), 2 QLinearConv"), subgraphs (If, Loop, Scan bodies)
+    included; None for a float model. Quantising such a model again is refused by name."""
+    from onnx import AttributeProto
+
+    nodes: list[Any] = []
+
+    def walk(graph: Any) -> None:
+        for n in graph.node:
+            nodes.append(n)
+            for a in n.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    walk(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    for g in a.graphs:
+                        walk(g)
+
+    walk(model.graph)
+    q_out = {n.output[0] for n in nodes if n.op_type == "QuantizeLinear" and n.output}
+    dqs = [n for n in nodes if n.op_type == "DequantizeLinear" and n.input]
+    pairs = sum(1 for n in dqs if n.input[0] in q_out)
+    counts: dict[str, int] = {}
+    for n in nodes:
+        if n.op_type.startswith("QLinear") or n.op_type in QUANTISED_OPS:
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    parts = [f"{pairs} QDQ pair{'s' * (pairs != 1)}"] if pairs else []
+    if len(dqs) > pairs:
+        k = len(dqs) - pairs
+        parts.append(f"{k} quantised tensor{'s' * (k != 1)} (DequantizeLinear)")
+    lone_q = len(q_out - {n.input[0] for n in dqs})
+    if lone_q and not parts:
+        parts.append(f"{lone_q} QuantizeLinear")
+    parts += [f"{k} {op}" for op, k in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return ", ".join(parts) or None
 
 
 def check_io(model: Any, where: str) -> None:

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import FormatError, UnsupportedError
+from .._util import join_samples
+from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
 from ..fidelity import source_is_classifier
+from ..formats.onnx import QUANTISED_OPS, already_quantised  # noqa: F401 - re-exported: quant asks it first
 from .flow import STEP_KEYS, Budget
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]
     outs: list[list[np.ndarray]] = []
     for i in range(0, len(samples), batch):
         chunk = samples[i:i + batch]
-        res = s.run(None, {n: np.concatenate([x[k] for x in chunk]) for k, n in enumerate(names)})
+        res = s.run(None, {n: join_samples(x[k] for x in chunk) for k, n in enumerate(names)})
         outs.append(res)
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 
@@ -142,13 +144,43 @@ def quick_latency_ms(path: Path, names: list[str], sample: tuple[np.ndarray, ...
 
 def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConfig, precision: str,
                   progress: Any = None) -> tuple[Path, dict[str, Any]]:
-    """Write ``out_dir/model.onnx`` at ``precision`` (int8 or fp16) within the budget; return it and the report."""
+    """Write ``out_dir/model.onnx`` at ``precision`` (int8 or fp16) within the budget; return it and the report.
+
+    ONNX Runtime's (or onnx's) own code failing on the model is a fact about this cell, never an
+    internal error: the quantiser's failures take the fallback ladder
+    (:class:`edgeship.quant.onnxruntime_recipes.Fallback`); whatever still fails is an
+    UnsupportedError naming the cell, what was being done, and the node and op when known."""
+    from . import onnxruntime_recipes as recipes
+
+    cell = f"onnx {precision} of {source.name}"
+    phase = ["running the fp32 model"]
+
+    def say(msg: str) -> None:
+        phase[0] = msg
+        if progress is not None:
+            progress(msg)
+
+    try:
+        return _quantize_onnx(source, fp32, out_dir, cfg, precision, say, cell)
+    except EdgeshipError:
+        raise
+    except Exception as e:
+        if not recipes.from_library(e):
+            raise  # edgeship's own bug: shown as one
+        c = recipes.culprit(e)
+        at = f" at node {c['node']}" + (f" ({c['op']})" if c.get("op") else "") if c.get("node") else ""
+        raise UnsupportedError(f"{cell}: ONNX Runtime failed while {phase[0]}{at}: {first_line(e, 300)}",
+                               hint="this cell is not built; keep the fp32 artifact, or try another --method "
+                                    "(static, dynamic, weight-only)", node=c.get("node"), op=c.get("op")) from None
+
+
+def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConfig, precision: str, say: Any,
+                   cell: str) -> tuple[Path, dict[str, Any]]:
     import onnx
 
     from ..data import calibration_samples, load_samples
     from . import onnxruntime_recipes as recipes
 
-    say = progress or (lambda _msg: None)
     names = [i.name for i in fp32.inputs]
     dynamic = all(i.shape and not isinstance(i.shape[0], int) for i in fp32.inputs)
     batch = 16 if dynamic else 1
@@ -161,10 +193,16 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
         method = recipes.choose_method(model)
     elif method == "fp16":
         raise UnsupportedError("--method fp16 builds an fp16 artifact: use --quantize fp16")
+    found = already_quantised(model)
+    if found:
+        raise UnsupportedError(f"{source.name} is already quantised ({found}); it is deployed as it is: the fp32 cell "
+                               f"is the model as given, verified against itself, and no {precision} is built from it",
+                               hint=f"leave {precision} out of --quantize", already_quantised=found)
+    fb = recipes.Fallback(cell, say)
 
     eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
     ref = run_model(fp32.model_path, names, eval_samples, batch)
-    budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg), labels, say)
+    budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, say)
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
                               "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
@@ -186,7 +224,12 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                                      "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
             return samples
 
+        said = [0]  # fallbacks already in a step's note
+
         def step(excluded: list[str], note: str) -> dict[str, Any]:
+            if len(fb.taken) > said[0]:  # what the fallback ladder did to build this candidate
+                note += "; ONNX Runtime's quantiser failed, so: " + "; ".join(t["done"] for t in fb.taken[said[0]:])
+                said[0] = len(fb.taken)
             return budget.measure(run_model(out, names, eval_samples, batch, sess_cfg), excluded, note,
                                   quick_latency_ms(out, names, lat_sample, config=sess_cfg), out.stat().st_size)
 
@@ -225,7 +268,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             say(f"calibrating on {len(cal_samples)} samples ({cfg.calibration})")
             cache = recipes.calibrate(pre, work, names, cal_samples, cfg.calibration, batch)
             say("quantising (static QDQ, per-channel)")
-            recipes.static_qdq(pre, out, cache, cfg.calibration)
+            recipes.static_qdq(pre, out, cache, cfg.calibration, fallback=fb)
+            _check_something_quantised(out, pre, cell)
             step([], "all weighted layers int8 (plain QDQ)")
             profile_samples = eval_samples[:PROFILE_SAMPLES]
             by_technique: dict[str, dict[str, float]] = {}
@@ -233,7 +277,10 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             def profile(technique: str, float_model: Path) -> None:
                 """Every layer's output SQNR in the int8 just built (``out``) against ``float_model``."""
                 (work / "profile").mkdir(exist_ok=True)
-                tr = recipes.tensor_report(float_model, out, work / "profile", names, profile_samples, batch)
+                tr = _report_or_none(lambda: recipes.tensor_report(float_model, out, work / "profile", names, profile_samples,
+                                                                   batch), f"per-layer profile after {technique}", report, say)
+                if tr is None:
+                    return
                 by_technique[technique] = {r["node"]: r["output_sqnr_db"]
                                            for r in recipes.attribute(onnx.load(str(float_model)), tr)}
 
@@ -245,20 +292,21 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                 means = recipes.input_means(pre, work, names, cal_samples, batch)
                 shifts = recipes.bias_shifts(pre, out, means)
                 recipes.static_qdq(recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts), out, cache,
-                                   cfg.calibration)
+                                   cfg.calibration, fallback=fb)
                 step([], f"+ bias correction ({len(shifts)} layers)")
                 report["bias_correction"] = {"layers": len(shifts)}
                 profile("bias correction", pre)
             pre, cache, means, shifts = _equalization(pre, work, names, cal_samples, batch, cache, cfg, means, shifts,
-                                                      out, budget, step, report, say, profile)
+                                                      out, budget, step, report, say, profile, fallback=fb)
             base = pre  # the float model the int8 is made from: pre, or its weights rounded the learned way
             if cfg.rounding != "nearest":
                 base, shifts = _learned_rounding(pre, work, names, cal_samples, batch, cache, cfg, means, shifts, out,
-                                                 budget, step, report, say, profile)
+                                                 budget, step, report, say, profile, fallback=fb)
             shutil.copy(out, work / "all-int8.onnx")
             say("tensor-level report")
             t_samples = eval_samples[: min(32, len(eval_samples))]
-            tr = recipes.tensor_report(pre, work / "all-int8.onnx", work, names, t_samples, batch)
+            tr = _report_or_none(lambda: recipes.tensor_report(pre, work / "all-int8.onnx", work, names, t_samples, batch),
+                                 "tensor-level report", report, say) or {"weights": [], "activations": [], "_acts": {}}
             ranking = recipes.attribute(onnx.load(str(pre)), tr)
             for r in ranking:  # what each technique did to this layer's output
                 r["by_technique"] = {t: db[r["node"]] for t, db in by_technique.items() if r["node"] in db}
@@ -271,23 +319,25 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
             def static(excluded: list[str], note: str) -> dict[str, Any]:
                 floats = recipes.float_weights(base, pre, excluded, work / "pre-float.onnx") if base != pre else pre
                 model_ = recipes.apply_bias_shifts(floats, work / "pre-bc.onnx", shifts, exclude=excluded) if shifts else floats
-                recipes.static_qdq(model_, out, cache, cfg.calibration, exclude=excluded)
+                recipes.static_qdq(model_, out, cache, cfg.calibration, exclude=excluded, fallback=fb)
                 return step(excluded, note)
 
+            _elementwise_in_float(onnx.load(str(pre)), fb, budget, static, say, report)
             budget.keep_worst_in_float([(r["node"], f"{r['node']} ({r['module'] or r['op']})") for r in ranking], static)
         elif method == "dynamic":
             pre = recipes.preprocess(src_path, work / "pre.onnx")
             say("quantising (dynamic, per-channel)")
-            recipes.dynamic_int8(pre, out)
+            recipes.dynamic_int8(pre, out, fallback=fb)
+            _check_something_quantised(out, pre, cell)
             step([], "dynamic int8 MatMul/Gemm weights, per-channel")
 
             def dynamic_(excluded: list[str], note: str) -> dict[str, Any]:
-                recipes.dynamic_int8(pre, out, exclude=excluded)
+                recipes.dynamic_int8(pre, out, exclude=excluded, fallback=fb)
                 return step(excluded, note)
 
             if not budget.last["within_budget"] and cfg.max_float_layers > 0:
                 ranking = _dynamic_ranking(pre, work, names, calibration_data("each layer quantised alone"), batch, say,
-                                           original=model)
+                                           original=model, fallback=fb)
                 report["layers"] = ranking
                 report["attribution"] = ATTRIBUTION_ALONE
                 budget.keep_worst_in_float([(r["node"], _layer_label(r)) for r in ranking], dynamic_)
@@ -296,6 +346,8 @@ def quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployConf
                                    hint="choose auto, static, dynamic or weight-only")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if fb.taken:
+        report["fallbacks"] = fb.taken
     final = budget.last
     report["chosen"] = len(budget.steps) - 1
     report["compression_ratio"] = report["fp32"]["size_bytes"] / max(final["size_bytes"], 1)
@@ -324,7 +376,7 @@ def _without_timings(doc: Any) -> Any:
 def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
                   cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
                   step: Any, report: dict[str, Any], say: Any,
-                  profile: Any) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
+                  profile: Any, fallback: Any = None) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
     """Static int8 of the equalised float model (cross-layer equalisation, then its own calibration
     and bias correction), measured as a budget step when :func:`edgeship.quant.equalize.plan` says
     it is worth it, and kept when closer to fp32 (or asked for). Returns the float model to go on
@@ -347,13 +399,14 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
     say(name)
     (work / "eq").mkdir(exist_ok=True)
     eq_cache = recipes.calibrate(eq, work / "eq", names, cal_samples, cfg.calibration, batch)
-    recipes.static_qdq(eq, out, eq_cache, cfg.calibration)
+    recipes.static_qdq(eq, out, eq_cache, cfg.calibration, fallback=fallback)
     eq_means: dict[str, Any] = {}
     eq_shifts: dict[str, Any] = {}
     if cfg.bias_correction:
         eq_means = recipes.input_means(eq, work / "eq", names, cal_samples, batch)
         eq_shifts = recipes.bias_shifts(eq, out, eq_means)
-        recipes.static_qdq(recipes.apply_bias_shifts(eq, work / "eq" / "bc.onnx", eq_shifts), out, eq_cache, cfg.calibration)
+        recipes.static_qdq(recipes.apply_bias_shifts(eq, work / "eq" / "bc.onnx", eq_shifts), out, eq_cache, cfg.calibration,
+                           fallback=fallback)
         name += f" + bias correction ({len(eq_shifts)} layers)"
     keep, report["equalization"] = choice(cfg, report["equalization"], step([], name), without, rec, t0)
     profile("equalisation", eq)
@@ -361,14 +414,15 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
         return eq, eq_cache, eq_means, eq_shifts
     say("cross-layer equalisation did not help here: left out")
     recipes.static_qdq(recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts) if shifts else pre, out, cache,
-                       cfg.calibration)
+                       cfg.calibration, fallback=fallback)
     step([], "without equalisation" + (" + bias correction" if shifts else "") + " (equalisation was no closer)")
     return pre, cache, means, shifts
 
 
 def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int, cache: Path,
                       cfg: DeployConfig, means: dict[str, Any], shifts: dict[str, Any], out: Path, budget: Budget,
-                      step: Any, report: dict[str, Any], say: Any, profile: Any) -> tuple[Path, dict[str, Any]]:
+                      step: Any, report: dict[str, Any], say: Any, profile: Any,
+                      fallback: Any = None) -> tuple[Path, dict[str, Any]]:
     """Static int8 with learned rounding (AdaRound), then bias correction on top, each measured as a
     budget step. With ``--rounding auto`` it is kept only when it comes out closer to fp32 than
     nearest rounding did; the choice and every layer's figures go into the report. Returns the
@@ -382,12 +436,13 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
     ada, layers = recipes.learned_rounding(pre, work / "pre-ada.onnx", work, names, cal_samples, batch, cfg.rounding_iters,
                                            say=say)
     learned = sum(1 for r in layers if r["kept"] == "learned")
-    recipes.static_qdq(ada, out, cache, cfg.calibration)
+    recipes.static_qdq(ada, out, cache, cfg.calibration, fallback=fallback)
     rec = step([], f"learned rounding ({learned} of {len(layers)} layers)")
     ada_shifts: dict[str, Any] = {}
     if cfg.bias_correction:
         ada_shifts = recipes.bias_shifts(pre, out, means)  # the error against the *original* weights (ada's are on the grid)
-        recipes.static_qdq(recipes.apply_bias_shifts(ada, work / "ada-bc.onnx", ada_shifts), out, cache, cfg.calibration)
+        recipes.static_qdq(recipes.apply_bias_shifts(ada, work / "ada-bc.onnx", ada_shifts), out, cache, cfg.calibration,
+                           fallback=fallback)
         rec = step([], f"learned rounding + bias correction ({len(ada_shifts)} layers)")
     keep, report["rounding"] = choice(cfg, rec, best_nearest, layers, t0)
     profile("learned rounding", pre)
@@ -395,9 +450,86 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
         return ada, ada_shifts
     say("learned rounding did not help here: nearest rounding kept")
     base = recipes.apply_bias_shifts(pre, work / "pre-bc.onnx", shifts) if shifts else pre
-    recipes.static_qdq(base, out, cache, cfg.calibration)
+    recipes.static_qdq(base, out, cache, cfg.calibration, fallback=fallback)
     step([], "nearest rounding kept" + (" + bias correction" if shifts else "") + " (learned rounding was no closer)")
     return pre, shifts
+
+
+#: elementwise arithmetic ONNX Runtime quantises by default: in a normalisation written out as
+#: elementwise ops (LayerNorm from jax2tf, as magika has it) its int8 outputs cost the most
+ELEMENTWISE = ("Add", "Mul")
+
+
+def _elementwise_in_float(model: Any, fb: Any, budget: Budget, static: Any, say: Any, report: dict[str, Any]) -> None:
+    """When the all-int8 model misses the budget and has elementwise Add/Mul, a budget step with
+    them kept in float (weighted layers still int8), kept when closer to fp32 (measured on magika:
+    with them int8, 9% of real files keep their label; in float, 100%), else built again without it.
+    Keeping weighted layers in float (the next steps) cannot reach these ops."""
+    from .flow import closer
+
+    present = sorted({n.op_type for n in model.graph.node} & set(ELEMENTWISE) - set(fb.float_ops))
+    if budget.last["within_budget"] or not present or budget.cfg.max_float_layers <= 0:
+        return
+    before, prev = budget.last, list(fb.float_ops)
+    what = "/".join(present)
+    say(f"keeping elementwise {what} in float (weighted layers stay int8)")
+    fb.float_ops = prev + present
+    if closer(static([], f"elementwise {what} kept in float"), before):
+        report["elementwise_float"] = present
+        return
+    fb.float_ops = prev
+    static([], f"elementwise {what} int8 again (keeping them in float was no closer)")
+
+
+def _check_something_quantised(out: Path, fp32: Path, cell: str) -> None:
+    """An "int8" in which ONNX Runtime quantised nothing is the float model under another name:
+    refused, saying why (Silero VAD keeps its whole network inside an If, whose branches ONNX
+    Runtime's quantiser does not enter)."""
+    import onnx
+
+    if already_quantised(onnx.load(str(out))):
+        return
+    model = onnx.load(str(fp32))
+    top = sum(1 for n in model.graph.node if n.op_type in WEIGHTED_OR_RECURRENT)
+    inside = _count_nodes(model.graph, WEIGHTED_OR_RECURRENT, top_level=False)
+    why = (f"its {inside} weighted layer(s) are inside If/Loop/Scan subgraphs, which ONNX Runtime's quantiser does not enter"
+           if inside and not top else "it has no op ONNX Runtime's quantiser takes")
+    raise UnsupportedError(f"{cell}: ONNX Runtime quantised nothing: {why}; the result would be the fp32 model under an "
+                           "int8 name, so it is not built", hint="keep the fp32 artifact (or fp16 where the target offers it)")
+
+
+WEIGHTED_OR_RECURRENT = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Attention"})
+
+
+def _count_nodes(graph: Any, ops: frozenset[str], top_level: bool = True) -> int:
+    """Nodes of ``ops`` in ``graph`` (``top_level``) and in every subgraph below it."""
+    from onnx import AttributeProto
+
+    k = 0
+    for n in graph.node:
+        k += int(top_level and n.op_type in ops)
+        for a in n.attribute:
+            subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+            k += sum(_count_nodes(g, ops) for g in subs)
+    return k
+
+
+def _report_or_none(build: Any, what: str, report: dict[str, Any], say: Any) -> dict[str, Any] | None:
+    """A tensor-level report, or None when ONNX Runtime's qdq_loss_debug fails on the model: the
+    report helps rank layers, the int8 stands without it; the failure is said and recorded."""
+    from . import onnxruntime_recipes as recipes
+
+    try:
+        return build()
+    except Exception as e:
+        if not recipes.from_library(e):
+            raise
+        msg = f"{what} skipped: ONNX Runtime's qdq_loss_debug failed: {first_line(e, 300)}"
+        say(msg)
+        report.setdefault("report_errors", []).append(msg)
+        return None
+
+
 
 
 def _layer_label(r: dict[str, Any]) -> str:
@@ -413,7 +545,7 @@ PROFILE_SAMPLES = 16  # evaluation samples each technique's per-layer error is m
 
 
 def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[Any], batch: int,
-                     say: Any, original: Any = None) -> list[dict[str, Any]]:
+                     say: Any, original: Any = None, fallback: Any = None) -> list[dict[str, Any]]:
     """Every weighted layer of a dynamic-int8 model, most sensitive first: the model quantised with
     that layer alone in int8, its output measured against fp32 on the calibration data (never the
     evaluation data). Measured rather than estimated from each layer's local error: in a
@@ -438,7 +570,7 @@ def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[
         if time.perf_counter() - said > 15:
             say(f"measured {i} of {len(nodes)} layers")
             said = time.perf_counter()
-        recipes.dynamic_int8(pre, alone, exclude=[x for x in everyone if x != n.name])
+        recipes.dynamic_int8(pre, alone, exclude=[x for x in everyone if x != n.name], fallback=fallback)
         # judged as the budget judges the model's first output (fidelity.judge): flattened cosine and SQNR
         cos, sqnr = cosine_sqnr(ref[0], run_model(alone, names, samples, batch)[0])
         rows.append({"node": n.name, "op": n.op_type, "module": module_path(n) or scopes.get(n.name),
@@ -459,7 +591,8 @@ def _json_default(o: Any) -> Any:
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report that goes into artifact.json and the manifest."""
     keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
-            "compression_ratio", "fp32", "opset_upgrade", "attribution", "techniques")
+            "compression_ratio", "fp32", "opset_upgrade", "attribution", "techniques", "fallbacks", "report_errors",
+            "elementwise_float")
     out = {k: report[k] for k in keys if k in report}
     if isinstance(report.get("equalization"), dict):
         out["equalization"] = {k: v for k, v in report["equalization"].items() if k != "per_pair"}

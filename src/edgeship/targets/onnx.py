@@ -239,9 +239,17 @@ class OnnxTarget(Target):
                      "dequantised once at load; without it every call dequantises them (Lite0 here: 13.9 vs 4.5 ms). "
                      "edgeship's runner sets it (artifact details.session_config)"]
         else:
+            done = "every weighted layer quantised" if not (report.get("fallbacks") or report.get("elementwise_float")) else \
+                "weighted layers quantised as below"
             notes = [f"{report['method']} {precision}: " + (f"{len(chosen['excluded'])} layer(s) kept in float to meet the budget"
-                                                         if chosen.get("excluded") else "every weighted layer quantised")
+                                                         if chosen.get("excluded") else done)
                      + (f", biases corrected in {report['bias_correction']['layers']} layer(s)" if "bias_correction" in report else "")]
+            if report.get("fallbacks"):
+                notes.append("ONNX Runtime's quantiser failed on this model; instead: "
+                             + "; ".join(str(f.get("done")) for f in report["fallbacks"]))
+            if report.get("elementwise_float"):
+                notes.append(f"elementwise {'/'.join(report['elementwise_float'])} kept in float (weighted layers int8) "
+                             "to meet the budget")
         if up:
             notes.append(f"the fp32 model is at ONNX opset {up['from']}: converted to opset {up['to']} (onnx version "
                          "converter) before quantising, as per-channel QDQ needs it")
