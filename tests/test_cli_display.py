@@ -73,7 +73,7 @@ def test_deploy_summary_covers_a_structurally_verified_first_artifact(tmp_path, 
     r = run(["deploy", "tinymodels:tiny_classifier", "--out", str(tmp_path / "o"), "--targets", "coreml,onnx"], env80)
     assert r.returncode == 0, r.stderr
     flat = " ".join(r.stdout.split())
-    assert "coreml-fp32: checked structurally against the torch source tiny-classifier" in flat
+    assert "coreml-fp32: structural only (not verified): checked against the torch source tiny-classifier" in flat
     assert "onnx-fp32: verified against the torch source tiny-classifier on 5 sample photos at batch sizes 1, 5" in flat
     assert "on 0 inputs" not in flat and "batch sizes ;" not in flat
     assert_fits(r.stdout)

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, example_bytes
 from .errors import FormatError, InputError, strip_escapes
@@ -27,6 +27,8 @@ __all__ = [
     "Provenance",
     "OutputCheck",
     "Verification",
+    "VerificationStatus",
+    "verification_status",
     "Artifact",
     "check_shapes",
     "clean_labels",
@@ -124,10 +126,49 @@ class OutputCheck(_Frozen):
     cosine: float = Field(1.0, description="cosine similarity of the flattened output with the reference")
     sqnr_db: float | None = Field(None, description="signal-to-quantisation-noise ratio, dB (None when exact)")
     passed: bool
+    shape: tuple[int | str, ...] | None = Field(
+        None, description="the shape the artifact returned (batch axis named 'batch' when it followed the batch), "
+                          "recorded only when the declared shape does not fit it")
+
+
+#: how an artifact's check ended: ``verified`` (outputs compared on real inputs, or an fp32 artifact
+#: compared element-wise on any inputs), ``unverified`` (a reduced precision judged only on random
+#: inputs: no verdict), ``failed``, ``structural`` (the file was checked, its outputs not computed)
+VerificationStatus = Literal["verified", "unverified", "failed", "structural"]
+STATUSES: tuple[str, ...] = ("verified", "unverified", "failed", "structural")
+
+
+def verification_status(v: Any, precision: str | None = None) -> str:
+    """The status of a verification record (a :class:`Verification` or its JSON dict, as a manifest
+    holds it): its ``status`` when it has one, else derived as it would have been written, so older
+    records read the same way: a failed check is ``failed``; one that computed no outputs
+    (``samples`` 0, a ``structural`` reference) ``structural``; a reduced precision (``precision``,
+    else a rule other than fp32's element-wise one) compared on random inputs ``unverified``."""
+    if isinstance(v, BaseModel):
+        v = v.model_dump(mode="json")
+    if not isinstance(v, dict) or not v:
+        return "unverified"
+    status = v.get("status")
+    if status in STATUSES:
+        return str(status)
+    if v.get("passed") is not True:
+        return "failed"
+    if str(v.get("reference") or "").startswith("structural") or v.get("samples") == 0:
+        return "structural"
+    exact = precision == "fp32" if precision else str(v.get("criterion") or "").startswith("|err|")
+    said = str(v.get("inputs") or "").lower()
+    random = v.get("real_inputs") is False or (v.get("real_inputs") is None and said.startswith(("seeded random", "random")))
+    return "unverified" if random and not exact else "verified"
 
 
 class Verification(_Frozen):
-    """How an artifact compares with its source on real inputs."""
+    """How an artifact compares with its source, and on what: ``status`` is the verdict.
+
+    ``passed`` says the check's rule held (the artifact is written); ``status`` whether that verifies
+    it. Random inputs find crashes and broken conversions; they never make a reduced-precision
+    artifact verified (its ``status`` is then ``unverified``). A record without ``status``
+    (written before it existed) gets it derived (:func:`verification_status`).
+    """
 
     reference: str
     samples: int
@@ -140,14 +181,46 @@ class Verification(_Frozen):
     top5_agreement: float | None = Field(None, description="share of samples whose reference top-1 is in the top-5")
     kl_divergence: float | None = Field(None, description="mean KL(softmax(ref) || softmax(artifact)), nats")
     criterion: str = Field("", description="the pass rule that was applied")
-    passed: bool
+    passed: bool = Field(description="the check's rule held (the artifact was written); whether that verifies it is "
+                                     "status")
+    status: VerificationStatus = Field("verified", description="verified, unverified (a reduced precision judged only on "
+                                                               "random inputs), failed, or structural (outputs not computed)")
+    real_inputs: bool | None = Field(None, description="the compared inputs were real data (--eval, sample inputs or photos); "
+                                                       "False: seeded random inputs; None: not said (structural, older records)")
+    note: str | None = Field(None, description="why the status is not verified, and what would verify it")
     first_divergence: dict[str, Any] | None = Field(
         None, description="a failed fp32 check: the first node of the reference ONNX graph whose output differs "
                           "(node, op, module, tensor, max_abs, max_rel)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" not in data:
+            data = {**data, "status": verification_status(data)}
+        return data
+
+    @property
+    def verified(self) -> bool:
+        """Verified: outputs compared and within the rule, on inputs that count as evidence."""
+        return self.status == "verified"
+
     @property
     def max_abs(self) -> float:
         return max((o.max_abs for o in self.outputs), default=0.0)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready record. Keys an older reader does not know (it refuses unknown keys) are
+        written only when they say something: a status other than verified, inputs that were not
+        real, a note, a first divergence, an output's observed shape."""
+        out = self.model_dump(mode="json")
+        for key, quiet in (("first_divergence", (None,)), ("status", ("verified",)), ("real_inputs", (True, None)),
+                           ("note", (None,))):
+            if out.get(key) in quiet:
+                out.pop(key, None)
+        for o in out.get("outputs") or []:
+            if o.get("shape") is None:
+                o.pop("shape", None)
+        return out
 
 
 class Artifact(_Frozen):
@@ -192,9 +265,8 @@ class Artifact(_Frozen):
     def record(self) -> dict[str, Any]:
         """The JSON-ready record written to artifact.json and the manifest."""
         out = self.model_dump(mode="json")
-        v = out.get("verification")
-        if isinstance(v, dict) and v.get("first_divergence") is None:
-            v.pop("first_divergence", None)  # only a failed check has one: records stay readable by 0.1 readers
+        if self.verification is not None:  # keys only some checks fill stay out: records readable by 0.1 readers
+            out["verification"] = self.verification.record()
         out["digest"] = self.digest
         out["size_bytes"] = self.size_bytes
         out["labels_file"] = LABELS_TXT if self.labels else None

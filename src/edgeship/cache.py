@@ -387,7 +387,7 @@ def convert_key(cfg: Any, source_digest: str, target: str, precision: str, own_o
     """The key of one conversion: ``target`` at ``precision`` from the source (``source_digest``:
     :func:`source_key`), the deploy options it reads (the source, verification and ONNX options;
     the quantisation options only for a reduced precision; of the targets' own options only its
-    ``own_options``), the data digests (``data``: calib/eval, reduced precisions), and the key of
+    ``own_options``), the data digests (``data``: calib/eval for reduced precisions, eval for fp32), and the key of
     the artifact it is built from (``parent``)."""
     from .config import DeployConfig, QuantizeConfig
 
@@ -400,4 +400,6 @@ def convert_key(cfg: Any, source_digest: str, target: str, precision: str, own_o
             continue
         fields[name] = value
     return key("convert", target=target, precision=precision, source=source_digest, config=fields,
-               data=data if precision != "fp32" else {}, parent=parent, target_code=target_code)
+               # fp32 is verified on the --eval data when given (never calibrated): its digest counts
+               data=data if precision != "fp32" else {k: v for k, v in data.items() if k == "eval"},
+               parent=parent, target_code=target_code)

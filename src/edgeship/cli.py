@@ -454,6 +454,16 @@ def deploy(
     run_command(as_json, body)
 
 
+def share_text(x: float) -> str:
+    """A share as a percentage that never rounds up to a whole it did not reach: 0.996 is '99.6%',
+    0.9996 '99.9%', only 1.0 is '100%'."""
+    import math
+
+    if x >= 1.0:
+        return "100%"
+    return f"{math.floor(x * 1000) / 10:.1f}%"
+
+
 def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in results:
@@ -550,6 +560,9 @@ def package(
     sign_key: Path | None = typer.Option(None, "--sign-key", metavar="KEY",
                                          help="EC private key (PEM) to sign with (default: OUTDIR/keys, made if missing)"),
     dest: Path | None = typer.Option(None, "--dest", metavar="DIR", help="where the bundle goes (default: OUTDIR/release)"),
+    allow_unverified: bool | None = typer.Option(
+        None, "--allow-unverified/--no-allow-unverified",
+        help="ship fp16/int8 artifacts judged only on random inputs (default: as the deploy was told)"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Package OUTDIR's verified artifacts as a signed release bundle (folder and .tar.gz)."""
@@ -557,7 +570,8 @@ def package(
 
     def body():
         with _progress() as update:
-            b = api.package(outdir, version=version, sign_key=sign_key, dest=dest, progress=update)
+            b = api.package(outdir, version=version, sign_key=sign_key, dest=dest, progress=update,
+                            allow_unverified=allow_unverified)
 
         def human(c: Console) -> None:
             rows = [[aid, next((a["runtime"]["name"] for a in b.doc["artifacts"] if a["id"] == aid), "?"),
@@ -565,6 +579,9 @@ def package(
                     for aid in b.doc["fallback_order"]]
             print_table(c, f"release {b.doc['name']} {b.doc['version']} (release {b.doc['release']}), in fallback order",
                         ["artifact", "runtime", "size"], rows)
+            for x in b.doc.get("left_out") or []:
+                c.print(f"{x['id']} not released: {x['why']}" + (" (--allow-unverified)" if x["status"] == "unverified"
+                                                                 else ""), markup=False, highlight=False)
             c.print(f"bundle: {b.folder}", markup=False, highlight=False)
             c.print(f"tarball: {b.tarball} ({size_text(b.tarball.stat().st_size)})", markup=False, highlight=False)
             c.print(f"signed with {b.key}; check it with: edgeship verify {b.tarball} --key {b.public_key}",
@@ -1352,22 +1369,31 @@ def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:
         if v:
             key = (v.get("reference"), v.get("samples"), v.get("inputs"), tuple(v.get("batch_sizes") or ()), v.get("criterion"))
             groups.setdefault(key, []).append(a["path"])
+    from .artifact import verification_status
+
+    status = {a["path"]: verification_status(a.get("verification") or {}, a.get("precision")) for a in artifacts}
     lines = []
     for (ref, samples, inputs, batches, criterion), names in groups.items():
         who = ", ".join(names)
         if not samples:  # e.g. Core ML off macOS: structure and weights only
             what = str(ref or "the source").removeprefix("structural: ")
-            lines.append(f"{who}: checked structurally against the {what}; no outputs computed")
+            lines.append(f"{who}: structural only (not verified): checked against the {what}; no outputs computed")
             continue
         at = f" at batch size{'s' if len(batches) > 1 else ''} {', '.join(map(str, batches))}" if batches else ""
         what = f"{samples} {inputs}" if inputs and not str(inputs).startswith(("the ", "all ")) else \
             f"{samples} inputs" + (f" ({inputs})" if inputs else "")
-        lines.append(f"{who}: verified against the {ref} on {what}{at}; pass rule: {criterion}")
+        verb = "compared with" if any(status[n] == "unverified" for n in names) else "verified against"
+        lines.append(f"{who}: {verb} the {ref} on {what}{at}; pass rule: {criterion}")
     warnings = []
-    rand_verified = [a["path"] for a in artifacts if "random" in str((a.get("verification") or {}).get("inputs") or "")]
-    if rand_verified:
-        warnings.append(f"{', '.join(rand_verified)}: verified on random inputs only: matching the source there says "
-                        "little about real data")
+    exact_random = [a["path"] for a in artifacts if status[a["path"]] == "verified"
+                    and (a.get("verification") or {}).get("real_inputs") is False]
+    if exact_random:
+        warnings.append(f"{', '.join(exact_random)}: fp32 compared exactly on random inputs only; give real data "
+                        "(--eval) to check it on what it will see")
+    for a in artifacts:
+        if status[a["path"]] == "unverified":
+            note = (a.get("verification") or {}).get("note") or "judged only on random inputs"
+            warnings.append(f"{a['path']}: UNVERIFIED: {note}")
     for a in artifacts:
         rand = _random_data((a.get("details") or {}).get("quantization") or {})
         if rand:
@@ -1377,6 +1403,8 @@ def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def _print_deploy(c: Console, res: Any) -> None:
+    from .artifact import verification_status
+
     m = res.manifest
     rows = []
     for a in m["artifacts"]:
@@ -1386,9 +1414,18 @@ def _print_deploy(c: Console, res: Any) -> None:
         max_rel = max((o["max_rel"] for o in outs), default=float("nan"))
         cosine = min((o.get("cosine", 1.0) for o in outs), default=float("nan"))
         top1 = v.get("top1_agreement")
+        status = verification_status(v, a.get("precision"))
+        verdict = {"verified": Text("yes", style="green"), "unverified": Text("no: random", style="bold yellow"),
+                   "structural": Text("structural", style="yellow")}.get(status, Text("no", style="red"))
+        if status == "structural":  # no outputs were computed: no figures to show
+            rows.append([a["path"], a["format"], a["precision"], size_text(a["size_bytes"]), "-", "-", "-", "-", verdict])
+            continue
         rows.append([a["path"], a["format"], a["precision"], size_text(a["size_bytes"]), f"{max_abs:.1e}", f"{max_rel:.1e}",
-                     f"{cosine:.4f}", "-" if top1 is None else f"{top1:.0%}",
-                     Text("yes", style="green") if v.get("passed") else Text("no", style="red")])
+                     f"{cosine:.4f}", "-" if top1 is None else share_text(top1), verdict])
+    failed = m["stages"].get("convert", {}).get("failed", [])
+    for f in failed:  # the cells that were not written, beside those that were
+        rows.append([f"{f['target']}-{f['precision']}", "-", f["precision"], "-", "-", "-", "-", "-",
+                     Text("FAILED", style="bold red")])
     headers = ["artifact", "format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"]
     print_table(c, f"edgeship deploy: {m['source']['name']} → {res.out}", headers, rows, right=tuple(headers[3:]),
                 optional=("format", "max rel"))
@@ -1404,6 +1441,8 @@ def _print_deploy(c: Console, res: Any) -> None:
             c.print(Text.assemble((f"{a['path']}:", "dim"), " " + note))
     for s in m["stages"].get("convert", {}).get("skipped", []):
         c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False, markup=False)
+    for f in failed:
+        c.print(Text.assemble(("FAILED", "bold red"), f" {f['target']}-{f['precision']} (not written): {f['message']}"))
     preds = m["stages"].get("predictions")
     if preds:
         print_table(c, "sample photos, classified by the artifacts", ["photo", *preds["artifacts"]],

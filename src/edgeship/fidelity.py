@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .sources import Source
 
 __all__ = ["cosine_sqnr", "sqnr_db", "db_from_sums", "kl_divergence", "softmax", "top_k_agreement", "is_classifier",
-           "source_is_classifier", "judge"]
+           "is_probability_rows", "source_is_classifier", "judge"]
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -53,9 +53,15 @@ def cosine_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float | None]:
 
 
 def kl_divergence(ref_logits: np.ndarray, out_logits: np.ndarray) -> float:
-    """Mean KL(softmax(ref) || softmax(out)) over the rows of two (N, classes) logit arrays."""
-    p = softmax(np.asarray(ref_logits, np.float64), axis=1)
-    q = softmax(np.asarray(out_logits, np.float64), axis=1)
+    """Mean KL(softmax(ref) || softmax(out)) over the rows of two (N, classes) logit arrays; rows
+    that are probabilities already (:func:`is_probability_rows`) are taken as they are."""
+    if is_probability_rows(ref_logits):
+        p = np.clip(np.asarray(ref_logits, np.float64), 0, None)
+        q = np.clip(np.asarray(out_logits, np.float64), 0, None)
+        p, q = p / np.maximum(p.sum(1, keepdims=True), 1e-300), q / np.maximum(q.sum(1, keepdims=True), 1e-300)
+    else:
+        p = softmax(np.asarray(ref_logits, np.float64), axis=1)
+        q = softmax(np.asarray(out_logits, np.float64), axis=1)
     return float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
 
 
@@ -75,25 +81,44 @@ def top_k_agreement(ref: np.ndarray, out: np.ndarray, k: int = 1) -> float:
 CLASSIFIER_WORDS = ("logit", "prob", "score", "class")
 
 
-def is_classifier(ref: np.ndarray, name: str = "", labels: Sequence[str] | None = None, task: str = "auto") -> bool:
+def is_probability_rows(ref: np.ndarray, tol: float = 1e-3) -> bool:
+    """Whether every row of a 2-D float array is a probability vector: no value below 0 (within
+    ``tol``) and each row summing to 1 within ``tol`` (a softmax output, whatever its name)."""
+    a = np.asarray(ref)
+    if a.ndim != 2 or a.shape[1] < 2 or not a.size or not np.issubdtype(a.dtype, np.floating):
+        return False
+    a = a.astype(np.float64)
+    return bool(np.isfinite(a).all() and a.min() >= -tol and np.all(np.abs(a.sum(axis=1) - 1.0) <= tol))
+
+
+def is_classifier(ref: np.ndarray, name: str = "", labels: Sequence[str] | None = None, task: str = "auto",
+                  truth: Sequence[int] | None = None) -> bool:
     """Whether an output is judged as class scores (top-k agreement, label accuracy) or as any other
     tensor (cosine and SQNR only). ``task`` 'classify' or 'other' decides; 'auto' takes a 2-D
-    (batch, classes) output as class scores when the model's labels count its columns, or when
-    its name says so (logits, probs, scores): an embedding vector's argmax means nothing."""
+    (batch, classes) output as class scores when the model's labels count its columns, when its
+    name says so (logits, probs, scores), when its rows are probability vectors (a softmax, named
+    or not), or when the evaluation data carries the true class of each sample (``truth``, e.g. an
+    .npz's ``y``) within its columns: an embedding vector's argmax means nothing."""
     if task == "classify":
         return np.ndim(ref) == 2 and np.shape(ref)[1] > 1
     if task == "other" or np.ndim(ref) != 2 or np.shape(ref)[1] < 2:
         return False
     if labels and len(labels) == np.shape(ref)[1]:
         return True
-    return any(w in name.lower() for w in CLASSIFIER_WORDS)
+    if any(w in name.lower() for w in CLASSIFIER_WORDS) or is_probability_rows(ref):
+        return True
+    if truth is not None and len(truth):
+        t = np.asarray(truth)
+        return bool(t.min() >= 0 and t.max() < np.shape(ref)[1])
+    return False
 
 
-def source_is_classifier(ref: np.ndarray, source: Source, cfg: Any) -> bool:
+def source_is_classifier(ref: np.ndarray, source: Source, cfg: Any, truth: Sequence[int] | None = None) -> bool:
     """:func:`is_classifier` for ``source``'s first output (its name and the source's labels), under
-    ``cfg.task``: the one question verify and the quantisation budget both ask."""
+    ``cfg.task``, with the true classes the evaluation data carries (``truth``) when it does: the one
+    question verify and the quantisation budget both ask."""
     name = source.outputs[0].name if source.outputs else ""
-    return is_classifier(ref, name, source.labels, getattr(cfg, "task", "auto"))
+    return is_classifier(ref, name, source.labels, getattr(cfg, "task", "auto"), truth)
 
 
 def judge(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], *, classifier: bool, min_cosine: float,

@@ -511,6 +511,7 @@ def _document(cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, d
             fid = s["fidelity"]
             art = {**base, "status": "ok", "size_bytes": s["size_bytes"], "digest": s["digest"],
                    "convert_s": s.get("seconds"), "fidelity": fid.get("value"), "fidelity_metric": fid.get("metric"),
+                   "verification": fid.get("status"),
                    "cosine": fid.get("cosine")}
             label = f"{t['recipe']}/{t['target']}"
             for th in (cfg.threads if cfg.benchmark else [None]):

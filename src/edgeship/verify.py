@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .artifact import Artifact, OutputCheck, Preprocess, Verification
+from .artifact import Artifact, OutputCheck, Preprocess, TensorSpec, Verification
 from .errors import EdgeshipError, ValidationError
 from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, top_k_agreement
 
@@ -18,28 +18,42 @@ if TYPE_CHECKING:
 
 
 def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig) -> Verification:
-    """Run source and artifact on the same real inputs; per output max abs / rel error.
+    """Run source and artifact on the same inputs; per output max abs / rel error; the verdict.
 
     Each sample runs at batch 1; when the artifact's batch axis is dynamic, all samples also run
-    as one batch, so a broken dynamic axis fails here rather than on a device.
+    as one batch, so a broken dynamic axis fails here rather than on a device (for fp32 the
+    reference is then the source run on that same batch, so a model whose outputs depend on what
+    else is in the batch is compared with itself).
+
+    The inputs: ``--eval`` data when given (fp32 takes its first ``samples``), else the source's own
+    (its sample inputs, the sample photos through its preprocessing, or seeded random inputs).
 
     fp32 artifacts pass when every element has ``|a - ref| <= atol + rtol * |ref|``
-    (numpy.allclose semantics). Reduced-precision artifacts (fp16, int8, ...) pass on fidelity by
-    the rule the quantisation budget uses (:func:`edgeship.fidelity.judge`): every output's cosine
-    >= ``min_cosine`` and, for class scores only (:func:`edgeship.fidelity.is_classifier`), label
-    accuracy or top-1 agreement within ``max_drop``, on ``eval_samples`` inputs never used for
-    calibration. ``max_rel`` is the max abs error divided by the largest |ref| of that output.
+    (numpy.allclose semantics), on any inputs (``real_inputs`` says which). Reduced-precision artifacts
+    (fp16, int8, ...) are judged on fidelity by the rule the quantisation budget uses
+    (:func:`edgeship.fidelity.judge`): every output's cosine >= ``min_cosine`` and, for class scores
+    only (:func:`edgeship.fidelity.is_classifier`), label accuracy or top-1 agreement within
+    ``max_drop``, on ``eval_samples`` inputs never used for calibration. Judged only on random
+    inputs, one that holds the rule is written with ``status`` ``unverified`` (never counted as
+    verified, recommended, nor released unless ``--allow-unverified``): random inputs find broken
+    conversions, they never verify a reduced precision.
+    ``max_rel`` is the max abs error divided by the largest |ref| of that output.
     """
-    exact = artifact.precision == "fp32"
-    eval_labels = None
-    if exact:
-        samples, origin = source.verification_inputs(limit=cfg.samples), source.inputs_origin("verification")
-    else:  # reduced precision: the evaluation data (--eval, else the source's own), never calibration data
-        from .data import load_samples
+    from .data import load_samples
 
-        spec = getattr(cfg, "eval", None)
-        samples, eval_labels = load_samples(spec, source, cfg.eval_samples, "evaluation")
-        origin = f"evaluation data {spec}" if spec else source.inputs_origin("evaluation")
+    exact = artifact.precision == "fp32"
+    spec = getattr(cfg, "eval", None)
+    if spec:  # the user's real data, for every precision (fp32 on its first `samples`)
+        samples, eval_labels = load_samples(spec, source, cfg.samples if exact else cfg.eval_samples, "evaluation")
+        origin, real = f"evaluation data {spec}", True
+    elif exact:
+        samples, eval_labels = source.verification_inputs(limit=cfg.samples), None
+        origin = source.inputs_origin("verification")
+        real = not is_random_origin(origin)
+    else:  # reduced precision: the source's evaluation inputs, never calibration data
+        samples, eval_labels = load_samples(None, source, cfg.eval_samples, "evaluation")
+        origin = source.inputs_origin("evaluation")
+        real = not is_random_origin(origin)
     refs = [source.run(s) for s in samples]
     try:
         got = [runner.run(artifact_inputs(source, artifact, s)) for s in samples]
@@ -50,18 +64,25 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     n_out = len(refs[0])
     if len(got[0]) != n_out:
         raise ValidationError(f"{artifact.name} has {len(got[0])} outputs, its source {n_out}")
-    ref_cat = [np.concatenate([r[k] for r in refs]) for k in range(n_out)]
-    got_cat = [np.concatenate([g[k] for g in got]) for k in range(n_out)]
+    ref_cat = [np.concatenate([np.atleast_1d(r[k]) for r in refs]) for k in range(n_out)]
+    got_cat = [np.concatenate([np.atleast_1d(g[k]) for g in got]) for k in range(n_out)]
     pairs = [(ref_cat, got_cat)]
     dynamic = all(i.shape and not isinstance(i.shape[0], int) for i in artifact.inputs)
+    batched_out = None
+    batch_dependent = False
     if dynamic and len(samples) > 1:
         mapped = [artifact_inputs(source, artifact, s) for s in samples]
         batched_in = [np.concatenate([s[k] for s in mapped]) for k in range(len(mapped[0]))]
-        pairs.append((ref_cat, runner.run(batched_in)))
+        batched_out = runner.run(batched_in)
+        ref_batched = _source_batched(source, samples, ref_cat) if exact else ref_cat
+        batch_dependent = ref_batched is not ref_cat and not all(
+            np.allclose(a, b, rtol=cfg.rtol, atol=cfg.atol, equal_nan=True) for a, b in zip(ref_batched, ref_cat))
+        pairs.append((ref_batched, batched_out))
         batch_sizes.append(len(samples))
     checks = []
     for k in range(n_out):
-        name = artifact.outputs[k].name if k < len(artifact.outputs) else f"output_{k}"
+        declared = artifact.outputs[k] if k < len(artifact.outputs) else None
+        name = declared.name if declared is not None else f"output_{k}"
         max_abs = mean_abs = 0.0
         ok = True
         scale = 0.0
@@ -69,6 +90,8 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         for ref_list, got_list in pairs:
             ref = np.asarray(ref_list[k], dtype=np.float64)
             out = np.asarray(got_list[k], dtype=np.float64)
+            if ref.shape != out.shape and got_list is batched_out and np.ndim(got[0][k]) == 0:
+                continue  # a scalar output (not per sample): its batch-1 values are compared above
             if ref.shape != out.shape:
                 raise ValidationError(f"{artifact.name}: output {name!r} has shape {out.shape}, the source {ref.shape}",
                                       hint="the conversion changed the model's output shape")
@@ -83,28 +106,107 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
                 ok = ok and finite
         if not exact:
             ok = ok and cos >= cfg.min_cosine
+        seen = [np.shape(got[0][k])] + ([] if batched_out is None else [np.shape(batched_out[k])])
+        fits = declared is not None and all(declared.fits(tuple(sh)) for sh in seen)
         checks.append(OutputCheck(name=name, max_abs=max_abs, max_rel=max_abs / scale if scale else 0.0,
-                                  mean_abs=mean_abs, cosine=cos, sqnr_db=sqnr, passed=ok))
+                                  mean_abs=mean_abs, cosine=cos, sqnr_db=sqnr, passed=ok,
+                                  shape=None if fits else returned_shape(*seen)))
     top1 = top5 = kl = None
     r0, g0 = ref_cat[0], got_cat[0]
-    classifier = source_is_classifier(r0, source, cfg)
+    classifier = source_is_classifier(r0, source, cfg, truth=eval_labels)
+    note = None
     if exact:
         if classifier:  # reported beside the element-wise rule, which alone decides
             top1, top5 = top_k_agreement(r0, g0, 1), top_k_agreement(r0, g0, min(5, r0.shape[1]))
             kl = kl_divergence(r0, g0)
         criterion = f"|err| <= {cfg.atol:g} + {cfg.rtol:g}*|ref| for every element"
+        if batch_dependent:
+            criterion += (f" (batch {len(samples)} against the source on the same batch: its outputs depend on what "
+                          "else is in the batch)")
         passed = all(c.passed for c in checks)
+        status = "verified" if passed else "failed"
     else:  # the rule the quantisation budget uses (edgeship.fidelity.judge)
         j = judge(ref_cat, got_cat, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop,
-                  labels=eval_labels)
+                  labels=eval_labels if classifier else None)
         top1, top5, kl = j.get("top1_agreement"), j.get("top5_agreement"), j.get("kl_divergence")
         criterion = j["criterion"] + ("" if classifier else " (judged as a tensor, not class scores)")
-        passed = j["passed"] and all(c.passed for c in checks)
+        if classifier and eval_labels is not None:
+            criterion += f" (label accuracy {j['accuracy_fp32']:.1%} at fp32, {j['accuracy']:.1%} here)"
+        held = j["passed"] and all(c.passed for c in checks)
+        if not held:
+            status = "failed"
+        elif real:
+            status = "verified"
+        else:
+            status = "unverified"
+            criterion += "; held on random inputs only: unverified"
+            note = unverified_note(source, artifact.precision)
+        passed = held
     return Verification(
         reference=f"{source.kind} source {source.name}", samples=len(samples), inputs=origin, batch_sizes=tuple(batch_sizes),
         atol=cfg.atol, rtol=cfg.rtol, outputs=tuple(checks), top1_agreement=top1, top5_agreement=top5,
-        kl_divergence=kl, criterion=criterion, passed=passed,
+        kl_divergence=kl, criterion=criterion, passed=passed, status=status, real_inputs=real, note=note,
     )
+
+
+def is_random_origin(origin: str | None) -> bool:
+    """Whether a source's own inputs, as :meth:`Source.inputs_origin` words them, are random ones
+    (no sample inputs, no preprocessing for photos: nothing real is known of the model's data)."""
+    return "random" in str(origin or "").lower()
+
+
+def unverified_note(source: Source, precision: str) -> str:
+    """What an artifact judged only on random inputs needs, naming the flag and the file format."""
+    names = [i.name for i in source.inputs]
+    data = (f"--eval data.npz (arrays named after the inputs: {', '.join(names)}; first axis = samples; "
+            "an array y of class indices adds label accuracy)")
+    if source.tokenize is not None:
+        data += " or sentences.txt (one per line)"
+    if len(source.inputs) == 1 and len(source.inputs[0].shape) == 4 and source.preprocess is None:
+        data += " or, for an image model, --preprocess 'mean=127,std=128' (then photos and image folders are real data)"
+    return (f"{precision} judged only on seeded random inputs, which cannot verify it: give real data with {data}; "
+            "--allow-unverified to ship it anyway")
+
+
+def returned_shape(single: Sequence[int], batched: Sequence[int] | None = None) -> tuple[int | str, ...]:
+    """The shape an output was returned with at batch 1, a dimension that followed the batch (it
+    differs in the batched run) named ``batch``."""
+    if batched is None or len(batched) != len(single):
+        return tuple(int(d) for d in single)
+    return tuple("batch" if int(b) != int(d) else int(d) for d, b in zip(single, batched))
+
+
+def observed_outputs(artifact: Artifact, v: Verification | None = None) -> tuple[TensorSpec, ...]:
+    """``artifact``'s output specs with the shapes its verification saw it return where the
+    declared ones did not fit (an empty or wrong shape in the model file), so the record says
+    what the model returns."""
+    v = v if v is not None else artifact.verification
+    if v is None:
+        return artifact.outputs
+    out = list(artifact.outputs)
+    for k, c in enumerate(v.outputs):
+        if c.shape is None:
+            continue
+        if k < len(out):
+            out[k] = out[k].model_copy(update={"shape": c.shape})
+        elif k == len(out):
+            out.append(TensorSpec(name=c.name, shape=c.shape))
+    return tuple(out)
+
+
+def _source_batched(source: Source, samples: Sequence[Sequence[np.ndarray]],
+                    fallback: list[np.ndarray]) -> list[np.ndarray]:
+    """The source run on all ``samples`` as one batch (the reference for the artifact's batched
+    run); ``fallback`` (the batch-1 outputs concatenated) when the source cannot take that batch
+    or returns other shapes."""
+    batched = [np.concatenate([np.asarray(s[k]) for s in samples]) for k in range(len(samples[0]))]
+    try:
+        out = [np.asarray(o) for o in source.run(batched)]
+    except Exception:  # noqa: BLE001 - a source that cannot run batched: the batch-1 outputs are the reference
+        return fallback
+    if len(out) != len(fallback) or any(a.shape != b.shape for a, b in zip(out, fallback)):
+        return fallback
+    return out
 
 
 def artifact_inputs(source: Source, artifact: Artifact, sample: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -143,13 +245,15 @@ def map_inputs(src: Preprocess | None, names: Sequence[str], art: Preprocess | N
 
 
 def raise_if_failed(artifact: Artifact, v: Verification) -> None:
-    if v.passed:
+    if v.passed:  # verified, or unverified (written, marked, kept out of releases), or structural
         return
     worst = ", ".join(f"{c.name}: max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}, cosine {c.cosine:.4f}"
                       for c in v.outputs if not c.passed)
     if v.top1_agreement is not None and not worst:
         worst = f"top-1 agreement {v.top1_agreement:.0%}"
     how = "raise --atol/--rtol" if artifact.precision == "fp32" else "raise --max-drop or lower --min-cosine"
+    if v.real_inputs is False and artifact.precision != "fp32":
+        how += "; it was judged on seeded random inputs: give real data with --eval"
     d = v.first_divergence
     where = ""
     if d:

@@ -9,7 +9,8 @@
                        file with sha256 and size; tool versions and the machine
     MODEL_CARD.md      what the model is, how to feed it, how well and how fast each artifact ran
     labels.txt         class labels, one per line (classifiers)
-    artifacts/<id>/    each verified artifact folder, as deploy wrote it
+    artifacts/<id>/    each verified artifact folder, as deploy wrote it (one judged only on random
+                       inputs only with allow_unverified; those left out are listed, with why)
     golden/            golden vectors (edgeship.bundle.golden)
     integration/       Android, iOS, Python and web app code generated from it (edgeship.bundle.integration)
     model.sig          the OpenSSF model-signing signature (a Sigstore bundle) over every file above
@@ -135,18 +136,54 @@ def next_version(dest: str | Path) -> str:
     return f"{major}.{minor}.{patch + 1}"
 
 
+def release_records(records: list[dict[str, Any]], allow_unverified: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the artifact records a release takes, the others as {id, status, why, fix}). It takes the
+    verified ones and those only structurally checked (Core ML off macOS, said in the card);
+    an artifact judged only on random inputs (``unverified``) only with ``allow_unverified``; never
+    one whose check failed or that has none."""
+    from ..artifact import verification_status
+
+    taken, left = [], []
+    for rec in records:
+        aid = str(rec.get("id") or rec.get("path"))
+        v = rec.get("verification")
+        status = verification_status(v, str(rec.get("precision") or "") or None) if isinstance(v, dict) and v else None
+        if status in ("verified", "structural") or (status == "unverified" and allow_unverified):
+            taken.append(rec)
+            continue
+        if status == "unverified":
+            why = "judged only on random inputs"
+            fix = str(v.get("note") or "give real data with --eval, or --allow-unverified to ship it anyway")
+        elif status == "failed":
+            why, fix = "its verification failed", "deploy it again"
+        else:
+            why, fix = "it has no verification record", "deploy it again"
+        left.append({"id": aid, "status": status or "none", "why": why, "fix": fix})
+    return taken, left
+
+
 def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
+    from ..artifact import verification_status
+
     v = rec.get("verification") or {}
     outs = [o for o in v.get("outputs") or [] if isinstance(o, dict)]
-    return {"passed": v.get("passed"), "reference": v.get("reference"), "criterion": v.get("criterion"),
+    status = verification_status(v, str(rec.get("precision") or "") or None)
+    return {"passed": v.get("passed"), "status": status, "inputs": v.get("inputs"),
+            **({"note": v["note"]} if status != "verified" and v.get("note") else {}),
+            "reference": v.get("reference"), "criterion": v.get("criterion"),
             "samples": v.get("samples"), "top1_agreement": v.get("top1_agreement"),
             "cosine_min": min((o.get("cosine") for o in outs if isinstance(o.get("cosine"), (int, float))), default=None),
             "max_abs": max((o.get("max_abs") for o in outs if isinstance(o.get("max_abs"), (int, float))), default=None)}
 
 
 def package(outdir: str | Path, version: str | None = None, sign_key: str | Path | None = None,
-            dest: str | Path | None = None, progress: Callable[[str], None] | None = None) -> Bundle:
-    """Package the verified artifacts of a deploy output folder as a signed release bundle."""
+            dest: str | Path | None = None, progress: Callable[[str], None] | None = None,
+            allow_unverified: bool | None = None) -> Bundle:
+    """Package the verified artifacts of a deploy output folder as a signed release bundle.
+
+    Artifacts judged only on random inputs (status ``unverified``) are left out, and said, unless
+    ``allow_unverified`` (None: as the deploy that wrote the folder was told, its manifest's
+    ``config.allow_unverified``); the bundle then marks them so in ``bundle.json`` and the card."""
     from ..artifact import Artifact
     from ..manifest import load_manifest, write_manifest
     from ..targets import load_artifact, target_of
@@ -163,8 +200,15 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     m = load_manifest(outdir)
     if m is None:
         raise InputError(f"{outdir} holds no manifest.json", hint="give a folder written by edgeship deploy")
-    records = [r for r in m.records if (r.get("verification") or {}).get("passed")]
+    allow = bool(m.config.get("allow_unverified") is True) if allow_unverified is None else bool(allow_unverified)
+    records, left_out = release_records(m.records, allow)
+    for x in left_out:
+        say(f"{x['id']} not released: {x['why']}" + (" (--allow-unverified)" if x["status"] == "unverified" else ""))
     if not records:
+        unverified = [x["id"] for x in left_out if x["status"] == "unverified"]
+        if unverified:
+            raise InputError(f"{outdir} holds no verified artifact to package: {', '.join(unverified)} "
+                             "judged only on random inputs", hint=next(x["fix"] for x in left_out if x["status"] == "unverified"))
         raise InputError(f"{outdir} holds no verified artifact to package", hint="run edgeship deploy first")
     src = m.source
     name = f"{safe_name(str(src.get('name') or 'model'))}-{version}"
@@ -241,7 +285,8 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
                 "tool_versions": a.provenance.tool_versions,
                 # what a runtime must set when it loads the artifact (weight-only int8)
                 **({"session_config": a.details["session_config"]} if a.details.get("session_config") else {})})
-        order = sorted(entries, key=lambda e: ((e["benchmark"] or {}).get("p50_ms", float("inf")),
+        order = sorted(entries, key=lambda e: (e["fidelity"]["status"] == "unverified",  # shipped when asked, tried last
+                                               (e["benchmark"] or {}).get("p50_ms", float("inf")),
                                                _PRECISION_ORDER.get(e["precision"], 1), e["size_bytes"]))
         from .._version import __version__
         from ..manifest import environment
@@ -254,7 +299,9 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             "source": {k: src.get(k) for k in ("name", "kind", "origin", "digest", "inputs", "outputs", "preprocess")},
             "labels": "labels.txt" if labels else None, "labels_count": len(labels) if labels else 0,
             "artifacts": entries, "fallback_order": [e["id"] for e in order],
-            "fallback_rule": ("measured p50 first (deploy --benchmark), else int8, then fp16, then fp32; a device "
+            **({"left_out": left_out} if left_out else {}),
+            "fallback_rule": ("measured p50 first (deploy --benchmark), else int8, then fp16, then fp32; artifacts "
+                              "judged only on random inputs (--allow-unverified) after all others; a device "
                               "skips an artifact it cannot load or that fails its golden vectors"),
             "golden": GOLDEN_JSON, "card": CARD, "signature": SIGNATURE,
             "tool_versions": tool_versions("model-signing"), "environment": environment(),
@@ -279,7 +326,8 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     stages["bundle"] = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
                         "tarball": os.path.relpath(tarball, outdir), "public_key": os.path.relpath(public, outdir),
                         "key": os.path.relpath(key, outdir), "key_created": key_created,
-                        "fallback_order": doc["fallback_order"], "contents": _contents(doc["files"], tarball)}
+                        "fallback_order": doc["fallback_order"], "contents": _contents(doc["files"], tarball),
+                        "left_out": left_out, "allow_unverified": allow}
     write_manifest(outdir, m.doc)
     return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created)
 

@@ -56,9 +56,26 @@ def model_card(doc: dict[str, Any]) -> str:
         bench = a.get("benchmark") or {}
         rt = a.get("runtime") or {}
         p50 = f"{bench['p50_ms']:.2f}" if isinstance(bench.get("p50_ms"), (int, float)) else "-"
+        status = f.get("status") or "verified"
+        if status == "unverified":
+            fid = [x + " on random inputs" for x in fid]
+        by = _md(f.get("reference") or "-")
+        if status == "unverified":
+            by = "**UNVERIFIED**: judged only on random inputs (shipped with --allow-unverified)"
+        elif status == "structural":
+            by = "structural only (outputs not computed): " + by
         cells = [_md(aid), f"{_md(rt.get('name'))} {_md(rt.get('min_version') or '')}".strip(),
-                 f"{(a.get('size_bytes') or 0) / 1e6:.2f} MB", ", ".join(fid) or "-", p50, _md(f.get("reference") or "-")]
+                 f"{(a.get('size_bytes') or 0) / 1e6:.2f} MB", ", ".join(fid) or "-", p50, by]
         lines.append("| " + " | ".join(cells) + " |")
+    unverified = [_md(a.get("id")) for a in doc.get("artifacts") or [] if (a.get("fidelity") or {}).get("status") == "unverified"]
+    if unverified:
+        lines += ["", f"**Unverified**: {', '.join(unverified)} {'was' if len(unverified) == 1 else 'were'} judged only on "
+                  "random inputs, which say nothing of a reduced precision's accuracy on real data; they are tried "
+                  "after every verified artifact. Check them on real inputs before relying on them."]
+    left = [x for x in doc.get("left_out") or [] if isinstance(x, dict)]
+    if left:
+        lines += ["", "Left out of this release: " + "; ".join(f"{_md(x.get('id'))} ({_md(x.get('why'))}: {_md(x.get('fix'))})"
+                                                          for x in left) + "."]
     env = doc.get("environment") or {}
     lines += ["", "## How it was measured", "",
               "Fidelity: each artifact against its source on real inputs (fp32: every element within the "
@@ -70,5 +87,6 @@ def model_card(doc: dict[str, Any]) -> str:
               "- The figures hold for inputs like the ones measured; they say nothing of data the model "
               "was not trained for.",
               "- edgeship checks conversions, not training: a biased or poisoned source model stays so.",
-              "- Core ML predicts only on Apple devices; its artifacts are verified structurally here.", ""]
+              "- Core ML predicts only on Apple devices; its artifacts are checked structurally here (weights, names, "
+              "types), not verified: run them on a Mac or an iOS device before shipping.", ""]
     return "\n".join(lines)

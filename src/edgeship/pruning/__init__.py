@@ -310,7 +310,7 @@ def load_data(source: Source, cfg: CompressConfig, say: Any) -> Data:
     macs, params = _macs_params(source.module, tuple(np.asarray(a) for a in source.example_inputs))
     return Data(train, labels, cfg.train_data, evaluation, eval_labels,
                 cfg.eval_data or source.inputs_origin("evaluation"),
-                source_is_classifier(ref[0], source, None), ref, macs, params)
+                source_is_classifier(ref[0], source, None, truth=eval_labels), ref, macs, params)
 
 
 def _fidelity(model: Any, data: Data) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def _filters() -> dict[str, Any]:
     def fidelity(f: dict[str, Any]) -> str:
         if f["value"] is None:
             return "–"
-        return f"{f['value']:.1%}" if f["metric"] == "top-1 agreement" else f"cos {f['value']:.4f}"
+        text = f"{f['value']:.1%}" if f["metric"] == "top-1 agreement" else f"cos {f['value']:.4f}"
+        return text + " (random inputs)" if f.get("status") == "unverified" else text
 
     def change(c: dict[str, Any], kind: str) -> str:
         if c["new"] is None and c["old"] is None:

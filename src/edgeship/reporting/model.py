@@ -57,10 +57,15 @@ def _list(x: Any) -> list[Any]:
 
 
 def fidelity_of(rec: dict[str, Any]) -> dict[str, Any]:
-    """How close an artifact is to its source: the figure, its name, and how it was verified."""
+    """How close an artifact is to its source: the figure, its name, and how it was verified
+    (``status``: verified, unverified — a reduced precision judged only on random inputs, its figure
+    said to be on random inputs —, failed, structural, none; ``passed`` only when verified or structural)."""
+    from ..artifact import verification_status
+
     v = _dict(rec.get("verification"))
     outs = [o for o in _list(v.get("outputs")) if isinstance(o, dict)]
-    structural = str(v.get("reference") or "").startswith("structural") or v.get("samples") == 0
+    status = verification_status(v, _text(rec.get("precision"), 20) or None) if v else "none"
+    structural = status == "structural"
     top1 = _num(v.get("top1_agreement"))
     cosines = [c for o in outs if (c := _num(o.get("cosine"))) is not None]
     max_abs = [c for o in outs if (c := _num(o.get("max_abs"))) is not None]
@@ -81,10 +86,14 @@ def fidelity_of(rec: dict[str, Any]) -> dict[str, Any]:
         how, value, metric = "numeric", min(cosines), "cosine"
     else:
         how, value, metric = "numeric" if outs else "none", None, None
+    if status == "unverified":
+        how = "unverified: random inputs only"
     return {"how": how, "value": value, "metric": metric, "cosine": min(cosines) if cosines else None,
             "max_abs": max(max_abs) if max_abs else None, "samples": int(samples) if samples else None,
-            "passed": v.get("passed") is True, "criterion": _text(v.get("criterion"), 200),
-            "reference": _text(v.get("reference"), 200)}
+            "passed": v.get("passed") is True and status in ("verified", "structural"), "status": status,
+            "random_inputs": v.get("real_inputs") is False or str(v.get("inputs") or "").lower().startswith(("seeded random", "random")),
+            "note": _text(v.get("note"), 400) or None,
+            "criterion": _text(v.get("criterion"), 200), "reference": _text(v.get("reference"), 200)}
 
 
 def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, str]]:
@@ -188,10 +197,12 @@ def _budget(config: dict[str, Any]) -> dict[str, Any]:
 
 def _within(row: dict[str, Any], budget: dict[str, Any]) -> bool | None:
     f = row["fidelity"]
+    if f.get("status") in ("unverified", "structural"):
+        return None  # no verdict: figures on random inputs only, or no outputs computed
     if not f["passed"]:
         return False
     if f["value"] is None:
-        return None  # structural only: unknown
+        return None  # unknown
     if f["metric"] == "top-1 agreement":
         return f["value"] >= budget["min_top1"] - 1e-9
     return f["value"] >= budget["min_cosine"] - 1e-9
@@ -204,7 +215,27 @@ def _pct(x: float) -> str:
 def _fid_text(f: dict[str, Any]) -> str:
     if f["value"] is None:
         return "fidelity not measured (structural check only)" if f["how"] == "structural" else "fidelity unknown"
-    return f"{_pct(f['value'])} top-1 agreement" if f["metric"] == "top-1 agreement" else f"cosine {f['value']:.4f}"
+    text = f"{_pct(f['value'])} top-1 agreement" if f["metric"] == "top-1 agreement" else f"cosine {f['value']:.4f}"
+    return text + " on random inputs, unverified" if f.get("status") == "unverified" else text
+
+
+def _counts(row: dict[str, Any], budget: dict[str, Any]) -> bool:
+    """Whether an artifact can be recommended or ranked: verified, and not outside the budget."""
+    return row["fidelity"].get("status") == "verified" and _within(row, budget) is not False
+
+
+def _not_verified(mine: list[dict[str, Any]]) -> str:
+    """Why the artifacts of ``mine`` that have no verdict are not recommended ("" when all have one)."""
+    parts = []
+    unverified = [r["id"] for r in mine if r["fidelity"].get("status") == "unverified"]
+    if unverified:
+        parts.append(f"unverified, judged only on random inputs: {', '.join(unverified)} (give real data with --eval "
+                     "data.npz or an image folder; --allow-unverified to ship them anyway)")
+    structural = [r["id"] for r in mine if r["fidelity"].get("status") == "structural"]
+    if structural:
+        parts.append(f"structural check only, outputs not computed here: {', '.join(structural)} (run them on the "
+                     "device before shipping)")
+    return "; ".join(parts)
 
 
 def _recommend(rows: list[dict[str, Any]], budget: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,7 +243,8 @@ def _recommend(rows: list[dict[str, Any]], budget: dict[str, Any]) -> list[dict[
     out = []
     for target in dict.fromkeys(r["target"] for r in rows):
         mine = [r for r in rows if r["target"] == target]
-        ok = [r for r in mine if _within(r, budget) is not False]
+        ok = [r for r in mine if _counts(r, budget)]
+        unknown = _not_verified(mine)
         timed = [r for r in ok if r["bench"] and r["bench"]["p50"]]
         fp32 = next((r for r in mine if r["precision"] == "fp32"), None)
         if timed:
@@ -225,18 +257,19 @@ def _recommend(rows: list[dict[str, Any]], budget: dict[str, Any]) -> list[dict[
                         if best["size_bytes"] and ref["size_bytes"] else "")
             else:
                 why += f", {_fid_text(best['fidelity'])}"
-            others = [r for r in mine if r not in ok]
+            others = [r for r in mine if r not in ok and _within(r, budget) is False]
             if others:
                 why += "; outside the budget: " + ", ".join(f"{r['id']} ({_fid_text(r['fidelity'])})" for r in others)
         elif ok:
             best = min(ok, key=lambda r: r["size_bytes"] or math.inf)
             reason = next((r["no_bench"] for r in ok if r["no_bench"]), "no latency measured")
             why = f"smallest inside the budget ({_size(best['size_bytes'])}); no latency to rank by: {reason}"
-            if best["fidelity"]["how"] == "structural":
-                why += "; its outputs were not computed here, so check it on the device before shipping"
         else:
-            out.append({"target": target, "artifact": None, "why": "no artifact inside the fidelity budget"})
+            why = "no verified artifact inside the fidelity budget"
+            out.append({"target": target, "artifact": None, "why": why + (f"; {unknown}" if unknown else "")})
             continue
+        if unknown:
+            why += f"; not recommended, {unknown}"
         out.append({"target": target, "artifact": best["id"], "precision": best["precision"], "why": why})
     return out
 
@@ -249,12 +282,16 @@ def _size(n: float | None) -> str:
 
 def _headline(rows: list[dict[str, Any]], baseline: dict[str, Any] | None, budget: dict[str, Any]) -> str:
     """The one sentence that matters most."""
-    timed = [r for r in rows if r["bench"] and r["bench"]["p50"] and _within(r, budget) is not False]
+    timed = [r for r in rows if r["bench"] and r["bench"]["p50"] and _counts(r, budget)]
     if not timed:
         if not any(r["bench"] for r in rows):
-            return (f"{len(rows)} artifact(s) verified; no latency was measured (run edgeship deploy --benchmark "
+            verified = sum(1 for r in rows if r["fidelity"].get("status") == "verified")
+            rest = {k: sum(1 for r in rows if r["fidelity"].get("status") == k) for k in ("unverified", "structural")}
+            more = "".join(f", {n} {'unverified (random inputs only)' if k == 'unverified' else 'structural only'}"
+                           for k, n in rest.items() if n)
+            return (f"{verified} artifact(s) verified{more}; no latency was measured (run edgeship deploy --benchmark "
                     "to rank them by speed)")
-        return "no artifact inside the fidelity budget ran here"
+        return "no verified artifact inside the fidelity budget ran here"
     best = min(timed, key=lambda r: r["bench"]["p50"])
     fp32 = next((r for r in rows if r["target"] == best["target"] and r["precision"] == "fp32"
                  and r["bench"] and r["bench"]["p50"]), None)

@@ -18,7 +18,7 @@ __all__ = ["sweep_page", "problems", "write_sweep_report"]
 
 
 _SHOWN = ("model", "recipe", "target", "precision", "threads", "size_bytes", "fidelity", "fidelity_metric", "p50_ms",
-          "p99_ms", "vs_eager", "eager_p50_ms", "cold_s", "convert_s", "host", "cpu")
+          "p99_ms", "vs_eager", "eager_p50_ms", "cold_s", "convert_s", "host", "cpu", "verification")
 
 
 def problems(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,7 +53,8 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     sections = []
     for (model, cpu), rows in groups.items():
         for th in sorted({r.get("threads") for r in rows}, key=lambda x: x or 0):
-            timed = [r for r in rows if r.get("threads") == th and r.get("p50_ms") and _within(
+            timed = [r for r in rows if r.get("threads") == th and r.get("p50_ms")
+                     and r.get("verification") in (None, "verified") and _within(
                 {"fidelity": {"passed": True, "value": r["fidelity"], "metric": r["fidelity_metric"]}}, budget) is not False]
             if timed:
                 min(timed, key=lambda r: r["p50_ms"])["best"] = True

@@ -258,7 +258,7 @@ class Target(ABC):
         self.say(f"int8 budget: the source's outputs on {len(samples)} evaluation inputs")
         refs = [source.run(s) for s in samples]
         ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
-        budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg), labels, self.say)
+        budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, self.say)
         result: dict[str, Any] = {}
 
         current = {"quantise": quantise}
