@@ -21,6 +21,12 @@ KV-cache ones): a bare ``core.compile_model("model.xml")`` still runs bf16, so t
 measured under the device's own defaults and both figures are recorded. Pass
 ``inference_precision=None`` to get the device default.
 
+ONNX sources below opset 13 whose Softmax, LogSoftmax or Hardmax normalises over more than one
+axis (input rank > 2, ``axis`` not the last) have those nodes written out as Flatten(axis) ->
+op(axis=1) -> Reshape before conversion (:func:`pin_old_axis_ops`), exactly what they mean at
+their opset: OpenVINO 2026.4 reads opset-11 and -12 Softmax as opset 13's single-axis Softmax
+(a 4-D ``Softmax(axis=1)`` at opset 12: max |diff| 0.76 against ONNX Runtime).
+
 Auto-generated op names (``Multiply_3192``: a conv that absorbed its BatchNorm takes the name of
 the fused Multiply, numbered by a process-wide counter) change with every conversion; they are
 renamed ``<type>#<n>`` (the n-th op of that type, in topological order) so the names the int8
@@ -172,8 +178,28 @@ class OpenVinoTarget(Target):
         return self._with_device_default(source, out_dir, cfg, built, "fp32", source.digest)
 
     def _export_fp32(self, source: Source, out_dir: Path, cfg: DeployConfig) -> Built:
-        model, stage, how = self._convert_fp32(source, cfg)
-        return self._save(source, out_dir, model, "fp32", stage, {"precision": "fp32", "from": how}, [])
+        self._static_reason = None
+        model, stage, how, pinned = self._convert_fp32(source, cfg)
+        config: dict[str, Any] = {"precision": "fp32", "from": how}
+        notes = []
+        if self._static_reason:
+            config["static_shapes"] = True
+            notes.append(f"converted {how}: OpenVINO cannot read the model with its dynamic dims "
+                         f"({self._static_reason[:300]}); at the example shapes (onnxslim folds what they decide) it "
+                         "can, and the IR takes those shapes only (give --input-shape for others)")
+        if pinned:
+            config["old_opset_axis_ops"] = pinned
+            names = [f"{n['node']} ({n['op']}, " + (f"{n['rank']}-D input" if n["rank"] else "input of unknown rank")
+                     + f", axis {n['axis']})" for n in pinned["nodes"]]
+            ops = "/".join(dict.fromkeys(n["op"] for n in pinned["nodes"]))
+            notes.append(f"the source is at ONNX opset {pinned['opset']}, where {ops} flattens its input to 2-D at "
+                         f"`axis` and normalises over every axis from there on (opset 13 changed it to one axis): "
+                         f"{len(names)} node(s) rewritten as Flatten + {ops}(axis=1) + Reshape before OpenVINO, the "
+                         f"same computation spelled so no reader can take it in the opset-13 sense: "
+                         + ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+                         + "; OpenVINO 2026.4 reads opset-11/12 Softmax on a rank > 2 input as a single-axis Softmax "
+                         "and computes something other than ONNX")
+        return self._save(source, out_dir, model, "fp32", stage, config, notes)
 
     def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
         parent.verify_files()
@@ -211,7 +237,9 @@ class OpenVinoTarget(Target):
                  + ("full bias correction" if config["bias_correction"] else "no bias correction")
                  + f") calibrated on {config['calibration_samples']} calibration inputs"
                  + (f"; the first conv ({stem[0]}) stays fp32: it sees the image itself" if stem else "")
-                 + (f"; kept in float for the accuracy budget: {', '.join(excluded)}" if excluded else "")]
+                 + (f"; kept in float for the accuracy budget: {', '.join(excluded)}" if excluded else "")
+                 + (f"; every {'/'.join(config['kept_float_types'])} kept in float: NNCF failed on it "
+                    f"({config['nncf_failures'][0][:160]})" if config.get("kept_float_types") else "")]
         built = self._save(source, out_dir, model, "int8", "openvino.nncf_int8", config, notes)
         layers = weight_report(parent.model_path, out_dir / MODEL_FILE)
         return dataclasses.replace(built, details={**built.details, "quantization": weight_attribution(
@@ -290,16 +318,30 @@ class OpenVinoTarget(Target):
         return dataclasses.replace(built, details=details, notes=(*built.notes, note) if note else built.notes)
 
     # ---- fp32 ---------------------------------------------------------------------------
-    def _convert_fp32(self, source: Source, cfg: DeployConfig) -> tuple[Any, str, str]:
+    def _convert_fp32(self, source: Source, cfg: DeployConfig) -> tuple[Any, str, str, dict[str, Any] | None]:
+        """The fp32 OpenVINO model, the stage, how it was converted, and the old-opset
+        Softmax/LogSoftmax/Hardmax nodes rewritten first (None: the file was converted as it is)."""
         import openvino as ov
 
+        pinned = None
         if source.kind == "onnx":
             try:
                 with _quiet():
-                    model = ov.convert_model(str(source.path))
+                    model, pinned = _convert_onnx(Path(source.path))
+            except EdgeshipError:
+                raise
             except Exception as e:
-                raise _conversion_error(source, e, _onnx_nodes(source.path)) from None
-            how = "onnx"
+                first = _conversion_error(source, e, _onnx_nodes(source.path))
+                static = _convert_static(source)  # dims OpenVINO cannot follow (ranks lost in If branches)
+                if static is None:
+                    raise first from None
+                model, pinned = static
+                self._static_reason = first.message
+            how = "onnx" + (f" (opset {pinned['opset']}, {len(pinned['nodes'])} Softmax-family node(s) pinned to "
+                            "their opset's meaning)" if pinned else "")
+            if getattr(self, "_static_reason", None):
+                shapes = ", ".join(f"{s.name} {list(np.shape(a))}" for s, a in zip(source.inputs, source.example_inputs))
+                how += f" at the example shapes ({shapes}; static)"
         else:
             ep, dynamic = self._export(source, cfg)
             try:
@@ -310,7 +352,7 @@ class OpenVinoTarget(Target):
             how = "torch.export" + (" (dynamic batch)" if dynamic else " (static)")
             stable_names(model)  # ONNX sources keep their file's node names; a torch source is re-converted (rounding)
         self._name_and_shape(model, source)
-        return model, "openvino.convert", how
+        return model, "openvino.convert", how, pinned
 
     @staticmethod
     def _export(source: Source, cfg: DeployConfig) -> tuple[Any, bool]:
@@ -387,25 +429,38 @@ class OpenVinoTarget(Target):
         nncf_log = logging.getLogger("nncf")
         level = nncf_log.level
         nncf_log.setLevel(logging.ERROR)
+        float_types: list[str] = []  # op types kept in float after NNCF failed on one of them
         try:
-            with _quiet():
-                dataset = nncf.Dataset(calib, lambda s: dict(zip(names, s)))
-                kwargs: dict[str, Any] = {"subset_size": len(calib), "fast_bias_correction": False}
-                if ignored:
-                    kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored)
-                if model_type is not None:
-                    kwargs["model_type"] = model_type
-                if not bias_correction:  # --no-bias-correction reaches NNCF too
-                    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+            while True:
+                try:
+                    with _quiet():
+                        dataset = nncf.Dataset(calib, lambda s: dict(zip(names, s)))
+                        kwargs: dict[str, Any] = {"subset_size": len(calib), "fast_bias_correction": False}
+                        if ignored or float_types:
+                            kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored, types=float_types)
+                        if model_type is not None:
+                            kwargs["model_type"] = model_type
+                        if not bias_correction:  # --no-bias-correction reaches NNCF too
+                            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-                    kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
-                return nncf.quantize(model, dataset, **kwargs)
-        except Exception as e:
-            message = _ov_message(e)
-            nodes = [n for n in ops if n and re.search(rf"(?<![\w/#.]){re.escape(n)}(?![\w/#.])", message)]
-            where = f" at {', '.join(f'{n} ({ops[n]})' for n in nodes[:4])}" if nodes else ""
-            raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}{where}: {type(e).__name__}: {message}",
-                                   hint="build the fp32 (or fp16) artifact only", nodes=nodes[:4]) from None
+                            kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
+                        return nncf.quantize(model, dataset, **kwargs)
+                except Exception as e:
+                    message = _ov_message(e)
+                    nodes = [n for n in ops if n and re.search(rf"(?<![\w/#.]){re.escape(n)}(?![\w/#.])", message)]
+                    fresh = [ops[n] for n in nodes if ops[n] not in float_types]
+                    if fresh and len(float_types) < 3:
+                        # NNCF cannot take that op (an LSTMSequence whose lengths are not a Constant): keep
+                        # every op of its type in float and quantise the rest, said in the record
+                        float_types.append(fresh[0])
+                        config["kept_float_types"] = list(float_types)
+                        config.setdefault("nncf_failures", []).append(f"{', '.join(nodes[:2])}: {message[:200]}")
+                        continue
+                    where = f" at {', '.join(f'{n} ({ops[n]})' for n in nodes[:4])}" if nodes else ""
+                    also = f" (also with {', '.join(float_types)} kept in float)" if float_types else ""
+                    raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}{where}{also}: "
+                                           f"{type(e).__name__}: {message}",
+                                           hint="build the fp32 (or fp16) artifact only", nodes=nodes[:4]) from None
         finally:
             nncf_log.setLevel(level)
 
@@ -506,6 +561,174 @@ def weight_report(fp32_xml: Path, int8_xml: Path) -> list[dict[str, Any]]:
         rows.append({"node": op.get_friendly_name(), "module": None, "op": op.get_type_name(),
                      "weight_sqnr_db": round(db_from_sums(float(np.sum(w ** 2)), float(np.sum((wq - w) ** 2))), 2)})
     return sorted(rows, key=lambda r: r["weight_sqnr_db"])
+
+
+#: ops whose meaning changed at ONNX opset 13: before it they flatten their input to 2-D at ``axis``
+#: (default 1) and normalise over every axis from there on; from 13 on, along ``axis`` alone
+_AXIS_OPS = ("Softmax", "LogSoftmax", "Hardmax")
+_AXIS_OPSET = 13
+#: a rewritten model larger than this goes to OpenVINO through a file with external data, not in memory
+_IN_MEMORY_LIMIT = 1 << 30
+
+
+def _default_opset(model: Any) -> int | None:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _graphs_of(node: Any) -> list[Any]:
+    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
+
+
+def pin_old_axis_ops(model: Any) -> dict[str, Any] | None:
+    """Rewrite, in place, every Softmax/LogSoftmax/Hardmax of an ONNX model below opset 13 whose
+    meaning depends on the opset (input rank > 2, or unknown, and ``axis`` not the last one) as
+    Flatten(axis) -> op(axis=1) -> Reshape(Shape(input)): what the node means at its own opset,
+    spelled so that a reader taking it in the opset-13 sense (OpenVINO 2026.4 for opset 11 and 12)
+    computes the same. The output keeps its tensor name; subgraphs are included. Returns
+    ``{"opset", "nodes": [{"node", "op", "rank", "axis"}]}``, or None when nothing needed it."""
+    import onnx
+    from onnx import helper
+
+    opset = _default_opset(model)
+    if opset is None or opset >= _AXIS_OPSET:
+        return None
+
+    def has_axis_op(graph: Any) -> bool:
+        return any((n.op_type in _AXIS_OPS and n.domain in ("", "ai.onnx")) or any(has_axis_op(g) for g in _graphs_of(n))
+                   for n in graph.node)
+
+    if not has_axis_op(model.graph):
+        return None
+    try:  # ranks from shape inference (dims only: external data need not be loaded)
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - unknown ranks: every such node is rewritten (exact either way)
+        inferred = None
+
+    taken: set[str] = set()
+
+    def collect(graph: Any) -> None:
+        taken.update(v.name for v in (*graph.input, *graph.output, *graph.value_info))
+        taken.update(t.name for t in graph.initializer)
+        for n in graph.node:
+            taken.update(n.output)
+            taken.add(n.name)
+            for g in _graphs_of(n):
+                collect(g)
+
+    collect(model.graph)
+
+    def fresh(name: str) -> str:
+        out, k = name, 1
+        while out in taken:
+            out, k = f"{name}_{k}", k + 1
+        taken.add(out)
+        return out
+
+    pinned: list[dict[str, Any]] = []
+
+    def rewrite(graph: Any, info: Any, outer: dict[str, int]) -> None:
+        ranks = dict(outer)
+        if info is not None:
+            for v in (*info.input, *info.output, *info.value_info):
+                if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+                    ranks[v.name] = len(v.type.tensor_type.shape.dim)
+            ranks.update({t.name: len(t.dims) for t in info.initializer})
+        infos = list(info.node) if info is not None and len(info.node) == len(graph.node) else [None] * len(graph.node)
+        nodes, changed = [], False
+        for node, inode in zip(graph.node, infos):
+            subs = _graphs_of(node)
+            isubs = _graphs_of(inode) if inode is not None else []
+            for k, g in enumerate(subs):
+                rewrite(g, isubs[k] if len(isubs) == len(subs) else None, ranks)
+            if node.op_type not in _AXIS_OPS or node.domain not in ("", "ai.onnx") or not node.input or not node.output:
+                nodes.append(node)
+                continue
+            axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 1)
+            rank = ranks.get(node.input[0])
+            if rank is not None:
+                a = axis + rank if axis < 0 else axis
+                if rank <= 2 or a == rank - 1 or not 0 <= a < rank:
+                    nodes.append(node)  # one axis either way (or invalid: left for the reader to refuse)
+                    continue
+            elif axis < 0 and opset < 11:
+                nodes.append(node)  # Flatten takes a negative axis from opset 11 on only
+                continue
+            else:
+                a = axis
+            x, y = node.input[0], node.output[0]
+            base = node.name or fresh(f"{node.op_type}_{y}")
+            flat, two_d, shape = fresh(f"{y}__flat"), fresh(f"{y}__2d"), fresh(f"{y}__shape")
+            nodes += [helper.make_node("Flatten", [x], [flat], name=fresh(f"{base}/flatten"), axis=a),
+                      helper.make_node(node.op_type, [flat], [two_d], name=base, axis=1),
+                      helper.make_node("Shape", [x], [shape], name=fresh(f"{base}/shape")),
+                      helper.make_node("Reshape", [two_d, shape], [y], name=fresh(f"{base}/reshape"))]
+            pinned.append({"node": base, "op": node.op_type, "rank": rank, "axis": axis})
+            changed = True
+        if changed:
+            del graph.node[:]
+            graph.node.extend(nodes)
+
+    rewrite(model.graph, inferred, {})
+    return {"opset": opset, "nodes": pinned} if pinned else None
+
+
+def _convert_static(source: Source) -> tuple[Any, dict[str, Any] | None] | None:
+    """The ONNX source converted at its example shapes, for a model OpenVINO cannot read with its
+    dynamic dims (Silero VAD: the ranks inside its If branches are lost): the inputs fixed to the
+    example shapes and the model simplified by onnxslim (what the shapes decide, Ifs on shapes
+    included, folds away), then converted. None when there is nothing dynamic to fix, or it fails
+    too (the first error stands)."""
+    import io
+
+    import onnxslim
+    import openvino as ov
+
+    from ..sources import load_onnx_model
+
+    model = load_onnx_model(Path(source.path))
+    changed = False
+    for vi, ex in zip([i for i in model.graph.input if i.name in {s.name for s in source.inputs}], source.example_inputs):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) != np.ndim(ex):
+            return None
+        for d, n in zip(dims, np.shape(ex)):
+            if not (d.HasField("dim_value") and d.dim_value == n):
+                d.Clear()
+                d.dim_value = int(n)
+                changed = True
+    if not changed or model.ByteSize() >= _IN_MEMORY_LIMIT:
+        return None
+    try:
+        with _quiet():
+            model = onnxslim.slim(model)
+            pinned = pin_old_axis_ops(model)
+            return ov.convert_model(io.BytesIO(model.SerializeToString())), pinned
+    except Exception:  # noqa: BLE001 - the conversion at the model's own dims failed first: that error is the one to show
+        return None
+
+
+def _convert_onnx(path: Path) -> tuple[Any, dict[str, Any] | None]:
+    """``ov.convert_model`` of an ONNX file, its opset-dependent Softmax-family nodes pinned first
+    (:func:`pin_old_axis_ops`); the file itself is converted when there are none."""
+    import io
+    import tempfile
+
+    import onnx
+    import openvino as ov
+
+    from ..sources import load_onnx_model
+
+    model = load_onnx_model(path, weights=False)  # external data vetted, not read
+    pinned = pin_old_axis_ops(model)
+    if pinned is None:
+        return ov.convert_model(str(path)), None
+    onnx.load_external_data_for_model(model, str(path.parent))
+    if model.ByteSize() < _IN_MEMORY_LIMIT:
+        return ov.convert_model(io.BytesIO(model.SerializeToString())), pinned
+    with tempfile.TemporaryDirectory(prefix="edgeship-ov-", ignore_cleanup_errors=True) as tmp:
+        file = Path(tmp) / "model.onnx"
+        onnx.save(model, str(file), save_as_external_data=True, location="model.onnx.data")
+        return ov.convert_model(str(file)), pinned
 
 
 def _read(path: Path) -> Any:
