@@ -55,21 +55,24 @@ def conv1d(folder: Path) -> Path:
     return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), folder)
 
 
-def rate_switch(folder: Path) -> Path:
+def rate_switch(folder: Path, else_fails: bool = True, name: str = "m.onnx") -> Path:
     """Silero VAD's shape in small: x [N, S] float and sr an int64 scalar; the network lives in an If
-    on sr == 16000; the other branch reshapes to a size only a 16 kHz input has, and fails."""
+    on sr == 16000; the other branch scales by 3 and (``else_fails``) reshapes to a size no input
+    has, and fails."""
     then = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y_then"])], "then", [],
                              [_value("y_then", TensorProto.FLOAT, ["N", "S"])],
                              [numpy_helper.from_array(np.array(2.0, np.float32), "two")])
-    other = helper.make_graph([helper.make_node("Reshape", ["x", "bad"], ["y_else"])], "else", [],
-                              [_value("y_else", TensorProto.FLOAT, ["N", "S"])],
-                              [numpy_helper.from_array(np.array([7, 7, 7], np.int64), "bad")])
+    # both branches hold a float weight named 'two' (ONNX scopes names per graph; tools with one table choke)
+    other = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Reshape", ["x2", "bad"], ["y_else"])],
+                              "else", [], [_value("y_else", TensorProto.FLOAT, ["N", "S"])],
+                              [numpy_helper.from_array(np.array([7, 7, 7] if else_fails else [-1, 512], np.int64), "bad"),
+                               numpy_helper.from_array(np.array(3.0, np.float32), "two")])
     nodes = [helper.make_node("Equal", ["sr", "khz16"], ["is16"]),
              helper.make_node("If", ["is16"], ["y"], then_branch=then, else_branch=other, name="if_sr")]
     g = helper.make_graph(nodes, "rate", [_value("x", TensorProto.FLOAT, ["N", "S"]), _value("sr", TensorProto.INT64, [])],
                           [_value("y", TensorProto.FLOAT, ["N", "S"])],
                           [numpy_helper.from_array(np.array(16000, np.int64), "khz16")])
-    return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), folder)
+    return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), folder, name)
 
 
 def test_dims_declared_minus_one_are_dynamic(tmp_path):
@@ -120,13 +123,33 @@ def test_an_int64_scalar_takes_the_values_given(tmp_path):
     with pytest.raises(InputError) as e:
         edgeship.load(str(path), input_shape=["x=1,512"])
     assert "sr [] int64" in e.value.message and "--input-value sr=" in e.value.hint
+    path = rate_switch(tmp_path, else_fails=False, name="both.onnx")
+    src = edgeship.load(str(path), input_shape=["x=1,512"], input_value=["sr=16000,8000"])
+    assert src.inputs[1].shape == () and src.input_values[1] == (16000.0, 8000.0)
+    seen = {int(s[1]) for s in src.verification_inputs() + src.calibration_inputs(16)}
+    assert seen == {16000, 8000} and all(s[1].shape == () for s in src.calibration_inputs(4))
+    res = edgeship.deploy(str(path), out=tmp_path / "out", isolate=False, package=False,
+                          input_shape=["x=1,512"], input_value=["sr=16000,8000"], quantize=["fp16"])
+    assert res.artifacts[0].verification.passed
+    assert res.manifest["source"]["input_values"] == [None, [16000.0, 8000.0]]
+    # fp16 of a graph whose If branches hold weights of one name (ORT's converter asserted: internal error)
+    assert [a.precision for a in res.artifacts] == ["fp32", "fp16"]
+
+
+def test_a_scalar_given_one_value_is_folded_into_the_model(tmp_path):
+    """sr=16000 alone makes sr a constant: the If on it folds away (ONNX Runtime's quantiser does not
+    enter an If, OpenVINO could not read Silero VAD's), checked equal to the original."""
+    path = rate_switch(tmp_path)
     src = edgeship.load(str(path), input_shape=["x=1,512"], input_value=["sr=16000"])
-    assert src.inputs[1].shape == () and src.input_values[1] == (16000.0,)
-    assert all(int(s[1]) == 16000 and s[1].shape == () for s in src.verification_inputs() + src.calibration_inputs(8))
+    assert [i.name for i in src.inputs] == ["x"] and src.origin == str(path) and src.name == "m"
+    assert any("specialised for sr=16000" in n for n in src.notes)
     res = edgeship.deploy(str(path), out=tmp_path / "out", isolate=False, package=False,
                           input_shape=["x=1,512"], input_value=["sr=16000"])
-    assert res.artifacts[0].verification.passed
-    assert res.manifest["source"]["input_values"] == [None, [16000.0]]
+    model = onnx.load(str(res.artifacts[0].model_path))
+    assert [i.name for i in model.graph.input] == ["x"] and "If" not in {n.op_type for n in model.graph.node}
+    x = np.random.default_rng(0).standard_normal((1, 512)).astype(np.float32)
+    got = edgeship.load(str(res.artifacts[0].model_path)).run([x])[0]
+    assert np.allclose(got, 2 * x)
 
 
 @pytest.mark.parametrize("value,says", [("sr=16000.5", "whole numbers"), ("rate=16000", "names input 'rate'"),
@@ -251,8 +274,72 @@ def test_npz_rows_hold_whole_tensors_for_scalars_and_state(tmp_path):
     assert len(samples) == 6 and samples[0][0].shape == (1, 4) and samples[0][1].shape == (2, 1, 3)
     res = edgeship.deploy(str(path), out=tmp_path / "out", isolate=False, package=False, quantize=["fp16"], eval=str(data))
     assert {a.precision for a in res.artifacts} == {"fp32", "fp16"}
-    rate = rate_switch(tmp_path)
+    rate = rate_switch(tmp_path, else_fails=False, name="rate.onnx")
     np.savez(tmp_path / "audio.npz", x=rng.standard_normal((5, 512)).astype(np.float32), sr=np.full(5, 16000, np.int64))
-    src = edgeship.load(str(rate), input_shape=["x=1,512"], input_value=["sr=16000"])
+    src = edgeship.load(str(rate), input_shape=["x=1,512"], input_value=["sr=16000,8000"])
     samples, _ = load_samples(str(tmp_path / "audio.npz"), src, 8, "evaluation")
     assert samples[0][0].shape == (1, 512) and samples[0][1].shape == () and int(samples[0][1]) == 16000
+
+
+def test_an_already_quantised_model_is_deployed_as_it_is_on_every_target(tmp_path):
+    """A QDQ int8 model (as some packages ship only) converts where the target can take it and is
+    verified against itself; quantising it again is answered by name, on every target."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from edgeship.errors import UnsupportedError
+
+    path = conv1d(tmp_path)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.data = iter([{"x": np.random.default_rng(i).standard_normal((1, 1, 16)).astype(np.float32)} for i in range(8)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    q = tmp_path / "q.onnx"
+    quantize_static(str(path), str(q), Reader(), quant_format=QuantFormat.QDQ)
+    src = edgeship.load(str(q), input_shape=["x=1,1,16"])
+    assert src.quantised and "QDQ" in src.quantised and any("already quantised" in n for n in src.notes)
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedError) as e:
+        edgeship.deploy(str(q), out=out, targets=["onnx", "openvino"], quantize=["fp16"], input_shape=["x=1,1,16"],
+                        isolate=False, package=False)
+    assert "2 of 4 artifacts written" in e.value.message
+    failed = {(f["target"], f["precision"]): f["message"] for f in _failed(out)}
+    assert set(failed) == {("onnx", "fp16"), ("openvino", "fp16")}
+    assert all("already quantised" in m for m in failed.values())
+    assert (out / "onnx-fp32").is_dir() and (out / "openvino-fp32").is_dir()
+
+
+@pytest.mark.parametrize("stage", ["_analysis_stage", "_sample_predictions"])
+def test_a_stage_after_verification_that_crashes_loses_no_artifact(tmp_path, monkeypatch, stage):
+    """The analysis (or predictions) ran before the artifacts were committed: its crash lost every
+    verified artifact. Now its failure is recorded in its place and the artifacts are written."""
+    import edgeship.api as api
+
+    def boom(*a, **k):
+        raise TypeError("Graph.__init__() got an unexpected keyword argument 'derived'")
+
+    monkeypatch.setattr(api, stage, boom)
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "out", targets=["onnx"])
+    assert (tmp_path / "out" / "onnx-fp32" / "model.onnx").is_file() and (tmp_path / "out" / "report.html").is_file()
+    key = "analysis" if stage == "_analysis_stage" else "predictions"
+    err = res.manifest["stages"][key]["error"]
+    assert err["error"] == "InternalError" and "unexpected keyword argument 'derived'" in err["message"]
+
+
+def test_an_fp32_verified_on_random_inputs_is_not_reused_for_a_run_with_eval_data(tmp_path, monkeypatch):
+    """fp32 is verified on --eval data when given; the task cache served the fp32 an earlier run had
+    verified on random inputs (its key left the evaluation data out)."""
+    monkeypatch.delenv("EDGESHIP_NO_CACHE", raising=False)
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "cache"))
+    path = stateful(tmp_path)
+    rng = np.random.default_rng(5)
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=rng.standard_normal((6, 4)).astype(np.float32), state=rng.standard_normal((6, 2, 1, 3)).astype(np.float32))
+    first = edgeship.deploy(str(path), out=tmp_path / "a", isolate=False, package=False)
+    assert "random" in first.artifacts[0].verification.inputs
+    again = edgeship.deploy(str(path), out=tmp_path / "b", isolate=False, package=False, eval=str(data))
+    assert "eval.npz" in again.artifacts[0].verification.inputs
+    assert again.manifest["stages"]["convert"]["cache"]["reused"] == []

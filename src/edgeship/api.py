@@ -34,7 +34,7 @@ from .manifest import (
 )
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
 from .targets import available_targets, default_targets, get_target, known_precisions, load_artifact
-from .verify import raise_if_failed
+from .verify import observed_outputs, raise_if_failed
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "classify_bundle",
            "benchmark", "package", "report", "verify_bundle", "keygen", "cache_info", "cache_clear", "DeployResult", "Plan"]
@@ -246,8 +246,11 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
         art = t.convert(source, tmp, cfg, precision=precision, parent=parent)
         progress(f"{t.name} {precision}: verifying against the source")
         v = t.verify(source, art, cfg)
-        art = art.model_copy(update={"verification": v})
+        # the outputs as the artifact returns them (a declared shape that does not fit is replaced)
+        art = art.model_copy(update={"verification": v, "outputs": observed_outputs(art, v)})
         raise_if_failed(art, v)
+        if v.status == "unverified":
+            progress(f"{t.name} {precision}: UNVERIFIED (random inputs only): give --eval real data")
         art = _note_float_tables(source, art, parent)
         if art.labels:
             atomic_write_text(tmp / LABELS_TXT, "\n".join(art.labels) + "\n")
@@ -303,8 +306,12 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     if cfg.isolate and Path(cfg.model).exists() and not in_child():
         # a model file is untrusted input for native parsers: do all the work in a limited child
         progress(f"working on {cfg.model} in an isolated child process")
+        # a runtime that reserves far more address space than it uses (the browser's V8 cage) is
+        # limited by its data segment, as the workers and the benchmark's are
+        kinds = {get_target(s["target"]).memory_limit for s in p.steps}
+        limits = dataclasses.replace(Limits.from_env(), memory_kind="data" if "data" in kinds else "address_space")
         doc = run_isolated("edgeship.api:_deploy_child", {"options": cfg.model_dump(mode="json")},
-                           what=str(cfg.model))
+                           what=str(cfg.model), limits=limits)
         manifest = doc["manifest"]
         arts = tuple(load_artifact(out / a["path"]) for a in manifest["artifacts"])
         return DeployResult(out=out, manifest_path=Path(doc["manifest_path"]), manifest=manifest, artifacts=arts)
@@ -339,8 +346,10 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
                           hint=first.hint, failed=failed)
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
                                           "skipped": list(p.skipped),
-                                          "verified": all(a.verification and a.verification.passed for a in artifacts)
-                                          and not failed, "failed": failed}}
+                                          "verified": all(a.verification is not None and a.verification.verified
+                                                          for a in artifacts) and not failed, "failed": failed,
+                                          **{k: [a.root.name for a in artifacts if a.verification is not None
+                                                 and a.verification.status == k] for k in ("unverified", "structural")}}}
     if workers is not None:
         stages["convert"]["workers"] = workers
     if keys is not None:
@@ -353,17 +362,19 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     if source.preprocess is not None and source.labels and len(source.inputs) == 1:
         progress("classifying the sample photos")
         if keys is None:
-            stages["predictions"] = _sample_predictions(source, artifacts)
+            stages["predictions"] = _after_verification("predictions", lambda: _sample_predictions(source, artifacts), progress)
         else:
-            stages["predictions"] = keys.document("predictions", lambda: _sample_predictions(source, artifacts),
-                                                  artifacts=[(a.root.name, a.digest) for a in artifacts])[0]
+            stages["predictions"] = _after_verification("predictions", lambda: keys.document(
+                "predictions", lambda: _sample_predictions(source, artifacts),
+                artifacts=[(a.root.name, a.digest) for a in artifacts])[0], progress)
     progress("analysing the model: per-layer cost, advice, roofline")
     t1 = time.perf_counter()
-    stages["analysis"] = _analysis_stage(source, artifacts)
+    stages["analysis"] = _after_verification("analysis", lambda: _analysis_stage(source, artifacts), progress)
     timings["analysis"] = time.perf_counter() - t1
     if cfg.benchmark:
         t1 = time.perf_counter()
-        stages["benchmark"] = _benchmark_stage(cfg, source, artifacts, keys, progress)
+        stages["benchmark"] = _after_verification("benchmark", lambda: _benchmark_stage(cfg, source, artifacts, keys, progress),
+                                                  progress)
         timings["benchmark"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     records = []
@@ -392,7 +403,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else type(failure_error(failed[0]))
         raise kind(f"{len(artifacts)} of {len(artifacts) + len(failed)} artifacts written, {len(failed)} failed "
                    f"(not written): {which}",
-                   hint=f"the {len(artifacts)} verified artifact(s) were written to {out} (manifest.json, "
+                   hint=f"the other {len(artifacts)} artifact(s) were written to {out} (manifest.json, "
                         "stages.convert.failed; no release was packaged: edgeship package to make one)"
                         + ("; raise --max-drop or lower --min-cosine only if this loss is acceptable" if kind is ValidationError else ""),
                    failed=failed, manifest_path=str(path))
@@ -432,6 +443,10 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
                 kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
                 raise kind(f"{gone['target']} {gone['precision']}, which it is built from, was not written: {gone['message']}",
                            hint=gone["hint"])
+            if precision != "fp32" and source.quantised:
+                raise UnsupportedError(f"{source.name} is already quantised ({source.quantised}); it is deployed as it is: "
+                                       f"the fp32 cell is the model as given, verified against itself, and no {precision} "
+                                       "is built from it", hint=f"leave {precision} out of --quantize")
             art = keys.reuse(k, folder, name, progress) if keys is not None else None
             if art is None:
                 # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
@@ -454,6 +469,18 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
         artifacts.append(art)
         timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
     return artifacts, failed
+
+
+def _after_verification(stage: str, compute: Callable[[], dict[str, Any]], progress: Progress) -> dict[str, Any]:
+    """A stage that runs once the artifacts are verified (predictions, analysis, benchmark): its
+    failure is recorded in its place in the manifest and said, never the end of the run: the
+    verified artifacts are written all the same. Ctrl-C still stops the run."""
+    try:
+        return compute()
+    except Exception as e:  # noqa: BLE001 - the artifacts it describes are verified: keep them
+        f = cell_failure(stage, "-", e)
+        progress(f"{stage}: failed ({f['message']}); the verified artifacts are written all the same")
+        return {"error": {k: v for k, v in f.items() if k not in ("target", "precision")}}
 
 
 def cell_failure(target: str, precision: str, e: BaseException) -> dict[str, Any]:
@@ -779,8 +806,9 @@ class _TaskKeys:
         self.cfg, self.source, self.cache = cfg, source, cache
         self.source_key = cache.source_key(source)
         reduced = any(s["precision"] != "fp32" for s in p.steps)
-        self.data = {"calib": cache.data_key(cfg.calib, source, cfg.calib_samples, "calibration"),
-                     "eval": cache.data_key(cfg.eval, source, cfg.eval_samples, "evaluation")} if reduced else {}
+        self.data = {"calib": cache.data_key(cfg.calib, source, cfg.calib_samples, "calibration")} if reduced else {}
+        if reduced or cfg.eval:  # fp32 is verified on --eval data too
+            self.data["eval"] = cache.data_key(cfg.eval, source, cfg.eval_samples, "evaluation")
         self.keys: dict[tuple[str, str], str] = {}
         self.reused: list[str] = []
         self.built: list[str] = []
@@ -1199,14 +1227,17 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
 
 
 def package(outdir: str | Path = "edgeship-out", version: str | None = None, sign_key: str | Path | None = None,
-            dest: str | Path | None = None, progress: Progress | None = None) -> Any:
+            dest: str | Path | None = None, progress: Progress | None = None, allow_unverified: bool | None = None) -> Any:
     """A signed release bundle of a deploy output folder (:mod:`edgeship.bundle`): the bundle
     folder and its .tar.gz in ``dest`` (default ``outdir/release``) at ``version`` (default: the
     next patch after the newest there, else 0.1.0), signed with ``sign_key`` or
-    with a key made in ``outdir/keys``. Returns a :class:`edgeship.bundle.Bundle`."""
+    with a key made in ``outdir/keys``. Artifacts judged only on random inputs go in only with
+    ``allow_unverified`` (None: as the deploy that wrote ``outdir`` was told). Returns a
+    :class:`edgeship.bundle.Bundle`."""
     from .bundle import package as _package
 
-    res = _package(outdir, version=version, sign_key=sign_key, dest=dest, progress=progress)
+    res = _package(outdir, version=version, sign_key=sign_key, dest=dest, progress=progress,
+                   allow_unverified=allow_unverified)
     _refresh_report(Path(outdir))
     return res
 

@@ -62,8 +62,9 @@ IntList = Annotated[list[int], BeforeValidator(int_list)]
 class SourceConfig(ConfigModel):
     input_shape: list[str] = Field(
         default_factory=list,
-        description="input shape: NAME=1,3,640,640 (by input name; a dim of 0 or -1 stays dynamic, NAME= a scalar) "
-                    "or 1,3,224,224 in input order; repeat for several inputs")
+        description="the input's shape for examples, verification and calibration: NAME=1,3,640,640 by input name "
+                    "(NAME= a scalar) or 1,3,224,224 in input order; repeat for several inputs (a model file's "
+                    "dynamic dims stay dynamic in its artifacts)")
     input_value: list[str] = Field(
         default_factory=list,
         description="the values an input takes, NAME=V[,V...] (e.g. sr=16000,8000): examples and random inputs use "

@@ -44,7 +44,7 @@ __all__ = ["run", "run_worker", "WorkerOutcome"]
 
 SCHEMA = "edgeship.benchmark/1"
 Progress = Callable[[str], None]
-_SOURCE_OPTION_KEYS = ("input_shape", "input_dtype", "weights", "dynamic_batch")  # never allow_pickle
+_SOURCE_OPTION_KEYS = ("input_shape", "input_dtype", "input_value", "input_range", "weights", "dynamic_batch")  # never allow_pickle
 _MODULE_FACTORY = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _TRACEBACK = "Traceback (most recent call last):"
 

