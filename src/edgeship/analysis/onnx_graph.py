@@ -238,13 +238,8 @@ class _Flat:
                 self.decided += 1
             else:
                 chosen = max(tried, key=lambda b: (tried[b][3], b == "then_branch"))
-                other = "else_branch" if chosen == "then_branch" else "then_branch"
-                dep = w.inputs_behind(node.input[0])
-                said = f" (it depends on input {', '.join(map(repr, dep))})" if dep else ""
-                given = f"; --input-value {dep[0]}=V decides it" if dep else ""
-                self.notes.append(f"If {name}: its condition is known only when it runs{said}; counted its {chosen} "
-                                  f"(the model: {_count_text(tried[chosen][3])} MACs with it), not its {other} "
-                                  f"({_count_text(tried[other][3])} MACs with it){given}")
+                self.notes.append(_undecided_if(name, chosen, w.inputs_behind(node.input[0]),
+                                                {b: t[3] for b, t in tried.items()}, "the model: {} MACs with it"))
             m, sub, grown, _ = tried[chosen]
             self.scopes = sub.scopes
             self.notes += sub.notes
@@ -452,13 +447,7 @@ class _Walker:
             else:
                 chosen = max(parts, key=lambda b: (macs[b], b == "then_branch"))
                 if len(parts) == 2:
-                    other = "else_branch" if chosen == "then_branch" else "then_branch"
-                    dep = self.inputs_behind(node.input[0])
-                    said = f" (it depends on input {', '.join(map(repr, dep))})" if dep else ""
-                    given = f"; --input-value {dep[0]}=V decides it" if dep else ""
-                    part.notes.append(f"If {layer.name}: its condition is known only when it runs{said}; counted its "
-                                      f"{chosen} ({_count_text(macs[chosen])} MACs, the larger), not its {other} "
-                                      f"({_count_text(macs[other])} MACs){given}")
+                    part.notes.append(_undecided_if(layer.name, chosen, self.inputs_behind(node.input[0]), macs, "{} MACs"))
             part.take(parts[chosen])
             outs = [o.name for o in subs[chosen].output]
             layer.inputs = list(dict.fromkeys(layer.inputs + [o for o in outs if o not in self.weights]))
@@ -509,6 +498,16 @@ class _Walker:
 _CONTROL = {"If", "Loop", "Scan"}
 _FOLD_MAX = 4096  # elements: constants up to this size are kept as values to decide If conditions
 _MAX_TRIPS = 10_000_000  # a Loop trip count above this is an exporter's "until the condition" marker
+
+
+def _undecided_if(name: str, chosen: str, dep: Sequence[str], macs: Mapping[str, int], what: str) -> str:
+    """The note for an If whose condition is known only when it runs: which branch was counted
+    (``what`` formats its MACs), the other's figure, and the input that decides it."""
+    other = "else_branch" if chosen == "then_branch" else "then_branch"
+    said = f" (it depends on input {', '.join(map(repr, dep))})" if dep else ""
+    given = f"; --input-value {dep[0]}=V decides it" if dep else ""
+    return (f"If {name}: its condition is known only when it runs{said}; counted its {chosen} "
+            f"({what.format(_count_text(macs[chosen]))}), not its {other} ({what.format(_count_text(macs[other]))}){given}")
 
 
 def _count_text(x: int) -> str:
