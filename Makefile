@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[all,test]"
+	# onnx2torch (the ONNX -> torch bridge for tflite/executorch) requires torchvision in its metadata;
+	# --no-deps keeps the CPU torch wheel (pip would pull a CUDA torch) and edgeship never imports torchvision
+	$(PY) -m pip install -q --no-deps onnx2torch==1.5.15
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -6,7 +6,6 @@ precision, judged on real inputs by each task's own measure with plain runtimes.
         --targets onnx --quantize fp16                                     # plumbing check
     ... --targets onnx,ort,openvino,web,tflite,executorch --json           # with the bridge
     ... --rejudge                      # judge again what the last run wrote in --work, no deploy
-    ... --static-shapes                # det/rec with every dim fixed (while -1 is refused)
     ... --edgeship-args="--jobs 1"     # extra deploy flags (note the '=': they start with --)
 
 Outputs go to --work (default $TMPDIR/edgeship-bench-real/<model>/: calib.npz, eval.npz, deploy.log with the
@@ -84,7 +83,7 @@ class Case:
     shapes: list[str] = field(default_factory=list)   # --input-shape flags
     values: list[str] = field(default_factory=list)   # --input-value flags
     inputs: list[str] = field(default_factory=list)   # the model's input names, in order
-    static: list[str] | None = None  # --static-shapes: the shapes of the data, every dim fixed
+
     note: str = ""
 
 
@@ -106,11 +105,10 @@ def cases() -> dict[str, Case]:
     add(Case("vad-static", _m(*vad, "silero_vad_openvino_16k.onnx"), "vad", [], [], ["input", "state"],
              "static [1,576], no sr"))
     ocr = ("rapidocr_onnxruntime", "models")
-    add(Case("ocr-det", _m(*ocr, "ch_PP-OCRv4_det_infer.onnx"), "det", ["x=1,3,-1,-1"], [], ["x"],
-             ["x=1,3,736,992"]))
+    # the artifacts keep the model's dynamic dims; --input-shape is the data's shape (examples, checks)
+    add(Case("ocr-det", _m(*ocr, "ch_PP-OCRv4_det_infer.onnx"), "det", ["x=1,3,736,992"], [], ["x"]))
     add(Case("ocr-cls", _m(*ocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), "cls", ["x=1,3,48,192"], [], ["x"]))
-    add(Case("ocr-rec", _m(*ocr, "ch_PP-OCRv4_rec_infer.onnx"), "rec", ["x=1,3,48,-1"], [], ["x"],
-             ["x=1,3,48,320"]))
+    add(Case("ocr-rec", _m(*ocr, "ch_PP-OCRv4_rec_infer.onnx"), "rec", ["x=1,3,48,320"], [], ["x"]))
     add(Case("magika", _m("magika", "models", "standard_v3_3", "model.onnx"), "magika", [], [], ["bytes"]))
     add(Case("minilm", f"{HERE / 'minilm.py'}:model", "minilm", [], [], ["input_ids", "attention_mask"]))
     return out
@@ -714,18 +712,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder for data, logs and deploy outputs (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="runtime threads for judging")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per model's deploy")
-    ap.add_argument("--static-shapes", action="store_true",
-                    help="give every --input-shape fully fixed (the data's shapes) instead of keeping the dims the "
-                         "package varies (det H,W; rec W) dynamic with -1")
     ap.add_argument("--rejudge", action="store_true",
                     help="do not deploy: judge again what the last run wrote in --work (the inputs are rebuilt the same)")
     ap.add_argument("--edgeship-args", default="", help="extra flags for edgeship deploy, e.g. '--jobs 1 --no-cache'")
     a = ap.parse_args(argv)
     THREADS = a.threads
     names = [m.strip() for m in a.models.split(",") if m.strip()]
-    if a.static_shapes:
-        for c in cs.values():
-            c.shapes = c.static if c.static is not None else c.shapes
     bad = [m for m in names if m not in cs]
     if bad:
         ap.error(f"unknown model(s) {bad}; known: {', '.join(cs)}")

@@ -78,8 +78,7 @@ def test_an_unexportable_model_is_unsupported_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_onnx_sources_are_refused_before_work(tiny_onnx, tmp_path):
+def test_onnx_sources_go_through_the_bridge_and_are_verified_against_onnx(tiny_onnx, tmp_path):
     source = edgeship.load(str(tiny_onnx / "model.onnx"))
-    with pytest.raises(UnsupportedError, match="cannot convert a onnx model"):
-        edgeship.convert(source, "executorch", tmp_path / "art")
-    assert list(tmp_path.iterdir()) == []
+    art = edgeship.convert(source, "executorch", tmp_path / "art")
+    assert art.verification.passed and art.verification.reference.startswith("onnx source")

@@ -194,10 +194,10 @@ def test_all_targets_skips_those_that_cannot_take_the_model_and_says_why(tiny_on
     p = edgeship.plan(edgeship.DeployConfig.build(model=str(tiny_onnx / "model.onnx"), targets="all", quantize="int8"))
     built = {s["target"] for s in p.steps}
     skipped = {(s["target"], s["precision"]): s["reason"] for s in p.skipped}
-    assert "onnx" in built and "tflite" not in built
-    assert skipped[("tflite", "fp32")] == "tflite converts from torch, pt2, not onnx"
+    assert {"onnx", "tflite", "executorch"} <= built and "coreml" not in built  # tflite, executorch: the bridge
+    assert skipped[("coreml", "fp32")] == "coreml converts from torch, pt2, not onnx"
     with pytest.raises(edgeship.UnsupportedError, match="cannot convert a onnx model"):  # named: still an error
-        edgeship.deploy(str(tiny_onnx / "model.onnx"), targets=["tflite"], dry_run=False, out="unused")
+        edgeship.deploy(str(tiny_onnx / "model.onnx"), targets=["coreml"], dry_run=False, out="unused")
 
 
 def test_verification_says_what_its_inputs_were(tmp_path):

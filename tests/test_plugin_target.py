@@ -102,7 +102,8 @@ def test_one_capability_table_answers_plan_targets_all_and_the_preview_list():
     from onnx_plain_target import PlainOnnxTarget
 
     rows = {(r["target"], r["source_kind"], r["precision"]): r for r in capability_table()}
-    assert rows[("tflite", "onnx", "int8")]["reason"] == "tflite converts from torch, pt2, not onnx"
+    assert rows[("coreml", "onnx", "int8")]["reason"] == "coreml converts from torch, pt2, not onnx"
+    assert rows[("tflite", "onnx", "int8")]["ok"]  # through the onnx2torch bridge
     assert rows[("onnx", "onnx", "int8")]["ok"] and ("executorch", "torch", "fp16") not in rows
     assert {"fp16", "int8", "palettize6", "palettize4"} <= set(known_precisions())
 

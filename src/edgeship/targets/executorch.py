@@ -1,6 +1,8 @@
 """ExecuTorch target: torch.export → edge dialect → XNNPACK delegate → ``model.pte``.
 
 * fp32: ``to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])``.
+* ONNX files: converted to torch first by the onnx2torch bridge (:mod:`edgeship.sources.bridge`,
+  static at the example shapes); the .pte is verified against the ONNX model in ONNX Runtime.
 * int8: PT2E static quantisation with the XNNPACK quantizer (symmetric, per-channel weights,
   calibrated on ``source.calibration_inputs()``), then the same lowering. The stock quantizer fuses
   conv/linear + ReLU but not conv/linear + hardtanh (ReLU6), so the conv output would be quantised
@@ -19,6 +21,7 @@ sets it first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -279,29 +282,55 @@ class ExecuTorchTarget(Target):
     requires: ClassVar[tuple[str, ...]] = ("executorch", "torchao")
     runtime_modules: ClassVar[tuple[str, ...]] = ("executorch",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
-    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")  # onnx: through the onnx2torch bridge
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters", "equalization")  # the shared int8 flow (int8_under_budget)
     int8_from_torch: ClassVar[bool] = True
-    needs_module: ClassVar[bool] = True
+    needs_module: ClassVar[bool] = False  # an ONNX source is bridged to torch in export()
     derives_reduced: ClassVar[bool] = False  # PT2E quantises the torch program, not the .pte
     fuse_clamps: ClassVar[bool] = True  # int8: quantise conv/linear+ReLU6 after the clamp (False: stock quantizer)
+
+    @classmethod
+    def refuses(cls, source_kind: str | None = None, precision: str | None = None) -> str | None:
+        if source_kind == "onnx":
+            from ..sources.bridge import available
+
+            why = available()
+            if why:
+                return f"{cls.name} takes an ONNX file through a bridge to torch: {why}"
+        return super().refuses(source_kind, precision)
+
+    def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
+        if source.module is None:
+            from ..sources.bridge import require
+
+            require()  # an ONNX file needs the bridge: MissingExtraError naming the install command
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
         import torch
 
-        args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in source.example_inputs)
-        ep = self._export(source, args)
-        if precision != "int8":
-            return self._build(source, out_dir, cfg, ep, args, precision)[0]
-        calib = calibration_samples(source, cfg)
-        def from_source(src: Source, work: Path) -> Callable[[list[str]], Any]:
-            ep_r = self._export(src, args)  # the rounded model's own graph (PT2E folds its batch norms)
-            return lambda excluded: self._build(src, out_dir, cfg, ep_r, args, "int8", calib, excluded)
+        from ..sources.bridge import bridge_notes, torch_source
 
-        return self.int8_under_budget(source, out_dir, cfg, source.digest,
-                                      lambda excluded: self._build(source, out_dir, cfg, ep, args, "int8", calib, excluded),
-                                      from_source)
+        # an ONNX file as a torch module (the bridge); int8's budget is still judged against ``source``
+        torch_src = torch_source(source)
+        args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in torch_src.example_inputs)
+        ep = self._export(torch_src, args)
+        if precision != "int8":
+            built = self._build(torch_src, out_dir, cfg, ep, args, precision)[0]
+        else:
+            calib = calibration_samples(source, cfg)
+            def from_source(src: Source, work: Path) -> Callable[[list[str]], Any]:
+                ep_r = self._export(src, args)  # the rounded model's own graph (PT2E folds its batch norms)
+                return lambda excluded: self._build(src, out_dir, cfg, ep_r, args, "int8", calib, excluded)
+
+            built = self.int8_under_budget(source, out_dir, cfg, source.digest,
+                                           lambda excluded: self._build(torch_src, out_dir, cfg, ep, args, "int8", calib,
+                                                                        excluded), from_source)
+        if torch_src is source:
+            return built
+        return dataclasses.replace(built, notes=(*bridge_notes(torch_src), *built.notes),
+                                   config={**built.config, "bridge": "onnx2torch"},
+                                   tools=(*built.tools, "onnx2torch", "onnxslim"))
 
     def _build(self, source: Source, out_dir: Path, cfg: DeployConfig, ep: Any, args: tuple, precision: str,
                calib: list | None = None, excluded: Sequence[str] = ()) -> tuple[Built, list[dict[str, Any]]]:

@@ -5,6 +5,9 @@
   which also drops the TRANSPOSE the converter otherwise puts in front of the first convolution.
 * fp16: the verified fp32 file with its weights cast to float16 (ai-edge-quantizer FLOAT_CASTING,
   weight-only): half the size; XNNPACK computes in fp32.
+* ONNX files: converted to torch first by the onnx2torch bridge (:mod:`edgeship.sources.bridge`,
+  static at the example shapes) and verified against the ONNX model in ONNX Runtime; fp16 and
+  int8 derive from that fp32 file as for any source.
 * int8: full-integer static quantisation of the verified fp32 file (ai-edge-quantizer
   ``static_wi8_ai8``: int8 per-channel weights, int8 activations), calibrated on
   ``source.calibration_inputs()``; output dequantised to float32. For an image model whose
@@ -26,6 +29,7 @@ Runner: the LiteRT interpreter (XNNPACK by default) with ``num_threads`` set at 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -209,11 +213,21 @@ class TfliteTarget(Target):
     requires: ClassVar[tuple[str, ...]] = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
     runtime_modules: ClassVar[tuple[str, ...]] = ("ai_edge_litert",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
-    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2")
+    accepts: ClassVar[tuple[str, ...]] = ("torch", "pt2", "onnx")  # onnx: through the onnx2torch bridge
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters", "equalization")  # the shared int8 flow (int8_under_budget)
     int8_from_torch: ClassVar[bool] = True
     Options: ClassVar[type[BaseModel] | None] = TfliteOptions
-    needs_module: ClassVar[bool] = True
+    needs_module: ClassVar[bool] = False  # an ONNX source is bridged to torch in export()
+
+    @classmethod
+    def refuses(cls, source_kind: str | None = None, precision: str | None = None) -> str | None:
+        if source_kind == "onnx":
+            from ..sources.bridge import available
+
+            why = available()
+            if why:
+                return f"{cls.name} takes an ONNX file through a bridge to torch: {why}"
+        return super().refuses(source_kind, precision)
 
     @classmethod
     def artifact_from_file(cls, path: Path) -> Artifact | None:
@@ -221,13 +235,24 @@ class TfliteTarget(Target):
 
     # -- convert ----------------------------------------------------------------------------
     def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
+        if source.module is None:
+            from ..sources.bridge import require
+
+            require()  # an ONNX file needs the bridge: MissingExtraError naming the install command
         self._nhwc_inputs(source, cfg)
         if precision == "int8":
             self._int8_input(source, cfg)  # an impossible input type fails before any work
 
     def export(self, source: Source, out_dir: Path, cfg: DeployConfig, precision: str = "fp32",
                base: Artifact | None = None) -> Built:
-        return self._fp32(source, out_dir, cfg, self._nhwc_inputs(source, cfg))
+        from ..sources.bridge import bridge_notes, torch_source
+
+        src = torch_source(source)  # an ONNX file as a torch module (the bridge); the rest as they are
+        built = self._fp32(src, out_dir, cfg, self._nhwc_inputs(src, cfg))
+        if src is source:
+            return built
+        return dataclasses.replace(built, notes=(*bridge_notes(src), *built.notes),
+                                   config={**built.config, "bridge": "onnx2torch"}, tools=(*built.tools, "onnx2torch", "onnxslim"))
 
     def derive(self, source: Source, parent: Artifact, out_dir: Path, cfg: DeployConfig, precision: str) -> Built:
         if precision == "fp16":
