@@ -343,7 +343,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         first = failure_error(failed[0])
         others = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed[1:])
         raise type(first)(f"no artifact written: {first.message}" + (f" (also: {others})" if others else ""),
-                          hint=first.hint, failed=failed)
+                          hint=first.hint, **{**first.details, "failed": failed})
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
                                           "skipped": list(p.skipped),
                                           "verified": all(a.verification is not None and a.verification.verified
@@ -489,11 +489,17 @@ def cell_failure(target: str, precision: str, e: BaseException) -> dict[str, Any
     named as such, with its traceback's last lines for the report."""
     if isinstance(e, EdgeshipError):
         out = {"target": target, "precision": precision, "error": type(e).__name__, "message": e.message, "hint": e.hint}
-        try:
-            if e.details:
-                out["details"] = json.loads(json.dumps(e.details))
-        except (TypeError, ValueError):
-            pass
+        if e.details:  # what JSON can hold of them (numbers from numpy as floats; the rest as text)
+            def plain(x: Any) -> Any:
+                return x.item() if hasattr(x, "item") and getattr(x, "ndim", 1) == 0 else str(x)
+
+            details = {}
+            for k, v in e.details.items():
+                try:
+                    details[k] = json.loads(json.dumps(v, default=plain))
+                except (TypeError, ValueError, RecursionError):
+                    continue
+            out["details"] = details
         return out
     import traceback
 
