@@ -419,7 +419,18 @@ def _executorch(path: Path) -> Run:
 
 
 def artifact_runners(art: dict[str, Any], root: Path) -> list[tuple[str, Run]]:
-    """[(how, run)]: the first decides the cell; openvino adds its defaults as a second."""
+    """[(how, run)]: the first decides the cell; openvino adds its defaults as a second. Each is fed
+    only the inputs the artifact's record lists (an input given one value, sr=16000, is folded
+    into the model by edgeship: its artifacts do not take it)."""
+    takes = [i.get("name") for i in art.get("inputs") or [] if isinstance(i, dict)]
+
+    def only(run: Run) -> Run:
+        return (lambda feed: run({k: v for k, v in feed.items() if k in takes})) if takes else run
+
+    return [(how, only(run)) for how, run in _runners(art, root)]
+
+
+def _runners(art: dict[str, Any], root: Path) -> list[tuple[str, Run]]:
     fmt, target = art.get("format"), art.get("target")
     mf = root / art.get("model_file", "")
     if target == "web" or fmt == "web":
