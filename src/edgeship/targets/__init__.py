@@ -112,6 +112,8 @@ class Target(ABC):
     #: what the benchmark worker's memory limit caps (isolate.Limits.memory_kind): "address_space",
     #: or "data" for a runtime that reserves far more address space than it uses
     memory_limit: ClassVar[str] = "address_space"
+    #: takes ONNX files through the onnx2torch bridge (edgeship.sources.bridge): its absence is the refusal
+    bridges_onnx: ClassVar[bool] = False
     #: set by edgeship.convert for one conversion: steps of long work ("calibrating on 128 samples")
     progress: Callable[[str], None] | None = None
 
@@ -131,6 +133,12 @@ class Target(ABC):
         """Why this target cannot build ``precision`` from a ``source_kind`` model (either may be
         left out), or None when it can: the one capability rule (:func:`capability_table`) that
         plan, ``edgeship targets`` and the precision check ask."""
+        if source_kind == "onnx" and cls.bridges_onnx:  # an ONNX file reaches it through the bridge to torch
+            from ..sources.bridge import available
+
+            why = available()
+            if why:
+                return f"{cls.name} takes an ONNX file through a bridge to torch: {why}"
         if source_kind is not None and source_kind not in cls.accepts:
             return f"{cls.name} converts from {', '.join(cls.accepts)}, not {source_kind}"
         if precision is not None and precision not in cls.precisions:

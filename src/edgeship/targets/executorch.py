@@ -286,18 +286,9 @@ class ExecuTorchTarget(Target):
     int8_knobs: ClassVar[tuple[str, ...]] = ("max_float_layers", "rounding", "rounding_iters", "equalization")  # the shared int8 flow (int8_under_budget)
     int8_from_torch: ClassVar[bool] = True
     needs_module: ClassVar[bool] = False  # an ONNX source is bridged to torch in export()
+    bridges_onnx: ClassVar[bool] = True  # Target.refuses names the bridge install when it is missing
     derives_reduced: ClassVar[bool] = False  # PT2E quantises the torch program, not the .pte
     fuse_clamps: ClassVar[bool] = True  # int8: quantise conv/linear+ReLU6 after the clamp (False: stock quantizer)
-
-    @classmethod
-    def refuses(cls, source_kind: str | None = None, precision: str | None = None) -> str | None:
-        if source_kind == "onnx":
-            from ..sources.bridge import available
-
-            why = available()
-            if why:
-                return f"{cls.name} takes an ONNX file through a bridge to torch: {why}"
-        return super().refuses(source_kind, precision)
 
     def check(self, source: Source, cfg: DeployConfig, precision: str) -> None:
         if source.module is None:

@@ -218,16 +218,7 @@ class TfliteTarget(Target):
     int8_from_torch: ClassVar[bool] = True
     Options: ClassVar[type[BaseModel] | None] = TfliteOptions
     needs_module: ClassVar[bool] = False  # an ONNX source is bridged to torch in export()
-
-    @classmethod
-    def refuses(cls, source_kind: str | None = None, precision: str | None = None) -> str | None:
-        if source_kind == "onnx":
-            from ..sources.bridge import available
-
-            why = available()
-            if why:
-                return f"{cls.name} takes an ONNX file through a bridge to torch: {why}"
-        return super().refuses(source_kind, precision)
+    bridges_onnx: ClassVar[bool] = True  # Target.refuses names the bridge install when it is missing
 
     @classmethod
     def artifact_from_file(cls, path: Path) -> Artifact | None:
