@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.edgeship-installed
 .PHONY: setup deploy lint test test-fast clean
 
 # torch first, pinned: the CPU wheel on this disk (an unpinned torch pulls a CUDA build)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
