@@ -306,12 +306,8 @@ def deploy(model: str | None = None, *, progress: Progress = _noop, **options: A
     if cfg.isolate and Path(cfg.model).exists() and not in_child():
         # a model file is untrusted input for native parsers: do all the work in a limited child
         progress(f"working on {cfg.model} in an isolated child process")
-        # a runtime that reserves far more address space than it uses (the browser's V8 cage) is
-        # limited by its data segment, as the workers and the benchmark's are
-        kinds = {get_target(s["target"]).memory_limit for s in p.steps}
-        limits = dataclasses.replace(Limits.from_env(), memory_kind="data" if "data" in kinds else "address_space")
         doc = run_isolated("edgeship.api:_deploy_child", {"options": cfg.model_dump(mode="json")},
-                           what=str(cfg.model), limits=limits)
+                           what=str(cfg.model), limits=_limits_for(p.steps))
         manifest = doc["manifest"]
         arts = tuple(load_artifact(out / a["path"]) for a in manifest["artifacts"])
         return DeployResult(out=out, manifest_path=Path(doc["manifest_path"]), manifest=manifest, artifacts=arts)
@@ -341,7 +337,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         workers = None
     if failed and not artifacts:  # nothing to write: the output folder stays as it was
         first = failure_error(failed[0])
-        others = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed[1:])
+        others = _failures_text(failed[1:])
         raise type(first)(f"no artifact written: {first.message}" + (f" (also: {others})" if others else ""),
                           hint=first.hint, **{**first.details, "failed": failed})
     stages: dict[str, Any] = {"convert": {"steps": [f"{s['target']}-{s['precision']}" for s in p.steps],
@@ -399,7 +395,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     artifacts = [a.model_copy(update={"root": out / a.root.name}) for a in artifacts]
     if failed:
         _write_report(out, progress)
-        which = "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed)
+        which = _failures_text(failed)
         kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else type(failure_error(failed[0]))
         raise kind(f"{len(artifacts)} of {len(artifacts) + len(failed)} artifacts written, {len(failed)} failed "
                    f"(not written): {which}",
@@ -444,9 +440,9 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
                 raise kind(f"{gone['target']} {gone['precision']}, which it is built from, was not written: {gone['message']}",
                            hint=gone["hint"])
             if precision != "fp32" and source.quantised:
-                raise UnsupportedError(f"{source.name} is already quantised ({source.quantised}); it is deployed as it is: "
-                                       f"the fp32 cell is the model as given, verified against itself, and no {precision} "
-                                       "is built from it", hint=f"leave {precision} out of --quantize")
+                from .formats.onnx import requantising_refused
+
+                raise requantising_refused(source.name, source.quantised, precision)
             art = keys.reuse(k, folder, name, progress) if keys is not None else None
             if art is None:
                 # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
@@ -469,6 +465,19 @@ def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]],
         artifacts.append(art)
         timings[f"convert.{target}.{precision}"] = time.perf_counter() - t1
     return artifacts, failed
+
+
+def _limits_for(steps: Sequence[dict[str, Any]]) -> Limits:
+    """The limits of a child process that builds ``steps``: a runtime that reserves far more
+    address space than it uses (the browser's V8 cage) is limited by its data segment, as the
+    benchmark's workers are."""
+    kinds = {get_target(s["target"]).memory_limit for s in steps}
+    return dataclasses.replace(Limits.from_env(), memory_kind="data" if "data" in kinds else "address_space")
+
+
+def _failures_text(failed: Sequence[dict[str, Any]]) -> str:
+    """The failed cells in one line: 'target-precision: message; ...'."""
+    return "; ".join(f"{f['target']}-{f['precision']}: {f['message']}" for f in failed)
 
 
 def _after_verification(stage: str, compute: Callable[[], dict[str, Any]], progress: Progress) -> dict[str, Any]:
@@ -587,10 +596,7 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
     context = {"sys_path": list(sys.path), "targets": {n: r for n, r in refs.items() if r is not None}}
     for u in units:  # a worker imports what this process did: the factory's module, plugin targets
         u["kwargs"]["context"] = context
-        # a runtime that reserves far more address space than it uses (the browser's V8 cage) is
-        # limited by its data segment, as the benchmark's workers do
-        kinds = {get_target(s["target"]).memory_limit for s in u["kwargs"].get("steps", [])}
-        u["limits"] = dataclasses.replace(Limits.from_env(), memory_kind="data" if "data" in kinds else "address_space")
+        u["limits"] = _limits_for(u["kwargs"].get("steps", []))
     if len(units) < 2:  # one group left to build: in this process, no worker to start
         arts, fails = _build_steps(cfg, source, todo, stage, keys, timings, progress)
         arts, fails = _in_plan_order(p, [*early[0], *arts]), [*early[1], *fails]

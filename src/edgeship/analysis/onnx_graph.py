@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, InputError
-from ..formats.onnx import module_path
+from ..formats.onnx import module_path, node_subgraphs
 from ..formats.onnx import node_attribute as _attr
 from .graph import RNN_GATES, Graph, Layer, Tensor, conv_macs, recurrent_macs
 
@@ -387,9 +387,8 @@ class _Walker:
                         v = helper.get_attribute_value(a)
                         arr = np.asarray(v, dtype=np.float32 if "float" in a.name else np.int64)
                         self._weight(node.output[0], arr, top)
-            for a in node.attribute:
-                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                    self.collect(sub)
+            for sub in node_subgraphs(node):
+                self.collect(sub)
 
     # -- layers -------------------------------------------------------------------------------
     def graph(self, g: Any, scope: str | None, repeat: int) -> _Part:

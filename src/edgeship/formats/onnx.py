@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ..artifact import TensorSpec
 
 __all__ = ["MAX_DIM", "SCOPE_KEY", "WEIGHT_ONLY_SESSION_CONFIG", "OnnxRunner", "check_io", "first_divergence", "io_specs",
-           "subgraphs", "unique_initializer_names", "already_quantised", "QUANTISED_OPS",
+           "node_subgraphs", "subgraphs", "all_nodes", "unique_initializer_names", "already_quantised",
+           "requantising_refused", "QUANTISED_OPS",
            "module_path",
            "node_attribute", "onnx_intermediates", "ort_dtype", "ort_session"]
 
@@ -52,18 +53,20 @@ def node_attribute(node: Any, name: str, default: Any) -> Any:
     return default
 
 
+def node_subgraphs(node: Any) -> list[Any]:
+    """The graphs one node holds (an If's branches, a Loop's or Scan's body): the one place every
+    walk of an ONNX model into its subgraphs asks."""
+    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
+
+
 def subgraphs(graph: Any) -> list[Any]:
     """The graphs held directly by ``graph``'s nodes (If branches, Loop and Scan bodies)."""
-    from onnx import AttributeProto
+    return [g for n in graph.node for g in node_subgraphs(n)]
 
-    out = []
-    for n in graph.node:
-        for a in n.attribute:
-            if a.type == AttributeProto.GRAPH:
-                out.append(a.g)
-            elif a.type == AttributeProto.GRAPHS:
-                out.extend(a.graphs)
-    return out
+
+def all_nodes(graph: Any) -> list[Any]:
+    """Every node of ``graph`` and of the subgraphs below it, at any depth."""
+    return [x for n in graph.node for x in (n, *(m for g in node_subgraphs(n) for m in all_nodes(g)))]
 
 
 def unique_initializer_names(model: Any) -> int:
@@ -80,7 +83,7 @@ def unique_initializer_names(model: Any) -> int:
             for k, x in enumerate(n.input):
                 if x == old:
                     n.input[k] = new
-            for g in subgraphs(_Single(n)):
+            for g in node_subgraphs(n):
                 if old not in {i.name for i in g.initializer} | {i.name for i in g.input}:
                     rename_uses(g, old, new)
 
@@ -100,13 +103,6 @@ def unique_initializer_names(model: Any) -> int:
     return renamed
 
 
-class _Single:
-    """A graph-like view of one node, for :func:`subgraphs`."""
-
-    def __init__(self, node: Any) -> None:
-        self.node = [node]
-
-
 QUANTISED_OPS = frozenset({"QGemm", "QAttention", "QEmbedLayerNormalization", "ConvInteger", "MatMulInteger",
                            "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DynamicQuantizeLinear", "DynamicQuantizeLSTM",
                            "MatMulNBits", "MatMulBnb4", "GatherBlockQuantized", "QOrderedMatMul", "QOrderedGelu",
@@ -117,21 +113,7 @@ def already_quantised(model: Any) -> str | None:
     """What makes ``model`` (an ONNX ModelProto) already quantised, in words ("38 QDQ pairs, 52
     quantised weights (DequantizeLinear), 2 QLinearConv"), subgraphs (If, Loop, Scan bodies)
     included; None for a float model. Quantising such a model again is refused by name."""
-    from onnx import AttributeProto
-
-    nodes: list[Any] = []
-
-    def walk(graph: Any) -> None:
-        for n in graph.node:
-            nodes.append(n)
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    walk(a.g)
-                elif a.type == AttributeProto.GRAPHS:
-                    for g in a.graphs:
-                        walk(g)
-
-    walk(model.graph)
+    nodes = all_nodes(model.graph)
     q_out = {n.output[0] for n in nodes if n.op_type == "QuantizeLinear" and n.output}
     dqs = [n for n in nodes if n.op_type == "DequantizeLinear" and n.input]
     pairs = sum(1 for n in dqs if n.input[0] in q_out)
@@ -148,6 +130,14 @@ def already_quantised(model: Any) -> str | None:
         parts.append(f"{lone_q} QuantizeLinear")
     parts += [f"{k} {op}" for op, k in sorted(counts.items(), key=lambda kv: -kv[1])]
     return ", ".join(parts) or None
+
+
+def requantising_refused(name: str, found: str, precision: str) -> UnsupportedError:
+    """The one refusal of a reduced precision built from an already-quantised model (``found``:
+    what :func:`already_quantised` said), whichever command or target asked."""
+    return UnsupportedError(f"{name} is already quantised ({found}); it is deployed as it is: the fp32 cell is the model "
+                            f"as given, verified against itself, and no {precision} is built from it",
+                            hint=f"leave {precision} out of --quantize", already_quantised=found)
 
 
 def check_io(model: Any, where: str) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 from .._util import join_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
 from ..fidelity import source_is_classifier
-from ..formats.onnx import QUANTISED_OPS, already_quantised  # noqa: F401 - re-exported: quant asks it first
+from ..formats.onnx import QUANTISED_OPS, all_nodes, already_quantised, requantising_refused, subgraphs  # noqa: F401 - QUANTISED_OPS, already_quantised re-exported
 from .flow import STEP_KEYS, Budget
 
 if TYPE_CHECKING:
@@ -195,9 +195,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
         raise UnsupportedError("--method fp16 builds an fp16 artifact: use --quantize fp16")
     found = already_quantised(model)
     if found:
-        raise UnsupportedError(f"{source.name} is already quantised ({found}); it is deployed as it is: the fp32 cell "
-                               f"is the model as given, verified against itself, and no {precision} is built from it",
-                               hint=f"leave {precision} out of --quantize", already_quantised=found)
+        raise requantising_refused(source.name, found, precision)
     fb = recipes.Fallback(cell, say)
 
     eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
@@ -491,7 +489,7 @@ def _check_something_quantised(out: Path, fp32: Path, cell: str) -> None:
         return
     model = onnx.load(str(fp32))
     top = sum(1 for n in model.graph.node if n.op_type in WEIGHTED_OR_RECURRENT)
-    inside = _count_nodes(model.graph, WEIGHTED_OR_RECURRENT, top_level=False)
+    inside = sum(n.op_type in WEIGHTED_OR_RECURRENT for g in subgraphs(model.graph) for n in all_nodes(g))
     why = (f"its {inside} weighted layer(s) are inside If/Loop/Scan subgraphs, which ONNX Runtime's quantiser does not enter"
            if inside and not top else "it has no op ONNX Runtime's quantiser takes")
     raise UnsupportedError(f"{cell}: ONNX Runtime quantised nothing: {why}; the result would be the fp32 model under an "
@@ -499,19 +497,6 @@ def _check_something_quantised(out: Path, fp32: Path, cell: str) -> None:
 
 
 WEIGHTED_OR_RECURRENT = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Attention"})
-
-
-def _count_nodes(graph: Any, ops: frozenset[str], top_level: bool = True) -> int:
-    """Nodes of ``ops`` in ``graph`` (``top_level``) and in every subgraph below it."""
-    from onnx import AttributeProto
-
-    k = 0
-    for n in graph.node:
-        k += int(top_level and n.op_type in ops)
-        for a in n.attribute:
-            subs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
-            k += sum(_count_nodes(g, ops) for g in subs)
-    return k
 
 
 def _report_or_none(build: Any, what: str, report: dict[str, Any], say: Any) -> dict[str, Any] | None:

@@ -46,6 +46,7 @@ import numpy as np
 from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
+from ..formats.onnx import node_subgraphs
 from . import Built, Runner, Target
 from .onnx import quiet_exporter as _quiet
 
@@ -575,10 +576,6 @@ def _default_opset(model: Any) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _graphs_of(node: Any) -> list[Any]:
-    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
-
-
 def pin_old_axis_ops(model: Any) -> dict[str, Any] | None:
     """Rewrite, in place, every Softmax/LogSoftmax/Hardmax of an ONNX model below opset 13 whose
     meaning depends on the opset (input rank > 2, or unknown, and ``axis`` not the last one) as
@@ -594,7 +591,7 @@ def pin_old_axis_ops(model: Any) -> dict[str, Any] | None:
         return None
 
     def has_axis_op(graph: Any) -> bool:
-        return any((n.op_type in _AXIS_OPS and n.domain in ("", "ai.onnx")) or any(has_axis_op(g) for g in _graphs_of(n))
+        return any((n.op_type in _AXIS_OPS and n.domain in ("", "ai.onnx")) or any(has_axis_op(g) for g in node_subgraphs(n))
                    for n in graph.node)
 
     if not has_axis_op(model.graph):
@@ -612,7 +609,7 @@ def pin_old_axis_ops(model: Any) -> dict[str, Any] | None:
         for n in graph.node:
             taken.update(n.output)
             taken.add(n.name)
-            for g in _graphs_of(n):
+            for g in node_subgraphs(n):
                 collect(g)
 
     collect(model.graph)
@@ -636,8 +633,8 @@ def pin_old_axis_ops(model: Any) -> dict[str, Any] | None:
         infos = list(info.node) if info is not None and len(info.node) == len(graph.node) else [None] * len(graph.node)
         nodes, changed = [], False
         for node, inode in zip(graph.node, infos):
-            subs = _graphs_of(node)
-            isubs = _graphs_of(inode) if inode is not None else []
+            subs = node_subgraphs(node)
+            isubs = node_subgraphs(inode) if inode is not None else []
             for k, g in enumerate(subs):
                 rewrite(g, isubs[k] if len(isubs) == len(subs) else None, ranks)
             if node.op_type not in _AXIS_OPS or node.domain not in ("", "ai.onnx") or not node.input or not node.output:
@@ -797,9 +794,8 @@ def _onnx_nodes(path: Path | None) -> dict[str, list[str]]:
         for node in graph.node:
             for key in {node.op_type, f"{node.domain}.{node.op_type}" if node.domain else node.op_type}:
                 out.setdefault(key, []).append(node.name or f"{node.op_type} -> {','.join(node.output)}")
-            for attr in node.attribute:
-                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                    walk(g)
+            for g in node_subgraphs(node):
+                walk(g)
 
     walk(model.graph)
     return out
