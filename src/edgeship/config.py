@@ -93,66 +93,38 @@ class SourceConfig(ConfigModel):
     def shapes(self) -> list[tuple[int, ...]] | dict[str, tuple[int, ...]] | None:
         """``--input-shape``: in input order (``1,3,224,224``), or by input name (``x=1,3,640,640``;
         ``sr=`` a scalar) as a dict; the two forms are not mixed."""
-        if not self.input_shape:
-            return None
-        named: dict[str, tuple[int, ...]] = {}
-        out = []
-        for s in self.input_shape:
-            name, eq, text = s.rpartition("=") if "=" in s else ("", "", s)
-            name = name.strip()
-            if eq and not name:
-                raise UsageError(f"--input-shape {s!r}: name the input before '='", hint="write it like x=1,3,640,640")
-            text = text.strip()
+        def parse(text: str, spec: str, named: bool) -> tuple[int, ...]:
             if text.lower() in ("scalar", "()", "[]"):
                 text = ""
+            hint = "write it like 1,3,224,224, or by input name x=1,3,640,640 (sr= for a scalar)"
             try:
                 dims = tuple(int(p) for p in text.strip("[]()").replace("x", ",").split(",") if p.strip())
             except ValueError:
-                raise UsageError(f"--input-shape {s!r} is not a list of integers",
-                                 hint="write it like 1,3,224,224, or by input name x=1,3,640,640 (sr= for a scalar)") from None
-            if (not dims and not name) or any(d <= 0 for d in dims):
-                raise UsageError(f"--input-shape {s!r} needs positive dimensions",
-                                 hint="write it like 1,3,224,224, or by input name x=1,3,640,640 (sr= for a scalar)")
-            check_example_size(dims, 4, f"--input-shape {s}")
-            if name:
-                if name in named:
-                    raise UsageError(f"--input-shape gives input {name!r} twice")
-                named[name] = dims
-            else:
-                out.append(dims)
-        if named and out:
-            raise UsageError("--input-shape: give every shape by input name (x=1,3,224,224) or every shape in input order, "
-                             "not both")
-        return named or out
+                raise UsageError(f"--input-shape {spec!r} is not a list of integers", hint=hint) from None
+            if (not dims and not named) or any(d <= 0 for d in dims):
+                raise UsageError(f"--input-shape {spec!r} needs positive dimensions", hint=hint)
+            check_example_size(dims, 4, f"--input-shape {spec}")
+            return dims
+
+        return _by_name_or_in_order("--input-shape", self.input_shape, parse, "x=1,3,224,224")
 
     def values(self) -> dict[str, tuple[float, ...]] | None:
         """``--input-value NAME=V[,V...]``: the values an input takes (a sample rate, a mode flag)."""
-        if not self.input_value:
-            return None
-        out: dict[str, tuple[float, ...]] = {}
-        for s in self.input_value:
-            name, eq, text = s.partition("=")
-            name = name.strip()
+        def parse(text: str, spec: str, named: bool) -> tuple[float, ...]:
             try:
                 vals = tuple(float(p) for p in text.replace("|", ",").split(",") if p.strip())
             except ValueError:
                 vals = ()
-            if not eq or not name or not vals or not all(math.isfinite(v) for v in vals):
-                raise UsageError(f"--input-value {s!r} is not NAME=V[,V...]", hint="write it like sr=16000 or sr=16000,8000")
-            if name in out:
-                raise UsageError(f"--input-value gives input {name!r} twice", hint="list its values once: sr=16000,8000")
-            out[name] = tuple(dict.fromkeys(vals))
-        return out
+            if not named or not vals or not all(math.isfinite(v) for v in vals):
+                raise UsageError(f"--input-value {spec!r} is not NAME=V[,V...]", hint="write it like sr=16000 or sr=16000,8000")
+            return tuple(dict.fromkeys(vals))
+
+        return _by_name_or_in_order("--input-value", self.input_value, parse, "sr=16000,8000")  # type: ignore[return-value]
 
     def ranges(self) -> list[tuple[float, float]] | dict[str, tuple[float, float]] | None:
         """``--input-range LO,HI`` (repeat per input, or once for all) as ``[(low, high), ...]``, or
         by input name (``ids=0,30522``) as a dict."""
-        if not self.input_range:
-            return None
-        out = []
-        named: dict[str, tuple[float, float]] = {}
-        for spec in self.input_range:
-            name, eq, text = str(spec).rpartition("=") if "=" in str(spec) else ("", "", str(spec))
+        def parse(text: str, spec: str, named: bool) -> tuple[float, float]:
             parts = [p.strip() for p in text.replace(":", ",").split(",") if p.strip()]
             try:
                 lo, hi = (float(p) for p in parts)
@@ -161,19 +133,42 @@ class SourceConfig(ConfigModel):
                                  hint="write it like 0,30000 (token ids 0..29999) or -1,1, or by name ids=0,30000") from None
             if not hi > lo:
                 raise UsageError(f"--input-range {spec!r}: HI must be greater than LO", hint="write it like 0,30000")
-            if eq:
-                named[name.strip()] = (lo, hi)
-            else:
-                out.append((lo, hi))
-        if named and out:
-            raise UsageError("--input-range: give every range by input name (ids=0,30000) or in input order, not both")
-        return named or out
+            return lo, hi
+
+        return _by_name_or_in_order("--input-range", self.input_range, parse, "ids=0,30000")
 
     def source_kwargs(self) -> dict[str, Any]:
         return dict(input_shapes=self.shapes(), input_dtypes=self.input_dtype or None, weights=self.weights,
                     allow_pickle=self.allow_pickle, dynamic_batch=self.dynamic_batch,
                     input_ranges=self.ranges(), input_values=self.values(), preprocess=self.preprocess,
                     labels=self.labels)
+
+
+def _by_name_or_in_order(flag: str, specs: list[str], parse: Callable[[str, str, bool], Any], example: str
+                         ) -> list[Any] | dict[str, Any] | None:
+    """An option given per input, by name (``NAME=...``, a dict) or in input order (a list), never
+    both; ``parse(text, spec, named)`` reads one value. A name given twice, or an '=' with no name
+    before it, is an error."""
+    if not specs:
+        return None
+    named: dict[str, Any] = {}
+    ordered: list[Any] = []
+    for spec in specs:
+        s = str(spec)
+        name, eq, text = s.partition("=")
+        name = name.strip() if eq else ""
+        if eq and not name:
+            raise UsageError(f"{flag} {s!r}: name the input before '='", hint=f"write it like {example}")
+        value = parse((text if eq else s).strip(), s, bool(eq))
+        if not eq:
+            ordered.append(value)
+        elif name in named:
+            raise UsageError(f"{flag} gives input {name!r} twice", hint=f"give each input once, like {example}")
+        else:
+            named[name] = value
+    if named and ordered:
+        raise UsageError(f"{flag}: give every value by input name ({example}) or every value in input order, not both")
+    return named or ordered
 
 
 class VerifyConfig(ConfigModel):

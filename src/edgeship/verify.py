@@ -48,12 +48,10 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         origin, real = f"evaluation data {spec}", True
     elif exact:
         samples, eval_labels = source.verification_inputs(limit=cfg.samples), None
-        origin = source.inputs_origin("verification")
-        real = not is_random_origin(origin)
+        origin, real = source.inputs_origin("verification"), source.real_inputs
     else:  # reduced precision: the source's evaluation inputs, never calibration data
         samples, eval_labels = load_samples(None, source, cfg.eval_samples, "evaluation")
-        origin = source.inputs_origin("evaluation")
-        real = not is_random_origin(origin)
+        origin, real = source.inputs_origin("evaluation"), source.real_inputs
     refs = [source.run(s) for s in samples]
     try:
         got = [runner.run(artifact_inputs(source, artifact, s)) for s in samples]
@@ -147,12 +145,6 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         atol=cfg.atol, rtol=cfg.rtol, outputs=tuple(checks), top1_agreement=top1, top5_agreement=top5,
         kl_divergence=kl, criterion=criterion, passed=passed, status=status, real_inputs=real, note=note,
     )
-
-
-def is_random_origin(origin: str | None) -> bool:
-    """Whether a source's own inputs, as :meth:`Source.inputs_origin` words them, are random ones
-    (no sample inputs, no preprocessing for photos: nothing real is known of the model's data)."""
-    return "random" in str(origin or "").lower()
 
 
 def unverified_note(source: Source, precision: str) -> str:

@@ -153,6 +153,12 @@ class Source:
         half = len(samples) // 2
         return samples[:half], samples[half:]
 
+    @property
+    def real_inputs(self) -> bool:
+        """Whether the source's own inputs are real (its sample inputs, or the sample photos through
+        its preprocessing) rather than seeded random ones: what :meth:`inputs_origin` words."""
+        return bool(self.sample_inputs) or (self.preprocess is not None and len(self.inputs) == 1)
+
     def inputs_origin(self, purpose: str = "verification") -> str:
         """What the default inputs for ``purpose`` (verification, evaluation, calibration) are, in words."""
         if self.sample_inputs:
@@ -284,21 +290,18 @@ class _Ranges:
         self.names, self.dtypes = list(names), [np.dtype(d) for d in dtypes]
         self.ranges: list[tuple[float, float] | None] = [None] * len(self.names)
         self.notes: list[str] = []
-        if isinstance(given, dict):
+        if isinstance(given, dict):  # by input name: the others keep their own range
             given = [given.get(n) for n in by_name(given, self.names, "--input-range")]
-            for i, r in enumerate(given):
-                if r is not None:
-                    self.ranges[i] = tuple(r)  # type: ignore[assignment]
-                    self.notes.append(f"input {self.names[i]!r}: random values in [{_fmt(r[0])}, {_fmt(r[1])}) "
-                                      "from --input-range")
         elif given:
             if len(given) not in (1, len(self.names)):
                 raise UsageError(f"{len(given)} --input-range for {len(self.names)} inputs",
                                  hint="give one range for all inputs or one per input")
-            for i in range(len(self.names)):
-                self.ranges[i] = tuple(given[0] if len(given) == 1 else given[i])  # type: ignore[assignment]
-                self.notes.append(f"input {self.names[i]!r}: random values in [{_fmt(self.ranges[i][0])}, "
-                                  f"{_fmt(self.ranges[i][1])}) from --input-range")
+            given = list(given) * len(self.names) if len(given) == 1 else list(given)
+        for i, r in enumerate(given or ()):
+            if r is not None:
+                self.ranges[i] = tuple(r)  # type: ignore[assignment]
+                self.notes.append(f"input {self.names[i]!r}: random values in [{_fmt(r[0])}, {_fmt(r[1])}) "
+                                  "from --input-range")
 
     def is_int(self, i: int) -> bool:
         return bool(np.issubdtype(self.dtypes[i], np.integer))
