@@ -5,6 +5,7 @@ from here, never from a target."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,24 @@ def subgraphs(graph: Any) -> list[Any]:
 def all_nodes(graph: Any) -> list[Any]:
     """Every node of ``graph`` and of the subgraphs below it, at any depth."""
     return [x for n in graph.node for x in (n, *(m for g in node_subgraphs(n) for m in all_nodes(g)))]
+
+
+def fix_input_shapes(model: Any, shapes: dict[str, Sequence[int]]) -> bool:
+    """Fix, in place, the dims of the graph inputs named in ``shapes`` (an input whose rank differs
+    is left as it is); whether any dim changed. What a converter that cannot follow dynamic dims
+    is given, with onnxslim then folding what the fixed shapes decide."""
+    changed = False
+    for vi in model.graph.input:
+        want = shapes.get(vi.name)
+        dims = vi.type.tensor_type.shape.dim
+        if want is None or len(dims) != len(want):
+            continue
+        for d, n in zip(dims, want):
+            if not (d.HasField("dim_value") and d.dim_value == n):
+                d.Clear()
+                d.dim_value = int(n)
+                changed = True
+    return changed
 
 
 def unique_initializer_names(model: Any) -> int:

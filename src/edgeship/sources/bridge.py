@@ -199,13 +199,10 @@ def _static(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
     import onnx
 
     from .._util import quiet
+    from ..formats.onnx import fix_input_shapes
 
     g = model.graph
-    for vi in g.input:
-        if vi.name in shapes:
-            for d, v in zip(vi.type.tensor_type.shape.dim, shapes[vi.name]):
-                d.ClearField("dim_param")
-                d.dim_value = int(v)
+    fix_input_shapes(model, shapes)
     # Paddle2ONNX's -1 dims (dynamic) elsewhere: a name, as ONNX means it
     for k, vi in enumerate([*g.output, *g.value_info]):
         for i, d in enumerate(vi.type.tensor_type.shape.dim):

@@ -46,7 +46,7 @@ import numpy as np
 from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
-from ..formats.onnx import node_subgraphs
+from ..formats.onnx import fix_input_shapes, node_subgraphs
 from . import Built, Runner, Target
 from .onnx import quiet_exporter as _quiet
 
@@ -683,17 +683,11 @@ def _convert_static(source: Source) -> tuple[Any, dict[str, Any] | None] | None:
     from ..sources import load_onnx_model
 
     model = load_onnx_model(Path(source.path))
-    changed = False
-    for vi, ex in zip([i for i in model.graph.input if i.name in {s.name for s in source.inputs}], source.example_inputs):
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) != np.ndim(ex):
-            return None
-        for d, n in zip(dims, np.shape(ex)):
-            if not (d.HasField("dim_value") and d.dim_value == n):
-                d.Clear()
-                d.dim_value = int(n)
-                changed = True
-    if not changed or model.ByteSize() >= _IN_MEMORY_LIMIT:
+    shapes = {s.name: np.shape(ex) for s, ex in zip(source.inputs, source.example_inputs)}
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in model.graph.input}
+    if any(ranks.get(n, len(sh)) != len(sh) for n, sh in shapes.items()):
+        return None
+    if not fix_input_shapes(model, shapes) or model.ByteSize() >= _IN_MEMORY_LIMIT:
         return None
     try:
         with _quiet():
