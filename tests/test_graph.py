@@ -23,7 +23,8 @@ class NoisyFake(FakeTarget):
 
 def test_dry_run_prints_the_graph(cli_env):
     run = subprocess.run([sys.executable, "-m", "edgeship", "deploy", "tinymodels:tiny_classifier", "--targets",
-                          "onnx,ort,web,tflite,executorch", "--quantize", "int8", "--dry-run", "--json", "--jobs", "2"],
+                          "onnx,ort,web,tflite,executorch", "--quantize", "int8", "--rounding", "adaround", "--dry-run",
+                          "--json", "--jobs", "2"],
                          env=cli_env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     plan = json.loads(run.stdout)["plan"]
@@ -31,18 +32,19 @@ def test_dry_run_prints_the_graph(cli_env):
     assert steps["onnx-int8"]["after"] == ["onnx-fp32"]
     assert steps["ort-fp32"]["after"] == ["onnx-fp32"] and steps["ort-fp32"]["group"] == "onnx"
     assert steps["web-int8"]["after"][0] == "onnx-int8" and steps["web-int8"]["group"] == "onnx"
-    # the int8 that starts from the torch source waits for the one learned rounding they share
+    # asked for, the int8 that starts from the torch source waits for the one learned rounding they share
     assert steps["tflite-int8"]["after"] == ["tflite-fp32", "learned-rounding"]
     assert [t["id"] for t in plan["shared"]] == ["learned-rounding"]
     assert set(plan["shared"][0]["for"]) == {"tflite-int8", "executorch-int8"}
     assert "learned-rounding" not in steps["onnx-int8"]["after"]  # ONNX rounds its own graph
     assert plan["jobs"] == 2
-    nearest = subprocess.run([sys.executable, "-m", "edgeship", "deploy", "tinymodels:tiny_classifier", "--targets",
-                              "tflite", "--quantize", "int8", "--rounding", "nearest", "--dry-run", "--json"],
-                             env=cli_env, capture_output=True, text=True)
-    assert json.loads(nearest.stdout)["plan"]["shared"] == []
+    for rounding in ("nearest", "auto"):  # auto climbs to it only when the budget needs it: nothing to wait for
+        plain = subprocess.run([sys.executable, "-m", "edgeship", "deploy", "tinymodels:tiny_classifier", "--targets",
+                                "tflite", "--quantize", "int8", "--rounding", rounding, "--dry-run", "--json"],
+                               env=cli_env, capture_output=True, text=True)
+        assert json.loads(plain.stdout)["plan"]["shared"] == [], rounding
     human = subprocess.run([sys.executable, "-m", "edgeship", "deploy", "tinymodels:tiny_classifier", "--targets",
-                            "onnx,ort,tflite", "--quantize", "int8", "--dry-run"],
+                            "onnx,ort,tflite", "--quantize", "int8", "--rounding", "adaround", "--dry-run"],
                            env={**cli_env, "COLUMNS": "80"}, capture_output=True, text=True)
     assert human.returncode == 0 and max(len(line) for line in human.stdout.splitlines()) <= 80
     assert "learned-rounding" in human.stdout and "worker" in human.stdout

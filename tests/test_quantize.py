@@ -28,7 +28,8 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def test_static_int8_with_report_attribution_and_bias_correction(tiny_onnx, tmp_path):
-    a = edgeship.quantize(tiny_onnx, out=tmp_path / "q", equalization="off")  # the steps below: bias correction, rounding
+    # --rounding adaround takes the learned-rounding rung whatever the budget says: the steps below
+    a = edgeship.quantize(tiny_onnx, out=tmp_path / "q", equalization="off", rounding="adaround")
     fp32 = edgeship.load_artifact(tiny_onnx)
     assert a.precision == "int8" and a.verification.passed and a.provenance.parent_digest == fp32.digest
     assert a.provenance.config["bias_correction"] is True
@@ -46,15 +47,39 @@ def test_static_int8_with_report_attribution_and_bias_correction(tiny_onnx, tmp_
     notes = [s["note"].split(" (")[0] for s in q["steps"]]
     assert notes[:4] == ["all weighted layers int8", "+ bias correction", "learned rounding", "learned rounding + bias correction"]
     assert q["bias_correction"]["layers"] == 4 and q["steps"][-1]["within_budget"]
-    # --rounding auto: learned rounding kept only when it measured closer to fp32, and said so
     r = q["rounding"]
-    assert r["asked"] == "auto" and r["chosen"] in ("adaround", "nearest") and len(r["per_layer"]) == 4
+    assert r["asked"] == "adaround" and r["chosen"] == "adaround" and len(r["per_layer"]) == 4
     assert a.details["quantization"]["rounding"]["chosen"] == r["chosen"]
-    if r["chosen"] == "nearest":
-        assert notes[-1] == "nearest rounding kept + bias correction"
+    assert q["rung"] == "learned rounding" and [s["rung"] for s in q["steps"][:3]] == [
+        "nearest rounding", "nearest rounding", "learned rounding"]
     assert a.details["quantization"]["chosen"] == len(q["steps"]) - 1
     ops = {n.op_type for n in onnx.load(str(a.model_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
+def test_int8_stops_at_the_first_rung_that_meets_the_budget(tiny_onnx, tmp_path):
+    """The default ladder: nearest rounding with bias correction meets the budget on this model, so
+    neither equalisation nor learned rounding (minutes on a real CNN) is built, and the record says
+    which rung was reached and why the others were not taken."""
+    a = edgeship.quantize(tiny_onnx, out=tmp_path / "q")
+    q = json.loads((a.root / "quantization.json").read_text())
+    assert q["steps"][-1]["within_budget"] and q["rung"] == "nearest rounding"
+    assert {s["rung"] for s in q["steps"]} == {"nearest rounding"}
+    assert not any("learned rounding" in s["note"] for s in q["steps"])
+    assert q["rounding"]["tried"] is False and "not needed" in q["rounding"]["why"]
+    assert a.details["quantization"]["rung"] == "nearest rounding"
+    assert a.details["quantization"]["rounding"]["chosen"] == "off"
+
+
+def test_int8_climbs_to_learned_rounding_while_the_budget_is_missed(tiny_onnx, tmp_path):
+    """A budget nearest rounding cannot meet: auto climbs to learned rounding (then, with no float
+    layers allowed, the miss names every rung measured and nothing is written)."""
+    with pytest.raises(ValidationError) as e:
+        edgeship.quantize(tiny_onnx, out=tmp_path / "q", equalization="off", min_cosine=0.9999999, max_float_layers=0,
+                          rounding_iters=20)
+    notes = [s["note"] for s in e.value.details["steps"]]
+    assert any(n.startswith("learned rounding") for n in notes), notes
+    assert not (tmp_path / "q").exists()
 
 
 def _conv_gemm_model(path: Path) -> None:

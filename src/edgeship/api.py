@@ -170,9 +170,11 @@ def _link(steps: list[dict[str, Any]], cfg: DeployConfig, kind: str) -> list[dic
     A reduced precision comes after its target's fp32; a target built from another's artifact
     (ort, web from onnx) after that artifact at its precision, in the same group; the int8 of a
     target that starts from the torch source (tflite, executorch, openvino) after the one learned
-    rounding of the source they share."""
+    rounding of the source they share, when it is asked for (``--rounding adaround``; ``auto`` climbs
+    to it only when the rungs below miss the budget, and then the first target to need it computes
+    it for the others: :func:`edgeship.quant.rounding.rounded_source` holds one in flight)."""
     ids = {s["id"] for s in steps}
-    wants_rounding = kind in ("torch", "pt2") and cfg.rounding != "nearest"
+    wants_rounding = kind in ("torch", "pt2") and cfg.rounding == "adaround"
     shared_by = []
     for s in steps:
         t = get_target(s["target"])
@@ -898,6 +900,29 @@ class _TaskKeys:
         return {"dir": str(self.cache.tasks_dir()), "reused": self.reused, "built": self.built, "notes": self.notes}
 
 
+#: reduced precisions from the one a target would ship first (the fewest bits) to the last
+SHIP_ORDER = ("int4", "int8", "fp16", "bf16")
+
+
+def benchmark_choice(artifacts: list[Artifact], every: bool = False) -> tuple[list[Artifact], list[dict[str, str]]]:
+    """What ``deploy --benchmark`` measures: per target its fp32 (the baseline) and the reduced
+    precision it would ship, the lowest that verified (what the report can recommend over fp32);
+    every artifact when ``every``. Returns (to measure, [{id, reason} of the others])."""
+    if every:
+        return list(artifacts), []
+    chosen: list[Artifact] = []
+    for target in dict.fromkeys(a.target for a in artifacts):
+        mine = [a for a in artifacts if a.target == target]
+        chosen += [a for a in mine if a.precision == "fp32"]
+        ok = [a for a in mine if a.precision != "fp32" and a.verification is not None
+              and a.verification.status in ("verified", "structural")]
+        ok.sort(key=lambda a: SHIP_ORDER.index(a.precision) if a.precision in SHIP_ORDER else len(SHIP_ORDER))
+        chosen += ok[:1]
+    left = [{"id": a.root.name, "reason": "not measured by default (--benchmark-all measures every artifact)"}
+            for a in artifacts if a not in chosen]
+    return [a for a in artifacts if a in chosen], left
+
+
 def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact], keys: _TaskKeys | None,
                      progress: Progress) -> dict[str, Any]:
     """``deploy --benchmark``: measured, or the figures an identical run measured on this machine
@@ -912,9 +937,16 @@ def _benchmark_stage(cfg: DeployConfig, source: Source, artifacts: list[Artifact
 
     machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "host": platform.node()}
 
+    chosen, left = benchmark_choice(artifacts, cfg.benchmark_all)
+    artifacts = chosen
+
     def measure() -> dict[str, Any]:
-        return {"stage": deploy_stage(cfg, source, artifacts, progress),
-                "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        stage = deploy_stage(cfg, source, artifacts, progress)
+        if left:
+            stage = {**stage, "not_measured": left,
+                     "notes": [*stage.get("notes", []), f"{len(left)} artifact(s) not measured: each target's fp32 and "
+                               "its lowest verified precision are (--benchmark-all measures every artifact)"]}
+        return {"stage": stage, "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
     # figures measured while other work ran are not kept as this machine's: the share of the CPUs
     # busy just before (the load average would still count this deploy's own conversions), after

@@ -70,7 +70,7 @@ OTHER_PANEL = "Other options"
 # field name -> help panel, most used first (panels are shown in this order); a field not named here
 # goes to a per-target panel when its name starts with a target's name, else to OTHER_PANEL
 PANELS: dict[str, tuple[str, ...]] = {
-    MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "cache", "benchmark",
+    MAIN_PANEL: ("targets", "quantize", "precision", "out", "overwrite", "dry_run", "cache", "benchmark", "benchmark_all",
                  "baseline", "threads", "runs", "top", "top_k", "threshold"),
     "Model input": ("input_shape", "input_dtype", "input_range", "preprocess", "labels", "weights", "allow_pickle"),
     "Pruning": ("importance", "round_to"),
@@ -1283,6 +1283,12 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
     cal = full.get("calibration") or q.get("calibration")
     c.print(f"evaluated on {q.get('eval_samples')} inputs: {full.get('eval_data') or q.get('eval_data') or '-'}"
             + (f"; calibrated on {cal['samples']}: {cal['data']}" if cal else ""), highlight=False, markup=False)
+    if q.get("rung"):
+        c.print(f"int8 ladder: stopped at {q['rung']} (the first rung that met the budget, or the last tried)",
+                highlight=False, markup=False)
+    small = _small_evaluation(q)
+    if small:
+        c.print(Text.assemble(("note:", "bold yellow"), " " + small))
     if _random_data(q):
         c.print(Text.assemble(("warning:", "bold yellow"), " these figures come from random inputs and say little "
                               "about real data; give --eval (and --calib) real samples"))
@@ -1318,6 +1324,17 @@ def _print_techniques(c: Console, layers: list[dict], techniques: dict) -> None:
 
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{x:.1%}"
+
+
+def _small_evaluation(q: dict) -> str | None:
+    """The caution when a quantisation's evaluation comes from few distinct images."""
+    from .data import SMALL_EVALUATION
+
+    n = q.get("eval_sources")
+    if not isinstance(n, int) or n >= SMALL_EVALUATION:
+        return None
+    return (f"the evaluation holds {q.get('eval_samples')} inputs cut from only {n} distinct images: its figures are "
+            "rough; give --eval with a few hundred of your own")
 
 
 def _random_data(q: dict) -> list[str]:

@@ -206,11 +206,12 @@ class QuantizeConfig(ConfigModel):
                                                     "weights add (measured on the calibration data)")
     equalization: Literal["auto", "on", "off"] = Field(
         "auto", description="static int8: cross-layer equalisation of conv pairs (data-free, the float model unchanged); "
-                            "auto measures it where a quarter of the layers are in pairs and keeps it only when closer "
-                            "to fp32")
+                            "auto tries it only when nearest rounding misses the budget and a quarter of the layers are "
+                            "in pairs, and keeps it only when closer to fp32")
     rounding: Literal["auto", "nearest", "adaround"] = Field(
         "auto", description="static int8: how weights round to their int8 levels: nearest, adaround (learned per layer "
-                            "from the calibration data), or auto (adaround, kept only when it measures closer to fp32)")
+                            "from the calibration data, minutes per model), or auto (adaround only when the rungs below "
+                            "miss the budget, kept only when it measures closer to fp32)")
     rounding_iters: int = Field(300, ge=10, le=100000, description="static int8 with learned rounding: optimisation "
                                                                   "steps per layer (time grows with it)")
     calib_samples: int = Field(128, ge=1, le=65536, description="static int8: number of calibration inputs")
@@ -239,8 +240,11 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     jobs: int = Field(0, ge=0, le=64, description="conversions at once, each target family in a worker process: 0 = "
                                                   "$EDGESHIP_JOBS, else as many as CPUs and free memory allow; 1 = one "
                                                   "after another in this process")
-    benchmark: bool = Field(False, description="benchmark every artifact and the source in PyTorch eager after building "
-                                               "(manifest stages.benchmark)")
+    benchmark: bool = Field(False, description="benchmark after building, against the source in PyTorch eager: each "
+                                               "target's fp32 and the reduced precision it would ship (its lowest "
+                                               "verified one) (manifest stages.benchmark)")
+    benchmark_all: bool = Field(False, description="with --benchmark: every artifact, not only each target's fp32 and "
+                                                   "its lowest verified precision")
     bench_threads: list[int] = Field(default_factory=lambda: [1], description="benchmark: runtime thread counts, comma separated")
     bench_runs: int = Field(300, ge=1, description="benchmark: timed warm calls per artifact and thread count")
     bench_seconds: float = Field(3.0, gt=0, description="benchmark: seconds of timed calls per artifact and thread "

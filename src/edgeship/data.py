@@ -19,20 +19,27 @@ if TYPE_CHECKING:
     from .config import DeployConfig
     from .sources import Source
 
-# Colour photos that scikit-image ships inside its wheel (no download needed).
+# Colour photos that scikit-image ships inside its wheel (no download needed): what verification
+# runs on, and what the default evaluation (the int8 budget, every choice between recipes) is cut from.
 SAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "motorcycle")
+#: what the default calibration is cut from: the wheel's other images, whole, so calibration (and
+#: anything learned from it, like AdaRound's rounding) is never judged on a photo it saw
+CALIBRATION_PHOTOS = ("camera", "coins", "moon", "clock", "hubble_deep_field", "immunohistochemistry", "retina", "brick",
+                      "grass", "gravel", "cell", "page")
 
 
-def sample_photos() -> dict[str, np.ndarray]:
-    """name -> HxWx3 uint8 RGB photo, from scikit-image's bundled data."""
+def sample_photos(names: tuple[str, ...] = SAMPLE_PHOTOS) -> dict[str, np.ndarray]:
+    """name -> HxWx3 uint8 RGB photo, from scikit-image's bundled data (grey ones as RGB)."""
     try:
         import skimage.data as d
     except ImportError as e:  # pragma: no cover - core dependency
         raise InputError("scikit-image is needed for the sample photos",
                          hint="pip install scikit-image") from e
     out = {}
-    for name in SAMPLE_PHOTOS:
-        img = d.stereo_motorcycle()[0] if name == "motorcycle" else getattr(d, name)()
+    for name in names:
+        img = np.asarray(d.stereo_motorcycle()[0] if name == "motorcycle" else getattr(d, name)())
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
         out[name] = np.ascontiguousarray(img[..., :3])
     return out
 
@@ -105,11 +112,11 @@ def preprocess_image(image: Any, spec: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(x[None])
 
 
-def augmented_crops(spec: Preprocess, n: int, seed: int) -> list[np.ndarray]:
-    """``n`` model inputs from random crops of the sample photos (area 25–100 %, aspect 3:4–4:3,
-    horizontal flips), preprocessed by ``spec``. Different seeds give disjoint-in-practice sets:
-    calibration uses one seed, evaluation another."""
-    photos = list(sample_photos().values())
+def augmented_crops(spec: Preprocess, n: int, seed: int, names: tuple[str, ...] = SAMPLE_PHOTOS) -> list[np.ndarray]:
+    """``n`` model inputs from random crops of the photos ``names`` (area 25–100 %, aspect 3:4–4:3,
+    horizontal flips), preprocessed by ``spec``: evaluation crops :data:`SAMPLE_PHOTOS`,
+    calibration :data:`CALIBRATION_PHOTOS` (no photo in both)."""
+    photos = list(sample_photos(names).values())
     rng = np.random.default_rng(seed)
     full = spec.model_copy(update={"crop_fraction": 1.0})
     out = []
@@ -231,6 +238,22 @@ def _text_file(path: Path, source: Source, limit: int, purpose: str) -> Samples:
             raise InputError(f"the model's tokenizer gave {n!r} with shape {a.shape} for {len(lines)} sentences",
                              hint="return arrays with one row per sentence")
     return _split_arrays(arrays, source, limit, f"{path} (tokenized)")
+
+
+#: an evaluation cut from fewer distinct photos (or files) than this is called small where its figures are shown
+SMALL_EVALUATION = 20
+
+
+def distinct_sources(spec: str | None, source: Source, purpose: str, used: int) -> int | None:
+    """How many distinct source images (or files) ``used`` samples of ``purpose`` data come from:
+    the default photos' count, an image folder's files; None when the data cannot say (arrays, a
+    callable, random inputs)."""
+    if spec is None:
+        if source.sample_inputs or source.preprocess is None or len(source.inputs) != 1:
+            return None
+        return min(used, len(CALIBRATION_PHOTOS if purpose == "calibration" else SAMPLE_PHOTOS))
+    p = Path(spec)
+    return used if p.is_dir() else None
 
 
 def calibration_samples(source: Source, cfg: DeployConfig) -> Samples:

@@ -50,6 +50,16 @@ class Runner(ABC):
         return self._run(feeds)
 
     def run(self, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._run(self.prepare(inputs))
+
+    def run_many(self, samples: Sequence[Sequence[np.ndarray] | dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+        """Each sample run on its own (batch as given), the outputs in order: what verification and
+        the int8 budget call, so a runtime behind a costly boundary (a browser page) can cross it
+        once for many samples."""
+        return [self.run(s) for s in samples]
+
+    def prepare(self, inputs: Sequence[np.ndarray] | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The feeds ``run`` gives the runtime: named, checked against the model's inputs, cast to their dtypes."""
         specs = self.inputs
         if isinstance(inputs, dict):
             feeds = dict(inputs)
@@ -70,4 +80,4 @@ class Runner(ABC):
             if a.dtype != np.dtype(s.dtype):
                 a = a.astype(s.dtype)
             feeds[s.name] = np.ascontiguousarray(a)
-        return self._run(feeds)
+        return feeds

@@ -43,18 +43,20 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
 
     exact = artifact.precision == "fp32"
     spec = getattr(cfg, "eval", None)
-    if spec:  # the user's real data, for every precision (fp32 on its first `samples`)
-        samples, eval_labels = load_samples(spec, source, cfg.samples if exact else cfg.eval_samples, "evaluation")
+    refs = None
+    if spec and exact:  # the user's real data, for every precision (fp32 on its first `samples`)
+        samples, eval_labels = load_samples(spec, source, cfg.samples, "evaluation")
         origin, real = f"evaluation data {spec}", True
     elif exact:
         samples, eval_labels = source.verification_inputs(limit=cfg.samples), None
         origin, real = source.inputs_origin("verification"), source.real_inputs
-    else:  # reduced precision: the source's evaluation inputs, never calibration data
-        samples, eval_labels = load_samples(None, source, cfg.eval_samples, "evaluation")
-        origin, real = source.inputs_origin("evaluation"), source.real_inputs
-    refs = [source.run(s) for s in samples]
+    else:  # reduced precision: the evaluation set the budget judged on, and its reference outputs (run once)
+        samples, eval_labels, refs = source.evaluation(spec or None, cfg.eval_samples)
+        origin, real = (f"evaluation data {spec}", True) if spec else (source.inputs_origin("evaluation"), source.real_inputs)
+    if refs is None:
+        refs = [source.run(s) for s in samples]
     try:
-        got = [runner.run(artifact_inputs(source, artifact, s)) for s in samples]
+        got = runner.run_many([artifact_inputs(source, artifact, s) for s in samples])
     except EdgeshipError as e:
         raise ValidationError(f"{artifact.name} fails to run on the verification inputs: {e.message}",
                               hint="the conversion produced a model its runtime cannot execute") from None

@@ -178,7 +178,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
                    cell: str) -> tuple[Path, dict[str, Any]]:
     import onnx
 
-    from ..data import calibration_samples, load_samples
+    from ..data import calibration_samples, distinct_sources, load_samples
     from . import onnxruntime_recipes as recipes
 
     names = [i.name for i in fp32.inputs]
@@ -204,6 +204,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
                               "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
+                              "eval_sources": distinct_sources(cfg.eval, source, "evaluation", len(eval_samples)),
                               "eval_labels": labels is not None, "steps": budget.steps}
     work = Path(tempfile.mkdtemp(prefix="edgeship-quant-"))
     try:
@@ -219,6 +220,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
         def calibration_data(method_name: str) -> list[tuple[np.ndarray, ...]]:
             samples = calibration_samples(source, cfg)
             report["calibration"] = {"method": method_name, "samples": len(samples),
+                                     "sources": distinct_sources(cfg.calib, source, "calibration", len(samples)),
                                      "data": cfg.calib or f"default: {source.inputs_origin('calibration')}"}
             return samples
 
@@ -297,7 +299,9 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
             pre, cache, means, shifts = _equalization(pre, work, names, cal_samples, batch, cache, cfg, means, shifts,
                                                       out, budget, step, report, say, profile, fallback=fb)
             base = pre  # the float model the int8 is made from: pre, or its weights rounded the learned way
-            if cfg.rounding != "nearest":
+            if cfg.rounding != "nearest" and not budget.climbs(cfg.rounding):
+                report["rounding"] = budget.not_needed(cfg.rounding)
+            elif cfg.rounding != "nearest":
                 base, shifts = _learned_rounding(pre, work, names, cal_samples, batch, cache, cfg, means, shifts, out,
                                                  budget, step, report, say, profile, fallback=fb)
             shutil.copy(out, work / "all-int8.onnx")
@@ -348,6 +352,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
         report["fallbacks"] = fb.taken
     final = budget.last
     report["chosen"] = len(budget.steps) - 1
+    report["rung"] = budget.rung_reached()
     report["compression_ratio"] = report["fp32"]["size_bytes"] / max(final["size_bytes"], 1)
     if not final["within_budget"]:
         worst = ", ".join(_layer_label(r) for r in report.get("layers", [])[:3])
@@ -387,6 +392,9 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
     if cfg.equalization == "off":
         report["equalization"] = dict(OFF)
         return pre, cache, means, shifts
+    if not budget.climbs(cfg.equalization):
+        report["equalization"] = budget.not_needed(cfg.equalization)
+        return pre, cache, means, shifts
     t0 = time.perf_counter()
     eq, rec = recipes.equalize(pre, work / "pre-eq.onnx")
     go, report["equalization"] = plan(cfg, rec, len(recipes.weighted_nodes(onnx.load(str(pre)))))
@@ -395,6 +403,7 @@ def _equalization(pre: Path, work: Path, names: list[str], cal_samples: list[Any
     without = budget.last
     name = note(rec)
     say(name)
+    budget.rung = "equalisation"
     (work / "eq").mkdir(exist_ok=True)
     eq_cache = recipes.calibrate(eq, work / "eq", names, cal_samples, cfg.calibration, batch)
     recipes.static_qdq(eq, out, eq_cache, cfg.calibration, fallback=fallback)
@@ -429,6 +438,7 @@ def _learned_rounding(pre: Path, work: Path, names: list[str], cal_samples: list
     from .rounding import choice
 
     best_nearest = budget.last
+    budget.rung = "learned rounding"
     t0 = time.perf_counter()
     say(f"learned rounding (AdaRound, {cfg.rounding_iters} steps per layer) on {len(cal_samples)} calibration samples")
     ada, layers = recipes.learned_rounding(pre, work / "pre-ada.onnx", work, names, cal_samples, batch, cfg.rounding_iters,
@@ -575,7 +585,8 @@ def _json_default(o: Any) -> Any:
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of the report that goes into artifact.json and the manifest."""
-    keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_labels", "chosen",
+    keys = ("precision", "method", "calibration", "bias_correction", "max_drop", "eval_samples", "eval_data", "eval_sources",
+            "eval_labels", "chosen", "rung",
             "compression_ratio", "fp32", "opset_upgrade", "attribution", "techniques", "fallbacks", "report_errors",
             "elementwise_float")
     out = {k: report[k] for k in keys if k in report}

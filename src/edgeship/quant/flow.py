@@ -1,5 +1,12 @@
 """The accuracy-budget loop, written once for every int8 backend.
 
+int8 climbs a ladder and stops at the first rung that meets the budget (:data:`RUNGS`): nearest
+rounding (with bias correction where it is on) -> + cross-layer equalisation (where it applies) ->
++ learned rounding -> layers kept in float. ``--equalization on`` and ``--rounding adaround`` take
+their rung whatever the budget says (a user who asks for more accuracy pays for it); ``auto`` takes
+it only while the budget is missed (:meth:`Budget.climbs`). Every step records its rung; the
+summary says which rung was reached.
+
 A backend (ONNX Runtime's recipes, ai-edge-quantizer, PT2E, NNCF) quantises with a list of layers
 to keep in float and ranks its layers by the error they bring (its per-layer attribution). The
 :class:`Budget` measures each candidate against fp32 on the evaluation data with the rule verify
@@ -22,8 +29,11 @@ from ..fidelity import judge
 if TYPE_CHECKING:
     from ..config import DeployConfig
 
+#: the ladder's rungs in order, as steps and summaries name them
+RUNGS = ("nearest rounding", "equalisation", "learned rounding", "layers in float")
+
 #: the figures of a step that the artifact's summary keeps
-STEP_KEYS = ("note", "excluded", "top1_agreement", "top5_agreement", "cosine", "kl_divergence", "sqnr_db", "accuracy",
+STEP_KEYS = ("rung", "note", "excluded", "top1_agreement", "top5_agreement", "cosine", "kl_divergence", "sqnr_db", "accuracy",
              "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes", "within_budget")
 
 
@@ -35,13 +45,26 @@ class Budget:
         self.ref, self.cfg, self.classifier, self.labels = list(ref), cfg, classifier, labels
         self.say = say or (lambda _msg: None)
         self.steps: list[dict[str, Any]] = []
+        self.rung = RUNGS[0]  #: the rung the next steps are on (:data:`RUNGS`)
+
+    def climbs(self, asked: str) -> bool:
+        """Whether to take the next rung, whose option was asked ``asked`` (``auto``; ``on`` /
+        ``adaround``; ``off`` / ``nearest``): asked for, or ``auto`` while the last step misses the budget."""
+        if asked in ("off", "nearest"):
+            return False
+        return asked != "auto" or not (self.steps and self.last["within_budget"])
+
+    def not_needed(self, asked: str) -> dict[str, Any]:
+        """The record of a rung ``auto`` left out because an earlier one met the budget."""
+        return {"asked": asked, "chosen": "off" if asked == "auto" else asked, "tried": False,
+                "why": f"not needed: the budget was met at the rung before ({self.last.get('rung', self.rung)})"}
 
     def measure(self, got: Sequence[np.ndarray], excluded: Sequence[str], note: str, p50_ms: float | None = None,
                 size_bytes: int | None = None) -> dict[str, Any]:
         """Judge one candidate's outputs on the evaluation inputs and record it as the next step."""
         f = judge(self.ref, list(got), classifier=self.classifier, min_cosine=self.cfg.min_cosine,
                   max_drop=self.cfg.max_drop, labels=list(self.labels) if self.labels is not None else None)
-        rec: dict[str, Any] = {"excluded": list(excluded), "note": note, **f, "p50_ms_1thread": p50_ms,
+        rec: dict[str, Any] = {"rung": self.rung, "excluded": list(excluded), "note": note, **f, "p50_ms_1thread": p50_ms,
                                "size_bytes": size_bytes, "within_budget": f["passed"]}
         first = self.steps[0]["p50_ms_1thread"] if self.steps else p50_ms
         if p50_ms is not None and first:
@@ -63,6 +86,7 @@ class Budget:
             if self.last["within_budget"]:
                 break
             kept.append(node)
+            self.rung = RUNGS[-1]
             self.say(f"keeping {len(kept)} layer(s) in float ({label})")
             attempt(list(kept), f"+ {label} in float")
         return self.last
@@ -83,10 +107,18 @@ class Budget:
             hint="raise --max-drop, allow more float layers (--max-float-layers)" + hint + "; the artifact was not written",
             steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in self.steps])
 
+    def rung_reached(self) -> str:
+        """The highest rung the ladder took (the steps before it are the rungs below)."""
+        return max((s.get("rung") for s in self.steps), key=_rung_index, default=RUNGS[0])
+
     def summary(self) -> dict[str, Any]:
         """The budget's figures for the artifact: the criterion, every step, the one chosen."""
         return {"max_drop": self.cfg.max_drop, "min_cosine": self.cfg.min_cosine, "max_float_layers": self.cfg.max_float_layers,
-                "chosen": len(self.steps) - 1, "steps": [{k: s.get(k) for k in STEP_KEYS} for s in self.steps]}
+                "chosen": len(self.steps) - 1, "rung": self.rung_reached(), "steps": [{k: s.get(k) for k in STEP_KEYS} for s in self.steps]}
+
+
+def _rung_index(rung: str | None) -> int:
+    return RUNGS.index(rung) if rung in RUNGS else 0
 
 
 def _cosine(c: float) -> str:

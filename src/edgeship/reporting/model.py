@@ -137,7 +137,7 @@ def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[
         elif isinstance(r.get("id"), str):
             by_id[r["id"]] = row
     missing = {}
-    for r in _list(bench.get("incomplete")):
+    for r in _list(bench.get("not_measured")) + _list(bench.get("incomplete")):
         if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("role") != "baseline":
             missing[r["id"]] = _text(r.get("reason"), 200)
     return by_id, baseline, missing

@@ -169,19 +169,26 @@ class Source:
                     "calibration": "the second half of the sample inputs given with the model"}.get(
                         purpose, "sample inputs given with the model")
         if self.preprocess is not None and len(self.inputs) == 1:
-            return {"verification": "sample photos", "evaluation": "sample photos and augmented crops (seed 1)",
-                    "calibration": "augmented crops of the sample photos (seed 0)"}.get(purpose, "sample photos")
+            from ..data import CALIBRATION_PHOTOS, SAMPLE_PHOTOS
+
+            return {"verification": f"the {len(SAMPLE_PHOTOS)} sample photos",
+                    "evaluation": f"the {len(SAMPLE_PHOTOS)} sample photos and augmented crops of them",
+                    "calibration": f"augmented crops of {len(CALIBRATION_PHOTOS)} other photos (none of them evaluated "
+                                   "on)"}.get(purpose, "sample photos")
         return "seeded random inputs (no preprocessing or sample inputs known: give --eval / --calib data)"
 
     def calibration_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]:
         """Inputs for static quantisation, kept apart from verification/evaluation: augmented crops
-        of the sample photos (seed 0) for image models, else seeded random inputs (seeds 2000+)."""
+        of photos never evaluated on (:data:`~edgeship.data.CALIBRATION_PHOTOS`) for image models,
+        else seeded random inputs (seeds 2000+)."""
         if self.sample_inputs:
             return self._sample_split()[1][:limit]
         if self.preprocess is not None and len(self.inputs) == 1:
             from ..data import augmented_crops
 
-            return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0)]
+            from ..data import CALIBRATION_PHOTOS
+
+            return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0, names=CALIBRATION_PHOTOS)]
         return [random_like(self.example_inputs, seed=2000 + i, ranges=self.input_ranges, values=self.input_values) for i in range(limit)]
 
     def embedding_tables(self) -> list[tuple[str, int]]:
@@ -218,6 +225,46 @@ class Source:
             return runner.run(list(inputs))
         raise UnsupportedError(f"running a {self.kind} source needs its runtime target",
                                hint="use edgeship classify or benchmark on the file")
+
+
+    def evaluation(self, spec: str | None, limit: int) -> tuple[list[tuple[np.ndarray, ...]], list[int] | None,
+                                                                 list[list[np.ndarray]]]:
+        """The evaluation set (``--eval`` data ``spec``, else the source's own, ``limit`` inputs), its
+        labels, and this source's outputs on each input: computed once per process and data, so the
+        int8 budget and verify judge against the same reference run once (every figure once)."""
+        from ..data import load_samples
+
+        key = (id(self), self.digest, spec, limit, _data_stamp(spec))
+        held = _EVALUATION.get(key)
+        if held is None or held[0] is not self:
+            samples, labels = load_samples(spec, self, limit, "evaluation")
+            refs = [self.run(s) for s in samples]
+            _EVALUATION.clear()  # one source and set at a time: a deploy's budget and verify share it
+            held = (self, samples, labels, refs)
+            if key[-1] is not None:  # data whose contents can be stamped (not a callable's samples)
+                _EVALUATION[key] = held
+        return held[1], held[2], held[3]
+
+
+#: (source id, digest, spec, limit, data stamp) -> (source, samples, labels, outputs): the last evaluation set
+_EVALUATION: dict[tuple, tuple[Any, Any, Any, Any]] = {}
+
+
+def _data_stamp(spec: str | None) -> Any:
+    """What changes when evaluation data ``spec`` changes: "" for the source's own, a file's size and
+    time, a folder's files' sizes and times; None for a callable (its samples may change: never kept)."""
+    if spec is None:
+        return ""
+    p = Path(spec)
+    try:
+        if p.is_file():
+            st = p.stat()
+            return (st.st_size, st.st_mtime_ns)
+        if p.is_dir():
+            return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file())
+    except OSError:
+        return None
+    return None
 
 
 _ONNX_RUNNERS: dict[tuple[Path, int, int], Any] = {}

@@ -257,14 +257,13 @@ class Target(ABC):
         """
         import tempfile
 
-        from ..data import load_samples
+        from ..data import distinct_sources
         from ..fidelity import source_is_classifier
         from ..quant.flow import Budget
         from ..verify import artifact_inputs
 
-        samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
-        self.say(f"int8 budget: the source's outputs on {len(samples)} evaluation inputs")
-        refs = [source.run(s) for s in samples]
+        self.say("int8 budget: the source's outputs on the evaluation inputs")
+        samples, labels, refs = source.evaluation(cfg.eval, cfg.eval_samples)
         ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
         budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, self.say)
         result: dict[str, Any] = {}
@@ -277,7 +276,7 @@ class Target(ABC):
             self.say(f"int8 budget: measuring on {len(samples)} evaluation inputs")
             runner = self.runner(art, threads=0)
             try:
-                got = [runner.run(artifact_inputs(source, art, s)) for s in samples]
+                got = runner.run_many([artifact_inputs(source, art, s) for s in samples])
             finally:
                 runner.close()
             result.update(built=built, layers=result.get("layers") or layers)
@@ -295,7 +294,10 @@ class Target(ABC):
             if from_source is not None and source.module is not None:
                 base, equalization = self._try_equalization(source, cfg, from_source, Path(work) / "equalized", budget,
                                                             attempt, current, len(result["layers"]))
-            if from_source is not None and source.module is not None and cfg.rounding != "nearest":
+            if from_source is not None and source.module is not None and cfg.rounding != "nearest" \
+                    and not budget.climbs(cfg.rounding):
+                rounding = budget.not_needed(cfg.rounding)
+            elif from_source is not None and source.module is not None and cfg.rounding != "nearest":
                 rounding = self._try_learned_rounding(base, cfg, from_source, Path(work) / "rounded", budget, attempt,
                                                       current)
             layers = result["layers"]
@@ -308,7 +310,9 @@ class Target(ABC):
             raise budget.missed(f"{self.name} int8", ", ".join(label(r) for r in layers[:3]))
         built = result["built"]
         quantization = {**built.details.get("quantization", {}), **budget.summary(),
-                        "eval_samples": len(samples), "eval_labels": labels is not None}
+                        "eval_samples": len(samples), "eval_labels": labels is not None,
+                        "eval_sources": distinct_sources(cfg.eval, source, "evaluation", len(samples)),
+                        "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}"}
         if rounding is not None:
             quantization["rounding"] = rounding
         if equalization is not None:
@@ -327,6 +331,8 @@ class Target(ABC):
 
         if cfg.equalization == "off":
             return source, dict(OFF)
+        if not budget.climbs(cfg.equalization):
+            return source, budget.not_needed(cfg.equalization)
         t0 = time.perf_counter()
         eq, rec = equalized_source(source)
         go, record = plan(cfg, rec, layers)
@@ -337,6 +343,7 @@ class Target(ABC):
         plain = current["quantise"]
         current["quantise"] = from_source(eq, work)
         self.say(note(rec))
+        budget.rung = "equalisation"
         keep, record = choice(cfg, record, attempt([], note(rec)), without, rec, t0)
         if keep:
             return eq, record
@@ -356,6 +363,7 @@ class Target(ABC):
         from ..quant.rounding import choice, rounded_source
 
         nearest = budget.last
+        budget.rung = "learned rounding"
         t0 = time.perf_counter()
         work.mkdir(parents=True, exist_ok=True)
         rounded, layers = rounded_source(source, cfg, self.say)
