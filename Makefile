@@ -27,11 +27,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 
+# every test; the 15 slowest are listed at the end of each run
 test: lint
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=15
 
+# the fast lane for a developer: no Lite0, no Chromium, no kotlinc, no Ray (CI runs them all)
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 -q -m "not slow"
+	$(PY) -m pytest -n 2 -q --durations=15 -m "not slow and not browser and not kotlin and not ray"
 
 clean:
 	rm -rf $(VENV) edgeship-out .pytest_cache

@@ -6,9 +6,9 @@
    (onnx, tflite, executorch, openvino; cache off, one job), the reference of everything below.
 2. Per target and rung, int8 is deployed in a fresh process (``edgeship.deploy``, cache off, so
    every timing is cold and no in-process memo of an earlier cell helps):
-     nearest           --rounding nearest  --equalization off  --max-float-layers 0
-     +equalisation     --rounding nearest  --equalization on   --max-float-layers 0
-     +learned rounding --rounding adaround --equalization off  --max-float-layers 0
+     nearest           --rounding nearest  --equalization off  --max-float-layers 0 --max-drop 1
+     +equalisation     --rounding nearest  --equalization on   --max-float-layers 0 --max-drop 1
+     +learned rounding --rounding adaround --equalization off  --max-float-layers 0 --max-drop 1
      default ladder    --rounding auto     --equalization auto (float layers allowed)
    Bias correction is on throughout (the first rung is nearest rounding + bias correction).
    "int8 s" is the int8 cell's wall time inside the deploy (from "T int8: converting" to the
@@ -52,9 +52,12 @@ import numpy as np
 MODEL = "efficientnet-lite0"
 TARGETS = ("onnx", "tflite", "executorch", "openvino")
 RUNGS = {  # name: deploy options
-    "nearest": {"rounding": "nearest", "equalization": "off", "max_float_layers": 0},
-    "+equalisation": {"rounding": "nearest", "equalization": "on", "max_float_layers": 0},
-    "+learned rounding": {"rounding": "adaround", "equalization": "off", "max_float_layers": 0},
+    # the fixed rungs take any figure (--max-drop 1): the rung itself is measured here, never a miss
+    "nearest": {"rounding": "nearest", "equalization": "off", "max_float_layers": 0, "max_drop": 1.0, "min_cosine": 0.0},
+    "+equalisation": {"rounding": "nearest", "equalization": "on", "max_float_layers": 0, "max_drop": 1.0,
+                      "min_cosine": 0.0},
+    "+learned rounding": {"rounding": "adaround", "equalization": "off", "max_float_layers": 0, "max_drop": 1.0,
+                          "min_cosine": 0.0},
     "default ladder": {"rounding": "auto", "equalization": "auto"},
 }
 QUICK_RUNGS = ("nearest", "default ladder")

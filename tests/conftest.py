@@ -15,6 +15,18 @@ os.environ["EDGESHIP_NO_CACHE"] = "1"
 os.environ["EDGESHIP_JOBS"] = "1"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Lanes (``make test-fast`` leaves them out; CI runs every test): ``browser`` for a test that
+    needs Chromium (a skip reason naming it, or the web target in its name or parameters),
+    ``kotlin`` for one that needs kotlinc."""
+    for item in items:
+        reasons = " ".join(str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+        if "Chromium" in reasons or "web" in item.nodeid.split("::", 1)[-1] or item.path.name == "test_web.py":
+            item.add_marker(pytest.mark.browser)
+        if "kotlinc" in reasons:
+            item.add_marker(pytest.mark.kotlin)
+
+
 @pytest.fixture(scope="session")
 def tests_dir() -> Path:
     return TESTS

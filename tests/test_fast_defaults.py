@@ -36,14 +36,14 @@ def test_default_calibration_and_evaluation_never_share_a_photo(monkeypatch):
 
 
 def test_the_int8_record_says_how_small_the_default_evaluation_is(tmp_path):
-    from edgeship.cli import _small_evaluation
+    from edgeship.data import small_evaluation
 
     a = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "o", targets=["executorch"], quantize=["int8"],
                         eval_samples=32, calib_samples=8, package=False, isolate=False).artifacts
     q = next(x for x in a if x.precision == "int8").details["quantization"]
     assert q["eval_sources"] == len(data.SAMPLE_PHOTOS) and q["rung"] == "nearest rounding"
     assert q["rounding"]["tried"] is False and q["equalization"]["tried"] is False
-    assert "only 5 distinct images" in _small_evaluation(q)
+    assert "only 5 distinct images" in small_evaluation(q)
 
 
 def test_the_source_runs_once_per_evaluation_input_for_the_budget_and_verify(tmp_path, monkeypatch):

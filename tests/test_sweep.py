@@ -111,6 +111,7 @@ def test_every_asked_cell_is_a_row_with_its_status(tmp_path):
     assert "below budget" in html and "Some CPU" in html and "the Ray worker died" in html
 
 
+@pytest.mark.ray
 def test_a_sweep_on_a_local_ray(tmp_path, cli_env):
     """Two models x two targets x two precisions on a local Ray, with a model whose task's worker is
     killed and one that cannot be exported: both reported, the sweep finishes, the others are built,

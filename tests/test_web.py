@@ -40,6 +40,16 @@ def test_web_artifact_runs_verified_and_measured_in_chromium(tmp_path):
         x = np.concatenate([s[0] for s in src.verification_inputs(3)])
         np.testing.assert_allclose(r.run([x])[0], src.run([x])[0], atol=1e-4, rtol=1e-4)
         assert r.last_run_ms is not None and r.last_run_ms >= 0
+        # many samples cross the page in one call (verification's 256 took 74 s one call each)
+        calls = []
+        evaluate = r._page.evaluate
+        r._page.evaluate = lambda *a: calls.append(a[0]) or evaluate(*a)
+        samples = [(s[0],) for s in src.verification_inputs(3)] * 4
+        many = r.run_many(samples)
+        r._page.evaluate = evaluate
+        assert len(calls) == 1 and len(many) == 12
+        for (one,), got in zip(samples, many):
+            np.testing.assert_allclose(got[0], src.run([one])[0], atol=1e-4, rtol=1e-4)
         # the page reaches nothing but its own origin
         blocked = r._page.evaluate("fetch('http://example.com/').then(() => 'reached', e => 'blocked')")
         assert blocked == "blocked"

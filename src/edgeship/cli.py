@@ -31,6 +31,7 @@ from ._version import __version__
 from .analysis.report import count_text, print_table, size_text
 from .bench.config import BenchConfig
 from .config import ClassifyConfig, DeployConfig, QuantizeCommandConfig, load_config
+from .data import small_evaluation
 from .errors import EdgeshipError, InputError, UsageError, printable
 from .targets import available_targets  # importing the registry adds the targets' Options to DeployConfig
 
@@ -1286,7 +1287,7 @@ def _print_quantize(c: Console, art: Any, q: dict, full: dict) -> None:
     if q.get("rung"):
         c.print(f"int8 ladder: stopped at {q['rung']} (the first rung that met the budget, or the last tried)",
                 highlight=False, markup=False)
-    small = _small_evaluation(q)
+    small = small_evaluation(q)
     if small:
         c.print(Text.assemble(("note:", "bold yellow"), " " + small))
     if _random_data(q):
@@ -1324,17 +1325,6 @@ def _print_techniques(c: Console, layers: list[dict], techniques: dict) -> None:
 
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{x:.1%}"
-
-
-def _small_evaluation(q: dict) -> str | None:
-    """The caution when a quantisation's evaluation comes from few distinct images."""
-    from .data import SMALL_EVALUATION
-
-    n = q.get("eval_sources")
-    if not isinstance(n, int) or n >= SMALL_EVALUATION:
-        return None
-    return (f"the evaluation holds {q.get('eval_samples')} inputs cut from only {n} distinct images: its figures are "
-            "rough; give --eval with a few hundred of your own")
 
 
 def _random_data(q: dict) -> list[str]:
@@ -1453,9 +1443,16 @@ def _print_deploy(c: Console, res: Any) -> None:
         c.print("the figures and the pass rule of each artifact are in manifest.json", highlight=False)
     for w in warnings:
         c.print(Text.assemble(("warning:", "bold yellow"), " " + w))
+    small = None
     for a in m["artifacts"]:
         for note in a.get("notes") or []:
             c.print(Text.assemble((f"{a['path']}:", "dim"), " " + note))
+        q = (a.get("details") or {}).get("quantization") or {}
+        if q.get("rung"):
+            c.print(Text.assemble((f"{a['path']}:", "dim"), f" int8 ladder stopped at {q['rung']}"))
+        small = small or small_evaluation(q)
+    if small:
+        c.print(Text.assemble(("note:", "bold yellow"), " " + small))
     for s in m["stages"].get("convert", {}).get("skipped", []):
         c.print(f"skipped {s['target']} {s['precision']}: {s['reason']}", highlight=False, markup=False)
     for f in failed:

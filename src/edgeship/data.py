@@ -244,6 +244,16 @@ def _text_file(path: Path, source: Source, limit: int, purpose: str) -> Samples:
 SMALL_EVALUATION = 20
 
 
+def small_evaluation(q: Any) -> str | None:
+    """The caution for a quantisation record ``q`` (``details.quantization``) whose evaluation was
+    cut from fewer than :data:`SMALL_EVALUATION` distinct images; None otherwise."""
+    n = q.get("eval_sources") if isinstance(q, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n >= SMALL_EVALUATION:
+        return None
+    return (f"the evaluation holds {q.get('eval_samples')} inputs cut from only {n} distinct images: its figures are "
+            "rough; give --eval with a few hundred of your own")
+
+
 def distinct_sources(spec: str | None, source: Source, purpose: str, used: int) -> int | None:
     """How many distinct source images (or files) ``used`` samples of ``purpose`` data come from:
     the default photos' count, an image folder's files; None when the data cannot say (arrays, a

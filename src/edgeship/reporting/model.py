@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..data import small_evaluation
 from ..errors import printable
 from ..manifest import Manifest
 
@@ -158,7 +159,8 @@ def _artifact_rows(m: Manifest, bench: dict[str, dict[str, Any]], missing: dict[
                      "digest": _text(rec.get("digest"), 64) or None,
                      "precision": _text(rec.get("precision"), 20), "size_bytes": _pos(rec.get("size_bytes")),
                      "fidelity": fidelity_of(rec), "bench": b, "no_bench": why,
-                     "notes": [_text(n, 400) for n in _list(rec.get("notes"))[:8]],
+                     "notes": [_text(n, 400) for n in _list(rec.get("notes"))[:8]]
+                     + [n for n in [small_evaluation(_dict(_dict(rec.get("details")).get("quantization")))] if n],
                      "layers": _layer_errors(rec)})
     return rows
 

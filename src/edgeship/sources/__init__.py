@@ -171,7 +171,7 @@ class Source:
         if self.preprocess is not None and len(self.inputs) == 1:
             from ..data import CALIBRATION_PHOTOS, SAMPLE_PHOTOS
 
-            return {"verification": f"the {len(SAMPLE_PHOTOS)} sample photos",
+            return {"verification": "sample photos",
                     "evaluation": f"the {len(SAMPLE_PHOTOS)} sample photos and augmented crops of them",
                     "calibration": f"augmented crops of {len(CALIBRATION_PHOTOS)} other photos (none of them evaluated "
                                    "on)"}.get(purpose, "sample photos")
@@ -184,9 +184,7 @@ class Source:
         if self.sample_inputs:
             return self._sample_split()[1][:limit]
         if self.preprocess is not None and len(self.inputs) == 1:
-            from ..data import augmented_crops
-
-            from ..data import CALIBRATION_PHOTOS
+            from ..data import CALIBRATION_PHOTOS, augmented_crops
 
             return [(x,) for x in augmented_crops(self.preprocess, limit, seed=0, names=CALIBRATION_PHOTOS)]
         return [random_like(self.example_inputs, seed=2000 + i, ranges=self.input_ranges, values=self.input_values) for i in range(limit)]
