@@ -100,3 +100,33 @@ def test_the_benchmark_measures_fp32_and_what_each_target_would_ship(every):
     assert [a.root.name for a in chosen] == ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "web-fp32"]
     assert {x["id"] for x in left} == {"onnx-fp16", "tflite-int8", "web-int8"}
     assert all("--benchmark-all" in x["reason"] for x in left)
+
+
+@pytest.mark.parametrize("improving", [False, True])
+def test_the_float_layer_rung_gives_up_when_layers_in_float_move_nothing(improving):
+    """Keeping the worst layers in float one at a time is a whole quantisation and measurement per
+    layer (11 s each for OpenVINO on Lite0, 12 of them): when three in a row come no closer to fp32
+    the loss is not in a few layers, and the rung stops there instead of spending the rest."""
+    from edgeship.config import DeployConfig
+    from edgeship.quant.flow import STALL_LAYERS, Budget
+
+    cfg = DeployConfig.build(model="tinymodels:tiny_classifier", max_float_layers=12, min_cosine=0.99999)
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(size=(8, 16)).astype(np.float32)]
+    budget = Budget(ref, cfg, classifier=False)
+    noise = [0.5]
+    error = rng.normal(size=ref[0].shape).astype(np.float32)
+
+    def attempt(excluded, note):
+        if improving:
+            noise[0] *= 0.5
+        return budget.measure([ref[0] + noise[0] * error], excluded, note)
+
+    attempt([], "all int8")
+    budget.keep_worst_in_float([(f"n{i}", f"layer {i}") for i in range(12)], attempt)
+    tried = len(budget.steps) - 1
+    if improving:
+        assert budget.last["within_budget"] and budget.stalled == 0
+    else:
+        assert tried == STALL_LAYERS and budget.stalled == STALL_LAYERS
+        assert "came no closer" in budget.missed("int8").message

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 #: the ladder's rungs in order, as steps and summaries name them
 RUNGS = ("nearest rounding", "equalisation", "learned rounding", "layers in float")
 
+#: layers kept in float one after another without coming closer to fp32 before the last rung gives up
+#: (a loss spread over the whole model is not fixed by a few float layers; each step is a whole
+#: quantisation and measurement)
+STALL_LAYERS = 3
+
 #: the figures of a step that the artifact's summary keeps
 STEP_KEYS = ("rung", "note", "excluded", "top1_agreement", "top5_agreement", "cosine", "kl_divergence", "sqnr_db", "accuracy",
              "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes", "within_budget")
@@ -46,6 +51,7 @@ class Budget:
         self.say = say or (lambda _msg: None)
         self.steps: list[dict[str, Any]] = []
         self.rung = RUNGS[0]  #: the rung the next steps are on (:data:`RUNGS`)
+        self.stalled = 0  #: float layers that came no closer before the last rung gave up (0: it did not)
 
     def climbs(self, asked: str) -> bool:
         """Whether to take the next rung, whose option was asked ``asked`` (``auto``; ``on`` /
@@ -82,13 +88,22 @@ class Budget:
         worst first) in float as well and ``attempt`` again (it builds the candidate without those
         layers and :meth:`measure`\\ s it); at most ``--max-float-layers`` layers."""
         kept = list(excluded)
+        best, flat = self.last, 0
         for node, label in [(n, lab) for n, lab in order if n not in kept][: max(self.cfg.max_float_layers - len(kept), 0)]:
             if self.last["within_budget"]:
+                break
+            if flat >= STALL_LAYERS:  # the worst layers moved nothing: the loss is not in a few layers
+                self.say(f"int8 budget: {flat} more layers in float came no closer to fp32; stopping there")
+                self.stalled = flat
                 break
             kept.append(node)
             self.rung = RUNGS[-1]
             self.say(f"keeping {len(kept)} layer(s) in float ({label})")
-            attempt(list(kept), f"+ {label} in float")
+            rec = attempt(list(kept), f"+ {label} in float")
+            if closer(rec, best):
+                best, flat = rec, 0
+            else:
+                flat += 1
         return self.last
 
     def describe(self, rec: dict[str, Any]) -> str:
@@ -102,10 +117,14 @@ class Budget:
 
     def missed(self, what: str, worst: str = "", hint: str = "") -> ValidationError:
         """The error when the last step still misses the budget: nothing is written."""
+        stalled = (f"; {self.stalled} layers kept in float one after another came no closer to fp32, so no more were "
+                   "tried") if self.stalled else ""
         return ValidationError(
-            f"{what} misses the budget: " + self.describe(self.last) + (f"; most harmful layers: {worst}" if worst else ""),
+            f"{what} misses the budget: " + self.describe(self.last) + (f"; most harmful layers: {worst}" if worst else "")
+            + stalled,
             hint="raise --max-drop, allow more float layers (--max-float-layers)" + hint + "; the artifact was not written",
-            steps=[{k: s.get(k) for k in ("note", "top1_agreement", "cosine", "p50_ms_1thread")} for s in self.steps])
+            steps=[{k: s.get(k) for k in ("rung", "note", "top1_agreement", "cosine", "within_budget", "p50_ms_1thread")}
+                   for s in self.steps])
 
     def rung_reached(self) -> str:
         """The highest rung the ladder took (the steps before it are the rungs below)."""
