@@ -68,6 +68,16 @@ def test_parallel_workers_give_the_bytes_one_process_gives(tmp_path):
         art.verify_files()
 
 
+def test_the_worker_with_the_most_to_build_starts_first(tmp_path):
+    """In plan order the onnx family (onnx, ort: the most steps) started third, after two one-step
+    workers, and the run ended waiting on it; the longest goes first (on a re-run: what each took
+    last time, remembered with its memory)."""
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "o", targets=["coreml", "executorch", "onnx", "ort"],
+                          package=False, jobs=2)
+    units = sorted(res.manifest["stages"]["convert"]["workers"]["units"], key=lambda u: u["started_s"])
+    assert units[0]["name"] == "onnx", units
+
+
 def test_a_failing_worker_cell_is_a_row_and_loses_nothing(tmp_path):
     """A cell that fails in its worker is one row of the outcome: the other worker's verified
     artifact lands (whole), no file that existed is lost, nothing half-written is left."""

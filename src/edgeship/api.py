@@ -604,6 +604,11 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
         arts, fails = _in_plan_order(p, [*early[0], *arts]), [*early[1], *fails]
         return arts, fails, {"jobs": 1, "units": [], "note": "what was not in the cache is one group: built in this process"}
     need = {u["name"]: _worker_memory(keys, u["name"]) for u in units}
+    # the longest first (what each took for this model last time, else the most steps), so the last
+    # to start is a short one and the run does not end waiting on one worker (the shared rounding,
+    # which others wait for, stays first)
+    units.sort(key=lambda u: (u["name"] != ROUNDING_TASK, -(_worker_seconds(keys, u["name"]) or 0.0),
+                              -len(u["kwargs"].get("steps", []))))
     slots = _cpu_slots(jobs)  # each running worker on CPUs of its own: runtimes size their thread pools to them
     free_slots = list(range(len(slots)))
     done: set[str] = set()
@@ -685,7 +690,7 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
                 getattr(keys, k).extend(r.get("cache", {}).get(k, []))
     for name, r in results.items():
         if keys is not None and r.get("peak_rss_bytes"):
-            keys.remember_memory(name, int(r["peak_rss_bytes"]))
+            keys.remember_memory(name, int(r["peak_rss_bytes"]), float(r["seconds"]))
     workers = {"jobs": jobs, "seconds": round(time.perf_counter() - t0, 2),
                "units": [{"name": n, "started_s": r["started_s"], "seconds": r["seconds"],
                           "peak_rss_mb": round(r.get("peak_rss_bytes", 0) / 2**20)} for n, r in results.items()]}
@@ -716,6 +721,11 @@ def _cpu_slots(jobs: int) -> list[list[int]]:
         return [[cpus[i % len(cpus)]] for i in range(jobs)]
     per = len(cpus) // jobs
     return [cpus[i * per:(i + 1) * per] if i < jobs - 1 else cpus[i * per:] for i in range(jobs)]
+
+
+def _worker_seconds(keys: _TaskKeys | None, unit: str) -> float | None:
+    """How long a worker of ``unit`` took the last time this model was built (None: not known)."""
+    return keys.seconds(unit) if keys is not None else None
 
 
 def _worker_memory(keys: _TaskKeys | None, unit: str) -> int:
@@ -892,9 +902,14 @@ class _TaskKeys:
         doc = self.cache.fetch_json(self.cache.key("memory", source=self.source_key, unit=unit))
         return int(doc["peak_rss_bytes"]) if doc and isinstance(doc.get("peak_rss_bytes"), int) else None
 
-    def remember_memory(self, unit: str, peak: int) -> None:
+    def seconds(self, unit: str) -> float | None:
+        """How long a worker of ``unit`` took the last time this source was built."""
+        doc = self.cache.fetch_json(self.cache.key("memory", source=self.source_key, unit=unit))
+        return float(doc["seconds"]) if doc and isinstance(doc.get("seconds"), (int, float)) else None
+
+    def remember_memory(self, unit: str, peak: int, seconds: float | None = None) -> None:
         k = self.cache.key("memory", source=self.source_key, unit=unit)
-        self.cache.store_json(k, {"peak_rss_bytes": peak}, {"kind": "memory"}, replace=True)
+        self.cache.store_json(k, {"peak_rss_bytes": peak, "seconds": seconds}, {"kind": "memory"}, replace=True)
 
     def record(self) -> dict[str, Any]:
         return {"dir": str(self.cache.tasks_dir()), "reused": self.reused, "built": self.built, "notes": self.notes}
