@@ -85,7 +85,7 @@ def test_no_cache_builds_everything(cached, tmp_path):
 
 
 def test_a_failed_budget_is_remembered(cached, tmp_path):
-    opts = {"min_cosine": 0.9999999, "max_drop": 0.0, "max_float_layers": 0, "targets": ["onnx"]}
+    opts = {"min_cosine": 0.9999999, "max_drop": 0.0, "max_float_layers": 0, "targets": ["onnx"], "rounding": "nearest"}
     with pytest.raises(edgeship.ValidationError) as e1:
         _deploy(tmp_path / "a", **opts)
     with pytest.raises(edgeship.ValidationError) as e2:

@@ -178,7 +178,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
                    cell: str) -> tuple[Path, dict[str, Any]]:
     import onnx
 
-    from ..data import calibration_samples, distinct_sources, load_samples
+    from ..data import calibration_samples, distinct_sources
     from . import onnxruntime_recipes as recipes
 
     names = [i.name for i in fp32.inputs]
@@ -198,8 +198,9 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
         raise requantising_refused(source.name, found, precision)
     fb = recipes.Fallback(cell, say)
 
-    eval_samples, labels = load_samples(cfg.eval, source, cfg.eval_samples, "evaluation")
-    ref = run_model(fp32.model_path, names, eval_samples, batch)
+    # the source's outputs on the evaluation set: computed once, shared with verify (every figure once)
+    eval_samples, labels, refs = source.evaluation(cfg.eval, cfg.eval_samples)
+    ref = [np.concatenate([np.atleast_1d(r[k]) for r in refs]) for k in range(len(refs[0]))]
     budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, say)
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
