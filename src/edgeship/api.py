@@ -603,12 +603,12 @@ def _build_parallel(cfg: DeployConfig, p: Plan, source: Source, stage: Path, key
         arts, fails = _build_steps(cfg, source, todo, stage, keys, timings, progress)
         arts, fails = _in_plan_order(p, [*early[0], *arts]), [*early[1], *fails]
         return arts, fails, {"jobs": 1, "units": [], "note": "what was not in the cache is one group: built in this process"}
-    need = {u["name"]: _worker_memory(keys, u["name"]) for u in units}
+    last = {u["name"]: keys.last_worker(u["name"]) if keys is not None else (None, None) for u in units}
+    need = {n: int(peak * 1.25) if peak else WORKER_MEMORY_GUESS for n, (peak, _) in last.items()}  # 1.25x last peak
     # the longest first (what each took for this model last time, else the most steps), so the last
     # to start is a short one and the run does not end waiting on one worker (the shared rounding,
     # which others wait for, stays first)
-    units.sort(key=lambda u: (u["name"] != ROUNDING_TASK, -(_worker_seconds(keys, u["name"]) or 0.0),
-                              -len(u["kwargs"].get("steps", []))))
+    units.sort(key=lambda u: (u["name"] != ROUNDING_TASK, -(last[u["name"]][1] or 0.0), -len(u["kwargs"].get("steps", []))))
     slots = _cpu_slots(jobs)  # each running worker on CPUs of its own: runtimes size their thread pools to them
     free_slots = list(range(len(slots)))
     done: set[str] = set()
@@ -721,17 +721,6 @@ def _cpu_slots(jobs: int) -> list[list[int]]:
         return [[cpus[i % len(cpus)]] for i in range(jobs)]
     per = len(cpus) // jobs
     return [cpus[i * per:(i + 1) * per] if i < jobs - 1 else cpus[i * per:] for i in range(jobs)]
-
-
-def _worker_seconds(keys: _TaskKeys | None, unit: str) -> float | None:
-    """How long a worker of ``unit`` took the last time this model was built (None: not known)."""
-    return keys.seconds(unit) if keys is not None else None
-
-
-def _worker_memory(keys: _TaskKeys | None, unit: str) -> int:
-    """What a worker needs: 1.25 x its peak the last time this model was built, else the guess."""
-    seen = keys.memory(unit) if keys is not None else None
-    return int(seen * 1.25) if seen else WORKER_MEMORY_GUESS
 
 
 def _peak_rss() -> int:
@@ -897,15 +886,11 @@ class _TaskKeys:
             self.cache.store_json(k, doc, {"kind": kind})
         return doc, False
 
-    def memory(self, unit: str) -> int | None:
-        """The peak memory a worker of ``unit`` needed the last time this source was built."""
-        doc = self.cache.fetch_json(self.cache.key("memory", source=self.source_key, unit=unit))
-        return int(doc["peak_rss_bytes"]) if doc and isinstance(doc.get("peak_rss_bytes"), int) else None
-
-    def seconds(self, unit: str) -> float | None:
-        """How long a worker of ``unit`` took the last time this source was built."""
-        doc = self.cache.fetch_json(self.cache.key("memory", source=self.source_key, unit=unit))
-        return float(doc["seconds"]) if doc and isinstance(doc.get("seconds"), (int, float)) else None
+    def last_worker(self, unit: str) -> tuple[int | None, float | None]:
+        """(peak memory, seconds) a worker of ``unit`` needed the last time this source was built."""
+        doc = self.cache.fetch_json(self.cache.key("memory", source=self.source_key, unit=unit)) or {}
+        peak, secs = doc.get("peak_rss_bytes"), doc.get("seconds")
+        return (peak if isinstance(peak, int) else None, float(secs) if isinstance(secs, (int, float)) else None)
 
     def remember_memory(self, unit: str, peak: int, seconds: float | None = None) -> None:
         k = self.cache.key("memory", source=self.source_key, unit=unit)
@@ -915,14 +900,12 @@ class _TaskKeys:
         return {"dir": str(self.cache.tasks_dir()), "reused": self.reused, "built": self.built, "notes": self.notes}
 
 
-#: reduced precisions from the one a target would ship first (the fewest bits) to the last
-SHIP_ORDER = ("int4", "int8", "fp16", "bf16")
-
-
 def benchmark_choice(artifacts: list[Artifact], every: bool = False) -> tuple[list[Artifact], list[dict[str, str]]]:
     """What ``deploy --benchmark`` measures: per target its fp32 (the baseline) and the reduced
     precision it would ship, the lowest that verified (what the report can recommend over fp32);
     every artifact when ``every``. Returns (to measure, [{id, reason} of the others])."""
+    from .bundle import PRECISION_ORDER
+
     if every:
         return list(artifacts), []
     chosen: list[Artifact] = []
@@ -931,7 +914,7 @@ def benchmark_choice(artifacts: list[Artifact], every: bool = False) -> tuple[li
         chosen += [a for a in mine if a.precision == "fp32"]
         ok = [a for a in mine if a.precision != "fp32" and a.verification is not None
               and a.verification.status in ("verified", "structural")]
-        ok.sort(key=lambda a: SHIP_ORDER.index(a.precision) if a.precision in SHIP_ORDER else len(SHIP_ORDER))
+        ok.sort(key=lambda a: PRECISION_ORDER.get(a.precision, 1))  # in the order a release ships them
         chosen += ok[:1]
     left = [{"id": a.root.name, "reason": "not measured by default (--benchmark-all measures every artifact)"}
             for a in artifacts if a not in chosen]

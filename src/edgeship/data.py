@@ -37,10 +37,7 @@ def sample_photos(names: tuple[str, ...] = SAMPLE_PHOTOS) -> dict[str, np.ndarra
                          hint="pip install scikit-image") from e
     out = {}
     for name in names:
-        img = np.asarray(d.stereo_motorcycle()[0] if name == "motorcycle" else getattr(d, name)())
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        out[name] = np.ascontiguousarray(img[..., :3])
+        out[name] = load_image(d.stereo_motorcycle()[0] if name == "motorcycle" else getattr(d, name)())
     return out
 
 

@@ -48,7 +48,9 @@ SIGNATURE = "model.sig"
 KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
-_PRECISION_ORDER = {"int8": 0, "fp16": 1, "palettize6": 1, "palettize4": 1, "fp32": 2}
+#: what ships first, precision by precision (the release's fallback order; deploy --benchmark measures
+#: each target's first verified one)
+PRECISION_ORDER = {"int8": 0, "fp16": 1, "palettize6": 1, "palettize4": 1, "fp32": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +289,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
                 **({"session_config": a.details["session_config"]} if a.details.get("session_config") else {})})
         order = sorted(entries, key=lambda e: (e["fidelity"]["status"] == "unverified",  # shipped when asked, tried last
                                                (e["benchmark"] or {}).get("p50_ms", float("inf")),
-                                               _PRECISION_ORDER.get(e["precision"], 1), e["size_bytes"]))
+                                               PRECISION_ORDER.get(e["precision"], 1), e["size_bytes"]))
         from .._version import __version__
         from ..manifest import environment
 

@@ -224,7 +224,6 @@ class Source:
         raise UnsupportedError(f"running a {self.kind} source needs its runtime target",
                                hint="use edgeship classify or benchmark on the file")
 
-
     def evaluation(self, spec: str | None, limit: int) -> tuple[list[tuple[np.ndarray, ...]], list[int] | None,
                                                                  list[list[np.ndarray]]]:
         """The evaluation set (``--eval`` data ``spec``, else the source's own, ``limit`` inputs), its
@@ -259,7 +258,8 @@ def _data_stamp(spec: str | None) -> Any:
             st = p.stat()
             return (st.st_size, st.st_mtime_ns)
         if p.is_dir():
-            return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file())
+            return tuple((str(f), st.st_size, st.st_mtime_ns) for f in sorted(p.rglob("*")) if f.is_file()
+                         for st in [f.stat()])
     except OSError:
         return None
     return None
