@@ -16,8 +16,9 @@ once under ``incomplete`` with kind ``skipped``. A worker's Python traceback nev
 reason: it is written to a log file (``$EDGESHIP_CACHE_DIR/logs``) that the reason names, and
 copied to stderr with ``EDGESHIP_DEBUG=1``.
 
-An out dir's source is its default baseline only when it is a built-in model or an installed
-factory ``pkg.mod:fn`` (see :mod:`edgeship.bench.harness`); any other source gets a note.
+An out dir's source is its default baseline only when it is a built-in model: a manifest never
+selects code to run (see :mod:`edgeship.bench.harness`); any other source gets a note naming
+``--baseline``.
 
 JSON schema ``edgeship.benchmark/1`` (``edgeship benchmark --json``; manifest ``stages.benchmark``)
 -----------------------------------------------------------------------------------------------

@@ -9,12 +9,10 @@ and its earlier samples are dropped: an incomplete candidate never yields figure
 machine cannot run at all (its target's ``can_run_here()``; Core ML off macOS) is not started: it is
 listed once under ``incomplete`` with ``kind`` "skipped" and a one-line reason.
 
-A manifest's source becomes the default baseline only if it is a built-in model or a factory
-``pkg.mod:fn`` whose top-level module is installed (:func:`edgeship.bench.worker.installed_module`:
-found on the import path without the current folder, the manifest's folder or a folder containing
-it, decided without importing anything); the worker imports it from there alone. A ``.py`` file,
-a module that merely lies in the current folder or the output folder, and model files are never
-run on the strength of a manifest.
+A manifest's source becomes the default baseline only if it is one of edgeship's built-in models:
+nothing a manifest says selects code to run. A factory ``pkg.mod:fn``, a ``.py`` file or a model
+file named there is never imported, called or read on the strength of a manifest; the user names
+it with ``--baseline`` (the notes say so).
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
 import signal
 import sys
 import time
@@ -38,14 +35,13 @@ from ..sources import BUILTIN_MODELS
 from ..targets import load_artifact
 from .config import BenchConfig
 from .stats import MIN_RUNS_FOR_P99, latency_quantiles, latency_stats
-from .worker import PHASE_MARK, installed_module
+from .worker import PHASE_MARK
 
 __all__ = ["run", "run_worker", "WorkerOutcome"]
 
 SCHEMA = "edgeship.benchmark/1"
 Progress = Callable[[str], None]
 _SOURCE_OPTION_KEYS = ("input_shape", "input_dtype", "input_value", "input_range", "weights", "dynamic_batch")  # never allow_pickle
-_MODULE_FACTORY = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _TRACEBACK = "Traceback (most recent call last):"
 
 
@@ -179,8 +175,6 @@ class _Item:
     baseline: str | None = None  # id of this artifact's baseline
     problem: str | None = None  # known before running: reported incomplete
     skip: str | None = None  # cannot run on this machine at all: listed once as skipped
-    installed_only: bool = False  # a baseline named by a manifest: its module only from installed locations
-    exclude_paths: list[str] = dataclasses.field(default_factory=list)  # ... and never from these folders
 
 
 def _unique(wanted: str, taken: set[str]) -> str:
@@ -191,34 +185,14 @@ def _unique(wanted: str, taken: set[str]) -> str:
     return name
 
 
-def _baseline_item(origin: str, options: dict[str, Any], items: list[_Item], taken: set[str],
-                   manifest_dir: Path | None = None) -> _Item:
-    installed_only = manifest_dir is not None
+def _baseline_item(origin: str, options: dict[str, Any], items: list[_Item], taken: set[str]) -> _Item:
     for it in items:
-        if (it.role == "baseline" and it.origin == origin and it.source_options == options
-                and it.installed_only == installed_only):
-            if manifest_dir is not None and str(manifest_dir) not in it.exclude_paths:
-                it.exclude_paths.append(str(manifest_dir))
+        if it.role == "baseline" and it.origin == origin and it.source_options == options:
             return it
     short = origin.rsplit(":", 1)[-1] if ":" in origin else Path(origin).stem or origin
-    it = _Item(id=_unique(f"torch:{short}", taken), role="baseline", origin=origin, source_options=options,
-               installed_only=installed_only, exclude_paths=[str(manifest_dir)] if manifest_dir is not None else [])
+    it = _Item(id=_unique(f"torch:{short}", taken), role="baseline", origin=origin, source_options=options)
     items.append(it)
     return it
-
-
-def _reloadable(origin: str, manifest_dir: Path) -> bool:
-    """A manifest's source origin that may be rebuilt without the user naming it: a built-in model,
-    or ``pkg.mod:fn`` whose top-level module is installed (not the current folder, the manifest's
-    folder or a folder containing it). Imports nothing."""
-    if origin in BUILTIN_MODELS:
-        return True
-    if not _MODULE_FACTORY.match(origin):
-        return False
-    mod = origin.rpartition(":")[0]
-    if mod.endswith(".py"):  # sources reads "x.py:fn" as a file to execute
-        return False
-    return installed_module(mod, [manifest_dir]) is not None
 
 
 def _target_class(art: Artifact, register: dict[str, str]) -> Any:
@@ -304,13 +278,13 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
                 base = _baseline_item(explicit, explicit_options, items, taken)
             elif cfg.auto_baseline:
                 origin = str(source.get("origin") or "")
-                if source.get("kind") in ("torch", "pt2") and _reloadable(origin, p.resolve()):
+                if source.get("kind") == "torch" and origin in BUILTIN_MODELS:  # edgeship's own code, by name
                     opts = {k: config[k] for k in _SOURCE_OPTION_KEYS if config.get(k) not in (None, [])}
-                    base = _baseline_item(origin, opts, items, taken, manifest_dir=p.resolve())
+                    base = _baseline_item(origin, opts, items, taken)
                 elif origin:
-                    notes.append(f"{p}: the source {origin!r} ({source.get('kind')}) is not reloaded from a manifest "
-                                 "automatically (only built-in models and installed pkg.mod:fn factories are); "
-                                 "give --baseline to compare with it")
+                    notes.append(f"{p}: the source {origin[:120]!r} ({str(source.get('kind'))[:20]}) is not reloaded "
+                                 "from a manifest automatically (a manifest never selects code to run; only "
+                                 "built-in models are); give --baseline to compare with it")
             for rec in records:
                 folder = m.artifact_folder(rec)
                 try:
@@ -464,9 +438,6 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
             else:
                 spec["origin"] = j.item.origin
                 spec["source_options"] = j.item.source_options
-                if j.item.installed_only:
-                    spec["installed_only"] = True
-                    spec["exclude_paths"] = j.item.exclude_paths
             outcome = run_worker(spec, cfg.timeout, threads=j.threads)
             if outcome.ok:
                 j.rounds.append(outcome.result or {})

@@ -18,9 +18,6 @@ Spec keys (the parent, :mod:`edgeship.bench.harness`, writes them):
 ``register``      ``{name: "module:Class"}`` targets to register in this process first
 ``sys_path``      the parent's import path (without the current folder), appended so factories and
                   plugins import alike
-``installed_only`` (kind source) the origin's module must come from an installed location
-                  (:func:`installed_path`): set for a baseline named by a manifest, never by the user
-``exclude_paths`` folders that do not count as installed (the manifest's folder), with installed_only
 ``log_dir``       where the traceback of an unexpected exception is written (default: the logs folder)
 ``spawned_at``    the parent's ``time.monotonic()`` just before it started this process
 
@@ -40,11 +37,9 @@ T_START = time.monotonic()  # first line after the interpreter and the edgeship 
 
 import gc  # noqa: E402
 import importlib  # noqa: E402
-import importlib.machinery  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -98,72 +93,6 @@ def _rapl_delta(domains: list[Path], a: list[int] | None, b: list[int] | None) -
                 return None
         total += y - x
     return total
-
-
-# ---- installed modules ------------------------------------------------------------------
-
-def _excluded_roots(exclude: Sequence[str | Path]) -> tuple[Path | None, list[Path]]:
-    try:
-        cwd: Path | None = Path.cwd().resolve()
-    except OSError:
-        cwd = None
-    return cwd, [Path(p).resolve() for p in exclude]
-
-
-def installed_path(exclude: Sequence[str | Path] = ()) -> list[str]:
-    """``sys.path`` without the current folder (``''`` or its path) and without any entry that is one
-    of ``exclude`` or contains one: what counts as installed (site-packages, ``PYTHONPATH``, .pth
-    entries), as opposed to files that happen to lie where a command runs or beside a manifest."""
-    cwd, ex = _excluded_roots(exclude)
-    out = []
-    for p in sys.path:
-        if not p or not isinstance(p, str):
-            continue
-        try:
-            rp = Path(p).resolve()
-        except (OSError, RuntimeError):
-            continue
-        if rp == cwd or any(rp == e or rp in e.parents for e in ex):
-            continue
-        out.append(p)
-    return out
-
-
-def installed_module(name: str, exclude: Sequence[str | Path] = ()) -> str | None:
-    """Where the top-level module of ``name`` would be imported from when only installed locations
-    count (:func:`installed_path`), or None. Decided without importing anything: the path finder on
-    the filtered path, then setuptools' editable-install finders (``pip install -e`` of a flat
-    layout), whose answer must not point into the current folder or an excluded one."""
-    top = name.split(".")[0]
-    if not top.isidentifier():
-        return None
-    try:
-        spec = importlib.machinery.PathFinder.find_spec(top, installed_path(exclude))
-    except (ImportError, ValueError, OSError):
-        spec = None
-    editable = False
-    if spec is None:
-        for finder in sys.meta_path:
-            if not getattr(finder, "__module__", "").startswith("__editable__"):
-                continue
-            try:
-                spec = finder.find_spec(top, None)  # a name -> folder table: imports nothing
-            except Exception:  # noqa: BLE001 - a finder that cannot answer does not vouch for the module
-                spec = None
-            if spec is not None:
-                editable = True
-                break
-    if spec is None:
-        return None
-    where = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
-    if where is None:
-        return None
-    if editable:
-        cwd, ex = _excluded_roots(exclude)
-        w = Path(where).resolve()
-        if any(r is not None and (w == r or r in w.parents) for r in (cwd, *ex)):
-            return None
-    return str(where)
 
 
 # ---- inputs -----------------------------------------------------------------------------
@@ -267,8 +196,6 @@ def _load_source_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any
     from edgeship.sources import load_source
 
     cfg = SourceConfig.build(**(spec.get("source_options") or {}))
-    if spec.get("installed_only"):
-        _import_installed(str(spec["origin"]), spec.get("exclude_paths") or [])
     source = load_source(spec["origin"], **cfg.source_kwargs())
     if source.kind not in ("torch", "pt2"):
         raise UsageError(f"the baseline must be a PyTorch model; {spec['origin']!r} is a {source.kind} model",
@@ -280,27 +207,6 @@ def _load_source_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any
     if torch.get_num_threads() != threads:
         info.setdefault("notes", []).append(f"torch runs {torch.get_num_threads()} threads, asked {threads}")
     return (_SourceRunner(source), source.inputs), cold
-
-
-def _import_installed(origin: str, exclude: Sequence[str]) -> None:
-    """Import the factory module of a manifest's ``origin`` from installed locations only, before
-    ``load_source`` (which would add the current folder): a module of that name in the current folder
-    or beside the manifest is never imported."""
-    from edgeship.errors import SecurityError
-    from edgeship.sources import BUILTIN_MODELS
-
-    if origin in BUILTIN_MODELS:
-        return
-    mod = origin.rpartition(":")[0]
-    if not mod or mod.endswith(".py") or installed_module(mod, exclude) is None:
-        raise SecurityError(f"{origin!r} is not an installed module: a manifest's source is reloaded only from "
-                            "installed packages", hint="give --baseline to compare with it")
-    saved = list(sys.path)
-    sys.path[:] = installed_path(exclude)
-    try:
-        importlib.import_module(mod)  # cached: load_source finds it in sys.modules
-    finally:
-        sys.path[:] = saved
 
 
 # ---- timing -----------------------------------------------------------------------------
