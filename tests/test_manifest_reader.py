@@ -36,7 +36,7 @@ def test_the_benchmark_figure_is_read_by_its_schema(tmp_path):
 
 def test_an_unreadable_manifest_is_a_format_error_for_the_benchmark(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(edgeship.FormatError, match="not a readable edgeship manifest"):
+    with pytest.raises(edgeship.FormatError, match="edgeship manifest .* is not valid JSON"):
         edgeship.benchmark(tmp_path)
 
 

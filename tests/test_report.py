@@ -168,7 +168,7 @@ def test_cli_report_writes_compares_and_fails_cleanly(deployed, tmp_path, cli_en
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     r = subprocess.run([*run, str(tmp_path / "bad"), str(old)], capture_output=True, text=True, env=cli_env, timeout=120)
-    assert r.returncode == 3 and "not a readable edgeship manifest" in r.stderr
+    assert r.returncode == 3 and "is not valid JSON" in r.stderr and "manifest.json" in r.stderr
     assert (old / REPORT_HTML).read_bytes() == before  # a failed command changes nothing
 
 

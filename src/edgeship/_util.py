@@ -39,6 +39,22 @@ def check_example_size(shape: tuple[int, ...], itemsize: int, what: str) -> None
                          hint="give the real input size with --input-shape, e.g. 1,3,224,224")
 
 
+def make_folder(path: Path, what: str = "output folder") -> Path:
+    """``mkdir -p path``, or an InputError naming the part of the path that is in the way (a file
+    where a folder must be) or the folder that cannot be written; never a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((q for q in (path, *path.parents) if q.exists() and not q.is_dir()), path)
+        raise InputError(f"cannot make the {what} {path}: {blocker} is a file, not a folder",
+                         hint="give a path under a folder (or remove the file in the way)") from None
+    except OSError as e:
+        raise InputError(f"cannot make the {what} {path}: {e.strerror or e}",
+                         hint="give a folder you can write to") from None
+    return path
+
+
 def _umask() -> int:
     """The process umask (read by setting it and putting it back)."""
     mask = os.umask(0o022)
@@ -63,7 +79,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     import tempfile
 
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(final.parent, f"folder of {final.name}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     as_umask_allows(tmp, directory=True)
     try:
@@ -91,7 +107,7 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
     out = Path(out)
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     stage = Path(tempfile.mkdtemp(prefix=".edgeship-stage-", dir=out))
     as_umask_allows(stage, directory=True)
     try:
@@ -107,7 +123,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     import tempfile
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, f"folder of {path.name}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:

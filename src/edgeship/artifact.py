@@ -8,7 +8,6 @@ and ``artifact.json`` (this record without the labels, which live in ``labels.tx
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
@@ -369,18 +368,25 @@ def read_artifact(path: str | Path) -> Artifact:
         meta = p
     else:
         meta = p.parent / ARTIFACT_JSON
-    if not meta.is_file():
+    if not meta.exists() and not meta.is_symlink():
         raise InputError(
             f"{p} is not an edgeship artifact (no {ARTIFACT_JSON} beside it)",
             hint="give a folder written by edgeship deploy, e.g. edgeship-out/onnx-fp32",
         )
+    from .readers import RECORD_LIMIT, read_json, read_text
+
+    hint = "re-run edgeship deploy to rewrite it"
+    data = read_json(meta, "artifact record", max_bytes=RECORD_LIMIT, links=False, hint=hint)
+    if not isinstance(data, dict):
+        raise FormatError(f"{meta} is not a valid artifact record: it holds a {type(data).__name__}, not an object",
+                          hint=hint)
+    root = meta.parent
+    labels_path = root / LABELS_TXT
+    labels = (clean_labels(read_text(labels_path, "labels file", links=False, hint=hint).splitlines())
+              if labels_path.exists() or labels_path.is_symlink() else None)
     try:
-        data = json.loads(meta.read_text())
         for k in ("digest", "size_bytes", "labels_file", "labels_count"):
             data.pop(k, None)
-        root = meta.parent
-        labels_path = root / LABELS_TXT
-        labels = clean_labels(labels_path.read_text().splitlines()) if labels_path.is_file() else None
         art = Artifact(root=root, labels=labels, **data)
     except (ValueError, TypeError, RecursionError) as e:
         raise FormatError(f"{meta} is not a valid artifact record: {validation_detail(e)}",

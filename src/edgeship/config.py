@@ -6,7 +6,6 @@ description, and ``edgeship.deploy(**kwargs)`` takes the same names.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -337,21 +336,12 @@ class ClassifyConfig(ConfigModel):
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML file of option values (keys are the option names)."""
+    from .readers import read_structured
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise UsageError(f"no such config file: {p}")
-    text = p.read_text()
-    if p.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise UsageError("YAML configs need PyYAML", hint="pip install pyyaml, or write the config as JSON") from None
-        data = yaml.safe_load(text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{p} is not valid JSON: {e}") from None
+    data = read_structured(p, "config file", hint="a JSON or YAML mapping of option names to values")
     if not isinstance(data, dict):
         raise UsageError(f"{p} must hold a mapping of option names to values")
     return data

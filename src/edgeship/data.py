@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import FormatError, InputError, UsageError
+from .errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from .artifact import Preprocess
@@ -41,20 +41,6 @@ def sample_photos(names: tuple[str, ...] = SAMPLE_PHOTOS) -> dict[str, np.ndarra
     return out
 
 
-def _decode(src: Any, what: str) -> np.ndarray:
-    """Decode an encoded image (a path or a file object) to HxWx3 uint8 RGB; a file that is not a
-    whole image (truncated, not an image, a decompression bomb) is a FormatError."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(src) as im:
-            im.draft("RGB", (1024, 1024))  # cheap downscale for huge JPEGs
-            return np.asarray(im.convert("RGB"))  # decodes it whole: a truncated file fails here
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise FormatError(f"{what} is not a readable image: {e}", hint="give a JPEG, PNG, BMP or WebP file",
-                          reason=str(e)[:200]) from None
-
-
 def load_image(image: Any) -> np.ndarray:
     """A path, encoded bytes (as an app sends them), a PIL image or an HxWx{1,3,4} array -> HxWx3
     uint8 RGB."""
@@ -62,15 +48,17 @@ def load_image(image: Any) -> np.ndarray:
 
     from PIL import Image
 
+    from .readers import read_bytes
+    from .readers.images import IMAGE_LIMIT, decode_image, to_rgb
+
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(image), "the image bytes")
+        return decode_image(io.BytesIO(image), "the image bytes")
     if isinstance(image, (str, Path)):
         p = Path(image)
-        if not p.is_file():
-            raise InputError(f"no such image: {p}", hint="give the path of a JPEG or PNG file")
-        return _decode(p, str(p))
+        data = read_bytes(p, "image", max_bytes=IMAGE_LIMIT, hint="give the path of a JPEG or PNG file")
+        return decode_image(io.BytesIO(data), str(p))
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return to_rgb(image)
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
@@ -134,30 +122,11 @@ def augmented_crops(spec: Preprocess, n: int, seed: int, names: tuple[str, ...] 
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Arrays from a .npy or .npz file, never unpickling: object arrays are refused."""
-    import zipfile
+    """Arrays from a .npy or .npz file (:func:`edgeship.readers.arrays.read_arrays`: never unpickling;
+    numbers only, at least one axis, finite)."""
+    from .readers.arrays import read_arrays
 
-    from .errors import SecurityError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such data file: {p}", hint="give a .npy or .npz file, or an image folder")
-    with open(p, "rb") as fh:
-        head = fh.read(6)
-    try:
-        if head.startswith(b"\x93NUMPY"):
-            return {p.stem: np.load(p, allow_pickle=False)}
-        if head.startswith(b"PK\x03\x04"):
-            with np.load(p, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "Object arrays" in str(e):
-            raise SecurityError(f"{p} holds Python objects (a pickle), not plain arrays",
-                                hint="save plain numeric arrays: np.save(path, array.astype(np.float32))") from None
-        raise FormatError(f"{p} is not a readable numpy file: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise FormatError(f"{p} is not a readable numpy file: {e}") from None
-    raise FormatError(f"{p} is not a .npy or .npz file", hint="numpy files start with \\x93NUMPY (npy) or are zip (npz)")
+    return read_arrays(path)
 
 
 # ---- calibration and evaluation data: an image folder, a .npy/.npz file, a text file, a callable --
@@ -184,9 +153,9 @@ def load_samples(spec: str | None, source: Source, limit: int, purpose: str) -> 
     p = Path(spec)
     if p.is_dir():
         return _image_folder(p, source, limit, purpose)
-    if p.is_file() and p.suffix.lower() == ".txt":
+    if p.exists() and p.suffix.lower() == ".txt":
         return _text_file(p, source, limit, purpose), None
-    if p.is_file():
+    if p.exists():  # a FIFO or a device is refused by the reader, before anything opens it
         arrays = load_arrays(p)
         labels = _labels_array(arrays, source, str(p))
         return _split_arrays(arrays, source, limit, str(p)), (labels[:limit] if labels is not None else None)
@@ -206,13 +175,10 @@ def _text_file(path: Path, source: Source, limit: int, purpose: str) -> Samples:
         raise UsageError(f"a text file as {purpose} data ({path}) needs the model's tokenizer",
                          hint="return edgeship.TorchModel(..., tokenize=fn) from the factory (fn: list of strings -> "
                               "the model's inputs), or give token ids in a .npz named after the model's inputs")
-    if path.stat().st_size > TEXT_FILE_LIMIT:
-        raise InputError(f"{path} is {path.stat().st_size >> 20} MB; a text file of sentences is read up to "
-                         f"{TEXT_FILE_LIMIT >> 20} MB", hint="give fewer sentences (a few hundred are plenty)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path} is not UTF-8 text (byte {e.start})", hint="save the sentences as UTF-8, one per line") from None
+    from .readers import read_text
+
+    text = read_text(path, "text file of sentences", max_bytes=TEXT_FILE_LIMIT,
+                     hint="give a few hundred sentences, one per line, as UTF-8")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()][:limit]
     if not lines:
         raise InputError(f"{path} holds no sentences", hint="write one sentence per line")

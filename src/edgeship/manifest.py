@@ -68,14 +68,13 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(out: Path) -> dict[str, Any] | None:
     """The manifest of an output folder, or None when it has none; FormatError when unreadable."""
+    from .readers import RECORD_LIMIT, read_json
+
     path = Path(out) / MANIFEST
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:
-        raise FormatError(f"{path} is not a readable edgeship manifest: {str(e)[:200]}",
-                          hint="re-run edgeship deploy to write it again (or give another folder)") from None
+    hint = "re-run edgeship deploy to write it again (or give another folder)"
+    doc = read_json(path, "edgeship manifest", max_bytes=RECORD_LIMIT, links=False, hint=hint)
     if not isinstance(doc, dict) or not isinstance(doc.get("artifacts", []), list) \
             or not isinstance(doc.get("source", {}), dict):
         raise FormatError(f"{path} is not an edgeship manifest (no artifacts list)",

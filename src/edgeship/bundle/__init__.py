@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text, safe_name, tool_versions
+from .._util import atomic_write_text, make_folder, safe_name, tool_versions
 from ..artifact import sha256_file
 from ..errors import FormatError, InputError, SecurityError, UsageError
 
@@ -83,7 +83,7 @@ def keygen(out: str | Path) -> tuple[Path, Path]:
         if p.exists():
             raise UsageError(f"{p} exists: a signing key is never replaced",
                              hint="give another --out, or move the old key away if you mean to retire it")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "key folder")
     key = ec.generate_private_key(ec.SECP256R1())
     fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -235,7 +235,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     if not public.is_file() or public.read_bytes().strip() != pub_bytes.strip():
         public = dest / f"{name}.pub.pem"  # the public half, beside the bundle, when none is beside the key
 
-    dest.mkdir(parents=True, exist_ok=True)
+    make_folder(dest, "release folder")
     # built under its final name inside a temp folder: the signature names the folder
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest))
     tmp = scratch / name

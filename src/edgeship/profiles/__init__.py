@@ -19,7 +19,6 @@ Fields (all figures nominal; measured ones say so in ``source``):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,11 +56,17 @@ def load_profile(name_or_file: str | Path) -> DeviceProfile:
     path = builtins.get(key)
     if path is None:
         path = Path(key)
-        if not path.is_file():
+        if not path.exists():
             raise UsageError(f"unknown device profile {key!r}",
                              hint=f"built-in profiles: {', '.join(builtins)}; or give a JSON file")
+    from ..readers import read_structured
+
+    doc = read_structured(path, "device profile", hint="see edgeship.profiles for the fields")
+    if not isinstance(doc, dict):
+        raise InputError(f"{path} is not a valid device profile: it holds a {type(doc).__name__}, not an object",
+                         hint="see edgeship.profiles for the fields")
     try:
-        return DeviceProfile(**json.loads(path.read_text()))
+        return DeviceProfile(**doc)
     except (ValueError, TypeError) as e:
         raise InputError(f"{path} is not a valid device profile: {str(e).splitlines()[0]}",
                          hint="see edgeship.profiles for the fields") from None

@@ -21,8 +21,10 @@ import importlib.util
 import io
 import json
 import os
+import pickle
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +40,7 @@ from ..errors import (
     SecurityError,
     UnsupportedError,
     UsageError,
+    first_line,
 )
 
 __all__ = ["TorchModel", "Source", "load_source", "sniff_format", "module_digest", "BUILTIN_MODELS"]
@@ -484,25 +487,24 @@ def flatten_outputs(out: Any) -> list[Any]:
 # ---- format detection -------------------------------------------------------------------
 
 def sniff_format(path: Path) -> str:
-    """'onnx', 'tflite', 'pt2', 'torch-zip', 'torch-pickle', 'npy' — from the bytes, not the name."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except IsADirectoryError:
+    """'onnx', 'tflite', 'pt2', 'torch-zip', 'torch-pickle', 'npy' — from the bytes, not the name.
+    A folder, a FIFO or a device is refused before anything opens it (:func:`edgeship.readers.regular_file`)."""
+    from ..readers import regular_file
+    from ..readers.archives import open_zip
+
+    if Path(path).is_dir():
         raise InputError(f"{path} is a folder, not a model file",
-                         hint="give a .onnx/.pt2/.tflite/.pt file or a factory 'pkg.module:fn'") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
+                         hint="give a .onnx/.pt2/.tflite/.pt file or a factory 'pkg.module:fn'")
+    regular_file(path, "model file", hint="give a .onnx/.pt2/.tflite/.pt file or a factory 'pkg.module:fn'")
+    with open(path, "rb") as fh:  # a regular file: reading its head cannot block
+        head = fh.read(64)
     if not head:
         raise FormatError(f"{path} is empty", hint="the file was probably truncated; export it again")
     if head[4:8] == b"TFL3":
         return "tflite"
     if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except zipfile.BadZipFile:
-            raise FormatError(f"{path} looks like a zip archive but is damaged") from None
+        with open_zip(path, "model archive") as z:
+            names = z.namelist()
         if any(n.endswith("archive_format") for n in names) or any("/models/" in n and n.endswith(".json") for n in names):
             return "pt2"
         if any(n.endswith("data.pkl") for n in names):
@@ -572,20 +574,16 @@ def parse_preprocess(spec: str | Preprocess, inputs: Sequence[TensorSpec]) -> Pr
     """``--preprocess``: a JSON file of :class:`Preprocess` fields, or ``key=value`` pairs with presets
     (``imagenet``, ``tflite`` = (x-127)/128, ``unit`` = x/255); the input, its layout and size default
     to what the model's image input shows."""
-    import json
-
     if isinstance(spec, Preprocess):
         return spec
     text = str(spec).strip()
     values: dict[str, Any] = {}
     p = Path(text)
-    if text.endswith(".json") or (p.is_file() and "=" not in text):
-        try:
-            values = json.loads(p.read_text())
-        except OSError as e:
-            raise UsageError(f"--preprocess {text}: cannot read it ({e.strerror})") from None
-        except (ValueError, RecursionError) as e:
-            raise UsageError(f"--preprocess {text} is not valid JSON: {str(e)[:200]}") from None
+    if text.endswith(".json") or (p.exists() and "=" not in text):
+        from ..readers import read_json
+
+        values = read_json(p, "--preprocess file", max_bytes=1 << 20,
+                           hint="a JSON object of preprocessing fields, e.g. {\"mean\": 127, \"std\": 128}")
         if not isinstance(values, dict):
             raise UsageError(f"--preprocess {text} must hold an object of preprocessing fields")
     else:
@@ -662,22 +660,15 @@ def read_labels(spec: str | Path | Sequence[str], outputs: Sequence[TensorSpec] 
 
 
 def _read_labels(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
-    import json
-
     if not isinstance(spec, (str, Path)):
         return clean_labels([str(x) for x in spec]) or ()
+    from ..readers import parse_json, read_text
+
     p = Path(spec)
-    if not p.is_file():
-        raise InputError(f"no such labels file: {p}", hint="give labels.txt (one label per line) or a JSON list")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read labels file {p}: {e}") from None
+    hint = "give labels.txt (one label per line) or a JSON list"
+    text = read_text(p, "labels file", hint=hint)
     if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as e:
-            raise InputError(f"{p} is not a valid JSON list of labels: {e}") from None
+        data = parse_json(text, f"labels file {p}", hint=hint)
         if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
             raise InputError(f"{p} must be a JSON list of strings")
         labels = data
@@ -1002,7 +993,9 @@ def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
         return SecurityError(f"{path} member {member} {why}",
                              hint="load it only if you trust its author: add --allow-pickle")
 
-    with zipfile.ZipFile(path) as z:
+    from ..readers.archives import open_zip
+
+    with open_zip(path, "torch.export program") as z:
         infos = {i.filename.split("/", 1)[1] if "/" in i.filename else i.filename: i for i in z.infolist()}
         raw: set[str] = set()
         pickled: set[str] = set()
@@ -1026,9 +1019,19 @@ def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
             if name.startswith(("custom_obj", "opaque_obj")) or "custom_obj" in rel or "opaque_obj" in rel:
                 raise refuse(rel, "holds a pickled custom object, which runs code when loaded")
             try:
-                torch.load(io.BytesIO(z.read(info)), weights_only=True, map_location="cpu")
-            except Exception:
-                raise refuse(rel, "is a pickle (or data torch would unpickle) that can run code when loaded") from None
+                member = z.read(info)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as e:
+                raise FormatError(f"{path} member {rel} cannot be read: {type(e).__name__}: {str(e)[:200]}",
+                                  hint="the archive is damaged; save the program again") from None
+            try:
+                torch.load(io.BytesIO(member), weights_only=True, map_location="cpu")
+            except pickle.UnpicklingError as e:
+                if "weights only" in str(e).lower() or "weights_only" in str(e):
+                    raise refuse(rel, "is a pickle (or data torch would unpickle) that can run code when loaded") from None
+                raise refuse(rel, f"is not a pickle torch's safe loader reads ({first_line(e, 160)})") from None
+            except Exception as e:  # noqa: BLE001 - torch's reader on a damaged member: any error, all refused
+                raise FormatError(f"{path} member {rel} is damaged: {type(e).__name__}: {first_line(e, 200)}",
+                                  hint="save the program again with torch.export.save") from None
 
 
 def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, ranges=None, values=None) -> Source:
@@ -1088,13 +1091,10 @@ def load_onnx_model(path: Path, weights: bool = True) -> Any:
     ``weights=False`` vets the same but leaves external data unread and skips the checker (a
     description of the file: ONNX Runtime checks the graph when it loads it)."""
     import onnx
-    from google.protobuf.message import DecodeError
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as e:
-        raise FormatError(f"{path} is not a valid ONNX model ({type(e).__name__})",
-                          hint="the file is corrupt or of another format; export it again") from None
+    from ..readers.onnx import parse_onnx
+
+    model = parse_onnx(path)
     if not model.graph.node and not model.graph.output:
         raise FormatError(f"{path} is not a valid ONNX model (no graph)",
                           hint="the file is corrupt or of another format; export it again")
