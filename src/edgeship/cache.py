@@ -200,9 +200,12 @@ def _entry(k: str) -> Path:
 
 
 def _read_entry(folder: Path) -> dict[str, Any] | None:
+    from .errors import EdgeshipError
+    from .readers import read_json
+
     try:
-        meta = json.loads((folder / ENTRY).read_text())
-    except (OSError, ValueError, RecursionError):
+        meta = read_json(folder / ENTRY, "cache entry", max_bytes=64 << 20, links=False)
+    except EdgeshipError:
         return None
     return meta if isinstance(meta, dict) else None
 

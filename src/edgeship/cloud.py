@@ -290,10 +290,11 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
     if image is None:
         data, ctype, what = sample_jpeg(), "image/jpeg", "skimage.data.coffee() as a quality-90 JPEG"
     else:
+        from .readers import read_bytes
+        from .readers.images import IMAGE_LIMIT
+
         p = Path(image)
-        if not p.is_file():
-            raise InputError(f"no such image: {p}")
-        data, what = p.read_bytes(), str(p)
+        data, what = read_bytes(p, "image", max_bytes=IMAGE_LIMIT, hint="give a JPEG or PNG file"), str(p)
         ctype = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
     why_not_netem = _netem_available()
     progress("edge: the artifact in this process")

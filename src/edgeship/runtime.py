@@ -17,7 +17,6 @@ file or a record this reader does not take goes through the full loader
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -69,14 +68,16 @@ def _light_open(path: Path, threads: int) -> tuple[Any, SimpleNamespace, tuple[s
     """(runner, preprocessing, labels, input names) for an ONNX/ORT artifact folder whose record
     this reader takes, else None."""
     from ._util import confined
+    from .errors import EdgeshipError
+    from .readers import read_json, read_text
 
     meta = path / "artifact.json"
     try:
-        if not path.is_dir() or not meta.is_file() or meta.stat().st_size > _MAX_RECORD:
+        if not path.is_dir():
             return None
-        data = json.loads(meta.read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
+        data = read_json(meta, "artifact record", max_bytes=_MAX_RECORD, links=False)
+    except EdgeshipError:
+        return None  # the full reader says what is wrong with it
     if not isinstance(data, dict) or data.get("format") not in LIGHT_FORMATS or not isinstance(data.get("model_file"), str):
         return None
     pre = _light_preprocess(data.get("preprocess"))
@@ -94,7 +95,8 @@ def _light_open(path: Path, threads: int) -> tuple[Any, SimpleNamespace, tuple[s
     model = confined(path, data["model_file"], f"{meta}: model_file")
     runner = OnnxRunner(model, threads=threads, session_config=config)
     labels_path = path / "labels.txt"
-    labels = tuple(labels_path.read_text().splitlines()) if labels_path.is_file() else None
+    labels = (tuple(read_text(labels_path, "labels file", links=False).splitlines())
+              if labels_path.exists() or labels_path.is_symlink() else None)
     return runner, pre, labels, names
 
 
@@ -145,14 +147,17 @@ class Classifier:
         """The first artifact of a bundle's fallback order that loads here and passes its golden
         vectors (verify the bundle's signature first: ``edgeship verify``); UnsupportedError
         naming every artifact's reason when none does."""
-        import json
+
+        from .readers import read_json
 
         folder = Path(folder)
+        doc = read_json(folder / "bundle.json", "release bundle record", links=False,
+                        hint="give a bundle folder written by edgeship package")
         try:
-            order = json.loads((folder / "bundle.json").read_text())["fallback_order"]
+            order = doc["fallback_order"]
             if not isinstance(order, list):
                 raise TypeError("fallback_order is not a list")
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise FormatError(f"{folder} is not a readable release bundle: {str(e)[:200]}",
                               hint="give a folder written by edgeship package (or extract its .tar.gz)") from None
         skipped: list[dict[str, str]] = []
@@ -232,26 +237,29 @@ def _agent_bundle(state: Path) -> tuple[Path, int]:
     """The bundle folder an agent state serves (the committed release; during a trial switch, the
     one before it) and the switch file's mtime."""
     from ._util import confined
+    from .errors import EdgeshipError
+    from .readers import read_json
 
     path = state / AGENT_CURRENT
     try:
         stamp = path.stat().st_mtime_ns
-        cur = json.loads(path.read_text())
+        cur = read_json(path, "agent state", max_bytes=1 << 20, links=False)
         if cur.get("state") != "committed":
             cur = cur.get("previous") or {}
         return confined(state, str(cur["bundle"]), f"{path}: bundle"), stamp
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (OSError, EdgeshipError, KeyError, TypeError, AttributeError):
         raise UnsupportedError(f"{state} has no installed release yet",
                                hint="run edgeship agent --state DIR --server URL --once first") from None
 
 
 def _golden_tensor(root: Path, rel: str) -> np.ndarray:
     from ._util import confined
+    from .readers import read_bytes
+    from .readers.arrays import ARRAY_LIMIT, parse_npy
 
-    try:
-        return np.load(confined(root, rel, f"{root / GOLDEN_JSON}: a tensor path"), allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise FormatError(f"{root / rel} is not a readable golden tensor: {str(e)[:200]}") from None
+    path = confined(root, rel, f"{root / GOLDEN_JSON}: a tensor path")
+    return parse_npy(read_bytes(path, "golden tensor", max_bytes=ARRAY_LIMIT, links=False), f"golden tensor {path}",
+                     scalar=True)
 
 
 def check_golden(root: Path, artifact_id: str, run: Any) -> dict[str, Any]:
@@ -259,13 +267,14 @@ def check_golden(root: Path, artifact_id: str, run: Any) -> dict[str, Any]:
     and compare with the expected outputs under their tolerance:
     ``{"passed": bool | None, "checked", "failures": [...]}`` (``passed`` None: the bundle has no
     golden vectors for it, and says why in ``skipped``)."""
-    import json
+
+    from .readers import read_json
 
     root = Path(root)
+    doc = read_json(root / GOLDEN_JSON, "golden vectors record", links=False, hint="package the output folder again")
     try:
-        doc = json.loads((root / GOLDEN_JSON).read_text())
         rec = doc["artifacts"][artifact_id]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+    except (KeyError, TypeError) as e:
         raise FormatError(f"{root / GOLDEN_JSON} has no golden vectors for {artifact_id}: {str(e)[:120]}",
                           hint="package the output folder again") from None
     if "skipped" in rec:

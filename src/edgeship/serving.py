@@ -22,8 +22,6 @@ requests in flight are answered.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,8 @@ import numpy as np
 
 from .errors import EdgeshipError, FormatError, InputError, UnsupportedError
 from .fidelity import softmax
+from .readers import parse_json
+from .readers.arrays import parse_npy
 
 __all__ = ["ServeConfig", "make_app", "serve", "IMAGE_TYPES"]
 
@@ -218,14 +218,16 @@ def _tensors(model: _Model, body: bytes, ctype: str, max_elements: int) -> dict[
         if len(specs) != 1:
             raise _Reject(415, f"the model takes {len(specs)} inputs: send them as JSON {{\"inputs\": {{name: ...}}}}")
         try:
-            arrays = {specs[0].name: np.load(io.BytesIO(body), allow_pickle=False)}
-        except (ValueError, OSError, EOFError) as e:
-            raise _Reject(400, f"the body is not a .npy array: {str(e)[:200]}") from None
+            arrays = {specs[0].name: parse_npy(bytes(body), "the body", scalar=True)}
+        except EdgeshipError as e:
+            raise _Reject(400, f"the body is not a .npy array of numbers: {e.message[:200]}") from None
     else:
         try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise _Reject(400, f"the body is not JSON: {str(e)[:200]}") from None
+            doc = parse_json(bytes(body).decode("utf-8"), "the body")
+        except UnicodeDecodeError as e:
+            raise _Reject(400, f"the body is not UTF-8 JSON (byte {e.start})") from None
+        except EdgeshipError as e:
+            raise _Reject(400, f"the body is not JSON: {e.message[:200]}") from None
         given = doc.get("inputs") if isinstance(doc, dict) else None
         if isinstance(given, list) and len(specs) == 1 and given and not isinstance(given[0], list | dict):
             given = [given]

@@ -59,11 +59,14 @@ def _key(threads: int) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    from ..errors import EdgeshipError
+    from ..readers import read_json
+
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, "machine peaks cache", max_bytes=16 << 20)
         if isinstance(data, dict) and data.get("schema") == SCHEMA and isinstance(data.get("entries"), dict):
             return data
-    except (OSError, ValueError):
+    except EdgeshipError:
         pass
     return {"schema": SCHEMA, "entries": {}}
 

@@ -37,7 +37,8 @@ from typing import Any
 
 from .._util import atomic_write_text, make_folder, safe_name, tool_versions
 from ..artifact import sha256_file
-from ..errors import FormatError, InputError, SecurityError, UsageError
+from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
+from ..readers import parse_json, read_json
 
 __all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
 
@@ -120,8 +121,8 @@ def _released(dest: str | Path) -> list[dict[str, Any]]:
     out = []
     for p in Path(dest).glob(f"*/{BUNDLE_JSON}") if Path(dest).is_dir() else []:
         try:
-            doc = json.loads(p.read_text())
-        except (OSError, ValueError, RecursionError):
+            doc = read_json(p, "release record", links=False)
+        except EdgeshipError:
             continue
         if isinstance(doc, dict):
             out.append(doc)
@@ -390,10 +391,10 @@ def _signed_diff(folder: Path) -> list[str]:
     import base64
 
     try:
-        env = json.loads((folder / SIGNATURE).read_text())["dsseEnvelope"]
-        statement = json.loads(base64.b64decode(env["payload"]))
+        env = read_json(folder / SIGNATURE, "signature", links=False)["dsseEnvelope"]
+        statement = parse_json(base64.b64decode(env["payload"]).decode("utf-8"), "signed statement")
         signed = {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (EdgeshipError, ValueError, KeyError, TypeError, AttributeError):
         return []
     return _diff(folder, signed, skip=(SIGNATURE,))
 
@@ -447,10 +448,10 @@ def _verify_folder(folder: Path, key: Path, shown: Path) -> dict[str, Any]:
         raise SecurityError(f"{shown} fails its signature check: {detail}",
                             hint="do not install it; fetch the release again, or check that the key is the "
                                  "one it was signed with", problems=problems) from None
+    doc = read_json(folder / BUNDLE_JSON, "release record", links=False, hint="fetch the release again")
     try:
-        doc = json.loads((folder / BUNDLE_JSON).read_text())
         listed = {f["path"]: f.get("sha256") for f in doc["files"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise FormatError(f"{shown}: {BUNDLE_JSON} is not readable: {str(e)[:200]}") from None
     problems = _diff(folder, listed, skip=(BUNDLE_JSON, SIGNATURE))
     if problems:  # signed, yet inconsistent with its own list: refused all the same

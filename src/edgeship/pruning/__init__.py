@@ -457,9 +457,12 @@ def lineage(source: Source) -> dict[str, Any] | None:
     rec_path = origin.parent / RECORD_FILE if origin is not None else None
     if rec_path is None or not rec_path.is_file() or not origin.is_file() or rec_path.stat().st_size > RECORD_LIMIT:
         return None
+    from ..errors import EdgeshipError
+    from ..readers import read_json
+
     try:
-        rec = json.loads(rec_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        rec = read_json(rec_path, "compress record", max_bytes=RECORD_LIMIT, links=False)
+    except EdgeshipError:
         return None
     if not isinstance(rec, dict) or rec.get("schema") != "edgeship.compress/1" or rec.get("model_sha256") != sha256_file(origin):
         return None

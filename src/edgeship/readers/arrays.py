@@ -23,8 +23,9 @@ __all__ = ["read_arrays", "parse_npy", "check_numbers", "ARRAY_LIMIT"]
 ARRAY_LIMIT = 16 << 30  # bytes of one .npy/.npz file
 
 
-def check_numbers(a: Any, where: str) -> Any:
-    """``a`` when it is a numeric array of at least one axis with finite values; else a typed error."""
+def check_numbers(a: Any, where: str, *, scalar: bool = False) -> Any:
+    """``a`` when it is a numeric array of at least one axis (``scalar``: or none) with finite values;
+    else a typed error."""
     import numpy as np
 
     if a.dtype.hasobject:
@@ -35,7 +36,7 @@ def check_numbers(a: Any, where: str) -> Any:
                 "m": "time spans"}.get(a.dtype.kind, f"values of type {a.dtype}")
         raise InputError(f"{where} holds {kind} (dtype {a.dtype}), not numbers a model takes",
                          hint="save numeric arrays: floats for float inputs, integers for token ids")
-    if a.ndim == 0:
+    if a.ndim == 0 and not scalar:
         raise InputError(f"{where} is a single value (a 0-d array), not samples",
                          hint="the first axis counts samples: save an array of shape (N, ...)")
     if a.dtype.kind == "f" and a.size:
@@ -47,7 +48,7 @@ def check_numbers(a: Any, where: str) -> Any:
     return a
 
 
-def parse_npy(data: bytes, where: str) -> Any:
+def parse_npy(data: bytes, where: str, *, scalar: bool = False) -> Any:
     """One .npy document -> a checked array (:func:`check_numbers`)."""
     import numpy as np
 
@@ -62,7 +63,7 @@ def parse_npy(data: bytes, where: str) -> Any:
         raise FormatError(f"{where} is not a readable .npy array: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(a, np.ndarray):
         raise FormatError(f"{where} is not a single .npy array")
-    return check_numbers(a, where)
+    return check_numbers(a, where, scalar=scalar)
 
 
 def read_arrays(path: str | Path, what: str = "data file") -> dict[str, Any]:

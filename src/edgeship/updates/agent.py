@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
-from ..errors import EdgeshipError, InputError, UsageError
+from ..errors import EdgeshipError, FormatError, InputError, UsageError
 from .fetch import ResumingFetcher
 from .repo import in_rollout
 
@@ -47,10 +47,14 @@ def _now() -> str:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
+    from ..readers import read_json
+
+    if not path.exists() and not path.is_symlink():
+        return None
     try:
-        doc = json.loads(path.read_text())
+        doc = read_json(path, "agent state", max_bytes=16 << 20, links=False)
         return doc if isinstance(doc, dict) else None
-    except (OSError, ValueError):
+    except EdgeshipError:
         return None
 
 
@@ -65,11 +69,13 @@ def init_state(state: str | Path, root: str | Path, bundle_key: str | Path, chan
     for p, what in ((root, "--root"), (bundle_key, "--bundle-key")):
         if not p.is_file():
             raise InputError(f"{what} {p}: no such file")
+    from ..readers import read_json
+
     try:
-        signed = json.loads(root.read_text())["signed"]
+        signed = read_json(root, "TUF root metadata", max_bytes=16 << 20)["signed"]
         if signed.get("_type") != "root":
             raise ValueError("not root metadata")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (EdgeshipError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise InputError(f"{root} is not TUF root metadata ({str(e)[:100]})",
                          hint="give the repository's metadata/1.root.json") from None
     (state / "tuf" / "metadata").mkdir(parents=True, exist_ok=True)
@@ -185,7 +191,11 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         if info is None:
             _record(state, last_result=f"channel {cfg['channel']} has no releases")
             return {"ok": True, "action": "none", "reason": f"channel {cfg['channel']} has no releases"}
-        channel = json.loads(Path(up.download_target(info)).read_text())
+        from ..readers import read_json
+
+        channel = read_json(Path(up.download_target(info)), "channel metadata", max_bytes=16 << 20)
+        if not isinstance(channel, dict):
+            raise FormatError(f"channel {cfg['channel']} metadata is not an object")
         bad = set((_read(state / STATUS) or {}).get("bad_releases", []))
         eligible = [r for r in channel.get("releases", []) if int(r["release"]) > active and int(r["release"]) not in bad
                     and in_rollout(cfg["device_id"], cfg["channel"], int(r["release"]), float(r.get("rollout", 100)))]

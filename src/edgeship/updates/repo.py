@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
-from ..errors import InputError, SecurityError, UsageError
+from ..errors import FormatError, InputError, SecurityError, UsageError
 
 __all__ = ["init_repo", "publish", "refresh_timestamp", "in_rollout", "read_channel", "CHANNEL_SCHEMA", "ROLES",
            "EXPIRY_DAYS"]
@@ -127,8 +127,13 @@ def read_channel(repo: str | Path, channel: str) -> dict[str, Any]:
     info = tgt.signed.targets.get(f"channels/{channel}.json")
     if info is None:
         return {"schema": CHANNEL_SCHEMA, "channel": channel, "releases": []}
+    from ..readers import read_json
+
     path = repo / "targets" / "channels" / f"{info.hashes['sha256']}.{channel}.json"
-    return json.loads(path.read_text())
+    doc = read_json(path, "channel record", max_bytes=16 << 20, links=False)
+    if not isinstance(doc, dict) or not isinstance(doc.get("releases"), list):
+        raise FormatError(f"{path} is not a channel record (no releases list)")
+    return doc
 
 
 def _add_target(repo: Path, target_path: str, data_path: Path, custom: dict[str, Any] | None = None) -> Any:
@@ -178,10 +183,13 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
     with tempfile.TemporaryDirectory(prefix="edgeship-publish-") as tmp:
         names = safe_extract(bundle, Path(tmp) / "x")
         top = {n.split("/", 1)[0] for n in names}
+        from ..errors import EdgeshipError
+        from ..readers import read_json
+
         try:
-            doc = json.loads((Path(tmp) / "x" / top.pop() / BUNDLE_JSON).read_text())
+            doc = read_json(Path(tmp) / "x" / top.pop() / BUNDLE_JSON, "release record", links=False)
             version, release, name = str(doc["version"]), int(doc["release"]), str(doc["name"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (EdgeshipError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise InputError(f"{bundle} holds no readable {BUNDLE_JSON}: {str(e)[:120]}") from None
     signers = _signers(repo)
     tgt, snap, ts = _load(repo)
