@@ -1,0 +1,250 @@
+"""Issue 33's classes of outside file, each through its one reader: a typed error naming the file
+(and the field or index), never "internal error", a traceback or a hang. Inputs are generated here."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeship.config import load_config
+from edgeship.data import load_arrays, load_image
+from edgeship.errors import EdgeshipError, FormatError, InputError, SecurityError
+from edgeship.manifest import read_manifest
+from edgeship.profiles import load_profile
+from edgeship.sources import load_source, sniff_format
+
+EDGESHIP = str(Path(sys.executable).parent / "edgeship")
+
+
+def cli(args, env, cwd, timeout=120):
+    return subprocess.run([EDGESHIP, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=timeout)
+
+
+def refused(r, code=3, *words):
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1, r.stderr[-2000:]
+    for w in words:
+        assert w in err[0], err[0]
+
+
+# ---- data files given to --calib / --eval ----------------------------------------------------
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: np.savez(p, x=np.frombuffer(b"abcd" * 64, dtype="S4")), ("'x'", "bytes")),
+    (lambda p: np.save(p, np.array(3.0, np.float32)), ("0-d",)),
+    (lambda p: np.save(p, np.array(["a", "b"])), ("strings",)),
+    (lambda p: np.save(p, np.where(np.arange(48).reshape(2, 24) == 7, np.nan, 1.0).astype(np.float32)),
+     ("NaN", "[0, 7]")),
+    (lambda p: np.save(p, np.where(np.arange(48).reshape(2, 24) == 30, np.inf, 1.0)), ("infinite", "[1, 6]")),
+    (lambda p: np.save(p, np.ones(4, np.complex64)), ("complex",)),
+])
+def test_data_files_that_are_not_numbers_are_refused_by_name(tmp_path, make, words):
+    p = tmp_path / "data.npy"
+    make(p)
+    p = next(tmp_path.iterdir())  # np.savez adds .npz
+    with pytest.raises(InputError) as e:
+        load_arrays(p)
+    assert str(p) in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_a_zero_d_array_as_calibration_data_is_an_input_error_not_an_internal_one(tiny_onnx, tmp_path, cli_env):
+    np.save(tmp_path / "zero.npy", np.array(3.0, np.float32))
+    r = cli(["quantize", tiny_onnx, "--calib", tmp_path / "zero.npy", "--out", tmp_path / "q"], cli_env, tmp_path, 300)
+    refused(r, 3, "0-d")
+    assert not (tmp_path / "q").exists()
+
+
+# ---- images ----------------------------------------------------------------------------------
+
+def _png(size=(24, 16), color=(200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    b = io.BytesIO()
+    Image.new("RGB", size, color).save(b, "PNG")
+    return b.getvalue()
+
+
+def test_a_png_with_a_broken_chunk_is_a_format_error(tmp_path, tiny_onnx, cli_env):
+    """The IDAT chunk's length says 43 bytes where there are ~3,000: the next "chunk" starts inside
+    the image data, and Pillow raises SyntaxError ("broken PNG file"), which was not caught."""
+    from PIL import Image
+
+    b = io.BytesIO()
+    Image.fromarray((np.random.RandomState(0).rand(32, 32, 3) * 255).astype(np.uint8)).save(b, "PNG")
+    raw = bytearray(b.getvalue())
+    struct.pack_into(">I", raw, raw.find(b"IDAT") - 4, 43)
+    (tmp_path / "broken.png").write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="broken.png is not a readable image"):
+        load_image(tmp_path / "broken.png")
+    refused(cli(["classify", tiny_onnx, tmp_path / "broken.png"], cli_env, tmp_path), 3, "not a readable image")
+
+
+def test_an_image_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "x.png")
+    with pytest.raises(InputError, match="FIFO"):
+        load_image(tmp_path / "x.png")
+
+
+def test_exif_orientation_and_16_bit_images(tmp_path):
+    from PIL import Image
+
+    a = np.zeros((10, 30, 3), np.uint8)
+    a[:, :5] = 255  # a white band on the left of a wide picture
+    im = Image.fromarray(a)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to show": stored sideways
+    im.save(tmp_path / "tagged.jpg", exif=exif.tobytes(), quality=95)
+    shown = load_image(tmp_path / "tagged.jpg")
+    assert shown.shape == (30, 10, 3) and shown[:5].mean() > 200 and shown[-5:].mean() < 50  # the band is on top
+    g = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(g).save(tmp_path / "g16.png")
+    rgb = load_image(tmp_path / "g16.png")
+    assert rgb.dtype == np.uint8 and rgb.min() == 0 and 250 <= rgb.max() <= 255 and 100 < rgb.mean() < 155
+
+
+# ---- zip archives: .pt2 ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pt2(tmp_path_factory) -> Path:
+    import torch
+
+    p = tmp_path_factory.mktemp("pt2") / "ok.pt2"
+    torch.export.save(torch.export.export(torch.nn.Linear(4, 2), (torch.randn(1, 4),)), p)
+    return p
+
+
+def _patch_central(raw: bytes, field: int, value: int) -> bytes:
+    """Set a 2-byte field of every member in the archive's own central directory (and local headers)."""
+    z = zipfile.ZipFile(io.BytesIO(raw))
+    buf = bytearray(raw)
+    pos = z.start_dir
+    for info in z.infolist():
+        struct.pack_into("<H", buf, pos + field, value)
+        local = {8: 6, 10: 8, 6: 4}[field]
+        struct.pack_into("<H", buf, info.header_offset + local, value)
+        n, m, k = struct.unpack_from("<HHH", buf, pos + 28)
+        pos += 46 + n + m + k
+    return bytes(buf)
+
+
+def test_a_pt2_whose_names_are_flagged_utf8_but_are_not(pt2, tmp_path):
+    raw = pt2.read_bytes()
+    info = zipfile.ZipFile(pt2).infolist()[0]
+    assert info.flag_bits & 0x800  # torch.export.save flags its names UTF-8
+    name = info.filename.encode()
+    (tmp_path / "m.pt2").write_bytes(raw.replace(name, name[:-1] + b"\xff"))
+    with pytest.raises(FormatError, match="flagged UTF-8"):
+        load_source(str(tmp_path / "m.pt2"))
+
+
+@pytest.mark.parametrize("field, value, words", [(6, 64, "zip file version 6.4"), (10, 99, "compression method 99")])
+def test_a_pt2_that_needs_zip_features_the_reader_lacks(pt2, tmp_path, field, value, words):
+    (tmp_path / "m.pt2").write_bytes(_patch_central(pt2.read_bytes(), field, value))
+    with pytest.raises(FormatError, match=words):
+        sniff_format(tmp_path / "m.pt2")
+
+
+def test_a_damaged_pt2_member_is_a_format_error_not_a_pickle_alarm(pt2, tmp_path):
+    z = zipfile.ZipFile(pt2)
+    member = next(i for i in z.infolist() if "sample_inputs" in i.filename)
+    raw = bytearray(pt2.read_bytes())
+    n, extra = struct.unpack_from("<HH", raw, member.header_offset + 26)  # the local header's own lengths
+    start = member.header_offset + 30 + n + extra
+    raw[start:start + 4] = b"XXXX"  # the nested checkpoint's own zip header, stored: the CRC check fails first
+    (tmp_path / "m.pt2").write_bytes(bytes(raw))
+    with pytest.raises(EdgeshipError) as e:
+        load_source(str(tmp_path / "m.pt2"))
+    assert type(e.value) is FormatError and "can run code" not in str(e.value), str(e.value)
+
+
+# ---- ONNX ------------------------------------------------------------------------------------
+
+def test_onnx_names_that_are_not_utf8_are_refused_by_field(tiny_onnx, tmp_path, cli_env):
+    import onnx
+
+    m = onnx.load(str(tiny_onnx / "model.onnx"))
+    name = m.graph.node[0].name.encode()
+    raw = m.SerializeToString().replace(name, name[:-1] + b"\xff", 1)
+    (tmp_path / "m.onnx").write_bytes(raw)
+    with pytest.raises(FormatError, match=r"graph\.node\[0\]\.name is not UTF-8"):
+        load_source(str(tmp_path / "m.onnx"))
+    refused(cli(["deploy", tmp_path / "m.onnx", "--out", tmp_path / "out", "--targets", "onnx"], cli_env, tmp_path, 300),
+            3, "not UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- configs and profiles --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, content, words", [
+    ("c.yaml", b"targets: [onnx\nquantize: : :\n", ("not valid YAML", "line")),
+    ("c.yaml", "targets: [onnx]\n# caf\xe9\n".encode("latin-1"), ("not UTF-8", "line 2")),
+    ("c.json", b"[" * 100_000 + b"]" * 100_000, ("100000 levels",)),
+    ("c.json", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, ("100000 levels",)),
+    ("c.yaml", b"a: &x [1, 2]\nb: *x\n", ("alias",)),
+    ("c.yaml", b"- " * 2000 + b"x\n", ("deeper",)),
+    ("c.json", b'{"a": NaN}', ("not valid JSON",)),
+])
+def test_config_and_profile_files_give_typed_errors(tmp_path, name, content, words):
+    p = tmp_path / name
+    p.write_bytes(content)
+    for read in (load_config, load_profile):
+        with pytest.raises(FormatError) as e:
+            read(p)
+        assert str(p) in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_a_deep_config_on_the_command_line(tmp_path, cli_env):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    refused(cli(["deploy", "tinymodels:tiny_classifier", "--config", tmp_path / "deep.json", "--out", tmp_path / "o"],
+                cli_env, tmp_path), 3, "levels deep")
+
+
+# ---- paths -----------------------------------------------------------------------------------
+
+def test_out_below_a_regular_file(tmp_path, cli_env):
+    (tmp_path / "afile").write_text("x")
+    refused(cli(["deploy", "tinymodels:tiny_classifier", "--out", tmp_path / "afile" / "out"], cli_env, tmp_path),
+            3, "is a file, not a folder")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_manifest_that_is_a_symlink_is_refused_and_its_target_untouched(tiny_onnx, tmp_path, cli_env):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_onnx.parent, out)
+    target = tmp_path / "elsewhere.json"
+    target.write_text((out / "manifest.json").read_text())
+    (out / "manifest.json").unlink()
+    (out / "manifest.json").symlink_to(target)
+    before = target.read_text()
+    with pytest.raises(SecurityError, match="symbolic link"):
+        read_manifest(out)
+    refused(cli(["deploy", "tinymodels:tiny_classifier", "--out", out], cli_env, tmp_path), 6, "symbolic link")
+    assert target.read_text() == before and (out / "manifest.json").is_symlink()
+
+
+def test_a_model_that_is_a_fifo_does_not_block_the_cli(tmp_path, cli_env):
+    os.mkfifo(tmp_path / "m.onnx")
+    refused(cli(["deploy", tmp_path / "m.onnx", "--out", tmp_path / "o"], cli_env, tmp_path, timeout=60), 3, "FIFO")
+    refused(cli(["analyze", tmp_path / "m.onnx"], cli_env, tmp_path, timeout=60), 3, "FIFO")
+
+
+def test_json_records_refuse_what_json_is_not(tmp_path):
+    from edgeship.readers import parse_json, read_json
+
+    with pytest.raises(FormatError, match="not valid JSON"):
+        parse_json('{"a": Infinity}', "x")
+    (tmp_path / "r.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')  # a BOM is fine
+    assert read_json(tmp_path / "r.json", "record") == {"a": 1}
