@@ -13,6 +13,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -37,7 +38,10 @@ def safe_extract(archive: str | Path, dest: str | Path, *, max_bytes: int = 2 <<
                  max_ratio: float = 200.0, progress: Callable[[str], None] | None = None) -> list[str]:
     """Extract a .zip or .tar(.gz/.xz/.bz2) into ``dest`` (created atomically); return member names.
     ``progress(name)`` is called after each tar member is written."""
+    from .readers import regular_file
+
     archive, dest = Path(archive), Path(dest)
+    regular_file(archive, "archive")
     if zipfile.is_zipfile(archive):
         with atomic_dir(dest) as tmp:
             return _zip(archive, tmp, max_bytes, max_members, max_ratio)
@@ -48,9 +52,11 @@ def safe_extract(archive: str | Path, dest: str | Path, *, max_bytes: int = 2 <<
 
 
 def _zip(archive: Path, dest: Path, max_bytes: int, max_members: int, max_ratio: float) -> list[str]:
+    from .readers.archives import open_zip
+
     names = []
     total = 0
-    with zipfile.ZipFile(archive) as z:
+    with open_zip(archive, "archive", max_bytes=max_bytes, max_ratio=max_ratio, max_members=max_members) as z:
         infos = z.infolist()
         if len(infos) > max_members:
             raise SecurityError(f"{archive} has {len(infos)} members (limit {max_members})")
@@ -68,18 +74,35 @@ def _zip(archive: Path, dest: Path, max_bytes: int, max_members: int, max_ratio:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, open(target, "wb") as out:
-                while block := src.read(CHUNK):
-                    total += len(block)
-                    if total > max_bytes:
-                        raise SecurityError(f"{archive} expands past {max_bytes} bytes: a zip bomb?",
-                                            hint="refusing to extract it")
-                    out.write(block)
+            try:
+                with z.open(info) as src, open(target, "wb") as out:
+                    while block := src.read(CHUNK):
+                        total += len(block)
+                        if total > max_bytes:
+                            raise SecurityError(f"{archive} expands past {max_bytes} bytes: a zip bomb?",
+                                                hint="refusing to extract it")
+                        out.write(block)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as e:
+                raise FormatError(f"{archive} member {info.filename!r} cannot be read: {type(e).__name__}: "
+                                  f"{str(e)[:200]}", hint="the archive is damaged; fetch it again") from None
             names.append(str(rel))
     return names
 
 
 def _tar(archive: Path, dest: Path, max_bytes: int, max_members: int, progress: Callable[[str], None] | None = None) -> list[str]:
+    try:
+        return _tar_members(archive, dest, max_bytes, max_members, progress)
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, UnicodeError) as e:
+        if isinstance(e, tarfile.FilterError):
+            raise SecurityError(f"{archive}: {e}", hint="refusing to extract it") from None
+        if isinstance(e, OSError) and e.errno is not None:  # the disk, not the data (gzip/bz2 data errors have none)
+            raise
+        raise FormatError(f"{archive} is not a readable tar archive: {type(e).__name__}: {str(e)[:200]}",
+                          hint="the archive is damaged or truncated; fetch it again") from None
+
+
+def _tar_members(archive: Path, dest: Path, max_bytes: int, max_members: int,
+                 progress: Callable[[str], None] | None = None) -> list[str]:
     names = []
     total = 0
     with tarfile.open(archive) as t:

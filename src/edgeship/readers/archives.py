@@ -51,8 +51,12 @@ def _vet(z: zipfile.ZipFile, p: Path, what: str, max_bytes: int, max_ratio: floa
     for info in infos:
         name = info.filename
         where = f"{what} {p} member {name[:200]!r}"
-        if "\x00" in name or "\\" in name or name.startswith("/") or any(x == ".." for x in PurePosixPath(name).parts):
-            raise SecurityError(f"{where} has a name that climbs out of the archive or is not a path")
+        if "\x00" in name:
+            raise SecurityError(f"{where} has a NUL byte in its name", hint="refusing to read it")
+        if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+            raise SecurityError(f"{where} has an absolute path", hint="refusing to read it")
+        if any(x == ".." for x in PurePosixPath(name).parts):
+            raise SecurityError(f"{where} climbs out of the folder ('..')", hint="refusing to read it")
         if info.compress_type not in _METHODS:
             raise FormatError(f"{where} uses compression method {info.compress_type}, which cannot be read "
                               "(stored, deflate, bzip2 and lzma can)", hint="write the archive again with deflate")
@@ -66,6 +70,7 @@ def _vet(z: zipfile.ZipFile, p: Path, what: str, max_bytes: int, max_ratio: floa
             raise FormatError(f"{where} declares a negative size")
         total += info.file_size
         if total > max_bytes:
-            raise SecurityError(f"{what} {p} expands past {max_bytes / (1 << 30):.3g} GB")
+            raise SecurityError(f"{what} {p} expands past {max_bytes / (1 << 30):.3g} GB: a zip bomb?",
+                                hint="refusing to read it")
         if info.compress_size and info.file_size > (1 << 20) and info.file_size / info.compress_size > max_ratio:
             raise SecurityError(f"{where} expands {info.file_size / info.compress_size:.0f}:1: a zip bomb?")
