@@ -145,16 +145,13 @@ def nesting_depth(text: str) -> int:
 
 def parse_json(text: str, what: str, *, max_depth: int = MAX_DEPTH, hint: str | None = None) -> Any:
     """JSON text -> value, nested at most ``max_depth`` deep; every failure a FormatError naming ``what``.
-    NaN and Infinity (not JSON) are refused."""
+    NaN and Infinity are read as Python's json module writes them (a figure that could not be
+    computed is recorded as NaN)."""
     depth = nesting_depth(text)
     if depth > max_depth:
         raise FormatError(f"{what} nests {depth} levels deep (at most {max_depth})", hint=hint)
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON number")
-
     try:
-        return json.loads(text, parse_constant=constant)
+        return json.loads(text)
     except (ValueError, RecursionError) as e:
         raise FormatError(f"{what} is not valid JSON: {str(e)[:200]}", hint=hint) from None
 
