@@ -344,4 +344,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     data = read_structured(p, "config file", hint="a JSON or YAML mapping of option names to values")
     if not isinstance(data, dict):
         raise UsageError(f"{p} must hold a mapping of option names to values")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise UsageError(f"{p}: {str(odd[0])[:40]!r} is not an option name (keys are option names, as text)",
+                         hint="write each key as the option's name, e.g. targets: [onnx]")
     return data

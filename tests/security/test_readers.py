@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import subprocess
@@ -189,8 +190,8 @@ def test_onnx_names_that_are_not_utf8_are_refused_by_field(tiny_onnx, tmp_path, 
 @pytest.mark.parametrize("name, content, words", [
     ("c.yaml", b"targets: [onnx\nquantize: : :\n", ("not valid YAML", "line")),
     ("c.yaml", "targets: [onnx]\n# caf\xe9\n".encode("latin-1"), ("not UTF-8", "line 2")),
-    ("c.json", b"[" * 100_000 + b"]" * 100_000, ("100000 levels",)),
-    ("c.json", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, ("100000 levels",)),
+    ("c.json", b"[" * 100_000 + b"]" * 100_000, ("deeper than 64 levels",)),
+    ("c.json", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, ("deeper than 64 levels",)),
     ("c.yaml", b"a: &x [1, 2]\nb: *x\n", ("alias",)),
     ("c.yaml", b"- " * 2000 + b"x\n", ("deeper",)),
     ("c.json", b'{"a": nan}', ("not valid JSON",)),
@@ -207,7 +208,7 @@ def test_config_and_profile_files_give_typed_errors(tmp_path, name, content, wor
 def test_a_deep_config_on_the_command_line(tmp_path, cli_env):
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     refused(cli(["deploy", "tinymodels:tiny_classifier", "--config", tmp_path / "deep.json", "--out", tmp_path / "o"],
-                cli_env, tmp_path), 3, "levels deep")
+                cli_env, tmp_path), 3, "levels")
 
 
 # ---- paths -----------------------------------------------------------------------------------
@@ -249,3 +250,142 @@ def test_json_records_read_what_python_writes(tmp_path):
         parse_json('{"a": 1,}', "x")
     (tmp_path / "r.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')  # a BOM is fine
     assert read_json(tmp_path / "r.json", "record") == {"a": 1}
+
+
+# ---- what the fuzzer found (tests/security/fuzz.py), one case each --------------------------------
+
+class _Pwn:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _rezip(src: Path, dest: Path, edit) -> None:
+    """Copy the archive ``src`` member by member through ``edit(zout, info, data)`` (it writes)."""
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dest, "w") as b:
+        for i in a.infolist():
+            edit(b, i, a.read(i))
+
+
+def test_a_pt2_with_a_member_twice_runs_nothing(pt2, tmp_path):
+    import pickle
+
+    marker = tmp_path / "PWNED"
+
+    def edit(zout, info, data):
+        if info.filename.endswith("/data/sample_inputs/model.pt"):
+            for _ in range(2):
+                zout.writestr(info.filename, pickle.dumps(_Pwn(str(marker)), protocol=2))
+        zout.writestr(info, data)  # the last copy, the real one, is what a dict of names vets
+
+    _rezip(pt2, tmp_path / "m.pt2", edit)
+    with pytest.raises(SecurityError, match="appears twice"):
+        load_source(str(tmp_path / "m.pt2"))
+    assert not marker.exists()
+
+
+def test_a_pt2_opaque_object_marked_raw_runs_nothing(pt2, tmp_path):
+    import pickle
+
+    marker = tmp_path / "PWNED"
+
+    def edit(zout, info, data):
+        if info.filename.endswith("data/constants/model_constants_config.json"):
+            doc = json.loads(data)
+            doc.setdefault("config", {})["c"] = {"path_name": "opaque_obj_0", "use_pickle": False,
+                                                  "tensor_meta": None}
+            data = json.dumps(doc).encode()
+            top = info.filename.split("/", 1)[0]
+            blob = pickle.dumps(_Pwn(str(marker)), protocol=2)
+            zout.writestr(f"{top}/data/constants/opaque_obj_0", blob + b"\0" * (-len(blob) % 4))
+        zout.writestr(info, data)
+
+    _rezip(pt2, tmp_path / "m.pt2", edit)
+    with pytest.raises(SecurityError, match="custom object"):
+        load_source(str(tmp_path / "m.pt2"))
+    assert not marker.exists()
+
+
+def test_a_pt2_whose_payload_config_is_damaged_or_whose_signature_is_null(pt2, tmp_path):
+    def damaged(zout, info, data):
+        if info.filename.endswith("model_weights_config.json"):
+            data = b"[" * 50_000 + b"]" * 50_000
+        zout.writestr(info, data)
+
+    def unsigned(zout, info, data):
+        if info.filename.endswith("models/model.json"):
+            doc = json.loads(data)
+            doc["graph_module"]["module_call_graph"][0]["signature"] = None
+            data = json.dumps(doc).encode()
+        zout.writestr(info, data)
+
+    for edit, words in ((damaged, "not a valid payload config"), (unsigned, "not a usable torch.export program")):
+        _rezip(pt2, tmp_path / "m.pt2", edit)
+        with pytest.raises(FormatError, match=words):
+            load_source(str(tmp_path / "m.pt2"))
+
+
+def test_an_npy_header_numpy_cannot_tokenize(tmp_path):
+    h = b"{'descr': '<f4', 'fortran_order': False, 'shape': ("
+    (tmp_path / "a.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h) + 1) + h + b"\n")
+    with pytest.raises(FormatError, match="a.npy is not a readable .npy array"):
+        load_arrays(tmp_path / "a.npy")
+
+
+@pytest.mark.parametrize("text", ["dry_run: !!bool maybe\n", "opset: !!int ''\n", "out: !!timestamp nope\n",
+                                  "x: !!python/object/apply:os.system ['true']\n", "a: !!binary aGk=\n"])
+def test_yaml_tags_are_not_taken(tmp_path, text):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(FormatError, match="tag"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_a_config_key_that_is_not_text(tmp_path):
+    from edgeship.errors import UsageError
+
+    (tmp_path / "c.yaml").write_text("1: x\nopset: 18\n")
+    with pytest.raises(UsageError, match="is not an option name"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_images_only_in_the_formats_cameras_and_the_web_write(tmp_path):
+    (tmp_path / "x.blp").write_bytes(b"BLP1" + struct.pack("<IIII", 2, 0, 4, 4) + bytes(200))
+    with pytest.raises(FormatError, match="not a readable image"):
+        load_image(tmp_path / "x.blp")
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 14000, 14000, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 14001)) + chunk(b"IEND", b""))
+    (tmp_path / "big.png").write_bytes(png)
+    with pytest.raises(FormatError, match="pixels"):
+        load_image(tmp_path / "big.png")
+
+
+@pytest.mark.timeout(60)  # a guard against the quadratic string scan that was here, not a speed target
+def test_json_with_many_escaped_quotes_is_refused_in_linear_time(tmp_path):
+    from edgeship.readers import read_json
+
+    (tmp_path / "q.json").write_text('"' + '\\"' * 400_000)
+    with pytest.raises(FormatError, match="not valid JSON"):
+        read_json(tmp_path / "q.json", "record")
+
+
+def test_an_onnx_input_of_65_dimensions(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeship.errors import UnsupportedError
+
+    v = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1] * 65) for n in ("x", "y")]
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [v[0]], [v[1]])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    with pytest.raises(UnsupportedError, match="65 dimensions"):
+        load_source(str(tmp_path / "m.onnx"))

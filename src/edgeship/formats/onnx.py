@@ -159,6 +159,9 @@ def requantising_refused(name: str, found: str, precision: str) -> UnsupportedEr
                             hint=f"leave {precision} out of --quantize", already_quantised=found)
 
 
+MAX_RANK = 32  # axes of a graph input or output (numpy's own limit is 64; ONNX Runtime's kernels far fewer)
+
+
 def check_io(model: Any, where: str) -> None:
     """Refuse, naming the value and ``where`` (the file), a graph input or output whose declared type
     edgeship cannot hold: not a tensor (a sequence, a map, no type), an element type ONNX does not
@@ -185,6 +188,9 @@ def check_io(model: Any, where: str) -> None:
                 raise UnsupportedError(f"{what} is a string tensor",
                                        hint="edgeship converts numeric models: keep tokenising and label lookup "
                                             "outside the model (labels: --labels labels.txt)")
+            if len(tt.shape.dim) > MAX_RANK:
+                raise UnsupportedError(f"{what} has {len(tt.shape.dim)} dimensions (at most {MAX_RANK})",
+                                       hint="numpy and the runtimes hold at most 32 axes")
             for i, d in enumerate(tt.shape.dim):
                 # a dim <= 0 is how some exporters (Paddle2ONNX: -1) mark a dynamic one; the ONNX
                 # checker, ONNX Runtime and OpenVINO accept it: it is read as dynamic (io_specs)

@@ -48,9 +48,13 @@ def _vet(z: zipfile.ZipFile, p: Path, what: str, max_bytes: int, max_ratio: floa
     if len(infos) > max_members:
         raise SecurityError(f"{what} {p} has {len(infos):,} members (at most {max_members:,})")
     total = 0
+    seen: set[str] = set()
     for info in infos:
         name = info.filename
         where = f"{what} {p} member {name[:200]!r}"
+        if name in seen:  # readers disagree on which copy counts: one is vetted, another used
+            raise SecurityError(f"{where} appears twice in the archive", hint="refusing to read it")
+        seen.add(name)
         if "\x00" in name:
             raise SecurityError(f"{where} has a NUL byte in its name", hint="refusing to read it")
         if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):

@@ -9,6 +9,7 @@ typed error that names the file, the array and (for values) the first bad index.
 from __future__ import annotations
 
 import io
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -59,7 +60,8 @@ def parse_npy(data: bytes, where: str, *, scalar: bool = False) -> Any:
             raise SecurityError(f"{where} holds Python objects (a pickle), not plain arrays",
                                 hint="save plain numeric arrays: np.save(path, array.astype(np.float32))") from None
         raise FormatError(f"{where} is not a readable .npy array: {str(e)[:200]}") from None
-    except (OSError, EOFError, MemoryError, SyntaxError, TypeError, OverflowError, KeyError) as e:
+    except (OSError, EOFError, MemoryError, SyntaxError, TypeError, OverflowError, KeyError, IndexError,
+            tokenize.TokenError) as e:  # numpy's header parser (ast + tokenize) raises the last ones
         raise FormatError(f"{where} is not a readable .npy array: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(a, np.ndarray):
         raise FormatError(f"{where} is not a single .npy array")

@@ -4,8 +4,9 @@ decoded only here, the same way everywhere.
 Any format Pillow reads; the EXIF orientation applied (a phone photo stored sideways is classified
 upright, as every photo viewer shows it); 16-bit and 32-bit greys scaled to 8 bits by their range
 (not clipped white); palettes and CMYK converted; alpha dropped (composited on nothing: the colour
-channels as stored). A file that is not a whole image (truncated, damaged, not an image, more
-than :data:`MAX_PIXELS`) is a FormatError naming it.
+channels as stored). A file that is not a readable image (damaged, truncated where Pillow
+notices, of a format outside :data:`FORMATS`, more than :data:`MAX_PIXELS`) is a FormatError
+naming it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 from ..errors import FormatError
 
-__all__ = ["decode_image", "to_rgb", "MAX_PIXELS", "IMAGE_LIMIT"]
+__all__ = ["decode_image", "to_rgb", "MAX_PIXELS", "IMAGE_LIMIT", "FORMATS"]
 
 MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2 x its warning size)
 IMAGE_LIMIT = 512 << 20  # bytes of one image file
+#: the formats an image may be in (what cameras, phones and the web write)
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "MPO")
 
 
 def to_rgb(im: Any) -> Any:
@@ -38,19 +41,21 @@ def to_rgb(im: Any) -> Any:
 
 
 def decode_image(src: Any, what: str) -> Any:
-    """Decode an encoded image (a path or a file object) to HxWx3 uint8 RGB."""
+    """Decode an encoded image (a path or a file object) to HxWx3 uint8 RGB. Only the formats of
+    :data:`FORMATS` are tried (Pillow's others include EPS, which runs Ghostscript); a picture of
+    more than :data:`MAX_PIXELS` is refused from its header, before it is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    old = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        with Image.open(src) as im:
+        with Image.open(src, formats=FORMATS) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise Image.DecompressionBombError(f"{w}x{h} pixels, more than {MAX_PIXELS:,}")
             im.draft("RGB", (1024, 1024))  # cheap downscale for huge JPEGs
-            return to_rgb(im)  # decodes it whole: a truncated file fails here
+            return to_rgb(im)  # decodes it whole: a truncated file fails here, where Pillow notices
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-            IndexError, KeyError, TypeError, ZeroDivisionError, MemoryError, Image.DecompressionBombError) as e:
+            IndexError, KeyError, TypeError, ZeroDivisionError, NotImplementedError, MemoryError,
+            Image.DecompressionBombError) as e:
         # Pillow's plugins raise any of these on a damaged file
         raise FormatError(f"{what} is not a readable image: {type(e).__name__}: {str(e)[:200]}",
                           hint="give a JPEG, PNG, BMP or WebP file", reason=str(e)[:200]) from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old

@@ -42,6 +42,7 @@ from ..errors import (
     UsageError,
     first_line,
 )
+from ..readers import parse_json
 
 __all__ = ["TorchModel", "Source", "load_source", "sniff_format", "module_digest", "BUILTIN_MODELS"]
 
@@ -1001,23 +1002,31 @@ def _check_pt2_pickles(path: Path, allow_pickle: bool) -> None:
         pickled: set[str] = set()
         configs = {rel for rel in infos if rel.rpartition("/")[0] in ("data/weights", "data/constants")
                    and rel.endswith("_config.json")}
+        tops = {i.filename.split("/", 1)[0] for i in z.infolist()}
+        if len(tops) != 1:  # torch reads the members of one folder; the vetting must see those same ones
+            raise FormatError(f"{path} holds {len(tops)} top folders, not one",
+                              hint="save the program with torch.export.save")
         for rel in configs:
             folder = rel.rpartition("/")[0]
             try:
-                entries = list(json.loads(z.read(infos[rel])).get("config", {}).values())
-                for e in entries:
+                doc = parse_json(z.read(infos[rel]).decode("utf-8"), f"{path} member {rel}")
+                for e in (doc.get("config") or {}).values():
+                    if not isinstance(e["path_name"], str):
+                        raise TypeError("path_name is not text")
                     (pickled if e.get("use_pickle") else raw).add(f"{folder}/{e['path_name']}")
-            except (ValueError, AttributeError, TypeError, KeyError):
+            except (ValueError, AttributeError, TypeError, KeyError, UnicodeDecodeError, FormatError, OSError,
+                    EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError):
                 raise FormatError(f"{path} member {rel} is not a valid payload config",
                                   hint="save the program with torch.export.save") from None
         for rel, info in infos.items():
+            name = rel.rpartition("/")[2]
+            # torch unpickles custom and opaque objects whatever their config says: checked first
+            if name.startswith(("custom_obj", "opaque_obj")) or "custom_obj" in rel or "opaque_obj" in rel:
+                raise refuse(rel, "holds a pickled custom object, which runs code when loaded")
             text = (rel in _PT2_TEXT or rel in configs or rel.startswith("extra/")
                     or (rel.startswith("models/") and rel.endswith(".json")))
             if info.is_dir() or (rel not in pickled and (rel in raw or text)):
                 continue
-            name = rel.rpartition("/")[2]
-            if name.startswith(("custom_obj", "opaque_obj")) or "custom_obj" in rel or "opaque_obj" in rel:
-                raise refuse(rel, "holds a pickled custom object, which runs code when loaded")
             try:
                 member = z.read(info)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as e:
@@ -1045,10 +1054,16 @@ def _pt2_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_batch, r
     except Exception as e:
         raise FormatError(f"{path} is not a loadable torch.export program: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
                           hint="save it with torch.export.save(torch.export.export(model, args), path)") from None
-    user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    given = tuple(_example_from_meta(n) for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(user))
+    try:  # a program torch loaded may still be incoherent (its signature, its placeholders' metadata)
+        user = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+        given = tuple(_example_from_meta(n) for n in ep.graph.nodes if n.op == "placeholder" and n.name in set(user))
+        module = ep.module()
+    except EdgeshipError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch on a hand-edited program: any error, all typed
+        raise FormatError(f"{path} is not a usable torch.export program: {type(e).__name__}: {first_line(e, 200)}",
+                          hint="save it with torch.export.save(torch.export.export(model, args), path)") from None
     examples = _example_inputs(given, input_shapes, input_dtypes, str(path))  # by the names the Source gives
-    module = ep.module()
     return _torch_source(module, examples, TorchModel(module=module, example_inputs=()), name=path.stem,
                          origin=str(path), kind="pt2", dynamic_batch=dynamic_batch, digest=sha256_file(path),
                          exported=ep, allow_pickle=allow_pickle, ranges=ranges, generated=True, values=values)
