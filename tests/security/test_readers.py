@@ -389,3 +389,13 @@ def test_an_onnx_input_of_65_dimensions(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     with pytest.raises(UnsupportedError, match="65 dimensions"):
         load_source(str(tmp_path / "m.onnx"))
+
+
+def test_key_files_that_are_fifos_do_not_block(tmp_path):
+    from edgeship.bundle import _public_key_of, verify_bundle
+
+    os.mkfifo(tmp_path / "k.pem")
+    with pytest.raises(InputError, match="FIFO"):
+        _public_key_of(tmp_path / "k.pem")
+    with pytest.raises(InputError, match="FIFO"):
+        verify_bundle(tmp_path, tmp_path / "k.pem")

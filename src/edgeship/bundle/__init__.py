@@ -98,9 +98,12 @@ def keygen(out: str | Path) -> tuple[Path, Path]:
 def _public_key_of(private: Path) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
+    from ..readers import read_bytes
+
+    data = read_bytes(private, "private key", max_bytes=1 << 20, hint="make one with edgeship keygen --out DIR")
     try:
-        key = serialization.load_pem_private_key(private.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
         raise InputError(f"{private} is not a readable unencrypted PEM private key: {str(e)[:120]}",
                          hint="make one with edgeship keygen --out DIR") from None
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -233,7 +236,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             key_created = True
     public = key.parent / PUBLIC_KEY_FILE
     pub_bytes = _public_key_of(key)
-    if not public.is_file() or public.read_bytes().strip() != pub_bytes.strip():
+    if not public.is_file() or public.stat().st_size > (1 << 20) or public.read_bytes().strip() != pub_bytes.strip():
         public = dest / f"{name}.pub.pem"  # the public half, beside the bundle, when none is beside the key
 
     make_folder(dest, "release folder")
@@ -416,10 +419,10 @@ def verify_bundle(bundle: str | Path, key: str | Path) -> dict[str, Any]:
     every file, then bundle.json's own file list. Fails closed (SecurityError) naming every extra,
     missing and changed file; returns a summary when it holds."""
     from .._archive import safe_extract
+    from ..readers import regular_file
 
     bundle, key = Path(bundle), Path(key)
-    if not key.is_file():
-        raise InputError(f"no public key at {key}", hint="give the signing-key.pub.pem that came with the release")
+    regular_file(key, "public key", max_bytes=1 << 20, hint="give the signing-key.pub.pem that came with the release")
     if not bundle.exists():
         raise InputError(f"no bundle at {bundle}", hint="give the bundle folder or its .tar.gz")
     with tempfile.TemporaryDirectory(prefix="edgeship-verify-") as tmp:
