@@ -174,6 +174,14 @@ def confined(root: Path, relative: str, what: str) -> Path:
     if not relative or os.path.isabs(relative) or relative.startswith(("/", "\\")):
         raise SecurityError(f"{what} uses an absolute path: {relative!r}",
                             hint="external files must sit inside the model's own folder")
+    if len(relative) > 1024 or any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in relative.split("/")):
+        raise InputError(f"{what} is not a file name this system can hold ({len(relative)} characters)",
+                         hint="the file is corrupt or crafted; write it again with edgeship")
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} is not UTF-8 text: {relative[:60]!r}",
+                         hint="the file is corrupt or crafted; write it again with edgeship") from None
     root_r = root.resolve()
     target = (root / relative).resolve()
     if target != root_r and root_r not in target.parents:

@@ -399,3 +399,30 @@ def test_key_files_that_are_fifos_do_not_block(tmp_path):
         _public_key_of(tmp_path / "k.pem")
     with pytest.raises(InputError, match="FIFO"):
         verify_bundle(tmp_path, tmp_path / "k.pem")
+
+
+def test_records_with_lone_surrogates_or_overlong_file_names(tiny_onnx, tmp_path):
+    import shutil
+
+    from edgeship.artifact import read_artifact
+
+    for field, value, error in (("model_file", "\ud800", FormatError), ("files", "x" * 1000, InputError)):
+        art = tmp_path / field
+        shutil.copytree(tiny_onnx, art)
+        doc = json.loads((art / "artifact.json").read_text())
+        if field == "files":
+            doc["files"][0]["path"] = value
+        else:
+            doc[field] = value
+        (art / "artifact.json").write_text(json.dumps(doc))  # json writes the surrogate as an escape
+        with pytest.raises(error):
+            read_artifact(art).verify_files()
+
+
+def test_a_preprocess_size_that_is_empty(tmp_path):
+    from edgeship.errors import UsageError
+    from edgeship.sources import parse_preprocess
+
+    (tmp_path / "p.json").write_text('{"size": ""}')
+    with pytest.raises(UsageError, match="give H or HxW"):
+        parse_preprocess(str(tmp_path / "p.json"), [])

@@ -130,15 +130,38 @@ def read_text(path: str | Path, what: str, *, max_bytes: int = CONFIG_LIMIT, lin
 
 def value_depth(value: Any) -> int:
     """How deep a parsed JSON value nests (a scalar 0, ``[]`` 1), counted without recursion."""
+    return _walk(value, None)
+
+
+def _walk(value: Any, what: str | None) -> int:
+    """The depth of ``value``; with ``what``, every string and key must be UTF-8 text (json reads a
+    lone surrogate escape, ``"\\ud800"``, into a str no file name or JSON writer can encode)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         v, d = stack.pop()
         if isinstance(v, dict):
+            if what is not None:
+                for k in v:
+                    _text(k, what)
             v = list(v.values())
         if isinstance(v, list):
             deepest = max(deepest, d)
-            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+            for x in v:
+                if isinstance(x, (dict, list)):
+                    stack.append((x, d + 1))
+                elif what is not None and isinstance(x, str):
+                    _text(x, what)
+        elif what is not None and isinstance(v, str):
+            _text(v, what)
     return deepest
+
+
+def _text(s: str, what: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FormatError(f"{what} holds a string that is not UTF-8 text (a lone surrogate: {s[:40]!r})",
+                          hint="the file is corrupt or crafted; write it again") from None
 
 
 def parse_json(text: str, what: str, *, max_depth: int = MAX_DEPTH, hint: str | None = None) -> Any:
@@ -153,7 +176,7 @@ def parse_json(text: str, what: str, *, max_depth: int = MAX_DEPTH, hint: str | 
         raise FormatError(f"{what} nests deeper than {max_depth} levels", hint=hint) from None
     except ValueError as e:
         raise FormatError(f"{what} is not valid JSON: {str(e)[:200]}", hint=hint) from None
-    depth = value_depth(value)
+    depth = _walk(value, what)
     if depth > max_depth:
         raise FormatError(f"{what} nests {depth} levels deep (at most {max_depth})", hint=hint)
     return value

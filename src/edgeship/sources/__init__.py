@@ -618,7 +618,9 @@ def parse_preprocess(spec: str | Preprocess, inputs: Sequence[TensorSpec]) -> Pr
         try:
             hw = [int(x) for x in size if x.strip()]
         except ValueError:
-            raise UsageError(f"--preprocess size={values.get('size')}: give H or HxW") from None
+            hw = []
+        if not hw:
+            raise UsageError(f"--preprocess size={','.join(size)[:40]!r}: give H or HxW, e.g. size=224") from None
         values.setdefault("height", hw[0])
         values.setdefault("width", hw[-1])
     image_inputs = [i for i in inputs if len(i.shape) == 4]
