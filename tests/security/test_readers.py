@@ -426,3 +426,10 @@ def test_a_preprocess_size_that_is_empty(tmp_path):
     (tmp_path / "p.json").write_text('{"size": ""}')
     with pytest.raises(UsageError, match="give H or HxW"):
         parse_preprocess(str(tmp_path / "p.json"), [])
+
+
+def test_an_npz_member_without_a_name(tmp_path):
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as z:
+        z.writestr(zipfile.ZipInfo(""), b"abc")  # zipfile's is_dir() reads name[-1]: IndexError
+    with pytest.raises(FormatError, match="without a name"):
+        load_arrays(tmp_path / "d.npz")

@@ -55,6 +55,8 @@ def _vet(z: zipfile.ZipFile, p: Path, what: str, max_bytes: int, max_ratio: floa
         if name in seen:  # readers disagree on which copy counts: one is vetted, another used
             raise SecurityError(f"{where} appears twice in the archive", hint="refusing to read it")
         seen.add(name)
+        if not name:
+            raise FormatError(f"{what} {p} has a member without a name", hint="the archive is damaged; write it again")
         if "\x00" in name:
             raise SecurityError(f"{where} has a NUL byte in its name", hint="refusing to read it")
         if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
