@@ -17,14 +17,18 @@ to the JSON seeds (8 s more).
 Done when: no crash, hang, wrong or escape in 10,000 cases per target. Exit code 1 otherwise.
 A script, not a test (tests/security/test_fuzz.py runs 200+ cases per target).
 
-Measured here (2 cores, 2026-12-07), --cases 1000: 3 min 39 s in all; seconds of cases per target
-json 15, manifest 24, artifact 7, config 92, profile 24, arrays 2, images 15, zip 22, pt2 10, onnx 3
-(a hang costs its 5 s limit: most of config's). 287 failures of 20 kinds, none in artifact or zip:
-pickles run by torch.export.load past the .pt2 vetting (39 escapes), BadZipFile/OSError/RecursionError
-out of _check_pt2_pickles, tokenize.TokenError out of read_arrays, KeyError/IndexError/AttributeError
-out of read_structured (YAML tags), TypeError from config keys that are not strings, NotImplementedError
-from Pillow plugins, images past MAX_PIXELS decoded, ValueError for ONNX tensors of > 64 dims, a
-quadratic scan of unterminated JSON/YAML strings and slow YAML (hangs), 1e999 read as infinity.
+Measured here (2 cores, 2026-12-07):
+- --cases 1000 on the readers as first written: 287 failures of 20 kinds, none in artifact or zip:
+  pickles run by torch.export.load past the .pt2 vetting (39 escapes: a member twice; an opaque
+  object marked raw), BadZipFile/OSError/RecursionError out of _check_pt2_pickles, TokenError out of
+  read_arrays, KeyError/IndexError/AttributeError out of read_structured (YAML tags), config keys
+  that are not strings, NotImplementedError from Pillow plugins, MAX_PIXELS doubled, ONNX tensors of
+  > 64 dims, a quadratic scan of unterminated strings and slow YAML (hangs). All fixed.
+- --cases 10000 after those fixes: 100,000 cases in 635 s, 9 crashes (lone surrogates in records,
+  file names past the system's length, an empty --preprocess size, a zip member without a name).
+  Fixed.
+- --cases 10000 again: 100,000 cases in 571 s (json 23, manifest 29, artifact 25, config 129,
+  profile 56, arrays 17, images 56, zip 145, pt2 67, onnx 24 s): crash 0, hang 0, escape 0, wrong 0.
 """
 
 from __future__ import annotations
