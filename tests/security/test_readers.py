@@ -433,3 +433,16 @@ def test_an_npz_member_without_a_name(tmp_path):
         z.writestr(zipfile.ZipInfo(""), b"abc")  # zipfile's is_dir() reads name[-1]: IndexError
     with pytest.raises(FormatError, match="without a name"):
         load_arrays(tmp_path / "d.npz")
+
+
+def test_an_upload_that_is_not_an_image_is_named_without_pillows_object_repr():
+    with pytest.raises(FormatError) as e:
+        load_image(b"hello, not a picture")
+    assert "_io.BytesIO" not in str(e.value) and "not an image in a format edgeship reads" in str(e.value)
+
+
+def test_publish_a_missing_tarball_says_no_such_file(tmp_path):
+    from edgeship.updates.repo import publish
+
+    with pytest.raises(InputError, match="no such bundle tarball"):
+        publish(tmp_path / "missing.tar.gz", tmp_path / "repo", channel="stable")

@@ -22,7 +22,7 @@ __all__ = ["decode_image", "to_rgb", "MAX_PIXELS", "IMAGE_LIMIT", "FORMATS"]
 MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2 x its warning size)
 IMAGE_LIMIT = 512 << 20  # bytes of one image file
 #: the formats an image may be in (what cameras, phones and the web write)
-FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "MPO")
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")  # JPEG opens MPO (phones) too
 
 
 def to_rgb(im: Any) -> Any:
@@ -57,5 +57,7 @@ def decode_image(src: Any, what: str) -> Any:
             IndexError, KeyError, TypeError, ZeroDivisionError, NotImplementedError, MemoryError,
             Image.DecompressionBombError) as e:
         # Pillow's plugins raise any of these on a damaged file
-        raise FormatError(f"{what} is not a readable image: {type(e).__name__}: {str(e)[:200]}",
-                          hint="give a JPEG, PNG, BMP or WebP file", reason=str(e)[:200]) from None
+        why = (f"not an image in a format edgeship reads ({', '.join(FORMATS)})" if isinstance(e, UnidentifiedImageError)
+               else f"{type(e).__name__}: {str(e)[:200]}")  # Pillow's own text names the file object's repr
+        raise FormatError(f"{what} is not a readable image: {why}", hint="give a JPEG, PNG, BMP or WebP file",
+                          reason=why) from None

@@ -174,7 +174,10 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
         raise UsageError(f"channel {channel!r} is not a plain name", hint="use lower-case letters, digits, . _ -, e.g. stable")
     if not 0 <= rollout <= 100:
         raise UsageError(f"--rollout {rollout:g} is not a percentage", hint="give 0..100")
-    if not bundle.is_file() or not bundle.name.endswith(".tar.gz"):
+    from ..readers import regular_file
+
+    regular_file(bundle, "bundle tarball", hint="give the .tar.gz edgeship package wrote")
+    if not bundle.name.endswith(".tar.gz"):
         raise InputError(f"{bundle} is not a bundle tarball", hint="give the .tar.gz edgeship package wrote")
     if key is not None:
         verify_bundle(bundle, key)  # SecurityError naming what changed
