@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edgeship.artifact import sha256_file
 
 EDGESHIP = str(Path(sys.executable).parent / "edgeship")
@@ -139,3 +141,16 @@ def test_classify_shows_hostile_labels_as_text(tmp_path, cli_env, tiny_onnx, pho
     r = run(["classify", str(art), str(photo_file), "--threshold", "0"], cli_env)
     assert r.returncode == 0, r.stderr
     assert "[/] red [bold]b" in r.stdout and "\x1b" not in r.stdout and "\x07" not in r.stdout
+
+
+def test_a_bad_option_value_names_the_command_whose_help_lists_it():
+    """`--max-drop -1` said "see edgeship --help for --max-drop"; the flag is in `edgeship deploy --help`."""
+    from edgeship.bench.config import BenchConfig
+    from edgeship.config import ClassifyConfig, DeployConfig, QuantizeCommandConfig
+    from edgeship.errors import UsageError
+
+    for cfg, opts, command in ((DeployConfig, {"max_drop": -1}, "deploy"), (QuantizeCommandConfig, {"max_drop": -1}, "quantize"),
+                               (ClassifyConfig, {"top_k": 0}, "classify"), (BenchConfig, {"runs": -1}, "benchmark")):
+        with pytest.raises(UsageError) as e:
+            cfg.build(**opts)
+        assert e.value.hint.startswith(f"see edgeship {command} --help for --"), e.value.hint

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,8 @@ __all__ = ["SourceConfig", "VerifyConfig", "QuantizeConfig", "QuantizeCommandCon
 
 class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: the command whose --help lists these options (named in a bad value's hint)
+    command: ClassVar[str] = ""
 
     @classmethod
     def build(cls, **kwargs: Any):
@@ -36,7 +38,7 @@ class ConfigModel(BaseModel):
                 where = "--" + "-".join(str(x) for x in first.get("loc", ())).replace("_", "-")
                 msg = str(first.get("msg", "")).removeprefix("Value error, ")
                 raise UsageError(f"{where}: {msg}",
-                                 hint=f"see edgeship --help for {where}") from None
+                                 hint=f"see edgeship {cls.command + ' ' if cls.command else ''}--help for {where}") from None
             raise UsageError(str(e)) from None
 
 
@@ -223,6 +225,7 @@ class OnnxConfig(ConfigModel):
 
 
 class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
+    command: ClassVar[str] = "deploy"
     model: str = Field("efficientnet-lite0", description="model: built-in name, factory pkg.mod:fn, or a model file")
     out: Path = Field(Path("edgeship-out"), description="output folder")
     overwrite: bool = Field(False, description="replace what another model left in the output folder (its manifest "
@@ -313,6 +316,8 @@ def set_target_options(hook: Callable[[type[DeployConfig]], type[DeployConfig]])
 class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
     """Options of ``edgeship quantize``: the deploy options that concern one quantised ONNX artifact."""
 
+    command: ClassVar[str] = "quantize"
+
     precision: Literal["int8", "fp16"] = Field("int8", description="what to build: int8 (see --method) or fp16")
     isolate: bool = Field(True, description="work on the model file in a child process with limits")
     overwrite: bool = Field(False, description="replace an artifact (or output folder) made from another model")
@@ -323,6 +328,8 @@ class QuantizeCommandConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConf
 
 class ClassifyConfig(ConfigModel):
     """Options of ``edgeship classify`` / :func:`edgeship.classify`."""
+
+    command: ClassVar[str] = "classify"
 
     top_k: int = Field(3, ge=1, le=1000, description="how many labels per image")
     threshold: float = Field(0.1, ge=0, le=1, description="hide labels below this confidence")

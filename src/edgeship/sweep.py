@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -50,6 +50,8 @@ _FIXED = {"jobs": 1, "benchmark": False, "package": False, "isolate": False, "dr
 class SweepConfig(ConfigModel):
     """A sweep file (YAML or JSON). ``models``: names, factories or files, or mappings with
     ``model`` (and ``name``, and deploy options for that model, e.g. ``input_shape``)."""
+
+    command: ClassVar[str] = "sweep"
 
     models: list[str | dict[str, Any]] = Field(description="the models: built-in names, factories pkg.mod:fn, files, "
                                                            "or {model: ..., name: ..., <deploy options>}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -12,6 +12,7 @@ __all__ = ["AnalyzeConfig"]
 
 
 class AnalyzeConfig(SourceConfig):
+    command: ClassVar[str] = "analyze"
     targets: list[str] = Field(
         default_factory=lambda: ["all"],
         description="targets to preview, comma separated, or all (every target deploy --targets all builds), or none")

@@ -3,7 +3,7 @@ fields (``options_from`` in the CLI) and ``edgeship.api.benchmark(**options)`` t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -40,6 +40,7 @@ def parse_cpus(v: Any) -> Any:
 
 
 class BenchConfig(ConfigModel):
+    command: ClassVar[str] = "benchmark"
     baseline: str | None = Field(
         None, description="PyTorch model to compare with (built-in name, factory pkg.mod:fn, .pt2); "
                           "default: an out dir's own source")

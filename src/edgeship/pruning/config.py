@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -14,6 +14,7 @@ __all__ = ["CompressConfig"]
 
 
 class CompressConfig(SourceConfig):
+    command: ClassVar[str] = "compress"
     prune: list[float] = Field(..., description="share of each layer's channels to remove (channel), or of the weights "
                                                "to zero (magnitude), strictly between 0 and 1, e.g. 0.5; several, comma "
                                                "separated, make a sweep (0.25,0.5,0.75)")
