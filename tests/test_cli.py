@@ -154,3 +154,23 @@ def test_a_bad_option_value_names_the_command_whose_help_lists_it():
         with pytest.raises(UsageError) as e:
             cfg.build(**opts)
         assert e.value.hint.startswith(f"see edgeship {command} --help for --"), e.value.hint
+
+
+def test_classify_answers_every_good_image_and_names_each_bad_one(tiny_onnx, tmp_path, cli_env):
+    """One unreadable file used to abort the batch: the good files got no answer."""
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 40, 40)).save(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    args = [sys.executable, "-m", "edgeship", "classify", str(tiny_onnx), str(tmp_path / "a.png"),
+            str(tmp_path / "notes.txt"), str(tmp_path / "missing.jpg"), str(tmp_path / "a.png")]
+    r = subprocess.run(args, capture_output=True, text=True, env=cli_env, timeout=120)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert r.stdout.count("a.png") == 2 and "notes.txt" in r.stdout and "missing.jpg" in r.stdout
+    assert "2 of 4 images could not be read" in r.stderr and "no such image" in r.stderr
+    r = subprocess.run([*args, "--json"], capture_output=True, text=True, env=cli_env, timeout=120)
+    doc = json.loads(r.stdout)
+    assert r.returncode == 3 and doc["ok"] is False
+    results = doc["error"]["details"]["results"]
+    assert ["predictions" in x for x in results] == [True, False, False, True]
+    assert results[1]["error"]["type"] == "FormatError" and results[2]["error"]["type"] == "InputError"

@@ -1321,9 +1321,26 @@ def quantization_report(artifact: Artifact | str | Path) -> dict[str, Any]:
     return doc
 
 
+def _each_image(images: Sequence[Any], classify_one: Callable[[Any], Any], report: bool) -> list[Any]:
+    """``classify_one`` on every image; with ``report``, an image that cannot be read (an
+    InputError: missing, not an image, damaged) is ``{"error": {...}}`` in its place and the others
+    are still answered."""
+    out: list[Any] = []
+    for img in images:
+        try:
+            out.append(classify_one(img))
+        except InputError as e:
+            if not report:
+                raise
+            out.append({"error": e.to_dict()})
+    return out
+
+
 def classify(artifact: Artifact | str | Path, images: Sequence[Any], *, isolate: bool = False,
-             **options: Any) -> list[list[tuple[str, float]]]:
+             errors: str = "raise", **options: Any) -> list[Any]:
     """Top-k (label, confidence) for each image, using the artifact's own preprocessing.
+    ``errors="report"``: an image that cannot be read is ``{"error": {...}}`` in its place (the
+    others are answered); by default it raises.
 
     ``options`` are :class:`edgeship.config.ClassifyConfig` fields (top_k, threshold, threads,
     preprocess, labels); ``preprocess`` and ``labels`` state what a bare model file (a foreign .onnx
@@ -1343,14 +1360,15 @@ def classify(artifact: Artifact | str | Path, images: Sequence[Any], *, isolate:
             artifact = artifact.location
         doc = run_isolated("edgeship.api:_classify_child",
                            {"artifact": str(artifact), "images": [str(i) for i in images],
-                            "options": cfg.model_dump(mode="json")}, what=str(artifact))
-        return [[Prediction(p[0], p[1]) for p in row] for row in doc]
+                            "options": cfg.model_dump(mode="json"), "errors": errors}, what=str(artifact))
+        return [row if isinstance(row, dict) else [Prediction(p[0], p[1]) for p in row] for row in doc]
     art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
     clf = Classifier(with_stated(art, cfg.preprocess, cfg.labels), threads=cfg.threads)
-    return [clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold) for img in images]
+    return _each_image(images, lambda img: clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold),
+                       errors == "report")
 
 
-def classify_bundle(bundle: str | Path, images: Sequence[Any], *, isolate: bool = False,
+def classify_bundle(bundle: str | Path, images: Sequence[Any], *, isolate: bool = False, errors: str = "raise",
                     **options: Any) -> dict[str, Any]:
     """Classify with a release bundle, degrading along its fallback order
     (:meth:`edgeship.Classifier.from_bundle`): ``{"served_by", "skipped": [{artifact, reason}],
@@ -1364,17 +1382,18 @@ def classify_bundle(bundle: str | Path, images: Sequence[Any], *, isolate: bool 
         verify_bundle(bundle, cfg.key)
     if isolate and not in_child():
         return run_isolated("edgeship.api:_classify_bundle_child",
-                            {"bundle": str(bundle), "images": [str(i) for i in images],
+                            {"bundle": str(bundle), "images": [str(i) for i in images], "errors": errors,
                              "options": {**cfg.model_dump(mode="json"), "key": None}}, what=str(bundle))
     clf = Classifier.from_bundle(bundle, threads=cfg.threads)
     return {"served_by": clf.served_by, "skipped": clf.skipped,
-            "results": [[(p.label, p.confidence) for p in clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold)]
-                        for img in images]}
+            "results": _each_image(images, lambda img: [(p.label, p.confidence) for p in
+                                                        clf.classify(img, top_k=cfg.top_k, threshold=cfg.threshold)],
+                                   errors == "report")}
 
 
-def _classify_bundle_child(bundle: str, images: list[str], options: dict[str, Any]) -> dict[str, Any]:
-    res = classify_bundle(bundle, images, **options)
-    return {**res, "results": [[list(p) for p in row] for row in res["results"]]}
+def _classify_bundle_child(bundle: str, images: list[str], options: dict[str, Any], errors: str = "raise") -> dict[str, Any]:
+    res = classify_bundle(bundle, images, errors=errors, **options)
+    return {**res, "results": [row if isinstance(row, dict) else [list(p) for p in row] for row in res["results"]]}
 
 
 def with_stated(art: Artifact, preprocess: str | None = None, labels: str | Path | None = None) -> Artifact:
@@ -1394,8 +1413,9 @@ def with_stated(art: Artifact, preprocess: str | None = None, labels: str | Path
     return art.model_copy(update=update)
 
 
-def _classify_child(artifact: str, images: list[str], options: dict[str, Any]) -> list:
-    return [[list(p) for p in row] for row in classify(artifact, images, **options)]
+def _classify_child(artifact: str, images: list[str], options: dict[str, Any], errors: str = "raise") -> list:
+    return [row if isinstance(row, dict) else [list(p) for p in row]
+            for row in classify(artifact, images, errors=errors, **options)]
 
 
 def targets_info() -> list[dict[str, Any]]:

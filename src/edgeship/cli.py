@@ -468,6 +468,9 @@ def share_text(x: float) -> str:
 def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in results:
+        if "error" in r:
+            rows.append([Path(r["image"]).name, "(not read: see below)", ""])
+            continue
         preds = r["predictions"] or [{"label": "(nothing above threshold)", "confidence": None}]
         for i, p in enumerate(preds):
             # labels and file names are data: the console shows them as text (SafeConsole)
@@ -476,10 +479,30 @@ def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def _image_results(images: list[Path], rows: list[Any]) -> list[dict[str, Any]]:
+    """One result per image: its predictions, or the error that kept it from being read."""
+    return [{"image": str(img), "error": row["error"]} if isinstance(row, dict) else
+            {"image": str(img), "predictions": [{"label": p[0], "confidence": p[1]} for p in row]}
+            for img, row in zip(images, rows)]
+
+
+def _unread(doc: dict[str, Any], human: Callable[[Console], None]) -> tuple[dict, Callable[[Console], None]]:
+    """``(doc, human)``, or, when some images could not be read, an InputError (exit 3) that first
+    shows every answer (``human``; in --json the whole document under ``details``) and then names
+    each image that was not read."""
+    bad = [r for r in doc["results"] if "error" in r]
+    if not bad:
+        return doc, human
+    e = InputError(f"{len(bad)} of {len(doc['results'])} images could not be read: "
+                   + "; ".join(r["error"]["message"] for r in bad[:3]) + ("; ..." if len(bad) > 3 else ""),
+                   hint="the others were answered above; give JPEG, PNG, BMP or WebP files", **{**doc, "ok": False})
+    e.human = human  # type: ignore[attr-defined]
+    raise e
+
+
 def _classify_bundle(api: Any, bundle: Path, images: list[Path], cfg: Any) -> tuple[dict, Callable[[Console], None]]:
-    res = api.classify_bundle(bundle, images, isolate=True, **cfg.model_dump())
-    results = [{"image": str(img), "predictions": [{"label": p[0], "confidence": p[1]} for p in preds]}
-               for img, preds in zip(images, res["results"])]
+    res = api.classify_bundle(bundle, images, isolate=True, errors="report", **cfg.model_dump())
+    results = _image_results(images, res["results"])
     doc = {"ok": True, "bundle": str(bundle), "served_by": res["served_by"], "skipped": res["skipped"],
            "signature": "checked" if cfg.key else "not checked (give --key)", "results": results}
 
@@ -492,7 +515,7 @@ def _classify_bundle(api: Any, bundle: Path, images: list[Path], cfg: Any) -> tu
         if not cfg.key:
             c.print("signature not checked: give --key PUB to refuse a tampered bundle", markup=False, highlight=False)
 
-    return doc, human
+    return _unread(doc, human)
 
 
 @app.command(cls=_Command)
@@ -509,9 +532,6 @@ def classify(
     from .artifact import ARTIFACT_JSON, read_artifact
 
     def body():
-        missing = [str(i) for i in images if not Path(i).is_file()]
-        if missing:
-            raise InputError(f"no such image: {missing[0]}", hint="give the path of a JPEG or PNG file")
         if (Path(artifact) / "bundle.json").is_file():
             return _classify_bundle(api, artifact, images, ClassifyConfig.build(**(options or {})))
         p = Path(artifact)
@@ -519,16 +539,15 @@ def classify(
         name = p.stem if bare else read_artifact(p).name  # JSON only: the model file is read in the child
         cfg = ClassifyConfig.build(**(options or {}))
         top_k, threshold = cfg.top_k, cfg.threshold
-        rows = api.classify(p, images, isolate=True, **cfg.model_dump())
-        results = [{"image": str(img), "predictions": [{"label": p.label, "confidence": p.confidence} for p in preds]}
-                   for img, preds in zip(images, rows)]
+        rows = api.classify(p, images, isolate=True, errors="report", **cfg.model_dump())
+        results = _image_results(images, rows)
         doc = {"ok": True, "artifact": name, "results": results}
 
         def human(c: Console) -> None:
             print_table(c, f"{name}  (top {top_k}, threshold {threshold})", ["image", "label", "confidence"],
                         _prediction_rows(results), right=("confidence",), wrap=("image", "label"))
 
-        return doc, human
+        return _unread(doc, human)
 
     run_command(as_json, body)
 
