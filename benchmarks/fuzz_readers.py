@@ -29,6 +29,17 @@ Measured here (2 cores, 2026-12-07):
   Fixed.
 - --cases 10000 again: 100,000 cases in 571 s (json 23, manifest 29, artifact 25, config 129,
   profile 56, arrays 17, images 56, zip 145, pt2 67, onnx 24 s): crash 0, hang 0, escape 0, wrong 0.
+- two targets added: tar (_archive.safe_extract, the release-bundle extraction) and text (read_text,
+  read_labels). --cases 2000 --only text: 44 s, no failures; --cases 10000 --only text: 367 s
+  (5,050 ok, 4,950 typed), no failures. --cases 2000 --only tar: 134 s (70 of them in 14 hangs),
+  311 failures of 24 kinds on Python 3.11.7: escapes through the PATH_MAX link chain of
+  CVE-2025-4517 (the data filter's realpath gives up; files written one or two levels above the
+  extraction folder, a file outside overwritten through a hard link even when the extraction is
+  refused after), tarfile's quadratic pax regexes (CVE-2024-6232: hangs), and exceptions that are
+  not EdgeshipError: OSErrors of the member layout re-raised as if of the disk (EISDIR, ENOTDIR,
+  EEXIST, ENOENT, ENAMETOOLONG, EINVAL), KeyError (a hard link to a missing name), LZMAError,
+  EOFError/ValueError/OverflowError/MemoryError out of tarfile.is_tarfile, RecursionError (a name
+  of 5,000 folders); and names returned that are not paths in dest ('a.txt/').
 """
 
 from __future__ import annotations

@@ -8,34 +8,43 @@ not hold) or raises an :class:`edgeship.errors.EdgeshipError` whose exit code is
 Any other exception (or an EdgeshipError of another exit code) is a ``crash``; a case running past
 its wall-clock limit (``signal.setitimer``) is a ``hang``; a file created, changed or removed
 outside the case's scratch folder, or an input changed, is an ``escape`` (the hostile pickles this
-fuzzer plants write ``../PWNED-*`` beside the scratch folder: one that is unpickled is an escape).
+fuzzer plants write ``../PWNED-*`` beside the scratch folder: one that is unpickled is an escape;
+the hostile tar archives write ``PWNED-*`` there through links the extraction filter did not follow).
 
 Seeds are made here, in a temporary folder, from code (no committed blobs): JSON records, configs
 and profiles (YAML and JSON), .npy/.npz arrays of several dtypes, images in a dozen formats (16-bit,
-float, palettes, EXIF-tagged), zip archives, a ``torch.export`` .pt2 of a tiny module and tiny ONNX
-models. A case is a seed changed by one to three mutations, structural first (on the parsed JSON or
-YAML document, the .npy header, PNG chunks, JPEG segments, TIFF IFD entries, zip headers, pt2
-members, ONNX protobuf fields), then sometimes a byte-level one (flip, insert, delete, truncate,
-splice). A case is reproducible from ``(seed, target, index)`` alone (:func:`make_case`).
+float, palettes, EXIF-tagged), zip archives, tar archives (plain, gzip, xz, bzip2; GNU, pax and
+ustar; a release bundle as ``edgeship package`` writes it), labels files (text in several encodings,
+JSON lists), a ``torch.export`` .pt2 of a tiny module and tiny ONNX models. A case is a seed changed
+by one to three mutations, structural first (on the parsed JSON or YAML document, the .npy header,
+PNG chunks, JPEG segments, TIFF IFD entries, zip headers, tar headers and members, the compressed
+stream around a tar, labels lines, pt2 members, ONNX protobuf fields), then sometimes a byte-level
+one (flip, insert, delete, truncate, splice). A case is reproducible from ``(seed, target, index)``
+alone (:func:`make_case`).
 """
 
 from __future__ import annotations
 
 import ast
+import bz2
 import contextlib
 import dataclasses
 import functools
+import gzip
 import hashlib
 import io
 import itertools
 import json
+import lzma
 import os
 import random
 import re
 import resource
 import shutil
 import signal
+import stat
 import struct
+import tarfile
 import time
 import traceback
 import warnings
@@ -64,12 +73,17 @@ class ContractError(AssertionError):
     """A reader returned a value that is not what it documents."""
 
 
+class EscapeError(ContractError):
+    """A stage's own check saw a file written where the reader was not told to write (inside the case
+    folder, which the snapshot of the scratch folder leaves out): an ``escape``, not a ``wrong``."""
+
+
 # ---- cases and outcomes -----------------------------------------------------------------------
 
 @dataclasses.dataclass
 class Seed:
     name: str
-    kind: str  # json, yaml, npy, npz, image, zip, pt2, onnx, text
+    kind: str  # json, yaml, npy, npz, image, zip, tar, pt2, onnx, text, labels
     files: dict[str, bytes]  # file name in the case folder -> bytes
     primary: str  # the file that is mutated (and that most readers are given)
 
@@ -120,15 +134,17 @@ class Target:
 # ---- running one case ------------------------------------------------------------------------
 
 def _snapshot(parent: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    """Every file, link and folder under ``parent`` but ``skip``: (size, mtime) of files and links,
+    (-2, 0) of folders (their times change with what they hold; a folder created is what counts)."""
     out: dict[str, tuple[int, int]] = {}
     for root, dirs, files in os.walk(parent):
         if Path(root) == parent:
             dirs[:] = [d for d in dirs if parent / d != skip]
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+        for name in files + dirs:
             p = os.path.join(root, name)
             try:
                 st = os.lstat(p)
-                out[os.path.relpath(p, parent)] = (st.st_size, st.st_mtime_ns)
+                out[os.path.relpath(p, parent)] = (-2, 0) if stat.S_ISDIR(st.st_mode) else (st.st_size, st.st_mtime_ns)
             except OSError:
                 out[os.path.relpath(p, parent)] = (-1, -1)
     return out
@@ -228,6 +244,10 @@ def run_case(target: Target, case: Case, scratch: Path, *, limit: float | None =
         result.outcome = "hang"
         result.error = f"no result within {limit:g} s"
         caught = []
+    except EscapeError as e:
+        result.outcome, result.error = "escape", f"{e}"[:600]
+        result.escapes = [f"{e}"[:300]]
+        caught = []
     except ContractError as e:
         result.outcome, result.error = "wrong", f"{e}"[:600]
         caught = []
@@ -268,11 +288,15 @@ def run_case(target: Target, case: Case, scratch: Path, *, limit: float | None =
     now = _digests(folder, iter(case.files))
     changed += [f"input {n} changed" for n in inputs if now[n] != inputs[n]]
     if changed:
-        result.escapes = changed
+        result.escapes = result.escapes + changed
         result.outcome = "escape"
-        for k in after.keys() - before.keys():  # what a planted pickle wrote: gone before the next case
+        for k in sorted(after.keys() - before.keys(), reverse=True):  # what a planted payload wrote: gone before the next case
             with contextlib.suppress(OSError):
-                (scratch / k).unlink()
+                p = scratch / k
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
     return result
 
 
@@ -463,7 +487,7 @@ def mutate(seed: Seed, rng: random.Random, others: list[Seed], index: int,
             except Exception as e:  # a fault of this fuzzer, not of the reader: counted, not failed
                 if errors is not None:
                     errors[f"{fn.__name__}: {type(e).__name__}: {str(e)[:80]}"] += 1
-    if not muts or rng.random() < (0.1 if seed.kind in ("json", "yaml", "text") else 0.3):
+    if not muts or rng.random() < (0.1 if seed.kind in ("json", "yaml", "text", "labels") else 0.3):
         fn = _weighted(rng, BYTES)
         data, desc = fn(data, rng, ctx)
         muts.append(desc)
@@ -944,6 +968,156 @@ STRUCTURAL["yaml"] = [(5, yaml_text), (4, yaml_structure), (1, text_encoding)]
 STRUCTURAL["text"] = [(3, text_encoding), (1, json_text)]
 
 
+# ---- labels files: lines of text, or a JSON list ------------------------------------------------
+
+LABEL_CHARS = ["\x00", "\x01", "\x07", "\x08", "\t", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "\x1f", "\x7f", "\x85", "\x9b",
+               "\xa0", "\xad", "\u2028", "\u2029", "\u200b", "\u200e", "\u202e", "\u2066", "\u3000", "\ufeff", "\ufffe", "\uffff",
+               "\U000e0001", "\U0010ffff", "\u0301", "\x1b", "\x1b[", "\x1b]", "\x1b[31m", "\x1b[2J\x1b[H", "\x1b]0;PWNED\x07",
+               "\x1b]8;;https://evil.example/\x1b\\link\x1b]8;;\x1b\\", "\x1bP+q\x1b\\", "\x9b31m", "\x1b]0;unterminated",
+               "\x1b[999999999999999999999m", "\x1b[0m", "\U0001F4A5", "é", "e\u0301", "\U0001F468\u200d\U0001F469", "\\n", "\\"]
+LINE_BREAKS = ["\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\n\r", "\r\r\n"]
+BLANKS = ["", " ", "\t", "\u3000", "\xa0", "  \t  ", "\u2003", "\x1f", "\u200b", "\ufeff"]
+
+
+def labels_lines(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """A labels file's lines: control characters and terminal escapes in a label, or a label of
+    nothing else; line breaks Python splits on (CR, VT, FF, FS, GS, RS, NEL, LS, PS); a very long
+    line; very many lines (2 million: 16 MB of them takes the reader 4.5 s); blank and whitespace-only lines; a first
+    line that opens a JSON list; a line of another kind; duplicates; no final newline."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Skip() from None
+    lines = text.splitlines(keepends=True) or [""]
+    op = rng.choice(("char", "char", "char", "only", "only", "breaks", "long", "many", "blank", "bracket", "dup", "nofinal",
+                     "replace", "replace"))
+    i = rng.randrange(len(lines) + 1)
+    if op == "char":
+        c = rng.choice(LABEL_CHARS)
+        at = rng.randrange(len(text) + 1)
+        return (text[:at] + c + text[at:]).encode("utf-8", "surrogatepass"), f"labels.char {c[:30]!r} @{at}"
+    if op == "only":
+        s = "".join(rng.choice(LABEL_CHARS[:31] + LABEL_CHARS[33:36] + BLANKS) for _ in range(rng.choice((1, 2, 3, 10))))
+        lines.insert(i, s + "\n")
+        desc = f"a line of {s[:40]!r} at {i}"
+    elif op == "breaks":
+        sep = rng.choice(LINE_BREAKS)
+        every = rng.random() < 0.5
+        out = text.replace("\n", sep) if every else text.replace("\n", sep, 1)
+        return out.encode(), f"labels.breaks {sep!r} for {'every' if every else 'the first'} newline"
+    elif op == "long":
+        n = rng.choice((10_000, 1_000_000, (16 << 20) + 1))
+        ch = rng.choice(("a", "é", " ", "\t", "\x1b", "\U0001F4A5", "\x1b[0m", "a "))
+        s = ch * max(1, n // len(ch.encode()))
+        lines.insert(i, s + "\n")
+        desc = f"a line of {len(s.encode())} bytes of {ch!r} at {i}"
+    elif op == "many":
+        n = rng.choice((1_000, 100_000, 1_000_000, 2_000_000))
+        unit = rng.choice(("x\n", "\n", " \n", "\x1b\n", "ab\r\n", "label\n"))
+        return (text + unit * n).encode(), f"labels.many {n} lines of {unit!r} after the seed's"
+    elif op == "blank":
+        s = rng.choice(BLANKS)
+        for _ in range(rng.choice((1, 3, 1000))):
+            lines.insert(rng.randrange(len(lines) + 1), s + "\n")
+        desc = f"blank lines of {s!r}"
+    elif op == "bracket":
+        first = rng.choice(("[", "[cat]", " [", "\ufeff[", '["a"', "{", "[]", "[1]", "\t[\n", "[" * 100))
+        return (first + "\n" + text).encode(), f"labels.first line {first[:20]!r}"
+    elif op == "dup":
+        k = rng.randrange(len(lines))
+        lines[k:k] = [lines[k] if lines[k].endswith("\n") else lines[k] + "\n"] * rng.choice((1, 2, 100))
+        desc = f"line {k} repeated"
+    elif op == "nofinal":
+        return text.rstrip("\r\n").encode(), "labels.no final newline"
+    else:
+        s = rng.choice(NASTY_STR + BLANKS)
+        k = rng.randrange(len(lines))
+        lines[k] = s + "\n"
+        desc = f"line {k} = {s[:40]!r}"
+    return "".join(lines).encode("utf-8", "surrogatepass"), f"labels.{op} {desc}"
+
+
+LABEL_VALUES = [1, 1.5, 0, -1, None, True, False, [], {}, ["x"], {"name": "cat"}, 2**64, Raw("NaN"), Raw("1e999"), Raw("-Infinity"),
+                Raw('"\\u0000"'), Raw('"\\u001b[2J"'), Raw('"\\ud800"'), Raw('"\\udfff\\ud800"'), Raw('"a\\nb"'), Raw('"\\r"'),
+                Raw('"\\u2028"'), Raw('"\\t\\t"'), Raw('"\\u0085"'), Raw('"\\ufeff"'), Raw('"\\u001b]0;x\\u0007"'), "", " ", "\t",
+                "\u3000", "\x1b[0m", "\x00", "a\nb", "cat\r\ndog", "\u202ecat"]
+
+
+def labels_json(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """A JSON list of labels: an element not a string (numbers, null, lists, objects, NaN), a string
+    of control characters, escapes (NUL, ESC, a lone surrogate, line breaks), an empty or blank label,
+    lists nested past the readers' depth limit, a huge list or label, an object instead of a list, an
+    empty list; or any operation on the JSON document."""
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        raise Skip() from None
+    if not isinstance(doc, list) or rng.random() < 0.25:
+        doc, desc = json_doc_op(doc, rng)
+        return _dumps(doc, rng).encode(), f"labels.json {desc}"
+    op = rng.choice(("element", "element", "string", "string", "empty", "nest", "huge_list", "huge_string", "object", "none"))
+    k = rng.randrange(len(doc) + 1)
+    if op == "element":
+        v = rng.choice(LABEL_VALUES)
+        doc.insert(k, v)
+        desc = f"[{k}] = {_show(v)}"
+    elif op == "string":
+        s = "".join(rng.choice(LABEL_CHARS) for _ in range(rng.choice((1, 2, 4))))
+        v = rng.choice((s, "cat" + s, s + "dog", "cat" + s + "dog"))
+        doc.insert(k, v)
+        desc = f"[{k}] = {v[:40]!r}"
+    elif op == "empty":
+        v = rng.choice(("", " ", "\t", "\u3000", "\x1b[0m", "\u200b", "\x00"))
+        doc.insert(k, v)
+        desc = f"[{k}] = {v!r}"
+    elif op == "nest":
+        d = rng.choice((2, 63, 64, 65, 1000, 100_000))
+        v = Raw("[" * d + '"x"' + "]" * d)
+        if rng.random() < 0.5:
+            doc.insert(k, v)
+            desc = f"[{k}] a label in {d} lists"
+        else:
+            doc = Raw("[" * (d - 1) + _dumps(doc) + "]" * (d - 1))
+            desc = f"the list in {d - 1} more"
+    elif op == "huge_list":
+        n = rng.choice((10_000, 1_000_000))
+        doc = rng.choice((["x"] * n, [str(j) for j in range(n)], [""] * n, ["\x1b[0m"] * n))
+        desc = f"{n} labels"
+    elif op == "huge_string":
+        n = rng.choice((100_000, 10_000_000))
+        doc.insert(k, rng.choice(("a", "\x1b", " ")) * n)
+        desc = f"[{k}] a label of {n} characters"
+    elif op == "object":
+        doc = rng.choice(({"labels": doc}, {str(j): x for j, x in enumerate(doc)}, {}))
+        desc = "an object instead of the list"
+    else:
+        doc = []
+        desc = "an empty list"
+    if rng.random() < 0.5 and not _has_raw(doc):
+        text = json.dumps(doc, ensure_ascii=False, indent=rng.choice((None, 2)))
+        return text.encode("utf-8", "surrogatepass"), f"labels.json {op} {desc} (raw UTF-8)"
+    return _dumps(doc, rng).encode(), f"labels.json {op} {desc}"
+
+
+def _has_raw(v: Any) -> bool:
+    return isinstance(v, Raw) or (isinstance(v, list) and any(isinstance(x, Raw) for x in v))
+
+
+def labels_structure(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """The JSON list's elements when the file holds one (mostly), else its lines."""
+    try:
+        json.loads(data.decode("utf-8-sig"))
+        is_json = True
+    except (ValueError, RecursionError):
+        is_json = False
+    if is_json and rng.random() < 0.8:
+        return labels_json(data, rng, ctx)
+    return labels_lines(data, rng, ctx)
+
+
+STRUCTURAL["labels"] = [(6, labels_structure), (2, text_encoding), (1, json_text)]
+
+
 # ---- zip archives: a small writer that writes whatever it is told ------------------------------
 
 @dataclasses.dataclass
@@ -1206,6 +1380,661 @@ def zip_fields(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
 
 
 STRUCTURAL["zip"] = [(6, zip_entries), (4, zip_fields)]
+
+
+# ---- tar archives: a small writer that writes whatever it is told ------------------------------
+
+TAR_FIELDS = {"name": (0, 100), "mode": (100, 8), "uid": (108, 8), "gid": (116, 8), "size": (124, 12), "mtime": (136, 12),
+              "chksum": (148, 8), "type": (156, 1), "linkname": (157, 100), "magic": (257, 8), "uname": (265, 32),
+              "gname": (297, 32), "devmajor": (329, 8), "devminor": (337, 8), "prefix": (345, 155)}
+TAR_DATA_TYPES = (b"0", b"\x00", b"7", b"L", b"K", b"x", b"X", b"g", b"S")  # the types tarfile reads data after
+GNU_MAGIC, USTAR_MAGIC = b"ustar  \x00", b"ustar\x0000"
+
+
+def _tar_pad(n: int) -> bytes:
+    return bytes(-max(n, 0) % 512)
+
+
+def tar_num(v: int, width: int) -> bytes:
+    """``v`` as tar writes a number field ``width`` bytes wide: octal, else GNU base-256 (negatives too)."""
+    try:
+        return tarfile.itn(v, width, tarfile.GNU_FORMAT)
+    except ValueError:  # past even base-256: the largest (or the most negative) it holds
+        return b"\xff" + bytes(width - 1) if v < 0 else b"\x80" + b"\xff" * (width - 1)
+
+
+def tar_checksum(block: bytes | bytearray) -> bytes:
+    """The 512-byte header with its checksum field made right (as tarfile writes it)."""
+    b = bytearray(block)
+    b[148:156] = b" " * 8
+    b[148:156] = b"%06o\x00 " % (sum(b) & 0o777777)
+    return bytes(b)
+
+
+def tar_header(name: bytes, size: int = 0, typ: bytes = b"0", *, linkname: bytes = b"", mode: int = 0o644, uid: int = 0,
+               gid: int = 0, mtime: int = 1_700_000_000, uname: bytes = b"", gname: bytes = b"", prefix: bytes = b"",
+               magic: bytes = USTAR_MAGIC) -> bytes:
+    b = bytearray(512)
+    for field, value in (("name", name), ("mode", tar_num(mode, 8)), ("uid", tar_num(uid, 8)), ("gid", tar_num(gid, 8)),
+                         ("size", tar_num(size, 12)), ("mtime", tar_num(mtime, 12)), ("type", typ), ("linkname", linkname),
+                         ("magic", magic), ("uname", uname), ("gname", gname), ("devmajor", tar_num(0, 8)),
+                         ("devminor", tar_num(0, 8)), ("prefix", prefix)):
+        off, n = TAR_FIELDS[field]
+        b[off:off + n] = value[:n].ljust(n, b"\x00")
+    return tar_checksum(b)
+
+
+def pax_records(items: list[tuple[bytes, bytes]]) -> bytes:
+    """pax records ``"%d %s=%s\\n"``, each length counting itself."""
+    out = b""
+    for k, v in items:
+        body = b" " + k + b"=" + v + b"\n"
+        n = len(body)
+        while len(str(n)) + len(body) != n:
+            n = len(str(n)) + len(body)
+        out += str(n).encode() + body
+    return out
+
+
+def pax_block(body: bytes, typ: bytes = b"x", size: int | None = None) -> bytes:
+    return tar_header(b"././@PaxHeader", len(body) if size is None else size, typ) + body + _tar_pad(len(body))
+
+
+def _tar_long(typ: bytes, value: bytes, size: int | None = None) -> bytes:
+    body = value + b"\x00"
+    return tar_header(b"././@LongLink", len(body) if size is None else size, typ, magic=GNU_MAGIC) + body + _tar_pad(len(body))
+
+
+@dataclasses.dataclass
+class TEntry:
+    name: bytes
+    data: bytes = b""
+    typ: bytes = b"0"
+    linkname: bytes = b""
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 1_700_000_000
+    uname: bytes = b""
+    gname: bytes = b""
+    pax: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)  # its own pax records (after path/linkpath)
+    size: int | None = None  # the header's size field when it is not len(data)
+    before: bytes = b""  # blocks written as they are before the member's own (a global header, a malformed one)
+    raw: bytes | None = None  # the member's blocks as they are, instead of the ones written from the fields
+
+
+def build_tar(entries: list[TEntry], style: str = "pax", end: bytes = bytes(1024)) -> bytes:
+    """A tar stream of ``entries``: a name or link name past 100 bytes as pax records (``pax``), a GNU
+    ././@LongLink header (``gnu``) or split at a slash into the ustar prefix, else cut (``ustar``)."""
+    out = bytearray()
+    for e in entries:
+        out += e.before
+        if e.raw is not None:
+            out += e.raw
+            continue
+        name, link, prefix, recs = e.name, e.linkname, b"", []
+        if len(name) > 100:
+            if style == "pax":
+                recs.append((b"path", name))
+            elif style == "gnu":
+                out += _tar_long(b"L", name)
+            else:
+                k = name.rfind(b"/", 0, 156)
+                if k > 0 and len(name) - k - 1 <= 100:
+                    prefix, name = name[:k], name[k + 1:]
+            name = name[:100]
+        if len(link) > 100:
+            if style == "pax":
+                recs.append((b"linkpath", link))
+            elif style == "gnu":
+                out += _tar_long(b"K", link)
+            link = link[:100]
+        recs += e.pax
+        if recs:
+            out += pax_block(pax_records(recs))
+        out += tar_header(name, len(e.data) if e.size is None else e.size, e.typ, linkname=link, mode=e.mode, uid=e.uid,
+                          gid=e.gid, mtime=e.mtime, uname=e.uname, gname=e.gname, prefix=prefix,
+                          magic=GNU_MAGIC if style == "gnu" else USTAR_MAGIC)
+        out += e.data + _tar_pad(len(e.data))
+    return bytes(out + end)
+
+
+def _pax_parse(body: bytes) -> list[tuple[bytes, bytes]]:
+    """Well-formed pax records (in linear time: tarfile's own parser is not; Skip on anything else)."""
+    recs, pos = [], 0
+    while pos < len(body) and body[pos] != 0:
+        sp = body.find(b" ", pos, pos + 21)
+        if sp <= pos or not body[pos:sp].isdigit():
+            raise Skip()
+        n = int(body[pos:sp])
+        if n <= sp - pos + 2 or pos + n > len(body) or body[pos + n - 1] != 0x0A:
+            raise Skip()
+        k, eq, v = body[sp + 1:pos + n - 1].partition(b"=")
+        if not eq:
+            raise Skip()
+        recs.append((k, v))
+        pos += n
+    return recs
+
+
+def parse_tar(raw: bytes) -> tuple[list[TEntry], str]:
+    """The members of a tar stream and how it writes long names, read as tarfile reads them (Skip
+    when it is not whole: a bad checksum, a number that does not parse, data past the end,
+    malformed pax records, more than 2000 members)."""
+    entries: list[TEntry] = []
+    style, off, pending, long_name, long_link, before = "ustar", 0, [], None, None, b""
+    while off + 512 <= len(raw):
+        block = raw[off:off + 512]
+        if not any(block):
+            break
+        try:
+            size, mode, uid, gid, mtime = (tarfile.nti(block[a:b]) for a, b in ((124, 136), (100, 108), (108, 116), (116, 124),
+                                                                                 (136, 148)))
+            if tarfile.nti(block[148:156]) not in tarfile.calc_chksums(block):
+                raise Skip()
+        except (tarfile.HeaderError, ValueError, IndexError):
+            raise Skip() from None
+        typ = block[156:157]
+        has_data = typ in TAR_DATA_TYPES or typ not in tarfile.SUPPORTED_TYPES
+        if size < 0 or (has_data and off + 512 + size > len(raw)) or len(entries) > 2000:
+            raise Skip()
+        body = raw[off + 512:off + 512 + size] if has_data else b""
+        start, off = off, off + 512 + (size + (-size % 512) if has_data else 0)
+        if typ in (b"x", b"X"):
+            pending += _pax_parse(body)
+            style = "pax"
+        elif typ == b"g":
+            _pax_parse(body)
+            before += raw[start:off]
+            style = "pax"
+        elif typ in (b"L", b"K"):
+            if typ == b"L":
+                long_name = body.split(b"\x00", 1)[0]
+            else:
+                long_link = body.split(b"\x00", 1)[0]
+            style = "gnu" if style == "ustar" else style
+        else:
+            name = block[0:100].split(b"\x00", 1)[0]
+            prefix = block[345:500].split(b"\x00", 1)[0] if block[257:263] == b"ustar\x00" else b""
+            if prefix and typ not in (b"L", b"K", b"S"):
+                name = prefix + b"/" + name
+            if block[257:265] == GNU_MAGIC and style == "ustar":
+                style = "gnu"
+            link = block[157:257].split(b"\x00", 1)[0]
+            name, link = long_name or name, long_link or link
+            keep = []
+            for k, v in pending:
+                if k == b"path":
+                    name = v
+                elif k == b"linkpath":
+                    link = v
+                elif k != b"size":
+                    keep.append((k, v))
+            entries.append(TEntry(name, body, typ, link, mode, uid, gid, mtime, block[265:297].split(b"\x00", 1)[0],
+                                  block[297:329].split(b"\x00", 1)[0], keep, before=before))
+            pending, long_name, long_link, before = [], None, None, b""
+    return entries, style
+
+
+def _tar_walk(raw: bytes, limit: int = 5000) -> tuple[list[int], int]:
+    """The offsets of a tar stream's header blocks (pax and GNU headers too), stepping over data as
+    tarfile does, and where its members end (its end-of-archive blocks, or what else, start there)."""
+    heads, off = [], 0
+    while off + 512 <= len(raw) and len(heads) < limit:
+        block = raw[off:off + 512]
+        if not any(block):
+            break
+        try:
+            size = tarfile.nti(block[124:136])
+        except (tarfile.HeaderError, ValueError, IndexError):
+            break
+        heads.append(off)
+        typ = block[156:157]
+        data = size if typ in TAR_DATA_TYPES or typ not in tarfile.SUPPORTED_TYPES else 0
+        if data < 0:
+            break
+        off += 512 + data + (-data % 512)
+    return heads, min(off, len(raw))
+
+
+TAR_COMPRESSIONS = ("", "gz", "xz", "bz2")
+
+
+def _tar_unwrap(data: bytes) -> tuple[str, bytes]:
+    """(compression, the tar stream inside it): gz, xz, bz2 or "" (Skip when the stream does not
+    decompress whole, holds more than one stream, or expands past 64 MB)."""
+    d: Any
+    if data[:2] == b"\x1f\x8b":
+        d, comp = zlib.decompressobj(31), "gz"
+    elif data[:6] == b"\xfd7zXZ\x00":
+        d, comp = lzma.LZMADecompressor(), "xz"
+    elif data[:3] == b"BZh":
+        d, comp = bz2.BZ2Decompressor(), "bz2"
+    else:
+        return "", data
+    try:
+        raw = d.decompress(data, 64 << 20)
+    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
+        raise Skip() from None
+    if not d.eof or d.unused_data:
+        raise Skip()
+    return comp, raw
+
+
+def _tar_wrap(comp: str, raw: bytes) -> bytes:
+    """``raw`` compressed as ``comp`` (no time stamps: the same bytes every time)."""
+    big = len(raw) > 1 << 20
+    if comp == "gz":
+        return gzip.compress(raw, compresslevel=1 if big else 6, mtime=0)
+    if comp == "xz":
+        return lzma.compress(raw, preset=0 if big else 6)
+    if comp == "bz2":
+        return bz2.compress(raw, 1 if big else 9)
+    return raw
+
+
+@functools.lru_cache(maxsize=8)
+def _tar_bomb(comp: str, n: int) -> bytes:
+    """A compressed stream of one member of ``n`` zero bytes and the end blocks (to follow another stream)."""
+    return _tar_wrap(comp, tar_header(b"top/zeros.bin", n) + bytes(n) + _tar_pad(n) + bytes(1024))
+
+
+TAR_NAMES = [b"../evil", b"../../x", b"/abs", b"/etc/passwd", b"top/../../x", b"top/a\x00b", b"", b".", b"..", b"./", b"./top/x",
+             b"a//b", b"C:\\evil", b"..\\evil", b"top\\..\\..\\x", b"top/\xff\xfe", b"top/\x1b[2J", b"top/", b"top", b"//x",
+             b"~/x", b"top/./x", "top/é".encode(), "top/e\u0301".encode(), b"top/" + b"n" * 255, b"top/" + b"n" * 256,
+             b"top/" + b"d/" * 2100 + b"x", b"x" * 5000, b"top/sub", b"top/a.txt", b"top/sub/b.bin/x", b"top/a.txt/"]
+TAR_LINKS = [b"../evil", b"../../../../etc/passwd", b"/etc/passwd", b"/", b"..", b".", b"", b"a.txt", b"top/a.txt", b"missing",
+             b"top/missing", b"top", b"top/sub", b"top/link", b"top/../..", b"sub/../../..", b"a\x00b", b"l" * 300,
+             b"../case/archive.tar", b"//etc", b"top/sub/hard", b"top/sub/../a.txt", b"./a.txt", b"sub", b"link", b"top/link/x"]
+TAR_TYPES = [b"0", b"\x00", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"S", b"L", b"K", b"x", b"g", b"X", b"V", b"M", b"N", b"D",
+             b"Z", b"A", b"\xff"]
+TAR_SPECIAL = [b"3", b"4", b"6", b"7", b"V", b"M", b"N", b"D", b"Z", b"A", b"\xff"]
+PAX_KEYS = [b"path", b"path", b"linkpath", b"linkpath", b"size", b"size", b"uid", b"gid", b"mtime", b"atime", b"uname", b"gname",
+            b"hdrcharset", b"comment", b"GNU.sparse.size", b"GNU.sparse.numblocks", b"GNU.sparse.offset", b"GNU.sparse.numbytes",
+            b"GNU.sparse.map", b"GNU.sparse.name", b"GNU.sparse.realsize", b"SCHILY.devmajor", b"SCHILY.xattr.user.x",
+            b"LIBARCHIVE.xattr.security.capability", b"", b"path\x00x", b"\xff"]
+PAX_VALUES = [b"-1", b"-512", b"-1024", b"-9223372036854775809", b"99999999999999999999", b"18446744073709551616", b"1e3",
+              b"0x10", b" 1", b"nan", b"inf", b"-0", b"1.5", b"", b"abc", b"0", b"../evil", b"/abs", b"a\x00b", b"\xff\xfe",
+              b"BINARY", b"ISO-IR 10646 2000 UTF-8", b"a" * 5000, b"top/../../x", b"0,1,2", b"1,-1", b"0,10,-5,3",
+              b"\x1b[2J", b"2147483648", b"top/sub", b"top/a.txt", b"1,2,3,4" * 1000]
+PAX_MALFORMED = [b"99999 path=x\n", b"5 a=b\n", b"0 =\n", b"-1 path=x\n", b"11 path=abc", b"18446744073709551616 path=x\n",
+                 b"30 path=" + bytes(21) + b"\n", b"1000000 path=" + b"x" * 50 + b"\n", b"9 path=\n", b"6 =\n", b"7 a b=\n",
+                 b"x" * 1000, b"\n" * 100, b"13 path=a\xffb\n", b"21 hdrcharset=\xff\xfe\n", b"20 hdrcharset=BINARY\n13 path=a\xffb\n",
+                 b"12 path=a\nb\n", b"2 =\n" * 50, b"10 path\n\n", b"5 =\n\n"]
+
+
+def _tar_pax_redos(rng: random.Random) -> tuple[bytes, str]:
+    """pax header bodies that CPython's pax regexes scan in quadratic time (CVE-2024-6232)."""
+    n = rng.choice((3_000, 30_000, 300_000))
+    kind = rng.choice(("records", "digits"))
+    if kind == "records":  # every record 2 bytes long, its keyword running on to the one '=' at the end
+        return b"2 " * n + b"=\n", f"{n} two-byte records before the only '='"
+    return b"1" * n + b" hdrcharset\n", f"{n} digits before ' hdrcharset' without '='"
+
+
+def _pathmax_escape(marker: str, up: int, comp: int = 239) -> list[TEntry]:
+    """The shape of CVE-2025-4517: 16 folders of ``comp`` characters, each reached by a one-letter
+    symbolic link, so that ``os.path.realpath`` (which the extraction filter checks links with) gives
+    up past PATH_MAX and reads the rest lexically, while the kernel follows every link: a link that
+    the filter sees staying inside leads ``up`` levels above the extraction folder, and a member
+    written through it lands there (``comp`` = 239 fits extraction folders of 1-255 characters)."""
+    steps = "abcdefghijklmnop"
+    d = "d" * comp
+    out, path = [], ""
+    for s in steps:
+        out.append(TEntry((path + d).encode(), typ=b"5", mode=0o755))
+        out.append(TEntry((path + s).encode(), typ=b"2", linkname=d.encode(), mode=0o777))
+        path += d + "/"
+    linkpath = "/".join(steps) + "/" + "l" * 254
+    out.append(TEntry(linkpath.encode(), typ=b"2", linkname="/".join([".."] * len(steps)).encode(), mode=0o777))
+    out.append(TEntry(b"escape", typ=b"2", linkname=(linkpath + "/.." * up).encode(), mode=0o777))
+    return out
+
+
+def tar_entries(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """A change to the members: names (climbing out, absolute, NUL, past NAME_MAX and PATH_MAX), two
+    members of one name and different types, symbolic and hard links (outside, missing, to a folder,
+    a file written through one), device files, FIFOs and unknown types, pax records (path, linkpath,
+    size, sparse maps: huge, negative, not numbers), malformed pax and GNU long-name headers, a global
+    header, an old GNU sparse member, many members, 64 MB of zeros, sizes past the limit, members
+    dropped or reordered."""
+    comp, raw = _tar_unwrap(data)
+    entries, style = parse_tar(raw)
+    op = rng.choice(("name", "name", "long", "dup", "dup", "symlink", "symlink", "hardlink", "hardlink", "special", "type",
+                     "pax", "pax", "pax", "global", "pax_raw", "pax_raw", "pax_redos", "gnu_raw", "sparse", "many", "bomb",
+                     "lie", "drop", "reverse", "empty", "style"))
+    end = bytes(1024)
+    if not entries and op not in ("empty", "many", "bomb", "symlink", "hardlink"):
+        raise Skip()
+    k = rng.randrange(len(entries)) if entries else 0
+    e = entries[k] if entries else TEntry(b"top/new", b"new\n")
+    names = [x.name for x in entries] or [b"top/new"]
+    if op == "name":
+        e.name = rng.choice(TAR_NAMES)
+        desc = f"{e.name[:40]!r}"
+    elif op == "long":
+        e.name = rng.choice((b"top/" + b"n" * rng.choice((255, 256, 1000)), b"top/" + b"d/" * rng.choice((100, 2100, 5000)) + b"x",
+                             b"/".join([b"y" * 200] * rng.choice((10, 25))), b"x" * rng.choice((4095, 4096, 70_000))))
+        style = rng.choice((style, "pax", "gnu"))
+        desc = f"{len(e.name)} bytes, {e.name.count(b'/')} slashes ({style})"
+    elif op == "dup":
+        typ = rng.choice((b"0", b"5", b"2", b"1", b"6"))
+        twin = dataclasses.replace(e, typ=typ, data=b"other content\n" if typ == b"0" else b"", pax=[],
+                                   linkname=rng.choice((b"a.txt", b"top/a.txt", b".", b"sub", b"top/sub")) if typ in (b"1", b"2") else b"")
+        first = rng.random() < 0.5
+        entries.insert(k if first else k + 1, twin)
+        desc = f"{e.name[:40]!r} again as type {typ!r} ({'before' if first else 'after'})"
+    elif op in ("symlink", "hardlink"):
+        typ = b"2" if op == "symlink" else b"1"
+        link = TEntry(rng.choice((b"top/l2", e.name, b"top/sub/l", b"l", b"top/sub")), typ=typ,
+                      linkname=rng.choice(TAR_LINKS + names), mode=0o777)
+        at = rng.randrange(len(entries) + 1)
+        entries.insert(at, link)
+        desc = f"{link.name[:40]!r} -> {link.linkname[:40]!r} at {at}"
+        if rng.random() < 0.5:  # and a member written through it: a file of its name, or one beneath it
+            through = TEntry(rng.choice((link.name, link.name + b"/x")), b"written through the link\n")
+            entries.insert(at + 1, through)
+            desc += f", then a file {through.name[:40]!r}"
+    elif op == "special":
+        e.typ = rng.choice(TAR_SPECIAL)
+        desc = f"{e.name[:40]!r} made type {e.typ!r}"
+    elif op == "type":
+        e.typ = rng.choice(TAR_TYPES)
+        if e.typ in (b"1", b"2") and rng.random() < 0.7:
+            e.linkname = rng.choice(TAR_LINKS + names)
+        desc = f"{e.name[:40]!r} made type {e.typ!r} (link {e.linkname[:30]!r})"
+    elif op == "pax":
+        recs = [(rng.choice(PAX_KEYS), rng.choice(PAX_VALUES)) for _ in range(rng.choice((1, 1, 2, 3)))]
+        e.pax += recs
+        style = "pax"
+        desc = f"on {e.name[:30]!r}: " + ", ".join(f"{a[:24]!r}={b[:24]!r}" for a, b in recs)
+    elif op == "global":
+        recs = [(rng.choice(PAX_KEYS), rng.choice(PAX_VALUES)) for _ in range(rng.choice((1, 2)))]
+        e.before = pax_block(pax_records(recs), b"g") + e.before
+        desc = f"before {e.name[:30]!r}: " + ", ".join(f"{a[:24]!r}={b[:24]!r}" for a, b in recs)
+    elif op == "pax_raw":
+        body = rng.choice(PAX_MALFORMED)
+        size = rng.choice((len(body), len(body), 0, len(body) + 512, max(0, len(body) - 1), 2**33, -1))
+        e.before += pax_block(body, rng.choice((b"x", b"x", b"g")), size)
+        desc = f"before {e.name[:30]!r}: {body[:30]!r} (size field {size})"
+    elif op == "pax_redos":
+        body, d = _tar_pax_redos(rng)
+        e.before += pax_block(body)
+        desc = f"before {e.name[:30]!r}: {d}"
+    elif op == "gnu_raw":
+        typ = rng.choice((b"L", b"L", b"K"))
+        value = rng.choice((b"", b"../evil", b"/abs", b"a" * 70_000, b"top/" + b"n" * 300, b"no-nul"))
+        size = rng.choice((None, None, 0, 2**33, 2**40, -1, 8**11 - 1))
+        block = _tar_long(typ, value, size)
+        if value == b"no-nul":
+            block = tar_header(b"././@LongLink", 6, typ, magic=GNU_MAGIC) + b"no-nul" + _tar_pad(6)
+        if rng.random() < 0.3:
+            end = block + end
+            desc = f"{typ!r} header at the end ({value[:20]!r}, size field {size})"
+        else:
+            e.before += block * rng.choice((1, 1, 2))
+            desc = f"{typ!r} header before {e.name[:30]!r} ({value[:20]!r}, size field {size})"
+    elif op == "sparse":
+        offsets = [rng.choice((0, 512, 1 << 33, 1 << 62, -1, -512, 100)) for _ in range(4)]
+        counts = [rng.choice((0, 10, 512, 1 << 33, -1)) for _ in range(4)]
+        real = rng.choice((0, 100, 4096, 1 << 31, 1 << 40, -1))
+        extended = rng.random() < 0.4
+        body = bytes(min(sum(c for c in counts if c > 0), 4096))
+        h = bytearray(tar_header(e.name if e.typ in (b"0", b"\x00") else b"top/sparse", len(body), b"S", magic=GNU_MAGIC))
+        for j in range(4):
+            h[386 + 24 * j:398 + 24 * j] = tar_num(offsets[j], 12)
+            h[398 + 24 * j:410 + 24 * j] = tar_num(counts[j], 12)
+        h[482] = 1 if extended else 0
+        h[483:495] = tar_num(real, 12)
+        ext = b""
+        if extended and rng.random() < 0.7:  # an extension block (the flag set in it too, at times); else none follows
+            eb = bytearray(512)
+            for j in range(rng.choice((1, 21))):
+                eb[24 * j:24 * j + 12] = tar_num(rng.choice((0, 1 << 40, -1, 4096)), 12)
+                eb[24 * j + 12:24 * j + 24] = tar_num(rng.choice((1, 512, 1 << 33)), 12)
+            eb[504] = rng.choice((0, 0, 1))
+            ext = bytes(eb)
+        member = TEntry(b"top/sparse", raw=tar_checksum(h) + ext + body + _tar_pad(len(body)))
+        at = rng.randrange(len(entries) + 1)
+        if rng.random() < 0.2:
+            end, at = member.raw or b"", -1  # at the very end, its extension block cut off by the end of the data
+        else:
+            entries.insert(at, member)
+        desc = f"at {at}: map {list(zip(offsets, counts))}, real size {real}, extended {extended} ({'a' if ext else 'no'} block)"
+    elif op == "many":
+        n = rng.choice((1000, 9_999, 10_001, 100_000))
+        if n > 20_000:
+            many = tar_header(b"top/m", 0) * n
+        else:
+            many = b"".join(tar_header(f"top/m{j}".encode(), 0) for j in range(n))
+        _, stop = _tar_walk(raw)
+        out_raw = raw[:stop] + many + bytes(1024)
+        c = comp if len(out_raw) < 8 << 20 or comp in ("", "gz") else "gz"
+        return _tar_wrap(c, out_raw), f"tar.many {n} empty members{' of one name' if n > 20_000 else ''} ({c or 'uncompressed'})"
+    elif op == "bomb":
+        n = rng.choice((16 << 20, 64 << 20))
+        c = comp or "gz"
+        _, stop = _tar_walk(raw)
+        return _tar_wrap(c, raw[:stop]) + _tar_bomb(c, n), f"tar.bomb a member of {n >> 20} MB of zeros after the rest ({c})"
+    elif op == "lie":
+        size = rng.choice(((2 << 30) + 1, 3 << 30, 1 << 62, 1 << 33))
+        e.size = size
+        if len(entries) > 1 and rng.random() < 0.5:
+            size = (1 << 30) + (1 << 29)
+            for x in entries[:2]:
+                x.size = size
+        desc = f"size field {size} on {e.name[:30]!r} (its data as it was)"
+    elif op == "drop":
+        del entries[k]
+        desc = f"{e.name[:40]!r} removed"
+    elif op == "reverse":
+        entries.reverse()
+        desc = f"{len(entries)} members in reverse order"
+    elif op == "empty":
+        entries, end = [], rng.choice((b"", bytes(512), bytes(1024), bytes(10240)))
+        desc = f"no members, {len(end)} bytes of end blocks"
+    else:
+        style = rng.choice([s for s in ("pax", "gnu", "ustar") if s != style])
+        desc = f"long names written the {style} way"
+    return _tar_wrap(comp, build_tar(entries, style, end)), f"tar.{op} {desc}"
+
+
+def tar_hostile(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """Members that would write ``PWNED-<index>`` outside the extraction folder if the filter let
+    them: the PATH_MAX link chain of CVE-2025-4517 (one level up: the case folder; two: beside it),
+    a hard link through it to the canary beside the case folder, then written; a link to ``..`` and
+    a file beneath it; a link pointing out, then a file of its name."""
+    comp, raw = _tar_unwrap(data)
+    entries, style = parse_tar(raw)
+    marker = ctx.marker.rsplit("/", 1)[-1]
+    op = rng.choice(("pathmax", "pathmax", "pathmax_hardlink", "dotdot", "link_then_file"))
+    if op == "pathmax":
+        up = rng.choice((1, 2))
+        chain = _pathmax_escape(marker, up)
+        chain.append(TEntry(f"escape/{marker}".encode(), b"written outside the extraction folder\n"))
+        desc = f"a link {up} level{'s' if up > 1 else ''} above the extraction folder, then escape/{marker}"
+    elif op == "pathmax_hardlink":
+        chain = _pathmax_escape(marker, 2)
+        chain += [TEntry(b"flaglink", typ=b"1", linkname=b"escape/canary.txt"), TEntry(b"flaglink", b"overwritten\n")]
+        desc = "a hard link to escape/canary.txt (beside the case folder), then a file of its name"
+    elif op == "dotdot":
+        chain = [TEntry(b"top/up", typ=b"2", linkname=b".."), TEntry(b"top/up/up2", typ=b"2", linkname=b".."),
+                 TEntry(f"top/up/up2/{marker}".encode(), b"outside\n")]
+        desc = "links to .. and .. beneath it, then a file through both"
+    else:
+        chain = [TEntry(b"top/out", typ=b"2", linkname=f"../../{marker}".encode()), TEntry(b"top/out", b"through\n")]
+        desc = "a link out, then a file of its name"
+    at = rng.choice((0, len(entries)))
+    entries[at:at] = chain
+    return _tar_wrap(comp, build_tar(entries, "pax" if style == "ustar" else style)), f"tar.hostile {op}: {desc} (at {at})"
+
+
+TAR_GARBAGE = [b"\x00" * 12, b" " * 12, b"zzzzzzz\x00", b"9999999\x00", b"-000001\x00", b"\xff" * 12, b"\x80" + b"\xff" * 11,
+               b"0x10\x00", b"77777777777777", b"1 2 3\x00", b"\x00777777", b"\x80\x00", b"+1\x00", b"0o17\x00", b"\xc3\xa9\x00"]
+TAR_INTS = {"mode": [0, 0o777, 0o4755, 0o2755, 0o1777, 0o7777, 0o170777, 0o20644, 0o60644, -1, 1 << 30],
+            "uid": [0, 65534, 1 << 21, 1 << 31, -1, 1 << 62], "gid": [0, 65534, 1 << 21, 1 << 31, -1, 1 << 62],
+            "mtime": [0, -1, 1 << 33, 1 << 62, -(1 << 62), 253402300800], "devmajor": [0, 1, 255, 1 << 20, -1],
+            "devminor": [0, 1, 255, 1 << 20, -1]}
+TAR_TEXT = {"name": [n for n in TAR_NAMES if len(n) <= 100] + [b"a" * 100], "linkname": [n for n in TAR_LINKS if len(n) <= 100],
+            "prefix": [b"..", b"/", b"../..", b"top", b"\xff", b"a" * 155, b"/etc", b"top/sub", b"a\x00b"],
+            "uname": [b"root", b"\xff\xfe", b"a" * 32, b"\x1b[2J", b"", b"nobody"], "gname": [b"root", b"\xff", b"a" * 32, b""],
+            "magic": [USTAR_MAGIC, GNU_MAGIC, bytes(8), b"junk\x00\x00\x00\x00", b"ustar\x00xx", b"ustar\x00\x00\x00"]}
+
+
+def tar_fields(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """One header field as it is in the stream, overwritten in place (the checksum made right again
+    unless the checksum is the field): names, modes, owners, sizes, times, type flags, link names,
+    magic, device numbers, of members and of their pax and GNU headers; or the stream cut inside a
+    header or a member, its end blocks dropped, a zero block or garbage between or after members."""
+    comp, raw = _tar_unwrap(data)
+    heads, stop = _tar_walk(raw)
+    if not heads:
+        raise Skip()
+    op = rng.choice(("field",) * 10 + ("cut", "cut", "noend", "zeros", "junk"))
+    if op == "cut":
+        at = rng.choice(heads)
+        k = rng.choice((at + rng.randrange(1, 512), at + 512 + rng.randrange(1024), stop, stop + rng.randrange(1, 1024), len(raw) - 1))
+        return _tar_wrap(comp, raw[:k]), f"tarf.cut at {k} of {len(raw)}"
+    if op == "noend":
+        return _tar_wrap(comp, raw[:stop]), f"tarf.no end blocks (cut at {stop})"
+    if op == "zeros":
+        at = rng.choice(heads[1:] or heads)
+        return _tar_wrap(comp, raw[:at] + bytes(512) + raw[at:]), f"tarf.zero block before the header at {at}"
+    if op == "junk":
+        junk = rng.choice((rng.randbytes(512), b"\xff" * 512, tar_header(b"top/after", 0)[:511] + b"x", bytes(511) + b"\x01",
+                           tar_header(b"top/after", 0)))
+        return _tar_wrap(comp, raw[:stop] + junk + bytes(1024)), f"tarf.{len(junk)} bytes of junk after the members"
+    at = rng.choice(heads)
+    b = bytearray(raw)
+    field = rng.choice(("name", "name", "mode", "uid", "gid", "size", "size", "size", "mtime", "chksum", "type", "type", "type",
+                        "linkname", "linkname", "magic", "uname", "gname", "devmajor", "devminor", "prefix"))
+    off, n = TAR_FIELDS[field]
+    old = bytes(b[at + off:at + off + n])
+    if field in TAR_TEXT:
+        v = rng.choice(TAR_TEXT[field])
+    elif field == "type":
+        v = rng.choice(TAR_TYPES)
+        if v in (b"1", b"2") and rng.random() < 0.5:
+            lk = rng.choice(TAR_TEXT["linkname"])
+            b[at + 157:at + 257] = lk.ljust(100, b"\x00")
+    elif field == "chksum":
+        blank = bytearray(b[at:at + 512])
+        blank[148:156] = b" " * 8
+        right = sum(blank)
+        signed = sum(x - 256 if x > 127 else x for x in blank)
+        v = rng.choice((b"%06o\x00 " % ((right + 1) & 0o777777), b"%06o\x00 " % (signed & 0o777777), bytes(8), b" " * 8,
+                        b"zzzzzz\x00 ", b"\xff" * 8, b"%07o\x00" % right, b"%o" % right))
+    elif field == "size":
+        try:
+            was = tarfile.nti(old)
+        except (tarfile.HeaderError, ValueError):
+            was = 0
+        if rng.random() < 0.8:
+            v = tar_num(rng.choice((0, 1, was - 1, was + 1, was + 512, was - 512, was * 2, 8**11 - 1, 1 << 33, 1 << 62, -1, -512,
+                                    -1024, -(1 << 62))), n)
+        else:
+            v = rng.choice(TAR_GARBAGE)
+    else:
+        v = tar_num(rng.choice(TAR_INTS[field]), n) if rng.random() < 0.6 else rng.choice(TAR_GARBAGE)
+    b[at + off:at + off + n] = v[:n].ljust(n, b"\x00")
+    fix = field != "chksum" and rng.random() < 0.95
+    if fix:
+        b[at:at + 512] = tar_checksum(b[at:at + 512])
+    typ = bytes(b[at + 156:at + 157])
+    return _tar_wrap(comp, bytes(b)), (f"tarf.{field}@{at} (type {typ!r}) {old[:20]!r} -> {v[:20]!r}"
+                                       f"{'' if fix or field == 'chksum' else ' (checksum left stale)'}")
+
+
+def tar_stream(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """The compressed stream around the archive: compressed another way, or not, or twice, or as
+    .lzma; a gzip header field (method, flags without their fields, FEXTRA/FNAME running long), its
+    CRC or length trailer; an xz stream with another check, its footer or index damaged; a second
+    stream after it, garbage after it; its body damaged; cut short."""
+    comp, raw = _tar_unwrap(data)
+    op = rng.choice(("recompress", "recompress", "twice", "lzma_alone", "gz_header", "gz_header", "gz_trailer", "xz_check",
+                     "concat", "trailing", "body", "body", "cut"))
+    if op == "recompress":
+        to = rng.choice([c for c in TAR_COMPRESSIONS if c != comp])
+        return _tar_wrap(to, raw), f"tarz.recompressed {comp or 'none'} -> {to or 'none'}"
+    if op == "twice":
+        outer = rng.choice(("gz", "xz", "bz2"))
+        return _tar_wrap(outer, _tar_wrap(comp or "gz", raw)), f"tarz.{comp or 'gz'} inside {outer}"
+    if op == "lzma_alone":
+        return lzma.compress(raw, format=lzma.FORMAT_ALONE), "tarz.lzma (alone format)"
+    if op in ("gz_header", "gz_trailer"):
+        b = bytearray(data if comp == "gz" else _tar_wrap("gz", raw))
+        if op == "gz_header":
+            field = rng.choice(("flags", "method", "mtime", "xfl", "os", "fextra", "fname"))
+            if field == "flags":
+                b[3] = rng.choice((0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0xE0, 0xFF, 0x1E))
+                desc = f"flags {b[3]:#x} (their fields absent)"
+            elif field == "method":
+                b[2] = rng.choice((0, 7, 9, 255))
+                desc = f"method {b[2]}"
+            elif field == "mtime":
+                struct.pack_into("<I", b, 4, rng.choice((0xFFFFFFFF, 1)))
+                desc = "mtime"
+            elif field == "xfl":
+                b[8] = rng.choice((0xFF, 4))
+                desc = f"xfl {b[8]}"
+            elif field == "os":
+                b[9] = 255
+                desc = "os 255"
+            elif field == "fextra":
+                xlen = rng.choice((0, 4, 0xFFFF))
+                b[3] |= 0x04
+                b[10:10] = struct.pack("<H", xlen) + b"ab"
+                desc = f"FEXTRA of length {xlen} holding 2 bytes"
+            else:
+                flag = rng.choice((0x08, 0x10))
+                field_bytes = rng.choice((b"name", b"name\x00", b"x" * 70_000))
+                b[3] |= flag
+                b[10:10] = field_bytes
+                desc = f"{'FNAME' if flag == 8 else 'FCOMMENT'} {field_bytes[:8]!r}{'' if field_bytes.endswith(bytes(1)) else ' without its NUL'}"
+            return bytes(b), f"tarz.gzip header {desc}"
+        which = rng.choice(("crc", "isize", "both", "drop4", "drop8"))
+        if which in ("crc", "both"):
+            struct.pack_into("<I", b, len(b) - 8, struct.unpack_from("<I", b, len(b) - 8)[0] ^ 1)
+        if which in ("isize", "both"):
+            struct.pack_into("<I", b, len(b) - 4, rng.choice((0, 0xFFFFFFFF, len(raw) + 1)) & 0xFFFFFFFF)
+        if which.startswith("drop"):
+            b = b[:-int(which[4:])]
+        return bytes(b), f"tarz.gzip trailer {which}"
+    if op == "xz_check":
+        check = rng.choice((lzma.CHECK_NONE, lzma.CHECK_CRC32, lzma.CHECK_SHA256))
+        b = bytearray(lzma.compress(raw, check=check))
+        where = rng.choice(("footer", "index", "none"))
+        if where == "footer":
+            b[-12 + rng.randrange(10)] ^= 0xFF
+        elif where == "index":
+            b[-13 - rng.randrange(min(24, len(b) - 13))] ^= rng.choice((1, 0x80))
+        return bytes(b), f"tarz.xz check {check}, damage in the {where}"
+    if op == "concat":
+        c = comp or "gz"
+        second = rng.choice((data, _tar_wrap(c, b"x" * 100), _tar_wrap(c, b""), _tar_wrap(c, raw), _tar_wrap(c, tar_header(b"top/2nd", 0))))
+        return (data if comp else _tar_wrap(c, raw)) + second, f"tarz.a second {c} stream of {len(second)} bytes after the first"
+    if op == "trailing":
+        junk = rng.choice((bytes(rng.choice((1, 7, 512, 10_000))), rng.randbytes(rng.choice((1, 8, 600))), b"\x1f\x8b",
+                           b"\x1f\x8b\x08\x00" + bytes(6), b"BZh9", b"\xfd7zXZ\x00", b"PK\x05\x06" + bytes(18)))
+        return data + junk, f"tarz.{len(junk)} bytes after the stream ({junk[:8]!r})"
+    if not comp:
+        raise Skip()
+    start = {"gz": 10, "xz": 12, "bz2": 4}[comp]
+    if len(data) <= start + 2:
+        raise Skip()
+    b = bytearray(data)
+    if op == "body":
+        i = rng.randrange(start, len(b))
+        n = rng.choice((1, 1, 4, 64))
+        kind = rng.choice(("flip", "zeros", "random"))
+        for j in range(i, min(i + n, len(b))):
+            b[j] = b[j] ^ (1 << rng.randrange(8)) if kind == "flip" else 0 if kind == "zeros" else rng.randrange(256)
+        return bytes(b), f"tarz.{comp} body {kind} {n} at {i} of {len(b)}"
+    k = rng.choice((len(b) - 1, len(b) - 4, len(b) - 8, len(b) // 2, rng.randrange(start, len(b)), start))
+    return bytes(b[:k]), f"tarz.{comp} stream cut at {k} of {len(b)}"
+
+
+STRUCTURAL["tar"] = [(6, tar_entries), (4, tar_fields), (3, tar_stream), (1, tar_hostile)]
 
 
 # ---- arrays: .npy headers and data, .npz members ---------------------------------------------
@@ -2637,6 +3466,106 @@ def zip_seeds(folder: Path) -> list[Seed]:
     return seeds
 
 
+def _tar_of(fmt: int, global_pax: dict[str, str] | None = None) -> bytes:
+    """An uncompressed tar written by tarfile: a top folder, files (one executable, one empty), a
+    folder, a symbolic link and a hard link inside, non-ASCII names; with GNU and pax, a long name
+    and a long link name; with pax, pax records of its own (and a global header when asked)."""
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w", format=fmt, pax_headers=global_pax) as t:
+        def add(name: str, data: bytes = b"", typ: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644,
+                pax: dict[str, str] | None = None, mtime: float = 1_700_000_000) -> None:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname, ti.mode, ti.mtime, ti.size = typ, linkname, mode, mtime, len(data)
+            if pax:
+                ti.pax_headers = pax
+            t.addfile(ti, io.BytesIO(data) if typ == tarfile.REGTYPE else None)
+
+        add("top/", typ=tarfile.DIRTYPE, mode=0o755)
+        add("top/a.txt", b"hello\n" * 20)
+        add("top/sub/", typ=tarfile.DIRTYPE, mode=0o755)
+        add("top/sub/b.bin", bytes(range(256)) * 4)
+        add("top/empty")
+        add("top/run.sh", b"#!/bin/sh\necho hi\n", mode=0o755)
+        add("top/link", typ=tarfile.SYMTYPE, linkname="a.txt", mode=0o777)
+        add("top/sub/up", typ=tarfile.SYMTYPE, linkname="../a.txt", mode=0o777)
+        add("top/sub/hard", typ=tarfile.LNKTYPE, linkname="top/a.txt")
+        add("top/é/ü.txt", b"unicode names\n")
+        if fmt != tarfile.USTAR_FORMAT:
+            add("top/" + "long-name-" * 15 + ".txt", b"a name past 100 bytes\n")
+            add("top/long-link", typ=tarfile.SYMTYPE, linkname="sub/" + "../sub/" * 20 + "b.bin", mode=0o777)
+        if fmt == tarfile.PAX_FORMAT:
+            add("top/pax.txt", b"pax\n", pax={"comment": "a pax record", "SCHILY.xattr.user.note": "x"}, mtime=1_700_000_000.5)
+    return bio.getvalue()
+
+
+def _bundle_tar(folder: Path) -> bytes:
+    """A release bundle's .tar.gz as ``edgeship package`` writes it (``edgeship.bundle._tar``: pax,
+    sorted, no owners, fixed times), of a bundle's files (bundle.json, the model card, labels, an
+    artifact folder, golden vectors, integration code, the signature)."""
+    from edgeship.bundle import _tar
+
+    name = "tiny-classifier-1.0.0"
+    src = folder / "bundle" / name
+    model = random.Random(0).randbytes(6866)
+    files = {"artifacts/onnx-fp32/model.onnx": model, "artifacts/onnx-fp32/artifact.json": _jbytes(artifact_record()),
+             "artifacts/onnx-fp32/labels.txt": "".join(f"class {i}\n" for i in range(10)).encode(),
+             "labels.txt": "".join(f"class {i}\n" for i in range(10)).encode(),
+             "MODEL_CARD.md": b"# tiny-classifier 1.0.0\n\nWhat it is, how to feed it, how well and how fast it ran.\n",
+             "golden/golden.json": _jbytes({"inputs": ["golden/input-0.npy"], "outputs": ["golden/output-0.npy"]}),
+             "golden/input-0.npy": b"\x93NUMPY\x01\x00v\x00" + b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 32, 32), }"
+                                   .ljust(117) + b"\n" + bytes(4 * 3 * 32 * 32),
+             "integration/python/app.py": b"import edgeship\nprint('hello')\n",
+             "model.sig": _jbytes({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "dsseEnvelope": {"payload": ""}})}
+    bundle = {"schema": "edgeship.bundle/1", "name": "tiny-classifier", "version": "1.0.0", "release": 1,
+              "artifacts": [{"id": "onnx-fp32", "runtime": "onnxruntime", "path": "artifacts/onnx-fp32"}],
+              "fallback": ["onnx-fp32"],
+              "files": [{"path": k, "sha256": hashlib.sha256(v).hexdigest(), "size": len(v)} for k, v in sorted(files.items())]}
+    files["bundle.json"] = _jbytes(bundle)
+    if src.exists():
+        shutil.rmtree(src)
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    out = folder / "bundle" / f"{name}.tar.gz"
+    out.unlink(missing_ok=True)
+    _tar(src, name, out)
+    return out.read_bytes()
+
+
+def tar_seeds(folder: Path) -> list[Seed]:
+    seeds = []
+    for name, fmt, comp, glob in (("tar-gnu", tarfile.GNU_FORMAT, "", None), ("tar-pax", tarfile.PAX_FORMAT, "", None),
+                                  ("tar-ustar", tarfile.USTAR_FORMAT, "", None), ("tar-gnu-gz", tarfile.GNU_FORMAT, "gz", None),
+                                  ("tar-pax-xz", tarfile.PAX_FORMAT, "xz", None), ("tar-ustar-bz2", tarfile.USTAR_FORMAT, "bz2", None),
+                                  ("tar-pax-global-gz", tarfile.PAX_FORMAT, "gz", {"comment": "a global header"})):
+        file = f"archive.tar{'.' + comp if comp else ''}"
+        seeds.append(Seed(name, "tar", {file: _tar_wrap(comp, _tar_of(fmt, glob))}, file))
+    seeds.append(Seed("tar-bundle", "tar", {"tiny-classifier-1.0.0.tar.gz": _bundle_tar(folder)}, "tiny-classifier-1.0.0.tar.gz"))
+    return seeds
+
+
+def labels_seeds(folder: Path) -> list[Seed]:
+    """Labels files: one label per line (LF, CRLF, a BOM, no final newline, blank lines and padding),
+    UTF-8 in many scripts, UTF-16 and latin-1 (refused: not UTF-8), a thousand ImageNet-style lines,
+    JSON lists (compact, indented, escaped), an empty file."""
+    classes = ["cat", "dog", "bird", "fish", "ant", "bee", "cow", "elk", "fox", "gnu"]
+    lines = "".join(f"{c}\n" for c in classes)
+    unicode = "猫\nсобака\n🐦 bird\ne\u0301clair\nعربى\nΔέλτα\n한국어\n"
+    imagenet = "".join(f"n{1440764 + 7 * i:08d} class {i}, a synonym\n" for i in range(1000))
+
+    def s(name: str, data: bytes, file: str = "labels.txt") -> Seed:
+        return Seed(name, "labels", {file: data}, file)
+
+    return [s("labels-txt", lines.encode()), s("labels-crlf", lines.replace("\n", "\r\n").encode()),
+            s("labels-bom", b"\xef\xbb\xbf" + lines.encode()), s("labels-nofinal", lines.rstrip("\n").encode()),
+            s("labels-blank", b"  cat  \n\n\tdog\n   \nbird\t\n\n"), s("labels-unicode", unicode.encode()),
+            s("labels-utf16", lines.encode("utf-16")), s("labels-latin1", "café\nnaïve\nüber\n".encode("latin-1")),
+            s("labels-imagenet", imagenet.encode()), s("labels-empty", b""),
+            s("labels-json", json.dumps(classes).encode(), "labels.json"),
+            s("labels-json-indent", _jbytes(classes), "labels.json"),
+            s("labels-json-escaped", json.dumps(["猫", "e\u0301", "tab\there", "quote\"d"]).encode(), "labels.json")]
+
+
 # ---- what a reader documents it returns ------------------------------------------------------
 
 def check_json(value: Any) -> None:
@@ -2714,6 +3643,96 @@ def check_onnx(m: Any) -> None:
 
     if not isinstance(m, onnx.ModelProto):
         raise ContractError(f"parse_onnx returned a {type(m).__name__}")
+
+
+def check_text(value: Any, p: Path) -> None:
+    """read_text: the file's UTF-8 text, a BOM dropped, nothing else changed."""
+    if not isinstance(value, str):
+        raise ContractError(f"read_text returned a {type(value).__name__}")
+    try:
+        want = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ContractError("read_text returned text from a file that is not UTF-8") from None
+    if value != want:
+        at = next((k for k, (a, b) in enumerate(zip(value, want)) if a != b), min(len(value), len(want)))
+        raise ContractError(f"read_text returned text that is not the file's (from character {at}: {value[at:at + 20]!r}, "
+                            f"the file has {want[at:at + 20]!r})")
+
+
+def check_labels(value: Any) -> None:
+    """read_labels: a tuple of labels (an empty file is refused), each a printable single line."""
+    if not isinstance(value, tuple) or not value:
+        raise ContractError(f"read_labels returned {type(value).__name__} {value!r:.60}")
+    for k, lab in enumerate(value):
+        if not isinstance(lab, str):
+            raise ContractError(f"read_labels returned label {k} as a {type(lab).__name__}")
+        if not lab.isprintable() or len(lab.splitlines()) > 1:
+            raise ContractError(f"read_labels returned label {k} {lab[:60]!r}: not a printable single line")
+
+
+def _left_in_case(folder: Path, inputs: set[str], allowed: set[str], refused: bool) -> None:
+    """What the extraction left in the case folder beside its inputs and ``allowed``: a file or folder
+    other than its own temp folders was written through a link (an escape); a temp folder or, after
+    a refusal, ``dest`` is a leftover (wrong)."""
+    extra = sorted(set(os.listdir(folder)) - inputs - allowed)
+    own = [x for x in extra if x == "dest" or x.startswith(".dest.")]
+    others = [x for x in extra if x not in own]
+    if others:
+        raise EscapeError(f"created {', '.join(others[:5])} in the case folder, outside dest")
+    if own:
+        raise ContractError(f"{'a refused' if refused else 'an'} extraction left {', '.join(own[:3])} in the case folder")
+
+
+def check_extracted(folder: Path, dest: Path, inputs: set[str], names: Any) -> None:
+    """safe_extract: the member names it returns (relative, never climbing out, each there), nothing
+    made in the case folder but ``dest`` (anything else was written through a link: an escape), and
+    in ``dest`` only folders, regular files and symbolic links without set-id bits, no link the kernel
+    follows out of ``dest``, no regular file hard-linked with one outside it."""
+    from pathlib import PurePosixPath
+
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ContractError(f"safe_extract returned a {type(names).__name__}, not a list of names")
+    for n in names:
+        if n.startswith("/") or "\\" in n or "\x00" in n or ".." in PurePosixPath(n).parts:
+            raise ContractError(f"safe_extract extracted a member named {n[:80]!r}")
+    _left_in_case(folder, inputs, {"dest"}, refused=False)
+    if dest.is_symlink() or not dest.is_dir():
+        raise ContractError("safe_extract returned, but dest is not a folder")
+    top = os.lstat(dest)
+    inside = {(top.st_dev, top.st_ino)}
+    links: list[tuple[str, tuple[int, int], str]] = []
+    shared: dict[tuple[int, int], list[int]] = {}
+    for root, dirs, files, fd in os.fwalk(dest):
+        for name in dirs + files:
+            rel = os.path.normpath(os.path.join(os.path.relpath(root, dest), name))[:200]
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    to = os.stat(name, dir_fd=fd)
+                except OSError:  # dangling, a loop, or too long a path: it leads nowhere
+                    continue
+                links.append((rel, (to.st_dev, to.st_ino), os.readlink(name, dir_fd=fd)))
+                continue
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise ContractError(f"safe_extract made {rel!r}, {_KIND_NAMES.get(stat.S_IFMT(st.st_mode), 'a special file')}")
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                raise ContractError(f"safe_extract made {rel!r} with mode {stat.filemode(st.st_mode)} (set-id)")
+            inside.add((st.st_dev, st.st_ino))
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                shared.setdefault((st.st_dev, st.st_ino), [st.st_nlink, 0])[1] += 1
+    for rel, to_id, to in links:
+        if to_id not in inside:
+            raise ContractError(f"safe_extract made a symbolic link {rel!r} -> {to[:100]!r} that leads outside dest")
+    for (nlink, seen) in shared.values():
+        if nlink > seen:
+            raise ContractError(f"safe_extract made a file hard-linked with {nlink - seen} file(s) outside dest")
+    for n in names:
+        p = os.path.join(dest, n)
+        if len(os.fsencode(p)) < 4000 and not os.path.lexists(p):
+            raise ContractError(f"safe_extract returned {n[:80]!r}, which is not in dest")
+
+
+_KIND_NAMES = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
 # ---- the targets -------------------------------------------------------------------------------
@@ -2894,6 +3913,37 @@ def onnx_stages(folder: Path, p: Path, case: Case) -> list[Stage]:
             ("onnx_artifact_record", lambda: onnx_artifact_record(str(p)), None)]
 
 
+def tar_stages(folder: Path, p: Path, case: Case) -> list[Stage]:
+    from edgeship._archive import safe_extract
+    from edgeship.errors import EdgeshipError
+
+    dest = folder / "dest"
+    inputs = {x for x in os.listdir(folder) if x != "dest" and not x.startswith(".dest.")}  # the case's files (a replay's too)
+
+    def extract() -> Any:
+        try:
+            return safe_extract(p, dest)
+        except Exception as e:  # what a refusal (or a crash) left behind is checked; then it stands
+            try:
+                _left_in_case(folder, inputs, set(), refused=True)
+            except EscapeError:
+                raise
+            except ContractError:
+                if isinstance(e, EdgeshipError):
+                    raise
+            raise
+
+    return [("safe_extract", extract, lambda names: check_extracted(folder, dest, inputs, names))]
+
+
+def text_stages(folder: Path, p: Path, case: Case) -> list[Stage]:
+    from edgeship.readers import read_text
+    from edgeship.sources import read_labels
+
+    return [("read_text", lambda: read_text(p, "labels file"), lambda v: check_text(v, p)),
+            ("read_labels", lambda: read_labels(p, ()), check_labels)]
+
+
 def _manifest_seeds(folder: Path) -> list[Seed]:
     seeds = [Seed("manifest", "json", {"manifest.json": _jbytes(manifest_doc())}, "manifest.json"),
              Seed("manifest-empty", "json", {"manifest.json": _jbytes({"artifacts": []})}, "manifest.json")]
@@ -2912,6 +3962,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("arrays", "readers.arrays.read_arrays (.npy/.npz)", array_seeds, array_stages),
     Target("images", "readers.images.decode_image, data.preprocess_image", image_seeds, image_stages),
     Target("zip", "readers.archives.open_zip, sources.sniff_format", zip_seeds, zip_stages),
+    Target("tar", "_archive.safe_extract (release bundles: .tar, .tar.gz/.xz/.bz2)", tar_seeds, tar_stages),
+    Target("text", "readers.read_text, sources.read_labels (labels files: lines or a JSON list)", labels_seeds, text_stages),
     Target("pt2", "sniff_format, _check_pt2_pickles, load_source (torch.export.load)", pt2_seeds, pt2_stages,
            quiet=("torch.export",)),
     Target("onnx", "sniff_format, parse_onnx, load_onnx_model, load_source, the bare-.onnx artifact", onnx_seeds,

@@ -17,7 +17,8 @@ import pytest
 from . import fuzz
 
 SEED = int(os.environ.get("EDGESHIP_FUZZ_SEED", "0"))
-CASES = {**dict.fromkeys(fuzz.TARGETS, 200), "arrays": 300, "artifact": 300, "images": 300, "onnx": 500}
+CASES = {**dict.fromkeys(fuzz.TARGETS, 200), "arrays": 300, "artifact": 300, "images": 300, "onnx": 500, "tar": 300,
+         "text": 300}
 
 
 @pytest.mark.parametrize("name", list(fuzz.TARGETS))

@@ -446,3 +446,69 @@ def test_publish_a_missing_tarball_says_no_such_file(tmp_path):
 
     with pytest.raises(InputError, match="no such bundle tarball"):
         publish(tmp_path / "missing.tar.gz", tmp_path / "repo", channel="stable")
+
+
+# ---- tar bundles: what the fuzzer's tar target found -----------------------------------------
+
+def _chain_tar(up: int, tail: list) -> bytes:
+    """CVE-2025-4517's link chain: realpath() gives up past PATH_MAX, the kernel follows every link,
+    so tarfile's "data" filter (before Python 3.11.13) lets a member land outside the folder."""
+    import tarfile
+
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w", format=tarfile.PAX_FORMAT) as t:
+        def add(name, typ, link="", data=b""):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname, ti.mode, ti.size = typ, link, 0o755, len(data)
+            t.addfile(ti, io.BytesIO(data) if typ == tarfile.REGTYPE else None)
+        d, path = "d" * 239, ""
+        for s in "abcdefghijklmnop":
+            add(path + d, tarfile.DIRTYPE)
+            add(path + s, tarfile.SYMTYPE, d)
+            path += d + "/"
+        lp = "/".join("abcdefghijklmnop") + "/" + "l" * 254
+        add(lp, tarfile.SYMTYPE, "/".join([".."] * 16))
+        add("escape", tarfile.SYMTYPE, lp + "/.." * up)
+        for name, typ, link, data in tail:
+            add(name, typ, link, data)
+    return bio.getvalue()
+
+
+def test_a_tar_link_chain_writes_nothing_outside_and_nothing_is_followed(tmp_path):
+    import tarfile
+
+    from edgeship._archive import safe_extract
+
+    case = tmp_path / "run" / "case"
+    case.mkdir(parents=True)
+    (tmp_path / "run" / "canary.txt").write_text("canary\n")
+    for up, tail in ((2, [("escape/PWNED", tarfile.REGTYPE, "", b"x")]),
+                     (2, [("h", tarfile.LNKTYPE, "escape/canary.txt", b""), ("h", tarfile.REGTYPE, "", b"overwritten\n")])):
+        (case / "a.tar").write_bytes(_chain_tar(up, tail))
+        with pytest.raises(SecurityError, match="symbolic link"):
+            safe_extract(case / "a.tar", case / "dest")
+        assert sorted(os.listdir(case)) == ["a.tar"] and sorted(os.listdir(tmp_path / "run")) == ["canary.txt", "case"]
+        assert (tmp_path / "run" / "canary.txt").read_text() == "canary\n"
+
+
+@pytest.mark.timeout(60)  # a guard against CVE-2024-6232's quadratic pax parsing (17 s here), not a speed target
+@pytest.mark.parametrize("body", [b"2 " * 100_000 + b"=\n", b"1" * 100_000 + b" hdrcharset\n"])
+def test_a_tar_with_a_huge_pax_header_is_refused_before_it_is_parsed(tmp_path, body):
+    import tarfile
+
+    from edgeship._archive import safe_extract
+
+    def hdr(name, size, typ):
+        b = bytearray(512)
+        b[0:100] = name.ljust(100, b"\0")
+        b[100:108], b[108:124] = b"0000644\0", b"0000000\0" * 2
+        b[124:136], b[136:148] = tarfile.itn(size, 12, tarfile.GNU_FORMAT), b"00000000000\0"
+        b[156:157], b[257:265] = typ, b"ustar\x0000"
+        b[148:156] = b" " * 8
+        b[148:156] = b"%06o\0 " % sum(b)
+        return bytes(b)
+
+    raw = hdr(b"././@PaxHeader", len(body), b"x") + body + bytes(-len(body) % 512) + hdr(b"a", 0, b"0") + bytes(1024)
+    (tmp_path / "a.tar").write_bytes(raw)
+    with pytest.raises(FormatError, match="extended header"):
+        safe_extract(tmp_path / "a.tar", tmp_path / "dest")
