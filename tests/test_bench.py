@@ -27,7 +27,7 @@ FAST = dict(runs=6, warmup=1, rounds=2, batch_sizes=[2], roofline=False, timeout
 RESULT_KEYS = {"id", "role", "status", "name", "path", "target", "format", "precision", "threads", "cpus", "runtime",
                "inputs", "latency_ms", "fresh_input", "cold_start_s", "memory", "size_bytes", "throughput", "compute",
                "energy", "vs_baseline", "rounds", "notes"}
-INCOMPLETE_KEYS = {"id", "role", "name", "path", "target", "format", "precision", "threads", "cpus", "status",
+INCOMPLETE_KEYS = {"id", "role", "name", "path", "target", "format", "precision", "digest", "threads", "cpus", "status",
                    "reason", "kind", "phase", "round"}
 
 

@@ -214,3 +214,17 @@ def test_an_opset_18_export_made_by_edgeship_reaches_executorch_and_tflite(tiny_
     for name in ("executorch", "tflite"):
         art = edgeship.convert(source, name, tmp_path / name)
         assert art.verification.passed and art.verification.reference.startswith("onnx source")
+
+
+def test_analyze_does_not_call_a_file_the_bridge_refuses_ready_for_tflite(tmp_path):
+    """Newcomer item 15: analyze model.onnx said tflite "ready 100%" for a file deploy --targets
+    tflite then refused."""
+    from edgeship.api import analyze
+
+    path = nms_net(tmp_path / "nms.onnx")
+    tfl = analyze(str(path), targets=["tflite"])["compatibility"]["tflite"]
+    assert tfl["status"] == "unsupported", tfl
+    assert any(u["node"] == "nms" and "onnx2torch" in u["hint"] for u in tfl["unsupported"]), tfl["unsupported"]
+    assert len(tfl["unsupported"]) == 1
+    ok = analyze(str(conv_net(tmp_path / "conv.onnx")), targets=["tflite"])["compatibility"]["tflite"]
+    assert ok["status"] != "unsupported", ok

@@ -112,6 +112,12 @@ def test_summary_recommends_the_fastest_inside_the_budget(deployed, tmp_path):
     res["onnx-int8"]["latency_ms"]["p50"] = 3.0
     q = m["artifacts"][1]["details"]["quantization"]
     q["steps"][q["chosen"]]["top1_agreement"] = 0.96
+    big = m["artifacts"][1]["size_bytes"] >= m["artifacts"][0]["size_bytes"]
+    if big:  # the tiny model's int8 is larger than its fp32 (its quantisation parameters outweigh its weights)
+        doc = build(_write(tmp_path / "big", m))["report"]
+        assert doc["recommendations"][0]["artifact"] == "onnx-fp32", doc["recommendations"]
+        assert "larger than fp32" in doc["recommendations"][0]["why"]
+        m["artifacts"][1]["size_bytes"] = m["artifacts"][0]["size_bytes"] // 4  # as a real model's int8
     doc = build(_write(tmp_path / "x", m))["report"]
     assert doc["recommendations"] == [{"target": "onnx", "artifact": "onnx-int8", "precision": "int8", "why": (
         f"fastest inside the fidelity budget: 3.00 ms p50, 3.0× faster than fp32 at 96.0% top-1 agreement and "
@@ -136,6 +142,7 @@ def test_the_comparison_marks_regressions_and_the_layers_that_got_worse(deployed
     res["onnx-int8"]["latency_ms"]["p50"] *= 1.3
     res["onnx-int8"]["latency_quantiles_ms"] = [q * 1.3 for q in res["onnx-int8"]["latency_quantiles_ms"]]
     worse["artifacts"][1]["digest"] = "0" * 64  # a rebuilt int8 artifact (same bytes could not have regressed)
+    res["onnx-int8"]["digest"] = "0" * 64  # measured on those new bytes
     layer = worse["artifacts"][1]["details"]["quantization"]["layers"][0]
     key = "output_sqnr_db" if "output_sqnr_db" in layer else "weight_sqnr_db"
     layer[key] -= 7.5
@@ -302,6 +309,7 @@ def test_a_slower_machine_or_noise_is_not_called_a_regression(deployed, tmp_path
     res = {r["id"]: r for r in slower["stages"]["benchmark"]["results"]}
     int8 = slower["artifacts"][1]
     int8["digest"] = "0" * 64  # the int8 artifact was rebuilt: its own change is judged after the drift
+    res["onnx-int8"]["digest"] = int8["digest"]  # and measured as rebuilt
     res["onnx-int8"]["latency_ms"]["p50"] *= 1.02  # +2% beyond the machine's +30%: not a regression
     doc = build(_write(tmp_path / "new", slower), old)["comparison"]
     rows = {r["id"]: r for r in doc["rows"]}

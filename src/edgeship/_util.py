@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, SecurityError
+from .errors import InputError, SecurityError, UsageError
 
 #: the largest dimension a model file or an artifact record may declare for an input or output
 #: (here, below every reader: the app-side runtime's light path reads it without pydantic)
@@ -39,10 +39,37 @@ def check_example_size(shape: tuple[int, ...], itemsize: int, what: str) -> None
                          hint="give the real input size with --input-shape, e.g. 1,3,224,224")
 
 
+#: a signed release bundle's folder holds these two (edgeship.bundle): nothing writes inside one
+RELEASE_MARKS = ("bundle.json", "model.sig")
+
+
+def release_containing(path: Path) -> Path | None:
+    """The signed release folder ``path`` is in (or is), else None."""
+    for q in (Path(path), *Path(path).parents):
+        if all((q / m).is_file() for m in RELEASE_MARKS):
+            return q
+    return None
+
+
+def refuse_release(path: Path, what: str = "output folder") -> None:
+    """A UsageError when ``path`` is inside a signed release: a release is read-only to every
+    command (a file written there would fail its signature), and the error names where to write."""
+    release = release_containing(Path(path).absolute())
+    if release is None:
+        return
+    home = next((q for q in release.parents if (q / "manifest.json").is_file()), None)
+    hint = "a release is never changed: give an --out outside it"
+    if home is not None:
+        hint += f", e.g. work on the output folder it was packaged from, {home} (its artifacts are the same files)"
+    raise UsageError(f"the {what} {path} is inside the signed release {release}", hint=hint)
+
+
 def make_folder(path: Path, what: str = "output folder") -> Path:
     """``mkdir -p path``, or an InputError naming the part of the path that is in the way (a file
-    where a folder must be) or the folder that cannot be written; never a traceback."""
+    where a folder must be) or the folder that cannot be written; never a traceback. A folder
+    inside a signed release is refused (:func:`refuse_release`)."""
     path = Path(path)
+    refuse_release(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -274,3 +301,20 @@ def join_samples(arrays: Iterable[Any]) -> Any:
 
     arrays = list(arrays)
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def share_text(x: float, digits: int = 1) -> str:
+    """A share as a percentage that never rounds up to a whole it did not reach, nor down to
+    nothing: 0.996 is '99.6%', 0.9996 '99.9%', only 1.0 is '100%'; 0.0004 is '0.1%' at most
+    (shown as '<0.1%'), only 0 is '0.0%'. One rule for every share edgeship prints."""
+    import math
+
+    if x >= 1.0:
+        return "100%"
+    if x <= 0.0:
+        return f"{0:.{digits}f}%"
+    scale = 10 ** (digits + 2)
+    v = math.floor(x * scale) / 10 ** digits
+    if v <= 0:
+        return f"<{1 / 10 ** digits:.{digits}f}%"
+    return f"{v:.{digits}f}%"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import atomic_dir, atomic_write_text, safe_name, staging_dir
+from ._util import atomic_dir, atomic_write_text, refuse_release, safe_name, staging_dir
 from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact
 from .config import DeployConfig
 from .errors import (
@@ -27,9 +27,11 @@ from .manifest import (
     FolderClaim,
     add_to_manifest,
     build_manifest,
+    carry_figures,
     claim_folder,
     commit_folder,
     read_manifest,
+    record_digests,
     write_manifest,
 )
 from .sources import BUILTIN_MODELS, Source, load_source, sniff_format
@@ -266,6 +268,12 @@ def _note_float_tables(source: Source, art: Artifact, parent: Artifact | None) -
     if art.precision != "int8" or parent is None or not parent.size_bytes:
         return art
     ratio = art.size_bytes / parent.size_bytes
+    if ratio >= 1.0:  # a tiny model: the scales, zero points and Q/DQ nodes outweigh the bytes saved
+        note = (f"int8 is larger than fp32 ({art.size_bytes / 1e3:.1f} kB vs {parent.size_bytes / 1e3:.1f} kB): "
+                "in a model this small the quantisation parameters (scales, zero points, quantise/dequantise "
+                "nodes) outweigh the weight bytes int8 saves; not recommended, ship fp32 (or fp16)")
+        return art.model_copy(update={"notes": (*art.notes, note), "details": {
+            **art.details, "larger_than_fp32": {"bytes": art.size_bytes, "fp32_bytes": parent.size_bytes}}})
     tables = source.embedding_tables()
     big = sum(b for _, b in tables)
     if ratio < 0.6 or big < 0.25 * parent.size_bytes:
@@ -393,6 +401,7 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         stages=stages,
         timings=timings,
     )
+    _carry_from_earlier(out, claim, manifest, progress)
     path = commit_folder(claim, stage, built, manifest)
     artifacts = [a.model_copy(update={"root": out / a.root.name}) for a in artifacts]
     if failed:
@@ -405,7 +414,13 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
                         "stages.convert.failed; no release was packaged: edgeship package to make one)"
                         + ("; raise --max-drop or lower --min-cosine only if this loss is acceptable" if kind is ValidationError else ""),
                    failed=failed, manifest_path=str(path))
-    if cfg.package:
+    unchanged = manifest["stages"].get("bundle") if cfg.package and not cfg.release_version else None
+    if unchanged:  # nothing a release ships changed: the release already made is this build's
+        progress(f"release {unchanged['version']} already holds these artifacts, byte for byte: no new release "
+                 "(--release-version makes one)")
+        manifest["stages"]["bundle"] = {**unchanged, "unchanged": True}
+        write_manifest(out, manifest)
+    elif cfg.package:
         from .bundle import next_version
         from .bundle import package as _package
 
@@ -419,6 +434,35 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         write_manifest(out, manifest)
     _write_report(out, progress)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def _carry_from_earlier(out: Path, claim: FolderClaim, manifest: dict[str, Any], progress: Progress) -> None:
+    """A run into a folder the same model's run wrote before: the figures measured there of bytes
+    this run left as they were stay (:func:`edgeship.manifest.carry_figures`); an artifact rebuilt
+    with other bytes is named (``stages.convert.changed``), and its old figures are not kept."""
+    if claim.replaces_other_model:
+        return
+    try:
+        old = read_manifest(out)
+    except EdgeshipError:
+        return
+    if old is None:
+        return
+    before, now = record_digests(old), record_digests(manifest)
+    changed = [i for i in now if i in before and before[i] != now[i]]
+    if changed:
+        manifest["stages"]["convert"]["changed"] = changed
+        progress(f"replacing {', '.join(changed)}: rebuilt with other bytes than the folder held "
+                 "(its earlier figures no longer count)")
+    carried = carry_figures(old, manifest)
+    if carried:
+        progress(f"keeping the earlier figures of {len(carried)} unchanged artifact(s)")
+    bundle = (old.get("stages") or {}).get("bundle")
+    if isinstance(bundle, dict):  # the release of the run before: still this folder's while it ships the same bytes
+        from .bundle import same_release
+
+        if same_release(out, {**manifest, "stages": {**manifest["stages"], "bundle": bundle}}) is not None:
+            manifest["stages"]["bundle"] = {**bundle, "key_created": False}
 
 
 def _build_steps(cfg: DeployConfig, source: Source, steps: list[dict[str, Any]], stage: Path, keys: _TaskKeys | None,
@@ -1113,6 +1157,7 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
             raise UsageError(f"{art.root} is a {art.format.value} {art.precision} artifact; quantize takes an fp32 ONNX one",
                              hint="give the onnx-fp32 folder written by edgeship deploy, or the model itself")
         out = Path(qc.out) if qc.out else art.root.parent / f"onnx-{qc.precision}"
+        refuse_release(out)  # before any work: a signed release is never written into
         listed_in = _check_quantize_out(art, out, qc.overwrite)
         if qc.isolate and not in_child():
             # the model file is input for native parsers (onnx, ORT): do the work in a limited child
@@ -1123,18 +1168,59 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
             return load_artifact(doc["root"])
         cfg = DeployConfig.build(model=str(art.model_path), targets=["onnx"], **shared)
         source = _load_source(str(art.model_path))
-        source = _dc.replace(source, preprocess=art.preprocess, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0])
+        # the fp32 file is the one edgeship wrote from its source (its files were checked on loading):
+        # the int8 made from it names that source, as deploy's does, so the same options give the same bytes
+        source = _dc.replace(source, preprocess=art.preprocess, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0],
+                             digest=art.provenance.parent_digest or source.digest)
+        current = _up_to_date(out, art, cfg, qc.precision)
+        if current is not None:
+            progress(f"{out} is up to date: made from this {art.root.name} with the same options "
+                     "(--overwrite builds it again)")
+            return current
+        try:
+            was = _artifact_or_none(out) if out.is_dir() else None
+        except EdgeshipError:
+            was = None
         new = convert(source, "onnx", out, cfg, progress=progress, precision=qc.precision, parent=art)
+        if was is not None and was.digest != new.digest:
+            same_model = {f.sha256 for f in was.files if f.path == was.model_file} == \
+                {f.sha256 for f in new.files if f.path == new.model_file}
+            progress(f"replaced {out}: " + ("the same model bytes, its report measured again" if same_model else
+                                            f"its bytes changed ({was.digest[:12]}… → {new.digest[:12]}…)"))
         if listed_in is not None:  # the folder's manifest lists the parent: it lists the new artifact too
             rec = new.record()
             rec["id"] = rec["path"] = out.name
-            add_to_manifest(listed_in, rec, parent_path=art.root.name)
+            added = add_to_manifest(listed_in, rec, parent_path=art.root.name)
+            if added and added[1]:
+                progress(f"the figures measured on the old {', '.join(added[1])} are stale now: moved to "
+                         f"{listed_in / 'manifest.json'} stages.*.stale (edgeship benchmark {listed_in} measures again)")
             _refresh_report(listed_in)
         return new
     out_root = Path(qc.out) if qc.out else Path("edgeship-out")
     res = deploy(config=DeployConfig.build(model=str(model), targets=["onnx"], quantize=[qc.precision], out=out_root,
                                            package=False, **shared), progress=progress)
     return next(a for a in res.artifacts if a.precision == qc.precision)
+
+
+def _up_to_date(out: Path, parent: Artifact, cfg: DeployConfig, precision: str) -> Artifact | None:
+    """The artifact in ``out`` when it is what quantizing ``parent`` with ``cfg`` would make: the
+    same parent, precision, recorded options and tool versions, on the built-in data (a --calib or
+    --eval folder may have changed since), its files intact. Otherwise None."""
+    from ._util import tool_versions
+    from .targets.onnx import quantize_record
+
+    if cfg.overwrite or cfg.calib is not None or cfg.eval is not None or not out.is_dir():
+        return None
+    try:
+        there = load_artifact(out)
+        there.verify_files()
+    except EdgeshipError:
+        return None
+    prov = there.provenance
+    same = (there.format.value == "onnx" and there.precision == precision and prov.parent_digest == parent.digest
+            and prov.config == json.loads(json.dumps(quantize_record(cfg), default=str))
+            and all(tool_versions(k).get(k) == v for k, v in prov.tool_versions.items() if k in ("edgeship", "onnx", "onnxruntime")))
+    return there if same else None
 
 
 def _check_quantize_out(parent: Artifact, out: Path, overwrite: bool) -> Path | None:
@@ -1265,7 +1351,29 @@ def benchmark(artifacts: str | Path | Artifact | Sequence[str | Path | Artifact]
     """
     from .bench import run_benchmark
 
-    return run_benchmark(artifacts, progress=progress, **options)
+    report = run_benchmark(artifacts, progress=progress, **options)
+    one = artifacts[0] if isinstance(artifacts, (list, tuple)) and len(artifacts) == 1 else artifacts
+    if isinstance(one, (str, Path)) and Path(one).is_dir() and read_manifest(Path(one)) is not None:
+        _record_benchmark(Path(one), report.data, progress)
+    return report
+
+
+def _record_benchmark(out: Path, data: dict[str, Any], progress: Progress) -> None:
+    """A benchmark of a deploy's output folder is that folder's benchmark: its figures (each
+    naming the digest it measured) go into manifest.json's stages.benchmark, over the earlier
+    ones of the same artifacts and thread counts (the others stay while their bytes are the
+    same), and the report is written again."""
+    from .manifest import settle_figures
+
+    m = read_manifest(out)
+    if m is None or not any(isinstance(r, dict) and r.get("role") != "baseline" for r in data.get("results") or []):
+        return
+    new = {**m, "stages": {**(m.get("stages") or {}), "benchmark": json.loads(json.dumps(data))}}
+    carry_figures(m, new)
+    settle_figures(new)
+    write_manifest(out, new)
+    progress(f"recorded in {out / 'manifest.json'} (stages.benchmark)")
+    _refresh_report(out)
 
 
 def package(outdir: str | Path = "edgeship-out", version: str | None = None, sign_key: str | Path | None = None,
@@ -1426,6 +1534,7 @@ def targets_info() -> list[dict[str, Any]]:
             info = t.capabilities()
             info["missing"] = t.check_environment()
             info["install"] = t.install_hint(info["missing"]) if info["missing"] else None
+            info["problem"] = None if info["missing"] else t.probe()
         except EdgeshipError as e:  # pragma: no cover - a broken plugin
             info = {"name": name, "error": str(e)}
         out.append(info)

@@ -249,9 +249,10 @@ def _from_outdir(out: Path) -> tuple[Path, Path | None]:
     """A deploy's folder: the artifact a server would run (ONNX fp32, else the first with
     preprocessing) and the fastest artifact its benchmark measured at one thread (None without one)."""
     from ._util import confined
-    from .manifest import read_manifest
+    from .manifest import is_current, read_manifest, record_digests
 
     m = read_manifest(out) or {}
+    digests = record_digests(m)
     recs = [r for r in m.get("artifacts") or [] if isinstance(r, dict) and isinstance(r.get("path"), str)]
     served = next((r for r in recs if r.get("target") == "onnx" and r.get("precision") == "fp32"), None) or \
         next((r for r in recs if r.get("preprocess")), None)
@@ -260,6 +261,7 @@ def _from_outdir(out: Path) -> tuple[Path, Path | None]:
                          hint="deploy an image classifier into it first, or give an artifact folder")
     results = ((m.get("stages") or {}).get("benchmark") or {}).get("results") or []
     timed = [r for r in results if isinstance(r, dict) and r.get("role") == "artifact" and r.get("threads") == 1
+             and is_current(r, digests)
              and isinstance((r.get("latency_ms") or {}).get("p50"), (int, float)) and isinstance(r.get("id"), str)]
     best = min(timed, key=lambda r: r["latency_ms"]["p50"], default=None)
     fastest = confined(out, best["id"], f"{out}/manifest.json: an artifact") if best else None
@@ -303,7 +305,8 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
     if fastest is not None and fastest != art.root:
         progress(f"edge: the deploy's fastest artifact ({fastest.name}) in this process")
         try:
-            edge_fastest = {"artifact": fastest.name, **_edge(fastest, data, requests, threads)}
+            edge_fastest = {"artifact": fastest.name, "digest": load_artifact(fastest).digest,
+                            **_edge(fastest, data, requests, threads)}
         except EdgeshipError as e:
             edge_fastest = {"artifact": fastest.name, "error": e.message}
     server = LocalServer(art.root, "--max-batch", "1")
@@ -324,6 +327,8 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
                 "per_million": round(price_per_hour / (sat["throughput_per_s"] * 3600) * 1e6, 4),
                 "note": "one server process like this one per instance-hour, kept saturated"}
     return {"schema": "edgeship.compare-cloud/1", "artifact": art.name, "target": art.target, "precision": art.precision,
+            # what was measured: the folder's name in the deploy's folder and the digest of its bytes
+            "artifact_id": art.root.name, "digest": art.digest,
             "image": {"what": what, "bytes": len(data), "content_type": ctype},
             "emulation": "client transport",
             "emulation_note": (why_not_netem or "tc netem would work here; this version still adds the delays in the "

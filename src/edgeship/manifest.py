@@ -7,8 +7,11 @@ Top-level keys (schema ``edgeship.manifest/1``):
 ``config``      — the resolved options of the run
 ``artifacts``   — one record per artifact: id, target, format, precision, path, files with
                   sha256 and size, digest, I/O, preprocessing, verification figures, provenance
-``stages``      — per-stage results keyed by stage name (``convert`` now; later ``benchmark``,
-                  ``quantize``, ``analysis``, ``bundle``); each stage adds its own key
+``stages``      — per-stage results keyed by stage name (``convert``, ``benchmark``, ``analysis``,
+                  ``predictions``, ``compare_cloud``, ``bundle``...); each stage adds its own key.
+                  Every measured figure names the ``digest`` of the artifact it measured: when
+                  that artifact's bytes change, its figures move to the stage's ``stale`` list
+                  (:func:`settle_figures`) and are never shown as the new file's
 ``timings_s``   — wall time of each step
 ``environment`` — python, platform, CPU count, tool versions
 
@@ -117,11 +120,13 @@ class Manifest:
 
     def benchmark(self, artifact_id: str | None = None) -> dict[str, Any] | None:
         """What ``deploy --benchmark`` measured for ``artifact_id`` (the first artifact if None):
-        ``{"artifact", "latency_ms" (warm p50), "threads", "runtime"}``, or None."""
+        ``{"artifact", "latency_ms" (warm p50), "threads", "runtime"}``, or None. A figure measured
+        on other bytes than the artifact's now (its digest) is not one of them."""
         bench = self.stages.get("benchmark")
         results = bench.get("results") if isinstance(bench, dict) else None
+        digests = record_digests(self.doc)
         for r in results if isinstance(results, list) else []:
-            if not isinstance(r, dict) or r.get("role") == "baseline":
+            if not isinstance(r, dict) or r.get("role") == "baseline" or not is_current(r, digests):
                 continue
             if artifact_id is not None and r.get("id") != artifact_id:
                 continue
@@ -131,6 +136,122 @@ class Manifest:
                        "runtime": r.get("runtime")}
                 return {k: v for k, v in out.items() if v is not None}
         return None
+
+
+def record_digests(doc: dict[str, Any]) -> dict[str, str]:
+    """Artifact id -> the digest of its bytes, as the manifest's artifact records say."""
+    out = {}
+    for r in doc.get("artifacts") or []:
+        if isinstance(r, dict) and isinstance(r.get("digest"), str):
+            out[str(r.get("id") or r.get("path") or "")] = r["digest"]
+    return out
+
+
+def is_current(figure: dict[str, Any], digests: dict[str, str]) -> bool:
+    """Whether a measured figure (``{"id", "digest"?}``) is of the bytes its artifact has now. A
+    figure with no digest (written before figures named one) counts as current; an artifact
+    the manifest no longer lists has no current figures."""
+    aid = figure.get("id")
+    if not isinstance(aid, str) or aid not in digests:
+        return False
+    return figure.get("digest") in (None, digests[aid])
+
+
+def _stale_entry(figure: dict[str, Any], why: str) -> dict[str, Any]:
+    lat = figure.get("latency_ms") if isinstance(figure.get("latency_ms"), dict) else {}
+    keep = {k: figure.get(k) for k in ("id", "digest", "threads", "measured") if figure.get(k) is not None}
+    if isinstance(lat.get("p50"), (int, float)):
+        keep["p50_ms"] = lat["p50"]
+    return {**keep, "why": why}
+
+
+def settle_figures(doc: dict[str, Any], before: dict[str, str] | None = None) -> list[str]:
+    """Move every measured figure of ``doc`` whose artifact's bytes changed out of the stage that
+    shows it, into the stage's ``stale`` list (what was measured, on which digest, and why it no
+    longer counts). ``before``: artifact id -> digest when the figures without a digest of their
+    own were measured (the manifest's records then); such figures are given that digest.
+    Returns the ids whose figures went stale."""
+    digests = record_digests(doc)
+    before = before or {}
+    stages = doc.get("stages") if isinstance(doc.get("stages"), dict) else {}
+    gone: list[str] = []
+
+    def why(aid: Any) -> str:
+        return ("its artifact is no longer listed" if aid not in digests
+                else f"measured on other bytes than {aid}'s now ({str(digests[aid])[:12]}…)")
+
+    bench = stages.get("benchmark")
+    if isinstance(bench, dict) and isinstance(bench.get("results"), list):
+        keep, stale = [], list(bench.get("stale") or []) if isinstance(bench.get("stale"), list) else []
+        for r in bench["results"]:
+            if isinstance(r, dict) and r.get("role") != "baseline":
+                if r.get("digest") is None and isinstance(r.get("id"), str) and r["id"] in before:
+                    r = {**r, "digest": before[r["id"]]}
+                if not is_current(r, digests):
+                    stale.append(_stale_entry(r, why(r.get("id"))))
+                    gone.append(str(r.get("id")))
+                    continue
+            keep.append(r)
+        bench["results"] = keep
+        if stale:
+            bench["stale"] = stale
+        if not any(isinstance(r, dict) and r.get("role") != "baseline" for r in keep):
+            stages.pop("benchmark")  # nothing of it describes this folder's files any more
+            stages["stale"] = [*(stages.get("stale") or []), *[{**s, "stage": "benchmark"} for s in stale]]
+    cloud = stages.get("compare_cloud")
+    if isinstance(cloud, dict):
+        aid = cloud.get("artifact_id")
+        fig = {"id": aid, "digest": cloud.get("digest") or (before.get(aid) if isinstance(aid, str) else None)}
+        if isinstance(aid, str) and not is_current(fig, digests):
+            stages.pop("compare_cloud")
+            stages["stale"] = [*(stages.get("stale") or []), {**_stale_entry(fig, why(aid)), "stage": "compare_cloud"}]
+            gone.append(aid)
+    return list(dict.fromkeys(gone))
+
+
+def carry_figures(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """A later run into the same folder keeps what an earlier one measured of the bytes it did not
+    change: the benchmark results (and its baseline, for the same source) and compare-cloud of
+    ``old`` that are still current in ``new`` are added where ``new`` has none of its own. Returns
+    the artifact ids whose figures were carried."""
+    before = record_digests(old)
+    olds = old.get("stages") if isinstance(old.get("stages"), dict) else {}
+    stages = new.setdefault("stages", {})
+    digests = record_digests(new)
+    carried: list[str] = []
+    ob = olds.get("benchmark")
+    if isinstance(ob, dict) and isinstance(ob.get("results"), list):
+        same_source = (old.get("source") or {}).get("digest") == (new.get("source") or {}).get("digest")
+        nb = stages.get("benchmark")
+        if not isinstance(nb, dict):
+            nb = {k: v for k, v in ob.items() if k not in ("results", "stale")}
+            nb["results"] = []
+            nb["notes"] = [*[n for n in nb.get("notes") or [] if isinstance(n, str)],
+                           f"carried from the run of {old.get('created') or 'an earlier run'}: "
+                           "the figures of artifacts whose bytes did not change"]
+            stages["benchmark"] = nb
+        have = {(r.get("id"), r.get("threads")) for r in nb.get("results") or [] if isinstance(r, dict)}
+        has_base = any(isinstance(r, dict) and r.get("role") == "baseline" for r in nb.get("results") or [])
+        for r in ob["results"]:
+            if not isinstance(r, dict) or (r.get("id"), r.get("threads")) in have:
+                continue
+            if r.get("role") == "baseline":
+                if same_source and not has_base:
+                    nb["results"].append(r)
+                continue
+            r = {**r, "digest": r.get("digest") or before.get(str(r.get("id")))}
+            if is_current(r, digests):
+                nb["results"].append({**r, "carried": True})
+                carried.append(str(r.get("id")))
+        if not any(isinstance(r, dict) and r.get("role") != "baseline" for r in nb["results"]):
+            stages.pop("benchmark")
+    oc = olds.get("compare_cloud")
+    if isinstance(oc, dict) and "compare_cloud" not in stages and isinstance(oc.get("artifact_id"), str):
+        fig = {"id": oc["artifact_id"], "digest": oc.get("digest") or before.get(oc["artifact_id"])}
+        if is_current(fig, digests):
+            stages["compare_cloud"] = oc
+            carried.append(oc["artifact_id"])
+    return list(dict.fromkeys(carried))
 
 
 def load_manifest(out: Path) -> Manifest | None:
@@ -229,12 +350,15 @@ def commit_folder(claim: FolderClaim, stage: Path, built: list[str], manifest: d
     return path
 
 
-def add_to_manifest(out: Path, record: dict[str, Any], parent_path: str | None = None) -> Path | None:
-    """Add (or replace, by path) one artifact record in the output folder's manifest, atomically.
-    Returns the manifest's path, or None when the folder has no manifest."""
+def add_to_manifest(out: Path, record: dict[str, Any], parent_path: str | None = None) -> tuple[Path, list[str]] | None:
+    """Add (or replace, by path) one artifact record in the output folder's manifest, atomically;
+    the figures measured on a replaced artifact's old bytes go stale (:func:`settle_figures`).
+    Returns (the manifest's path, the ids whose figures went stale), or None when the folder has
+    no manifest."""
     m = read_manifest(out)
     if m is None:
         return None
+    before = record_digests(m)
     arts = [r for r in m.get("artifacts") or [] if not (isinstance(r, dict) and r.get("path") == record["path"])]
     if parent_path is not None:  # keep a derived artifact beside its parent
         at = next((i + 1 for i, r in enumerate(arts) if isinstance(r, dict) and r.get("path") == parent_path), len(arts))
@@ -242,4 +366,5 @@ def add_to_manifest(out: Path, record: dict[str, Any], parent_path: str | None =
     else:
         arts.append(record)
     m["artifacts"] = arts
-    return write_manifest(out, m)
+    stale = settle_figures(m, before)
+    return write_manifest(out, m), stale

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._util import share_text
 from .artifact import Artifact, OutputCheck, Preprocess, TensorSpec, Verification
 from .errors import EdgeshipError, ValidationError
 from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, top_k_agreement
@@ -139,7 +140,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         top1, top5, kl = j.get("top1_agreement"), j.get("top5_agreement"), j.get("kl_divergence")
         criterion = j["criterion"] + ("" if classifier else " (judged as a tensor, not class scores)")
         if classifier and eval_labels is not None:
-            criterion += f" (label accuracy {j['accuracy_fp32']:.1%} at fp32, {j['accuracy']:.1%} here)"
+            criterion += f" (label accuracy {share_text(j['accuracy_fp32'])} at fp32, {share_text(j['accuracy'])} here)"
         held = j["passed"] and all(c.passed for c in checks)
         if not held:
             status = "failed"
@@ -252,7 +253,7 @@ def raise_if_failed(artifact: Artifact, v: Verification) -> None:
     worst = ", ".join(f"{c.name}: max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}, cosine {c.cosine:.4f}"
                       for c in v.outputs if not c.passed)
     if v.top1_agreement is not None and not worst:
-        worst = f"top-1 agreement {v.top1_agreement:.0%}"
+        worst = f"top-1 agreement {share_text(v.top1_agreement)}"
     how = "raise --atol/--rtol" if artifact.precision == "fp32" else "raise --max-drop or lower --min-cosine"
     if v.real_inputs is False and artifact.precision != "fp32":
         how += "; it was judged on seeded random inputs: give real data with --eval"

@@ -505,9 +505,36 @@ def _preview_tflite(ctx: dict[str, Any]) -> dict[str, Any]:
         unsupported.append(_entry(lay, f"{lay.type} is not in edgeship's documented list of ops that lower to TFLite "
                                        "builtins (edgeship.analysis.optables): the converter may fail or emit a custom "
                                        "op the standard runtime lacks; deploy --targets tflite tells"))
+    if ctx["kind"] == "onnx":  # it gets there only through the bridge: an op the bridge lacks ends it
+        gaps = _bridge_gaps(ctx, g, supported, "tflite")  # the refusal deploy gives: it replaces the op-list guess
+        unsupported = [u for u in unsupported if u["node"] not in {x["node"] for x in gaps}] + gaps
     res["notes"].append("from documentation, not from running the converter; litert-torch may still decompose "
                         "some ops into builtins")
     return _finish(res, g, supported, None, unsupported, fast_types=TFLITE_XNNPACK)
+
+
+def _bridge_gaps(ctx: dict[str, Any], g: Graph, supported: dict[str, bool], target: str) -> list[dict[str, Any]]:
+    """The nodes of an ONNX source the bridge to torch has no converter for (deploy refuses the
+    file for ``target`` because of them), as unsupported entries."""
+    model = ctx.get("onnx_model_original")
+    if model is None:
+        return []
+    try:
+        from ..sources.bridge import missing_converters
+
+        missing = missing_converters(model)
+    except Exception:  # noqa: BLE001 - the bridge failing to load is said by its own check
+        return []
+    by_name = {lay.name: lay for lay in g.layers}
+    out = []
+    for op, node in missing:
+        supported[op] = False
+        hint = (f"the ONNX -> torch bridge (onnx2torch) has no converter for {op}: deploy --targets {target} "
+                "refuses this file (use onnx, ort or openvino, or export the model from torch)")
+        lay = by_name.get(node)
+        out.append(_entry(lay, hint) if lay is not None else
+                   {"op": op, "type": op, "node": node, "module": None, "hint": hint})
+    return out
 
 
 def _refuses(target: str, kind: str) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._util import share_text
+
 __all__ = ["print_report", "print_table", "size_text", "count_text"]
 
 
@@ -224,7 +226,7 @@ def print_report(c: Any, r: dict[str, Any], top: int = 10) -> None:
             if len(v.get("unsupported", [])) > 3:
                 uns += f" (+{len(v['unsupported']) - 3})"
             style = {"ready": "green", "partial": "yellow", "unsupported": "red"}.get(v["status"], "dim")
-            rows.append([name, Text(v["status"], style=style), "-" if share is None else f"{share:.0%}", uns,
+            rows.append([name, Text(v["status"], style=style), "-" if share is None else share_text(share, 0), uns,
                          v.get("checked_with", "-")])
         print_table(c, "compatibility preview (before conversion)",
                     ["target", "status", "fast MACs", "unsupported ops", "checked with"], rows,

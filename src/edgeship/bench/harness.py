@@ -341,6 +341,10 @@ class _Job:
         return f"{self.item.id} @{self.threads}t"
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def _loadavg() -> list[float] | None:
     """1/5/15-minute load averages: a busy machine explains a noisy figure."""
     try:
@@ -417,12 +421,18 @@ def run(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, progress: Prog
         for t in threads:
             peaks[t] = machine_peaks(t, _cpus_for(t, cfg, profile, available), cfg.timeout, progress)
 
+    todo = sum(1 for j in jobs if not j.failed) * rounds
+    done, t_start = 0, time.monotonic()
     for r in range(rounds):
         order = jobs if r % 2 == 0 else jobs[::-1]
         for j in order:
             if j.failed:
                 continue
-            progress(f"round {r + 1}/{rounds}: {j.label}")
+            left = ""
+            if done:  # what is left, and roughly how long at the pace so far
+                left = f" ({todo - done} left, ~{_duration((time.monotonic() - t_start) / done * (todo - done))})"
+            progress(f"round {r + 1}/{rounds}: {j.label}{left}")
+            done += 1
             spec: dict[str, Any] = {
                 "kind": "artifact" if j.item.role == "artifact" else "source",
                 "threads": j.threads, "cpus": j.cpus, "warmup": cfg.warmup, "runs": per_round[r],
@@ -506,7 +516,9 @@ def _identity(j: _Job) -> dict[str, Any]:
     out: dict[str, Any] = {"id": it.id, "role": it.role, "threads": j.threads, "cpus": j.cpus}
     if it.artifact is not None:
         a = it.artifact
-        out.update(name=a.name, path=str(a.root), target=a.target, format=a.format.value, precision=a.precision)
+        # the digest of the bytes measured: a figure belongs to them, not to whatever later has the same name
+        out.update(name=a.name, path=str(a.root), target=a.target, format=a.format.value, precision=a.precision,
+                   digest=a.digest)
     elif it.role == "baseline":
         out.update(name=it.origin, path=None, target="torch-eager", format="torch", precision="fp32",
                    origin=it.origin)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text, make_folder, safe_name, tool_versions
+from .._util import atomic_write_text, confined, make_folder, safe_name, tool_versions
 from ..artifact import sha256_file
 from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
 from ..readers import parse_json, read_json
@@ -140,6 +140,31 @@ def next_version(dest: str | Path) -> str:
         return "0.1.0"
     major, minor, patch = max((int(m.group(1)), int(m.group(2)), int(m.group(3))) for m in found)
     return f"{major}.{minor}.{patch + 1}"
+
+
+def same_release(outdir: str | Path, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``stages.bundle`` record of the release an output folder's manifest ``doc`` already has
+    (in ``doc``'s stages, carried from the run before) when packaging it again would ship the same:
+    the same source and, artifact by artifact, the same bytes (digests) as that release holds, its
+    folder and tarball still there. None when something changed (a new release is due)."""
+    stage = (doc.get("stages") or {}).get("bundle")
+    if not isinstance(stage, dict) or not isinstance(stage.get("folder"), str) or not isinstance(stage.get("tarball"), str):
+        return None
+    outdir = Path(outdir)
+    try:
+        folder = confined(outdir, stage["folder"], f"{outdir}/manifest.json: stages.bundle.folder")
+        tarball = confined(outdir, stage["tarball"], f"{outdir}/manifest.json: stages.bundle.tarball")
+        release = read_json(folder / BUNDLE_JSON, "release record", links=False)
+    except EdgeshipError:
+        return None
+    if not tarball.is_file() or not isinstance(release, dict) or release.get("version") != stage.get("version"):
+        return None
+    allow = bool((doc.get("config") or {}).get("allow_unverified") is True)
+    records, _ = release_records([r for r in doc.get("artifacts") or [] if isinstance(r, dict)], allow)
+    now = {str(r.get("id") or r.get("path")): r.get("digest") for r in records}
+    shipped = {str(e.get("id")): e.get("digest") for e in release.get("artifacts") or [] if isinstance(e, dict)}
+    same_source = (release.get("source") or {}).get("digest") == (doc.get("source") or {}).get("digest")
+    return stage if now and now == shipped and same_source else None
 
 
 def release_records(records: list[dict[str, Any]], allow_unverified: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

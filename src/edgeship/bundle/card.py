@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._util import share_text
+
 
 def _md(text: Any) -> str:
     """A value from a model file as inert Markdown text (no markup, no HTML, one line)."""
@@ -52,7 +54,7 @@ def model_card(doc: dict[str, Any]) -> str:
         if f.get("cosine_min") is not None:
             fid.append(f"cosine {f['cosine_min']:.4f}")
         if f.get("top1_agreement") is not None:
-            fid.append(f"top-1 {f['top1_agreement']:.1%}")
+            fid.append(f"top-1 {share_text(f['top1_agreement'])}")
         bench = a.get("benchmark") or {}
         rt = a.get("runtime") or {}
         p50 = f"{bench['p50_ms']:.2f}" if isinstance(bench.get("p50_ms"), (int, float)) else "-"

@@ -409,7 +409,8 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
 
     reloaded = load_source(str(work / MODEL_FILE))
     names = dict(zip((i.name for i in source.inputs), (i.name for i in reloaded.inputs)))
-    deploy = [f"edgeship deploy {final / MODEL_FILE}"]
+    # its own --out: the default one holds the original's artifacts, and another model there needs --overwrite
+    deploy = [f"edgeship deploy {final / MODEL_FILE} --out {final.parent / (final.name + '-out')}"]
     if source.preprocess is not None:  # a .pt2 carries neither: written beside it, named in the command
         pre = source.preprocess.model_copy(update={"input": names.get(source.preprocess.input, source.preprocess.input)})
         (work / PREPROCESS_FILE).write_text(pre.model_dump_json(indent=1) + "\n")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._util import share_text
 from ..errors import ValidationError
 from ..fidelity import judge
 
@@ -109,9 +110,10 @@ class Budget:
     def describe(self, rec: dict[str, Any]) -> str:
         cfg = self.cfg
         if "accuracy" in rec:
-            return f"accuracy {rec['accuracy']:.1%} vs fp32 {rec['accuracy_fp32']:.1%} (max drop {cfg.max_drop:.1%})"
+            return (f"accuracy {share_text(rec['accuracy'])} vs fp32 {share_text(rec['accuracy_fp32'])} "
+                    f"(max drop {cfg.max_drop:.1%})")
         if "top1_agreement" in rec:
-            return (f"top-1 agreement {rec['top1_agreement']:.1%} (needs >= {1 - cfg.max_drop:.1%}), "
+            return (f"top-1 agreement {share_text(rec['top1_agreement'])} (needs >= {1 - cfg.max_drop:.1%}), "
                     f"cosine {_cosine(rec['cosine'])}")
         return f"cosine {_cosine(rec['cosine'])} (needs >= {cfg.min_cosine})"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text
+from .._util import atomic_write_text, share_text
 from ..errors import InputError, UsageError
 from ..manifest import Manifest, load_manifest
 from .model import compare_models, folder_of, page_model
@@ -61,7 +61,7 @@ def _filters() -> dict[str, Any]:
     def fidelity(f: dict[str, Any]) -> str:
         if f["value"] is None:
             return "–"
-        text = f"{f['value']:.1%}" if f["metric"] == "top-1 agreement" else f"cos {f['value']:.4f}"
+        text = share_text(f["value"]) if f["metric"] == "top-1 agreement" else f"cos {f['value']:.4f}"
         return text + " (random inputs)" if f.get("status") == "unverified" else text
 
     def change(c: dict[str, Any], kind: str) -> str:

@@ -12,9 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .._util import share_text
 from ..data import small_evaluation
 from ..errors import printable
-from ..manifest import Manifest
+from ..manifest import Manifest, is_current, record_digests
 
 __all__ = ["page_model", "compare_models", "REGRESSION_RULES"]
 
@@ -97,14 +98,25 @@ def fidelity_of(rec: dict[str, Any]) -> dict[str, Any]:
             "criterion": _text(v.get("criterion"), 200), "reference": _text(v.get("reference"), 200)}
 
 
-def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, str]]:
-    """(artifact id -> its benchmark figures, the baseline's, artifact id -> why it has none)."""
+def _bench_rows(bench: dict[str, Any], digests: dict[str, str],
+                stale: list[Any] = ()) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, str]]:
+    """(artifact id -> its benchmark figures, the baseline's, artifact id -> why it has none). A
+    figure measured on other bytes than its artifact's now (``digests``) is not shown as its."""
     by_id: dict[str, dict[str, Any]] = {}
     baseline = None
+    missing = {}
     threads = _dict(bench.get("settings")).get("threads")
     first_threads = threads[0] if isinstance(threads, list) and threads else None
+    for r in [*_list(bench.get("stale")), *stale]:
+        if isinstance(r, dict) and isinstance(r.get("id"), str):
+            missing[r["id"]] = ("its figures were measured on its earlier bytes (stale): edgeship benchmark "
+                                "OUTDIR measures it again")
     for r in _list(bench.get("results")):
         if not isinstance(r, dict):
+            continue
+        if r.get("role") != "baseline" and not is_current(r, digests):
+            if isinstance(r.get("id"), str):
+                missing[r["id"]] = "its figures were measured on other bytes (stale): edgeship benchmark OUTDIR measures it again"
             continue
         if first_threads is not None and r.get("threads") != first_threads:
             continue  # the report shows the first thread count (the deploy runs one)
@@ -137,7 +149,6 @@ def _bench_rows(bench: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[
             baseline = row
         elif isinstance(r.get("id"), str):
             by_id[r["id"]] = row
-    missing = {}
     for r in _list(bench.get("not_measured")) + _list(bench.get("incomplete")):
         if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("role") != "baseline":
             missing[r["id"]] = _text(r.get("reason"), 200)
@@ -211,7 +222,7 @@ def _within(row: dict[str, Any], budget: dict[str, Any]) -> bool | None:
 
 
 def _pct(x: float) -> str:
-    return f"{x:.1%}" if x < 0.995 or x >= 1 else f"{x:.2%}"
+    return share_text(x, 1 if x < 0.995 else 2)
 
 
 def _fid_text(f: dict[str, Any]) -> str:
@@ -245,8 +256,16 @@ def _recommend(rows: list[dict[str, Any]], budget: dict[str, Any]) -> list[dict[
     out = []
     for target in dict.fromkeys(r["target"] for r in rows):
         mine = [r for r in rows if r["target"] == target]
-        ok = [r for r in mine if _counts(r, budget)]
+        fp32_size = next((r["size_bytes"] for r in mine if r["precision"] == "fp32" and r["size_bytes"]), None)
+        # a reduced precision that is not smaller than fp32 (a tiny model's int8: its quantisation
+        # parameters outweigh its weights) buys nothing a device wants
+        bigger = [r for r in mine if r["precision"] != "fp32" and fp32_size and r["size_bytes"]
+                  and r["size_bytes"] >= fp32_size]
+        ok = [r for r in mine if _counts(r, budget) and r not in bigger]
         unknown = _not_verified(mine)
+        if bigger:
+            unknown = "; ".join(x for x in [unknown, "larger than fp32, as its quantisation parameters outweigh its "
+                                            f"weights: {', '.join(r['id'] for r in bigger)}"] if x)
         timed = [r for r in ok if r["bench"] and r["bench"]["p50"]]
         fp32 = next((r for r in mine if r["precision"] == "fp32"), None)
         if timed:
@@ -476,8 +495,9 @@ def _cloud(m: Manifest) -> dict[str, Any] | None:
     """``edgeship compare-cloud``'s figures, if it ran on this folder (every value checked: the
     manifest is a file like any other)."""
     c = _dict(m.stages.get("compare_cloud"))
-    if not c:
-        return None
+    if not c or (isinstance(c.get("artifact_id"), str)
+                 and not is_current({"id": c["artifact_id"], "digest": c.get("digest")}, record_digests(m.doc))):
+        return None  # measured on bytes the folder no longer holds
 
     def side(name: str, r: Any) -> dict[str, Any]:
         r = _dict(r)
@@ -507,7 +527,7 @@ def _cloud(m: Manifest) -> dict[str, Any] | None:
 def page_model(m: Manifest) -> dict[str, Any]:
     """Everything the report shows about one output folder."""
     bench_doc = _dict(m.stages.get("benchmark"))
-    bench, baseline, missing = _bench_rows(bench_doc)
+    bench, baseline, missing = _bench_rows(bench_doc, record_digests(m.doc), _list(m.stages.get("stale")))
     rows = _artifact_rows(m, bench, missing, bool(bench_doc))
     budget = _budget(m.config)
     for r in rows:

@@ -248,6 +248,16 @@ def _static(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
     return model
 
 
+def missing_converters(model: Any) -> list[tuple[str, str]]:
+    """(op, node) of every node of the ONNX ``model`` the bridge has no converter for, at the
+    model's opset: what ``deploy --targets tflite/executorch`` would refuse it for (``analyze``
+    asks before any conversion). Empty when the bridge is not installed (it says so elsewhere)."""
+    if available() is not None:
+        return []
+    _load()
+    return _missing_converters(model)
+
+
 def _missing_converters(model: Any) -> list[tuple[str, str]]:
     """(op, node) of every node onnx2torch has no converter for, at the model's opset."""
     from onnx2torch.node_converters.registry import get_converter

@@ -177,6 +177,12 @@ class Target(ABC):
         """Names of the required modules that are not installed (empty when ready)."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
+    def probe(self) -> str | None:
+        """Whether what :meth:`check_environment` found installed starts here: None, or the
+        runtime's own one-line error (``edgeship targets`` shows it instead of "ready"). The
+        default has nothing to start."""
+        return None
+
     def install_hint(self, missing: list[str]) -> str:
         """How to install what :meth:`check_environment` found ``missing``."""
         return f"pip install 'edgeship[{self.extra}]'" if self.extra else f"pip install {' '.join(missing)}"

@@ -87,6 +87,15 @@ def onnx_artifact_record(path: str) -> dict[str, Any]:
     return {**art.model_dump(mode="json"), "labels": list(art.labels) if art.labels else None}
 
 
+
+#: the options an int8/fp16 ONNX artifact records in its provenance (what made it, besides its parent)
+QUANTIZE_RECORD = ("method", "calibration", "bias_correction", "calib", "eval", "calib_samples", "eval_samples",
+                   "max_drop", "min_cosine", "max_float_layers", "task")
+
+
+def quantize_record(cfg: Any) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in QUANTIZE_RECORD}
+
 class OnnxTarget(Target):
     name: ClassVar[str] = "onnx"
     format: ClassVar[Format] = Format.onnx
@@ -255,8 +264,7 @@ class OnnxTarget(Target):
                          "converter) before quantising, as per-channel QDQ needs it")
         return Built(
             files=(MODEL_FILE, REPORT_FILE), inputs=inputs, outputs=outputs, stage=f"onnx.quantize.{report['method']}",
-            config={k: getattr(cfg, k) for k in ("method", "calibration", "bias_correction", "calib", "eval", "calib_samples",
-                                                 "eval_samples", "max_drop", "min_cosine", "max_float_layers", "task")},
+            config=quantize_record(cfg),
             tools=("onnx", "onnxruntime"), notes=tuple(notes),
             details={"quantization": s, **({"session_config": dict(WEIGHT_ONLY_SESSION_CONFIG)}
                                            if report["method"] == "weight-only" else {})},

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .._util import share_text
 from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
@@ -303,7 +304,7 @@ class OpenVinoTarget(Target):
                                           for r, g in zip(ref, out) if np.size(r)),
                               inputs=f"evaluation data {cfg.eval}" if getattr(cfg, "eval", None)
                               else source.inputs_origin("evaluation"))
-                figures = (f"top-1 agreement {f['top1_agreement']:.1%}, " if "top1_agreement" in f else "") \
+                figures = (f"top-1 agreement {share_text(f['top1_agreement'])}, " if "top1_agreement" in f else "") \
                     + f"cosine {f['cosine']:.4f}, max |diff| {record['max_abs']:.3g} on {f['samples']} inputs ({record['inputs']})"
                 note = (f"with OpenVINO's own defaults on this CPU ({default} inference) against the source: {figures}; "
                         + ("within the reduced-precision rule" if f["passed"] else

@@ -46,7 +46,7 @@ import numpy as np
 
 from .._util import cache_dir
 from ..artifact import Artifact, Format, TensorSpec, sha256_file
-from ..errors import FormatError, MissingExtraError, UnsupportedError, first_line
+from ..errors import FormatError, MissingExtraError, UnsupportedError, first_line, printable
 from . import Built, Runner, Target
 from .onnx import MODEL_FILE, OnnxTarget
 
@@ -546,6 +546,26 @@ class WebTarget(Target):
     def check_environment(self) -> list[str]:
         missing = super().check_environment()
         return missing + ([] if chromium_path() else ["chromium"])
+
+    def probe(self) -> str | None:
+        """Start the Chromium the runner would start, headless, on a blank page: installed but not
+        starting (a busy or broken machine) is said with Chromium's own error, not "install it"."""
+        import subprocess
+
+        exe = chromium_path()
+        if exe is None:
+            return None  # not installed: check_environment says so, with how to install it
+        try:
+            r = subprocess.run([exe, "--headless", *CHROMIUM_ARGS, "--dump-dom", "about:blank"], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return f"Chromium ({exe}) is installed but did not answer within 60 s (a busy machine?)"
+        except OSError as e:
+            return f"Chromium ({exe}) is installed but did not start: {e.strerror or e}"
+        if r.returncode != 0 or "<html" not in r.stdout:
+            err = next((ln.strip() for ln in r.stderr.splitlines() if ln.strip()), f"exit status {r.returncode}")
+            return f"Chromium ({exe}) is installed but did not start: {printable(err)[:200]}"
+        return None
 
     def install_hint(self, missing: list[str]) -> str:
         pip = [m for m in missing if m != "chromium"]
