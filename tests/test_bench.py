@@ -182,6 +182,7 @@ def test_roofline_peaks_are_measured_once_and_cached(tiny_onnx, peaks_dir, monke
 
     monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(peaks_dir))
     monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: 0.0)  # quiet (the other test worker is not)
+    monkeypatch.setattr(peaks, "others_during", lambda threads: types.SimpleNamespace(share=lambda: 0.0))  # nor during
     fake_analyze = types.ModuleType("edgeship.analysis")
     fake_analyze.models_macs = lambda paths: {str(p): 1_000_000 for p in paths}  # the plumbing, not the count
     monkeypatch.setitem(sys.modules, "edgeship.analysis", fake_analyze)
@@ -352,6 +353,7 @@ def test_a_peak_measured_on_a_busy_machine_is_used_once_not_cached(tmp_path, mon
     monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path))
     busy = iter([0.9] * 6 + [0.05])
     monkeypatch.setattr(peaks, "machine_busy", lambda window=0.5: next(busy))
+    monkeypatch.setattr(peaks, "others_during", lambda threads: types.SimpleNamespace(share=lambda: 0.0))  # quiet during
     said = []
     first = peaks.machine_peaks(1, [0], 60, said.append)
     assert first["quiet"] is False and first["busy_before"] == 0.9 and "not cached" in first["note"]

@@ -172,8 +172,11 @@ def test_deploy_ends_with_a_signed_bundle_and_says_where_the_key_is(tmp_path, cl
     assert "keep signing-key.pem private" in words and "edgeship verify" in words
     assert all(len(line) <= 80 for line in run.stdout.splitlines())
     assert edgeship.verify_bundle(tmp_path / "o" / b["tarball"], tmp_path / "o" / b["public_key"])["ok"]
-    # the same model again: the next patch version, the same key
+    # the same model again, nothing changed: the same release (newcomer item 5)
     res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "o")
+    assert res.manifest["stages"]["bundle"]["version"] == "0.1.0" and res.manifest["stages"]["bundle"]["unchanged"]
+    # with a change (another precision): the next patch version, the same key
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "o", quantize=["fp16"])
     assert res.manifest["stages"]["bundle"]["version"] == "0.1.1" and not res.manifest["stages"]["bundle"]["key_created"]
     no = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "p", package=False)
     assert "bundle" not in no.manifest["stages"] and not (tmp_path / "p" / "release").exists()

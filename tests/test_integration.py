@@ -31,15 +31,23 @@ DEFAULT_PRE = {"kind": "image", "input": HOSTILE, "height": 224, "width": 224, "
                "resample": "bilinear", "dtype": "float32", "output": "logits"}
 
 
-def _doc(pre: dict) -> dict:
-    def art(i: str, fmt: str, model: str) -> dict:
-        return {"id": i, "format": fmt, "path": f"artifacts/{i}", "model_file": f"artifacts/{i}/{model}",
-                "runtime": {"tested_version": "1.0", "requires": "iOS16"}}
+def _input(pre: dict, dtype: str = "float32") -> list[dict]:
+    shape = ["batch", 3, pre["height"], pre["width"]] if pre["layout"] == "NCHW" else [1, pre["height"], pre["width"], 3]
+    return [{"name": pre["input"], "shape": shape, "dtype": dtype, "layout": pre["layout"]}]
 
+
+def _art(i: str, fmt: str, model: str, pre: dict, dtype: str = "float32") -> dict:
+    return {"id": i, "format": fmt, "path": f"artifacts/{i}", "model_file": f"artifacts/{i}/{model}",
+            "precision": i.rsplit("-", 1)[-1], "runtime": {"tested_version": "1.0", "requires": "iOS16"},
+            "preprocess": pre, "inputs": _input(pre, dtype)}
+
+
+def _doc(pre: dict) -> dict:
     return {"name": HOSTILE, "version": "1.0.0", "source": {"preprocess": pre}, "labels": "labels.txt", "labels_count": 3,
             "golden": "golden/golden.json", "fallback_order": ["tflite-int8", "coreml-fp32", "web-fp32", "onnx-fp32"],
-            "artifacts": [art("tflite-int8", "tflite", 'm"o$del.tflite'), art("coreml-fp32", "coreml", "model.mlpackage"),
-                          art("web-fp32", "web", "model.onnx"), art("onnx-fp32", "onnx", "model.onnx")]}
+            "artifacts": [_art("tflite-int8", "tflite", 'm"o$del.tflite', {**pre, "dtype": "uint8"}, "uint8"),
+                          _art("coreml-fp32", "coreml", "model.mlpackage", pre), _art("web-fp32", "web", "model.onnx", pre),
+                          _art("onnx-fp32", "onnx", "model.onnx", pre)]}
 
 
 def _parses(path: Path, grammar: str) -> bool:
@@ -53,9 +61,11 @@ def _parses(path: Path, grammar: str) -> bool:
 def test_generated_code_survives_hostile_names_and_parses(tmp_path):
     written = write_integration(tmp_path, _doc(DEFAULT_PRE))
     out = tmp_path / "integration"
-    assert sorted(written) == sorted(f"integration/{p}" for p in (
+    light = [w for w in written if w.startswith("integration/python/edgeship_light/")]
+    assert sorted(set(written) - set(light)) == sorted(f"integration/{p}" for p in (
         "README.md", "android/EdgeshipPreprocessing.kt", "android/EdgeshipClassifier.kt", "ios/EdgeshipClassifier.swift",
-        "python/classify.py", "web/edgeship-classifier.js", "web/index.html"))
+        "python/classify.py", "python/requirements.txt", "web/edgeship-classifier.js", "web/index.html"))
+    assert "integration/python/edgeship_light/runtime.py" in light
     assert _parses(out / "android/EdgeshipPreprocessing.kt", "kotlin")
     assert _parses(out / "android/EdgeshipClassifier.kt", "kotlin")
     assert _parses(out / "ios/EdgeshipClassifier.swift", "swift")
@@ -77,69 +87,152 @@ def test_no_app_code_for_a_model_without_image_preprocessing(tmp_path):
     assert "no image preprocessing" in (tmp_path / "integration/README.md").read_text()
 
 
-MAIN_KT = """
-import ai.edgeship.generated.EdgeshipPreprocessing
-import java.io.File
-import java.nio.ByteBuffer
-import java.nio.ByteOrder
+# ---- one bundle, artifacts of one format with different inputs (issue: 4a, 4c) ------------------
 
-fun main(args: Array<String>) {
-    val w = args[1].toInt()
-    val h = args[2].toInt()
-    val rgb = File(args[0]).readBytes()
-    val argb = IntArray(w * h) { i -> (0xFF shl 24) or ((rgb[3 * i].toInt() and 0xFF) shl 16) or
-        ((rgb[3 * i + 1].toInt() and 0xFF) shl 8) or (rgb[3 * i + 2].toInt() and 0xFF) }
-    val x = EdgeshipPreprocessing.toFloatInput(argb, w, h)
-    val buf = ByteBuffer.allocate(x.size * 4).order(ByteOrder.LITTLE_ENDIAN)
-    buf.asFloatBuffer().put(x)
-    File(args[3]).writeBytes(buf.array())
-    val sb = ByteBuffer.wrap(File(args[4]).readBytes()).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer()
-    val scores = FloatArray(sb.remaining())
-    sb.get(scores)
-    val labels = File(args[5]).readLines(Charsets.UTF_8)
-    File(args[6]).writeText(EdgeshipPreprocessing.INPUT_NAME, Charsets.UTF_8)
-    for ((label, p) in EdgeshipPreprocessing.topK(scores, labels, 3, 0.001)) println("$p\\t$label")
-}
-"""
+IMAGENET = {"mean": [123.7, 116.3, 103.5], "std": [58.4, 57.1, 57.4]}
+
+
+def _mixed_doc() -> dict:
+    """tflite artifacts that take four different tensors (NHWC float BGR, NHWC raw uint8, NCHW
+    float, NCHW int8 quantised), an onnx one, and the source's own (NCHW float32) preprocessing."""
+    src = {**DEFAULT_PRE, **IMAGENET, "height": 160}
+    nhwc_bgr = {**src, "layout": "NHWC", "color": "BGR"}
+    raw = {**src, "layout": "NHWC", "dtype": "uint8", "mean": [127.0] * 3, "std": [128.0] * 3}
+    return {**_doc(src), "fallback_order": ["tflite-int8", "tflite-int8q", "coreml-fp16", "tflite-fp16", "web-fp32", "onnx-fp32",
+                               "tflite-fp32"],
+            "artifacts": [_art("tflite-fp32", "tflite", "model.tflite", nhwc_bgr),
+                          _art("tflite-int8", "tflite", "model.tflite", raw, "uint8"),
+                          _art("tflite-fp16", "tflite", "model.tflite", src),
+                          _art("tflite-int8q", "tflite", "model.tflite", src, "int8"),
+                          _art("web-fp32", "web", "model.onnx", src), _art("onnx-fp32", "onnx", "model.onnx", src),
+                          _art("coreml-fp16", "coreml", "model.mlpackage", src)]}
+
+
+QUANT = (0.0213, -3)  # what LiteRT reads from the int8q model file (there is none here)
+
+
+@pytest.fixture
+def mixed(tmp_path, monkeypatch):
+    from edgeship.bundle import integration
+
+    monkeypatch.setattr(integration, "_tflite_quantization", lambda model: QUANT if "int8q" in str(model) else None,
+                        raising=False)
+    doc = _mixed_doc()
+    write_integration(tmp_path, doc)
+    return tmp_path, doc
+
+
+def test_each_artifact_gets_its_own_input_and_the_differences_are_said(mixed):
+    """Issue 4a/4c: one EdgeshipPreprocessing constant set, the source model's (CHANNELS_FIRST =
+    true, UINT8_INPUT = false), was written for every artifact: an NHWC uint8 tflite file was fed
+    an NCHW float buffer four times its size."""
+    root, doc = mixed
+    out = root / "integration"
+    kt = (out / "android/EdgeshipPreprocessing.kt").read_text()
+    clf = (out / "android/EdgeshipClassifier.kt").read_text()
+    readme = (out / "README.md").read_text()
+    for ident, shape, dtype, layout, size in (("TFLITE_FP32", "1, 160, 224, 3", "float32", "NHWC", 4 * 3 * 160 * 224),
+                                              ("TFLITE_INT8", "1, 160, 224, 3", "uint8", "NHWC", 3 * 160 * 224),
+                                              ("TFLITE_FP16", "1, 3, 160, 224", "float32", "NCHW", 4 * 3 * 160 * 224),
+                                              ("TFLITE_INT8Q", "1, 3, 160, 224", "int8", "NCHW", 3 * 160 * 224)):
+        block = kt.split(f"val {ident} = EdgeshipInputSpec(", 1)[1].split(")\n", 1)[0]
+        assert f"shape = intArrayOf({shape})" in block and f'dtype = "{dtype}"' in block
+        assert f"channelsFirst = {'true' if layout == 'NCHW' else 'false'},  // {layout}" in block
+        assert f"({size} bytes)" in kt.split(f"val {ident} =", 1)[0].rsplit("/**", 1)[1]  # its own comment
+        aid = ident.lower().replace("_", "-")
+        assert f"| {aid} | `artifacts/{aid}/model.tflite` | `" in readme
+        row = next(ln for ln in readme.splitlines() if ln.startswith(f"| {aid} |"))
+        assert f"| {layout} | {dtype} |" in row and f"| {size} |" in row
+        assert f"EdgeshipArtifacts.{ident}" in clf and f"put artifacts/{aid}/model.tflite" in clf
+    assert "rawPixels = true" in kt.split("val TFLITE_INT8 =", 1)[1].split(")\n", 1)[0]
+    q = kt.split("val TFLITE_INT8Q =", 1)[1].split(")\n", 1)[0]
+    assert f"inputScale = {QUANT[0]!r}" in q and f"inputZeroPoint = {QUANT[1]}" in q
+    # the layouts differ within one format: said, per artifact, in the README and in the code
+    note = "the tflite artifacts of this bundle differ in layout: tflite-int8 NHWC, tflite-int8q NCHW, tflite-fp16 NCHW"
+    assert note in readme and note in kt and note in clf
+    assert "differ in input type" in readme
+    assert "onnx artifacts" not in readme  # one onnx artifact: nothing to say
+    # the web page builds each candidate's own tensor
+    js = (out / "web/edgeship-classifier.js").read_text()
+    config = json.loads(js.split("export const CONFIG = ", 1)[1].split(";\n", 1)[0])
+    assert {c["id"]: (c["input"]["layout"], c["preprocess"]["layout"]) for c in config["candidates"]} == {
+        "web-fp32": ("NCHW", "NCHW"), "onnx-fp32": ("NCHW", "NCHW")}
+
+
+def test_an_artifact_no_code_can_feed_is_named_not_guessed(tmp_path):
+    doc = _mixed_doc()
+    doc["artifacts"][3]["model_file"] = "artifacts/tflite-int8q/missing.tflite"  # its quantisation cannot be read
+    write_integration(tmp_path, doc)
+    readme = (tmp_path / "integration/README.md").read_text()
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| tflite-int8q |"))
+    assert "no generated code feeds it" in row and "scale and zero point" in row
+    assert "TFLITE_INT8Q" not in (tmp_path / "integration/android/EdgeshipPreprocessing.kt").read_text()
 
 
 @needs_kotlin
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_generated_kotlin_compiles_and_matches_the_python_preprocessing(tmp_path, layout):
-    pre = {**DEFAULT_PRE, "layout": layout, "height": 160 if layout == "NHWC" else 224, "mean": [123.7, 116.3, 103.5],
-           "std": [58.4, 57.1, 57.4], "color": "BGR" if layout == "NHWC" else "RGB"}
-    write_integration(tmp_path, _doc(pre))
-    kt = tmp_path / "integration/android/EdgeshipPreprocessing.kt"
-    (tmp_path / "Main.kt").write_text(MAIN_KT)
-    jar = tmp_path / "t.jar"
-    build = subprocess.run(["kotlinc", str(kt), str(tmp_path / "Main.kt"), "-include-runtime", "-d", str(jar)],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-2000:]
+def test_generated_kotlin_compiles_and_matches_the_python_preprocessing_per_artifact(mixed):
+    """Each artifact's spec, compiled, gives the tensor Python's preprocessing gives for that
+    artifact, bit for bit (the int8 one: quantised with its own scale and zero point)."""
+    from kotlin_harness import Driver, compile_preprocessing, read_input
 
+    root, doc = mixed
+    work = root / "kt"
+    work.mkdir()
+    jar = compile_preprocessing(root / "integration/android/EdgeshipPreprocessing.kt", work)
     img = sample_photos()["coffee"]  # the golden image of the default model
-    h, w, _ = img.shape
-    (tmp_path / "rgb.bin").write_bytes(np.ascontiguousarray(img).tobytes())
+    drv = Driver(jar, work)
+    outs = {e["id"]: drv.pixels(img, 1, e["id"]) for e in doc["artifacts"]}
     rng = np.random.default_rng(0)
     scores = rng.standard_normal(5).astype(np.float32) * 3
-    scores.tofile(tmp_path / "scores.bin")
     labels = ["a'b", 'quo"te', "ünï $x", "back\\slash", "five"]
-    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    run = subprocess.run(["java", "-jar", str(jar), *(str(tmp_path / n) for n in ("rgb.bin",)), str(w), str(h),
-                          str(tmp_path / "x.bin"), str(tmp_path / "scores.bin"), str(tmp_path / "labels.txt"),
-                          str(tmp_path / "name.txt")], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-
-    want = preprocess_image(img, Preprocess.model_validate(pre))
-    got = np.fromfile(tmp_path / "x.bin", dtype="<f4").reshape(want.shape)
-    np.testing.assert_array_equal(got, want)  # the same tensor, bit for bit
-    assert (tmp_path / "name.txt").read_bytes().decode("utf-8") == HOSTILE
+    drv.topk(scores, labels, 3, 0.001, "tflite-int8")
+    got = drv.run()
+    assert list(got["specs"]) == doc["fallback_order"]  # every artifact, in the fallback order
+    assert got["input_names"] == [HOSTILE] * 7  # escaped, not altered
+    for e in doc["artifacts"]:
+        spec = got["specs"][e["id"]]
+        pre = Preprocess.model_validate(e["preprocess"])
+        want = preprocess_image(img, pre.model_copy(update={"dtype": "float32"}) if e["id"] == "tflite-int8q" else pre)
+        if e["id"] == "tflite-int8q":
+            want = np.clip(np.rint(want.astype(np.float64) / QUANT[0]) + QUANT[1], -128, 127).astype(np.int8)
+        assert spec["shape"] == list(want.shape) and spec["bytes"] == want.nbytes, e["id"]
+        np.testing.assert_array_equal(read_input(outs[e["id"]], spec), want, err_msg=e["id"])  # bit for bit
 
     p = np.exp(scores.astype(np.float64) - scores.max())
     p /= p.sum()
     order = np.argsort(-p, kind="stable")[:3]
-    lines = [ln.split("\t", 1) for ln in run.stdout.strip().splitlines()]
-    assert [lab for _, lab in lines] == [labels[i] for i in order]
-    np.testing.assert_allclose([float(c) for c, _ in lines], p[order], rtol=1e-12)
+    assert [lab for _, lab in got["topk"]] == [labels[i] for i in order]
+    np.testing.assert_allclose([c for c, _ in got["topk"]], p[order], rtol=1e-12)
+
+
+@needs_kotlin
+def test_generated_android_classifier_typechecks_against_the_android_and_litert_api(mixed):
+    """EdgeshipClassifier.kt (which needs android.jar and LiteRT, not here) compiled against stubs
+    with their real signatures: it uses ExifInterface, the spec's own input and checks it at load."""
+    from kotlin_harness import typecheck_android
+
+    root, _ = mixed
+    work = root / "typecheck"
+    work.mkdir()
+    build = typecheck_android(root / "integration/android", work)
+    assert build.returncode == 0, build.stderr[-3000:]
+
+
+def test_every_image_reader_applies_the_exif_orientation(mixed):
+    """Issue 1: Android's BitmapFactory ignores EXIF, Vision needs the orientation handed to it, and
+    a browser applies it only by default: each generated reader says so in code."""
+    root, _ = mixed
+    out = root / "integration"
+    kt = (out / "android/EdgeshipClassifier.kt").read_text()
+    assert "ExifInterface(ByteArrayInputStream(encoded))" in kt and "ExifInterface.TAG_ORIENTATION" in kt
+    assert "EdgeshipPreprocessing.orient(pixels, w, h, orientation)" in kt
+    assert "fun orient(argb: IntArray, w: Int, h: Int, orientation: Int)" in (out / "android/EdgeshipPreprocessing.kt").read_text()
+    swift = (out / "ios/EdgeshipClassifier.swift").read_text()
+    assert "VNImageRequestHandler(cgImage: region, orientation: orientation, options: [:])" in swift
+    assert "kCGImagePropertyOrientation" in swift and "image.imageOrientation" in swift
+    js = (out / "web/edgeship-classifier.js").read_text()
+    assert 'createImageBitmap(file, {imageOrientation: "from-image"' in js
+    assert "image-orientation: from-image" in (out / "web/index.html").read_text()
 
 
 # ---- a real bundle: the web page and the Python runtime, side by side --------------------------

@@ -67,3 +67,39 @@ def test_no_command_writes_inside_a_signed_release(out):
     assert doc["ok"] if "ok" in doc else True
     m = json.loads((out / "manifest.json").read_text())
     assert m["stages"]["bundle"]["version"] == "0.1.0"
+
+
+def test_releases_do_not_pile_up_and_a_served_one_is_kept(out, tmp_path):
+    """Honest figures 7: every deploy re-packaged the folder as a new release (3.9 GB with 12)."""
+    for v in ("0.2.0", "0.3.0", "0.10.0"):  # ordered as versions, not as text
+        edgeship.deploy("tinymodels:tiny_classifier", out=out, targets=["onnx"], package=True, release_version=v,
+                        keep_releases=0)
+    assert len(_releases(out)) == 4
+    # 0.1.0 goes into an update repository: pruning must leave it while the repository serves it
+    api.repo_init(tmp_path / "repo")
+    api.publish(out / "release" / "tiny-classifier-0.1.0.tar.gz", tmp_path / "repo")
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stages"]["published"][0]["version"] == "0.1.0"
+    said: list[str] = []
+    edgeship.deploy("tinymodels:tiny_classifier", out=out, targets=["onnx"], package=True, release_version="0.11.0",
+                    keep_releases=2, progress=said.append)
+    assert _releases(out) == ["tiny-classifier-0.1.0", "tiny-classifier-0.10.0", "tiny-classifier-0.11.0"]
+    assert any("removed release(s) 0.3.0, 0.2.0" in s for s in said), said
+    assert not (out / "release" / "tiny-classifier-0.2.0.tar.gz").exists()
+    doc = api.release_prune(out, keep=1, dry_run=True)
+    assert doc["removed"] == ["0.10.0"] and doc["served"] == [{"version": "0.1.0", "repo": str((tmp_path / "repo").resolve())}]
+    assert len(_releases(out)) == 3  # a dry run removes nothing
+    shutil.rmtree(tmp_path / "repo")  # no repository serves it any more
+    assert api.release_prune(out, keep=1)["removed"] == ["0.10.0", "0.1.0"]
+    assert _releases(out) == ["tiny-classifier-0.11.0"]
+
+
+def test_the_next_version_follows_semver_precedence(tmp_path):
+    from edgeship.bundle import next_version
+
+    for v in ("0.9.0", "0.10.0", "1.0.0-rc.1"):
+        (tmp_path / v).mkdir()
+        (tmp_path / v / "bundle.json").write_text(json.dumps({"version": v}))
+    assert next_version(tmp_path) == "1.0.0"  # the release of the newest pre-release
+    (tmp_path / "1.0.0-rc.1" / "bundle.json").unlink()
+    assert next_version(tmp_path) == "0.10.1"

@@ -175,3 +175,84 @@ def test_the_cli_serves_and_answers_the_requests_in_flight_before_stopping(tiny_
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# ---- form uploads (curl -F file=@photo.jpg), naming a bad upload, Ctrl-C ----------------------
+
+@pytest.fixture(params=["python-multipart", "stdlib"])
+def form_parser(request, monkeypatch):
+    """Both ways a form is parsed: python-multipart (starlette's parser) when installed, else the
+    standard library's MIME parser."""
+    if request.param == "stdlib":
+        monkeypatch.setitem(sys.modules, "python_multipart", None)
+    else:
+        pytest.importorskip("python_multipart")
+    return request.param
+
+
+def test_a_form_upload_is_classified_like_the_raw_image(client, png, form_parser):
+    raw = client.post("/v1/classify", content=png, headers={"content-type": "image/png"})
+    want = raw.json()["predictions"]
+    # curl -F file=@photo.png: the part named file, beside other fields
+    r = client.post("/v1/classify", files={"file": ("photo.png", png, "image/png")}, data={"note": "kitchen"})
+    assert r.status_code == 200 and r.json()["predictions"] == want, r.text
+    # a part named image, with a content type the client did not know
+    r = client.post("/v1/classify", files={"image": ("IMG_0001", png, "application/octet-stream")})
+    assert r.status_code == 200 and r.json()["predictions"] == want, r.text
+    # any other name: the first file part
+    r = client.post("/v1/classify", files={"upload": ("photo.png", png, "image/png")}, data={"a": "b"})
+    assert r.status_code == 200 and r.json()["predictions"] == want, r.text
+    # the raw body keeps working, and the 415 says a form is taken too
+    r = client.post("/v1/classify", content=b"{}", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["error"] and "curl -F file=@" in r.json()["error"]
+
+
+def test_a_bad_upload_is_named_by_what_arrived_never_an_object_repr(client, png, form_parser):
+    r = client.post("/v1/classify", files={"file": ("notes.txt", b"hello world", "text/plain")})
+    err = r.json()["error"]
+    assert r.status_code == 400 and err.startswith("the uploaded file 'notes.txt' (form field 'file', 11 bytes, "
+                                                   "Content-Type text/plain) is not a decodable image"), err
+    r = client.post("/v1/classify", content=b"hello world", headers={"content-type": "image/png"})
+    err = r.json()["error"]
+    assert r.status_code == 400 and err.startswith("the uploaded body (11 bytes, Content-Type image/png) is not"), err
+    r = client.post("/v1/classify", files={"file": ("photo.png", png[: len(png) // 2], "image/png")})
+    assert r.status_code == 400 and "'photo.png'" in r.json()["error"]
+    for err in (client.post("/v1/classify", files={"file": ("x.pdf", b"%PDF-1.4\n" + b"\0" * 64, "application/pdf")}).json()["error"],
+                client.post("/v1/classify", content=b"GIF89a" + b"\0" * 20, headers={"content-type": "image/gif"}).json()["error"]):
+        assert "0x" not in err and "BytesIO" not in err and " object at " not in err, err
+    # a form with no file part, a form that is not one, a part that is empty
+    r = client.post("/v1/classify", data={"a": "b"}, files={"x": ("", b"", "")})
+    assert r.status_code == 400 and "no image part" in r.json()["error"] and "curl -F file=@" in r.json()["error"]
+    r = client.post("/v1/classify", content=b"garbage", headers={"content-type": "multipart/form-data; boundary=zz"})
+    assert r.status_code == 400 and "not a well-formed multipart/form-data" in r.json()["error"]
+    r = client.post("/v1/classify", files={"file": ("empty.jpg", b"", "image/jpeg")})
+    assert r.status_code == 400 and "'empty.jpg'" in r.json()["error"] and "empty" in r.json()["error"]
+    assert client.post("/v1/classify", content=png, headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_ctrl_c_stops_the_server_with_a_line_true_of_a_server(tiny_onnx, cli_env):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeship", "serve", str(tiny_onnx), "--port", str(port)],
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "half-written" not in err and "output folder" not in err and err.rstrip().endswith("stopped: the requests in flight were answered")
+    # a port that is taken: said, exit 2, no traceback
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        run = subprocess.run([sys.executable, "-m", "edgeship", "serve", str(tiny_onnx), "--port", str(s.getsockname()[1])],
+                             env=cli_env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "cannot listen on 127.0.0.1:" in run.stderr and "--port" in run.stderr, run.stderr

@@ -163,3 +163,57 @@ def test_dry_run_lists_the_checked_tasks_and_starts_nothing(tmp_path, cli_env):
     run = subprocess.run([sys.executable, "-m", "edgeship", "sweep", str(bad), "--dry-run"], env=cli_env,
                          capture_output=True, text=True)
     assert run.returncode == 2 and "recipe r" in run.stderr and "--rounding" in run.stderr
+
+
+def _bench_doc(tmp_path, eager_ms: dict[int, float], art_ms: dict[tuple[str, int], float]):
+    """A sweep document of one model (onnx fp32, fp16 and tflite fp32 at 1 and 2 threads) whose
+    benchmark measured PyTorch eager at ``eager_ms`` and the artifacts at ``art_ms``."""
+    cfg = _cfg(tmp_path, targets=["onnx", "tflite"], precisions=["fp32", "fp16"], threads=[1, 2])
+    todo = sweep.tasks(cfg)
+    fid = {"value": 1.0, "metric": "top-1 agreement", "cosine": 1.0}
+    node = {"node_id": "abcdef123456", "host": "box", "cpu": "Some CPU", "cpus": 2}
+    steps = lambda ids: [{"id": i, "size_bytes": 1000, "digest": i, "seconds": 1.0, "fidelity": fid} for i in ids]  # noqa: E731
+    results = {"tiny_classifier/default/onnx": {"node": node, "seconds": 3.0, "steps": steps(["onnx-fp32", "onnx-fp16"])},
+               "tiny_classifier/default/tflite": {"node": node, "seconds": 3.0, "steps": steps(["tflite-fp32", "tflite-fp16"])}}
+    figs = []
+    for (sid, th), ms in art_ms.items():
+        b = eager_ms[th]
+        figs.append({"task": f"default/{sid.split('-')[0]}", "path": sid, "threads": th, "status": "ok", "role": "artifact",
+                     "latency_ms": {"p50": ms, "p99": ms * 2},
+                     "vs_baseline": {"baseline": "eager", "baseline_p50_ms": b, "speedup_p50": round(b / ms, 3),
+                                     "speedup_p50_by_round": [round(b / ms, 3)] * 3,
+                                     "speedup_p50_median_of_rounds": round(b / ms, 3)}})
+    figs += [{"task": None, "path": None, "threads": th, "status": "ok", "role": "baseline", "latency_ms": {"p50": ms}}
+             for th, ms in eager_ms.items()]
+    bench = {"tiny_classifier": {"node": node, "busy_before": 0.01, "results": figs}}
+    return sweep._document(cfg, todo, results, bench, [{"NodeID": "abcdef123456", "Resources": {"CPU": 2}}])
+
+
+def test_a_baseline_slower_at_more_threads_flags_its_ratios_and_each_ratio_names_its_baseline(tmp_path):
+    # the report that showed "vs eager 121.95×": PyTorch eager 599.9 ms at 2 threads, 48.1 ms at 1
+    doc = _bench_doc(tmp_path, {1: 48.1, 2: 599.9}, {("onnx-fp32", 1): 4.1, ("onnx-fp32", 2): 4.919, ("onnx-fp16", 1): 3.0,
+                                                     ("onnx-fp16", 2): 3.2, ("tflite-fp32", 1): 5.0, ("tflite-fp32", 2): 4.0})
+    rows = {(r["target"], r["precision"], r["threads"]): r for r in doc["rows"] if r["status"] == "ok"}
+    bad = rows[("onnx", "fp32", 2)]
+    assert bad["vs_eager"] == pytest.approx(121.95, abs=0.01)
+    assert "slower at 2 threads (p50 599.9 ms) than at 1 (p50 48.1 ms)" in bad["vs_eager_flag"]
+    assert all("vs_eager_flag" in r for k, r in rows.items() if k[2] == 2 and r.get("vs_eager"))
+    assert not any("vs_eager_flag" in r for k, r in rows.items() if k[2] == 1)
+    # which figure each ratio came from: the baseline's p50 and thread count
+    assert (bad["eager_p50_ms"], bad["eager_threads"]) == (599.9, 2)
+    assert bad["vs_eager_from"] == "PyTorch eager p50 599.9 ms at 2 thread(s) / this p50 4.919 ms (median of 3 rounds' ratios)"
+    assert len(doc["notes"]) == 1 and "tiny_classifier" in doc["notes"][0] and "up to 187.5×" in doc["notes"][0]
+    table = list(csv.DictReader(sweep.to_csv(doc).splitlines()))
+    assert any(t["vs_eager_flag"] and t["threads"] == "2" and t["eager_threads"] == "2" for t in table)
+
+
+def test_a_ratio_far_outside_the_models_others_is_flagged(tmp_path):
+    doc = _bench_doc(tmp_path, {1: 50.0, 2: 30.0}, {("onnx-fp32", 1): 5.0, ("onnx-fp32", 2): 3.2, ("onnx-fp16", 1): 4.0,
+                                                    ("onnx-fp16", 2): 0.2, ("tflite-fp32", 1): 6.0, ("tflite-fp32", 2): 3.5})
+    flagged = [r for r in doc["rows"] if r.get("vs_eager_flag")]
+    assert [(r["target"], r["precision"], r["threads"]) for r in flagged] == [("onnx", "fp16", 2)]
+    assert "far outside this model's other ratios" in flagged[0]["vs_eager_flag"] and len(doc["notes"]) == 1
+    # a plausible spread is not flagged
+    doc = _bench_doc(tmp_path, {1: 50.0, 2: 30.0}, {("onnx-fp32", 1): 5.0, ("onnx-fp32", 2): 3.2, ("onnx-fp16", 1): 4.0,
+                                                    ("onnx-fp16", 2): 2.5, ("tflite-fp32", 1): 6.0, ("tflite-fp32", 2): 3.5})
+    assert not [r for r in doc["rows"] if r.get("vs_eager_flag")] and doc["notes"] == []

@@ -17,19 +17,25 @@ from edgeship.updates import in_rollout, init_repo, publish, read_channel
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
-    """Three releases of the tiny classifier (release counters 1, 2, 3), the third validly signed
-    but with golden vectors its model fails, and their public key."""
+def deployed(tmp_path_factory) -> Path:
+    """The tiny classifier's deploy output folder (ONNX), to package releases of."""
+    tmp = tmp_path_factory.mktemp("deployed")
+    return edgeship.deploy("tinymodels:tiny_classifier", out=tmp / "out", targets=["onnx"], package=False).out
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory, deployed) -> tuple[Path, Path, Path, Path]:
+    """Three releases of the tiny classifier (1.0.0, 2.0.0, 3.0.0: release counters 1, 2, 3), the
+    third validly signed but with golden vectors its model fails, and their public key."""
     import numpy as np
 
     from edgeship.artifact import sha256_file
     from edgeship.bundle import BUNDLE_JSON, _sign, _tar, package
 
     tmp = tmp_path_factory.mktemp("bundles")
-    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp / "out", targets=["onnx"], package=False)
-    b1 = package(res.out, version="1.0.0", dest=tmp / "rel")
-    b2 = package(res.out, version="2.0.0", dest=tmp / "rel")
-    b3 = package(res.out, version="3.0.0", dest=tmp / "rel")
+    b1 = package(deployed, version="1.0.0", dest=tmp / "rel")
+    b2 = package(deployed, version="2.0.0", dest=tmp / "rel")
+    b3 = package(deployed, version="3.0.0", dest=tmp / "rel")
     folder = b3.folder
     golden = json.loads((folder / "golden/golden.json").read_text())
     for rec in golden["artifacts"].values():
@@ -205,7 +211,7 @@ def test_agent_installs_follows_and_rolls_back_a_release_that_fails_its_health_c
     res = check_once(state, url)
     assert res["action"] == "rolled_back" and "golden vectors" in res["reason"]
     st = status(state)
-    assert st["active"]["release"] == 2 and st["bad_releases"] == [3] and "release 3" in st["last_failure"]["reason"]
+    assert st["active"]["release"] == 2 and st["bad_releases"] == ["3.0.0"] and "3.0.0" in st["last_failure"]["reason"]
     assert st["previous"]["release"] == 1  # the rollback restored what status showed before
     assert clf.classify(photo_file) == first  # the old model keeps serving
     assert check_once(state, url)["action"] == "none"  # a bad release is not tried again
@@ -250,8 +256,8 @@ def test_staged_rollout_moves_only_the_devices_in_it_and_a_tampered_target_is_re
     b1, b2, key = bundles
     publish(b1, repo, "stable", 100)
     ids = [f"dev-{i}" for i in range(200)]
-    inside = next(d for d in ids if in_rollout(d, "stable", 2, 50))
-    outside = next(d for d in ids if not in_rollout(d, "stable", 2, 50))
+    inside = next(d for d in ids if in_rollout(d, "stable", "2.0.0", 50))  # a release is drawn for by its version
+    outside = next(d for d in ids if not in_rollout(d, "stable", "2.0.0", 50))
     a = _agent(repo, key, tmp_path / "a", inside)
     b = _agent(repo, key, tmp_path / "b", outside)
     check_once(a, url)
@@ -388,6 +394,7 @@ def test_metadata_attacks_a_full_disk_and_a_dead_server_are_refused_and_the_old_
     # the server down: reported, nothing changes
     res = check_once(state, "http://127.0.0.1:9")
     assert res["ok"] is False and status(state)["active"]["release"] == 1
+    assert res["kind"] == "unreachable" and "Connection refused" in res["reason"]  # not a "slow retrieval"
     # the next good check installs release 2; then a replayed older timestamp/snapshot is refused
     assert check_once(state, url)["release"] == 2
     def resign_timestamp(version_step: int) -> None:
@@ -450,14 +457,17 @@ def test_the_agent_backs_off_while_the_server_is_down_and_resumes_its_pace(tmp_p
 
 def test_a_refreshed_timestamp_keeps_devices_updating_after_the_old_one_expired(server, bundles, tmp_path):
     from edgeship.updates import refresh_timestamp
-    from edgeship.updates.agent import check_once, status
+    from edgeship.updates.agent import check_failed, check_once, status
 
     repo, url = server
     b1, b2, key = bundles
     publish(b1, repo, "stable", 100)
     state = _agent(repo, key, tmp_path / "device")
     refresh_timestamp(repo, days=-1)  # what a repository nobody re-signs looks like after a week
-    assert check_once(state, url)["ok"] is False and "expired" in status(state)["last_failure"]["reason"].lower()
+    res = check_once(state, url)
+    assert res["ok"] is False and "expired" in status(state)["last_failure"]["reason"].lower()
+    err = check_failed(res, url)  # what `edgeship agent --once` exits with: refused for safety, and what to run
+    assert isinstance(err, SecurityError) and url in err.message and "edgeship repo refresh" in err.hint
     refresh_timestamp(repo)
     assert check_once(state, url)["action"] == "installed"
 
@@ -498,5 +508,185 @@ def test_a_forged_channel_that_relabels_an_old_bundle_is_refused_as_a_downgrade(
         md.sign(signers[role])
         _write(md, repo / "metadata" / (f"{md.signed.version}.{role}.json" if role != "timestamp" else "timestamp.json"))
     res = check_once(state, url)
-    assert res["action"] == "refused" and "holds release 1" in res["reason"]
-    assert status(state)["active"]["release"] == 2 and 3 in status(state)["bad_releases"]
+    assert res["action"] == "refused" and "holds 1.0.0 (release 1), the channel said 3.0.0" in res["reason"]
+    assert status(state)["active"]["release"] == 2 and "3.0.0" in status(state)["bad_releases"]
+
+
+# ---- releases ordered by semantic version (issue: "release 1 is not newer than release 1") ----------
+
+def test_semantic_version_precedence_is_semver_orgs():
+    from edgeship.bundle.semver import is_newer, newest, precedence
+
+    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+               "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "1.9.0", "1.10.0", "2.0.0-0", "2.0.0", "10.0.0"]  # semver.org 11
+    assert sorted(reversed(ordered), key=precedence) == ordered
+    assert all(is_newer(b, a) and not is_newer(a, b) for a, b in zip(ordered, ordered[1:]))
+    assert precedence("1.0.0+build.1") == precedence("1.0.0+build.2") == precedence("1.0.0")  # build metadata ignored
+    assert not is_newer("1.0.0+build.2", "1.0.0+build.1")
+    for bad in ("1.0", "01.0.0", "1.0.0-01", "1.0.0-", "1.0.0-a..b", "v1.0.0", "", None, 3):
+        with pytest.raises(ValueError):
+            precedence(bad)
+    assert newest([{"version": "1.9.0"}, {"version": "junk"}, {"version": "1.10.0"}, {"version": "1.10.0-rc.1"}]) == {"version": "1.10.0"}
+
+
+@pytest.fixture(scope="module")
+def two_folders(tmp_path_factory, deployed) -> dict[str, Path]:
+    """1.0.0 and 1.1.0 packaged into two different destination folders (both release counter 1),
+    and 1.1.0-rc.1 into a third."""
+    from edgeship.bundle import package
+
+    tmp = tmp_path_factory.mktemp("folders")
+    out = {v: package(deployed, version=v, dest=tmp / d).tarball for v, d in
+           (("1.0.0", "d1"), ("1.1.0", "d2"), ("1.1.0-rc.1", "d3"))}
+    assert {edgeship.verify_bundle(t, deployed / "keys" / "signing-key.pub.pem")["release"] for t in out.values()} == {1}
+    out["key"] = deployed / "keys" / "signing-key.pub.pem"
+    return out
+
+
+def test_releases_packaged_into_different_folders_are_ordered_by_version(server, two_folders, tmp_path):
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    key = two_folders["key"]
+    state = _agent(repo, key, tmp_path / "device")
+    publish(two_folders["1.0.0"], repo, "stable", 100, key=key)
+    assert check_once(state, url)["version"] == "1.0.0"
+    publish(two_folders["1.1.0"], repo, "stable", 100, key=key)  # was: "release 1 is not newer than release 1"
+    assert [(r["version"], r["release"]) for r in read_channel(repo, "stable")["releases"]] == [("1.0.0", 1), ("1.1.0", 1)]
+    res = check_once(state, url)
+    assert res["action"] == "installed" and res["version"] == "1.1.0"
+    assert status(state)["active"]["version"] == "1.1.0" and status(state)["previous"]["version"] == "1.0.0"
+    assert check_once(state, url)["action"] == "none"  # the same version is not installed again
+    # the rollback defence, by version: an older one, and a pre-release of the one on the channel, are refused
+    for older in ("1.0.0", "1.1.0-rc.1"):
+        with pytest.raises(SecurityError) as e:
+            publish(two_folders[older], repo, "stable", 100)
+        assert e.value.message.startswith(two_folders[older].name)
+        assert f"version {older} is not newer than 1.1.0, the latest on channel stable" in e.value.message
+        assert "--version" in e.value.hint
+    # a channel of its own takes the pre-release; a device there goes to the release after it
+    from edgeship.updates.agent import init_state
+
+    beta = tmp_path / "beta-device"
+    init_state(beta, repo / "metadata" / "1.root.json", key, channel="beta", device_id="dev-b")
+    publish(two_folders["1.1.0-rc.1"], repo, "beta", 100)
+    publish(two_folders["1.1.0"], repo, "beta", 100)
+    assert check_once(beta, url)["version"] == "1.1.0"  # the newest by precedence, not the last published
+
+
+def test_an_agent_never_installs_a_version_not_newer_than_its_own(server, two_folders, tmp_path):
+    """A channel forged (with the targets key) to list 1.0.0 again as new: by version, the agent
+    on 1.1.0 ignores it, and a bundle whose bundle.json says another version than the channel is refused."""
+    from edgeship.updates.agent import _newer, check_once, status
+
+    repo, url = server
+    key = two_folders["key"]
+    publish(two_folders["1.1.0"], repo, "stable", 100)
+    state = _agent(repo, key, tmp_path / "device")
+    assert check_once(state, url)["version"] == "1.1.0"
+    assert not _newer({"version": "1.0.0", "release": 9}, status(state)["active"])  # a bigger counter does not count
+    assert not _newer({"version": "1.1.0+rebuilt", "release": 2}, status(state)["active"])
+    assert _newer({"version": "1.1.1-rc.1", "release": 1}, status(state)["active"])
+    # a state written by an agent that remembered bad releases by counter still skips them
+    from edgeship.updates.agent import _is_bad
+
+    assert _is_bad({"version": "3.0.0", "release": 3}, [3]) and not _is_bad({"version": "3.0.0", "release": 1}, [3])
+
+
+# ---- the README's walk-through --------------------------------------------------------------
+
+def test_the_readmes_staged_rollout_with_its_own_device_ids(server, bundles, tmp_path):
+    """README, Updates: two devices, phone-1 and phone-2; v1 (1.0.0) at 100 %, both install it;
+    v2 (2.0.0) with --rollout 60: phone-2 moves to v2, phone-1 stays on v1."""
+    from edgeship.updates.agent import check_once, status
+
+    repo, url = server
+    b1, b2, key = bundles
+    assert in_rollout("phone-2", "stable", "2.0.0", 60) and not in_rollout("phone-1", "stable", "2.0.0", 60)
+    dev1 = _agent(repo, key, tmp_path / "dev1", "phone-1")
+    dev2 = _agent(repo, key, tmp_path / "dev2", "phone-2")
+    publish(b1, repo, "stable", 100, key=key)
+    assert check_once(dev1, url)["version"] == check_once(dev2, url)["version"] == "1.0.0"
+    publish(b2, repo, "stable", 60, key=key)
+    assert check_once(dev2, url)["version"] == "2.0.0"
+    assert check_once(dev1, url)["action"] == "none" and status(dev1)["active"]["version"] == "1.0.0"
+
+
+# ---- the CLI: a failed check with --once, the server's log --------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_agent_once_exits_non_zero_when_the_check_fails(bundles, tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    init_repo(repo)
+    state = _agent(repo, bundles[2], tmp_path / "device", "phone-1")
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    run = subprocess.run([sys.executable, "-m", "edgeship", "agent", "--server", url, "--state", str(state), "--once"],
+                         env=cli_env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, (run.returncode, run.stderr)
+    assert f"no connection to the update server at {url}" in run.stderr and "Connection refused" in run.stderr
+    assert "edgeship serve-updates" in run.stderr and "--server" in run.stderr  # what to do
+    run = subprocess.run([sys.executable, "-m", "edgeship", "agent", "--server", url, "--state", str(state), "--once",
+                          "--json"], env=cli_env, capture_output=True, text=True, timeout=120)
+    doc = json.loads(run.stdout)
+    assert run.returncode == 1 and doc["ok"] is False and doc["error"]["details"]["kind"] == "unreachable"
+
+
+def test_serve_updates_says_where_it_listens_logs_each_request_and_stops_quietly(tmp_path, cli_env):
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    repo = tmp_path / "repo"
+    init_repo(repo)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeship", "serve-updates", str(repo), "--port", str(port)],
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert httpx.get(url + "/metadata/timestamp.json").status_code == 200
+        long = "/targets/bundles/" + "ab" * 32 + ".efficientnet-lite0-1.0.0.tar.gz"
+        assert httpx.get(url + long).status_code == 404
+        assert httpx.get(url + "/targets/x%1b%5b31mred").status_code == 404  # an escape sequence in a path
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    lines = err.splitlines()
+    assert f"listening at {url}" in err and str(repo) in err and "Traceback" not in err
+    assert any(ln.endswith(" B") and " GET /healthz 200 " in ln for ln in lines)
+    assert any(" GET /metadata/timestamp.json 200 " in ln for ln in lines)
+    # the content address shortened or left out, the file name kept
+    assert any(ln.endswith(".efficientnet-lite0-1.0.0.tar.gz 404 21 B") and "ab" * 5 not in ln for ln in lines)
+    assert "\x1b" not in err and lines[-1].startswith("stopped: ") and "half-written" not in err
+    assert max(len(ln) for ln in lines if " GET " in ln) <= 80
+
+
+def test_an_access_line_fits_80_columns_whatever_the_path():
+    from edgeship.updates.server import access_line
+
+    for path in ("/healthz", "/targets/" + "x" * 300, "/targets/bundles/" + "0123456789abcdef" * 4 + ".m-1.0.0.tar.gz"):
+        line = access_line("GET", path, 200, 12_345_678, "203.0.113.7", when=0)
+        assert len(line) <= 80 and line.endswith(" 200 12.3 MB") and " GET " in line
+    line = access_line("GET", "/targets/bundles/" + "0123456789abcdef" * 4 + ".m-1.0.0.tar.gz", 206, 10, "::1", when=0)
+    assert line.endswith(" GET /targets/bundles/01234567….m-1.0.0.tar.gz 206 10 B")

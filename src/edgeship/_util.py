@@ -318,3 +318,9 @@ def share_text(x: float, digits: int = 1) -> str:
     if v <= 0:
         return f"<{1 / 10 ** digits:.{digits}f}%"
     return f"{v:.{digits}f}%"
+
+
+def article(word: Any) -> str:
+    """``word`` with its indefinite article, as it is read: "an onnx", "an openvino", "a tflite"."""
+    w = str(word)
+    return f"{'an' if w[:1].lower() in 'aeiou' else 'a'} {w}"

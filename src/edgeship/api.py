@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._util import atomic_dir, atomic_write_text, refuse_release, safe_name, staging_dir
+from ._util import article, atomic_dir, atomic_write_text, refuse_release, safe_name, staging_dir
 from .artifact import ARTIFACT_JSON, LABELS_TXT, Artifact
 from .config import DeployConfig
 from .errors import (
@@ -221,7 +221,7 @@ def check_plan(p: Plan) -> None:
     if p.steps and not any(s["accepts_source"] for s in p.steps):
         s = p.steps[0]
         accepts = ", ".join(get_target(s["target"]).accepts)
-        raise UnsupportedError(f"target {s['target']!r} cannot convert a {p.source_kind} model",
+        raise UnsupportedError(f"target {s['target']!r} cannot convert {article(p.source_kind)} model",
                                hint=f"it converts from: {accepts}")
     for s in p.steps:
         if s["missing"]:
@@ -238,7 +238,7 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
     t = get_target(target)
     t.ensure_environment()
     if source.kind not in t.accepts:
-        raise UnsupportedError(f"target {t.name!r} cannot convert a {source.kind} model",
+        raise UnsupportedError(f"target {t.name!r} cannot convert {article(source.kind)} model",
                                hint=f"it converts from: {', '.join(t.accepts)}")
     if precision not in t.precisions:
         raise UnsupportedError(f"target {t.name!r} does not build {precision}",
@@ -428,6 +428,13 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         progress("packaging a signed release bundle")
         dest = out / "release"
         _package(out, version=cfg.release_version or next_version(dest), sign_key=cfg.sign_key, dest=dest, progress=progress)
+        if cfg.keep_releases:
+            from .bundle.releases import prune
+
+            gone = prune(out, cfg.keep_releases)
+            if gone["removed"]:
+                progress(f"removed release(s) {', '.join(gone['removed'])} from {dest}: keeping the newest "
+                         f"{cfg.keep_releases} (--keep-releases; edgeship release prune)")
         manifest = json.loads(path.read_text())
         manifest["timings_s"]["package"] = round(time.perf_counter() - t1, 3)
         manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
@@ -457,6 +464,9 @@ def _carry_from_earlier(out: Path, claim: FolderClaim, manifest: dict[str, Any],
     carried = carry_figures(old, manifest)
     if carried:
         progress(f"keeping the earlier figures of {len(carried)} unchanged artifact(s)")
+    published = (old.get("stages") or {}).get("published")
+    if isinstance(published, list):  # the folder's releases an update repository serves (pruning keeps them)
+        manifest["stages"]["published"] = published
     bundle = (old.get("stages") or {}).get("bundle")
     if isinstance(bundle, dict):  # the release of the run before: still this folder's while it ships the same bytes
         from .bundle import same_release
@@ -1154,7 +1164,7 @@ def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: P
     art = model if isinstance(model, Artifact) else _artifact_or_none(model)
     if art is not None:
         if art.format.value != "onnx" or art.precision != "fp32":
-            raise UsageError(f"{art.root} is a {art.format.value} {art.precision} artifact; quantize takes an fp32 ONNX one",
+            raise UsageError(f"{art.root} is {article(art.format.value)} {art.precision} artifact; quantize takes an fp32 ONNX one",
                              hint="give the onnx-fp32 folder written by edgeship deploy, or the model itself")
         out = Path(qc.out) if qc.out else art.root.parent / f"onnx-{qc.precision}"
         refuse_release(out)  # before any work: a signed release is never written into
@@ -1560,10 +1570,27 @@ def repo_refresh(repo: str | Path, days: int = 7) -> dict[str, Any]:
 def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollout: float = 100.0,
             key: str | Path | None = None) -> dict[str, Any]:
     """Add a signed bundle's .tar.gz to a channel of an update repository, atomically
-    (:func:`edgeship.updates.publish`)."""
+    (:func:`edgeship.updates.publish`). A tarball in an output folder's ``release/`` is noted in
+    that folder's manifest (``stages.published``): pruning never removes a release a repository
+    serves."""
+    from .artifact import sha256_file
+    from .bundle.releases import record_published
     from .updates import publish as _publish
 
-    return _publish(bundle, repo, channel, rollout, key=key)
+    doc = _publish(bundle, repo, channel, rollout, key=key)
+    if Path(bundle).is_file() and isinstance(doc.get("version"), str):
+        record_published(Path(bundle), Path(repo), channel, doc["version"], sha256_file(Path(bundle)))
+    return doc
+
+
+def release_prune(outdir: str | Path = "edgeship-out", keep: int = 3, dry_run: bool = False) -> dict[str, Any]:
+    """Remove all but the newest ``keep`` releases of an output folder (:func:`edgeship.bundle.releases.prune`)."""
+    from .bundle.releases import prune
+
+    out = Path(outdir)
+    if read_manifest(out) is None:
+        raise InputError(f"{out} holds no manifest.json", hint="give an output folder written by edgeship deploy")
+    return prune(out, keep, dry_run=dry_run)
 
 
 def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, cfg: Any = None, on_ready: Any = None) -> None:
@@ -1607,7 +1634,7 @@ def agent_init(state: str | Path, root: str | Path, bundle_key: str | Path, chan
 
 
 def agent_run(state: str | Path, server: str, device_id: str | None = None, once: bool = False,
-              interval: float = 60.0, max_backoff: float = 900.0) -> dict[str, Any]:
+              interval: float = 60.0, max_backoff: float = 900.0, say: Progress | None = None) -> dict[str, Any]:
     """Run the update agent: one check with ``once``, else forever (:func:`edgeship.updates.agent.run`)."""
     from .updates import agent
 
@@ -1615,7 +1642,8 @@ def agent_run(state: str | Path, server: str, device_id: str | None = None, once
         raise UsageError("--interval must be positive and --max-backoff at least --interval")
     if device_id is not None:
         agent.set_device_id(state, device_id)
-    return agent.run(state, server, once=once, interval=interval, max_backoff=max_backoff)
+    return agent.run(state, server, once=once, interval=interval, max_backoff=max_backoff,
+                     **({"say": say} if say is not None else {}))
 
 
 def agent_status(state: str | Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.text import Text
 
+from ._util import article, share_text
 from ._version import __version__
 from .analysis.report import count_text, print_table, size_text
 from .bench.config import BenchConfig
@@ -455,16 +456,6 @@ def deploy(
     run_command(as_json, body)
 
 
-def share_text(x: float) -> str:
-    """A share as a percentage that never rounds up to a whole it did not reach: 0.996 is '99.6%',
-    0.9996 '99.9%', only 1.0 is '100%'."""
-    import math
-
-    if x >= 1.0:
-        return "100%"
-    return f"{math.floor(x * 1000) / 10:.1f}%"
-
-
 def _prediction_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for r in results:
@@ -562,7 +553,8 @@ def targets(as_json: bool = JSON_OPT) -> None:
 
         def human(c: Console) -> None:
             rows = [[i["name"], i.get("format", "?"), ", ".join(i.get("precisions", [])), ", ".join(i.get("accepts", [])),
-                     "ready" if not i.get("missing") else f"needs: {i.get('install')}"] for i in info]
+                     f"needs: {i.get('install')}" if i.get("missing") else i["problem"] if i.get("problem")
+                     else "ready"] for i in info]
             print_table(c, "targets", ["name", "format", "precisions", "converts from", "status"], rows,
                         wrap=("precisions", "converts from", "status"))
 
@@ -729,12 +721,12 @@ def _print_sweep(c: Console, doc: dict, out: Path) -> None:
         for (recipe, target, precision), by_thread in cells.items():
             first = next(iter(by_thread.values()))
             fid = first.get("fidelity")
-            fid_text = ("–" if fid is None else f"{fid:.1%}" if first.get("fidelity_metric") == "top-1 agreement"
+            fid_text = ("–" if fid is None else share_text(fid) if first.get("fidelity_metric") == "top-1 agreement"
                         else f"cos {fid:.3f}")
             row = ([recipe] if recipes else []) + [target, precision, size_text(first.get("size_bytes")), fid_text]
             for th in threads:
                 r = by_thread.get(th) or {}
-                row += [num(r.get("p50_ms"), ".3g"), num(r.get("vs_eager"), ".1f")]
+                row += [num(r.get("p50_ms"), ".3g"), num(r.get("vs_eager"), ".1f") + ("!" if r.get("vs_eager_flag") else "")]
             rows.append(row)
         where = next((r for r in ok if r["model"] == model and r.get("cpu")), None)
         title = model + (f" — measured on {where['host']} node {(where.get('bench_node') or '')[:6]}" if where else "")
@@ -749,6 +741,8 @@ def _print_sweep(c: Console, doc: dict, out: Path) -> None:
     for p in problems(doc["rows"]):  # one line per task and reason, as the report lists them
         c.print(f"{p['status']} {p['model']}/{p['recipe']}/{p['target']} ({p['precision']}): {p['why']}",
                 markup=False, highlight=False)
+    for note in doc.get("notes") or []:  # a ratio marked ! in the table: why it is not to be believed
+        c.print(f"! {note}", markup=False, highlight=False)
     for m in doc.get("machines") or []:
         busy = m.get("busy_before")
         c.print(f"figures of node {(m.get('node_id') or '')[:6]}: {m.get('host')}, {m.get('cpu')}, {m.get('cpus')} CPUs"
@@ -807,6 +801,37 @@ def cache_clear(
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+release_app = typer.Typer(cls=_Group, no_args_is_help=True, help="An output folder's releases (prune).")
+app.add_typer(release_app, name="release")
+
+
+@release_app.command("prune", cls=_Command)
+def release_prune(
+    outdir: Path = typer.Argument(Path("edgeship-out"), metavar="OUTDIR", help="an output folder written by deploy"),
+    keep: int = typer.Option(3, "--keep", metavar="N", min=0, help="how many of the newest releases to keep"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="say what would go; remove nothing"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Remove all but the newest releases in OUTDIR/release (never the current one, nor one an
+    update repository still serves)."""
+    from . import api
+
+    def body():
+        doc = api.release_prune(outdir, keep, dry_run)
+
+        def human(c: Console) -> None:
+            verb = "would remove" if dry_run else "removed"
+            c.print(f"{verb}: {', '.join(doc['removed']) or 'nothing'}; kept: {', '.join(doc['kept']) or 'none'}",
+                    markup=False, highlight=False)
+            for s in doc["served"]:
+                c.print(f"kept {s['version']}: the update repository {s['repo']} serves it", markup=False,
+                        highlight=False)
+
+        return doc, human
+
+    run_command(as_json, body)
 
 
 repo_app = typer.Typer(cls=_Group, no_args_is_help=True, help="TUF update repositories (init, refresh).")
@@ -882,11 +907,14 @@ def serve_updates(
     host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="address to listen on"),
     port: int = typer.Option(8080, "--port", metavar="N", help="port to listen on"),
 ) -> None:
-    """Serve an update repository over HTTP: metadata, bundles (range requests), /healthz."""
+    """Serve an update repository over HTTP: metadata, bundles (range requests), /healthz; a log line per request."""
     from . import api
 
     def body():
-        api.serve_updates(repo, host=host, port=port)
+        try:  # it says where it listens, a line per request, and "stopped" on Ctrl-C (stderr)
+            api.serve_updates(repo, host=host, port=port)
+        except KeyboardInterrupt:  # before uvicorn took over the signal: nothing was served yet
+            err_console.print("stopped", highlight=False, markup=False)
         return {"ok": True}, None
 
     run_command(False, body)
@@ -905,7 +933,7 @@ def serve_cmd(
                                       help="largest request body taken (413 above it)"),
     threads: int = typer.Option(1, "--threads", metavar="N", min=1, max=256, help="the runtime's threads per call"),
 ) -> None:
-    """Serve ARTIFACT over HTTP: POST /v1/classify (image bytes), /v1/infer (tensors); /healthz, /metrics."""
+    """Serve ARTIFACT over HTTP: POST /v1/classify (image bytes or a form upload), /v1/infer (tensors); /healthz, /metrics."""
     from . import api
 
     def body():
@@ -917,12 +945,16 @@ def serve_cmd(
         def ready(app: Any) -> None:
             m = app.state.model.artifact
             err_console.print(f"serving {m.name} ({m.target} {m.precision}) at http://{host}:{port} — POST /v1/classify"
-                              f" (image bytes), /v1/infer (tensors); GET /healthz, /metrics; batching "
+                              f" (image bytes or -F file=@photo.jpg), /v1/infer (tensors); GET /healthz, /metrics; batching "
                               + (f"up to {max_batch} within {max_wait_ms:g} ms" if max_batch > 1 else "off")
                               + "; Ctrl-C stops after the requests in flight", highlight=False, markup=False,
                               soft_wrap=True)
 
-        api.serve(artifact, host=host, port=port, cfg=cfg, on_ready=ready)
+        try:
+            api.serve(artifact, host=host, port=port, cfg=cfg, on_ready=ready)
+        except KeyboardInterrupt:  # before the server took over Ctrl-C (loading the model): nothing was served
+            raise KeyboardInterrupt("interrupted before the server started: no request was taken") from None
+        err_console.print("stopped: the requests in flight were answered", highlight=False, markup=False)
         return {"ok": True}, None
 
     run_command(False, body)
@@ -931,7 +963,7 @@ def serve_cmd(
 @app.command("compare-cloud", cls=_Command)
 def compare_cloud_cmd(
     target: Path = typer.Argument(Path("edgeship-out"), metavar="ARTIFACT_OR_OUTDIR",
-                                  help="an artifact folder, or a deploy's output folder (default: edgeship-out)"),
+                                  help="an artifact folder, or a deploy's output folder"),
     network: str = typer.Option("wifi,4g,3g,offline", "--network", metavar="LIST",
                                 help="network profiles, comma separated: wifi, 4g, 3g, offline"),
     requests: int = typer.Option(100, "--requests", metavar="N", min=1, max=100_000, help="requests per side and profile"),
@@ -1018,11 +1050,22 @@ def agent(
     def body():
         if server is None or state is None:
             raise UsageError("edgeship agent needs --server URL and --state DIR", hint="provision first: edgeship agent init")
-        res = api.agent_run(state, server, device_id=device_id, once=once, interval=interval, max_backoff=max_backoff)
+        try:
+            # a long-running agent says each check on stderr (a device's log); one check answers once
+            say = None if once else (lambda line: print(printable(line), file=sys.stderr, flush=True))
+            res = api.agent_run(state, server, device_id=device_id, once=once, interval=interval, max_backoff=max_backoff,
+                                say=say)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt("agent stopped: the active release keeps serving; a check cut short is finished "
+                                    "(or rolled back) at the next start") from None
+        if once and not res.get("ok"):  # a script or a device's init system must see a failed check
+            from .updates.agent import check_failed
+
+            raise check_failed(res, server)
 
         def human(c: Console) -> None:
-            c.print(f"{res.get('action')}: " + (res.get("reason") or f"release {res.get('release')}"), markup=False,
-                    highlight=False)
+            c.print(f"{res.get('action')}: " + (res.get("reason") or f"{res.get('version')} (release {res.get('release')})"),
+                    markup=False, highlight=False)
 
         return res, human
 
@@ -1063,10 +1106,12 @@ def agent_status(
         def human(c: Console) -> None:
             a = doc["active"]
             lines = [f"device {doc['device_id']} on {doc['channel']}",
-                     f"active: {'release ' + str(a['release']) + ' (' + str(a['version']) + '), slot ' + str(a['slot']) if a else 'none'}",
+                     f"active: {str(a['version']) + ' (release ' + str(a['release']) + '), slot ' + str(a['slot']) if a else 'none'}",
                      f"previous: {doc['previous']['version'] if doc['previous'] else 'none'}",
                      f"last check: {doc['last_check'] or 'never'} ({doc['last_result'] or '-'})",
                      f"last failure: {doc['last_failure']['reason'] if doc['last_failure'] else 'none'}"]
+            if doc.get("bad_releases"):  # failed here, never tried again
+                lines.append(f"not installed again: {', '.join(map(str, doc['bad_releases']))}")
             for ln in lines:
                 c.print(ln, markup=False, highlight=False)
 
@@ -1208,7 +1253,7 @@ def _print_compress(c: Console, doc: dict) -> None:
     pct = p["metric"] != "cosine"
 
     def val(x: Any) -> str:
-        return "-" if x is None else f"{x:.1%}" if pct else f"{x:.4f}"
+        return "-" if x is None else share_text(x) if pct else f"{x:.4f}"
 
     lat = [t for t in p["runtimes"] if any((r["latency"][t] or {}).get("p50_ms") for r in p["rows"])]
     headers = ["ratio", "MACs", "params", p["metric"], *(["untuned"] if p["fine_tuned"] else []),
@@ -1233,6 +1278,12 @@ def _print_compress(c: Console, doc: dict) -> None:
         if r.get("note"):
             c.print(r["note"], highlight=False, markup=False)
     c.print(f"written: {doc['out']} (report: {doc['report']})", highlight=False, markup=False)
+    if pct:  # deploy's default budget: within 5 points of the original's answers
+        for r in p["rows"][1:]:
+            if r["value"] is not None and r["value"] < 0.95:
+                c.print(Text.assemble(("warning:", "bold yellow"), f" {r['label']} agrees with the original on only "
+                                      f"{share_text(r['value'])} of the inputs, outside deploy's default budget (95%): "
+                                      "fine-tune it (--train-data) or prune less before deploying it"))
     c.print("deploy with:", highlight=False, markup=False)
     for r in p["rows"][1:]:  # one argument a line: copied whole, whatever the terminal's width
         c.print("  " + r["deploy"].replace(" --", " \\\n      --"), highlight=False, markup=False, soft_wrap=True)
@@ -1343,7 +1394,7 @@ def _print_techniques(c: Console, layers: list[dict], techniques: dict) -> None:
 
 
 def _pct(x: Any) -> str:
-    return "-" if x is None else f"{x:.1%}"
+    return "-" if x is None else share_text(x)
 
 
 def _random_data(q: dict) -> list[str]:
@@ -1362,7 +1413,7 @@ def _print_plan(c: Console, p: Any, jobs: int = 1) -> None:
     for s in p.steps:
         status = "ready"
         if not s["accepts_source"]:
-            status = f"cannot convert a {p.source_kind} model"
+            status = f"cannot convert {article(p.source_kind)} model"
         elif s["missing"]:
             status = f"missing {', '.join(s['missing'])}: {s['install']}"
         elif s.get("cached"):
@@ -1486,6 +1537,15 @@ def _print_deploy(c: Console, res: Any) -> None:
         from .bench import BenchReport
 
         BenchReport(m["stages"]["benchmark"]).print(c)
+    convert = m["stages"].get("convert", {})
+    cache = convert.get("cache") or {}
+    reused, built = cache.get("reused") or [], cache.get("built") or []
+    if reused:  # an unchanged run is fast because nothing was built: say so
+        c.print(f"from the cache: {len(reused)} of {len(reused) + len(built)} artifact(s) as an identical earlier "
+                "build made them (--no-cache builds them again)", highlight=False, markup=False)
+    if convert.get("changed"):
+        c.print(Text.assemble(("replaced:", "bold yellow"), f" {', '.join(convert['changed'])} rebuilt with other bytes "
+                              "than the folder held; figures measured on the old files no longer count"))
     c.print(f"manifest: {res.manifest_path}   ({m['timings_s'].get('total', 0):.1f} s)", highlight=False, markup=False)
     if (Path(res.out) / "report.html").is_file():
         c.print(f"report: {Path(res.out) / 'report.html'} (open it in a browser; edgeship report OLD NEW compares two)",
@@ -1493,6 +1553,9 @@ def _print_deploy(c: Console, res: Any) -> None:
     b = m["stages"].get("bundle")
     if b:
         out = Path(res.out)
+        if b.get("unchanged"):
+            c.print(f"release {b['version']} unchanged: it already holds these artifacts byte for byte, so no new "
+                    "release was made (--release-version makes one)", highlight=False, markup=False)
         c.print(f"release {b['version']}: {out / b['tarball']}, signed; check it with: edgeship verify "
                 f"{out / b['tarball']} --key {out / b['public_key']}", highlight=False, markup=False)
         if b.get("key_created"):
@@ -1501,10 +1564,20 @@ def _print_deploy(c: Console, res: Any) -> None:
                     markup=False)
 
 
+def _usage_error(e: Any) -> None:
+    """A usage error the way every other error reads: ``error: ...`` on one line, then where to
+    look (click's boxed "Error" panel was a second style)."""
+    if type(e).__name__ == "NoArgsIsHelpError":  # the help was printed already
+        return
+    ctx = getattr(e, "ctx", None)
+    print(f"error: {printable(e.format_message())}", file=sys.stderr)
+    if ctx is not None:
+        print(f"see {ctx.command_path} --help", file=sys.stderr)
+
+
 def entrypoint() -> None:  # console script
+    from typer import rich_utils
+
     warnings.showwarning = _show_warning
+    rich_utils.rich_format_error = _usage_error
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    entrypoint()

@@ -258,6 +258,8 @@ class DeployConfig(SourceConfig, VerifyConfig, QuantizeConfig, OnnxConfig):
                                                           "the newest in OUT/release, else 0.1.0)")
     sign_key: Path | None = Field(None, description="EC private key (PEM) that signs the bundle (default: OUT/keys, "
                                                     "made if missing)")
+    keep_releases: int = Field(3, ge=0, description="releases kept in OUT/release after a new one, newest first "
+                                                    "(0: all); one an update repository serves is never removed")
     # each target's own knobs (--tflite-nhwc, ...) are its Options model; the targets registry adds
     # them to this class (with_target_options), so they are typed and checked like every field here
 

@@ -170,6 +170,9 @@ class Classifier:
             except EdgeshipError as e:
                 skipped.append({"artifact": str(aid), "reason": f"does not load here: {e.message}"})
                 continue
+            except ImportError as e:  # its runtime is not installed here (or does not load): the next one serves
+                skipped.append({"artifact": str(aid), "reason": f"its runtime does not import here: {e}"})
+                continue
             if golden["passed"] is False:
                 clf.runner.close()
                 skipped.append({"artifact": str(aid), "reason": "fails its golden vectors: " + "; ".join(golden["failures"][:3])})

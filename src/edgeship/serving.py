@@ -2,8 +2,10 @@
 
 starlette + uvicorn. Routes:
 
-``POST /v1/classify``  the image's bytes as an app sends them (``image/jpeg``, ``image/png``, ...):
-                      the artifact's own preprocessing, top-k labels back (JSON)
+``POST /v1/classify``  the image's bytes as an app sends them (``image/jpeg``, ``image/png``, ...),
+                      or a form upload (``multipart/form-data``, ``curl -F file=@photo.jpg``: the
+                      part named ``file`` or ``image``, else the first file part): the artifact's
+                      own preprocessing, top-k labels back (JSON)
 ``POST /v1/infer``     tensors: JSON ``{"inputs": {NAME: nested lists}}`` (or a list in the model's
                       input order), or one ``.npy`` (``application/x-npy``) for a single-input model;
                       the outputs back as JSON lists
@@ -13,15 +15,21 @@ starlette + uvicorn. Routes:
 
 Bad uploads are 4xx with a reason, never a 500: a body over the size limit (413), a content type
 the route does not take (415), bytes that are not an image, JSON that is not JSON (400), a tensor
-of the wrong shape or type (422). The model runs on one worker thread; with ``max_batch`` > 1,
+of the wrong shape or type (422); an upload that is not an image is named by what arrived (its
+file name, size and content type). The model runs on one worker thread; with ``max_batch`` > 1,
 requests that arrive within ``max_wait_ms`` of the first are stacked along the batch axis and run
 as one call (when every input's first axis is dynamic). uvicorn stops on SIGINT/SIGTERM after the
 requests in flight are answered.
+
+Multipart bodies are parsed with python-multipart (the parser starlette's own forms use) when it is
+installed, else with the standard library's MIME parser; either way only after the whole body is
+read within ``max_body_bytes``, in memory, with no temporary files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +42,17 @@ from .fidelity import softmax
 from .readers import parse_json
 from .readers.arrays import parse_npy
 
-__all__ = ["ServeConfig", "make_app", "serve", "IMAGE_TYPES"]
+__all__ = ["ServeConfig", "make_app", "serve", "bind", "url_of", "IMAGE_TYPES"]
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",
                "application/octet-stream")
 JSON_TYPES = ("application/json",)
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
+FORM_TYPES = ("multipart/form-data",)
+#: the form fields an image is looked for under, before the first file part
+IMAGE_FIELDS = ("file", "image")
+MAX_PARTS = 64
+_REPR = re.compile(r"<[A-Za-z_][\w.]* object at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -207,8 +220,145 @@ async def _body(request: Any, limit: int) -> bytes:
 def _content_type(request: Any, allowed: tuple[str, ...], what: str) -> str:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in allowed:
-        raise _Reject(415, f"content type {ctype or '(none)'!r}: send {what} as {', '.join(allowed)}")
+        raw = [t for t in allowed if t not in FORM_TYPES]
+        form = [t for t in allowed if t in FORM_TYPES]
+        raise _Reject(415, f"content type {ctype or '(none)'!r}: send {what} as {', '.join(raw)}"
+                           + (f", or as a form upload ({', '.join(form)}, e.g. curl -F file=@photo.jpg)" if form else ""))
     return ctype
+
+
+@dataclass
+class _Upload:
+    """What a request uploaded: its bytes, and the form part it came in (None for a raw body)."""
+
+    data: bytes
+    field: str | None
+    filename: str | None
+    ctype: str | None
+
+    def describe(self) -> str:
+        """The upload as an error message names it: never a Python object's repr."""
+        from .errors import printable
+
+        ctype = printable(self.ctype or "none")[:80]
+        if self.field is None:
+            return f"the uploaded body ({len(self.data):,} bytes, Content-Type {ctype})"
+        name = f"file {printable(self.filename)[:120]!r}" if self.filename else f"field {printable(self.field)[:60]!r}"
+        part = f"form field {printable(self.field)[:60]!r}, " if self.filename and self.field else ""
+        return f"the uploaded {name} ({part}{len(self.data):,} bytes, Content-Type {ctype})"
+
+
+def _header_options(value: bytes | str) -> tuple[str, dict[str, str]]:
+    """A header's value and its ``;`` parameters (``form-data; name="file"; filename="a.jpg"``)."""
+    from email.message import Message
+    from email.utils import collapse_rfc2231_value
+
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    m = Message()
+    m["content-type"] = text  # the standard library's RFC 2045/2231 parameter parsing
+    params = {k.lower(): str(collapse_rfc2231_value(v)) for k, v in (m.get_params() or [])[1:]}
+    main = text.split(";", 1)[0].strip().lower()
+    return main, params
+
+
+def _parts_python_multipart(boundary: bytes, body: bytes) -> list[tuple[list[tuple[bytes, bytes]], bytes]]:
+    """The parts of a multipart body as (headers, data), with python-multipart's parser."""
+    import logging
+
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import MultipartParser
+
+    log = logging.getLogger("python_multipart")
+    if not log.handlers:  # its warning per malformed body is the 400's reason; not a line on our stderr
+        log.addHandler(logging.NullHandler())
+    parts: list[tuple[list[tuple[bytes, bytes]], bytes]] = []
+    cur: dict[str, Any] = {}
+
+    def begin() -> None:
+        if len(parts) >= MAX_PARTS:
+            raise _Reject(400, f"the form has more than {MAX_PARTS} parts")
+        cur.update(headers=[], data=bytearray(), name=b"", value=b"")
+
+    def header_field(data: bytes, start: int, end: int) -> None:
+        cur["name"] += data[start:end]
+
+    def header_value(data: bytes, start: int, end: int) -> None:
+        cur["value"] += data[start:end]
+
+    def header_end() -> None:
+        cur["headers"].append((cur["name"].lower(), cur["value"]))
+        cur["name"], cur["value"] = b"", b""
+
+    def part_data(data: bytes, start: int, end: int) -> None:
+        cur["data"] += data[start:end]
+
+    def end() -> None:
+        parts.append((cur["headers"], bytes(cur["data"])))
+
+    callbacks = {"on_part_begin": begin, "on_header_field": header_field, "on_header_value": header_value,
+                 "on_header_end": header_end, "on_part_data": part_data, "on_part_end": end}
+    try:
+        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as e:
+        raise _Reject(400, f"the body is not a well-formed multipart/form-data upload: {str(e)[:200]}") from None
+    return parts
+
+
+def _parts_stdlib(ctype_header: str, body: bytes) -> list[tuple[list[tuple[bytes, bytes]], bytes]]:
+    """The parts of a multipart body as (headers, data), with the standard library's MIME parser
+    (where python-multipart is not installed)."""
+    import email.parser
+    import email.policy
+
+    head = f"Content-Type: {ctype_header}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
+    msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(head + body)
+    if not msg.is_multipart() or msg.defects:
+        why = "; ".join(type(d).__name__ for d in msg.defects) or "no parts"
+        raise _Reject(400, f"the body is not a well-formed multipart/form-data upload ({why})")
+    out = []
+    for part in msg.get_payload():
+        if len(out) >= MAX_PARTS:
+            raise _Reject(400, f"the form has more than {MAX_PARTS} parts")
+        headers = [(k.lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace")) for k, v in part.items()]
+        data = part.get_payload(decode=True)
+        out.append((headers, data if isinstance(data, bytes) else b""))
+    return out
+
+
+def _form_image(ctype_header: str, body: bytes) -> _Upload:
+    """The image part of a ``multipart/form-data`` body: the part named ``file`` or ``image``,
+    else the first file part (one with a file name); 400 when there is none."""
+    _, params = _header_options(ctype_header)
+    boundary = params.get("boundary")
+    if not boundary:
+        raise _Reject(400, "the multipart/form-data upload has no boundary in its Content-Type")
+    try:
+        import python_multipart  # noqa: F401 - starlette's form parser: used when installed
+    except ImportError:
+        raw = _parts_stdlib(ctype_header, body)
+    else:
+        raw = _parts_python_multipart(boundary.encode("latin-1", "replace"), body)
+    uploads = []
+    for headers, data in raw:
+        h = {k: v for k, v in reversed(headers)}  # the first of a repeated header
+        _, disp = _header_options(h.get(b"content-disposition", b"form-data"))
+        ctype = h.get(b"content-type")
+        uploads.append(_Upload(data, disp.get("name", ""), disp.get("filename"),
+                               ctype.decode("latin-1").split(";")[0].strip().lower() if ctype else None))
+    named = [u for u in uploads if (u.field or "").lower() in IMAGE_FIELDS]
+    files = [u for u in uploads if u.filename is not None]
+    chosen = (named or files or [None])[0]
+    if chosen is None:
+        from .errors import printable
+
+        fields = ", ".join(repr(printable(u.field or ""))[:40] for u in uploads[:8]) or "none"
+        raise _Reject(400, f"the form upload has no image part (fields: {fields}): send the image as a file part, "
+                           "e.g. curl -F file=@photo.jpg")
+    if not chosen.data:
+        raise _Reject(400, f"{chosen.describe()} is empty")
+    return chosen
 
 
 def _tensors(model: _Model, body: bytes, ctype: str, max_elements: int) -> dict[str, np.ndarray]:
@@ -308,9 +458,13 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
             raise _Reject(404, f"{art.name} has no image preprocessing: use /v1/infer")
         if len(model.inputs) != 1:  # known before a byte is read
             raise _Reject(404, "the model takes more inputs than the image: use /v1/infer")
-        _content_type(request, IMAGE_TYPES, "the image's bytes")
+        ctype = _content_type(request, IMAGE_TYPES + FORM_TYPES, "the image's bytes")
         body = await _body(request, cfg.max_body_bytes)
-        feeds = {art.preprocess.input: await asyncio.to_thread(_image_tensor, body, art.preprocess)}
+        if ctype in FORM_TYPES:
+            upload = await asyncio.to_thread(_form_image, request.headers.get("content-type", ""), body)
+        else:
+            upload = _Upload(body, None, None, ctype)
+        feeds = {art.preprocess.input: await asyncio.to_thread(_image_tensor, upload, art.preprocess)}
         t1 = time.perf_counter()
         out = (await batcher.submit(feeds))[0].reshape(-1)
         p = out if art.preprocess.output == "probabilities" else softmax(out.astype(np.float64))
@@ -360,27 +514,69 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
     return app
 
 
-def _image_tensor(body: bytes, spec: Any) -> np.ndarray:
-    """Decode and preprocess one image as the library does (400 when the bytes are not a whole image)."""
+def _image_tensor(upload: _Upload, spec: Any) -> np.ndarray:
+    """Decode and preprocess one image as the library does (400 when the bytes are not a whole
+    image, naming the upload by its name, size and content type)."""
     from .data import preprocess_image
 
     try:
-        return preprocess_image(body, spec)
+        return preprocess_image(upload.data, spec)
     except FormatError as e:
-        raise _Reject(400, f"the body is not a decodable image: {e.details.get('reason', e.message)}") from None
+        why = _REPR.sub("the upload", str(e.details.get("reason", e.message)))
+        raise _Reject(400, f"{upload.describe()} is not a decodable image: {why}") from None
     except (InputError, UnsupportedError) as e:
-        raise _Reject(422, e.message) from None
+        raise _Reject(422, f"{upload.describe()}: {_REPR.sub('the upload', e.message)}") from None
+
+
+def bind(host: str, port: int) -> Any:
+    """A listening socket on (host, port), or a UsageError saying why not (the port taken, an
+    address this machine does not have)."""
+    import socket
+
+    from .errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}", hint="give --host an address of this machine, "
+                         "e.g. 127.0.0.1, or 0.0.0.0 for every interface") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        hint = ("another process listens there: stop it, or give another --port" if e.errno == 98 else
+                "give --host an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for every interface")
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}", hint=hint) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, cfg: ServeConfig | None = None,
           on_ready: Any = None) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn answers the requests in flight first)."""
+    """Serve until SIGINT/SIGTERM (uvicorn answers the requests in flight first). The port is
+    bound first (a UsageError when it cannot be: taken, or an address this machine lacks), then
+    ``on_ready(app)`` is called; Ctrl-C returns normally once the requests in flight are answered."""
     import uvicorn
 
-    app = make_app(artifact, cfg)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=30, backlog=2048, limit_concurrency=None)
-    server = uvicorn.Server(config)
-    if on_ready is not None:
-        on_ready(app)
-    server.run()
+    sock = bind(host, port)
+    try:
+        app = make_app(artifact, cfg)
+        config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=30, backlog=2048, limit_concurrency=None)
+        server = uvicorn.Server(config)
+        if on_ready is not None:
+            on_ready(app)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it handled, after the requests in flight
+            pass
+    finally:
+        sock.close()

@@ -14,6 +14,13 @@ measured on different CPU models are never ranked together.
 
 A failed task (an error, its worker killed, a verification below budget) is a row with its error;
 the sweep goes on. Nothing is retried unless asked (``retries``): a killed worker is reported.
+
+"vs eager" is the artifact's speed-up over the model in PyTorch eager at the same thread count on
+the same node (the median of the rounds' ratios). Each row says which figure it came from
+(``eager_p50_ms`` at ``eager_threads``, ``vs_eager_from``), and a ratio not to be believed is
+flagged (``vs_eager_flag``, and a line in ``notes``): a baseline slower at more threads than at
+fewer (PyTorch oversubscribed, or a busy machine: it inflates every ratio at that count), or a
+ratio far outside the model's others.
 """
 
 from __future__ import annotations
@@ -414,7 +421,10 @@ def _run(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], context: dict[s
             progress(f"[{done}/{len(todo)}] {t['id']}: {len(r['steps']) - len(bad)} built"
                      + (f", {len(bad)} not written" if bad else "") + f" in {r['seconds']:.0f} s")
     bench = _benchmarks(ray, cfg, todo, results, blobs, context, progress, submitted) if cfg.benchmark else {}
-    return _document(cfg, todo, results, bench, nodes)
+    doc = _document(cfg, todo, results, bench, nodes)
+    for note in doc["notes"]:  # an implausible "vs eager" is said, not only written
+        progress(f"flagged: {note}")
+    return doc
 
 
 def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, dict[str, Any]],
@@ -475,6 +485,62 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
     return out
 
 
+#: a baseline this much slower at more threads than at fewer is suspect (beyond timing noise)
+EAGER_SLOWER = 1.1
+#: a ratio this many times above (or below) the median of the model's other ratios is flagged
+RATIO_OUTLIER = 5.0
+
+
+def _eager_flags(b: dict[str, Any]) -> dict[Any, str]:
+    """Per thread count, why the model's PyTorch eager baseline there is suspect: slower than at
+    a lower thread count."""
+    eager = {x.get("threads"): ((x.get("latency_ms") or {}).get("p50")) for x in b.get("results", [])
+             if x.get("role") == "baseline" and x.get("status", "ok") == "ok"}
+    eager = {th: p for th, p in eager.items() if isinstance(th, int) and isinstance(p, int | float) and p > 0}
+    flags: dict[Any, str] = {}
+    for hi in sorted(eager):
+        lower = [lo for lo in sorted(eager) if lo < hi and eager[hi] > EAGER_SLOWER * eager[lo]]
+        if lower:
+            lo = min(lower, key=lambda t: eager[t])
+            flags[hi] = (f"PyTorch eager is slower at {hi} threads (p50 {eager[hi]:.4g} ms) than at {lo} "
+                         f"(p50 {eager[lo]:.4g} ms): the {hi}-thread baseline is suspect (threads oversubscribed, or a "
+                         f"busy machine), and so is every ratio over it")
+    return flags
+
+
+def _flag_ratios(rows: list[dict[str, Any]], bench: dict[str, dict[str, Any]]) -> list[str]:
+    """Mark each row whose "vs eager" is not to be believed (``vs_eager_flag``); the notes, one
+    per model and reason."""
+    import statistics
+
+    notes: list[str] = []
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("status") == "ok" and isinstance(r.get("vs_eager"), int | float) and r["vs_eager"] > 0:
+            by_model.setdefault(r["model"], []).append(r)
+    for model, rs in by_model.items():
+        eager = _eager_flags(bench.get(model) or {})
+        for th, why in eager.items():
+            hit = [r for r in rs if r.get("threads") == th]
+            for r in hit:
+                r["vs_eager_flag"] = why
+            if hit:
+                notes.append(f"{model}: {why} ({len(hit)} ratio(s), up to {max(r['vs_eager'] for r in hit):.4g}×)")
+        trusted = [r for r in rs if "vs_eager_flag" not in r]  # a suspect baseline's ratios define no "rest"
+        for r in trusted:
+            others = [o["vs_eager"] for o in trusted if o is not r]
+            if len(others) < 2:
+                continue
+            med = statistics.median(others)
+            if r["vs_eager"] > RATIO_OUTLIER * med or r["vs_eager"] * RATIO_OUTLIER < med:
+                why = (f"vs eager {r['vs_eager']:.4g}× is far outside this model's other ratios (median {med:.3g}×): "
+                       f"check its baseline (PyTorch eager p50 {r.get('eager_p50_ms')} ms at {r.get('eager_threads')} "
+                       "thread(s)) and its own p50")
+                r["vs_eager_flag"] = why
+                notes.append(f"{model} {r['recipe']}/{r['target']} {r['precision']} at {r.get('threads')} thread(s): {why}")
+    return notes
+
+
 def _document(cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, dict[str, Any]],
               bench: dict[str, dict[str, Any]], nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """The sweep's rows: one per (model, recipe, target, precision, threads) asked for, each with
@@ -524,18 +590,31 @@ def _document(cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, d
                 elif x is not None and x.get("status") == "ok":
                     lat = x["latency_ms"]
                     vs = x.get("vs_baseline") or {}
+                    by_rounds = vs.get("speedup_p50_median_of_rounds")
+                    ratio = by_rounds or vs.get("speedup_p50")
+                    base_p50 = vs.get("baseline_p50_ms") or ((eager.get(th) or {}).get("latency_ms") or {}).get("p50")
                     row.update(p50_ms=lat.get("p50"), p90_ms=lat.get("p90"), p99_ms=lat.get("p99"),
                                cold_s=(x.get("cold_start_s") or {}).get("total"),
                                peak_rss_bytes=(x.get("memory") or {}).get("peak_rss_bytes"),
-                               vs_eager=vs.get("speedup_p50_median_of_rounds") or vs.get("speedup_p50"),
-                               eager_p50_ms=((eager.get(th) or {}).get("latency_ms") or {}).get("p50"),
+                               vs_eager=ratio, eager_p50_ms=base_p50,
+                               eager_threads=x.get("threads") if ratio else None,  # the baseline runs at the row's count
                                bench_node=b["node"]["node_id"], cpu=b["node"]["cpu"], host=b["node"]["host"])
+                    if ratio:
+                        n = len(vs.get("speedup_p50_by_round") or [])
+                        row["vs_eager_from"] = (
+                            f"PyTorch eager p50 {base_p50:.4g} ms at {x.get('threads')} thread(s) / this p50 "
+                            f"{lat.get('p50'):.4g} ms" if isinstance(base_p50, int | float) and lat.get("p50") else
+                            "PyTorch eager at the same thread count") + (
+                            f" (median of {n} rounds' ratios)" if by_rounds and n > 1 else "")
                 elif x is not None:
                     row["bench_error"] = x.get("reason") or "incomplete"
                 rows.append(row)
     ok = sum(1 for r in rows if r["status"] == "ok")
     failed = sorted({r["task"] for r in rows if r["status"] == "failed"})
+    notes = _flag_ratios(rows, bench)
     return {"schema": SCHEMA, "config": cfg.model_dump(mode="json"), "rows": rows,
+            # ratios not to be believed, and why (each flagged row has its vs_eager_flag)
+            "notes": notes,
             "tasks": {t["id"]: {k: v for k, v in (results.get(t["id"]) or {}).items() if k != "steps"} for t in todo},
             "machines": list(machines.values()),
             # each model's benchmark run: where, how long, and its notes (a busy machine, a short p99)
@@ -548,8 +627,9 @@ def _document(cfg: SweepConfig, todo: list[dict[str, Any]], results: dict[str, d
 
 
 CSV_FIELDS = ["model", "recipe", "target", "precision", "threads", "status", "size_bytes", "fidelity",
-              "fidelity_metric", "cosine", "p50_ms", "p90_ms", "p99_ms", "vs_eager", "eager_p50_ms", "cold_s",
-              "peak_rss_bytes", "convert_s", "cpu", "host", "bench_node", "node", "digest", "error", "message"]
+              "fidelity_metric", "cosine", "p50_ms", "p90_ms", "p99_ms", "vs_eager", "eager_p50_ms", "eager_threads",
+              "vs_eager_flag", "cold_s", "peak_rss_bytes", "convert_s", "cpu", "host", "bench_node", "node", "digest",
+              "error", "message"]
 
 
 def to_csv(doc: dict[str, Any]) -> str:

@@ -102,6 +102,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._util import article
 from ..artifact import Artifact
 from ..config import SourceConfig
 from .config import BenchConfig
@@ -143,7 +144,7 @@ def deploy_stage(cfg: DeployConfig, source: Source, artifacts: Sequence[Artifact
         options["baseline_options"] = {k: (str(v) if isinstance(v, Path) else v)
                                        for k, v in cfg.model_dump(include=set(SourceConfig.model_fields)).items()}
     else:
-        notes.append(f"no PyTorch eager baseline: the source is a {source.kind} model")
+        notes.append(f"no PyTorch eager baseline: the source is {article(source.kind)} model")
     report = run_benchmark(list(artifacts), progress=progress, **options)
     report.data["notes"].extend(notes)
     return report.data

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._util import article
 from ..artifact import ARTIFACT_JSON, Artifact
 from ..errors import EdgeshipError, InputError, UsageError
 from ..sources import BUILTIN_MODELS
@@ -238,7 +239,7 @@ def _check_explicit_baseline(spec: str) -> None:
     if p.exists():
         kind = sniff_format(p)
         if kind in ("onnx", "tflite", "npy"):
-            raise UsageError(f"--baseline {spec} is a {kind} file; the baseline is the model in PyTorch eager",
+            raise UsageError(f"--baseline {spec} is {article(kind)} file; the baseline is the model in PyTorch eager",
                              hint="give a built-in name, a factory pkg.mod:fn, a .pt2 program or a checkpoint")
         return
     if ":" not in spec:
@@ -550,7 +551,7 @@ def _models_macs(arts: list[Artifact]) -> dict[str, tuple[int | None, str | None
         if art.format.value in ("onnx", "tflite"):
             countable.append(art.model_path)
         else:
-            out[str(art.model_path)] = (None, f"no MAC count for a {art.format.value} file (counted on ONNX and "
+            out[str(art.model_path)] = (None, f"no MAC count for {article(art.format.value)} file (counted on ONNX and "
                                               "TFLite graphs)")
     if not countable:
         return out

@@ -191,6 +191,7 @@ def _load_source_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any
 
     _phase("model_load")
     t0 = time.monotonic()
+    from edgeship._util import article
     from edgeship.config import SourceConfig
     from edgeship.errors import UsageError
     from edgeship.sources import load_source
@@ -198,7 +199,7 @@ def _load_source_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any
     cfg = SourceConfig.build(**(spec.get("source_options") or {}))
     source = load_source(spec["origin"], **cfg.source_kwargs())
     if source.kind not in ("torch", "pt2"):
-        raise UsageError(f"the baseline must be a PyTorch model; {spec['origin']!r} is a {source.kind} model",
+        raise UsageError(f"the baseline must be a PyTorch model; {spec['origin']!r} is {article(source.kind)} model",
                          hint="give --baseline a built-in name, a factory pkg.mod:fn, a .pt2 or a checkpoint")
     cold["model_load"] = time.monotonic() - t0
     info["rss_after_load_bytes"] = _status_bytes("VmRSS")

@@ -12,7 +12,8 @@
     artifacts/<id>/    each verified artifact folder, as deploy wrote it (one judged only on random
                        inputs only with allow_unverified; those left out are listed, with why)
     golden/            golden vectors (edgeship.bundle.golden)
-    integration/       Android, iOS, Python and web app code generated from it (edgeship.bundle.integration)
+    integration/       Android, iOS, Python (with its own light runtime) and web app code generated
+                       from it (edgeship.bundle.integration, edgeship.bundle.light)
     model.sig          the OpenSSF model-signing signature (a Sigstore bundle) over every file above
 
 Signing uses OpenSSF ``model-signing`` with an elliptic-curve key (``keygen``); without one,
@@ -27,7 +28,6 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -39,6 +39,8 @@ from .._util import atomic_write_text, confined, make_folder, safe_name, tool_ve
 from ..artifact import sha256_file
 from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
 from ..readers import parse_json, read_json
+from .semver import SEMVER as _SEMVER
+from .semver import precedence
 
 __all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
 
@@ -48,7 +50,6 @@ CARD = "MODEL_CARD.md"
 SIGNATURE = "model.sig"
 KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 #: what ships first, precision by precision (the release's fallback order; deploy --benchmark measures
 #: each target's first verified one)
 PRECISION_ORDER = {"int8": 0, "fp16": 1, "palettize6": 1, "palettize4": 1, "fp32": 2}
@@ -138,8 +139,10 @@ def next_version(dest: str | Path) -> str:
     found = [m for m in (_SEMVER.match(str(d.get("version", ""))) for d in _released(dest)) if m]
     if not found:
         return "0.1.0"
-    major, minor, patch = max((int(m.group(1)), int(m.group(2)), int(m.group(3))) for m in found)
-    return f"{major}.{minor}.{patch + 1}"
+    newest = max(found, key=lambda m: precedence(m.group(0)))
+    major, minor, patch = int(newest.group(1)), int(newest.group(2)), int(newest.group(3))
+    # the release of a pre-release (1.0.0-rc.1 -> 1.0.0) is newer than it; else the next patch
+    return f"{major}.{minor}.{patch}" if newest.group(4) else f"{major}.{minor}.{patch + 1}"
 
 
 def same_release(outdir: str | Path, doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._util import article
 from ..artifact import sha256_file
 from ..errors import UnsupportedError, UsageError
 
@@ -264,7 +265,7 @@ def _zipped_bytes(path: Path) -> int:
 def check_request(source: Source, cfg: CompressConfig) -> None:
     """Refuse, before any work, what cannot be compressed or where the result cannot go."""
     if source.module is None:
-        raise UsageError(f"{source.name} is a {source.kind} model; pruning needs a torch model",
+        raise UsageError(f"{source.name} is {article(source.kind)} model; pruning needs a torch model",
                          hint="give the PyTorch model (a factory pkg.mod:fn, a .pt2 or a checkpoint), not an exported file")
     if cfg.method == "channel" and not any(isinstance(m, _weighted()) for m in source.module.modules()):
         raise UnsupportedError(f"{source.name} has no conv or linear layer torch-pruning can see (a .pt2 export holds "

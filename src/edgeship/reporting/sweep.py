@@ -18,7 +18,8 @@ __all__ = ["sweep_page", "problems", "write_sweep_report"]
 
 
 _SHOWN = ("model", "recipe", "target", "precision", "threads", "size_bytes", "fidelity", "fidelity_metric", "p50_ms",
-          "p99_ms", "vs_eager", "eager_p50_ms", "cold_s", "convert_s", "host", "cpu", "verification")
+          "p99_ms", "vs_eager", "eager_p50_ms", "eager_threads", "vs_eager_from", "vs_eager_flag", "cold_s", "convert_s",
+          "host", "cpu", "verification")
 
 
 def problems(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,6 +65,7 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     s = doc.get("summary") or {}
     return {"title": f"sweep of {len({r['model'] for r in doc['rows']})} model(s)", "sections": sections,
             "problems": problems(doc["rows"]), "machines": doc.get("machines") or [], "cluster": doc.get("cluster") or [],
+            "notes": doc.get("notes") or [],
             "summary": s, "seconds": doc.get("seconds"), "address": doc.get("address"), "budget": budget,
             "config": cfg}
 

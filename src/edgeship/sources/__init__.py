@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._util import confined
+from .._util import article, confined
 from ..artifact import Preprocess, TensorSpec, clean_labels, validation_detail
 from ..errors import (
     EdgeshipError,
@@ -225,7 +225,7 @@ class Source:
         if self.kind == "onnx":
             runner = _onnx_reference_runner(self.path)
             return runner.run(list(inputs))
-        raise UnsupportedError(f"running a {self.kind} source needs its runtime target",
+        raise UnsupportedError(f"running {article(self.kind)} source needs its runtime target",
                                hint="use edgeship classify or benchmark on the file")
 
     def evaluation(self, spec: str | None, limit: int) -> tuple[list[tuple[np.ndarray, ...]], list[int] | None,

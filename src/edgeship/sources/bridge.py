@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._util import article
 from ..errors import MissingExtraError, UnsupportedError, first_line
 
 __all__ = ["VERSION", "INSTALL", "available", "require", "to_torch", "torch_source", "bridge_notes", "NOTE_PREFIX"]
@@ -76,7 +77,7 @@ def torch_source(source: Any) -> Any:
     if source.module is not None:
         return source
     if source.kind != "onnx" or source.path is None:
-        raise UnsupportedError(f"{source.name} is a {source.kind} model: only ONNX files are bridged to torch")
+        raise UnsupportedError(f"{source.name} is {article(source.kind)} model: only ONNX files are bridged to torch")
     return to_torch(source)
 
 

@@ -9,12 +9,14 @@ State folder (``edgeship agent init --state DIR --root root.json --bundle-key PU
     slots/a, slots/b     the two slots; each holds one unpacked, verified bundle
     current.json         the switch: {slot, bundle, release, version, state: trial|committed,
                          previous: {...}}; replaced in one rename
-    status.json          last check, last failure and its reason, releases that failed
+    status.json          last check, last failure and its reason, the versions that failed
 
 One check (:func:`check_once`): refresh TUF metadata (``tuf.ngclient.Updater``: rollback, freeze,
-mix-and-match and endless-data protection), read the channel list, pick the newest release this
-device is in the rollout of and that is newer than the active one (never a downgrade) and not
-known bad, download it (hash-checked by TUF), verify its own signature and files, unpack it into
+mix-and-match and endless-data protection), read the channel list, pick the newest release (by
+semantic version, :mod:`.semver`) this device is in the rollout of, that is newer than the active
+one (never a downgrade, never the same version again) and not known bad, download it
+(hash-checked by TUF), verify its own signature and files (its bundle.json must name the version
+the channel said), unpack it into
 the inactive slot, switch (state ``trial``), health check (the Python runtime loads it and passes
 its golden vectors), then commit. Any failure after the switch switches back. An agent killed
 mid-way finds a ``trial`` switch on restart and finishes the health check first.
@@ -30,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
+from ..bundle.semver import precedence
 from ..errors import EdgeshipError, FormatError, InputError, UsageError
 from .fetch import ResumingFetcher
 from .repo import in_rollout
 
-__all__ = ["init_state", "check_once", "status", "CURRENT", "run"]  # the runtime reads CURRENT itself
+__all__ = ["init_state", "check_once", "status", "CURRENT", "run", "check_failed"]  # the runtime reads CURRENT itself
 
 CURRENT = "current.json"
 STATUS = "status.json"
@@ -109,11 +112,43 @@ def _record(state: Path, **update: Any) -> dict[str, Any]:
     return st
 
 
-def _blame(state: Path, release: int, reason: str, result: str) -> None:
-    """Record a release's failure and remember it as bad: it is not tried again."""
+def _blame(state: Path, rel: dict[str, Any], reason: str, result: str) -> None:
+    """Record a release's failure and remember its version as bad: it is not tried again."""
     st = _read(state / STATUS) or {}
-    _record(state, bad_releases=sorted({*st.get("bad_releases", []), release}),
-            last_failure={"time": _now(), "reason": reason, "release": release}, last_result=result)
+    bad = {*st.get("bad_releases", []), str(rel["version"])}
+    _record(state, bad_releases=sorted(bad, key=str),
+            last_failure={"time": _now(), "reason": reason, "version": str(rel["version"]), "release": rel.get("release")},
+            last_result=result)
+
+
+def _key(version: Any) -> tuple | None:
+    try:
+        return precedence(version)
+    except ValueError:
+        return None
+
+
+def _is_bad(rel: dict[str, Any], bad: list[Any]) -> bool:
+    """Whether a channel record names a release that failed here: by version (an agent before
+    semantic ordering remembered release counters, which still match the record's counter)."""
+    return str(rel.get("version")) in bad or any(isinstance(b, int) and b == rel.get("release") for b in bad)
+
+
+def _newer(rel: dict[str, Any], cur: dict[str, Any] | None) -> bool:
+    """Whether a channel record is newer than the active release: by semantic version; an active
+    release whose version is not one (a state no edgeship wrote) falls back to the counters."""
+    key = _key(rel.get("version"))
+    if key is None:
+        return False
+    if not cur:
+        return True
+    active = _key(cur.get("version"))
+    if active is not None:
+        return key > active
+    try:
+        return int(rel["release"]) > int(cur["release"])
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _healthy(bundle: Path) -> str | None:
@@ -151,16 +186,16 @@ def _finish_trial(state: Path, cur: dict[str, Any], hook: Callable[[str], None])
         hook("commit")
         cur = {**cur, "state": "committed", "committed": _now()}
         _switch(state, cur)
-        _record(state, last_result=f"installed release {cur['release']} ({cur['version']})", last_failure=None)
+        _record(state, last_result=f"installed {cur['version']} (release {cur['release']})", last_failure=None)
         return {"ok": True, "action": "installed", "release": cur["release"], "version": cur["version"]}
     prev = cur.get("previous")
     if prev:
         _switch(state, {**prev, "state": "committed"})
     else:
         (state / CURRENT).unlink(missing_ok=True)
-    reason = f"release {cur['release']} ({cur['version']}) failed its health check and was rolled back: {why}"
-    _blame(state, cur["release"], reason, "rolled back")
-    return {"ok": False, "action": "rolled_back", "release": cur["release"], "reason": reason}
+    reason = f"{cur['version']} (release {cur['release']}) failed its health check and was rolled back: {why}"
+    _blame(state, cur, reason, "rolled back")
+    return {"ok": False, "action": "rolled_back", "release": cur["release"], "version": cur["version"], "reason": reason}
 
 
 def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lambda _s: None,
@@ -178,7 +213,7 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
     cur = _read(state / CURRENT)
     if cur and cur.get("state") == "trial":  # killed between the switch and the commit
         return _finish_trial(state, cur, hook)
-    active = int(cur["release"]) if cur else 0
+    active = f"{cur.get('version')} (release {cur.get('release')})" if cur else "none"
     _record(state, last_check=_now(), channel=cfg["channel"])
     fetcher = ResumingFetcher(state / "tuf" / "partial", chunk=chunk, on_chunk=lambda _n: hook("downloading"))
     try:
@@ -196,14 +231,16 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         channel = read_json(Path(up.download_target(info)), "channel metadata", max_bytes=16 << 20)
         if not isinstance(channel, dict):
             raise FormatError(f"channel {cfg['channel']} metadata is not an object")
-        bad = set((_read(state / STATUS) or {}).get("bad_releases", []))
-        eligible = [r for r in channel.get("releases", []) if int(r["release"]) > active and int(r["release"]) not in bad
-                    and in_rollout(cfg["device_id"], cfg["channel"], int(r["release"]), float(r.get("rollout", 100)))]
+        bad = list((_read(state / STATUS) or {}).get("bad_releases", []))
+        records = [r for r in channel.get("releases", []) if isinstance(r, dict)]
+        eligible = [r for r in records if _newer(r, cur) and not _is_bad(r, bad)
+                    and in_rollout(cfg["device_id"], cfg["channel"], str(r["version"]), float(r.get("rollout", 100)))]
         if not eligible:
-            why = f"up to date: release {active}; nothing newer on {cfg['channel']} for this device (rollout, bad releases)"
-            _record(state, last_result=f"up to date (release {active})", last_failure=None)
-            return {"ok": True, "action": "none", "release": active, "reason": why}
-        rel = max(eligible, key=lambda r: int(r["release"]))
+            why = f"up to date: {active}; nothing newer on {cfg['channel']} for this device (rollout, bad releases)"
+            _record(state, last_result=f"up to date ({active})", last_failure=None)
+            return {"ok": True, "action": "none", "release": cur.get("release") if cur else None,
+                    "version": cur.get("version") if cur else None, "reason": why}
+        rel = max(eligible, key=lambda r: precedence(r["version"]))
         hook("download")
         tinfo = up.get_targetinfo(rel["target"])
         if tinfo is None:
@@ -219,12 +256,16 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
             shutil.rmtree(state / "tuf" / "partial", ignore_errors=True)
         reason = f"{type(e).__name__}: {str(e)[:300]}" + (f" ({type(e.__cause__).__name__}: {str(e.__cause__)[:200]})" if e.__cause__ else "")
         _record(state, last_failure={"time": _now(), "reason": reason}, last_result="check failed")
-        return {"ok": False, "action": "none", "reason": reason}
+        return {"ok": False, "action": "none", "kind": _failure_kind(e), "server": server, "reason": reason}
     try:
         hook("verify")
         doc = verify_bundle(tarball, state / cfg["bundle_key"])
-        if int(doc["release"]) != int(rel["release"]) or int(doc["release"]) <= active:
-            raise InputError(f"{rel['target']} holds release {doc['release']}, the channel said {rel['release']}")
+        said = f"{rel['version']} (release {rel.get('release')})"
+        held = f"{doc.get('version')} (release {doc.get('release')})"
+        if str(doc.get("version")) != str(rel["version"]) or ("release" in rel and doc.get("release") != rel["release"]):
+            raise InputError(f"{rel['target']} holds {held}, the channel said {said}")
+        if not _newer(doc, cur):  # the channel's own order is checked above; this is the bundle's word
+            raise InputError(f"{rel['target']} holds {held}, not newer than the active {active}")
         slot = next(s for s in SLOTS if not cur or cur.get("slot") != s)
         hook("unpack")
         dest = state / "slots" / slot
@@ -236,15 +277,16 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
         except OSError as e:  # the device, not the release: a full disk; tried again next time
             for junk in (state / "slots").glob(".*"):
                 shutil.rmtree(junk, ignore_errors=True)
-            reason = f"release {rel['release']} ({rel['version']}) not installed: unpacking failed: {e.strerror or e}"
-            _record(state, last_failure={"time": _now(), "reason": reason, "release": int(rel["release"])},
-                    last_result="unpack failed")
-            return {"ok": False, "action": "none", "release": int(rel["release"]), "reason": reason}
+            reason = f"{rel['version']} (release {rel.get('release')}) not installed: unpacking failed: {e.strerror or e}"
+            _record(state, last_failure={"time": _now(), "reason": reason, "version": rel["version"],
+                                         "release": rel.get("release")}, last_result="unpack failed")
+            return {"ok": False, "action": "none", "kind": "unpack", "release": rel.get("release"),
+                    "version": rel["version"], "reason": reason}
         top = sorted({n.split("/", 1)[0] for n in names})[0]
     except EdgeshipError as e:
-        reason = f"release {rel['release']} ({rel['version']}) refused: {e.message}"
-        _blame(state, int(rel["release"]), reason, "refused")
-        return {"ok": False, "action": "refused", "release": int(rel["release"]), "reason": reason}
+        reason = f"{rel['version']} (release {rel.get('release')}) refused: {e.message}"
+        _blame(state, rel, reason, "refused")
+        return {"ok": False, "action": "refused", "release": rel.get("release"), "version": rel["version"], "reason": reason}
     finally:
         for p in (state / "tuf" / "downloads").glob("*"):
             p.unlink(missing_ok=True)
@@ -255,6 +297,70 @@ def check_once(state: str | Path, server: str, hook: Callable[[str], None] = lam
              "previous": _as_previous(cur)}
     _switch(state, trial)
     return {**_finish_trial(state, trial, hook), **({"resumed_bytes": resumed} if resumed else {})}
+
+
+def _failure_kind(e: BaseException) -> str:
+    """What kind of failure a check's exception is: ``unreachable`` (no connection), ``slow`` (no
+    answer in time), ``http`` (an error status), ``expired`` (metadata past its expiry: a frozen
+    feed), ``untrusted`` (TUF refused what was served: a signature, a version gone back, a hash),
+    else ``failed``."""
+    from tuf.api import exceptions as x
+
+    if isinstance(e, x.ExpiredMetadataError):
+        return "expired"
+    if isinstance(e, x.RepositoryError):
+        return "untrusted"
+    if isinstance(e, x.DownloadHTTPError):
+        return "http"
+    if isinstance(e, x.SlowRetrievalError):
+        return "slow"
+    if isinstance(e, x.DownloadError):
+        return "unreachable"
+    return "failed"
+
+
+def check_failed(res: dict[str, Any], server: str) -> EdgeshipError:
+    """The error a failed check (``res`` from :func:`check_once`, ``ok`` false) is for a caller
+    that ends with it (``edgeship agent --once`` exits non-zero): what failed, the server, what to
+    do. The check itself already changed nothing that serves."""
+    from ..errors import SecurityError, ValidationError
+
+    reason = str(res.get("reason") or "no reason given")
+    kind, action = res.get("kind"), res.get("action")
+    serving = "the active release keeps serving"
+    retry = "without --once the agent retries with backoff"
+    if action == "rolled_back":
+        return ValidationError(f"update rolled back: {reason}",
+                               hint=f"{serving}; this version is not tried again: publish a fixed one with a higher version",
+                               **res)
+    if action == "refused":
+        return SecurityError(f"update refused: {reason}",
+                             hint="not installed and not tried again; check that it was signed with the key this device "
+                                  "trusts (agent init --bundle-key)", **res)
+    if kind == "unreachable":
+        return EdgeshipError(f"update check failed: no connection to the update server at {server} "
+                             f"({reason.rsplit(': ', 1)[-1]})",
+                             hint=f"is edgeship serve-updates running there? check --server (host and port); {serving}; "
+                                  + retry, **res)
+    if kind == "slow":
+        return EdgeshipError(f"update check failed: the update server at {server} did not answer in time: {reason}",
+                             hint=f"check the server and the network; {serving}; {retry}", **res)
+    if kind == "http":
+        return EdgeshipError(f"update check failed: the update server at {server} answered with an error: {reason}",
+                             hint="--server must be the address edgeship serve-updates listens on (metadata/ and targets/ "
+                                  f"are under it); {serving}", **res)
+    if kind == "expired":
+        return SecurityError(f"update check refused the repository at {server}: its metadata expired (a frozen feed): "
+                             f"{reason}", hint="re-sign it where the repository is kept: edgeship repo refresh REPO (daily, "
+                                               f"e.g. from cron); nothing was installed, {serving}", **res)
+    if kind == "untrusted":
+        return SecurityError(f"update check refused what {server} served: {reason}",
+                             hint=f"a tampered, replayed or damaged repository or download; nothing was installed, {serving}",
+                             **res)
+    if kind == "unpack":
+        return EdgeshipError(f"update not installed: {reason}",
+                             hint=f"free space on the device; it is tried again at the next check; {serving}", **res)
+    return EdgeshipError(f"update check failed against {server}: {reason}", hint=serving, **res)
 
 
 def run(state: str | Path, server: str, once: bool = False, interval: float = 60.0, max_backoff: float = 900.0,

@@ -46,8 +46,11 @@ class ResumingFetcher(FetcherInterface):
         try:
             return self.pool.request("GET", url, headers={"Range": f"bytes={start}-"} if start else {},
                                      preload_content=False, retries=False, timeout=urllib3.Timeout(self.timeout))
+        except urllib3.exceptions.NewConnectionError as e:  # a subclass of urllib3's TimeoutError: refused, no route, no name
+            why = str(e).split("new connection: ", 1)[-1] if "new connection: " in str(e) else str(e)
+            raise exceptions.DownloadError(f"could not connect to {url}: {why[:200]}") from None
         except urllib3.exceptions.TimeoutError as e:
-            raise exceptions.SlowRetrievalError from e
+            raise exceptions.SlowRetrievalError(f"no answer from {url} within {self.timeout:g} s") from e
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         part = self._part(url)

@@ -15,8 +15,8 @@ from typing import Any
 from .._util import atomic_write_text
 from ..errors import FormatError, InputError, SecurityError, UsageError
 
-__all__ = ["init_repo", "publish", "refresh_timestamp", "in_rollout", "read_channel", "CHANNEL_SCHEMA", "ROLES",
-           "EXPIRY_DAYS"]
+__all__ = ["init_repo", "publish", "refresh_timestamp", "in_rollout", "rollout_bucket", "read_channel", "CHANNEL_SCHEMA",
+           "ROLES", "EXPIRY_DAYS"]
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 #: default lifetime of each role's metadata; a device refuses expired metadata (freeze attacks)
@@ -33,16 +33,23 @@ def _expiry(role: str, days: dict[str, int] | None = None) -> _dt.datetime:
     return _now() + _dt.timedelta(days=(days or EXPIRY_DAYS)[role])
 
 
-def in_rollout(device_id: str, channel: str, release: int, percent: float) -> bool:
-    """Whether a device is in a release's staged rollout: a stable hash of (device, channel,
-    release) to 0..99.99 falls under ``percent``. The same device gets the same answer on every
-    poll; a new release draws a new sample."""
+def rollout_bucket(device_id: str, channel: str, version: str | int) -> float:
+    """Where a device falls for a release, 0..99.99: a stable hash of (device, channel, the
+    release's version). It is in a rollout of ``percent`` when this is under it."""
+    h = int.from_bytes(hashlib.sha256(f"{device_id}\0{channel}\0{version}".encode()).digest()[:8], "big")
+    return (h % 10000) / 100
+
+
+def in_rollout(device_id: str, channel: str, version: str | int, percent: float) -> bool:
+    """Whether a device is in a release's staged rollout: :func:`rollout_bucket` of (device,
+    channel, version) falls under ``percent``. The same device gets the same answer on every poll
+    (and stays in when the percentage grows); a new release draws a new sample. Releases are named
+    by their version, not their counter: two destination folders both count from 1."""
     if percent >= 100:
         return True
     if percent <= 0:
         return False
-    h = int.from_bytes(hashlib.sha256(f"{device_id}\0{channel}\0{release}".encode()).digest()[:8], "big")
-    return (h % 10000) / 100 < percent
+    return rollout_bucket(device_id, channel, version) < percent
 
 
 def _signers(repo: Path) -> dict[str, Any]:
@@ -159,8 +166,9 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
             _crash_before_timestamp: Callable[[], None] | None = None) -> dict[str, Any]:
     """Add a signed bundle's ``.tar.gz`` to ``channel`` at ``rollout`` percent.
 
-    With ``key`` (the bundle's public key) its signature is checked first; a bundle whose release
-    counter is not above every release already on the channel is refused (devices never go back).
+    With ``key`` (the bundle's public key) its signature is checked first; a bundle whose semantic
+    version is not newer than the newest already on the channel (semver precedence, build metadata
+    ignored: :mod:`.semver`) is refused (devices never go back).
     New files first, ``timestamp.json`` last: a crash in between leaves the previous state served.
     """
     import tempfile
@@ -194,13 +202,24 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
             version, release, name = str(doc["version"]), int(doc["release"]), str(doc["name"])
         except (EdgeshipError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise InputError(f"{bundle} holds no readable {BUNDLE_JSON}: {str(e)[:120]}") from None
+    from ..bundle.semver import newest, precedence
+
+    try:
+        precedence(version)
+    except ValueError:
+        raise InputError(f"{bundle}: its version {version!r} is not a semantic version, which releases are ordered by",
+                         hint="package it again with --version MAJOR.MINOR.PATCH, e.g. 1.2.0 (or 1.2.0-rc.1)") from None
     signers = _signers(repo)
     tgt, snap, ts = _load(repo)
     current = read_channel(repo, channel)
-    newest = max((int(r["release"]) for r in current["releases"]), default=0)
-    if release <= newest:
-        raise SecurityError(f"{bundle}: release {release} is not newer than release {newest} on {channel}",
-                            hint="package a new release (its counter grows with every package into the same destination)")
+    latest = newest(current["releases"])
+    if latest is not None and precedence(version) <= precedence(latest["version"]):
+        same = precedence(version) == precedence(latest["version"])
+        raise SecurityError(
+            f"{bundle.name}: version {version} is not newer than {latest['version']}, the latest on channel {channel}"
+            + (" (build metadata after + does not order releases)" if same and version != latest["version"] else ""),
+            hint="devices never go back: package it with a higher --version (semver: 1.2.0-rc.1 < 1.2.0 < 1.2.1 < 1.10.0)",
+            version=version, latest=latest["version"], channel=channel)
     bundle_target = f"bundles/{bundle.name}"
     entry = {"version": version, "release": release, "name": name, "target": bundle_target,
              "rollout": rollout, "published": _now().isoformat()}
