@@ -27,3 +27,24 @@ def test_a_usage_error_reads_like_every_other_error(cli_env):
 def test_articles_follow_the_word():
     """Honest figures 9: "a onnx model", "a openvino file"."""
     assert article("onnx") == "an onnx" and article("openvino") == "an openvino" and article("tflite") == "a tflite"
+
+
+def test_a_sweep_row_that_misses_its_budget_is_one_short_line():
+    """Newcomer item 15: a row that missed its budget printed ten lines of mangled tensor names."""
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from edgeship.cli import _print_sweep
+
+    layers = "; ".join(f"tfl.pseudo_qconst{i};model/blocks.{i}/conv/Conv2D;tensor_{i}_{'x' * 30}" for i in range(6))
+    doc = {"rows": [{"status": "failed", "model": "m", "recipe": "default", "target": "tflite", "precision": "int8",
+                     "message": f"tflite int8 misses the budget: 91.2% top-1 agreement; most harmful layers: {layers}",
+                     "hint": "raise --max-drop"}], "machines": [], "notes": [], "tasks": [{}]}
+    buf = io.StringIO()
+    _print_sweep(Console(file=buf, width=80), doc, Path("sweep-out"))
+    lines = [ln for ln in buf.getvalue().splitlines() if "tflite" in ln or "tensor_" in ln or "whole message" in ln]
+    text = " ".join(buf.getvalue().split())
+    assert "misses the budget: 91.2%" in text and "the whole message: sweep.json" in text
+    assert "tensor_5" not in text and len(lines) <= 3, buf.getvalue()

@@ -739,7 +739,11 @@ def _print_sweep(c: Console, doc: dict, out: Path) -> None:
     from .reporting.sweep import problems
 
     for p in problems(doc["rows"]):  # one line per task and reason, as the report lists them
-        c.print(f"{p['status']} {p['model']}/{p['recipe']}/{p['target']} ({p['precision']}): {p['why']}",
+        why = str(p["why"] or "")
+        if len(why) > 160:  # a budget miss names its layers: whole in sweep.json and the report, not here
+            cut = why.rfind(" ", 100, 150)
+            why = why[:cut if cut > 0 else 150] + " … (the whole message: sweep.json)"
+        c.print(f"{p['status']} {p['model']}/{p['recipe']}/{p['target']} ({p['precision']}): {why}",
                 markup=False, highlight=False)
     for note in doc.get("notes") or []:  # a ratio marked ! in the table: why it is not to be believed
         c.print(f"! {note}", markup=False, highlight=False)
