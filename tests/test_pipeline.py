@@ -196,7 +196,7 @@ def test_all_targets_skips_those_that_cannot_take_the_model_and_says_why(tiny_on
     skipped = {(s["target"], s["precision"]): s["reason"] for s in p.skipped}
     assert {"onnx", "tflite", "executorch"} <= built and "coreml" not in built  # tflite, executorch: the bridge
     assert skipped[("coreml", "fp32")] == "coreml converts from torch, pt2, not onnx"
-    with pytest.raises(edgeship.UnsupportedError, match="cannot convert a onnx model"):  # named: still an error
+    with pytest.raises(edgeship.UnsupportedError, match="cannot convert an onnx model"):  # named: still an error
         edgeship.deploy(str(tiny_onnx / "model.onnx"), targets=["coreml"], dry_run=False, out="unused")
 
 

@@ -245,7 +245,7 @@ def test_a_named_target_that_cannot_take_the_model_is_one_failed_cell(tmp_path):
         edgeship.deploy(str(path), out=out, targets=["onnx", "coreml"], quantize=["fp16"], isolate=False, package=False)
     assert "2 of 4 artifacts written" in e.value.message, e.value.message
     failed = {(f["target"], f["precision"]): f["message"] for f in _failed(out)}
-    assert "cannot convert a onnx model" in failed[("coreml", "fp32")]
+    assert "cannot convert an onnx model" in failed[("coreml", "fp32")]
     assert "coreml fp32, which it is built from, was not written" in failed[("coreml", "fp16")]
     assert (out / "onnx-fp32").is_dir() and (out / "onnx-fp16").is_dir()
 

@@ -272,7 +272,7 @@ def _note_float_tables(source: Source, art: Artifact, parent: Artifact | None) -
         note = (f"int8 is larger than fp32 ({art.size_bytes / 1e3:.1f} kB vs {parent.size_bytes / 1e3:.1f} kB): "
                 "in a model this small the quantisation parameters (scales, zero points, quantise/dequantise "
                 "nodes) outweigh the weight bytes int8 saves; not recommended, ship fp32 (or fp16)")
-        return art.model_copy(update={"notes": (*art.notes, note), "details": {
+        art = art.model_copy(update={"notes": (*art.notes, note), "details": {
             **art.details, "larger_than_fp32": {"bytes": art.size_bytes, "fp32_bytes": parent.size_bytes}}})
     tables = source.embedding_tables()
     big = sum(b for _, b in tables)

@@ -115,8 +115,11 @@ class Manifest:
     def artifact_folder(self, record: dict[str, Any]) -> Path:
         """The folder of an artifact record, confined to the output folder (SecurityError if a
         crafted manifest points elsewhere)."""
-        return confined(self.folder, str(record.get("path") or record.get("id") or ""),
-                        f"{self.folder / MANIFEST}: an artifact path")
+        name = record.get("path") or record.get("id")
+        if not isinstance(name, str) or not name:
+            raise FormatError(f"{self.folder / MANIFEST}: an artifact record names no folder (its path is {name!r})",
+                              hint="re-run edgeship deploy to write it again (or give another folder)")
+        return confined(self.folder, name, f"{self.folder / MANIFEST}: an artifact path")
 
     def benchmark(self, artifact_id: str | None = None) -> dict[str, Any] | None:
         """What ``deploy --benchmark`` measured for ``artifact_id`` (the first artifact if None):
@@ -138,23 +141,26 @@ class Manifest:
         return None
 
 
-def record_digests(doc: dict[str, Any]) -> dict[str, str]:
-    """Artifact id -> the digest of its bytes, as the manifest's artifact records say."""
-    out = {}
+def record_digests(doc: dict[str, Any]) -> dict[str, str | None]:
+    """Artifact id -> the digest of its bytes, as the manifest's artifact records say (None for a
+    record that names none)."""
+    out: dict[str, str | None] = {}
     for r in doc.get("artifacts") or []:
-        if isinstance(r, dict) and isinstance(r.get("digest"), str):
-            out[str(r.get("id") or r.get("path") or "")] = r["digest"]
+        if isinstance(r, dict) and isinstance(r.get("id") or r.get("path"), str):
+            out[str(r.get("id") or r.get("path"))] = r["digest"] if isinstance(r.get("digest"), str) else None
     return out
 
 
-def is_current(figure: dict[str, Any], digests: dict[str, str]) -> bool:
+def is_current(figure: dict[str, Any], digests: dict[str, str | None]) -> bool:
     """Whether a measured figure (``{"id", "digest"?}``) is of the bytes its artifact has now. A
-    figure with no digest (written before figures named one) counts as current; an artifact
-    the manifest no longer lists has no current figures."""
+    figure with no digest (written before figures named one), or of a record with none, counts as
+    current; a figure of bytes the manifest does not list (by id) is not."""
     aid = figure.get("id")
-    if not isinstance(aid, str) or aid not in digests:
+    if not isinstance(aid, str):
         return False
-    return figure.get("digest") in (None, digests[aid])
+    if aid not in digests:
+        return figure.get("digest") is None
+    return figure.get("digest") is None or digests[aid] is None or figure.get("digest") == digests[aid]
 
 
 def _stale_entry(figure: dict[str, Any], why: str) -> dict[str, Any]:
