@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QMAX", "grid_scale", "conv_patches", "dense_patches", "learn_rounding", "round_torch_module", "rounding_key",
-           "rounded_source", "choice"]
+__all__ = ["QMAX", "grid_scale", "conv_patches", "dense_patches", "learn_rounding", "weight_sqnr", "folded_gain",
+           "round_torch_module", "rounding_key", "rounded_source", "choice"]
 
 QMAX = 127
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
@@ -145,9 +145,33 @@ def learn_rounding(weight: np.ndarray, patches: np.ndarray, *, iters: int = 300,
         flipped = float((torch.round(rest) != (v >= 0).float()).float().mean())
     keep = e_learn < e_near
     chosen = learned if keep else nearest
+    snapped = chosen.reshape(weight.shape).numpy().astype(weight.dtype)
     stats = {"mse_nearest": e_near, "mse_learned": e_learn, "flipped": round(flipped, 4), "kept": "learned" if keep else "nearest",
-             "rows": n, "iters": iters, "loss": "all rows (Gram)" if exact else f"minibatch of {min(batch, n)}"}
-    return chosen.reshape(weight.shape).numpy().astype(weight.dtype), stats
+             "rows": n, "iters": iters, "loss": "all rows (Gram)" if exact else f"minibatch of {min(batch, n)}",
+             **weight_sqnr(weight, snapped, nearest.reshape(weight.shape).numpy())}
+    return snapped, stats
+
+
+def weight_sqnr(original: np.ndarray, snapped: np.ndarray, nearest: np.ndarray | None = None,
+                gain: np.ndarray | None = None) -> dict[str, float]:
+    """The SQNR (dB, :func:`edgeship.fidelity.db_from_sums`) of a layer's ``snapped`` weights against
+    its ``original`` float weights (``weight_sqnr_db``), and of nearest rounding's (``weight_sqnr_db_nearest``)
+    when given: what an int8 that ships those weights keeps of the original, whatever backend writes
+    them. ``gain`` (per output channel) scales both first: a batch norm after the layer, folded into
+    it as every backend quantises it."""
+    from ..fidelity import db_from_sums
+
+    w = np.asarray(original, np.float64)
+    g = np.ones(w.shape[0]) if gain is None else np.asarray(gain, np.float64)
+    g = g.reshape(-1, *[1] * (w.ndim - 1))
+
+    def db(q: np.ndarray) -> float:
+        return round(db_from_sums(float(np.sum((g * w) ** 2)), float(np.sum((g * (np.asarray(q, np.float64) - w)) ** 2))), 3)
+
+    out = {"weight_sqnr_db": db(snapped)}
+    if nearest is not None:
+        out["weight_sqnr_db_nearest"] = db(nearest)
+    return out
 
 
 def round_torch_module(module: Any, example_inputs: Sequence[np.ndarray], samples: Sequence[tuple[np.ndarray, ...]],
@@ -244,11 +268,36 @@ def round_torch_module(module: Any, example_inputs: Sequence[np.ndarray], sample
         p = params[target]
         orig = p.detach().numpy().copy()
         snapped, st = learn_rounding(orig, np.concatenate(patches.pop(name)), iters=iters)
+        gain = folded_gain(gm, nodes[name])
+        if gain is not None:  # the figures as every backend quantises the layer: its batch norm folded in
+            s = grid_scale(orig).reshape(-1, *[1] * (orig.ndim - 1))
+            st.update(weight_sqnr(orig, snapped, np.clip(np.round(orig / s), -QMAX, QMAX) * s, gain), batch_norm_folded=True)
         with torch.no_grad():
             p.copy_(torch.from_numpy(snapped))
         corrected = correct(name, snapped.astype(np.float64) - orig) if bias_correction else "off"
         stats.append({"node": name, "module": target.rsplit(".", 1)[0], **st, "bias_corrected": corrected})
     return out, stats
+
+
+def folded_gain(gm: Any, node: Any) -> np.ndarray | None:
+    """Per output channel ``gamma / sqrt(var + eps)`` of the batch norm that alone reads ``node``'s
+    output in the exported graph ``gm`` (what folding it multiplies the layer's weights by), or None."""
+    import torch
+
+    from .pt2e import _attr
+
+    users = list(node.users)
+    bn = users[0] if len(users) == 1 else None
+    if bn is None or "batch_norm" not in str(bn.target) or len(bn.args) < 5:
+        return None
+    gamma, var = bn.args[1], bn.args[4]
+    eps = bn.args[7] if len(bn.args) > 7 and isinstance(bn.args[7], float) else 1e-5
+    if not (isinstance(var, torch.fx.Node) and var.op == "get_attr"):
+        return None
+    v = _attr(gm, var.target).detach().double().numpy()
+    g = _attr(gm, gamma.target).detach().double().numpy() if isinstance(gamma, torch.fx.Node) and gamma.op == "get_attr" \
+        else np.ones_like(v)
+    return g / np.sqrt(v + eps)
 
 
 _ROUNDED: dict[tuple, tuple[Any, list[dict[str, Any]]]] = {}
@@ -347,7 +396,8 @@ def choice(cfg: Any, learned: dict[str, Any], nearest: dict[str, Any], layers: l
     """Whether to keep learned rounding (``--rounding adaround``, or ``auto`` when its budget step
     ``learned`` came out closer to fp32 than ``nearest``), and the record every int8 flow writes
     of it (``details.quantization.rounding``): the choice and why, the time since ``t0``, and each
-    layer's output error both ways."""
+    layer's output error both ways and its weights' SQNR against the float weights before rounding
+    (``weight_sqnr_db``, and nearest rounding's ``weight_sqnr_db_nearest``)."""
     import time
 
     from .flow import closer

@@ -225,25 +225,38 @@ def place_layers(layers: list[dict[str, Any]], rows: list[dict[str, Any]], key: 
 
 def layers_chart(layers: list[dict[str, Any]], int8: list[dict[str, Any]], targets: list[str]) -> tuple[str | None, list[str]]:
     """Per-layer MACs along the network (top) and each int8 artifact's per-layer quantisation error
-    placed at the same layers (bottom). Returns (svg, notes on what could not be placed)."""
+    placed at the same layers (bottom). Returns (svg, notes on what could not be placed).
+
+    The bottom plot has one metric: weight SQNR, the figure every backend measures, from the
+    artifacts whose figures compare (measured against the float weights; ``by_metric``'s
+    ``comparable``). An artifact whose weight figures do not compare, and output SQNR (another
+    metric, on its own axis in no plot here: the table shows it), are never drawn on that axis."""
     if not layers or not any(x["macs"] for x in layers):
         return None, []
     notes = []
-    placed: list[tuple[list[str], dict[str, Any], list[tuple[int, float]]]] = []
+    placed: list[tuple[list[str], dict[str, Any], list[tuple[int, float]], set[int]]] = []
+    references: list[str] = []
     for r in int8:
-        # weight SQNR: the one figure every backend measures, so the lines compare
-        pts = place_layers(layers, r["layers"]["rows"], "weight_db")
+        m = r["layers"].get("by_metric", {}).get("weight_db")
+        if not m:
+            continue
+        if not m["comparable"]:
+            notes.append(f"{r['id']}: not drawn: its weight SQNR is against {m['reference']} ({m.get('why', '')})")
+            continue
+        pts = place_layers(layers, m["rows"], "weight_db")
         if not pts:
             continue
-        if len(pts) < max(1, len(r["layers"]["rows"]) // 2):
-            notes.append(f"{r['id']}: its layer names ({r['layers']['rows'][0]['node']}, ...) do not match the analysed "
+        if len(pts) < max(1, len(m["rows"]) // 2):
+            notes.append(f"{r['id']}: its layer names ({m['rows'][0]['node']}, ...) do not match the analysed "
                          "graph's, so its errors are in the table only")
             continue
+        bounds = {i for i, x in place_layer_rows(layers, m["rows"]) if x.get("bound")}
         same = next((p for p in placed if p[2] == pts), None)
         if same is not None:  # the same quantised model in another wrapper (web-int8 is onnx-int8's)
             same[0].append(r["id"])
         else:
-            placed.append(([r["id"]], r, pts))
+            placed.append(([r["id"]], r, pts, bounds))
+            references.append(m["reference"])
     fig, axes = _figure(4.6 if placed else 2.6, rows=2 if placed else 1, sharex=True, ratios=(1, 1.1) if placed else None)
     ax = axes[0] if placed else axes
     _style(ax)
@@ -260,15 +273,38 @@ def layers_chart(layers: list[dict[str, Any]], int8: list[dict[str, Any]], targe
     if placed:
         bx = axes[1]
         _style(bx)
-        for ids, r, pts in placed:
+        for ids, r, pts, bounds in placed:
+            colour = target_colour(targets, r["target"])
             bx.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS.get(r["precision"], "D"), markersize=3.5,
-                    linewidth=0.9, color=target_colour(targets, r["target"]), label=" = ".join(ids))
-        bx.set_ylabel("weight SQNR (dB,\nhigher is better)", fontsize=9)
+                    linewidth=0.9, color=colour, label=" = ".join(ids) + (" (hollow: at least)" if bounds else ""))
+            hollow = [p for p in pts if p[0] in bounds]
+            if hollow:  # lower bounds: the figure is at least this
+                bx.plot([p[0] for p in hollow], [p[1] for p in hollow], linestyle="none", marker="o", markersize=6,
+                        markerfacecolor="white", markeredgecolor=colour)
+        heads = {re.split(r" \(|,", ref)[0] for ref in references}
+        against = heads.pop() if len(heads) == 1 else "the float weights"
+        bx.set_ylabel(f"weight SQNR (dB) vs\n{_wrap(against, 28)}", fontsize=8.5)
         bx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         bx.set_xlabel("layer, in execution order", fontsize=9)
     else:
         ax.set_xlabel("layer, in execution order", fontsize=9)
-    return _svg(fig, "layers", "per-layer MACs and quantisation error along the network"), notes
+    return _svg(fig, "layers", "per-layer MACs and each int8 artifact's weight SQNR along the network"), notes
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)[:3])
+
+
+def place_layer_rows(layers: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(position along the network, row) of each row :func:`place_layers` can place."""
+    out = []
+    for r in rows:
+        pts = place_layers(layers, [{**r, "_one": 1.0}], "_one")
+        if pts:
+            out.append((pts[0][0], r))
+    return out
 
 
 def roofline_chart(rows: list[dict[str, Any]], targets: list[str]) -> str | None:

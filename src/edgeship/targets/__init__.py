@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
+import math
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, create_model
 
-from .._util import tool_versions
+from .._util import article, tool_versions
 from ..artifact import (
     ARTIFACT_JSON,
     Artifact,
@@ -204,7 +205,7 @@ class Target(ABC):
         if self.refuses(precision=precision):
             raise UnsupportedError(f"the {self.name} target builds {', '.join(self.precisions)}, not {precision}")
         if self.needs_module and source.module is None:
-            raise UnsupportedError(f"the {self.name} target converts torch models, not a {source.kind} file",
+            raise UnsupportedError(f"the {self.name} target converts torch models, not {article(source.kind)} file",
                                    hint="give the PyTorch model (a factory or a .pt2 program)")
         if precision == "int8":
             self.check_int8_knobs(cfg)
@@ -252,7 +253,10 @@ class Target(ABC):
         evaluation inputs and judged against the source by the rule verify applies; while the
         budget is missed the worst layer is kept in float too, one at a time, up to
         ``--max-float-layers``. The steps go into ``details["quantization"]``; a model that still
-        misses the budget is a ValidationError naming its worst layers.
+        misses the budget is a ValidationError naming its worst layers. The artifact's per-layer
+        figures (``layers``, ``most_sensitive_layers``, ``layer_metric``) are those of the candidate
+        it ships, against the float weights before any rounding, by source module
+        (:func:`shipped_layer_errors`).
 
         ``from_source(src, work)``, when the target gives it, returns the same ``quantise`` starting
         from another torch source (``work``: a scratch folder for its float files): the source with
@@ -274,7 +278,9 @@ class Target(ABC):
         budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, self.say)
         result: dict[str, Any] = {}
 
-        current = {"quantise": quantise}
+        # what the candidate is quantised from: the source, or its equalised copy; and, once rounded
+        # the learned way, that rounding's per-layer figures (its rows measure against rounded weights)
+        current: dict[str, Any] = {"quantise": quantise, "equalized": False, "rounded": None}
 
         def attempt(excluded: list[str], note: str) -> dict[str, Any]:
             built, layers = current["quantise"](excluded)
@@ -285,7 +291,10 @@ class Target(ABC):
                 got = runner.run_many([artifact_inputs(source, art, s) for s in samples])
             finally:
                 runner.close()
-            result.update(built=built, layers=result.get("layers") or layers)
+            # "layers": the first candidate's (nearest rounding of the source: the float-layer order);
+            # "shipped": the last one's, which is what the artifact holds
+            result.update(built=built, layers=result.get("layers") or layers,
+                          shipped=(layers, current["rounded"], current["equalized"]))
             own = [k for k in built.config.get("kept_float", []) if k not in excluded]  # the backend's own choice
             if own and not excluded:
                 note = f"{note}, but {', '.join(own)} ({self.name} keeps it in float)"
@@ -307,9 +316,10 @@ class Target(ABC):
                 rounding = self._try_learned_rounding(base, cfg, from_source, Path(work) / "rounded", budget, attempt,
                                                       current)
             layers = result["layers"]
+            named = layer_modules(source, layers)  # the source module of each (OpenVINO's op names are not)
 
             def label(r: dict[str, Any]) -> str:
-                return f"{r['node']} ({r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
+                return f"{r['node']} ({named.get(r['node']) or r.get('module') or r['op']}, {r['weight_sqnr_db']:.1f} dB weights)"
 
             budget.keep_worst_in_float([(r["node"], label(r)) for r in layers], attempt)
         if not budget.last["within_budget"]:
@@ -318,7 +328,8 @@ class Target(ABC):
         quantization = {**built.details.get("quantization", {}), **budget.summary(),
                         "eval_samples": len(samples), "eval_labels": labels is not None,
                         "eval_sources": distinct_sources(cfg.eval, source, "evaluation", len(samples)),
-                        "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}"}
+                        "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
+                        **shipped_layer_errors(source, *result["shipped"])}
         if rounding is not None:
             quantization["rounding"] = rounding
         if equalization is not None:
@@ -347,14 +358,14 @@ class Target(ABC):
         work.mkdir(parents=True, exist_ok=True)
         without = budget.last
         plain = current["quantise"]
-        current["quantise"] = from_source(eq, work)
+        current.update(quantise=from_source(eq, work), equalized=True)
         self.say(note(rec))
         budget.rung = "equalisation"
         keep, record = choice(cfg, record, attempt([], note(rec)), without, rec, t0)
         if keep:
             return eq, record
         self.say("cross-layer equalisation did not help here: left out")
-        current["quantise"] = plain
+        current.update(quantise=plain, equalized=False)
         attempt([], "without equalisation (equalisation was no closer)")
         return source, record
 
@@ -362,8 +373,10 @@ class Target(ABC):
                               budget: Any, attempt: Callable[[list[str], str], dict[str, Any]],
                               current: dict[str, Any]) -> dict[str, Any]:
         """Measure int8 from the source with learned rounding after nearest rounding; keep the
-        closer one (or the asked one) as what the budget loop starts from. The per-layer
-        attribution stays nearest rounding's (weights already on the grid show no weight error)."""
+        closer one (or the asked one) as what the budget loop starts from. The layers kept in float
+        are still chosen in nearest rounding's order; the artifact's per-layer figures measure its
+        weights against the float weights before rounding (:func:`shipped_layer_errors`), never
+        against the rounded ones (weights already on the grid show no error there)."""
         import time
 
         from ..quant.rounding import choice, rounded_source
@@ -374,7 +387,7 @@ class Target(ABC):
         work.mkdir(parents=True, exist_ok=True)
         rounded, layers = rounded_source(source, cfg, self.say)
         quantise_nearest = current["quantise"]
-        current["quantise"] = from_source(rounded, work)
+        current.update(quantise=from_source(rounded, work), rounded=layers)
         learned = sum(1 for r in layers if r["kept"] == "learned")
         corrected = sum(1 for r in layers if r.get("bias_corrected") not in (None, "none", "off"))
         rec = attempt([], f"learned rounding ({learned} of {len(layers)} layers"
@@ -382,10 +395,12 @@ class Target(ABC):
         keep, record = choice(cfg, rec, nearest, layers, t0)
         if not keep:
             self.say("learned rounding did not help here: nearest rounding kept")
-            current["quantise"] = quantise_nearest
+            current.update(quantise=quantise_nearest, rounded=None)
             attempt([], "nearest rounding kept (learned rounding was no closer)")
         return {**record, "shared": "rounded once on the torch source for every target",
-                "attribution": "the per-layer weight SQNR ranking is nearest rounding's (learned weights sit on their grid)"}
+                "attribution": "layers kept in float are taken in nearest rounding's order of weight SQNR; the "
+                               "per-layer figures (layers, layer_metric) measure the shipped weights against the "
+                               "float weights before rounding"}
 
     def check_int8_knobs(self, cfg: DeployConfig) -> None:
         fields = type(cfg).model_fields
@@ -470,6 +485,199 @@ class Target(ABC):
             if where:
                 return where
         return None
+
+
+# ---- the int8 flow's per-layer figures ---------------------------------------------------
+
+#: a backend's int8 weights "land on" the learned levels when their own error against the rounded
+#: weights is below this share of the rounding's error (amplitude): the figure is then the rounding's
+LANDED = 1e-3
+
+
+def shipped_layer_errors(source: Source, rows: list[dict[str, Any]], rounded: list[dict[str, Any]] | None,
+                         equalized: bool) -> dict[str, Any]:
+    """``details.quantization``'s per-layer figures of the int8 an :meth:`Target.int8_under_budget`
+    ships, from the backend's ``rows`` of that candidate (each layer's int8 weights against the
+    float weights the backend was given, worst first): every layer named by its source module where
+    the backend's name can be traced to one (:func:`layer_modules`), and measured against the float
+    weights before any rounding (the source's, or its equalised copy's: the same function).
+
+    When the backend quantised weights already rounded the learned way (``rounded``: that
+    rounding's per-layer figures, :func:`edgeship.quant.rounding.round_torch_module`), its own rows
+    only say how far its int8 is from those rounded weights (~150 dB, or none at all, when it lands
+    on the learned levels). A rounded layer's figure is then the rounding's error against the float
+    weights combined with the backend's: exact when the backend lands on the learned levels, else the
+    lower bound the triangle inequality gives (``bound``: the true figure is at least that; never
+    above the rounding's own). A layer that cannot be traced to a source module is left out and
+    named in ``layer_metric.unattributed``: its figure is against weights nobody can name."""
+    from ..quant import layer_errors
+
+    modules = layer_modules(source, rows)
+    by_module = {r["module"]: r for r in rounded or [] if r.get("module")}
+    out: list[dict[str, Any]] = []
+    unattributed: list[str] = []
+    for r in rows:
+        module = modules.get(r["node"])
+        row = {**r, "module": module or r.get("module")}
+        if rounded is not None:
+            if module is None:
+                unattributed.append(r["node"])
+                continue
+            done = by_module.get(module)
+            if done is not None:  # quantised from rounded weights: the rounding's error first
+                db, exact = _composed_db(done.get("weight_sqnr_db"), r.get("weight_sqnr_db"))
+                if db is None:
+                    unattributed.append(r["node"])
+                    continue
+                row["weight_sqnr_db"] = round(db, 2)
+                if not exact:
+                    row["bound"] = "at least"
+        out.append(row)
+    out.sort(key=lambda r: r["weight_sqnr_db"] if r.get("weight_sqnr_db") is not None else math.inf)
+    compact = layer_errors(out)
+    for c, r in zip(compact, out):
+        if r.get("bound"):
+            c["bound"] = r["bound"]
+    reference = ("the float weights after cross-layer equalisation (the original model's function, its channels "
+                 "rescaled between layer pairs)" if equalized else "the original float weights")
+    metric: dict[str, Any] = {
+        "metric": "weight_sqnr_db", "label": "weight SQNR",
+        "reference": reference,
+        "how": "each layer's int8 weights (dequantised) against " + reference + " (a batch norm after the layer folded "
+               "into it, as the backend quantises it)"
+               + (": for a layer rounded the learned way, the rounding's error against them (measured on the torch "
+                  "model) combined with the backend's own against the rounded weights; exact where the backend's "
+                  "int8 lands on the learned levels, else a lower bound (bound: at least)" if rounded is not None else ""),
+        "named_by": "source module" if all(r.get("module") for r in out) else
+                    "source module where the backend's layer names trace to one, else the backend's own layer name"}
+    if unattributed:
+        metric["unattributed"] = unattributed
+        metric["unattributed_why"] = ("their int8 weights were measured against the rounded weights and their names "
+                                      "do not trace to a source module, so no figure against " + reference + " is known")
+    return {"layers": compact, "most_sensitive_layers": compact[:5], "layers_measured": len(compact), "layer_metric": metric}
+
+
+def _composed_db(rounding_db: Any, backend_db: Any) -> tuple[float | None, bool]:
+    """The SQNR (dB) of int8 weights against float weights ``W``, from the rounding's figure (the
+    rounded weights ``R`` against ``W``) and the backend's (its int8 weights ``Q`` against ``R``):
+    ``|Q - W| <= |R - W| + |Q - R|`` and ``|R| <= |W| (1 + |R - W| / |W|)``, so the relative error is at
+    most ``a + b (1 + a)`` (``a``, ``b`` the two relative amplitudes). Whether that bound is the figure
+    itself: the backend's error is negligible (:data:`LANDED`). (None, False) when either is missing."""
+    def amplitude(db: Any) -> float | None:
+        if not isinstance(db, (int, float)) or math.isnan(db):
+            return None
+        return 0.0 if math.isinf(db) and db > 0 else 10 ** (-float(db) / 20)
+
+    a, b = amplitude(rounding_db), amplitude(backend_db)
+    if a is None or b is None:
+        return None, False
+    total = a + b * (1 + a)
+    exact = b * (1 + a) <= LANDED * a
+    if total == 0:
+        return math.inf, True
+    return (float(rounding_db) if exact else -20 * math.log10(total)), exact
+
+
+def layer_modules(source: Source, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per row (by its node name) the weighted source module it is, in the source's own names: the
+    row's ``module`` (a unique tail, as LiteRT's '6._project_conv', made whole; a submodule of the
+    layer, as LiteRT's '_blocks.3._depthwise_conv.static_padding' for a convolution it fused with
+    its padding, taken to the layer), else what its ``source_ref`` points at in the source (a torch
+    source's k-th convolution, linear layer or the layer its k-th batch norm reads, checked against
+    the weight's ``shape``; an ONNX source's node). Rows that name none are left out."""
+    names, graph = _source_layers(source, need_graph=any(r.get("module") is None and r.get("source_ref") for r in rows))
+    out = {}
+    for r in rows:
+        module = _whole(r.get("module"), names) if r.get("module") else None
+        if module is None and r.get("source_ref") and graph is not None:
+            module = _resolve(r["source_ref"], r.get("shape"), graph)
+        if module is not None:
+            out[r["node"]] = module
+    return out
+
+
+def _whole(module: str, names: tuple[set[str], set[str]] | None) -> str | None:
+    """``module`` as one of the weighted layers (``names``: every module's name and the weighted
+    ones'; None: the source has no torch module, the name stands): the module it names, or the one
+    it is the unique tail of, or the nearest weighted module it sits in."""
+    if names is None:
+        return module
+    every, weighted = names
+    if module not in every:
+        tails = [n for n in every if n.endswith("." + module)]
+        if len(tails) != 1:
+            return None
+        module = tails[0]
+    parts = module.split(".")
+    return next((".".join(parts[:k]) for k in range(len(parts), 0, -1) if ".".join(parts[:k]) in weighted), None)
+
+
+def _source_layers(source: Source, need_graph: bool) -> tuple[tuple[set[str], set[str]] | None, dict[str, Any] | None]:
+    """The source's module names and its weighted layers' (None when it has no torch module: names
+    are taken as given), and when asked its weighted layers in graph order: {"conv": [(module,
+    shape)...], "linear": [...], "bn_input": [...], "onnx": {node name: module}}."""
+    if source.module is None:
+        if not need_graph or source.kind != "onnx" or source.path is None:
+            return None, None
+        from ..formats.onnx import module_path
+        from ..sources import load_onnx_model
+
+        try:
+            model = load_onnx_model(Path(source.path), weights=False)
+        except EdgeshipError:
+            return None, None
+        return None, {"onnx": {n.name: m for n in model.graph.node if (m := module_path(n))}}
+    # every module, and the weighted layers: those holding a weight of two or more dimensions
+    every = {n for n, _ in source.module.named_modules() if n}
+    names = (every, {n for n, m in source.module.named_modules()
+                     if n and "weight" in dict(m.named_parameters(recurse=False)) and m.weight.ndim >= 2})
+    if not need_graph:
+        return names, None
+    import torch
+
+    from ..quant.pt2e import _attr, _ops
+
+    conv, linear = _ops()
+    try:
+        with torch.no_grad():
+            gm = torch.export.export(source.module, tuple(torch.from_numpy(np.ascontiguousarray(a))
+                                                          for a in source.example_inputs)).module()
+    except Exception:  # noqa: BLE001 - naming is a help: the rows keep the backend's names
+        return names, None
+
+    def module(n: Any) -> str | None:
+        stack = n.meta.get("nn_module_stack") or {}
+        return next(reversed(list(stack.values())))[0] if stack else None
+
+    def shape(n: Any) -> tuple[int, ...] | None:
+        w = n.args[1] if len(n.args) > 1 else None
+        return tuple(_attr(gm, w.target).shape) if getattr(w, "op", None) == "get_attr" else None
+
+    graph: dict[str, Any] = {"conv": [], "linear": [], "bn_input": []}
+    for n in gm.graph.nodes:
+        if n.op != "call_function":
+            continue
+        if n.target in conv or n.target in linear:
+            graph["conv" if n.target in conv else "linear"].append((module(n), shape(n)))
+        elif "batch_norm" in str(n.target):
+            x = n.args[0] if n.args else None
+            graph["bn_input"].append((module(x), shape(x)) if getattr(x, "target", None) in conv else (None, None))
+    return names, graph
+
+
+def _resolve(ref: dict[str, Any], shape: Any, graph: dict[str, Any]) -> str | None:
+    if "onnx_nodes" in ref:
+        return next((graph["onnx"][n] for n in ref["onnx_nodes"] if n in graph.get("onnx", {})), None)
+    layers = graph.get(ref.get("kind"), [])
+    k = ref.get("index")
+    if not isinstance(k, int) or not 0 <= k < len(layers):
+        return None
+    module, want = layers[k]
+    if module is None or want is None or shape is None:
+        return None
+    # the same weight: as many values, as many output channels (a linear layer's may be stored transposed)
+    same = int(np.prod(want)) == int(np.prod(shape)) and (ref.get("kind") == "linear" or want[0] == shape[0])
+    return module if same else None
 
 
 # ---- registry ---------------------------------------------------------------------------

@@ -539,16 +539,25 @@ def _constant_value(node: Any, depth: int = 0) -> np.ndarray | None:
 
 def weight_report(fp32_xml: Path, int8_xml: Path) -> list[dict[str, Any]]:
     """Per-layer attribution of an NNCF int8 IR: for every weighted op whose weights it stores as
-    int8, the SQNR of those weights against the fp32 IR's (matched by op name), worst first."""
+    int8, the SQNR of those weights against the fp32 IR's (matched by op name), worst first.
+
+    Each row names its source module when the IR can tell it (:func:`ir_source`: a weight constant
+    named after its parameter, as an ONNX file's initializers are; or the op's own name), and
+    otherwise says where the op came from (``source_ref``: the k-th convolution / linear layer of
+    a torch program, the layer its k-th batch norm reads, or the ONNX node) for whoever holds the
+    source to name it (:func:`edgeship.targets.layer_modules`), with the weight's ``shape`` to check
+    it against. The IR's op names themselves (``Convolution#0``, ``Multiply_671618``) are not the
+    model's layer names: OpenVINO makes them up when it fuses a batch norm into a convolution."""
     import openvino as ov
 
     from ..fidelity import db_from_sums
 
     core = ov.Core()
-    floats = {}
+    floats, sources = {}, {}
     for op in core.read_model(str(fp32_xml)).get_ordered_ops():
         if op.get_type_name() in _WEIGHTED and op.get_input_size() > 1:
             floats[op.get_friendly_name()] = _constant_value(op.input_value(1).get_node())
+            sources[op.get_friendly_name()] = ir_source(op)
     rows = []
     for op in core.read_model(str(int8_xml)).get_ordered_ops():
         if op.get_type_name() not in _WEIGHTED or op.get_input_size() < 2:
@@ -559,10 +568,48 @@ def weight_report(fp32_xml: Path, int8_xml: Path) -> list[dict[str, Any]]:
         w, wq = floats.get(op.get_friendly_name()), _constant_value(wnode)
         if w is None or wq is None or w.size != wq.size:
             continue
+        module, ref = sources.get(op.get_friendly_name(), (None, None))
+        shape = list(w.shape)
+        if op.get_type_name() == "GroupConvolution" and len(shape) > 2:  # [G, O/G, I/G, k...] -> [O, I/G, k...]
+            shape = [shape[0] * shape[1], *shape[2:]]
         w, wq = w.reshape(-1), wq.reshape(-1)
-        rows.append({"node": op.get_friendly_name(), "module": None, "op": op.get_type_name(),
-                     "weight_sqnr_db": round(db_from_sums(float(np.sum(w ** 2)), float(np.sum((wq - w) ** 2))), 2)})
+        rows.append({"node": op.get_friendly_name(), "module": module, "op": op.get_type_name(),
+                     "weight_sqnr_db": round(db_from_sums(float(np.sum(w ** 2)), float(np.sum((wq - w) ** 2))), 2),
+                     "shape": shape, **({"source_ref": ref} if ref else {})})
     return sorted(rows, key=lambda r: r["weight_sqnr_db"])
+
+
+#: the torch frontend names an op '<fx node>/aten.<op>.<overload>/<OpenVINO type>', the fx node being
+#: '<op>' or '<op>_<k>' (the k-th of that op in the program OpenVINO decomposed, in graph order)
+_TORCH_NAME = re.compile(r"^(?P<node>\w+)/aten\.(?P<op>\w+)\.\w+/")
+_TORCH_KINDS = {"convolution": "conv", "linear": "linear", "_native_batch_norm_legit_no_training": "bn_input"}
+_PARAM_NAME = re.compile(r"^(?P<module>[\w.]+)\.weight$")
+
+
+def ir_source(op: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """(source module, reference) of a weighted op of an fp32 IR, from what the IR keeps: its weight
+    constant's tensor names ('features.4.weight', an ONNX initializer: the module itself), the
+    torch frontend's op name ('convolution_2/aten.convolution.default/Convolution': the third
+    convolution of the program), or, for a convolution whose name OpenVINO replaced when it folded
+    a batch norm into it, the name of the batch norm's Add that follows. An ONNX source's ops are
+    named after its nodes (``onnx_nodes``)."""
+    for name in op.input_value(1).get_names():
+        m = _PARAM_NAME.match(name)  # the torch frontend's are 'features_4_weight:0': no module
+        if m:
+            return m["module"], None
+    names = [op.get_friendly_name()]
+    names += [c.get_node().get_friendly_name() for c in op.output(0).get_target_inputs()
+              if c.get_node().get_type_name() == "Add"]
+    for i, name in enumerate(names):
+        m = _TORCH_NAME.match(name)
+        kind = _TORCH_KINDS.get(m["op"]) if m else None
+        rest = m["node"][len(m["op"]):] if m and m["node"].startswith(m["op"]) else None
+        # the op's own name is a convolution or linear layer; an Add after it, the batch norm folded into it
+        if kind and rest is not None and (rest == "" or (rest[:1] == "_" and rest[1:].isdigit())) \
+                and (kind == "bn_input") == (i > 0):
+            return None, {"kind": kind, "index": int(rest[1:]) if rest else 0}
+    candidates = [n.removesuffix("/WithoutBiases") for n in names]
+    return None, {"onnx_nodes": list(dict.fromkeys(candidates))}
 
 
 #: ops whose meaning changed at ONNX opset 13: before it they flatten their input to 2-D at ``axis``
