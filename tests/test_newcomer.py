@@ -48,3 +48,23 @@ def test_a_sweep_row_that_misses_its_budget_is_one_short_line():
     text = " ".join(buf.getvalue().split())
     assert "misses the budget: 91.2%" in text and "the whole message: sweep.json" in text
     assert "tensor_5" not in text and len(lines) <= 3, buf.getvalue()
+
+
+def test_a_kept_artifact_that_takes_other_inputs_is_said(tmp_path):
+    """Newcomer item 4c: --tflite-nhwc rebuilt tflite fp32 as NHWC but kept tflite-fp16 NCHW in the
+    same folder, and nothing said the layouts differ."""
+    import pytest
+
+    import edgeship
+    from edgeship.targets import get_target
+
+    if get_target("tflite").check_environment():
+        pytest.skip("no tflite extra here")
+    out = tmp_path / "o"
+    edgeship.deploy("tinymodels:tiny_classifier", out=out, targets=["tflite"], quantize=["fp16"], package=False)
+    said: list[str] = []
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=out, targets=["tflite"], tflite_nhwc=True, package=False,
+                          progress=said.append)
+    differs = res.manifest["stages"]["convert"]["inputs_differ"]
+    assert len(differs) == 1 and differs[0].startswith("tflite-fp16 (kept from an earlier run) takes NCHW"), differs
+    assert "tflite-fp32 takes NHWC" in differs[0] and any(s.startswith("note: tflite-fp16") for s in said)

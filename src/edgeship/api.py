@@ -392,6 +392,11 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     built = [a.root.name for a in artifacts]
     kept = [r for r in claim.old if r.get("path") not in built]  # the same model's, not rebuilt: still listed
     stages["convert"]["kept"] = [r.get("path") for r in kept]
+    differs = _kept_inputs_differ(kept, records)
+    if differs:  # e.g. --tflite-nhwc rebuilt tflite fp32/int8 while the earlier tflite-fp16 stays NCHW
+        stages["convert"]["inputs_differ"] = differs
+        for d in differs:
+            progress(f"note: {d}")
     if claim.replaces_other_model:
         stages["convert"]["replaced"] = list(claim.remove)
     manifest = build_manifest(
@@ -441,6 +446,23 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
         write_manifest(out, manifest)
     _write_report(out, progress)
     return DeployResult(out=out, manifest_path=path, manifest=manifest, artifacts=tuple(artifacts))
+
+
+def _input_text(rec: dict[str, Any]) -> str:
+    ins = [i for i in rec.get("inputs") or [] if isinstance(i, dict)]
+    return ", ".join(f"{i.get('layout') or ''} {i.get('dtype')} {list(i.get('shape') or [])}".strip() for i in ins)
+
+
+def _kept_inputs_differ(kept: list[dict[str, Any]], built: list[dict[str, Any]]) -> list[str]:
+    """Artifacts an earlier run made that stay listed beside this run's of the same target but take
+    other inputs (layout, dtype, shape): said, as an app feeding one must not feed the other's."""
+    out = []
+    for k in kept:
+        same = [b for b in built if b.get("target") == k.get("target")]
+        if same and _input_text(k) != _input_text(same[0]):
+            out.append(f"{k.get('path')} (kept from an earlier run) takes {_input_text(k)}, while {same[0].get('path')} "
+                       f"takes {_input_text(same[0])}: rebuild it with this run's options to match (or remove it)")
+    return out
 
 
 def _carry_from_earlier(out: Path, claim: FolderClaim, manifest: dict[str, Any], progress: Progress) -> None:

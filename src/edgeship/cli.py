@@ -1547,6 +1547,8 @@ def _print_deploy(c: Console, res: Any) -> None:
     if reused:  # an unchanged run is fast because nothing was built: say so
         c.print(f"from the cache: {len(reused)} of {len(reused) + len(built)} artifact(s) as an identical earlier "
                 "build made them (--no-cache builds them again)", highlight=False, markup=False)
+    for d in convert.get("inputs_differ") or []:
+        c.print(Text.assemble(("note:", "bold yellow"), f" {d}"))
     if convert.get("changed"):
         c.print(Text.assemble(("replaced:", "bold yellow"), f" {', '.join(convert['changed'])} rebuilt with other bytes "
                               "than the folder held; figures measured on the old files no longer count"))
