@@ -147,3 +147,8 @@ def _fake_quantised(w: Any, obs: Any) -> Any:
     if scale.numel() > 1:
         return torch.fake_quantize_per_channel_affine(w, scale.float(), zp.int(), obs.ch_axis, obs.quant_min, obs.quant_max)
     return torch.fake_quantize_per_tensor_affine(w, float(scale), int(zp), obs.quant_min, obs.quant_max)
+
+
+#: the public names of the two graph helpers, for other parts (the targets' per-layer naming)
+weighted_ops = _ops
+graph_attr = _attr

@@ -635,9 +635,9 @@ def _source_layers(source: Source, need_graph: bool) -> tuple[tuple[set[str], se
         return names, None
     import torch
 
-    from ..quant.pt2e import _attr, _ops
+    from ..quant.pt2e import graph_attr, weighted_ops
 
-    conv, linear = _ops()
+    conv, linear = weighted_ops()
     try:
         with torch.no_grad():
             gm = torch.export.export(source.module, tuple(torch.from_numpy(np.ascontiguousarray(a))
@@ -651,7 +651,7 @@ def _source_layers(source: Source, need_graph: bool) -> tuple[tuple[set[str], se
 
     def shape(n: Any) -> tuple[int, ...] | None:
         w = n.args[1] if len(n.args) > 1 else None
-        return tuple(_attr(gm, w.target).shape) if getattr(w, "op", None) == "get_attr" else None
+        return tuple(graph_attr(gm, w.target).shape) if getattr(w, "op", None) == "get_attr" else None
 
     graph: dict[str, Any] = {"conv": [], "linear": [], "bn_input": []}
     for n in gm.graph.nodes:
