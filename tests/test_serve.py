@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from edgeship.cloud import _run_async
 from edgeship.serving import ServeConfig, make_app
+from servers import free_port, wait_healthy
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +133,6 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_onnx)
     assert "edgeship_queue_wait_seconds_bucket" in metrics and "edgeship_request_seconds_bucket" in metrics
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_cli_serves_and_answers_the_requests_in_flight_before_stopping(tiny_onnx, png, cli_env):
@@ -143,19 +140,13 @@ def test_the_cli_serves_and_answers_the_requests_in_flight_before_stopping(tiny_
     server stops."""
     import threading
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgeship", "serve", str(tiny_onnx), "--port", str(port),
                              "--max-batch", "4", "--max-wait-ms", "3000"], env=cli_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(url)
         got = {}
 
         def call():
@@ -231,17 +222,11 @@ def test_a_bad_upload_is_named_by_what_arrived_never_an_object_repr(client, png,
 
 
 def test_ctrl_c_stops_the_server_with_a_line_true_of_a_server(tiny_onnx, cli_env):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgeship", "serve", str(tiny_onnx), "--port", str(port)],
                             env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(f"http://127.0.0.1:{port}")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -14,6 +14,7 @@ import pytest
 import edgeship
 from edgeship.errors import SecurityError, UsageError
 from edgeship.updates import in_rollout, init_repo, publish, read_channel
+from servers import free_port, wait_healthy
 
 
 @pytest.fixture(scope="module")
@@ -614,12 +615,6 @@ def test_the_readmes_staged_rollout_with_its_own_device_ids(server, bundles, tmp
 
 # ---- the CLI: a failed check with --once, the server's log --------------------------------------
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_agent_once_exits_non_zero_when_the_check_fails(bundles, tmp_path, cli_env):
@@ -629,7 +624,7 @@ def test_agent_once_exits_non_zero_when_the_check_fails(bundles, tmp_path, cli_e
     repo = tmp_path / "repo"
     init_repo(repo)
     state = _agent(repo, bundles[2], tmp_path / "device", "phone-1")
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     run = subprocess.run([sys.executable, "-m", "edgeship", "agent", "--server", url, "--state", str(state), "--once"],
                          env=cli_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, (run.returncode, run.stderr)
@@ -650,18 +645,12 @@ def test_serve_updates_says_where_it_listens_logs_each_request_and_stops_quietly
 
     repo = tmp_path / "repo"
     init_repo(repo)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgeship", "serve-updates", str(repo), "--port", str(port)],
                             env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(url)
         assert httpx.get(url + "/metadata/timestamp.json").status_code == 200
         long = "/targets/bundles/" + "ab" * 32 + ".efficientnet-lite0-1.0.0.tar.gz"
         assert httpx.get(url + long).status_code == 404

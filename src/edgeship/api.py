@@ -469,12 +469,7 @@ def _carry_from_earlier(out: Path, claim: FolderClaim, manifest: dict[str, Any],
     """A run into a folder the same model's run wrote before: the figures measured there of bytes
     this run left as they were stay (:func:`edgeship.manifest.carry_figures`); an artifact rebuilt
     with other bytes is named (``stages.convert.changed``), and its old figures are not kept."""
-    if claim.replaces_other_model:
-        return
-    try:
-        old = read_manifest(out)
-    except EdgeshipError:
-        return
+    old = claim.previous
     if old is None:
         return
     before, now = record_digests(old), record_digests(manifest)
@@ -1249,9 +1244,10 @@ def _up_to_date(out: Path, parent: Artifact, cfg: DeployConfig, precision: str) 
     except EdgeshipError:
         return None
     prov = there.provenance
+    tools = tool_versions("onnx", "onnxruntime")  # with edgeship's own
     same = (there.format.value == "onnx" and there.precision == precision and prov.parent_digest == parent.digest
             and prov.config == json.loads(json.dumps(quantize_record(cfg), default=str))
-            and all(tool_versions(k).get(k) == v for k, v in prov.tool_versions.items() if k in ("edgeship", "onnx", "onnxruntime")))
+            and all(tools.get(k) == v for k, v in prov.tool_versions.items() if k in ("edgeship", "onnx", "onnxruntime")))
     return there if same else None
 
 

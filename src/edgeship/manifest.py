@@ -286,10 +286,12 @@ class FolderClaim:
     """What writing a model's artifacts into an output folder will do to what is there.
 
     ``old``: records of the same model's artifacts already listed there (those a run does not
-    rebuild stay listed); ``remove``: folders that ``overwrite`` replaces (another model's)."""
+    rebuild stay listed); ``previous``: the same model's manifest there (its figures and release
+    carry over); ``remove``: folders that ``overwrite`` replaces (another model's)."""
 
     out: Path
     old: tuple[dict[str, Any], ...] = ()
+    previous: dict[str, Any] | None = None
     remove: tuple[str, ...] = ()
     replaces_other_model: bool = False
 
@@ -335,7 +337,7 @@ def claim_folder(out: Path, source: dict[str, Any], names: list[str], overwrite:
                          hint=f"move it away, give another --out, or {flag} to replace it")
     kept = tuple(r for r in old.get("artifacts") or [] if isinstance(r, dict)
                  and str(r.get("path") or "") in listed and (out / str(r.get("path"))).is_dir())
-    return FolderClaim(out=out, old=kept, remove=tuple(clash))
+    return FolderClaim(out=out, old=kept, previous=old, remove=tuple(clash))
 
 
 def commit_folder(claim: FolderClaim, stage: Path, built: list[str], manifest: dict[str, Any]) -> Path:

@@ -574,9 +574,19 @@ def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, cfg: 
         server = uvicorn.Server(config)
         if on_ready is not None:
             on_ready(app)
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it handled, after the requests in flight
-            pass
+    except BaseException:
+        sock.close()
+        raise
+    run_on(sock, server)
+
+
+def run_on(sock: Any, server: Any) -> None:
+    """Run a uvicorn ``server`` on ``sock`` (from :func:`bind`) until SIGINT/SIGTERM: Ctrl-C returns
+    normally once the requests in flight are answered; the socket is closed whatever happens.
+    ``edgeship serve`` and ``edgeship serve-updates`` both run this way."""
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it handled, after the requests in flight
+        pass
     finally:
         sock.close()

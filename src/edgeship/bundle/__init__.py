@@ -40,7 +40,6 @@ from ..artifact import sha256_file
 from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
 from ..readers import parse_json, read_json
 from .semver import SEMVER as _SEMVER
-from .semver import precedence
 
 __all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
 
@@ -120,26 +119,31 @@ def _hashing(folder: Path) -> Any:
 
 # ---- package -----------------------------------------------------------------------------
 
-def _released(dest: str | Path) -> list[dict[str, Any]]:
-    """The bundle.json of every release already in ``dest`` (unreadable ones left out)."""
+def _released(dest: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, bundle.json) of every release already in ``dest`` (unreadable ones left out)."""
     out = []
-    for p in Path(dest).glob(f"*/{BUNDLE_JSON}") if Path(dest).is_dir() else []:
+    for p in sorted(Path(dest).glob(f"*/{BUNDLE_JSON}")) if Path(dest).is_dir() else []:
+        if p.parent.name.startswith("."):
+            continue  # a release being written
         try:
             doc = read_json(p, "release record", links=False)
         except EdgeshipError:
             continue
         if isinstance(doc, dict):
-            out.append(doc)
+            out.append((p.parent, doc))
     return out
 
 
 def next_version(dest: str | Path) -> str:
     """The version a new release in ``dest`` gets by default: the next patch after the newest
     semantic version there, else 0.1.0."""
-    found = [m for m in (_SEMVER.match(str(d.get("version", ""))) for d in _released(dest)) if m]
+    from .releases import releases
+
+    found = releases(dest)
     if not found:
         return "0.1.0"
-    newest = max(found, key=lambda m: precedence(m.group(0)))
+    newest = _SEMVER.match(found[0].version)
+    assert newest is not None  # releases() keeps semantic versions only
     major, minor, patch = int(newest.group(1)), int(newest.group(2)), int(newest.group(3))
     # the release of a pre-release (1.0.0-rc.1 -> 1.0.0) is newer than it; else the next patch
     return f"{major}.{minor}.{patch}" if newest.group(4) else f"{major}.{minor}.{patch + 1}"
@@ -325,7 +329,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         from .._version import __version__
         from ..manifest import environment
 
-        releases = [d["release"] for d in _released(dest) if isinstance(d.get("release"), int)]
+        releases = [d["release"] for _, d in _released(dest) if isinstance(d.get("release"), int)]
         doc: dict[str, Any] = {
             "schema": SCHEMA, "name": str(src.get("name") or "model"), "version": version,
             "release": max(releases, default=0) + 1,

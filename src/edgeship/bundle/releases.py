@@ -17,8 +17,6 @@ from typing import Any
 
 from ..artifact import sha256_file
 from ..errors import EdgeshipError
-from ..readers import read_json
-from . import BUNDLE_JSON
 from .semver import precedence
 
 __all__ = ["Release", "releases", "prune", "record_published", "DEFAULT_KEEP"]
@@ -38,20 +36,19 @@ class Release:
         return sha256_file(self.tarball) if self.tarball is not None and self.tarball.is_file() else None
 
 
-def releases(dest: Path) -> list[Release]:
+def releases(dest: str | Path) -> list[Release]:
     """The releases in ``dest``, newest first (semantic-version precedence); a folder whose version
     cannot be ordered is left out (and so never pruned)."""
+    from . import _released
+
     out = []
-    for p in sorted(Path(dest).glob(f"*/{BUNDLE_JSON}")) if Path(dest).is_dir() else []:
-        if p.parent.name.startswith("."):
-            continue  # a release being written
+    for folder, doc in _released(dest):
         try:
-            doc = read_json(p, "release record", links=False)
-            key = precedence(doc.get("version") if isinstance(doc, dict) else None)
-        except (EdgeshipError, ValueError):
+            key = precedence(doc.get("version"))
+        except ValueError:
             continue
-        tar = p.parent.parent / f"{p.parent.name}.tar.gz"
-        out.append((key, Release(p.parent, tar if tar.is_file() else None, str(doc["version"]), doc)))
+        tar = folder.parent / f"{folder.name}.tar.gz"
+        out.append((key, Release(folder, tar if tar.is_file() else None, str(doc["version"]), doc)))
     return [r for _, r in sorted(out, key=lambda kr: kr[0], reverse=True)]
 
 

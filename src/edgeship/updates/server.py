@@ -135,7 +135,7 @@ def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8080,
     ``say`` (default: a line on stderr); returns how many requests it answered."""
     import uvicorn
 
-    from ..serving import bind, url_of
+    from ..serving import bind, run_on, url_of
 
     say = say or _stderr
     sock = bind(host, port)
@@ -150,12 +150,6 @@ def serve(repo: str | Path, host: str = "127.0.0.1", port: int = 8080,
                 say(f"update repository {Path(repo).resolve()}")
                 say(f"listening at {url} (/metadata/ /targets/ /healthz); Ctrl-C stops")
 
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30))
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it handled, after the requests in flight
-        pass
-    finally:
-        sock.close()
+    run_on(sock, _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)))
     say(f"stopped: {app.requests} request(s) answered")
     return {"ok": True, "url": url, "requests": app.requests}
