@@ -166,12 +166,13 @@ def test_a_target_option_changes_only_that_targets_keys(cached):
     """--tflite-nhwc is tflite's: the onnx and ort keys stay, tflite's change (no build needed to see it)."""
     from edgeship import api
     from edgeship.config import DeployConfig
+    from edgeship.pipeline.keys import TaskKeys
 
     keys = []
     for nhwc in (False, True):
         cfg = DeployConfig.build(model="tinymodels:tiny_classifier", targets=["onnx", "ort", "tflite"], tflite_nhwc=nhwc)
         p = api.plan(cfg)
-        k = api._TaskKeys(cfg, edgeship.load("tinymodels:tiny_classifier"), p)
+        k = TaskKeys(cfg, edgeship.load("tinymodels:tiny_classifier"), p)
         keys.append({s["id"]: k.convert(s["target"], s["precision"]) for s in p.steps})
     assert keys[0]["onnx-fp32"] == keys[1]["onnx-fp32"] and keys[0]["ort-fp32"] == keys[1]["ort-fp32"]
     assert keys[0]["tflite-fp32"] != keys[1]["tflite-fp32"]

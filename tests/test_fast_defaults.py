@@ -88,7 +88,7 @@ class _A:
 
 @pytest.mark.parametrize("every", [False, True])
 def test_the_benchmark_measures_fp32_and_what_each_target_would_ship(every):
-    from edgeship.api import benchmark_choice
+    from edgeship.pipeline.stages import benchmark_choice
 
     arts = [_A("onnx", "fp32", "verified"), _A("onnx", "fp16", "verified"), _A("onnx", "int8", "verified"),
             _A("tflite", "fp32", "verified"), _A("tflite", "int8", "failed"), _A("tflite", "fp16", "verified"),

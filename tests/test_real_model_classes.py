@@ -312,19 +312,19 @@ def test_an_already_quantised_model_is_deployed_as_it_is_on_every_target(tmp_pat
     assert (out / "onnx-fp32").is_dir() and (out / "openvino-fp32").is_dir()
 
 
-@pytest.mark.parametrize("stage", ["_analysis_stage", "_sample_predictions"])
+@pytest.mark.parametrize("stage", ["analysis_stage", "sample_predictions"])
 def test_a_stage_after_verification_that_crashes_loses_no_artifact(tmp_path, monkeypatch, stage):
     """The analysis (or predictions) ran before the artifacts were committed: its crash lost every
     verified artifact. Now its failure is recorded in its place and the artifacts are written."""
-    import edgeship.api as api
+    import edgeship.pipeline.deploy as engine
 
     def boom(*a, **k):
         raise TypeError("Graph.__init__() got an unexpected keyword argument 'derived'")
 
-    monkeypatch.setattr(api, stage, boom)
+    monkeypatch.setattr(engine, stage, boom)
     res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "out", targets=["onnx"])
     assert (tmp_path / "out" / "onnx-fp32" / "model.onnx").is_file() and (tmp_path / "out" / "report.html").is_file()
-    key = "analysis" if stage == "_analysis_stage" else "predictions"
+    key = "analysis" if stage == "analysis_stage" else "predictions"
     err = res.manifest["stages"][key]["error"]
     assert err["error"] == "InternalError" and "unexpected keyword argument 'derived'" in err["message"]
 

@@ -7,11 +7,19 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, SecurityError, UsageError
+
+#: what long work reports to: one line of progress at a time (the CLI prints it; the API's default drops it)
+Progress = Callable[[str], None]
+
+
+def noop_progress(_: str) -> None:
+    """The default :data:`Progress`: says nothing."""
+
 
 #: the largest dimension a model file or an artifact record may declare for an input or output
 #: (here, below every reader: the app-side runtime's light path reads it without pydantic)

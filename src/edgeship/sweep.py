@@ -1,7 +1,7 @@
 """``edgeship sweep CONFIG``: models x recipes x targets x precisions x thread counts, run as Ray tasks.
 
 The tasks are deploy's own: one per (model, recipe, target), the same worker unit ``deploy --jobs``
-runs (:func:`edgeship.api._group_child` in an isolated child, the one child mechanism), scheduled by
+runs (:func:`edgeship.pipeline.workers.group_child` in an isolated child, the one child mechanism), scheduled by
 Ray instead of by deploy's own pool. A local Ray is started when no cluster is named; ``--address
 auto`` or ``ray://HOST:PORT`` joins one. Built artifacts travel back through Ray's object store
 (as a tar of the task's folders: no file system needs to be shared), so do the figures.
@@ -33,22 +33,23 @@ import os
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from ._util import atomic_dir, atomic_write_text, safe_name
+from . import pipeline
+from ._util import Progress, atomic_dir, atomic_write_text, safe_name
 from .config import CommaList, ConfigModel, DeployConfig, IntList, load_config
 from .errors import EdgeshipError, MissingExtraError, UsageError
+from .pipeline import source_kind
+from .pipeline.workers import worker_context
 
 __all__ = ["SweepConfig", "sweep", "SWEEP_JSON", "SWEEP_CSV", "SCHEMA"]
 
 SCHEMA = "edgeship.sweep/1"
 SWEEP_JSON = "sweep.json"
 SWEEP_CSV = "sweep.csv"
-Progress = Callable[[str], None]
 
 #: what every task's deploy options are, whatever the sweep says: built here, measured by the sweep
 _FIXED = {"jobs": 1, "benchmark": False, "package": False, "isolate": False, "dry_run": False}
@@ -114,7 +115,7 @@ def _models(cfg: SweepConfig) -> list[dict[str, Any]]:
 def tasks(cfg: SweepConfig) -> list[dict[str, Any]]:
     """The conversion tasks, each checked as deploy checks its plan (unknown options, targets and
     precisions, missing extras) before anything starts: a bad sweep file fails here, not in a worker."""
-    from . import api, cache
+    from . import cache
 
     out = []
     reduced = [p for p in cfg.precisions if p != "fp32"]
@@ -126,8 +127,8 @@ def tasks(cfg: SweepConfig) -> list[dict[str, Any]]:
                 where = f"model {m['name']}, recipe {recipe}, target {target}"
                 try:
                     dcfg = DeployConfig.build(**opts)
-                    p = api.plan(dcfg)
-                    api.check_plan(p)
+                    p = pipeline.plan(dcfg)
+                    pipeline.check_plan(p)
                 except EdgeshipError as e:
                     raise type(e)(f"{where}: {e.message}", hint=e.hint) from None
                 dcfg = dcfg.model_copy(update={"cache": cache.enabled(dcfg.cache)})  # this machine's say, for every node
@@ -219,7 +220,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
             private = None if task["options"].get("cache") else str(stage / ".tasks")
             doc: dict[str, Any] = {"node": node, "cpus": cpus}
             try:
-                res = run_isolated("edgeship.api:_group_child",
+                res = run_isolated("edgeship.pipeline.workers:group_child",
                                    {"options": task["options"], "steps": task["steps"], "stage": str(stage),
                                     "private_cache": private, "context": {**context, "cpus": cpus}},
                                    what=f"{task['source']} ({task['id']})")
@@ -249,7 +250,6 @@ def _bench_task(spec: dict[str, Any], context: dict[str, Any], *blobs: bytes) ->
     """A Ray task holding a whole node: one model's artifacts benchmarked side by side (with the
     model in PyTorch eager), on this node; the figures with the node, its CPU and how busy the
     machine was just before."""
-    from .api import worker_context
     from .bench import run_benchmark
     from .bench.peaks import wait_for_quiet
 
@@ -355,10 +355,8 @@ def sweep(cfg: SweepConfig | None = None, *, address: str | None = None, progres
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not cfg.overwrite)):
         raise UsageError(f"{out} exists and is not empty", hint="choose another --out, or --overwrite to replace it")
     todo = tasks(cfg)
-    from . import api
-
     context = {"sys_path": list(sys.path), "task_cpus": cfg.task_cpus,
-               "targets": {t: r for t in cfg.targets if (r := api.portable_target(t)) is not None}}
+               "targets": {t: r for t in cfg.targets if (r := pipeline.portable_target(t)) is not None}}
     ray = _ray(address, progress)
     t0 = time.perf_counter()
     submitted: list[Any] = []
@@ -434,7 +432,6 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
     one node per machine, one at a time per machine, each holding its node's CPUs."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .api import source_kind
     from .config import SourceConfig
 
     hosts = list(_hosts(ray).values())
