@@ -316,7 +316,7 @@ def test_an_already_quantised_model_is_deployed_as_it_is_on_every_target(tmp_pat
 def test_a_stage_after_verification_that_crashes_loses_no_artifact(tmp_path, monkeypatch, stage):
     """The analysis (or predictions) ran before the artifacts were committed: its crash lost every
     verified artifact. Now its failure is recorded in its place and the artifacts are written."""
-    import edgeship.pipeline.deploy as engine
+    import edgeship.pipeline.orchestration as engine
 
     def boom(*a, **k):
         raise TypeError("Graph.__init__() got an unexpected keyword argument 'derived'")

@@ -19,7 +19,7 @@ from ..sources import load_source
 from ..targets import load_artifact
 from ..targets.onnx import quantize_record
 from .build import convert
-from .deploy import DeployResult, deploy
+from .orchestration import DeployResult, deploy
 from .stages import refresh_report
 from .workers import child_progress
 

@@ -63,7 +63,7 @@ def deploy(cfg: DeployConfig, progress: Progress = noop_progress) -> DeployResul
     if cfg.isolate and Path(cfg.model).exists() and not in_child():
         # a model file is untrusted input for native parsers: do all the work in a limited child
         progress(f"working on {cfg.model} in an isolated child process")
-        doc = run_isolated("edgeship.pipeline.deploy:deploy_child", {"options": cfg.model_dump(mode="json")},
+        doc = run_isolated("edgeship.pipeline.orchestration:deploy_child", {"options": cfg.model_dump(mode="json")},
                            what=str(cfg.model), limits=limits_for(p.steps))
         manifest = doc["manifest"]
         arts = tuple(load_artifact(out / a["path"]) for a in manifest["artifacts"])
