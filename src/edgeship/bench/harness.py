@@ -27,9 +27,10 @@ from typing import Any
 
 from .._util import Progress, article, noop_progress
 from .._version import __version__
-from ..artifact import ARTIFACT_JSON, Artifact
+from ..artifact import Artifact
 from ..cpus import allowed as allowed_cpus
 from ..errors import EdgeshipError, InputError, UsageError
+from ..locate import locate
 from ..profiles import load_profile
 from ..sources import BUILTIN_MODELS, sniff_format
 from ..targets import builtin_targets, load_artifact, registered, registered_ref
@@ -136,10 +137,9 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
             add_artifact(p, p.root, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
             continue
         p = Path(p)
-        from ..manifest import MANIFEST, load_manifest
-
-        if p.is_dir() and (p / MANIFEST).is_file() and not (p / ARTIFACT_JSON).is_file():
-            m = load_manifest(p)  # FormatError (exit 3) when unreadable
+        loc = locate(p)  # FormatError (exit 3) for a manifest that cannot be read
+        if loc.kind == "outdir":
+            m = loc.manifest
             assert m is not None
             records, source, config = m.records, m.source, m.config
             base = None
@@ -165,7 +165,7 @@ def _resolve(paths: Sequence[str | Path | Artifact], cfg: BenchConfig, notes: li
             if not records:
                 notes.append(f"{p}: the manifest lists no artifacts")
             continue
-        art = load_artifact(p)  # a typed InputError/FormatError for a wrong path
+        art = loc.artifact or load_artifact(p)  # a typed InputError/FormatError for a wrong path
         add_artifact(art, art.location, _baseline_item(explicit, explicit_options, items, taken) if explicit else None)
     # the baselines run after the artifacts in a round's first order
     return [i for i in items if i.role == "artifact"] + [i for i in items if i.role == "baseline"]
