@@ -13,12 +13,12 @@ from typing import Any
 
 from .errors import InputError, SecurityError, UsageError
 
-#: what long work reports to: one line of progress at a time (the CLI prints it; the API's default drops it)
+#: how a long task tells its caller what it is doing: one line at a time (the CLI prints them)
 Progress = Callable[[str], None]
 
 
 def noop_progress(_: str) -> None:
-    """The default :data:`Progress`: says nothing."""
+    """A :data:`Progress` that says nothing (the default of every API call)."""
 
 
 #: the largest dimension a model file or an artifact record may declare for an input or output
@@ -179,14 +179,6 @@ def cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship"
-
-
-def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on (its affinity; all of them where that cannot be read)."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
 
 
 def tool_versions(*names: str) -> dict[str, str]:

@@ -26,7 +26,11 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ._util import confined
 from .errors import EdgeshipError, InputError, UsageError
+from .locate import locate
+from .manifest import Manifest, is_current, record_digests
+from .targets import load_artifact
 
 __all__ = ["NETWORKS", "Network", "LocalServer", "compare_cloud", "sample_jpeg"]
 
@@ -245,13 +249,10 @@ def _edge(artifact: Path, image: bytes, requests: int, threads: int) -> dict[str
             "load_s": round(load_s, 3), "threads": threads}
 
 
-def _from_outdir(out: Path) -> tuple[Path, Path | None]:
+def _from_outdir(manifest: Manifest) -> tuple[Path, Path | None]:
     """A deploy's folder: the artifact a server would run (ONNX fp32, else the first with
     preprocessing) and the fastest artifact its benchmark measured at one thread (None without one)."""
-    from ._util import confined
-    from .manifest import is_current, read_manifest, record_digests
-
-    m = read_manifest(out) or {}
+    out, m = manifest.folder, manifest.doc
     digests = record_digests(m)
     recs = [r for r in m.get("artifacts") or [] if isinstance(r, dict) and isinstance(r.get("path"), str)]
     served = next((r for r in recs if r.get("target") == "onnx" and r.get("precision") == "fp32"), None) or \
@@ -274,18 +275,17 @@ def compare_cloud(artifact: str | Path, image: str | Path | None = None, network
                   progress: Any = lambda _m: None) -> dict[str, Any]:
     """Edge (in-process) against cloud (``edgeship serve`` on loopback through each network
     profile) for one artifact and one encoded image (default: a sample photo as JPEG)."""
-    from .targets import load_artifact
-
     networks = networks or ["wifi", "4g", "3g", "offline"]
     bad = [n for n in networks if n not in NETWORKS]
     if bad:
         raise UsageError(f"unknown network profile {bad[0]!r}", hint=f"choose from {', '.join(NETWORKS)}")
     path = Path(artifact)
     outdir, fastest = None, None
-    if (path / "manifest.json").is_file():  # a deploy's folder: serve its ONNX fp32, also time its fastest on the edge
+    loc = locate(path)
+    if loc.manifest is not None:  # a deploy's folder: serve its ONNX fp32, also time its fastest on the edge
         outdir = path
-        path, fastest = _from_outdir(path)
-    art = load_artifact(path)
+        path, fastest = _from_outdir(loc.manifest)
+    art = loc.artifact or load_artifact(path)
     if art.preprocess is None:
         raise UsageError(f"{art.name} has no image preprocessing: compare-cloud sends images",
                          hint="deploy an image classifier (or state --preprocess when deploying)")

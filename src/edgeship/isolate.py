@@ -34,14 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from ._util import cache_dir
 from .errors import EdgeshipError, FormatError, InputError
 
-__all__ = ["Limits", "run_isolated", "in_child", "ResourceLimitError", "IsolatedInternalError", "debug_enabled",
+__all__ = ["Limits", "run_isolated", "run_child", "ChildOutcome", "phase", "last_phase", "PHASE_MARK", "in_child",
+           "ResourceLimitError", "IsolatedInternalError", "debug_enabled",
            "logs_dir", "write_log", "spawn", "Spawned", "kill_group", "apply_limits", "limit_reason", "reserve_stdout"]
 
 ENV_FLAG = "EDGESHIP_ISOLATED"
 DEBUG_ENV = "EDGESHIP_DEBUG"
 RESULT_MARK = "\x1eEDGESHIP-RESULT\x1e"
+PHASE_MARK = "[edgeship-bench] phase="
 
 
 def debug_enabled() -> bool:
@@ -51,8 +54,6 @@ def debug_enabled() -> bool:
 
 def logs_dir() -> Path:
     """Where tracebacks of internal errors are written: ``logs`` in :func:`edgeship._util.cache_dir`."""
-    from ._util import cache_dir
-
     return cache_dir() / "logs"
 
 
@@ -121,34 +122,93 @@ def apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+@dataclasses.dataclass(frozen=True)
+class ChildOutcome:
+    """How a child run by :func:`run_child` ended; it never raises for the child's failures.
+
+    ``kind``: None when ``ok``, else ``timeout`` (killed at the wall-clock limit), ``limit`` (a
+    limit's signal, ``limit`` its (message, hint); or a ResourceLimitError the child raised),
+    ``crash`` (another signal, or an exit without a result) or ``error`` (the child raised:
+    ``error`` is the error's dict, :meth:`EdgeshipError.to_dict`; an unexpected exception's also
+    names it under ``exception``: ``{type, message}``). ``phase``: the last :func:`phase` the child
+    reported (with stderr captured)."""
+
+    ok: bool
+    result: Any = None
+    error: dict[str, Any] | None = None
+    kind: str | None = None
+    phase: str | None = None
+    wall_s: float = 0.0
+    returncode: int = 0
+    limit: tuple[str, str] | None = None
+    stderr: str = dataclasses.field(default="", repr=False)
+
+
+def run_child(func: str, kwargs: dict[str, Any] | None = None, *, limits: Limits | None = None,
+              timeout: float | None = None, env: dict[str, str] | None = None, what: str = "the model",
+              subject: str = "the model", log_dir: str | Path | None = None, log_prefix: str = "child",
+              safe_path: bool = False, capture_stderr: bool = False, clean_exit: bool = False,
+              started: list[subprocess.Popen] | None = None) -> ChildOutcome:
+    """The one child-process protocol: call ``func`` ("edgeship.module:function") with JSON
+    ``kwargs`` in ``python -m edgeship._child`` under ``limits``, its JSON result after
+    :data:`RESULT_MARK` on stdout.
+
+    ``timeout``: wall-clock seconds (default ``limits.wall_seconds``); ``env``: the child's
+    environment (default ours); ``what``: named in a limit's message ("working on WHAT ...");
+    ``subject``: what "needed more memory" when the child runs out; ``log_prefix``: the name of the
+    log file an unexpected exception's traceback goes to (in ``log_dir``); ``safe_path``: ``python
+    -P`` (the current folder does not shadow modules); ``capture_stderr``: keep the child's stderr
+    (its :func:`phase` lines, its last words) instead of relaying it; ``clean_exit``: a child that
+    ends on a signal or a non-zero code failed, whatever it wrote before."""
+    limits = limits or Limits.from_env()
+    timeout = limits.wall_seconds if timeout is None else timeout
+    spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits),
+                       "log_dir": str(log_dir) if log_dir is not None else None, "log_prefix": log_prefix,
+                       "subject": subject, "parent": os.getpid()}, default=str)
+    argv = [sys.executable, *(["-P"] if safe_path else []), "-m", "edgeship._child"]
+    run = spawn(argv, spec, dict(os.environ) if env is None else env, timeout, capture_stderr=capture_stderr,
+                started=started)
+    common = {"phase": last_phase(run.err), "wall_s": run.wall_s, "returncode": run.returncode, "stderr": run.err}
+    if run.timed_out:
+        return ChildOutcome(False, kind="timeout", **common)
+    doc = _parse_result(run.out)
+    rc = run.returncode
+    exited = not clean_exit or rc >= 0
+    if doc is not None and doc.get("ok") and (not clean_exit or rc == 0):
+        return ChildOutcome(True, result=doc.get("result"), **common)
+    if doc is not None and not doc.get("ok") and exited:
+        err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+        return ChildOutcome(False, error=err, kind="limit" if err.get("type") == "ResourceLimitError" else "error",
+                            **common)
+    if rc < 0:
+        reason = limit_reason(rc, limits, what, run.wall_s)
+        return ChildOutcome(False, kind="limit" if reason else "crash", limit=reason, **common)
+    return ChildOutcome(False, kind="crash", **common)
+
+
 def run_isolated(func: str, kwargs: dict[str, Any] | None = None, *, limits: Limits | None = None,
                  what: str = "the model", log_dir: str | Path | None = None,
                  started: list[subprocess.Popen] | None = None) -> Any:
     """Call ``func`` ("module:function") with JSON ``kwargs`` in a limited child; return its JSON result.
 
-    The traceback of an unexpected exception in the child goes to a log file in ``log_dir``
-    (default :func:`logs_dir`), named in the :class:`IsolatedInternalError`'s hint. ``started``
-    (a list) gets the child's process, for a caller that runs children from threads and must stop
-    them on Ctrl-C (:func:`kill_group`)."""
+    :func:`run_child`, then its failure raised as a typed error. The traceback of an unexpected
+    exception in the child goes to a log file in ``log_dir`` (default :func:`logs_dir`), named in
+    the :class:`IsolatedInternalError`'s hint. ``started`` (a list) gets the child's process, for a
+    caller that runs children from threads and must stop them on Ctrl-C (:func:`kill_group`)."""
     limits = limits or Limits.from_env()
-    spec = json.dumps({"func": func, "kwargs": kwargs or {}, "limits": dataclasses.asdict(limits),
-                       "log_dir": str(log_dir) if log_dir is not None else None, "parent": os.getpid()})
-    env = dict(os.environ, **{ENV_FLAG: "1"})
-    run = spawn([sys.executable, "-m", "edgeship._child"], spec, env, limits.wall_seconds, capture_stderr=False,
-                started=started)
-    if run.timed_out:
+    out = run_child(func, kwargs, limits=limits, env=dict(os.environ, **{ENV_FLAG: "1"}), what=what,
+                    log_dir=log_dir, started=started)
+    if out.ok:
+        return out.result
+    if out.kind == "timeout":
         raise ResourceLimitError(f"working on {what} took longer than {limits.wall_seconds:g} s and was stopped",
                                  hint="raise EDGESHIP_MAX_WALL_S if the model is just big")
-    result = _parse_result(run.out)
-    if result is not None:
-        if result.get("ok"):
-            return result.get("result")
-        raise _rebuild_error(result.get("error") or {})
-    rc = run.returncode
+    if out.error is not None:
+        raise errors.from_dict(out.error, default=IsolatedInternalError, message="the isolated child failed")
+    if out.limit is not None:
+        raise ResourceLimitError(out.limit[0], hint=out.limit[1])
+    rc = out.returncode
     if rc < 0:
-        reason = limit_reason(rc, limits, what, run.wall_s)
-        if reason is not None:
-            raise ResourceLimitError(reason[0], hint=reason[1])
         sig = signal.Signals(-rc)
         raise FormatError(f"{what} crashed the native parser/runtime ({sig.name}); edgeship stopped safely",
                           hint="the file is corrupt or crafted; do not load it in other tools either",
@@ -267,6 +327,22 @@ def reserve_stdout() -> Any:
     return real
 
 
+def phase(name: str) -> None:
+    """In a child: say on stderr where it is (the parent names the last phase a child that hung or
+    crashed reached: :attr:`ChildOutcome.phase`)."""
+    sys.stderr.write(f"{PHASE_MARK}{name}\n")
+    sys.stderr.flush()
+
+
+def last_phase(stderr: str) -> str | None:
+    """The last :func:`phase` a child's stderr names, or None."""
+    found = None
+    for line in stderr.splitlines():
+        if line.startswith(PHASE_MARK):
+            found = line[len(PHASE_MARK):].strip()
+    return found
+
+
 def _parse_result(out: str | None) -> dict[str, Any] | None:
     if not out or RESULT_MARK not in out:
         return None
@@ -275,16 +351,6 @@ def _parse_result(out: str | None) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _rebuild_error(d: dict[str, Any]) -> EdgeshipError:
-    name = str(d.get("type", ""))
-    cls = {"ResourceLimitError": ResourceLimitError, "IsolatedInternalError": IsolatedInternalError}.get(name)
-    cls = cls or getattr(errors, name, None)
-    if cls is None or not (isinstance(cls, type) and issubclass(cls, EdgeshipError)):
-        cls = IsolatedInternalError
-    e = cls(str(d.get("message", "the isolated child failed")), hint=d.get("hint"), **(d.get("details") or {}))
-    return e
 
 
 def _die_with_parent(parent: int | None) -> None:
@@ -301,6 +367,31 @@ def _die_with_parent(parent: int | None) -> None:
         return
     if os.getppid() != parent:  # it died before the line above
         os._exit(1)
+
+
+def _unexpected(e: Exception, spec: dict[str, Any], debug: bool) -> dict[str, Any]:
+    """The error dict of an exception that is not an EdgeshipError: running out of memory is a
+    ResourceLimitError; anything else an IsolatedInternalError whose traceback goes to a log file."""
+    import traceback
+
+    if isinstance(e, MemoryError) or (isinstance(e, (ImportError, OSError)) and "failed to map segment" in str(e)):
+        return ResourceLimitError(f"{spec.get('subject') or 'the model'} needed more memory than the isolation limit "
+                                  "allows", hint="raise EDGESHIP_MAX_MEMORY_GB if the model is just big").to_dict()
+    text = traceback.format_exc()
+    log = write_log(spec.get("log_prefix") or "child", f"edgeship isolated child: {spec.get('func')}\n{text}",
+                    spec.get("log_dir"))
+    if debug or log is None:  # never lose the traceback: the terminal when no file could take it
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    where = f"the traceback is in {log}" if log is not None else "the traceback is above"
+    return {"type": "IsolatedInternalError",
+            "message": f"internal error in the isolated child: {type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:300] if str(e) else ''}",
+            "hint": f"this is a bug in edgeship; please report it ({where}; "
+                    "EDGESHIP_DEBUG=1 or edgeship --debug prints it)",
+            "details": {"log": str(log) if log is not None else None},
+            # what the exception was, for a caller that words its own reason (the benchmark's)
+            "exception": {"type": type(e).__name__, "message": (str(e).strip().splitlines() or [""])[0][:500]}}
 
 
 def child_main() -> int:
@@ -323,23 +414,8 @@ def child_main() -> int:
         if debug:
             traceback.print_exc()
         doc = {"ok": False, "error": e.to_dict()}
-    except MemoryError:
-        e2 = ResourceLimitError("the model needed more memory than the isolation limit allows",
-                                hint="raise EDGESHIP_MAX_MEMORY_GB if the model is just big")
-        doc = {"ok": False, "error": e2.to_dict()}
     except Exception as e3:  # a bug in edgeship (or an untyped library error): report it as one
-        text = traceback.format_exc()
-        log = write_log("child", f"edgeship isolated child: {spec.get('func')}\n{text}", spec.get("log_dir"))
-        if debug or log is None:  # never lose the traceback: the terminal when no file could take it
-            sys.stderr.write(text)
-            sys.stderr.flush()
-        where = f"the traceback is in {log}" if log is not None else "the traceback is above"
-        doc = {"ok": False, "error": {"type": "IsolatedInternalError",
-                                      "message": f"internal error in the isolated child: {type(e3).__name__}: "
-                                                 f"{str(e3).splitlines()[0][:300] if str(e3) else ''}",
-                                      "hint": f"this is a bug in edgeship; please report it ({where}; "
-                                              "EDGESHIP_DEBUG=1 or edgeship --debug prints it)",
-                                      "details": {"log": str(log) if log is not None else None}}}
+        doc = {"ok": False, "error": _unexpected(e3, spec, debug)}
     real.write(RESULT_MARK + json.dumps(doc, default=str))
     real.flush()
     return 0

@@ -76,7 +76,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifact import ARTIFACT_JSON
 from ..errors import EdgeshipError, InputError, UnsupportedError, UsageError
+from ..locate import locate
+from ..targets import load_artifact
 from .compat import needs_onnx, preview, preview_targets
 from .graph import Graph, layer_kind, peak_activation
 
@@ -108,34 +111,33 @@ def _targets(targets: str | Sequence[str] | None) -> list[str]:
 
 def _resolve(model_or_path: Any) -> tuple[Any, str | None, Path | None]:
     """(spec or Source, artifact id, folder to look for a manifest in)."""
-    from ..artifact import ARTIFACT_JSON
     from ..sources import Source
-    from ..targets import load_artifact
 
     if isinstance(model_or_path, Source):
         return model_or_path, None, None
     spec = str(model_or_path)
     p = Path(spec)
-    if p.is_dir():
-        if (p / ARTIFACT_JSON).is_file():
-            art = load_artifact(p)
-            if art.format.value not in ("onnx", "tflite"):
-                raise UnsupportedError(f"analysis of {art.format.value} artifacts is not supported",
-                                       hint="analyze the source model, or the onnx/tflite artifact of the same deploy")
-            return str(art.model_path), art.root.name, art.root
-        from ..manifest import load_manifest
-
-        m = load_manifest(p)
-        if m is not None:
-            for a in m.records:
-                if a.get("format") in ("onnx", "tflite"):
-                    art = load_artifact(m.artifact_folder(a))  # confined to the output folder
-                    return str(art.model_path), art.root.name, p
-            raise UnsupportedError(f"{p} holds no onnx or tflite artifact to analyze",
-                                   hint="analyze the source model instead")
+    loc = locate(p)
+    if loc.kind == "artifact":
+        art = loc.artifact
+        assert art is not None
+        if art.format.value not in ("onnx", "tflite"):
+            raise UnsupportedError(f"analysis of {art.format.value} artifacts is not supported",
+                                   hint="analyze the source model, or the onnx/tflite artifact of the same deploy")
+        return str(art.model_path), art.root.name, art.root
+    if loc.kind == "outdir":
+        m = loc.manifest
+        assert m is not None
+        for a in m.records:
+            if a.get("format") in ("onnx", "tflite"):
+                art = load_artifact(m.artifact_folder(a))  # confined to the output folder
+                return str(art.model_path), art.root.name, p
+        raise UnsupportedError(f"{p} holds no onnx or tflite artifact to analyze",
+                               hint="analyze the source model instead")
+    if loc.kind == "folder":
         raise InputError(f"{p} is a folder without artifact.json or manifest.json",
                          hint="give a model file, an artifact folder written by edgeship deploy, or a factory")
-    if p.is_file() and (p.parent / ARTIFACT_JSON).is_file():
+    if loc.kind == "file" and (p.parent / ARTIFACT_JSON).is_file():
         try:
             art = load_artifact(p)
             return spec, art.root.name, art.root

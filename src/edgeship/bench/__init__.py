@@ -1,7 +1,7 @@
 """Honest benchmarking: one harness for every runtime.
 
 Every artifact x thread count (and the source model in PyTorch eager, the baseline) runs in its
-own child process (``python -m edgeship.bench.worker``), pinned to the given CPUs with
+own child process (``python -P -m edgeship._child`` running :func:`edgeship.bench.worker.run`), pinned to the given CPUs with
 ``os.sched_setaffinity``, with the thread count set explicitly in the runtime through
 ``runner_for(artifact, threads)``. A run has ``rounds`` rounds; each round starts one fresh process
 per candidate and alternates their order, so the comparison with the baseline holds on a noisy
@@ -98,11 +98,11 @@ CSV (``--csv FILE``): one row per result and incomplete record, columns
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._util import article
+from .._util import Progress, article, noop_progress
 from ..artifact import Artifact
 from ..config import SourceConfig
 from .config import BenchConfig
@@ -118,7 +118,7 @@ SCHEMA = "edgeship.benchmark/1"
 
 
 def run_benchmark(paths: Sequence[str | Path | Artifact] | str | Path | Artifact, *,
-                  progress: Callable[[str], None] = lambda _: None, **options: Any) -> BenchReport:
+                  progress: Progress = noop_progress, **options: Any) -> BenchReport:
     """Benchmark artifact folders, out dirs or Artifacts; ``options`` are :class:`BenchConfig` fields."""
     from .harness import run
 
@@ -130,7 +130,7 @@ def run_benchmark(paths: Sequence[str | Path | Artifact] | str | Path | Artifact
 
 
 def deploy_stage(cfg: DeployConfig, source: Source, artifacts: Sequence[Artifact],
-                 progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                 progress: Progress = noop_progress) -> dict[str, Any]:
     """``edgeship deploy --benchmark``: the run's artifacts against the source in PyTorch eager.
 
     Incomplete candidates are recorded, never fatal: the artifacts are already built and verified.

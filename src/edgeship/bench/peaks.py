@@ -27,11 +27,14 @@ import importlib.metadata
 import json
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text, cache_dir
+from .._util import Progress, atomic_write_text, cache_dir, noop_progress
+from ..errors import EdgeshipError
+from ..readers import read_json
+from .child import run_worker
 
 __all__ = ["cache_dir", "cpu_model", "machine_peaks", "machine_busy", "others_during", "PEAKS_FILE"]
 
@@ -62,9 +65,6 @@ def _key(threads: int) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    from ..errors import EdgeshipError
-    from ..readers import read_json
-
     try:
         data = read_json(path, "machine peaks cache", max_bytes=16 << 20)
         if isinstance(data, dict) and data.get("schema") == SCHEMA and isinstance(data.get("entries"), dict):
@@ -175,7 +175,7 @@ def _quiet_enough(entry: dict[str, Any]) -> bool:
     return not loaded and entry.get("quiet", True) is True
 
 
-def wait_for_quiet(progress: Callable[[str], None], what: str = "the GEMM peaks", tries: int = 6) -> float | None:
+def wait_for_quiet(progress: Progress, what: str = "the GEMM peaks", tries: int = 6) -> float | None:
     """The share of CPU time other work takes, measured up to ``tries`` times 0.5 s until it is at
     most :data:`QUIET_BUSY` (work that just ended, a process exiting, settles): the last figure."""
     busy = machine_busy()
@@ -188,12 +188,10 @@ def wait_for_quiet(progress: Callable[[str], None], what: str = "the GEMM peaks"
 
 
 def machine_peaks(threads: int, cpus: Sequence[int] | None, timeout: float,
-                  progress: Callable[[str], None] = lambda _: None, seconds_per_size: float = 0.4) -> dict[str, Any]:
+                  progress: Progress = noop_progress, seconds_per_size: float = 0.4) -> dict[str, Any]:
     """``{"fp32_gops", "int8_gops", "threads", "cached", "measured", "method"}``, or ``{"error"}``
     when it cannot be measured (no ONNX Runtime, the measuring process failed).
     ``seconds_per_size``: how long each GEMM size is timed (the best call counts)."""
-    from .harness import run_worker
-
     if _ort_version() is None:
         return {"error": "onnxruntime is not installed: the GEMM peaks are measured with it"}
     path = cache_dir() / PEAKS_FILE

@@ -1,9 +1,10 @@
 """The benchmark worker: one artifact (or the torch baseline) at one thread count, in a fresh process.
 
-Run as ``python -m edgeship.bench.worker`` with a JSON spec on stdin; it prints exactly one JSON
-document on stdout (anything the runtime prints goes to stderr) and exits 0, or 1 with
-``{"ok": false, "error": {...}}``. Progress markers ``[edgeship-bench] phase=NAME`` go to stderr so
-the parent can say where a process hung or crashed.
+:func:`run` is called with the spec by ``python -P -m edgeship._child`` (the one child-process
+protocol, :func:`edgeship.isolate.run_child`, started by :func:`edgeship.bench.child.run_worker`):
+the limits of every untrusted run are applied first, the JSON result goes to the parent, and an
+exception comes back as a typed error dict. Progress markers (:func:`edgeship.isolate.phase`) go to
+stderr so the parent can say where a process hung or crashed.
 
 Spec keys (the parent, :mod:`edgeship.bench.harness`, writes them):
 
@@ -18,13 +19,12 @@ Spec keys (the parent, :mod:`edgeship.bench.harness`, writes them):
 ``register``      ``{name: "module:Class"}`` targets to register in this process first
 ``sys_path``      the parent's import path (without the current folder), appended so factories and
                   plugins import alike
-``log_dir``       where the traceback of an unexpected exception is written (default: the logs folder)
 ``spawned_at``    the parent's ``time.monotonic()`` just before it started this process
 
 The parent starts this process with ``python -P``, so the current folder is not on its import path.
 
-Cold start is measured inside this fresh process: ``process_start`` (interpreter and edgeship
-import, from the parent's spawn), ``runtime_import`` (the target's runtime modules),
+Cold start is measured inside this fresh process: ``process_start`` (interpreter, edgeship
+import and the child protocol's start, from the parent's spawn), ``runtime_import`` (the target's runtime modules),
 ``model_load`` (artifact record + runner/session creation, or building the torch model) and
 ``first_inference``.
 """
@@ -33,23 +33,21 @@ from __future__ import annotations
 
 import time
 
-T_START = time.monotonic()  # first line after the interpreter and the edgeship package import
+T_START = time.monotonic()  # first line after the interpreter, the edgeship package import and the child's start
 
 import gc  # noqa: E402
 import importlib  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-PHASE_MARK = "[edgeship-bench] phase="
+from .._util import article, check_example_size  # noqa: E402
+from ..cpus import pin  # noqa: E402
+from ..errors import UsageError  # noqa: E402
+from ..isolate import phase  # noqa: E402
+
 RAPL_ROOT = Path("/sys/class/powercap")
-
-
-def _phase(name: str) -> None:
-    sys.stderr.write(f"{PHASE_MARK}{name}\n")
-    sys.stderr.flush()
 
 
 def _status_bytes(key: str) -> int | None:
@@ -105,8 +103,6 @@ def make_inputs(specs: Any, batch: int, rng: Any) -> dict[str, Any]:
     """
     import numpy as np
 
-    from .._util import check_example_size
-
     feeds = {}
     for s in specs:
         shape = tuple(d if isinstance(d, int) else (batch if i == 0 else 1) for i, d in enumerate(s.shape))
@@ -149,7 +145,7 @@ def _load_artifact_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[A
     art = load_artifact(spec["artifact"])
     t_record = time.monotonic() - t0
 
-    _phase("runtime_import")
+    phase("runtime_import")
     t0 = time.monotonic()
     target = target_of(art)
     modules = tuple(getattr(target, "runtime_modules", None) or target.requires)
@@ -164,7 +160,7 @@ def _load_artifact_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[A
     info["runtime"] = {"target": target.name, "modules": versions}
     info["rss_after_import_bytes"] = _status_bytes("VmRSS")
 
-    _phase("model_load")
+    phase("model_load")
     t0 = time.monotonic()
     runner = runner_for(art, threads=spec["threads"])
     cold["model_load"] = t_record + time.monotonic() - t0
@@ -176,7 +172,7 @@ def _load_artifact_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[A
 def _load_source_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any, dict[str, float]]:
     cold: dict[str, float] = {}
     threads = int(spec["threads"])
-    _phase("runtime_import")
+    phase("runtime_import")
     t0 = time.monotonic()
     import torch
 
@@ -189,11 +185,9 @@ def _load_source_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[Any
     info["runtime"] = {"target": "torch-eager", "modules": {"torch": torch.__version__}}
     info["rss_after_import_bytes"] = _status_bytes("VmRSS")
 
-    _phase("model_load")
+    phase("model_load")
     t0 = time.monotonic()
-    from edgeship._util import article
     from edgeship.config import SourceConfig
-    from edgeship.errors import UsageError
     from edgeship.sources import load_source
 
     cfg = SourceConfig.build(**(spec.get("source_options") or {}))
@@ -278,7 +272,7 @@ def _bench_runner(spec: dict[str, Any], runner: Any, specs: Any, cold: dict[str,
     rng = np.random.default_rng(int(spec.get("seed", 0)))
     feeds = make_inputs(specs, 1, rng)
 
-    _phase("first_inference")
+    phase("first_inference")
     t0 = time.monotonic()
     runner.run(feeds)
     t_first = time.monotonic()
@@ -287,12 +281,12 @@ def _bench_runner(spec: dict[str, Any], runner: Any, specs: Any, cold: dict[str,
     cold["process_start"] = max(0.0, T_START - spawned) if spawned is not None else None
     cold["total"] = t_first - spawned if spawned is not None else None
 
-    _phase("warmup")
+    phase("warmup")
     fresh = bool(spec.get("fresh_input"))
     if spec.get("warmup", 0):
         _timed_calls(runner, specs, 1, int(spec["warmup"]), fresh, rng, feeds)
 
-    _phase("warm")
+    phase("warm")
     domains = rapl_domains()
     r0 = _rapl_read(domains) if domains else None
     w0 = time.perf_counter()
@@ -315,7 +309,7 @@ def _bench_runner(spec: dict[str, Any], runner: Any, specs: Any, cold: dict[str,
     if batch_sizes:
         if _batch_is_dynamic(specs):
             for b in batch_sizes:
-                _phase(f"throughput_b{b}")
+                phase(f"throughput_b{b}")
                 tp_feeds = make_inputs(specs, b, rng)
                 for _ in range(2):  # the first calls at a new shape allocate: untimed
                     runner.run(tp_feeds)
@@ -324,7 +318,7 @@ def _bench_runner(spec: dict[str, Any], runner: Any, specs: Any, cold: dict[str,
             memory["peak_rss_throughput_bytes"] = _status_bytes("VmHWM")
         else:
             info["notes"].append("no throughput at larger batches: the batch axis is static")
-    _phase("done")
+    phase("done")
     return {
         "ok": True, "kind": spec["kind"], "pid": os.getpid(), "threads": spec["threads"],
         "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -370,7 +364,7 @@ def measure_peaks(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"ok": True, "kind": "peaks", "threads": threads, "runtime": f"onnxruntime {ort.__version__}",
                            "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
     for precision in ("fp32", "int8"):
-        _phase(f"peaks_{precision}")
+        phase(f"peaks_{precision}")
         best = 0.0
         for n in (512, 1024):
             sess, feed = _gemm_session(ort, n, precision, threads)
@@ -386,61 +380,19 @@ def measure_peaks(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ---- main -------------------------------------------------------------------------------
+# ---- the entry -------------------------------------------------------------------------
 
-def main() -> int:
-    from edgeship.isolate import Limits, apply_limits, reserve_stdout
-
-    real = reserve_stdout()  # the runtime's own prints must not corrupt the one JSON result
-    code = 0
-    spec: Any = None
-    try:
-        spec = json.loads(sys.stdin.read())
-        if spec.get("limits"):  # the same limits as every untrusted run, before any model is read
-            apply_limits(Limits(**spec["limits"]))
-        for p in spec.get("sys_path") or []:
-            if p not in sys.path:
-                sys.path.append(p)
-        cpus = spec.get("cpus")
-        if cpus and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, set(int(c) for c in cpus))
-        kind = spec.get("kind")
-        if kind == "peaks":
-            result = measure_peaks(spec)
-        elif kind in ("artifact", "source"):
-            result = bench_model(spec)
-        else:
-            raise ValueError(f"unknown worker kind {kind!r}")
-    except BaseException as e:  # reported to the parent as the reason this run is incomplete
-        import traceback
-
-        from edgeship.errors import EdgeshipError
-        from edgeship.isolate import debug_enabled, write_log
-
-        code = 1
-        if isinstance(e, MemoryError) or (isinstance(e, (ImportError, OSError)) and "failed to map segment" in str(e)):
-            from edgeship.isolate import ResourceLimitError
-
-            e = ResourceLimitError("the benchmark worker needed more memory than the isolation limit allows",
-                                   hint="raise EDGESHIP_MAX_MEMORY_GB if the model is just big")
-        if isinstance(e, EdgeshipError):
-            err = e.to_dict()
-            if debug_enabled():
-                traceback.print_exc()
-        else:
-            err = {"type": type(e).__name__, "message": (str(e).strip().splitlines() or [""])[0][:500]}
-            text = traceback.format_exc()
-            log = write_log("bench-worker", text, (spec or {}).get("log_dir") if isinstance(spec, dict) else None)
-            if log is not None:
-                err["hint"] = f"traceback in {log}"
-                err["details"] = {"log": str(log)}
-            if debug_enabled() or log is None:
-                sys.stderr.write(text)
-        result = {"ok": False, "error": err}
-    real.write(json.dumps(result, default=str) + "\n")
-    real.flush()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """The worker's entry, called by ``python -P -m edgeship._child`` (:func:`edgeship.bench.child.run_worker`)
+    with the limits already applied: the parent's import path appended, this process pinned to
+    ``spec["cpus"]``, then the measurement ``spec["kind"]`` names."""
+    for p in spec.get("sys_path") or []:
+        if p not in sys.path:
+            sys.path.append(p)
+    pin(spec.get("cpus"), spec.get("threads"))
+    kind = spec.get("kind")
+    if kind == "peaks":
+        return measure_peaks(spec)
+    if kind in ("artifact", "source"):
+        return bench_model(spec)
+    raise ValueError(f"unknown worker kind {kind!r}")

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._util import MAX_DIM, allowed_cpus
+from .._util import MAX_DIM
+from ..cpus import allowed as allowed_cpus
 from ..errors import FormatError, UnsupportedError, first_line
 from ..runner import Runner
 
