@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from . import pipeline
+from . import cpus, pipeline
 from ._util import Progress, atomic_dir, atomic_write_text, safe_name
 from .config import CommaList, ConfigModel, DeployConfig, IntList, load_config
 from .errors import EdgeshipError, MissingExtraError, UsageError
@@ -156,33 +156,6 @@ def _node() -> dict[str, Any]:
     return {"node_id": node_id, "host": platform.node(), "cpu": cpu_model(), "cpus": os.cpu_count()}
 
 
-def _claim_cpus(n: int) -> tuple[list[int], list[Any]]:
-    """CPUs of this machine no other edgeship task on it holds (file locks: several Ray nodes of one
-    machine see each other's), ``n`` of them; fewer free: the least CPUs needed are shared."""
-    import fcntl
-
-    from ._util import allowed_cpus
-
-    cpus = allowed_cpus()
-    folder = Path(tempfile.gettempdir()) / "edgeship-cpus"
-    folder.mkdir(exist_ok=True)
-    held, fds = [], []
-    for c in cpus:
-        if len(held) >= n:
-            break
-        fd = os.open(folder / f"{c}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue
-        held.append(c)
-        fds.append(fd)
-    if len(held) < n:  # every CPU is taken: share, rather than wait for a lock Ray's scheduler does not know of
-        held += [c for c in cpus if c not in held][:n - len(held)] or cpus[:n - len(held)]
-    return held, fds
-
-
 def _tar(folder: Path, names: list[str]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -213,16 +186,16 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
 
     t0 = time.perf_counter()
     node = _node()
-    cpus, locks = _claim_cpus(max(1, math.floor(context.get("task_cpus", 1))))
+    held = cpus.claim(max(1, math.floor(context.get("task_cpus", 1))))
     try:
         with tempfile.TemporaryDirectory(prefix="edgeship-sweep-") as tmp:
             stage = Path(tmp)
             private = None if task["options"].get("cache") else str(stage / ".tasks")
-            doc: dict[str, Any] = {"node": node, "cpus": cpus}
+            doc: dict[str, Any] = {"node": node, "cpus": held.cpus}
             try:
                 res = run_isolated("edgeship.pipeline.workers:group_child",
                                    {"options": task["options"], "steps": task["steps"], "stage": str(stage),
-                                    "private_cache": private, "context": {**context, "cpus": cpus}},
+                                    "private_cache": private, "context": {**context, "cpus": held.cpus}},
                                    what=f"{task['source']} ({task['id']})")
             except EdgeshipError as e:
                 doc.update(error=_failure_of(e), seconds=round(time.perf_counter() - t0, 2))
@@ -242,8 +215,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
                        seconds=round(time.perf_counter() - t0, 2))
             return doc, _tar(stage, built)
     finally:
-        for fd in locks:
-            os.close(fd)
+        held.release()
 
 
 def _bench_task(spec: dict[str, Any], context: dict[str, Any], *blobs: bytes) -> dict[str, Any]:

@@ -151,18 +151,10 @@ def cell_failure(target: str, precision: str, e: BaseException) -> dict[str, Any
     that is not an edgeship error (a converter's or runtime's own exception) is an internal error
     named as such, with its traceback's last lines for the report."""
     if isinstance(e, EdgeshipError):
-        out = {"target": target, "precision": precision, "error": type(e).__name__, "message": e.message, "hint": e.hint}
-        if e.details:  # what JSON can hold of them (numbers from numpy as floats; the rest as text)
-            def plain(x: Any) -> Any:
-                return x.item() if hasattr(x, "item") and getattr(x, "ndim", 1) == 0 else str(x)
-
-            details = {}
-            for k, v in e.details.items():
-                try:
-                    details[k] = json.loads(json.dumps(v, default=plain))
-                except (TypeError, ValueError, RecursionError):
-                    continue
-            out["details"] = details
+        d = e.to_dict(plain=True)  # the one error codec (edgeship.errors); details as JSON holds them
+        out = {"target": target, "precision": precision, "error": d["type"], "message": d["message"], "hint": e.hint}
+        if e.details:
+            out["details"] = d.get("details", {})
         return out
     tb = traceback.format_exception(type(e), e, e.__traceback__)
     return {"target": target, "precision": precision, "error": "InternalError",
@@ -174,6 +166,4 @@ def cell_failure(target: str, precision: str, e: BaseException) -> dict[str, Any
 
 def failure_error(f: dict[str, Any]) -> EdgeshipError:
     """The typed error a failure record stands for (an internal error: the base EdgeshipError)."""
-    cls = getattr(errors, str(f.get("error")), None)
-    cls = cls if isinstance(cls, type) and issubclass(cls, EdgeshipError) else EdgeshipError
-    return cls(f"{f['target']} {f['precision']}: {f['message']}", hint=f.get("hint"), **(f.get("details") or {}))
+    return errors.from_dict({**f, "type": f.get("error"), "message": f"{f['target']} {f['precision']}: {f['message']}"})

@@ -6,7 +6,6 @@ free memory holds one more; the shared learned rounding first. What a worker run
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import resource
 import subprocess
 import sys
@@ -14,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import cache
-from .._util import Progress, allowed_cpus, safe_name
+from .. import cache, cpus
+from .._util import Progress, safe_name
 from ..artifact import Artifact
 from ..config import DeployConfig
 from ..errors import first_line
@@ -48,16 +47,6 @@ def _memory_available() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def _cpu_slots(jobs: int) -> list[list[int]]:
-    """The CPUs this process may use, split into ``jobs`` shares (a share per running worker);
-    fewer CPUs than jobs: the shares overlap."""
-    cpus = allowed_cpus()
-    if len(cpus) < jobs:
-        return [[cpus[i % len(cpus)]] for i in range(jobs)]
-    per = len(cpus) // jobs
-    return [cpus[i * per:(i + 1) * per] if i < jobs - 1 else cpus[i * per:] for i in range(jobs)]
 
 
 def _peak_rss() -> int:
@@ -152,7 +141,7 @@ def _schedule(cfg: DeployConfig, units: list[dict[str, Any]], need: dict[str, in
               progress: Progress) -> tuple[dict[str, dict[str, Any]], dict[str, BaseException], float]:
     """Run ``units`` (in order, each after what it waits for) in up to ``jobs`` workers at once:
     (results by unit, why each failed unit failed, the seconds it took)."""
-    slots = _cpu_slots(jobs)  # each running worker on CPUs of its own: runtimes size their thread pools to them
+    slots = cpus.shares(jobs)  # each running worker on CPUs of its own: runtimes size their thread pools to them
     free_slots = list(range(len(slots)))
     done: set[str] = set()
     results: dict[str, dict[str, Any]] = {}
@@ -224,12 +213,7 @@ def portable_target(target: str) -> str | None:
 def worker_context(context: dict[str, Any] | None, private_cache: str | None) -> None:
     """In a worker: its CPUs, this deploy's import path and targets, and the run's private cache folder."""
     context = context or {}
-    cpus = context.get("cpus")
-    if cpus and hasattr(os, "sched_setaffinity"):  # before torch or a runtime sizes its thread pool
-        os.sched_setaffinity(0, cpus)
-        os.environ["OMP_NUM_THREADS"] = str(len(cpus))
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(len(cpus))
+    cpus.pin(context.get("cpus"))  # before torch or a runtime sizes its thread pool
     for entry in reversed(context.get("sys_path") or []):
         if entry not in sys.path:
             sys.path.insert(0, entry)
