@@ -57,3 +57,117 @@ LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent
 def test_import_layers_hold():
     r = subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+# ---- the shape of the code (issue 36): held by tests, not by a sentence in DESIGN.md ----------
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in sorted(PKG.rglob("*.py")):
+        name = ".".join(("edgeship", *f.relative_to(PKG).with_suffix("").parts)).removesuffix(".__init__")
+        out[name] = f
+    return out
+
+
+def _imports(module: str, f: Path, known: dict[str, Path]) -> list[tuple[str, int, bool]]:
+    """(imported edgeship module, line, where) of every import in ``f``, TYPE_CHECKING blocks and
+    function bodies included; where is "top", "function" or "typing"; ``from pkg import mod`` names
+    the submodule."""
+    package = module if f.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(f.read_text())
+    inner = {id(n) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for n in ast.walk(fn) if n is not fn}
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+                   for n in ast.walk(block) if n is not block}
+    out = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [f"{target}.{a.name}" if f"{target}.{a.name}" in known else target for a in node.names]
+        for n in names:
+            while n not in known and "." in n:
+                n = n.rpartition(".")[0]
+            if n in known and n != module:
+                out.append((n, node.lineno, "function" if id(node) in inner else
+                            "typing" if id(node) in typing_only else "top"))
+    return out
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_circle():
+    """TYPE_CHECKING imports and imports inside functions count: a circle is a circle however it
+    is hidden (a package and a submodule that imports the package back are one too)."""
+    known = _modules()
+    edges = {m: {t for t, _, _ in _imports(m, f, known)} for m, f in known.items()}
+    assert _cycles(edges) == []
+
+
+def test_no_private_name_of_another_part_is_named_in_a_string():
+    """``run_isolated("edgeship.api:_child", ...)`` reaches a private name as surely as an import."""
+    import re
+
+    found = []
+    for f in sorted(PKG.rglob("*.py")):
+        here = _part("edgeship." + ".".join(f.relative_to(PKG).with_suffix("").parts))
+        for m in re.finditer(r"[\"'](edgeship(?:\.\w+)*):(_\w+)", f.read_text()):
+            if _part(m.group(1)) != here:
+                found.append(f"{f.relative_to(PKG)} names {m.group(1)}:{m.group(2)}")
+    assert found == []
+
+
+def test_no_file_is_a_room_holding_several_things():
+    """No module over 700 lines; the API a facade of at most 300."""
+    long = {str(f.relative_to(PKG)): n for f in PKG.rglob("*.py") if (n := len(f.read_text().splitlines())) > 700}
+    assert long == {}
+    assert len((PKG / "api.py").read_text().splitlines()) <= 300
+
+
+def test_no_function_imports_again_what_its_module_imported_at_the_top():
+    known = _modules()
+    found = []
+    for m, f in known.items():
+        got = _imports(m, f, known)
+        top = {t for t, _, where in got if where == "top"}
+        found += [f"{f.relative_to(PKG)}:{line} imports {t} again" for t, line, where in got if where == "function" and t in top]
+    assert found == []

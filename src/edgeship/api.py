@@ -11,7 +11,7 @@ from . import cache
 from ._util import Progress, noop_progress
 from .analysis import analyze as _analyze
 from .analysis.config import AnalyzeConfig
-from .artifact import Artifact
+from .artifact import Artifact, sha256_file
 from .bench import run_benchmark
 from .bundle import keygen as _keygen
 from .bundle import package as _package
@@ -230,7 +230,6 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
     (:func:`edgeship.updates.publish`). A tarball in an output folder's ``release/`` is noted in
     that folder's manifest (``stages.published``): pruning never removes a release a repository
     serves."""
-    from .artifact import sha256_file
     from .updates import publish as _publish
 
     doc = _publish(bundle, repo, channel, rollout, key=key)

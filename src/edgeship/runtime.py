@@ -68,7 +68,6 @@ def _light_open(path: Path, threads: int) -> tuple[Any, SimpleNamespace, tuple[s
     """(runner, preprocessing, labels, input names) for an ONNX/ORT artifact folder whose record
     this reader takes, else None."""
     from ._util import confined
-    from .errors import EdgeshipError
     from .readers import read_json, read_text
 
     meta = path / "artifact.json"
@@ -240,7 +239,6 @@ def _agent_bundle(state: Path) -> tuple[Path, int]:
     """The bundle folder an agent state serves (the committed release; during a trial switch, the
     one before it) and the switch file's mtime."""
     from ._util import confined
-    from .errors import EdgeshipError
     from .readers import read_json
 
     path = state / AGENT_CURRENT

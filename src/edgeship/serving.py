@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EdgeshipError, FormatError, InputError, UnsupportedError
+from .errors import EdgeshipError, FormatError, InputError, UnsupportedError, UsageError, printable
 from .fidelity import softmax
 from .readers import parse_json
 from .readers.arrays import parse_npy
@@ -238,7 +238,6 @@ class _Upload:
 
     def describe(self) -> str:
         """The upload as an error message names it: never a Python object's repr."""
-        from .errors import printable
 
         ctype = printable(self.ctype or "none")[:80]
         if self.field is None:
@@ -351,7 +350,6 @@ def _form_image(ctype_header: str, body: bytes) -> _Upload:
     files = [u for u in uploads if u.filename is not None]
     chosen = (named or files or [None])[0]
     if chosen is None:
-        from .errors import printable
 
         fields = ", ".join(repr(printable(u.field or ""))[:40] for u in uploads[:8]) or "none"
         raise _Reject(400, f"the form upload has no image part (fields: {fields}): send the image as a file part, "
@@ -533,7 +531,6 @@ def bind(host: str, port: int) -> Any:
     address this machine does not have)."""
     import socket
 
-    from .errors import UsageError
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

@@ -40,8 +40,8 @@ from pydantic import Field, model_validator
 
 from . import cpus, pipeline
 from ._util import Progress, atomic_dir, atomic_write_text, safe_name
-from .config import CommaList, ConfigModel, DeployConfig, IntList, load_config
-from .errors import EdgeshipError, MissingExtraError, UsageError
+from .config import CommaList, ConfigModel, DeployConfig, IntList, SourceConfig, load_config
+from .errors import EdgeshipError, MissingExtraError, UsageError, first_line
 from .pipeline import source_kind
 from .pipeline.workers import worker_context
 
@@ -310,7 +310,6 @@ def _failure_of(e: BaseException) -> dict[str, Any]:
     err = e if isinstance(e, EdgeshipError) else getattr(e, "cause", None)
     if isinstance(err, EdgeshipError):
         return {"error": type(err).__name__, "message": err.message, "hint": err.hint}
-    from .errors import first_line
 
     return {"error": type(err or e).__name__, "message": first_line(err or e), "hint": None}
 
@@ -404,7 +403,6 @@ def _benchmarks(ray: Any, cfg: SweepConfig, todo: list[dict[str, Any]], results:
     one node per machine, one at a time per machine, each holding its node's CPUs."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .config import SourceConfig
 
     hosts = list(_hosts(ray).values())
     per_model: dict[str, list[dict[str, Any]]] = {}

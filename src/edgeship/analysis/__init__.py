@@ -79,7 +79,7 @@ from typing import Any
 from ..artifact import ARTIFACT_JSON
 from ..errors import EdgeshipError, InputError, UnsupportedError, UsageError
 from ..locate import locate
-from ..targets import load_artifact
+from ..targets import available_targets, load_artifact
 from .compat import needs_onnx, preview, preview_targets
 from .graph import Graph, layer_kind, peak_activation
 
@@ -99,7 +99,6 @@ def _targets(targets: str | Sequence[str] | None) -> list[str]:
         return preview_targets()
     if names in ([], ["none"]):
         return []
-    from ..targets import available_targets
 
     known = available_targets()
     bad = [n for n in names if n not in known]

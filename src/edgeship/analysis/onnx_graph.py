@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, InputError
+from ..errors import FormatError, InputError, UsageError
 from ..formats.onnx import module_path, node_subgraphs
 from ..formats.onnx import node_attribute as _attr
 from .graph import RNN_GATES, Graph, Layer, Tensor, conv_macs, recurrent_macs
@@ -52,7 +52,6 @@ def _fix_inputs(model: Any, input_shapes: Sequence[Sequence[int]] | Mapping[str,
     0 / -1) set to a placeholder 1, recorded in ``placeholders`` and said in ``notes``."""
     import onnx
 
-    from ..errors import UsageError
 
     m = onnx.ModelProto()
     m.CopyFrom(model)

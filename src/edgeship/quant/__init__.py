@@ -33,9 +33,18 @@ import numpy as np
 
 from .._util import join_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
-from ..fidelity import source_is_classifier
-from ..formats.onnx import QUANTISED_OPS, all_nodes, already_quantised, requantising_refused, subgraphs  # noqa: F401 - QUANTISED_OPS, already_quantised re-exported
-from .flow import STEP_KEYS, Budget
+from ..fidelity import cosine_sqnr, source_is_classifier
+from ..formats.onnx import (  # noqa: F401 - QUANTISED_OPS, already_quantised re-exported
+    QUANTISED_OPS,
+    WEIGHT_ONLY_SESSION_CONFIG,
+    OnnxRunner,
+    all_nodes,
+    already_quantised,
+    module_path,
+    requantising_refused,
+    subgraphs,
+)  # noqa: F401 - QUANTISED_OPS, already_quantised re-exported
+from .flow import STEP_KEYS, Budget, closer
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -48,7 +57,6 @@ REPORT_FILE = "quantization.json"
 def _session(path: Path, threads: int, config: dict[str, str] | None = None) -> Any:
     """An ONNX Runtime session from the one session factory; a quantised graph ONNX Runtime refuses
     is an UnsupportedError (the artifact is not written), not a crash."""
-    from ..formats.onnx import OnnxRunner
 
     try:
         return OnnxRunner(path, threads=threads, session_config=config).session
@@ -214,7 +222,6 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
         report["fp32"] = {"size_bytes": fp32.model_path.stat().st_size, "p50_ms_1thread": fp32_ms}
         src_path = _at_qdq_opset(fp32.model_path, model, work, report)
 
-        from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG
 
         sess_cfg = WEIGHT_ONLY_SESSION_CONFIG if method == "weight-only" else None
 
@@ -474,7 +481,6 @@ def _elementwise_in_float(model: Any, fb: Any, budget: Budget, static: Any, say:
     them kept in float (weighted layers still int8), kept when closer to fp32 (measured on magika:
     with them int8, 9% of real files keep their label; in float, 100%), else built again without it.
     Keeping weighted layers in float (the next steps) cannot reach these ops."""
-    from .flow import closer
 
     present = sorted({n.op_type for n in model.graph.node} & set(ELEMENTWISE) - set(fb.float_ops))
     if budget.last["within_budget"] or not present or budget.cfg.max_float_layers <= 0:
@@ -550,8 +556,6 @@ def _dynamic_ranking(pre: Path, work: Path, names: list[str], cal_samples: list[
     exported model) when pre-processing dropped them."""
     import onnx
 
-    from ..fidelity import cosine_sqnr
-    from ..formats.onnx import module_path
     from . import onnxruntime_recipes as recipes
 
     nodes = recipes.weighted_nodes(onnx.load(str(pre)))

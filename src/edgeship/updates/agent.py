@@ -33,7 +33,7 @@ from typing import Any
 
 from .._util import atomic_write_text
 from ..bundle.semver import precedence
-from ..errors import EdgeshipError, FormatError, InputError, UsageError
+from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError, ValidationError
 from .fetch import ResumingFetcher
 from .repo import in_rollout
 
@@ -323,7 +323,6 @@ def check_failed(res: dict[str, Any], server: str) -> EdgeshipError:
     """The error a failed check (``res`` from :func:`check_once`, ``ok`` false) is for a caller
     that ends with it (``edgeship agent --once`` exits non-zero): what failed, the server, what to
     do. The check itself already changed nothing that serves."""
-    from ..errors import SecurityError, ValidationError
 
     reason = str(res.get("reason") or "no reason given")
     kind, action = res.get("kind"), res.get("action")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
-from ..errors import FormatError, InputError, SecurityError, UsageError
+from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
 
 __all__ = ["init_repo", "publish", "refresh_timestamp", "in_rollout", "rollout_bucket", "read_channel", "CHANNEL_SCHEMA",
            "ROLES", "EXPIRY_DAYS"]
@@ -194,7 +194,6 @@ def publish(bundle: str | Path, repo: str | Path, channel: str = "stable", rollo
     with tempfile.TemporaryDirectory(prefix="edgeship-publish-") as tmp:
         names = safe_extract(bundle, Path(tmp) / "x")
         top = {n.split("/", 1)[0] for n in names}
-        from ..errors import EdgeshipError
         from ..readers import read_json
 
         try:
