@@ -60,7 +60,7 @@ def test_a_rounded_layers_figure_is_the_roundings_or_a_bound_never_the_backends_
     """The backend measures its int8 against the rounded weights it was given; composed with the
     rounding's own error the figure is exact when the backend lands on the learned levels, else a
     lower bound of the true SQNR against the original weights, never above the rounding's."""
-    from edgeship.targets import _composed_db
+    from edgeship.targets.layers import _composed_db
 
     rng = np.random.default_rng(1)
     for _ in range(20):

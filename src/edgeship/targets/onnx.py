@@ -17,7 +17,7 @@ from ..errors import UnsupportedError, first_line
 from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG, OnnxRunner, io_specs
 from ..runner import Runner
 from ..sources import ONNX_METADATA_PREFIX as METADATA_PREFIX
-from . import Built, Target
+from .base import Built, Target
 
 if TYPE_CHECKING:
     from ..config import DeployConfig

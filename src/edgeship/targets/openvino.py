@@ -48,7 +48,8 @@ from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
 from ..formats.onnx import fix_input_shapes, node_subgraphs
-from . import Built, Runner, Target
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:

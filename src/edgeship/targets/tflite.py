@@ -50,7 +50,8 @@ from ..artifact import (
     file_entries,
 )
 from ..errors import FormatError, UnsupportedError, first_line
-from . import Built, Runner, Target
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
