@@ -93,7 +93,8 @@ class Format(str, metaclass=_Formats):
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(
-            _validate_format, serialization=core_schema.plain_serializer_function_ser_schema(str.__str__, when_used="json"))
+            _validate_format, json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(str.__str__, when_used="json"))
 
 
 _FORMATS: dict[str, Format] = {}

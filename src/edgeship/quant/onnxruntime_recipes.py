@@ -21,8 +21,8 @@ from .._util import join_samples
 from .._util import quiet as _quiet
 from ..errors import UnsupportedError
 from ..fidelity import db_from_sums, sqnr_db
+from ..formats.onnx import module_path, ort_session, unique_initializer_names
 from ..formats.onnx import node_attribute as _attr
-from ..formats.onnx import ort_session
 from .ort_fallback import (  # noqa: F401 - culprit, from_library: quant reads them here
     DYNAMIC_OPS,
     WEIGHTED_OPS,
@@ -157,8 +157,6 @@ def fp16(fp32: Path, out: Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from ..formats.onnx import unique_initializer_names
-
     model = onnx.load(str(fp32))
     unique_initializer_names(model)  # If branches holding weights of one name: the converter asserts on a repeat
     with quiet():
@@ -290,8 +288,6 @@ def _intermediates(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, list[np
 def attribute(fp32_model: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Weighted layers ranked by the error they inject: the fall in SQNR (vs the float model) from
     a layer's input to its output, with its weight and output-quantisation SQNR beside it."""
-    from ..formats.onnx import module_path
-
     acts = report["_acts"]
     wsqnr = {w["tensor"]: w["sqnr_db"] for w in report["weights"]}
     consumers: dict[str, list[Any]] = {}

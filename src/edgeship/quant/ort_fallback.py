@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, first_line
 
 __all__ = ["WEIGHTED_OPS", "DYNAMIC_OPS", "MAX_FALLBACKS", "from_library", "culprit", "Fallback", "flatten_broadcast_biases", "input_users"]
 
@@ -187,8 +187,6 @@ class Fallback:
 
 
 def _first_line(e: BaseException) -> str:
-    from ..errors import first_line
-
     return first_line(e, 300)
 
 

@@ -248,8 +248,6 @@ class Target(ABC):
         measured after nearest rounding and kept only when it is closer to fp32; ``adaround`` keeps
         it; ``nearest`` skips it.
         """
-        import tempfile
-
         from ..data import distinct_sources
         from ..fidelity import source_is_classifier
         from ..quant.flow import Budget

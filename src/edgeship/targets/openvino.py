@@ -45,7 +45,7 @@ import numpy as np
 
 from .._util import share_text
 from ..artifact import Artifact, Format, TensorSpec
-from ..data import calibration_samples
+from ..data import calibration_samples, load_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
 from ..formats.onnx import fix_input_shapes, node_subgraphs
 from ..quant.openvino import nncf_int8, ov_message, weight_report
@@ -279,7 +279,6 @@ class OpenVinoTarget(Target):
         """``built`` with the IR measured under OpenVINO's own defaults on this CPU as well (what a
         bare ``compile_model("model.xml")`` gives), when they differ from the verified precision:
         figures against the source in ``details["openvino"]["device_default"]`` and a note."""
-        from ..data import load_samples
         from ..fidelity import judge, source_is_classifier
         from ..verify import artifact_inputs
 
