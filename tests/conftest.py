@@ -79,7 +79,7 @@ def relu6_cfg():
 @pytest.fixture(autouse=True)
 def _restore_target_registry():
     """A test that registers a target leaves the registry as it found it."""
-    from edgeship import targets
+    from edgeship.targets import registry as targets
 
     saved = dict(targets._REGISTRY)
     yield

@@ -60,7 +60,7 @@ def test_a_rounded_layers_figure_is_the_roundings_or_a_bound_never_the_backends_
     """The backend measures its int8 against the rounded weights it was given; composed with the
     rounding's own error the figure is exact when the backend lands on the learned levels, else a
     lower bound of the true SQNR against the original weights, never above the rounding's."""
-    from edgeship.targets import _composed_db
+    from edgeship.targets.layers import _composed_db
 
     rng = np.random.default_rng(1)
     for _ in range(20):
@@ -199,7 +199,7 @@ def test_openvino_rows_carry_the_source_module_the_ir_can_tell(tmp_path):
     source module it came from."""
     if edgeship.get_target("openvino").check_environment():
         pytest.skip("openvino extra not installed")
-    from edgeship.targets.openvino import weight_report
+    from edgeship.quant.openvino import weight_report
 
     src = _source()  # conv + batch norm, depthwise conv, 1x1 conv, linear
     cfg = edgeship.DeployConfig.build(model="tinymodels:tiny_classifier", rounding="nearest", equalization="off",
@@ -217,8 +217,8 @@ def test_openvino_rows_carry_the_source_module_the_ir_can_tell(tmp_path):
     assert all(refs.values())
     from openvino import Core
 
+    from edgeship.quant.openvino import _WEIGHTED, ir_source
     from edgeship.targets import layer_modules
-    from edgeship.targets.openvino import _WEIGHTED, ir_source
 
     ops = [op for op in Core().read_model(str(fp32.model_path)).get_ordered_ops() if op.get_type_name() in _WEIGHTED]
     traced = [ir_source(op)[1] for op in ops]

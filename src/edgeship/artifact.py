@@ -8,18 +8,19 @@ and ``artifact.json`` (this record without the labels, which live in ``labels.tx
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from enum import Enum
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
+from pydantic_core import PydanticCustomError, core_schema
 
 from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, example_bytes
 from .errors import FormatError, InputError, strip_escapes
 
 __all__ = [
     "Format",
+    "register_format",
     "TensorSpec",
     "Preprocess",
     "FileEntry",
@@ -40,17 +41,91 @@ ARTIFACT_JSON = "artifact.json"
 LABELS_TXT = "labels.txt"
 
 
-class Format(str, Enum):  # noqa: UP042 - str() and pydantic keep the plain value
-    """On-disk model formats edgeship knows."""
+class _Formats(type):
+    """Format's type: iterating ``Format`` gives every registered format, in registration order."""
 
-    torch = "torch"
-    onnx = "onnx"
-    ort = "ort"
-    tflite = "tflite"
-    coreml = "coreml"
-    pte = "pte"
-    openvino = "openvino"
-    web = "web"  # an ONNX model with onnxruntime-web vendored beside it
+    def __iter__(cls) -> Iterator[Format]:
+        return iter(tuple(_FORMATS.values()))
+
+    def __len__(cls) -> int:
+        return len(_FORMATS)
+
+
+class Format(str, metaclass=_Formats):
+    """An on-disk model format: a name registered by the target that writes it
+    (:func:`register_format`), so a runtime with a new file format is one module. Those edgeship
+    ships are class attributes (``Format.onnx``). A format is its plain name (equal to it, written
+    as it in JSON; ``.value`` and ``.name`` say it too); ``Format("onnx")`` is the registered one,
+    a ValueError for a name no target registered, and a record naming one is refused."""
+
+    torch: ClassVar[Format]
+    onnx: ClassVar[Format]
+    ort: ClassVar[Format]
+    tflite: ClassVar[Format]
+    coreml: ClassVar[Format]
+    pte: ClassVar[Format]
+    openvino: ClassVar[Format]
+    web: ClassVar[Format]  # an ONNX model with onnxruntime-web vendored beside it
+
+    def __new__(cls, value: object) -> Format:
+        known = _FORMATS.get(value) if isinstance(value, str) else None
+        if known is None:
+            raise ValueError(f"{value!r} is not a valid Format")
+        return known
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"<Format.{self.value}: {self.value!r}>"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:  # another process knows it once unpickled
+        return register_format, (self.value,)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            _validate_format, json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(str.__str__, when_used="json"))
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def register_format(name: str) -> Format:
+    """The format named ``name``, registered if new (a target's module calls this for the format it
+    writes, or :func:`edgeship.register_target` for a target declaring a plain name)."""
+    name = str.__str__(name)
+    if not name or name != name.strip() or not name.isprintable():
+        raise ValueError(f"{name!r} is not a format name")
+    if name not in _FORMATS:
+        fmt = str.__new__(Format, name)
+        _FORMATS[name] = fmt
+        if name.isidentifier() and not hasattr(Format, name):
+            setattr(Format, name, fmt)
+    return _FORMATS[name]
+
+
+def _validate_format(value: Any) -> Format:
+    """A record's format: a registered one, else the error the closed list gave ("Input should be
+    'torch', 'onnx', ... or 'web'"), naming every registered format."""
+    if isinstance(value, str) and value in _FORMATS:
+        return _FORMATS[value]
+    names = [repr(f.value) for f in Format]
+    expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+
+
+for _name in ("torch", "onnx", "ort", "tflite", "coreml", "pte", "openvino", "web"):
+    register_format(_name)
 
 
 class _Frozen(BaseModel):

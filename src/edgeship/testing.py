@@ -24,7 +24,8 @@ import numpy as np
 
 from .artifact import Artifact, Format, TensorSpec
 from .errors import UnsupportedError
-from .targets import Built, Runner, Target
+from .runner import Runner
+from .targets import Built, Target
 
 if TYPE_CHECKING:
     from .config import DeployConfig

@@ -14,8 +14,8 @@ from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, t
 
 if TYPE_CHECKING:
     from .config import VerifyConfig
+    from .runner import Runner
     from .sources import Source
-    from .targets import Runner
 
 
 #: inputs a reduced precision runs as one batch in verification (the dynamic batch axis checked)

@@ -45,7 +45,8 @@ from ..artifact import (
     Verification,
 )
 from ..errors import FormatError, UnsupportedError, ValidationError, first_line
-from . import Built, Runner, Target
+from ..runner import Runner
+from .base import Built, Target
 
 if TYPE_CHECKING:
     from ..config import DeployConfig

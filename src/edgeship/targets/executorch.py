@@ -33,7 +33,8 @@ from .._util import native_stderr_silenced
 from ..artifact import Artifact, Format, TensorSpec
 from ..data import calibration_samples
 from ..errors import FormatError, UnsupportedError, first_line
-from . import Built, Runner, Target
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from ..errors import UnsupportedError, first_line
 from ..formats.onnx import WEIGHT_ONLY_SESSION_CONFIG, OnnxRunner, io_specs
 from ..runner import Runner
 from ..sources import ONNX_METADATA_PREFIX as METADATA_PREFIX
-from . import Built, Target
+from ..sources import load_onnx_model, onnx_metadata
+from .base import Built, Target
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -61,7 +62,6 @@ def artifact_from_onnx(path: Path) -> Artifact:
     it is parsed in the limited child (:func:`edgeship.isolate.run_isolated`), its description
     crossing as JSON."""
     from ..isolate import in_child, run_isolated
-    from ..sources import load_onnx_model, onnx_metadata
 
     if not in_child():
         rec = run_isolated("edgeship.targets.onnx:onnx_artifact_record", {"path": str(path)}, what=str(path))
@@ -153,8 +153,6 @@ class OnnxTarget(Target):
         scopes kept); and notes on what was skipped. ``analyze`` counts this graph."""
         notes: list[str] = []
         if source.kind == "onnx":
-            from ..sources import load_onnx_model
-
             model = load_onnx_model(source.path)
         else:
             model = self._export(source, cfg)

@@ -45,11 +45,14 @@ import numpy as np
 
 from .._util import share_text
 from ..artifact import Artifact, Format, TensorSpec
-from ..data import calibration_samples
+from ..data import calibration_samples, load_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
 from ..formats.onnx import fix_input_shapes, node_subgraphs
-from . import Built, Runner, Target
+from ..quant.openvino import nncf_int8, ov_message, weight_report
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import quiet_exporter as _quiet
+from .openvino_opset import pin_old_axis_ops
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -136,7 +139,7 @@ class OpenVinoRunner(Runner):
                     props[PRECISION_HINT] = inference_precision
                 self.compiled = core.compile_model(model, device, props)
         except Exception as e:
-            raise FormatError(f"OpenVINO cannot load {path}: {_ov_message(e)}",
+            raise FormatError(f"OpenVINO cannot load {path}: {ov_message(e)}",
                               hint="check that model.bin sits beside model.xml, or convert again") from None
         self.inference_precision = inference_precision
         self.request = self.compiled.create_infer_request()
@@ -259,7 +262,7 @@ class OpenVinoTarget(Target):
             with _quiet():
                 ov.save_model(model, str(path), compress_to_fp16=(precision == "fp16"))
         except Exception as e:
-            raise UnsupportedError(f"OpenVINO could not save the IR: {_ov_message(e)}") from None
+            raise UnsupportedError(f"OpenVINO could not save the IR: {ov_message(e)}") from None
         inputs, outputs = self._io(model, source)
         config = {**config, "runtime_options": dict(options)}
         notes.append(f"verified with {PRECISION_HINT}={VERIFIED_PRECISION}, stored in {MODEL_FILE}'s rt_info "
@@ -276,7 +279,6 @@ class OpenVinoTarget(Target):
         """``built`` with the IR measured under OpenVINO's own defaults on this CPU as well (what a
         bare ``compile_model("model.xml")`` gives), when they differ from the verified precision:
         figures against the source in ``details["openvino"]["device_default"]`` and a note."""
-        from ..data import load_samples
         from ..fidelity import judge, source_is_classifier
         from ..verify import artifact_inputs
 
@@ -400,71 +402,11 @@ class OpenVinoTarget(Target):
             for port, spec in zip(model.outputs, source.outputs):
                 port.get_tensor().set_names({spec.name})
 
-    # ---- int8 ---------------------------------------------------------------------------
     @staticmethod
     def _quantize(source: Source, model: Any, config: dict[str, Any], calib: list, bias_correction: bool = True,
                   excluded: Sequence[str] = ()) -> Any:
-        import logging
-
-        import nncf
-
-        names = [p.get_any_name() for p in model.inputs]
-        transformer = any(np.issubdtype(np.asarray(a).dtype, np.integer) for a in source.example_inputs)
-        ignored: list[str] = []
-        if source.preprocess is not None and len(source.inputs) == 1:
-            # the first conv sees the image itself; int8 there costs Lite0 top-1 agreement 92% -> 98% kept float
-            stem = next((op.get_friendly_name() for op in model.get_ordered_ops()
-                         if op.get_type_name() in ("Convolution", "GroupConvolution")), None)
-            ignored = [stem] if stem else []
-        ignored += [name for name in excluded if name not in ignored]
-        ops = {op.get_friendly_name(): op.get_type_name() for op in model.get_ordered_ops()}
-        missing = [name for name in ignored if name not in ops]
-        if missing:  # NNCF matches ignored names against the IR's op names: a stale name is a bug, not a knob
-            weighted = [f"{n} ({t})" for n, t in ops.items() if t in _WEIGHTED]
-            raise UnsupportedError(f"NNCF int8 of {source.name}: cannot keep {', '.join(missing)} in float: "
-                                   f"no op of that name in the IR", hint=f"its weighted ops: {', '.join(weighted[:12])}"
-                                   + (f" and {len(weighted) - 12} more" if len(weighted) > 12 else ""), nodes=missing)
-        model_type = nncf.ModelType.TRANSFORMER if transformer else None
-        config.update({"tool": "nncf.quantize", "preset": "performance", "calibration_samples": len(calib),
-                       "model_type": "transformer" if transformer else "default", "kept_float": ignored,
-                       "fast_bias_correction": False, "bias_correction": bias_correction})
-        nncf_log = logging.getLogger("nncf")
-        level = nncf_log.level
-        nncf_log.setLevel(logging.ERROR)
-        float_types: list[str] = []  # op types kept in float after NNCF failed on one of them
-        try:
-            while True:
-                try:
-                    with _quiet():
-                        dataset = nncf.Dataset(calib, lambda s: dict(zip(names, s)))
-                        kwargs: dict[str, Any] = {"subset_size": len(calib), "fast_bias_correction": False}
-                        if ignored or float_types:
-                            kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored, types=float_types)
-                        if model_type is not None:
-                            kwargs["model_type"] = model_type
-                        if not bias_correction:  # --no-bias-correction reaches NNCF too
-                            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-
-                            kwargs["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
-                        return nncf.quantize(model, dataset, **kwargs)
-                except Exception as e:
-                    message = _ov_message(e)
-                    nodes = [n for n in ops if n and re.search(rf"(?<![\w/#.]){re.escape(n)}(?![\w/#.])", message)]
-                    fresh = [ops[n] for n in nodes if ops[n] not in float_types]
-                    if fresh and len(float_types) < 3:
-                        # NNCF cannot take that op (an LSTMSequence whose lengths are not a Constant): keep
-                        # every op of its type in float and quantise the rest, said in the record
-                        float_types.append(fresh[0])
-                        config["kept_float_types"] = list(float_types)
-                        config.setdefault("nncf_failures", []).append(f"{', '.join(nodes[:2])}: {message[:200]}")
-                        continue
-                    where = f" at {', '.join(f'{n} ({ops[n]})' for n in nodes[:4])}" if nodes else ""
-                    also = f" (also with {', '.join(float_types)} kept in float)" if float_types else ""
-                    raise UnsupportedError(f"NNCF int8 quantisation failed for {source.name}{where}{also}: "
-                                           f"{type(e).__name__}: {message}",
-                                           hint="build the fp32 (or fp16) artifact only", nodes=nodes[:4]) from None
-        finally:
-            nncf_log.setLevel(level)
+        """NNCF int8 of the IR (:func:`edgeship.quant.openvino.nncf_int8`), the converters kept quiet."""
+        return nncf_int8(source, model, config, calib, _quiet, bias_correction, excluded)
 
     @staticmethod
     def _io(model: Any, source: Source) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -512,209 +454,8 @@ class OpenVinoTarget(Target):
         return req
 
 
-_WEIGHTED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
-
-
-def _constant_value(node: Any, depth: int = 0) -> np.ndarray | None:
-    """The value of a weight's constant subgraph (Constant, Convert, Subtract, Multiply, Reshape of
-    constants), as NNCF stores int8 weights; None for anything else."""
-    kind = node.get_type_name()
-    if kind == "Constant":
-        return np.asarray(node.get_data(), np.float64)
-    if depth > 6:
-        return None
-    ins = [_constant_value(node.input_value(i).get_node(), depth + 1) for i in range(node.get_input_size())]
-    if any(v is None for v in ins[:2]):
-        return None
-    if kind == "Convert":
-        return ins[0]
-    if kind == "Multiply":
-        return ins[0] * ins[1]
-    if kind == "Subtract":
-        return ins[0] - ins[1]
-    if kind == "Reshape" and ins[1] is not None:
-        return ins[0].reshape([int(d) for d in ins[1]])
-    return None
-
-
-def weight_report(fp32_xml: Path, int8_xml: Path) -> list[dict[str, Any]]:
-    """Per-layer attribution of an NNCF int8 IR: for every weighted op whose weights it stores as
-    int8, the SQNR of those weights against the fp32 IR's (matched by op name), worst first.
-
-    Each row names its source module when the IR can tell it (:func:`ir_source`: a weight constant
-    named after its parameter, as an ONNX file's initializers are; or the op's own name), and
-    otherwise says where the op came from (``source_ref``: the k-th convolution / linear layer of
-    a torch program, the layer its k-th batch norm reads, or the ONNX node) for whoever holds the
-    source to name it (:func:`edgeship.targets.layer_modules`), with the weight's ``shape`` to check
-    it against. The IR's op names themselves (``Convolution#0``, ``Multiply_671618``) are not the
-    model's layer names: OpenVINO makes them up when it fuses a batch norm into a convolution."""
-    import openvino as ov
-
-    from ..fidelity import db_from_sums
-
-    core = ov.Core()
-    floats, sources = {}, {}
-    for op in core.read_model(str(fp32_xml)).get_ordered_ops():
-        if op.get_type_name() in _WEIGHTED and op.get_input_size() > 1:
-            floats[op.get_friendly_name()] = _constant_value(op.input_value(1).get_node())
-            sources[op.get_friendly_name()] = ir_source(op)
-    rows = []
-    for op in core.read_model(str(int8_xml)).get_ordered_ops():
-        if op.get_type_name() not in _WEIGHTED or op.get_input_size() < 2:
-            continue
-        wnode = op.input_value(1).get_node()
-        if wnode.get_type_name() == "Constant":
-            continue  # kept float
-        w, wq = floats.get(op.get_friendly_name()), _constant_value(wnode)
-        if w is None or wq is None or w.size != wq.size:
-            continue
-        module, ref = sources.get(op.get_friendly_name(), (None, None))
-        shape = list(w.shape)
-        if op.get_type_name() == "GroupConvolution" and len(shape) > 2:  # [G, O/G, I/G, k...] -> [O, I/G, k...]
-            shape = [shape[0] * shape[1], *shape[2:]]
-        w, wq = w.reshape(-1), wq.reshape(-1)
-        rows.append({"node": op.get_friendly_name(), "module": module, "op": op.get_type_name(),
-                     "weight_sqnr_db": round(db_from_sums(float(np.sum(w ** 2)), float(np.sum((wq - w) ** 2))), 2),
-                     "shape": shape, **({"source_ref": ref} if ref else {})})
-    return sorted(rows, key=lambda r: r["weight_sqnr_db"])
-
-
-#: the torch frontend names an op '<fx node>/aten.<op>.<overload>/<OpenVINO type>', the fx node being
-#: '<op>' or '<op>_<k>' (the k-th of that op in the program OpenVINO decomposed, in graph order)
-_TORCH_NAME = re.compile(r"^(?P<node>\w+)/aten\.(?P<op>\w+)\.\w+/")
-_TORCH_KINDS = {"convolution": "conv", "linear": "linear", "_native_batch_norm_legit_no_training": "bn_input"}
-_PARAM_NAME = re.compile(r"^(?P<module>[\w.]+)\.weight$")
-
-
-def ir_source(op: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """(source module, reference) of a weighted op of an fp32 IR, from what the IR keeps: its weight
-    constant's tensor names ('features.4.weight', an ONNX initializer: the module itself), the
-    torch frontend's op name ('convolution_2/aten.convolution.default/Convolution': the third
-    convolution of the program), or, for a convolution whose name OpenVINO replaced when it folded
-    a batch norm into it, the name of the batch norm's Add that follows. An ONNX source's ops are
-    named after its nodes (``onnx_nodes``)."""
-    for name in op.input_value(1).get_names():
-        m = _PARAM_NAME.match(name)  # the torch frontend's are 'features_4_weight:0': no module
-        if m:
-            return m["module"], None
-    names = [op.get_friendly_name()]
-    names += [c.get_node().get_friendly_name() for c in op.output(0).get_target_inputs()
-              if c.get_node().get_type_name() == "Add"]
-    for i, name in enumerate(names):
-        m = _TORCH_NAME.match(name)
-        kind = _TORCH_KINDS.get(m["op"]) if m else None
-        rest = m["node"][len(m["op"]):] if m and m["node"].startswith(m["op"]) else None
-        # the op's own name is a convolution or linear layer; an Add after it, the batch norm folded into it
-        if kind and rest is not None and (rest == "" or (rest[:1] == "_" and rest[1:].isdigit())) \
-                and (kind == "bn_input") == (i > 0):
-            return None, {"kind": kind, "index": int(rest[1:]) if rest else 0}
-    candidates = [n.removesuffix("/WithoutBiases") for n in names]
-    return None, {"onnx_nodes": list(dict.fromkeys(candidates))}
-
-
-#: ops whose meaning changed at ONNX opset 13: before it they flatten their input to 2-D at ``axis``
-#: (default 1) and normalise over every axis from there on; from 13 on, along ``axis`` alone
-_AXIS_OPS = ("Softmax", "LogSoftmax", "Hardmax")
-_AXIS_OPSET = 13
 #: a rewritten model larger than this goes to OpenVINO through a file with external data, not in memory
 _IN_MEMORY_LIMIT = 1 << 30
-
-
-def _default_opset(model: Any) -> int | None:
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-
-
-def pin_old_axis_ops(model: Any) -> dict[str, Any] | None:
-    """Rewrite, in place, every Softmax/LogSoftmax/Hardmax of an ONNX model below opset 13 whose
-    meaning depends on the opset (input rank > 2, or unknown, and ``axis`` not the last one) as
-    Flatten(axis) -> op(axis=1) -> Reshape(Shape(input)): what the node means at its own opset,
-    spelled so that a reader taking it in the opset-13 sense (OpenVINO 2026.4 for opset 11 and 12)
-    computes the same. The output keeps its tensor name; subgraphs are included. Returns
-    ``{"opset", "nodes": [{"node", "op", "rank", "axis"}]}``, or None when nothing needed it."""
-    import onnx
-    from onnx import helper
-
-    opset = _default_opset(model)
-    if opset is None or opset >= _AXIS_OPSET:
-        return None
-
-    def has_axis_op(graph: Any) -> bool:
-        return any((n.op_type in _AXIS_OPS and n.domain in ("", "ai.onnx")) or any(has_axis_op(g) for g in node_subgraphs(n))
-                   for n in graph.node)
-
-    if not has_axis_op(model.graph):
-        return None
-    try:  # ranks from shape inference (dims only: external data need not be loaded)
-        inferred = onnx.shape_inference.infer_shapes(model).graph
-    except Exception:  # noqa: BLE001 - unknown ranks: every such node is rewritten (exact either way)
-        inferred = None
-
-    taken: set[str] = set()
-
-    def collect(graph: Any) -> None:
-        taken.update(v.name for v in (*graph.input, *graph.output, *graph.value_info))
-        taken.update(t.name for t in graph.initializer)
-        for n in graph.node:
-            taken.update(n.output)
-            taken.add(n.name)
-            for g in node_subgraphs(n):
-                collect(g)
-
-    collect(model.graph)
-
-    def fresh(name: str) -> str:
-        out, k = name, 1
-        while out in taken:
-            out, k = f"{name}_{k}", k + 1
-        taken.add(out)
-        return out
-
-    pinned: list[dict[str, Any]] = []
-
-    def rewrite(graph: Any, info: Any, outer: dict[str, int]) -> None:
-        ranks = dict(outer)
-        if info is not None:
-            for v in (*info.input, *info.output, *info.value_info):
-                if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
-                    ranks[v.name] = len(v.type.tensor_type.shape.dim)
-            ranks.update({t.name: len(t.dims) for t in info.initializer})
-        infos = list(info.node) if info is not None and len(info.node) == len(graph.node) else [None] * len(graph.node)
-        nodes, changed = [], False
-        for node, inode in zip(graph.node, infos):
-            subs = node_subgraphs(node)
-            isubs = node_subgraphs(inode) if inode is not None else []
-            for k, g in enumerate(subs):
-                rewrite(g, isubs[k] if len(isubs) == len(subs) else None, ranks)
-            if node.op_type not in _AXIS_OPS or node.domain not in ("", "ai.onnx") or not node.input or not node.output:
-                nodes.append(node)
-                continue
-            axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 1)
-            rank = ranks.get(node.input[0])
-            if rank is not None:
-                a = axis + rank if axis < 0 else axis
-                if rank <= 2 or a == rank - 1 or not 0 <= a < rank:
-                    nodes.append(node)  # one axis either way (or invalid: left for the reader to refuse)
-                    continue
-            elif axis < 0 and opset < 11:
-                nodes.append(node)  # Flatten takes a negative axis from opset 11 on only
-                continue
-            else:
-                a = axis
-            x, y = node.input[0], node.output[0]
-            base = node.name or fresh(f"{node.op_type}_{y}")
-            flat, two_d, shape = fresh(f"{y}__flat"), fresh(f"{y}__2d"), fresh(f"{y}__shape")
-            nodes += [helper.make_node("Flatten", [x], [flat], name=fresh(f"{base}/flatten"), axis=a),
-                      helper.make_node(node.op_type, [flat], [two_d], name=base, axis=1),
-                      helper.make_node("Shape", [x], [shape], name=fresh(f"{base}/shape")),
-                      helper.make_node("Reshape", [two_d, shape], [y], name=fresh(f"{base}/reshape"))]
-            pinned.append({"node": base, "op": node.op_type, "rank": rank, "axis": axis})
-            changed = True
-        if changed:
-            del graph.node[:]
-            graph.node.extend(nodes)
-
-    rewrite(model.graph, inferred, {})
-    return {"opset": opset, "nodes": pinned} if pinned else None
 
 
 def _convert_static(source: Source) -> tuple[Any, dict[str, Any] | None] | None:
@@ -778,7 +519,7 @@ def _read(path: Path) -> Any:
         with _quiet():
             return ov.Core().read_model(str(path))
     except Exception as e:
-        raise FormatError(f"OpenVINO cannot read {path}: {_ov_message(e)}",
+        raise FormatError(f"OpenVINO cannot read {path}: {ov_message(e)}",
                           hint="check that model.bin sits beside model.xml, or convert again") from None
 
 
@@ -810,16 +551,6 @@ _NO_RULE = re.compile(r"No conversion rule found for operations?:\s*(.+)")
 _FAILED_FOR = re.compile(r"Conversion is failed for:\s*(.+)")
 _ONNX_NODE = re.compile(r"\[ONNX Frontend\] Conversion failed for (\S+)|While validating ONNX node '<Node\((\w+)\): ([^>]*)>'")
 _OV_NODE = re.compile(r"While validating node '(\S+) ([^']+)'")
-
-
-def _ov_message(e: BaseException, limit: int = 400) -> str:
-    """The lines of an OpenVINO/NNCF exception worth showing: its summary, not the C++ assertion
-    ("Check 'false' failed at src/...") or the API wrapper line that open it."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("Check '", "FrontEnd API failed with", "Exception from src/", "Summary:"))]
-    summary = [ln.lstrip("- ").strip() for ln in useful if ln.startswith("--")]
-    text = "; ".join(summary or useful[:2]) or first_line(e)
-    return text[:limit]
 
 
 def _onnx_nodes(path: Path | None) -> dict[str, list[str]]:
@@ -885,7 +616,7 @@ def _conversion_error(source: Source, e: BaseException, nodes: dict[str, list[st
                  if any(c and (_op_core(key) == c or _op_core(key).endswith("_" + c)) for c in cores)]
     named = list(dict.fromkeys(named))
     where = f" at node {', '.join(named[:6])}" + (f" and {len(named) - 6} more" if len(named) > 6 else "") if named else ""
-    said = _ov_message(e)
+    said = ov_message(e)
     if ops and _NO_RULE.fullmatch(said):
         message = f"OpenVINO could not convert {source.name}: no conversion rule for {', '.join(ops)}{where}"
     else:

@@ -24,7 +24,8 @@ from ..artifact import Artifact, Format
 from ..errors import FormatError, UnsupportedError, first_line
 from ..formats.onnx import OnnxRunner
 from ..isolate import in_child, run_isolated
-from . import Built, Runner, Target
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import MODEL_FILE as ONNX_FILE
 
 if TYPE_CHECKING:

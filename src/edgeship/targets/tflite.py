@@ -49,8 +49,9 @@ from ..artifact import (
     TensorSpec,
     file_entries,
 )
-from ..errors import FormatError, UnsupportedError, first_line
-from . import Built, Runner, Target
+from ..errors import FormatError, MissingExtraError, UnsupportedError, first_line
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import quiet_exporter as _quiet
 
 if TYPE_CHECKING:
@@ -115,8 +116,6 @@ class TfliteRunner(Runner):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # pragma: no cover - checked by ensure_environment
-            from ..errors import MissingExtraError
-
             raise MissingExtraError("running a .tflite file needs ai-edge-litert",
                                     hint="pip install 'edgeship[tflite]'") from None
         self.num_threads = int(threads) if threads and threads > 0 else None

@@ -47,7 +47,8 @@ import numpy as np
 from .._util import cache_dir
 from ..artifact import Artifact, Format, TensorSpec, sha256_file
 from ..errors import FormatError, MissingExtraError, UnsupportedError, first_line, printable
-from . import Built, Runner, Target
+from ..runner import Runner
+from .base import Built, Target
 from .onnx import MODEL_FILE, OnnxTarget
 
 if TYPE_CHECKING:
