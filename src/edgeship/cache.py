@@ -19,23 +19,30 @@ an optimisation: a failure to store never fails the work.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._util import cache_dir, tool_versions
 from .artifact import sha256_file
+from .config import DeployConfig, QuantizeConfig
+from .data import load_samples
+from .errors import EdgeshipError
+from .readers import read_json
 
 __all__ = ["enabled", "use_private", "private", "single_flight", "key", "convert_key", "class_digest", "source_key",
            "data_key", "code_digest", "toolchain", "has", "fetch_dir", "store_dir", "fetch_json", "store_json", "info", "clear",
-           "tasks_dir", "ENTRY"]
+           "tasks_dir", "derived", "write_derived", "ENTRY"]
 
 ENTRY = "entry.json"
 PAYLOAD = "payload"
@@ -78,8 +85,6 @@ def single_flight(k: str, waiting: Any = None) -> Any:
     """Hold the lock of ``k`` (a file lock in the cache folder) while computing what is stored under
     it, so two workers or two deploys compute it once: the second waits (``waiting()`` is called
     first) and then finds it stored."""
-    import fcntl
-
     folder = tasks_dir() / ".locks"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -185,8 +190,6 @@ def data_key(spec: str | None, source: Any = None, limit: int = 0, purpose: str 
         for f in sorted(x for x in p.rglob("*") if x.is_file()):
             h.update(str(f.relative_to(p)).encode() + b"\0" + sha256_file(f).encode())
         return h.hexdigest()
-    from .data import load_samples
-
     samples, labels = load_samples(spec, source, limit, purpose)
     for s in samples:
         for a in s:
@@ -195,14 +198,28 @@ def data_key(spec: str | None, source: Any = None, limit: int = 0, purpose: str 
     return h.hexdigest()
 
 
+def derived(kind: str, k: str, name: str) -> Path:
+    """Where a file derived from a model is kept beside the task results (outside them:
+    ``<cache folder>/<kind>/<k>/<name>``), named by the ``k`` of what it is derived from, so it is
+    reused while it is there; :func:`info` counts it among the other things, :func:`clear` keeps it.
+    Written with :func:`write_derived`."""
+    return cache_dir() / kind / k / name
+
+
+def write_derived(path: Path, write: Callable[[Path], Any]) -> None:
+    """Put a derived file (:func:`derived`) in place whole: ``write(tmp)`` writes it to a temp file
+    beside ``path`` (named after this process), which is then renamed over ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def _entry(k: str) -> Path:
     return tasks_dir() / k[:2] / k
 
 
 def _read_entry(folder: Path) -> dict[str, Any] | None:
-    from .errors import EdgeshipError
-    from .readers import read_json
-
     try:
         meta = read_json(folder / ENTRY, "cache entry", max_bytes=64 << 20, links=False)
     except EdgeshipError:
@@ -378,8 +395,6 @@ FP32_IGNORES = frozenset({"min_cosine", "max_drop", "eval_samples"})
 
 def class_digest(cls: type) -> str | None:
     """sha256 of the file that defines ``cls`` (a plugin target's code), None when it has none."""
-    import inspect
-
     try:
         return sha256_file(Path(inspect.getfile(cls)))
     except (TypeError, OSError):
@@ -393,8 +408,6 @@ def convert_key(cfg: Any, source_digest: str, target: str, precision: str, own_o
     the quantisation options only for a reduced precision; of the targets' own options only its
     ``own_options``), the data digests (``data``: calib/eval for reduced precisions, eval for fp32), and the key of
     the artifact it is built from (``parent``)."""
-    from .config import DeployConfig, QuantizeConfig
-
     base = set(DeployConfig.model_fields)
     fields = {}
     for name, value in cfg.model_dump(mode="json").items():

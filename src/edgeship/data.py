@@ -7,17 +7,43 @@ Python classifier, verification and (later) the generated app code agree on one 
 
 from __future__ import annotations
 
+import importlib
+import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .errors import InputError, UsageError
+from .readers import read_bytes, read_text
+from .readers.arrays import read_arrays
+from .readers.images import IMAGE_LIMIT, decode_image, to_rgb
 
 if TYPE_CHECKING:
-    from .artifact import Preprocess
+    from .artifact import Preprocess, TensorSpec
     from .config import DeployConfig
-    from .sources import Source
+
+
+class SourceLike(Protocol):
+    """What the data functions read of a model (:class:`edgeship.sources.Source` is one): its
+    inputs and outputs, preprocessing, labels, own sample inputs and tokenizer, and its default
+    calibration and evaluation inputs."""
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]: ...
+    @property
+    def outputs(self) -> Sequence[TensorSpec]: ...
+    @property
+    def preprocess(self) -> Preprocess | None: ...
+    @property
+    def labels(self) -> Sequence[str] | None: ...
+    @property
+    def sample_inputs(self) -> Sequence[Sequence[np.ndarray]] | None: ...
+    @property
+    def tokenize(self) -> Callable[[list[str]], Any] | None: ...
+    def calibration_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]: ...
+    def evaluation_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]: ...
 
 # Colour photos that scikit-image ships inside its wheel (no download needed): what verification
 # runs on, and what the default evaluation (the int8 budget, every choice between recipes) is cut from.
@@ -44,12 +70,7 @@ def sample_photos(names: tuple[str, ...] = SAMPLE_PHOTOS) -> dict[str, np.ndarra
 def load_image(image: Any) -> np.ndarray:
     """A path, encoded bytes (as an app sends them), a PIL image or an HxWx{1,3,4} array -> HxWx3
     uint8 RGB."""
-    import io
-
     from PIL import Image
-
-    from .readers import read_bytes
-    from .readers.images import IMAGE_LIMIT, decode_image, to_rgb
 
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode_image(io.BytesIO(image), "the image bytes")
@@ -124,8 +145,6 @@ def augmented_crops(spec: Preprocess, n: int, seed: int, names: tuple[str, ...] 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays from a .npy or .npz file (:func:`edgeship.readers.arrays.read_arrays`: never unpickling;
     numbers only, at least one axis, finite)."""
-    from .readers.arrays import read_arrays
-
     return read_arrays(path)
 
 
@@ -144,7 +163,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 Samples = list[tuple[np.ndarray, ...]]
 
 
-def load_samples(spec: str | None, source: Source, limit: int, purpose: str) -> tuple[Samples, list[int] | None]:
+def load_samples(spec: str | None, source: SourceLike, limit: int, purpose: str) -> tuple[Samples, list[int] | None]:
     """(samples, ground-truth label indices or None). ``spec`` None: the source's own defaults,
     kept apart (calibration: augmented crops with one seed; evaluation: photos + crops, another)."""
     if spec is None:
@@ -169,14 +188,12 @@ def load_samples(spec: str | None, source: Source, limit: int, purpose: str) -> 
 TEXT_FILE_LIMIT = 64 << 20  # bytes of a sentences file read at most
 
 
-def _text_file(path: Path, source: Source, limit: int, purpose: str) -> Samples:
+def _text_file(path: Path, source: SourceLike, limit: int, purpose: str) -> Samples:
     """One sample per non-empty line of ``path``, through the factory's own tokenizer."""
     if source.tokenize is None:
         raise UsageError(f"a text file as {purpose} data ({path}) needs the model's tokenizer",
                          hint="return edgeship.TorchModel(..., tokenize=fn) from the factory (fn: list of strings -> "
                               "the model's inputs), or give token ids in a .npz named after the model's inputs")
-    from .readers import read_text
-
     text = read_text(path, "text file of sentences", max_bytes=TEXT_FILE_LIMIT,
                      hint="give a few hundred sentences, one per line, as UTF-8")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()][:limit]
@@ -217,7 +234,7 @@ def small_evaluation(q: Any) -> str | None:
             "rough; give --eval with a few hundred of your own")
 
 
-def distinct_sources(spec: str | None, source: Source, purpose: str, used: int) -> int | None:
+def distinct_sources(spec: str | None, source: SourceLike, purpose: str, used: int) -> int | None:
     """How many distinct source images (or files) ``used`` samples of ``purpose`` data come from:
     the default photos' count, an image folder's files; None when the data cannot say (arrays, a
     callable, random inputs)."""
@@ -229,13 +246,13 @@ def distinct_sources(spec: str | None, source: Source, purpose: str, used: int) 
     return used if p.is_dir() else None
 
 
-def calibration_samples(source: Source, cfg: DeployConfig) -> Samples:
+def calibration_samples(source: SourceLike, cfg: DeployConfig) -> Samples:
     """Static-quantisation inputs for any target: ``--calib`` data when given, else the source's own
     calibration inputs (augmented crops, kept apart from the evaluation inputs); ``--calib-samples``."""
     return load_samples(getattr(cfg, "calib", None), source, int(getattr(cfg, "calib_samples", 128)), "calibration")[0]
 
 
-def _image_folder(folder: Path, source: Source, limit: int, purpose: str) -> tuple[Samples, list[int] | None]:
+def _image_folder(folder: Path, source: SourceLike, limit: int, purpose: str) -> tuple[Samples, list[int] | None]:
     if source.preprocess is None or len(source.inputs) != 1:
         raise UsageError(f"an image folder as {purpose} data needs an image model with preprocessing",
                          hint="give a .npy/.npz file or a callable instead")
@@ -261,7 +278,7 @@ def _image_folder(folder: Path, source: Source, limit: int, purpose: str) -> tup
     return samples, labels
 
 
-def _labels_array(arrays: dict[str, np.ndarray], source: Source, where: str) -> list[int] | None:
+def _labels_array(arrays: dict[str, np.ndarray], source: SourceLike, where: str) -> list[int] | None:
     """An ``.npz``'s ``y`` (class indices) when its inputs are ``x`` or named after the model's
     inputs; ``x`` is then the one input. Both are checked here: ``y`` one integer per sample."""
     names = [i.name for i in source.inputs]
@@ -280,7 +297,7 @@ def _labels_array(arrays: dict[str, np.ndarray], source: Source, where: str) -> 
     return [int(v) for v in y]
 
 
-def _split_arrays(arrays: dict[str, np.ndarray], source: Source, limit: int, where: str) -> Samples:
+def _split_arrays(arrays: dict[str, np.ndarray], source: SourceLike, limit: int, where: str) -> Samples:
     names = [i.name for i in source.inputs]
     if len(arrays) == 1 and len(names) == 1:
         cols = [next(iter(arrays.values()))]
@@ -309,11 +326,9 @@ def _split_arrays(arrays: dict[str, np.ndarray], source: Source, limit: int, whe
             for i in range(min(n, limit))]
 
 
-def _callable(ref: str, source: Source, limit: int) -> tuple[Samples, list[int] | None]:
+def _callable(ref: str, source: SourceLike, limit: int) -> tuple[Samples, list[int] | None]:
     mod, _, attr = ref.rpartition(":")
     try:
-        import importlib
-
         fn = getattr(importlib.import_module(mod), attr)
     except (ImportError, AttributeError) as e:
         raise InputError(f"cannot load data callable {ref!r}: {e}") from None

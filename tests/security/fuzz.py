@@ -3891,7 +3891,8 @@ PT2_FULL_EVERY = 1  # the full load (torch.export.load) for every case; hostile 
 
 
 def pt2_stages(folder: Path, p: Path, case: Case) -> list[Stage]:
-    from edgeship.sources import _check_pt2_pickles, load_source, sniff_format
+    from edgeship.sources import load_source, sniff_format
+    from edgeship.sources.pt2 import _check_pt2_pickles
 
     stages: list[Stage] = [("sniff_format", lambda: sniff_format(p), None),
                            ("_check_pt2_pickles", lambda: _check_pt2_pickles(p, allow_pickle=False), None)]

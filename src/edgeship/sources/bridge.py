@@ -21,14 +21,18 @@ import importlib
 import importlib.metadata
 import importlib.util
 import math
+import pkgutil
 import sys
 import types
 from typing import Any
 
 import numpy as np
 
-from .._util import article
+from .._util import article, quiet
 from ..errors import MissingExtraError, UnsupportedError, first_line
+from ..formats.onnx import fix_input_shapes
+from .model import flatten_outputs
+from .onnx import load_onnx_model
 
 __all__ = ["VERSION", "INSTALL", "available", "require", "to_torch", "torch_source", "bridge_notes", "NOTE_PREFIX"]
 
@@ -92,8 +96,6 @@ def to_torch(source: Any) -> Any:
            tuple(np.asarray(a).dtype.str for a in source.example_inputs))
     if _last is not None and _last[0] == key:
         return _last[1]
-    from . import flatten_outputs, load_onnx_model
-
     convert = _load()
     model = load_onnx_model(source.path)
     model = _static(model, shapes)
@@ -163,8 +165,6 @@ def _load() -> Any:
     global _convert, _failed
     if _convert is not None:
         return _convert
-    import pkgutil
-
     try:
         if "onnx2torch.converter" not in sys.modules:
             for name in ("onnx2torch", "onnx2torch.node_converters"):
@@ -198,9 +198,6 @@ def _load() -> Any:
 def _static(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
     """The model at fixed input shapes, shape sub-graphs folded, ready for onnx2torch."""
     import onnx
-
-    from .._util import quiet
-    from ..formats.onnx import fix_input_shapes
 
     g = model.graph
     fix_input_shapes(model, shapes)
@@ -298,8 +295,6 @@ def _failing_module(e: BaseException, module: Any) -> str | None:
 
 
 def _quiet() -> Any:
-    from .._util import quiet
-
     return quiet("onnx2torch", "onnxslim")
 
 
