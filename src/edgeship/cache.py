@@ -206,6 +206,13 @@ def derived(kind: str, k: str, name: str) -> Path:
     return cache_dir() / kind / k / name
 
 
+def kept(name: str) -> Path:
+    """Where the cache folder keeps ``name``, a thing that is not a task result nor derived from a
+    model (the machine's GEMM peaks, a downloaded runtime package): ``<cache folder>/<name>``.
+    :func:`info` lists it under ``other``; :func:`clear` keeps it."""
+    return cache_dir() / name
+
+
 def write_derived(path: Path, write: Callable[[Path], Any]) -> None:
     """Put a derived file (:func:`derived`) in place whole: ``write(tmp)`` writes it to a temp file
     beside ``path`` (named after this process), which is then renamed over ``path`` in one step."""

@@ -31,12 +31,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._util import Progress, atomic_write_text, cache_dir, noop_progress
+from .. import cache
+from .._util import Progress, atomic_write_text, noop_progress
 from ..errors import EdgeshipError
 from ..readers import read_json
 from .child import run_worker
 
-__all__ = ["cache_dir", "cpu_model", "machine_peaks", "machine_busy", "others_during", "PEAKS_FILE"]
+__all__ = ["cpu_model", "machine_peaks", "machine_busy", "others_during", "PEAKS_FILE"]
 
 PEAKS_FILE = "machine-peaks.json"
 SCHEMA = "edgeship.machine-peaks/1"
@@ -194,7 +195,7 @@ def machine_peaks(threads: int, cpus: Sequence[int] | None, timeout: float,
     ``seconds_per_size``: how long each GEMM size is timed (the best call counts)."""
     if _ort_version() is None:
         return {"error": "onnxruntime is not installed: the GEMM peaks are measured with it"}
-    path = cache_dir() / PEAKS_FILE
+    path = cache.kept(PEAKS_FILE)
     key = _key(threads)
     cached = _read(path)["entries"].get(key)
     if isinstance(cached, dict) and "fp32_gops" in cached and "int8_gops" in cached and _quiet_enough(cached):

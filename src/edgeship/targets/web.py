@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._util import cache_dir
+from .. import cache
 from ..artifact import Artifact, Format, TensorSpec, sha256_file
 from ..errors import FormatError, MissingExtraError, UnsupportedError, first_line, printable
 from ..runner import Runner
@@ -108,7 +108,7 @@ def _tarball(say: Any) -> bytes:
 def ort_web_files(say: Any = lambda _m: None) -> Path:
     """The folder holding onnxruntime-web's wasm runtime (:data:`RUNTIME_FILES`), fetched and
     checked once, then read from the cache (each file's sha256 checked on every use)."""
-    folder = cache_dir() / f"onnxruntime-web-{ORT_WEB_VERSION}"
+    folder = cache.kept(f"onnxruntime-web-{ORT_WEB_VERSION}")
     if _cached_ok(folder):
         return folder
     data = _tarball(say)
