@@ -104,7 +104,7 @@ def build_steps(cfg: DeployConfig, source: Source, steps: Sequence[Step], stage:
         try:
             gone = next((f for f in failed if (f["target"], f["precision"]) in ((base, precision), (target, "fp32"))), None)
             if gone is not None:  # what it is built from was not written: neither is it, for the same reason
-                kind = ValidationError if gone["error"] == "ValidationError" else UnsupportedError
+                kind = ValidationError if issubclass(errors.error_class(gone["error"]), ValidationError) else UnsupportedError
                 raise kind(f"{gone['target']} {gone['precision']}, which it is built from, was not written: {gone['message']}",
                            hint=gone["hint"])
             if precision != "fp32" and source.quantised:

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import cache
+from .. import cache, errors
 from .._util import Progress
 from ..artifact import Artifact
 from ..config import DeployConfig
-from ..errors import EdgeshipError, UnsupportedError, ValidationError
+from ..errors import EdgeshipError, UnsupportedError
 from ..sources import Source, load_source
 from ..targets import get_target, load_artifact
 from .plan import Plan
@@ -59,8 +59,9 @@ class TaskKeys:
             f = doc["failed"]
             self.reused.append(name)
             progress(f"{name}: the same build failed before (cache); --no-cache tries again")
-            kind = ValidationError if f.get("error") == "ValidationError" else UnsupportedError
-            err = kind(str(f.get("message", "")), hint=str(f.get("hint") or ""))
+            # only a failure that says the same again is kept: below its budget, or a converter's refusal
+            err = errors.from_dict({"type": f.get("error"), "message": str(f.get("message", "")),
+                                    "hint": str(f.get("hint") or "")}, default=UnsupportedError)
             err.from_cache = True  # type: ignore[attr-defined]
             raise err
         meta, why = cache.fetch_dir(k, folder)

@@ -17,7 +17,7 @@ from ..bundle import next_version, same_release
 from ..bundle import package as package_release
 from ..bundle.releases import prune
 from ..config import DeployConfig
-from ..errors import UsageError, ValidationError
+from ..errors import UsageError, ValidationError, error_class
 from ..isolate import in_child, run_isolated
 from ..manifest import (
     FolderClaim,
@@ -130,7 +130,8 @@ def _deploy_into(cfg: DeployConfig, p: Plan, source: Source, claim: FolderClaim,
     if failed:
         write_folder_report(out, progress)
         which = failures_text(failed)
-        kind = ValidationError if any(f["error"] == "ValidationError" for f in failed) else type(failure_error(failed[0]))
+        kind = ValidationError if any(issubclass(error_class(f["error"]), ValidationError) for f in failed) \
+            else type(failure_error(failed[0]))
         raise kind(f"{len(artifacts)} of {len(artifacts) + len(failed)} artifacts written, {len(failed)} failed "
                    f"(not written): {which}",
                    hint=f"the other {len(artifacts)} artifact(s) were written to {out} (manifest.json, "
