@@ -14,6 +14,11 @@ removed and the task built again, never used. Two processes may store and read a
 is written into a temp folder inside the cache and renamed into place in one step (the first to
 finish wins; the other's copy is dropped), so a reader sees a whole entry or none. The cache is
 an optimisation: a failure to store never fails the work.
+
+Beside it, the cache folder keeps files derived from a model (:func:`derived`) and things that are
+neither (:func:`kept`: the machine's GEMM peaks, a downloaded runtime package); and a process keeps
+what it computed for the next call that asks the same in a :class:`Memo` (the one in-process
+memo: the evaluation set's reference outputs, learned rounding, equalisation, reference sessions).
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._util import cache_dir, tool_versions
 from .artifact import sha256_file
@@ -42,7 +48,56 @@ from .readers import read_json
 
 __all__ = ["enabled", "use_private", "private", "single_flight", "key", "convert_key", "class_digest", "source_key",
            "data_key", "code_digest", "toolchain", "has", "fetch_dir", "store_dir", "fetch_json", "store_json", "info", "clear",
-           "tasks_dir", "derived", "write_derived", "ENTRY"]
+           "tasks_dir", "derived", "kept", "write_derived", "Memo", "forget", "ENTRY"]
+
+class Memo:
+    """The one in-process memo: what this process computed, kept for the next call that asks for
+    the same ``key``; at most ``keep`` entries, the least recently used dropped first (``keep=1``:
+    one source at a time, as a deploy's targets share it and the next model replaces it).
+    :func:`forget` empties every memo."""
+
+    every: ClassVar[list[Memo]] = []
+
+    def __init__(self, what: str, keep: int = 1) -> None:
+        self.what, self.keep = what, keep
+        self._held: OrderedDict[Hashable, Any] = OrderedDict()
+        Memo.every.append(self)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        if key not in self._held:
+            return default
+        self._held.move_to_end(key)
+        return self._held[key]
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        """Keep ``value`` under ``key`` (dropping the least recently used beyond ``keep``); returns it."""
+        self._held[key] = value
+        self._held.move_to_end(key)
+        while len(self._held) > self.keep:
+            self._held.popitem(last=False)
+        return value
+
+    def made(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The value kept under ``key``, else ``make()`` kept."""
+        return self.get(key) if key in self._held else self.put(key, make())
+
+    def drop(self, which: Callable[[Any], bool] | None = None) -> None:
+        """Forget the entries whose key ``which`` accepts (all of them without it)."""
+        for k in [k for k in self._held if which is None or which(k)]:
+            del self._held[k]
+
+
+def forget() -> None:
+    """Empty every :class:`Memo` of this process (a long-running server between models, a test)."""
+    for m in Memo.every:
+        m.drop()
+
 
 ENTRY = "entry.json"
 PAYLOAD = "payload"

@@ -76,6 +76,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import cache
 from ..artifact import ARTIFACT_JSON
 from ..errors import EdgeshipError, InputError, UnsupportedError, UsageError
 from ..locate import locate
@@ -394,7 +395,7 @@ def _cross_check(g: Graph, og: Graph, report: dict[str, Any]) -> dict[str, Any]:
                     "convolutions there, so its parameter count and peak activation differ slightly"}
 
 
-_MACS_CACHE: dict[tuple[str, int, int], int | None] = {}
+_MACS_CACHE = cache.Memo("MACs of model files", keep=1024)  # (path, mtime, size) -> MACs
 
 
 def model_macs(path: Path) -> int | None:
@@ -425,7 +426,7 @@ def models_macs(paths: Sequence[Path]) -> dict[str, int | None]:
             except EdgeshipError:
                 counted = {}
         for p in todo:
-            _MACS_CACHE[keys[p]] = counted.get(p)  # type: ignore[index]
+            _MACS_CACHE.put(keys[p], counted.get(p))
     return {p: (_MACS_CACHE.get(k) if k is not None else None) for p, k in keys.items()}
 
 

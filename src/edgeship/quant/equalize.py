@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import cache
+
 __all__ = ["Pair", "output_ranges", "input_ranges", "pair_scales", "scale_input_channels", "sweep", "spread",
            "record", "equalize_torch_module", "equalized_source", "plan", "note", "choice", "OFF", "SKIP_CLAMP"]
 
@@ -301,7 +303,7 @@ def choice(cfg: Any, base: dict[str, Any], with_eq: dict[str, Any], without: dic
                   "per_pair": rec["per_pair"]}
 
 
-_EQUALIZED: dict[tuple, tuple[Any, dict[str, Any]]] = {}
+_EQUALIZED = cache.Memo("equalisation")  # one source at a time
 
 
 def equalized_source(source: Any) -> tuple[Any, dict[str, Any]]:
@@ -312,6 +314,5 @@ def equalized_source(source: Any) -> tuple[Any, dict[str, Any]]:
     key = (source.digest, id(source.module))
     if key not in _EQUALIZED:
         module, rec = equalize_torch_module(source.module, source.example_inputs)
-        _EQUALIZED.clear()
-        _EQUALIZED[key] = (dataclasses.replace(source, module=module), rec)
-    return _EQUALIZED[key]
+        _EQUALIZED.put(key, (dataclasses.replace(source, module=module), rec))
+    return _EQUALIZED.get(key)

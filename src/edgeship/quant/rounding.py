@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import cache
+
 __all__ = ["QMAX", "grid_scale", "conv_patches", "dense_patches", "learn_rounding", "weight_sqnr", "folded_gain",
            "round_torch_module", "rounding_key", "rounded_source", "choice"]
 
@@ -300,7 +302,8 @@ def folded_gain(gm: Any, node: Any) -> np.ndarray | None:
     return g / np.sqrt(v + eps)
 
 
-_ROUNDED: dict[tuple, tuple[Any, list[dict[str, Any]]]] = {}
+#: one source at a time: a deploy's targets share it, the next model replaces it
+_ROUNDED = cache.Memo("learned rounding")
 
 
 def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[dict[str, Any]]]:
@@ -314,8 +317,6 @@ def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[di
 
     key = (source.digest, id(source.module), cfg.rounding_iters, cfg.calib, cfg.calib_samples, bool(cfg.bias_correction))
     if key not in _ROUNDED:
-        from .. import cache
-
         tell = say or (lambda _m: None)
         use = cache.enabled(getattr(cfg, "cache", True)) or cache.private()
         stored = _RoundingCache(source, cfg) if use else None
@@ -333,9 +334,8 @@ def rounded_source(source: Any, cfg: Any, say: Any = None) -> tuple[Any, list[di
                                                    bias_correction=bool(cfg.bias_correction), say=say)
                 if stored is not None:
                     stored.keep(module, stats)
-        _ROUNDED.clear()  # one source at a time: a deploy's targets share it, the next model replaces it
-        _ROUNDED[key] = (dataclasses.replace(source, module=module), stats)
-    return _ROUNDED[key]
+        _ROUNDED.put(key, (dataclasses.replace(source, module=module), stats))
+    return _ROUNDED.get(key)
 
 
 def rounding_key(source: Any, cfg: Any) -> str:
@@ -356,8 +356,6 @@ class _RoundingCache:
     CNN); loaded with ``weights_only``."""
 
     def __init__(self, source: Any, cfg: Any) -> None:
-        from .. import cache
-
         self.cache, self.module = cache, source.module
         self.key = rounding_key(source, cfg)
 

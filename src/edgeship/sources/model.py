@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import data
+from .. import cache, data
 from .._util import article
 from ..artifact import Preprocess, TensorSpec
 from ..errors import UnsupportedError
@@ -199,15 +199,15 @@ class Source:
         if held is None or held[0] is not self:
             samples, labels = data.load_samples(spec, self, limit, "evaluation")
             refs = [self.run(s) for s in samples]
-            _EVALUATION.clear()  # one source and set at a time: a deploy's budget and verify share it
+            _EVALUATION.drop()  # one source and set at a time: a deploy's budget and verify share it
             held = (self, samples, labels, refs)
             if key[-1] is not None:  # data whose contents can be stamped (not a callable's samples)
-                _EVALUATION[key] = held
+                _EVALUATION.put(key, held)
         return held[1], held[2], held[3]
 
 
 #: (source id, digest, spec, limit, data stamp) -> (source, samples, labels, outputs): the last evaluation set
-_EVALUATION: dict[tuple, tuple[Any, Any, Any, Any]] = {}
+_EVALUATION = cache.Memo("the evaluation set and the source's outputs on it")
 
 
 def _data_stamp(spec: str | None) -> Any:
@@ -228,7 +228,8 @@ def _data_stamp(spec: str | None) -> Any:
     return None
 
 
-_ONNX_RUNNERS: dict[tuple[Path, int, int], Any] = {}
+#: (path, mtime, size) -> session; a few files at once (a deploy's fp32 and the models it compares)
+_ONNX_RUNNERS = cache.Memo("ONNX reference sessions", keep=4)
 
 
 def onnx_reference_runner(path: Path | None) -> Any:
@@ -238,10 +239,8 @@ def onnx_reference_runner(path: Path | None) -> Any:
     st = path.stat()
     key = (path.resolve(), st.st_mtime_ns, st.st_size)
     if key not in _ONNX_RUNNERS:
-        for old in [k for k in _ONNX_RUNNERS if k[0] == key[0]]:
-            del _ONNX_RUNNERS[old]
-        _ONNX_RUNNERS[key] = OnnxRunner(path, threads=0)
-    return _ONNX_RUNNERS[key]
+        _ONNX_RUNNERS.drop(lambda k: k[0] == key[0])
+    return _ONNX_RUNNERS.made(key, lambda: OnnxRunner(path, threads=0))
 
 
 def flatten_outputs(out: Any) -> list[Any]:

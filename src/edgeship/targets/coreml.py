@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .. import cache
 from .._util import quiet
 from ..artifact import (
     Artifact,
@@ -63,7 +64,7 @@ DEPLOYMENT_TARGET_FOR = {"palettize4": "iOS18"}
 PALETTE_GROUP = 8
 _COMPUTE = {"fp32": "FLOAT32", "fp16": "FLOAT16", "int8": "FLOAT16", "palettize6": "FLOAT16", "palettize4": "FLOAT16"}
 _CT_DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int32": "INT32", "int64": "INT32", "float64": "FLOAT32"}
-_REF_CACHE: dict[str, dict[str, tuple[str, np.ndarray]]] = {}  # source digest -> fp32 conversion weights
+_REF_CACHE = cache.Memo("Core ML fp32 weights", keep=2)  # source digest -> fp32 conversion weights
 
 
 def _quiet() -> Any:
@@ -366,7 +367,7 @@ class CoreMLTarget(Target):
         hist = op_histogram(fn)
         config["ops"] = hist
         if precision == "fp32":
-            _REF_CACHE[source.digest] = program_weights(fn)
+            _REF_CACHE.put(source.digest, program_weights(fn))
         notes.append("Core ML prediction needs macOS: verified structurally here (no outputs computed)")
         notes.append("ops: " + ", ".join(f"{k}×{v}" for k, v in hist.items()))
         if image is not None:
@@ -603,7 +604,7 @@ class CoreMLTarget(Target):
 
     def _reference_weights(self, source: Source) -> dict[str, tuple[str, np.ndarray]]:
         if source.digest in _REF_CACHE:
-            return _REF_CACHE[source.digest]
+            return _REF_CACHE.get(source.digest)
         ct = _ct()
         image = _image_plan(source)
         ep = self._export(source, image)
@@ -616,8 +617,7 @@ class CoreMLTarget(Target):
                 model.save(str(path))
             _, fn = _load_program(path)
             weights = program_weights(fn)
-        _REF_CACHE[source.digest] = weights
-        return weights
+        return _REF_CACHE.put(source.digest, weights)
 
     @staticmethod
     def _weight_checks(pairs: list[tuple[str, np.ndarray, np.ndarray]], precision: str,
