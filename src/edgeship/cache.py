@@ -87,6 +87,9 @@ class Memo:
         """The value kept under ``key``, else ``make()`` kept."""
         return self.get(key) if key in self._held else self.put(key, make())
 
+    def clear(self) -> None:
+        self._held.clear()
+
     def drop(self, which: Callable[[Any], bool] | None = None) -> None:
         """Forget the entries whose key ``which`` accepts (all of them without it)."""
         for k in [k for k in self._held if which is None or which(k)]:
@@ -96,7 +99,7 @@ class Memo:
 def forget() -> None:
     """Empty every :class:`Memo` of this process (a long-running server between models, a test)."""
     for m in Memo.every:
-        m.drop()
+        m.clear()
 
 
 ENTRY = "entry.json"
