@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._util import atomic_write_text, confined, tool_versions
-from .errors import FormatError, UsageError
+from .errors import FormatError, UsageError, printable
 
 SCHEMA = "edgeship.manifest/1"
 MANIFEST = "manifest.json"
@@ -85,10 +86,62 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     return doc
 
 
+# ---- reading a value as data: a wrong type is a gap, never a crash ----------------------------
+
+def as_num(x: Any) -> float | None:
+    """A finite number from the manifest, else None (a string, a bool, NaN, an absurd 1e300: a gap,
+    not a crash)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) and abs(x) < 1e18 else None
+
+
+def as_pos(x: Any) -> float | None:
+    """A duration or a size: a positive number, else a gap."""
+    v = as_num(x)
+    return v if v is not None and v > 0 else None
+
+
+def as_text(x: Any, limit: int = 300) -> str:
+    """A string from the manifest as data: no control characters, bounded length."""
+    s = printable("" if x is None else str(x))
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def as_dict(x: Any) -> dict[str, Any]:
+    """An object from the manifest, else an empty one."""
+    return x if isinstance(x, dict) else {}
+
+
+def as_list(x: Any) -> list[Any]:
+    """A list from the manifest, else an empty one."""
+    return x if isinstance(x, list) else []
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchFigures:
+    """``stages.benchmark`` with the current/stale rule (:func:`is_current`) applied once.
+
+    ``doc``: the stage ({} when none); ``results``: its figures measured on the bytes their artifact
+    has now, the baseline's included, in order; ``stale``: ids whose figures the manifest moved to
+    a ``stale`` list (the stage's, then the top-level one); ``other_bytes``: ids of results of
+    bytes other than their artifact's now (not in ``results``); ``not_measured``: (id, reason)
+    of the artifacts the benchmark left out or did not finish."""
+
+    doc: dict[str, Any]
+    results: tuple[dict[str, Any], ...]
+    stale: tuple[str, ...]
+    other_bytes: tuple[str, ...]
+    not_measured: tuple[tuple[str, Any], ...]
+
+
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     """The one typed reader of an output folder's manifest.json, for every part that reads one
-    (analysis, the roofline, the benchmark, the CLI). Keys it does not know are kept in ``doc``."""
+    (analysis, the roofline, the benchmark, the report, the CLI). Keys it does not know are kept in
+    ``doc``. Its views give what a reader needs with the types checked (a part of the wrong type
+    reads as empty) and the current/stale rule applied (:meth:`bench_figures`, :meth:`cloud`);
+    :func:`as_num` and its siblings read the values inside them as data."""
 
     folder: Path
     doc: dict[str, Any]
@@ -112,6 +165,51 @@ class Manifest:
         s = self.doc.get("stages")
         return s if isinstance(s, dict) else {}
 
+    @property
+    def environment(self) -> dict[str, Any]:
+        return as_dict(self.doc.get("environment"))
+
+    @property
+    def timings(self) -> dict[str, Any]:
+        return as_dict(self.doc.get("timings_s"))
+
+    @property
+    def digests(self) -> dict[str, str | None]:
+        """Artifact id -> the digest of its bytes now (:func:`record_digests`)."""
+        return record_digests(self.doc)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """The record of stage ``name`` ({} when it did not run, or is not an object)."""
+        return as_dict(self.stages.get(name))
+
+    def bench_figures(self) -> BenchFigures:
+        """The benchmark's figures, those of other bytes than their artifact's now set apart."""
+        bench = self.stage("benchmark")
+        digests = self.digests
+        results, other = [], []
+        for r in as_list(bench.get("results")):
+            if not isinstance(r, dict):
+                continue
+            if r.get("role") != "baseline" and not is_current(r, digests):
+                if isinstance(r.get("id"), str):
+                    other.append(r["id"])
+                continue
+            results.append(r)
+        stale = [r["id"] for r in [*as_list(bench.get("stale")), *as_list(self.stages.get("stale"))]
+                 if isinstance(r, dict) and isinstance(r.get("id"), str)]
+        missing = [(r["id"], r.get("reason")) for r in as_list(bench.get("not_measured")) + as_list(bench.get("incomplete"))
+                   if isinstance(r, dict) and isinstance(r.get("id"), str) and r.get("role") != "baseline"]
+        return BenchFigures(bench, tuple(results), tuple(stale), tuple(other), tuple(missing))
+
+    def cloud(self) -> dict[str, Any]:
+        """``edgeship compare-cloud``'s record, {} when none or when it measured bytes the folder
+        no longer holds."""
+        c = self.stage("compare_cloud")
+        if isinstance(c.get("artifact_id"), str) and not is_current({"id": c["artifact_id"], "digest": c.get("digest")},
+                                                                     self.digests):
+            return {}
+        return c
+
     def artifact_folder(self, record: dict[str, Any]) -> Path:
         """The folder of an artifact record, confined to the output folder (SecurityError if a
         crafted manifest points elsewhere)."""
@@ -125,11 +223,8 @@ class Manifest:
         """What ``deploy --benchmark`` measured for ``artifact_id`` (the first artifact if None):
         ``{"artifact", "latency_ms" (warm p50), "threads", "runtime"}``, or None. A figure measured
         on other bytes than the artifact's now (its digest) is not one of them."""
-        bench = self.stages.get("benchmark")
-        results = bench.get("results") if isinstance(bench, dict) else None
-        digests = record_digests(self.doc)
-        for r in results if isinstance(results, list) else []:
-            if not isinstance(r, dict) or r.get("role") == "baseline" or not is_current(r, digests):
+        for r in self.bench_figures().results:
+            if r.get("role") == "baseline":
                 continue
             if artifact_id is not None and r.get("id") != artifact_id:
                 continue

@@ -35,16 +35,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._archive import safe_extract
 from .._util import atomic_write_text, confined, make_folder, safe_name, tool_versions
-from ..artifact import sha256_file
+from .._version import __version__
+from ..artifact import Artifact, sha256_file, verification_status
 from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
-from ..readers import parse_json, read_json
-from .semver import SEMVER as _SEMVER
+from ..manifest import environment, load_manifest, write_manifest
+from ..readers import parse_json, read_bytes, read_json, regular_file
+from .card import model_card
+from .integration import write_integration
+from .releases import BUNDLE_JSON, next_version, released
+from .semver import SEMVER
 
 __all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
 
 SCHEMA = "edgeship.bundle/1"
-BUNDLE_JSON = "bundle.json"
 CARD = "MODEL_CARD.md"
 SIGNATURE = "model.sig"
 KEY_FILE = "signing-key.pem"
@@ -98,8 +103,6 @@ def keygen(out: str | Path) -> tuple[Path, Path]:
 def _public_key_of(private: Path) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    from ..readers import read_bytes
-
     data = read_bytes(private, "private key", max_bytes=1 << 20, hint="make one with edgeship keygen --out DIR")
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -118,36 +121,6 @@ def _hashing(folder: Path) -> Any:
 
 
 # ---- package -----------------------------------------------------------------------------
-
-def _released(dest: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(folder, bundle.json) of every release already in ``dest`` (unreadable ones left out)."""
-    out = []
-    for p in sorted(Path(dest).glob(f"*/{BUNDLE_JSON}")) if Path(dest).is_dir() else []:
-        if p.parent.name.startswith("."):
-            continue  # a release being written
-        try:
-            doc = read_json(p, "release record", links=False)
-        except EdgeshipError:
-            continue
-        if isinstance(doc, dict):
-            out.append((p.parent, doc))
-    return out
-
-
-def next_version(dest: str | Path) -> str:
-    """The version a new release in ``dest`` gets by default: the next patch after the newest
-    semantic version there, else 0.1.0."""
-    from .releases import releases
-
-    found = releases(dest)
-    if not found:
-        return "0.1.0"
-    newest = _SEMVER.match(found[0].version)
-    assert newest is not None  # releases() keeps semantic versions only
-    major, minor, patch = int(newest.group(1)), int(newest.group(2)), int(newest.group(3))
-    # the release of a pre-release (1.0.0-rc.1 -> 1.0.0) is newer than it; else the next patch
-    return f"{major}.{minor}.{patch}" if newest.group(4) else f"{major}.{minor}.{patch + 1}"
-
 
 def same_release(outdir: str | Path, doc: dict[str, Any]) -> dict[str, Any] | None:
     """The ``stages.bundle`` record of the release an output folder's manifest ``doc`` already has
@@ -179,8 +152,6 @@ def release_records(records: list[dict[str, Any]], allow_unverified: bool = Fals
     verified ones and those only structurally checked (Core ML off macOS, said in the card);
     an artifact judged only on random inputs (``unverified``) only with ``allow_unverified``; never
     one whose check failed or that has none."""
-    from ..artifact import verification_status
-
     taken, left = [], []
     for rec in records:
         aid = str(rec.get("id") or rec.get("path"))
@@ -201,8 +172,6 @@ def release_records(records: list[dict[str, Any]], allow_unverified: bool = Fals
 
 
 def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
-    from ..artifact import verification_status
-
     v = rec.get("verification") or {}
     outs = [o for o in v.get("outputs") or [] if isinstance(o, dict)]
     status = verification_status(v, str(rec.get("precision") or "") or None)
@@ -222,18 +191,14 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     Artifacts judged only on random inputs (status ``unverified``) are left out, and said, unless
     ``allow_unverified`` (None: as the deploy that wrote the folder was told, its manifest's
     ``config.allow_unverified``); the bundle then marks them so in ``bundle.json`` and the card."""
-    from ..artifact import Artifact
-    from ..manifest import load_manifest, write_manifest
-    from ..targets import load_artifact, target_of
-    from .card import model_card
+    from ..targets import load_artifact, target_of  # the target registry, and numpy with the golden samples
     from .golden import GOLDEN_JSON, write_golden
-    from .integration import write_integration
 
     say = progress or (lambda _m: None)
     outdir = Path(outdir)
     dest = Path(dest) if dest is not None else outdir / "release"
     version = version or next_version(dest)
-    if not _SEMVER.match(version):
+    if not SEMVER.match(version):
         raise UsageError(f"--version {version!r} is not a semantic version", hint="write it like 1.2.0 (or 1.2.0-rc.1)")
     m = load_manifest(outdir)
     if m is None:
@@ -326,10 +291,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         order = sorted(entries, key=lambda e: (e["fidelity"]["status"] == "unverified",  # shipped when asked, tried last
                                                (e["benchmark"] or {}).get("p50_ms", float("inf")),
                                                PRECISION_ORDER.get(e["precision"], 1), e["size_bytes"]))
-        from .._version import __version__
-        from ..manifest import environment
-
-        releases = [d["release"] for _, d in _released(dest) if isinstance(d.get("release"), int)]
+        releases = [d["release"] for _, d in released(dest) if isinstance(d.get("release"), int)]
         doc: dict[str, Any] = {
             "schema": SCHEMA, "name": str(src.get("name") or "model"), "version": version,
             "release": max(releases, default=0) + 1,
@@ -450,9 +412,6 @@ def verify_bundle(bundle: str | Path, key: str | Path) -> dict[str, Any]:
     """Check a bundle folder (or its .tar.gz) against the public key ``key``: the signature over
     every file, then bundle.json's own file list. Fails closed (SecurityError) naming every extra,
     missing and changed file; returns a summary when it holds."""
-    from .._archive import safe_extract
-    from ..readers import regular_file
-
     bundle, key = Path(bundle), Path(key)
     regular_file(key, "public key", max_bytes=1 << 20, hint="give the signing-key.pub.pem that came with the release")
     if not bundle.exists():

@@ -1,4 +1,5 @@
-"""The releases an output folder has made, newest first, and pruning the old ones.
+"""The releases an output folder has made, newest first, the version the next one gets, and
+pruning the old ones.
 
 Every deploy that changes what ships packages a release (~the size of its artifacts); left alone
 they pile up. ``prune(outdir, keep)`` keeps the newest ``keep`` by semantic version (and always
@@ -17,9 +18,14 @@ from typing import Any
 
 from ..artifact import sha256_file
 from ..errors import EdgeshipError
-from .semver import precedence
+from ..manifest import read_manifest, write_manifest
+from ..readers import read_json
+from .semver import SEMVER, precedence
 
-__all__ = ["Release", "releases", "prune", "record_published", "DEFAULT_KEEP"]
+__all__ = ["Release", "released", "releases", "next_version", "prune", "record_published", "DEFAULT_KEEP", "BUNDLE_JSON"]
+
+#: the record of a release, in its folder
+BUNDLE_JSON = "bundle.json"
 
 #: how many releases a deploy keeps in OUT/release by default (said in its output)
 DEFAULT_KEEP = 3
@@ -36,13 +42,26 @@ class Release:
         return sha256_file(self.tarball) if self.tarball is not None and self.tarball.is_file() else None
 
 
+def released(dest: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, bundle.json) of every release already in ``dest`` (unreadable ones left out)."""
+    out = []
+    for p in sorted(Path(dest).glob(f"*/{BUNDLE_JSON}")) if Path(dest).is_dir() else []:
+        if p.parent.name.startswith("."):
+            continue  # a release being written
+        try:
+            doc = read_json(p, "release record", links=False)
+        except EdgeshipError:
+            continue
+        if isinstance(doc, dict):
+            out.append((p.parent, doc))
+    return out
+
+
 def releases(dest: str | Path) -> list[Release]:
     """The releases in ``dest``, newest first (semantic-version precedence); a folder whose version
     cannot be ordered is left out (and so never pruned)."""
-    from . import _released
-
     out = []
-    for folder, doc in _released(dest):
+    for folder, doc in released(dest):
         try:
             key = precedence(doc.get("version"))
         except ValueError:
@@ -50,6 +69,19 @@ def releases(dest: str | Path) -> list[Release]:
         tar = folder.parent / f"{folder.name}.tar.gz"
         out.append((key, Release(folder, tar if tar.is_file() else None, str(doc["version"]), doc)))
     return [r for _, r in sorted(out, key=lambda kr: kr[0], reverse=True)]
+
+
+def next_version(dest: str | Path) -> str:
+    """The version a new release in ``dest`` gets by default: the next patch after the newest
+    semantic version there, else 0.1.0."""
+    found = releases(dest)
+    if not found:
+        return "0.1.0"
+    newest = SEMVER.match(found[0].version)
+    assert newest is not None  # releases() keeps semantic versions only
+    major, minor, patch = int(newest.group(1)), int(newest.group(2)), int(newest.group(3))
+    # the release of a pre-release (1.0.0-rc.1 -> 1.0.0) is newer than it; else the next patch
+    return f"{major}.{minor}.{patch}" if newest.group(4) else f"{major}.{minor}.{patch + 1}"
 
 
 def _served(release: Release, published: list[Any]) -> str | None:
@@ -72,8 +104,6 @@ def prune(outdir: str | Path, keep: int = DEFAULT_KEEP, dest: str | Path | None 
     """Remove all but the newest ``keep`` releases of ``outdir`` (in ``dest``, default
     ``outdir/release``), never the current one (``stages.bundle``) nor one a repository still
     serves. Returns ``{"kept", "removed", "served": [{version, repo}], "dest"}``."""
-    from ..manifest import read_manifest
-
     outdir = Path(outdir)
     dest = Path(dest) if dest is not None else outdir / "release"
     m = read_manifest(outdir) or {}
@@ -105,8 +135,6 @@ def prune(outdir: str | Path, keep: int = DEFAULT_KEEP, dest: str | Path | None 
 def record_published(tarball: Path, repo: Path, channel: str, version: str, sha256: str) -> Path | None:
     """Note in the manifest of the output folder a release tarball lives in (``OUT/release/``)
     that ``repo`` now serves it, so pruning keeps it. None when the tarball is not in one."""
-    from ..manifest import read_manifest, write_manifest
-
     outdir = Path(tarball).resolve().parent.parent
     try:
         m = read_manifest(outdir)

@@ -34,11 +34,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._util import article
+from ..analysis.torch_graph import export_program, graph_from_program
 from ..artifact import sha256_file
-from ..errors import UnsupportedError, UsageError
+from ..data import load_samples
+from ..errors import EdgeshipError, UnsupportedError, UsageError
+from ..fidelity import judge, source_is_classifier
+from ..readers import read_json
+from ..sources import Source, flatten_outputs, load_source
+from . import distill  # the module: a test stands in for distill.distill
 
 if TYPE_CHECKING:
-    from ..sources import Source
     from .config import CompressConfig
 
 __all__ = ["check_request", "load_data", "build", "finish", "lineage", "Data", "RECORD_FILE", "MODEL_FILE"]
@@ -59,9 +64,6 @@ def _weighted() -> tuple[type, ...]:
 
 def _macs_params(module: Any, examples: tuple[np.ndarray, ...]) -> tuple[int, int]:
     """(MACs, parameters) of ``module`` on ``examples``, from its exported graph."""
-    from ..analysis.torch_graph import export_program, graph_from_program
-    from ..sources import Source
-
     probe = Source(name="probe", kind="torch", origin="", digest="", inputs=(), outputs=(), module=module,
                    example_inputs=examples)
     g = graph_from_program(export_program(probe))
@@ -70,8 +72,6 @@ def _macs_params(module: Any, examples: tuple[np.ndarray, ...]) -> tuple[int, in
 
 def _outputs(module: Any, samples: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     import torch
-
-    from ..sources import flatten_outputs
 
     outs: list[list[np.ndarray]] = []
     with torch.no_grad():
@@ -130,12 +130,9 @@ def _taylor_gradients(model: Any, samples: list[tuple[np.ndarray, ...]], labels:
     import torch
     import torch.nn.functional as F
 
-    from ..sources import flatten_outputs
-    from .distill import stack
-
     model.zero_grad(set_to_none=True)
     for i in range(0, len(samples), 16):
-        logits = flatten_outputs(model(*stack(samples[i:i + 16])))[0]
+        logits = flatten_outputs(model(*distill.stack(samples[i:i + 16])))[0]
         logits = logits.reshape(logits.shape[0], -1)
         target = torch.tensor(labels[i:i + 16]) if labels is not None else logits.detach().argmax(1)
         (F.cross_entropy(logits, target, reduction="sum") / len(samples)).backward()
@@ -153,8 +150,6 @@ def prune_channels(module: Any, examples: tuple[np.ndarray, ...], ratio: float,
     import copy
 
     import torch
-
-    from ..sources import flatten_outputs
 
     try:
         import torch_pruning as tp
@@ -296,9 +291,6 @@ class Data:
 
 
 def load_data(source: Source, cfg: CompressConfig, say: Any) -> Data:
-    from ..data import load_samples
-    from ..fidelity import source_is_classifier
-
     train = labels = None
     if cfg.train_data is not None:
         say(f"reading the training data {cfg.train_data}")
@@ -315,8 +307,6 @@ def load_data(source: Source, cfg: CompressConfig, say: Any) -> Data:
 
 
 def _fidelity(model: Any, data: Data) -> dict[str, Any]:
-    from ..fidelity import judge
-
     fid = judge(data.reference, _outputs(model, data.evaluation), classifier=data.classifier, min_cosine=0.0, max_drop=1.0,
                 labels=data.eval_labels)
     return {k: fid[k] for k in ("top1_agreement", "top5_agreement", "cosine", "sqnr_db", "accuracy", "accuracy_fp32")
@@ -329,8 +319,6 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
     ``work/model.pt2`` with its preprocessing and labels; return the record (written by :func:`finish`).
     ``final`` is where the folder will be, for the deploy command the record gives."""
     import torch
-
-    from .distill import DistillSettings, checkpoint_path, data_digest, distill
 
     t0 = time.perf_counter()
     examples = tuple(np.asarray(a) for a in source.example_inputs)
@@ -364,14 +352,14 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
     evaluation: dict[str, Any] = {"data": data.eval_origin, "samples": len(data.evaluation),
                                   "labels": data.eval_labels is not None, "pruned": _fidelity(pruned, data)}
     if data.train is not None:
-        settings = DistillSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, temperature=cfg.temperature,
-                                   alpha=cfg.alpha, seed=cfg.seed, distill=cfg.distill)
-        key = {"source": source.digest, "method": cfg.method, "ratio": ratio, "data": data_digest(data.train,
+        settings = distill.DistillSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                           temperature=cfg.temperature, alpha=cfg.alpha, seed=cfg.seed, distill=cfg.distill)
+        key = {"source": source.digest, "method": cfg.method, "ratio": ratio, "data": distill.data_digest(data.train,
                data.train_labels), "settings": settings.__dict__}
         if cfg.method == "magnitude":  # keep the zeros while training: the mask is the pruned weights' zeros
             _keep_zeros(pruned)
-        record["fine_tuning"] = distill(pruned, source.module, data.train, data.train_labels, settings,
-                                        classifier=data.classifier, checkpoint=checkpoint_path(key), say=say)
+        record["fine_tuning"] = distill.distill(pruned, source.module, data.train, data.train_labels, settings,
+                                                classifier=data.classifier, checkpoint=distill.checkpoint_path(key), say=say)
         record["fine_tuning"]["data"] = data.train_origin
         if cfg.method == "magnitude":
             _drop_masks(pruned)
@@ -406,8 +394,6 @@ def build(source: Source, cfg: CompressConfig, ratio: float, data: Data, work: P
                           "Runtime, LiteRT, ExecuTorch or OpenVINO CPU; smaller only once compressed "
                           f"(pt2 {size} bytes, {record['pt2_zlib_bytes']} zlib-compressed)")
     # the file must load as any .pt2 a user brings does (never unpickled), and its inputs are named by that loader
-    from ..sources import load_source
-
     reloaded = load_source(str(work / MODEL_FILE))
     names = dict(zip((i.name for i in source.inputs), (i.name for i in reloaded.inputs)))
     # its own --out: the default one holds the original's artifacts, and another model there needs --overwrite
@@ -459,9 +445,6 @@ def lineage(source: Source) -> dict[str, Any] | None:
     rec_path = origin.parent / RECORD_FILE if origin is not None else None
     if rec_path is None or not rec_path.is_file() or not origin.is_file() or rec_path.stat().st_size > RECORD_LIMIT:
         return None
-    from ..errors import EdgeshipError
-    from ..readers import read_json
-
     try:
         rec = read_json(rec_path, "compress record", max_bytes=RECORD_LIMIT, links=False)
     except EdgeshipError:

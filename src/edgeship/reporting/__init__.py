@@ -5,7 +5,7 @@
 be rebuilt at any time from any output folder, including one written before a stage existed:
 where a figure is missing the page says why in place. ``write_report(new, old=old_folder)`` is the
 same page with a "what changed" section: per artifact the change in size, fidelity, p50/p99, cold
-start and memory, regressions marked (:data:`edgeship.reporting.model.REGRESSION_RULES`), and the
+start and memory, regressions marked (:data:`edgeship.reporting.compare.REGRESSION_RULES`), and the
 layers whose quantisation error grew most.
 
 The page is one self-contained HTML file: inline CSS, plots as inline SVG (see
@@ -19,14 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text, share_text
+from .._util import atomic_write_text, safe_name
 from ..errors import InputError, UsageError
 from ..manifest import Manifest, load_manifest
-from .model import compare_models, folder_of, page_model
+from . import charts
+from .compare import compare_models
+from .model import folder_of, page_model
+from .templating import REPORT_HTML, environment
 
 __all__ = ["write_report", "render", "build", "default_name", "REPORT_HTML"]
-
-REPORT_HTML = "report.html"
 
 
 def _load(folder: str | Path) -> Manifest:
@@ -46,51 +47,8 @@ def build(folder: str | Path, old: str | Path | None = None) -> dict[str, Any]:
     return doc
 
 
-def _filters() -> dict[str, Any]:
-    from ..analysis.report import count_text, size_text
-
-    def ms(x: float | None) -> str:
-        return "–" if x is None else f"{x:.3g}" if x < 10 else f"{x:.1f}"
-
-    def secs(x: float | None) -> str:
-        return "–" if x is None else f"{x:.2f} s"
-
-    def big(x: float | None) -> str:
-        return count_text(x, none="–")
-
-    def fidelity(f: dict[str, Any]) -> str:
-        if f["value"] is None:
-            return "–"
-        text = share_text(f["value"]) if f["metric"] == "top-1 agreement" else f"cos {f['value']:.4f}"
-        return text + " (random inputs)" if f.get("status") == "unverified" else text
-
-    def change(c: dict[str, Any], kind: str) -> str:
-        if c["new"] is None and c["old"] is None:
-            return "–"
-        if c["delta"] is None:
-            return "new only" if c["old"] is None else "not measured now"
-        if kind == "fid":
-            return f"{c['new']:.1%} ({100 * c['delta']:+.1f} pt)" if abs(c["new"]) <= 1 else f"{c['new']:.4f}"
-        shown = {"size": size_text(c["new"]), "ms": f"{ms(c['new'])} ms", "s": secs(c["new"])}[kind]
-        return f"{shown} ({c['rel']:+.0%})" if c["rel"] is not None else shown
-
-    return {"ms": ms, "secs": secs, "big": big, "size": size_text, "fidelity": fidelity, "change": change}
-
-
-def environment() -> Any:
-    """The templates' jinja environment: autoescaped, strict, with the report's number filters."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("edgeship.reporting", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(_filters())
-    return env
-
-
 def render(doc: dict[str, Any]) -> str:
     """The HTML page of a :func:`build` document."""
-    from . import charts
-
     m = doc["report"]
     cmp = doc.get("comparison")
     targets = [r["target"] for r in m["artifacts"]]
@@ -122,8 +80,6 @@ def render(doc: dict[str, Any]) -> str:
 
 def default_name(old: str | Path | None = None) -> str:
     """``report.html``, or ``report-vs-<old folder's name>.html`` for a comparison."""
-    from .._util import safe_name
-
     if old is None:
         return REPORT_HTML
     return f"report-vs-{safe_name(folder_of(Path(old)).resolve().name or 'old', limit=40)}.html"

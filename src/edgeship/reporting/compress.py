@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
+from .._version import __version__
+from . import charts
+from .templating import REPORT_HTML, environment
 
 __all__ = ["compress_page", "write_compress_report", "REPORT_HTML"]
-
-REPORT_HTML = "report.html"
 
 
 def _metric(runs: list[dict[str, Any]]) -> str:
@@ -67,9 +68,6 @@ def compress_page(doc: dict[str, Any]) -> dict[str, Any]:
 
 def write_compress_report(folder: str | Path, doc: dict[str, Any]) -> Path:
     """Render the page of ``doc`` to ``folder/report.html`` (atomically)."""
-    from .._version import __version__
-    from . import charts, environment
-
     page = compress_page(doc)
     chart = charts.trade_off_chart(page["rows"], page["timed"], page["metric"])
     html = environment().get_template("compress.html.j2").render(p=page, chart=chart, version=__version__)

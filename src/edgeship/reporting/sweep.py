@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .._util import atomic_write_text
-from .model import _budget, _within
+from .._version import __version__
+from .templating import REPORT_HTML, environment
+from .verdict import budget_of, within_budget
 
 __all__ = ["sweep_page", "problems", "write_sweep_report"]
 
@@ -42,7 +44,7 @@ def problems(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     """The page model of a sweep document (JSON-ready)."""
     cfg = doc.get("config") or {}
-    budget = _budget(cfg.get("options") or {})
+    budget = budget_of(cfg.get("options") or {})
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for r in doc["rows"]:
         if r["status"] != "ok":
@@ -55,7 +57,7 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
     for (model, cpu), rows in groups.items():
         for th in sorted({r.get("threads") for r in rows}, key=lambda x: x or 0):
             timed = [r for r in rows if r.get("threads") == th and r.get("p50_ms")
-                     and r.get("verification") in (None, "verified") and _within(
+                     and r.get("verification") in (None, "verified") and within_budget(
                 {"fidelity": {"passed": True, "value": r["fidelity"], "metric": r["fidelity_metric"]}}, budget) is not False]
             if timed:
                 min(timed, key=lambda r: r["p50_ms"])["best"] = True
@@ -72,9 +74,6 @@ def sweep_page(doc: dict[str, Any]) -> dict[str, Any]:
 
 def write_sweep_report(folder: str | Path, doc: dict[str, Any]) -> Path:
     """Render the page of ``doc`` to ``folder/report.html`` (atomically)."""
-    from .._version import __version__
-    from . import REPORT_HTML, environment
-
     html = environment().get_template("sweep.html.j2").render(p=sweep_page(doc), version=__version__)
     dest = Path(folder) / REPORT_HTML
     atomic_write_text(dest, html)
