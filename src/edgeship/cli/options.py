@@ -17,9 +17,7 @@ from ..targets import available_targets  # importing the registry adds the targe
 
 __all__ = ["JSON_OPT", "MAIN_PANEL", "METAVARS", "OTHER_PANEL", "PANELS", "TARGET_PANEL", "options_from"]
 
-
 JSON_OPT = typer.Option(False, "--json", metavar="", help="print exactly one JSON document on stdout")
-
 
 MAIN_PANEL = "Options"  # typer's default panel: a command's own options (--json, --config) join it
 OTHER_PANEL = "Other options"
