@@ -36,7 +36,7 @@ def test_a_sweep_row_that_misses_its_budget_is_one_short_line():
 
     from rich.console import Console
 
-    from edgeship.cli import _print_sweep
+    from edgeship.cli.views import print_sweep as _print_sweep
 
     layers = "; ".join(f"tfl.pseudo_qconst{i};model/blocks.{i}/conv/Conv2D;tensor_{i}_{'x' * 30}" for i in range(6))
     doc = {"rows": [{"status": "failed", "model": "m", "recipe": "default", "target": "tflite", "precision": "int8",

@@ -450,7 +450,7 @@ def test_benchmark_inputs_too_large_for_memory_are_refused_before_they_allocate(
 
 def test_python_warnings_in_the_cli_process_are_printed_printable(tmp_path):
     """A library's warning in the CLI process may quote a name from a file: shown, not obeyed."""
-    script = ("import warnings\nfrom edgeship import cli\n"
+    script = ("import warnings\nfrom edgeship.cli import main as cli\n"
               "cli.app = lambda: warnings.warn('node \\x1b]0;PWNED\\x07 \\x1b[31mred')\ncli.entrypoint()\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0 and "UserWarning: node" in r.stderr and "red" in r.stderr, r.stderr

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
+from .._table import print_table, size_text
 from .._util import atomic_write_text
 
 __all__ = ["BenchReport", "CSV_COLUMNS"]
@@ -91,8 +92,6 @@ class BenchReport:
 
     # ---- for people -------------------------------------------------------------------
     def print(self, console: Any) -> None:
-        from ..analysis.report import print_table
-
         d = self.data
         s = d["settings"]
         title = (f"warm latency, batch 1 — {s['runs']} runs over {s['rounds']} fresh processes each, "
@@ -158,6 +157,4 @@ def _f(x: Any, digits: int) -> str:
 
 
 def _mb(n: Any) -> str:
-    from ..analysis.report import size_text
-
     return size_text(n) if n else "-"
