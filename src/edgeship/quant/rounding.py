@@ -342,7 +342,6 @@ def rounding_key(source: Any, cfg: Any) -> str:
     """The cache key of the source's learned rounding: the module's weights themselves (an
     equalised copy has the source's digest but other weights), its code, the calibration data and
     the rounding options."""
-    from .. import cache
     from ..sources import module_digest
 
     return cache.key("rounding", weights=module_digest(source.module), source=cache.source_key(source),
