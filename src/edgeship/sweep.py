@@ -181,7 +181,7 @@ def _convert_task(task: dict[str, Any], context: dict[str, Any]) -> tuple[dict[s
     import math
 
     from .isolate import run_isolated
-    from .reporting.model import fidelity_of
+    from .reporting.artifacts import fidelity_of
     from .targets import load_artifact
 
     t0 = time.perf_counter()

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import cache
+
 __all__ = ["DistillSettings", "distill", "checkpoint_path"]
 
 CHECKPOINT_EVERY_S = 30.0  # seconds between checkpoints within an epoch (and one at every epoch's end)
@@ -48,11 +50,10 @@ class DistillSettings:
 
 
 def checkpoint_path(key_parts: dict[str, Any]) -> Path:
-    """Where a run decided by ``key_parts`` keeps its checkpoint."""
-    from .._util import cache_dir
-
+    """Where a run decided by ``key_parts`` keeps its checkpoint (a file the cache folder derives
+    from the model and the run's settings: :func:`edgeship.cache.derived`)."""
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    return cache_dir() / "compress" / key / "checkpoint.pt"
+    return cache.derived("compress", key, "checkpoint.pt")
 
 
 def data_digest(samples: list[tuple[np.ndarray, ...]], labels: list[int] | None) -> str:
@@ -162,11 +163,9 @@ def distill(student: Any, teacher: Any, samples: list[tuple[np.ndarray, ...]], l
             say(f"resuming from epoch {state['epoch'] + 1}, step {state['step']} ({checkpoint})")
 
     def save() -> None:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = checkpoint.with_suffix(".partial")
-        torch.save({"model": student.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "rng": torch.get_rng_state(), "best": best, "state": json.dumps(state)}, tmp)
-        tmp.replace(checkpoint)
+        cache.write_derived(checkpoint, lambda tmp: torch.save({
+            "model": student.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "rng": torch.get_rng_state(), "best": best, "state": json.dumps(state)}, tmp))
 
     done, last_save, last_say = 0, time.monotonic(), 0.0
     try:
