@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._util import share_text
 from .._table import count_text, size_text
+from .._util import share_text
 
 __all__ = ["environment", "REPORT_HTML"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._util import share_text
 from .._table import size_text
+from .._util import share_text
 from ..manifest import as_num
 
 __all__ = ["budget_of", "within_budget", "fid_text", "recommend", "headline", "pareto"]
