@@ -93,7 +93,7 @@ An incomplete record::
     skipped artifact is listed once, with the first thread count: it runs at none here.
 
 CSV (``--csv FILE``): one row per result and incomplete record, columns
-:data:`edgeship.bench.report.CSV_COLUMNS`.
+:data:`edgeship.bench.result.CSV_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ from .._util import Progress, article, noop_progress
 from ..artifact import Artifact
 from ..config import SourceConfig
 from .config import BenchConfig
-from .report import CSV_COLUMNS, BenchReport
+from .result import CSV_COLUMNS, BenchReport
 
 if TYPE_CHECKING:
     from ..config import DeployConfig

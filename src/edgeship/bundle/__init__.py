@@ -67,6 +67,7 @@ class Bundle:
     key: Path
     public_key: Path
     key_created: bool
+    stage: dict[str, Any] = dataclasses.field(default_factory=dict)  # the manifest's stages.bundle record
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, "folder": str(self.folder), "tarball": str(self.tarball), "version": self.doc["version"],
@@ -185,8 +186,10 @@ def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
 
 def package(outdir: str | Path, version: str | None = None, sign_key: str | Path | None = None,
             dest: str | Path | None = None, progress: Callable[[str], None] | None = None,
-            allow_unverified: bool | None = None) -> Bundle:
+            allow_unverified: bool | None = None, record: bool = True) -> Bundle:
     """Package the verified artifacts of a deploy output folder as a signed release bundle.
+    ``record``: write its ``stages.bundle`` into the folder's manifest (deploy, which writes the
+    manifest itself, takes it from :attr:`Bundle.stage` instead).
 
     Artifacts judged only on random inputs (status ``unverified``) are left out, and said, unless
     ``allow_unverified`` (None: as the deploy that wrote the folder was told, its manifest's
@@ -322,14 +325,16 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         os.replace(tar_tmp, tarball)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    stages = m.doc.setdefault("stages", {})
-    stages["bundle"] = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
+    stage = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
                         "tarball": os.path.relpath(tarball, outdir), "public_key": os.path.relpath(public, outdir),
                         "key": os.path.relpath(key, outdir), "key_created": key_created,
                         "fallback_order": doc["fallback_order"], "contents": _contents(doc["files"], tarball),
                         "left_out": left_out, "allow_unverified": allow}
-    write_manifest(outdir, m.doc)
-    return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created)
+    if record:
+        m.doc.setdefault("stages", {})["bundle"] = stage
+        write_manifest(outdir, m.doc)
+    return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created,
+                  stage=stage)
 
 
 def _contents(files: list[dict[str, Any]], tarball: Path) -> dict[str, Any]:

@@ -5,7 +5,6 @@ verified ones with it, and a run that fails leaves the folder as it was."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -194,17 +193,17 @@ def _package(cfg: DeployConfig, out: Path, path: Path, manifest: dict[str, Any],
     t1 = time.perf_counter()
     progress("packaging a signed release bundle")
     dest = out / "release"
-    package_release(out, version=cfg.release_version or next_version(dest), sign_key=cfg.sign_key, dest=dest,
-                    progress=progress)
-    if cfg.keep_releases:
+    made = package_release(out, version=cfg.release_version or next_version(dest), sign_key=cfg.sign_key, dest=dest,
+                           progress=progress, record=False)
+    manifest["stages"]["bundle"] = made.stage  # the release's record, written once with the timings
+    manifest["timings_s"]["package"] = round(time.perf_counter() - t1, 3)
+    manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
+    write_manifest(out, manifest)
+    if cfg.keep_releases:  # after the record: pruning never removes the folder's current release
         gone = prune(out, cfg.keep_releases)
         if gone["removed"]:
             progress(f"removed release(s) {', '.join(gone['removed'])} from {dest}: keeping the newest "
                      f"{cfg.keep_releases} (--keep-releases; edgeship release prune)")
-    manifest = json.loads(path.read_text())
-    manifest["timings_s"]["package"] = round(time.perf_counter() - t1, 3)
-    manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
-    write_manifest(out, manifest)
     return manifest
 
 
