@@ -131,3 +131,23 @@ def test_a_web_runner_left_open_at_exit_does_not_hang_the_process(tmp_path):
         "print('exiting', flush=True)\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "exiting" in r.stdout, r.stderr
+
+
+@needs_browser
+def test_an_int8_is_compared_with_its_own_targets_fp32_without_the_runtime_both_carry(tmp_path):
+    """Found trying Magika as a new user: web-int8 said "int8 is larger than fp32 (15217.6 kB vs
+    927.8 kB) ... not recommended": its size counted the onnxruntime-web it vendors (14 MB), and
+    the "fp32" it was measured against was onnx's int8, the artifact it is built from."""
+    res = edgeship.deploy("tinymodels:tiny_classifier", out=tmp_path / "out", targets=["onnx", "web"],
+                          quantize=["int8"], package=False)
+    arts = {a.root.name: a for a in res.artifacts}
+    for name in ("onnx-int8", "web-int8"):
+        fp32 = arts[name.replace("int8", "fp32")]
+        shared = {(f.path, f.sha256) for f in fp32.files}
+        mine = sum(f.size for f in arts[name].files if (f.path, f.sha256) not in shared)
+        theirs = sum(f.size for f in fp32.files if (f.path, f.sha256) not in {(g.path, g.sha256) for g in arts[name].files})
+        said = arts[name].details.get("larger_than_fp32")
+        assert (said is not None) == (mine >= theirs), (name, said, mine, theirs)
+        if said is not None:
+            assert said == {"bytes": mine, "fp32_bytes": theirs}
+    assert ("larger_than_fp32" in arts["web-int8"].details) == ("larger_than_fp32" in arts["onnx-int8"].details)

@@ -25,15 +25,20 @@ from ..verify import observed_outputs, raise_if_failed
 from .keys import TaskKeys
 from .plan import Step
 
-__all__ = ["convert", "build_steps", "cell_failure", "failure_error", "failures_text", "limits_for"]
+__all__ = ["convert", "own_bytes", "build_steps", "cell_failure", "failure_error", "failures_text", "limits_for"]
 
 
 def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig | None = None,
-            progress: Progress = noop_progress, precision: str = "fp32", parent: Artifact | None = None) -> Artifact:
+            progress: Progress = noop_progress, precision: str = "fp32", parent: Artifact | None = None,
+            fp32: Artifact | None = None) -> Artifact:
     """Convert ``source`` for ``target`` at ``precision``, verify it, write it to ``out_dir`` atomically.
+    ``parent``: what it is built from; ``fp32``: the same target's fp32 artifact, which a reduced
+    precision's size is compared with (default: ``parent`` when it is that).
 
     An artifact that fails verification is never written: ValidationError with the figures.
     """
+    if fp32 is None and parent is not None and parent.precision == "fp32" and parent.target == target:
+        fp32 = parent
     cfg = cfg or DeployConfig.build(model=source.origin)
     t = get_target(target)
     t.ensure_environment()
@@ -55,28 +60,39 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
         raise_if_failed(art, v)
         if v.status == "unverified":
             progress(f"{t.name} {precision}: UNVERIFIED (random inputs only): give --eval real data")
-        art = _note_float_tables(source, art, parent)
+        art = _note_float_tables(source, art, fp32)
         if art.labels:
             atomic_write_text(tmp / LABELS_TXT, "\n".join(art.labels) + "\n")
         atomic_write_text(tmp / ARTIFACT_JSON, json.dumps(art.record(), indent=2) + "\n")
     return art.model_copy(update={"root": final})
 
 
-def _note_float_tables(source: Source, art: Artifact, parent: Artifact | None) -> Artifact:
+def own_bytes(art: Artifact, other: Artifact) -> int:
+    """The bytes of ``art``'s files that ``other`` does not hold too (the same path and content): a
+    runtime both vendor (the web target's wasm) is not what a precision changes."""
+    shared = {(f.path, f.sha256) for f in other.files}
+    return sum(f.size for f in art.files if (f.path, f.sha256) not in shared)
+
+
+def _note_float_tables(source: Source, art: Artifact, fp32: Artifact | None) -> Artifact:
     """An int8 artifact that hardly shrank because its toolchain leaves embedding tables in float
-    says so, with the tables and their size (``details.float_weights``), instead of looking int8."""
-    if art.precision != "int8" or parent is None or not parent.size_bytes:
+    says so, with the tables and their size (``details.float_weights``), instead of looking int8;
+    one larger than its target's fp32 says why. Sizes are of what the two do not share."""
+    if art.precision != "int8" or fp32 is None:
         return art
-    ratio = art.size_bytes / parent.size_bytes
+    mine, theirs = own_bytes(art, fp32), own_bytes(fp32, art)
+    if not theirs:
+        return art
+    ratio = mine / theirs
     if ratio >= 1.0:  # a tiny model: the scales, zero points and Q/DQ nodes outweigh the bytes saved
-        note = (f"int8 is larger than fp32 ({art.size_bytes / 1e3:.1f} kB vs {parent.size_bytes / 1e3:.1f} kB): "
+        note = (f"int8 is larger than fp32 ({mine / 1e3:.1f} kB vs {theirs / 1e3:.1f} kB): "
                 "in a model this small the quantisation parameters (scales, zero points, quantise/dequantise "
                 "nodes) outweigh the weight bytes int8 saves; not recommended, ship fp32 (or fp16)")
         art = art.model_copy(update={"notes": (*art.notes, note), "details": {
-            **art.details, "larger_than_fp32": {"bytes": art.size_bytes, "fp32_bytes": parent.size_bytes}}})
+            **art.details, "larger_than_fp32": {"bytes": mine, "fp32_bytes": theirs}}})
     tables = source.embedding_tables()
     big = sum(b for _, b in tables)
-    if ratio < 0.6 or big < 0.25 * parent.size_bytes:
+    if ratio < 0.6 or big < 0.25 * theirs:
         return art
     names = ", ".join(n for n, _ in tables[:4]) + (f" and {len(tables) - 4} more" if len(tables) > 4 else "")
     note = (f"int8 is {ratio:.0%} of the fp32 size: {art.target}'s int8 toolchain quantises conv/linear weights, "
@@ -113,7 +129,8 @@ def build_steps(cfg: DeployConfig, source: Source, steps: Sequence[Step], stage:
             if art is None:
                 # parent: the artifact it is built from (ort, web: onnx's at this precision), else its own fp32
                 parent = built.get((base or "", precision)) or built.get((target, "fp32"))
-                art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent)
+                art = convert(source, target, folder, cfg, progress=progress, precision=precision, parent=parent,
+                              fp32=built.get((target, "fp32")))
                 if keys is not None and k is not None:
                     keys.keep(k, folder, name, time.perf_counter() - t1)
         except Exception as e:  # noqa: BLE001 - one cell's failure is a row of the outcome, never the run's end
