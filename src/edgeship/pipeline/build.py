@@ -68,9 +68,10 @@ def convert(source: Source, target: str, out_dir: str | Path, cfg: DeployConfig 
 
 
 def own_bytes(art: Artifact, other: Artifact) -> int:
-    """The bytes of ``art``'s files that ``other`` does not hold too (the same path and content): a
-    runtime both vendor (the web target's wasm) is not what a precision changes."""
-    shared = {(f.path, f.sha256) for f in other.files}
+    """The bytes of ``art``'s files that ``other`` does not hold too (the same path and content),
+    the model file always counted: a runtime both vendor (the web target's wasm) is not what a
+    precision changes."""
+    shared = {(f.path, f.sha256) for f in other.files if f.path not in (art.model_file, other.model_file)}
     return sum(f.size for f in art.files if (f.path, f.sha256) not in shared)
 
 
