@@ -28,16 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeship._util import cache_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 EDGESHIP = [sys.executable, "-m", "edgeship"]
-
-
-def _cache_dir() -> Path:
-    env = os.environ.get("EDGESHIP_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship"
 
 
 def _deploy(model: str, out: Path, cache: Path, *extra: str) -> tuple[float, dict]:
@@ -85,7 +79,7 @@ def main() -> None:
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir()
-    for shared in _cache_dir().glob("onnxruntime-web-*"):  # the web runtime package: linked, not downloaded
+    for shared in cache_dir().glob("onnxruntime-web-*"):  # the web runtime package: linked, not downloaded
         (cache / shared.name).symlink_to(shared)
     runs = []
     wall, a = _deploy(args.model, work / "A", cache, "--jobs", "0")

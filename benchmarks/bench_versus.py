@@ -31,16 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeship._util import cache_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = "onnx,ort,openvino,web"
-
-
-def _usual_cache() -> Path:
-    env = os.environ.get("EDGESHIP_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeship"
 
 
 def _fresh_cache(tmp: Path, name: str) -> Path:
@@ -48,7 +42,7 @@ def _fresh_cache(tmp: Path, name: str) -> Path:
     cache = tmp / f"cache-{name}"
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
-    for p in _usual_cache().glob("onnxruntime-web-*"):
+    for p in cache_dir().glob("onnxruntime-web-*"):
         (cache / p.name).symlink_to(p)
     return cache
 

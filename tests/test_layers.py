@@ -23,6 +23,15 @@ def _part(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def _from_target(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from ... import`` reads, its relative dots resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _private_imports() -> list[str]:
     found = []
     for f in sorted(PKG.rglob("*.py")):
@@ -32,12 +41,7 @@ def _private_imports() -> list[str]:
         for node in ast.walk(ast.parse(f.read_text())):
             if not isinstance(node, ast.ImportFrom):
                 continue
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _from_target(node, package)
             if not target.startswith("edgeship") or _part(target) == _part(here):
                 continue
             for alias in node.names:
@@ -85,12 +89,7 @@ def _imports(module: str, f: Path, known: dict[str, Path]) -> list[tuple[str, in
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _from_target(node, package)
             names = [f"{target}.{a.name}" if f"{target}.{a.name}" in known else target for a in node.names]
         for n in names:
             while n not in known and "." in n:
