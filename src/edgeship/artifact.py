@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, example_bytes
 from .errors import FormatError, InputError, strip_escapes
+from .tasks import Task
 
 __all__ = [
     "Format",
@@ -308,6 +309,9 @@ class Artifact(_Frozen):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     preprocess: Preprocess | None = None
+    #: what the inputs are made from and the outputs mean (edgeship.tasks); None: a classifier when
+    #: there is an image preprocessing, else a plain model
+    task: Task | None = None
     labels: tuple[str, ...] | None = Field(None, exclude=True)
     verification: Verification | None = None
     provenance: Provenance
@@ -339,6 +343,8 @@ class Artifact(_Frozen):
     def record(self) -> dict[str, Any]:
         """The JSON-ready record written to artifact.json and the manifest."""
         out = self.model_dump(mode="json")
+        if out.get("task") is None:  # a record an older reader (which refuses unknown keys) still takes
+            out.pop("task", None)
         if self.verification is not None:  # keys only some checks fill stay out: records readable by 0.1 readers
             out["verification"] = self.verification.record()
         out["digest"] = self.digest

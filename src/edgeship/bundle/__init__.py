@@ -223,28 +223,9 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         if p.exists():
             raise UsageError(f"{p} exists: a released version is never rewritten", hint="give a new --version")
 
-    key_created = False
-    if sign_key is not None:
-        key = Path(sign_key)
-        if not key.is_file():
-            raise InputError(f"no signing key at {key}", hint="make one with edgeship keygen --out DIR")
-    else:
-        key = outdir / "keys" / KEY_FILE
-        if not key.is_file():
-            say(f"creating a signing key in {key.parent}")
-            keygen(key.parent)
-            key_created = True
-    public = key.parent / PUBLIC_KEY_FILE
-    pub_bytes = _public_key_of(key)
-    if not public.is_file() or public.stat().st_size > (1 << 20) or public.read_bytes().strip() != pub_bytes.strip():
-        public = dest / f"{name}.pub.pem"  # the public half, beside the bundle, when none is beside the key
+    key, public, key_created = signing_key(outdir, sign_key, dest, name, say)
 
-    make_folder(dest, "release folder")
-    # built under its final name inside a temp folder: the signature names the folder
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest))
-    tmp = scratch / name
-    tmp.mkdir()
-    try:
+    def fill(tmp: Path) -> dict[str, Any]:
         arts: list[Artifact] = []
         for rec in records:
             src_folder = m.artifact_folder(rec)
@@ -312,19 +293,9 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         say("generating the Android, iOS, Python and web integration code")
         write_integration(tmp, doc)
         (tmp / CARD).write_text(model_card(doc))
-        doc["files"] = [{"path": p.relative_to(tmp).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
-                        for p in sorted(tmp.rglob("*")) if p.is_file()]
-        (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n")
-        say("signing (OpenSSF model-signing, EC key)")
-        _sign(tmp, key)
-        tar_tmp = scratch / f"{name}.tar.gz"
-        _tar(tmp, name, tar_tmp)
-        if not public.is_file():
-            atomic_write_text(public, pub_bytes.decode())
-        os.replace(tmp, folder)
-        os.replace(tar_tmp, tarball)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        return doc
+
+    doc = seal(dest, name, fill, key, public, say)
     stage = {"version": version, "release": doc["release"], "folder": os.path.relpath(folder, outdir),
                         "tarball": os.path.relpath(tarball, outdir), "public_key": os.path.relpath(public, outdir),
                         "key": os.path.relpath(key, outdir), "key_created": key_created,
@@ -335,6 +306,58 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         write_manifest(outdir, m.doc)
     return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created,
                   stage=stage)
+
+
+def signing_key(outdir: Path, sign_key: str | Path | None, dest: Path, name: str,
+                say: Callable[[str], None]) -> tuple[Path, Path, bool]:
+    """(the private key, where its public half is or goes, whether it was made now): the key given,
+    else ``outdir/keys``'s, made when missing. The public half is beside the key when it matches,
+    else it goes beside the bundle (``dest/<name>.pub.pem``)."""
+    key_created = False
+    if sign_key is not None:
+        key = Path(sign_key)
+        if not key.is_file():
+            raise InputError(f"no signing key at {key}", hint="make one with edgeship keygen --out DIR")
+    else:
+        key = outdir / "keys" / KEY_FILE
+        if not key.is_file():
+            say(f"creating a signing key in {key.parent}")
+            keygen(key.parent)
+            key_created = True
+    public = key.parent / PUBLIC_KEY_FILE
+    pub_bytes = _public_key_of(key)
+    if not public.is_file() or public.stat().st_size > (1 << 20) or public.read_bytes().strip() != pub_bytes.strip():
+        public = dest / f"{name}.pub.pem"  # the public half, beside the bundle, when none is beside the key
+    return key, public, key_created
+
+
+def seal(dest: Path, name: str, fill: Callable[[Path], dict[str, Any]], key: Path, public: Path,
+         say: Callable[[str], None]) -> dict[str, Any]:
+    """Build a release as ``dest/<name>/`` and ``dest/<name>.tar.gz``: ``fill(folder)`` writes its
+    files into a scratch folder of that name and returns bundle.json's record; the file list is
+    added, the folder signed and archived, and both moved into place only when all of it worked
+    (a failure leaves ``dest`` as it was). Returns the record."""
+    make_folder(dest, "release folder")
+    # built under its final name inside a temp folder: the signature names the folder
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest))
+    tmp = scratch / name
+    tmp.mkdir()
+    try:
+        doc = fill(tmp)
+        doc["files"] = [{"path": p.relative_to(tmp).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
+                        for p in sorted(tmp.rglob("*")) if p.is_file()]
+        (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1) + "\n")
+        say("signing (OpenSSF model-signing, EC key)")
+        _sign(tmp, key)
+        tar_tmp = scratch / f"{name}.tar.gz"
+        _tar(tmp, name, tar_tmp)
+        if not public.is_file():
+            atomic_write_text(public, _public_key_of(key).decode())
+        os.replace(tmp, dest / name)
+        os.replace(tar_tmp, dest / f"{name}.tar.gz")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return doc
 
 
 def _contents(files: list[dict[str, Any]], tarball: Path) -> dict[str, Any]:

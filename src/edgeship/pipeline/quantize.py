@@ -58,7 +58,7 @@ def quantize(model: str | Path | Artifact, progress: Progress = noop_progress, *
     source = load_source(str(art.model_path))
     # the fp32 file is the one edgeship wrote from its source (its files were checked on loading):
     # the int8 made from it names that source, as deploy's does, so the same options give the same bytes
-    source = dataclasses.replace(source, preprocess=art.preprocess, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0],
+    source = dataclasses.replace(source, preprocess=art.preprocess, task=art.task, labels=art.labels, name=art.name.rsplit("-onnx", 1)[0],
                                  digest=art.provenance.parent_digest or source.digest)
     current = _up_to_date(out, art, cfg, qc.precision)
     if current is not None:

@@ -33,6 +33,7 @@ def load_source(
     input_values: dict[str, Sequence[float]] | None = None,
     preprocess: str | Preprocess | None = None,
     labels: str | Path | Sequence[str] | None = None,
+    task: str | Any = None,
 ) -> Source:
     """Load ``spec`` (a built-in name, a factory or a model file) as a :class:`Source`.
 
@@ -42,7 +43,26 @@ def load_source(
     ``input_values`` (by name) the only values an input takes (a sample rate). A shape, range or
     value given for an input the model does not have is a UsageError.
     ``preprocess`` (a spec, a JSON file or a :class:`Preprocess`) and ``labels`` (a file or a list)
-    state what a model file does not carry; they replace what it does."""
+    state what a model file does not carry; they replace what it does. ``task`` (a task record,
+    its JSON or a .json file; :mod:`edgeship.tasks`) travels into every artifact's record."""
+    if task is not None:
+        return dataclasses.replace(_load(spec, input_shapes, input_dtypes, weights, allow_pickle, dynamic_batch,
+                                         input_ranges, input_values, preprocess, labels), task=_task(task))
+    return _load(spec, input_shapes, input_dtypes, weights, allow_pickle, dynamic_batch, input_ranges, input_values,
+                 preprocess, labels)
+
+
+def _task(task: Any) -> Any:
+    from ..readers import read_json
+    from ..tasks import parse_task
+
+    if isinstance(task, str) and not task.lstrip().startswith("{"):
+        return parse_task(read_json(task, "task record"), task)
+    return parse_task(task, "--task") if isinstance(task, (str, dict)) else task
+
+
+def _load(spec: str, input_shapes: Any, input_dtypes: Any, weights: Any, allow_pickle: bool, dynamic_batch: bool,
+          input_ranges: Any, input_values: Any, preprocess: Any, labels: Any) -> Source:
     ranges: Any = (dict(input_ranges) if isinstance(input_ranges, dict) else list(input_ranges)) if input_ranges else None
     values = dict(input_values) if input_values else None
     if spec in BUILTIN_MODELS:

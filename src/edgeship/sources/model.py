@@ -71,6 +71,8 @@ class Source:
     input_values: tuple[tuple[float, ...] | None, ...] = ()
     #: what makes the model already quantised ("38 QDQ pairs, 2 QLinearConv"), None for a float model
     quantised: str | None = None
+    #: the task record (edgeship.tasks) deploy --task or a pipeline file gave
+    task: Any = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class Source:
             "labels_count": len(self.labels) if self.labels else 0,
             "allow_pickle": self.allow_pickle,
             "tokenizer": self.tokenize is not None,
+            **({"task": self.task.model_dump(mode="json")} if self.task is not None else {}),
             "input_ranges": [list(r) if r else None for r in self.input_ranges],
             "input_values": [list(v) if v else None for v in self.input_values],
             "quantised": self.quantised,

@@ -217,7 +217,7 @@ class Target(ABC):
         return Artifact(
             name=f"{source.name}-{self.name}-{precision}", target=self.name, format=self.format, precision=precision,
             root=out_dir, files=file_entries(out_dir, list(built.files)), model_file=built.model_file or built.files[0],
-            inputs=built.inputs, outputs=built.outputs, preprocess=pre, labels=source.labels,
+            inputs=built.inputs, outputs=built.outputs, preprocess=pre, task=source.task, labels=source.labels,
             provenance=Provenance(stage=built.stage, parent_digest=parent_digest,
                                   source=source.origin, config=built.config, tool_versions=tool_versions(*built.tools)),
             notes=built.notes, details=built.details,
