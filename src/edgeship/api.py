@@ -26,12 +26,14 @@ from .pipeline import DeployResult, Plan, convert, plan
 from .pipeline import deploy as _deploy
 from .pipeline.classify import classify, classify_bundle
 from .pipeline.compress import compress as _compress
+from .pipeline.multi import PipelineResult, deploy_pipeline
 from .pipeline.quantize import quantization_report
 from .pipeline.quantize import quantize as _quantize
 from .pipeline.stages import record_benchmark, refresh_report
 from .reporting import build, write_report
 from .sources import Source, load_source
 from .targets import available_targets, get_target
+from .tasks.spec import is_pipeline_file
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "classify_bundle",
            "benchmark", "package", "report", "verify_bundle", "keygen", "cache_info", "cache_clear", "DeployResult", "Plan"]
@@ -64,16 +66,25 @@ def _analyze_child(model: str, options: dict[str, Any]) -> dict[str, Any]:
     return analyze(model, **options)
 
 
-def deploy(model: str | None = None, *, progress: Progress = noop_progress, **options: Any) -> DeployResult | Plan:
+def deploy(model: str | None = None, *, progress: Progress = noop_progress,
+           **options: Any) -> DeployResult | Plan | PipelineResult:
     """Load ``model``, build and verify every requested target, write artifacts and manifest.json.
 
     ``options`` are :class:`edgeship.config.DeployConfig` fields (or ``config=`` one). With
     ``dry_run=True`` nothing is built or written: the resolved :class:`Plan` is returned (the
     steps, what is skipped and why, the extras missing), as ``edgeship deploy --dry-run`` prints it.
+    A pipeline file (``pipeline.yaml``: several models and the glue between them) deploys each
+    model and the whole (:func:`edgeship.pipeline.multi.deploy_pipeline`): a :class:`PipelineResult`.
     """
     if model is not None:
         options["model"] = model
-    return _deploy(options.pop("config", None) or DeployConfig.build(**options), progress)
+    cfg = options.pop("config", None) or DeployConfig.build(**options)
+    if is_pipeline_file(cfg.model):
+        if cfg.dry_run:
+            raise UsageError("--dry-run plans one model; a pipeline file's models each plan on their own",
+                             hint="edgeship deploy MODEL.onnx --dry-run for one of its models")
+        return deploy_pipeline(cfg, progress)
+    return _deploy(cfg, progress)
 
 
 def quantize(model: str | Path | Artifact = "efficientnet-lite0", *, progress: Progress = noop_progress,

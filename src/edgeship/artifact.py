@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from ._util import MAX_DIM, MAX_EXAMPLE_BYTES, confined, example_bytes
 from .errors import FormatError, InputError, strip_escapes
-from .tasks import Task
+from .tasks.records import Task
 
 __all__ = [
     "Format",

@@ -219,6 +219,9 @@ class QuantizeConfig(ConfigModel):
     rounding_iters: int = Field(300, ge=10, le=100000, description="static int8 with learned rounding: optimisation "
                                                                   "steps per layer (time grows with it)")
     calib_samples: int = Field(128, ge=1, le=65536, description="static int8: number of calibration inputs")
+    max_cer: float = Field(0.02, ge=0, le=1, description="pipelines (deploy PIPELINE.yaml): the largest character "
+                                                         "error rate against the fp32 pipeline a reduced-precision "
+                                                         "artifact set may have")
     max_float_layers: int = Field(12, ge=0, le=1000, description="budget: at most this many layers kept in float before giving up")
 
 

@@ -106,14 +106,21 @@ class GoldenWriter:
 
 def write_golden(root: Path, source: dict[str, Any], artifacts: Sequence[Artifact], classifier: bool,
                  runner_for: Callable[[Artifact], Any], can_run: Callable[[Artifact], bool | str],
-                 say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Write ``golden/`` for ``artifacts`` (already copied under ``root``); return golden.json."""
+                 say: Callable[[str], None] = lambda _m: None,
+                 samples: list[tuple[str, tuple[np.ndarray, ...]]] | None = None, origin: str | None = None,
+                 writer: GoldenWriter | None = None) -> dict[str, Any]:
+    """Write ``golden/`` for ``artifacts`` (already copied under ``root``); return golden.json.
+    ``samples`` (named input tuples) and their ``origin`` replace the default inputs (a pipeline's
+    stage: what the stage before it gave on real pages); ``writer`` adds to a golden.json that
+    another call started (it is written each time)."""
     from ..verify import map_inputs
 
-    w = GoldenWriter(root)
-    samples = golden_inputs(source)
-    w.doc["inputs"] = [{"name": n, "origin": "sample photo (skimage.data) through the model's preprocessing"
-                        if source.get("preprocess") else "seeded random input"} for n, _ in samples]
+    w = writer or GoldenWriter(root)
+    given = samples is not None
+    samples = samples if samples is not None else golden_inputs(source)
+    w.doc["inputs"] += [{"name": n, "origin": origin if given and origin else
+                         "sample photo (skimage.data) through the model's preprocessing"
+                         if source.get("preprocess") else "seeded random input"} for n, _ in samples]
     src_pre = Preprocess.model_validate(source["preprocess"]) if source.get("preprocess") else None
     names = [str(i.get("name")) for i in source.get("inputs") or []]
     outputs: dict[str, dict[str, list[np.ndarray]]] = {}

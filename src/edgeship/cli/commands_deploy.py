@@ -18,7 +18,7 @@ from ..errors import EdgeshipError, InputError
 from ..pruning.config import CompressConfig
 from .options import JSON_OPT, options_from
 from .run import progress, run_command
-from .views import prediction_rows, print_compress, print_deploy, print_plan, print_quantize
+from .views import prediction_rows, print_compress, print_deploy, print_pipeline, print_plan, print_quantize
 
 __all__ = ["classify", "compress", "deploy", "quantize"]
 
@@ -53,6 +53,8 @@ def deploy(
                 partial = SimpleNamespace(out=cfg.out, manifest_path=written, manifest=read_manifest(Path(written).parent))
                 e.human = lambda c: print_deploy(c, partial)  # type: ignore[attr-defined]
             raise
+        if isinstance(res, api.PipelineResult):
+            return {"ok": True, "out": str(res.out), "pipeline": res.record}, lambda c: print_pipeline(c, res)
         doc = {"ok": True, "out": str(res.out), "manifest_path": str(res.manifest_path), "manifest": res.manifest}
         if (Path(res.out) / "report.html").is_file():
             doc["report"] = str(Path(res.out) / "report.html")

@@ -526,3 +526,31 @@ def print_report(c: Any, r: dict[str, Any], top: int = 10) -> None:
                     c.print(f"  {name}: {note}", highlight=False, markup=False)
     for note in r.get("notes", []):
         c.print(f"note: {note}", highlight=False, markup=False)
+
+
+def print_pipeline(c: Console, res: Any) -> None:
+    """A pipeline deploy: each stage's artifacts, each artifact set's end-to-end figures against
+    the fp32 pipeline, the release."""
+    rec = res.record
+    p = rec["pipeline"]
+    rows = []
+    for name, st in rec["stages"].items():
+        status = "ok" if st.get("ok") else f"failed: {(st.get('error') or {}).get('message', '')[:60]}"
+        rows.append([name, str(len(st.get("artifacts") or [])), status])
+    print_table(c, f"{p['name']} ({p['kind']}): models", ["stage", "artifacts", "status"], rows, wrap=("status",))
+    ref = rec.get("reference") or {}
+    title = (f"end to end on {ref.get('pages', '?')} evaluation pages ({ref.get('lines', '?')} lines) "
+             f"against the fp32 pipeline (budget: CER <= {100 * res.record.get('max_cer', 0.02):.1f}%)")
+    rows = []
+    for s in rec.get("sets") or []:
+        if "error" in s:
+            rows.append([s["id"], "-", "-", "-", "did not run"])
+            continue
+        rows.append([s["id"], f"{100 * s['cer']:.2f}%", f"{s['iou_mean']:.3f}", f"{s['missed']}/{s['extra']}",
+                     "pass" if s["passed"] else "OVER"])
+    print_table(c, title, ["artifact set", "CER", "box IoU", "missed/extra", "budget"], rows,
+                right=("CER", "box IoU", "missed/extra"))
+    b = rec.get("bundle")
+    if b:
+        c.print(f"release {b['version']}: {b['folder']}", markup=False, highlight=False)
+    c.print(f"record: {Path(res.out) / 'pipeline.json'}", markup=False, highlight=False)

@@ -54,7 +54,7 @@ def load_source(
 
 def _task(task: Any) -> Any:
     from ..readers import read_json
-    from ..tasks import parse_task
+    from ..tasks.records import parse_task
 
     if isinstance(task, str) and not task.lstrip().startswith("{"):
         return parse_task(read_json(task, "task record"), task)

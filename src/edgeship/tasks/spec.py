@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, InputError
-from . import TextDetection, TextDirection, TextRecognition, parse_task
+from .records import TextDetection, TextDirection, TextRecognition, parse_task
 
 __all__ = ["PipelineSpec", "StageSpec", "read_pipeline", "is_pipeline_file", "KINDS", "STAGES"]
 
