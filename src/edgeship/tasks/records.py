@@ -104,9 +104,11 @@ def parse_task(value: Any, where: str) -> Any:
         return TypeAdapter(Task).validate_python(value)
     except ValidationError as e:
         first = e.errors()[0]
-        loc = ".".join(str(x) for x in first.get("loc", ()))
-        raise FormatError(f"{where}: task {loc or 'record'}: {first.get('msg')}",
-                          hint=f"a task's kind is one of {', '.join(TASK_KINDS)}; see edgeship.tasks") from None
+        loc = [str(x) for x in first.get("loc", ())]
+        kind = loc.pop(0) if loc and loc[0] in TASK_KINDS else None
+        raise FormatError(f"{where}: task {'.'.join(loc) or 'record'}: {first.get('msg')}",
+                          hint=f"see the fields of a {kind} task in edgeship.tasks" if kind else
+                               f"a task's kind is one of {', '.join(TASK_KINDS)}") from None
 
 
 def task_dict(task: Any) -> dict[str, Any] | None:
