@@ -36,7 +36,14 @@ NOT_COPIED = {
     "artifact": "type hints; the full loader's records (pydantic)",
     "config": "type hints (deploy configuration)",
     "sources": "type hints (source models)",
+    "tasks.records": "the task records (pydantic); the glue reads the same JSON as plain dicts",
 }
+
+
+def _not_copied(mod: list[str]) -> str | None:
+    """The :data:`NOT_COPIED` entry that holds module ``mod`` (its parts), if one does."""
+    dotted = ".".join(mod)
+    return next((k for k in NOT_COPIED if dotted == k or dotted.startswith(k + ".")), None)
 #: third-party modules imported inside functions the light runtime never calls
 LAZY_ELSEWHERE = {"onnx": "ONNX graph helpers of formats/onnx.py", "yaml": "readers: YAML files",
                   "skimage": "data: the sample photos"}
@@ -168,10 +175,11 @@ def light_closure(package: Path | None = None) -> list[str]:
                     continue
                 base = here[:len(here) - (node.level - 1)]
                 mod = base + (node.module.split(".") if node.module else [])
-                if mod and mod[0] in NOT_COPIED:
+                left = _not_copied(mod)
+                if left:
                     if at_import:
                         problems.append(f"{where}{chain(rel)} imports edgeship.{'.'.join(mod)} at import time "
-                                        f"({NOT_COPIED[mod[0]]}): the light runtime does not carry it")
+                                        f"({NOT_COPIED[left]}): the light runtime does not carry it")
                     continue
                 target = _module_file(package, mod)
                 if target is None:
@@ -180,7 +188,13 @@ def light_closure(package: Path | None = None) -> list[str]:
                 todo.append((target, where))
                 for alias in node.names:  # `from . import x` may name a submodule
                     sub = _module_file(package, [*mod, alias.name]) if alias.name != "*" else None
-                    if sub is not None and sub != target:
+                    if sub is None or sub == target:
+                        continue
+                    left = _not_copied([*mod, alias.name])
+                    if left and at_import:
+                        problems.append(f"{where}{chain(rel)} imports edgeship.{'.'.join([*mod, alias.name])} at "
+                                        f"import time ({NOT_COPIED[left]}): the light runtime does not carry it")
+                    elif not left:
                         todo.append((sub, where))
                 continue
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]

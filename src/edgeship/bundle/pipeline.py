@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -165,8 +166,6 @@ def package_pipeline(out: str | Path, record: dict[str, Any], spec: Any, *, char
         return doc
 
     doc = seal(dest, name, fill, key, public, say)
-    import os
-
     return {"version": version, "release": doc["release"], "folder": os.path.relpath(dest / name, out),
             "tarball": os.path.relpath(dest / f"{name}.tar.gz", out), "public_key": os.path.relpath(public, out),
             "key": os.path.relpath(key, out), "key_created": key_created, "fallback_order": doc["fallback_order"],
