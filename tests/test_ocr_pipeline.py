@@ -170,3 +170,32 @@ def test_golden_pages_and_traces_are_in_the_release(shipped) -> None:
     det_map = np.load(bundle / im["trace"]["det_map"])
     assert list(det_map.shape[2:]) == im["trace"]["det_input_shape"][2:]
     assert len(im["trace"]["boxes_page"]) >= len(im["expected"]["lines"]) > 0
+
+
+def test_the_bundles_own_python_reads_pages_without_edgeship(shipped, tmp_path: Path) -> None:
+    """integration/python/ocr.py on the light runtime the bundle carries, edgeship not importable."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root, _, record = shipped
+    bundle = _bundle(root, record)
+    page = tmp_path / "page.png"
+    Image.fromarray(tiny_page(seed=11)).save(page)
+    # numpy, Pillow and onnxruntime on the path, without site's .pth files: edgeship is not importable
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(np.__file__).parents[1])}
+    assert subprocess.run([sys.executable, "-S", "-c", "import edgeship"], env=env, capture_output=True).returncode != 0
+    out = subprocess.run([sys.executable, "-S", str(bundle / "integration/python/ocr.py"), str(page), "--json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    pipe = Pipeline.from_bundle(bundle)
+    try:
+        want = pipe.read(page).to_dict()
+        assert doc["served_by"] == pipe.served_by
+    finally:
+        pipe.close()
+    assert doc["results"][0]["lines"] == want["lines"] and want["lines"]
+    assert (bundle / "integration/python/edgeship_light/tasks/ocr.py").is_file()
+    assert not (bundle / "integration/python/edgeship_light/tasks/records.py").exists()  # pydantic stays behind

@@ -255,7 +255,19 @@ def _golden_pipeline(tmp: Path, pdoc: dict[str, Any], imgs: list[np.ndarray], wr
 
 
 def _integration(tmp: Path, pdoc: dict[str, Any], doc: dict[str, Any]) -> None:
-    """The app code generated for the pipeline, each platform's from its own module."""
+    """The app code generated for the pipeline, each platform's from its own module; Python: the
+    light runtime the bundle carries and ``integration/python/ocr.py``."""
+    from .integration import INTEGRATION_DIR, _env
+    from .light import requirements, write_light_runtime
+
+    out = tmp / INTEGRATION_DIR / "python"
+    out.mkdir(parents=True, exist_ok=True)
+    env = _env()
+    ctx = {"edgeship_version": __version__, "bundle_name": doc["name"], "version": doc["version"]}
+    (out / "ocr.py").write_text(env.get_template("ocr.py.j2").render(ctx), encoding="utf-8")
+    write_light_runtime(out)
+    (out / "requirements.txt").write_text(env.get_template("requirements.txt.j2").render(
+        ctx, requirements=requirements(doc), script="ocr.py"), encoding="utf-8")
     try:
         from .ocr_app import write_ocr_app_code
     except ImportError:
