@@ -268,14 +268,3 @@ def _integration(tmp: Path, pdoc: dict[str, Any], doc: dict[str, Any]) -> None:
     write_light_runtime(out)
     (out / "requirements.txt").write_text(env.get_template("requirements.txt.j2").render(
         ctx, requirements=requirements(doc), script="ocr.py"), encoding="utf-8")
-    try:
-        from .ocr_app import write_ocr_app_code
-    except ImportError:
-        write_ocr_app_code = None
-    try:
-        from .ocr_web import write_ocr_web
-    except ImportError:
-        write_ocr_web = None
-    for write in (write_ocr_app_code, write_ocr_web):
-        if write is not None:
-            write(tmp, pdoc, doc)
