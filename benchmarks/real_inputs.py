@@ -410,3 +410,92 @@ def minilm_sentences(n: int, seed: int, skip: int = 0) -> list[str]:
 
 
 _WORD = re.compile(r"\w+")
+
+
+# ---------------------------------------------------------------- text with its ground truth (OCR checks)
+#: fonts of the held-out OCR set: none of FONTS (DejaVu), which the calibration pages draw with
+LIBERATION_DIR = Path("/usr/share/fonts/truetype/liberation")
+HELD_OUT_FONTS = ("LiberationSans-Regular.ttf", "LiberationSerif-Regular.ttf", "LiberationMono-Regular.ttf",
+                  "LiberationSans-Bold.ttf", "LiberationSansNarrow-Regular.ttf", "LiberationSerif-Italic.ttf",
+                  "LiberationMono-Bold.ttf", "LiberationSerif-BoldItalic.ttf")
+
+
+def held_out_font(name: str, size: int):  # noqa: ANN201
+    """A held-out font; a FileNotFoundError naming the package when it is not installed (a
+    fallback font would silently change the set)."""
+    p = LIBERATION_DIR / name
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} is missing: apt-get install fonts-liberation")
+    return _font_at(str(p), size)
+
+
+@lru_cache(maxsize=64)
+def _font_at(path: str, size: int):  # noqa: ANN202
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, size)
+
+
+def _box4(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def turn_180(rgb: np.ndarray, boxes: list[list[list[float]]]) -> tuple[np.ndarray, list[list[list[float]]]]:
+    """The image turned by 180 degrees and its boxes with it (still clockwise from the top-left)."""
+    h, w = rgb.shape[:2]
+    out = [[[w - p[0], h - p[1]] for p in (b[2], b[3], b[0], b[1])] for b in boxes]
+    return np.ascontiguousarray(rgb[::-1, ::-1]), out
+
+
+def mild_noise(rgb: np.ndarray, rng: random.Random, sigma: float = 9.0, blur: float = 0.7) -> np.ndarray:
+    """A slightly blurred (Gaussian, ``blur`` pixels) copy with Gaussian noise (``sigma`` levels)."""
+    from PIL import Image, ImageFilter
+
+    a = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(blur))).astype(np.float64)
+    a += np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, sigma, a.shape)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def render_text_page(lines: list[str], rng: random.Random, fonts: tuple[str, ...] = HELD_OUT_FONTS,
+                     sizes: tuple[int, int] = (16, 36), size: tuple[int, int] = (480, 640)
+                     ) -> tuple[np.ndarray, list[tuple[str, list[list[float]]]]]:
+    """A page as :func:`render_page` draws it (lines at different sizes and fonts, left-aligned or
+    indented, a light noisy background) and its ground truth: each drawn line's text and ink box
+    (four points, clockwise from the top-left). Lines that do not fit are not drawn (nor listed)."""
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    bg = tuple(rng.randint(215, 255) for _ in range(3))
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    truth: list[tuple[str, list[list[float]]]] = []
+    y = rng.randint(10, 30)
+    for t in lines:
+        font = held_out_font(rng.choice(fonts), rng.randint(*sizes))
+        x0, y0, x1, y1 = font.getbbox(t)
+        if y + (y1 - y0) > h - 10 or x1 - x0 > w - 20:
+            continue
+        x = rng.randint(10, max(11, w - (x1 - x0) - 10))
+        d.text((x - x0, y - y0), t, font=font, fill=tuple(rng.randint(0, 80) for _ in range(3)))
+        truth.append((t, _box4(x, y, x + x1 - x0, y + y1 - y0)))
+        y += (y1 - y0) + rng.randint(12, 40)
+    a = np.asarray(im).astype(np.int16) + np.random.default_rng(rng.randint(0, 1 << 30)).integers(-6, 7, (h, w, 1))
+    return np.clip(a, 0, 255).astype(np.uint8), truth
+
+
+def render_text_line(text: str, rng: random.Random, fonts: tuple[str, ...] = HELD_OUT_FONTS,
+                     sizes: tuple[int, int] = (20, 40)) -> tuple[np.ndarray, list[list[float]]]:
+    """One line of text (RGB uint8) with a margin of 4-24 pixels, dark on light (or the reverse),
+    as a photo of a label or a screenshot's crop gives it, and its ink box."""
+    from PIL import Image, ImageDraw
+
+    font = held_out_font(rng.choice(fonts), rng.randint(*sizes))
+    x0, y0, x1, y1 = font.getbbox(text)
+    mx, my = rng.randint(6, 24), rng.randint(4, 16)
+    bg = tuple(rng.randint(200, 255) for _ in range(3))
+    fg = tuple(rng.randint(0, 70) for _ in range(3))
+    if rng.random() < 0.2:
+        bg, fg = fg, bg
+    im = Image.new("RGB", (x1 - x0 + 2 * mx, y1 - y0 + 2 * my), bg)
+    ImageDraw.Draw(im).text((mx - x0, my - y0), text, font=font, fill=fg)
+    return np.asarray(im).copy(), _box4(mx, my, mx + x1 - x0, my + y1 - y0)
