@@ -24,18 +24,22 @@ an unpaired line counts all its characters.
 
 from __future__ import annotations
 
+import json
 import random
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import real_inputs as ri  # noqa: E402
 
-#: the held-out set's seed: 37xx, used by nothing else (the calibration pages are drawn with
-#: edgeship.tasks helpers, DejaVu fonts and their own seeds)
+#: the held-out set's seed: 37xx, used by nothing else (the pipeline deploy draws its calibration
+#: and evaluation pages with edgeship.tasks.pages from seeds 1001 and 2002, in upright faces only)
 SEED = 3701
 
 # (set, count, page size (h, w) or None for a single line, turned by 180, noisy)
@@ -53,6 +57,10 @@ LAYOUT = (
 SETS = ("pages", "turned", "noisy", "lines")
 
 
+#: a reader: an RGB uint8 image in, its lines out ({"box": 4 points, "text", "score"})
+Reader = Callable[[np.ndarray], list[dict[str, Any]]]
+
+
 @dataclass
 class Sample:
     name: str
@@ -66,18 +74,18 @@ class Sample:
 def held_out_set(seed: int = SEED) -> list[Sample]:
     """The held-out images, reproducible from ``seed``: 8 pages (480x640, 640x480, 360x800; two
     turned by 180 degrees, two with mild noise, one of them turned) and 10 single lines (three
-    turned, two noisy), Liberation fonts at 16-40 px."""
+    turned, two noisy), in slanted and extra-light faces (ri.HELD_OUT_FONTS) at 16-40 px."""
     out: list[Sample] = []
     k = 0
     for set_name, count, size, turned, noisy in LAYOUT:
         for _ in range(count):
             rng = random.Random(seed * 1000 + k)
             if size is None:
-                (text,) = ri.phrases(1, seed=seed * 1000 + k, max_chars=rng.choice((12, 18, 30)))
+                (text,) = ri.held_out_phrases(1, seed=seed * 1000 + k, max_chars=rng.choice((12, 18, 30)))
                 rgb, box = ri.render_text_line(text, rng)
                 truth = [(text, box)]
             else:
-                rgb, truth = ri.render_text_page(ri.phrases(12, seed=seed * 1000 + k, max_chars=30), rng, size=size)
+                rgb, truth = ri.render_text_page(ri.held_out_phrases(12, seed=seed * 1000 + k), rng, size=size)
             if noisy:
                 rgb = ri.mild_noise(rgb, rng)
             if turned:
@@ -102,12 +110,218 @@ def save_set(samples: list[Sample], folder: Path) -> None:
                   "lines": [{"text": t, "box": b} for t, b in s.truth]} for s in samples}, indent=1))
 
 
+# ---------------------------------------------------------------- readers
+def rapidocr_reader() -> Reader:
+    """RapidOCR itself, default config and original models (it takes an ndarray as BGR)."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError as e:
+        raise SystemExit(f"RapidOCR cannot be imported ({e}): pip install --no-deps rapidocr-onnxruntime "
+                         "opencv-python-headless pyclipper shapely") from None
+    eng = RapidOCR()
+
+    def read(rgb: np.ndarray) -> list[dict[str, Any]]:
+        res, _ = eng(np.ascontiguousarray(rgb[..., ::-1]))
+        return [{"box": [[float(v) for v in p] for p in box], "text": text, "score": float(score)}
+                for box, text, score in (res or [])]
+    return read
+
+
+def original_models() -> dict[str, Path]:
+    """The model files RapidOCR ships (its config.yaml's)."""
+    d = ri.site_file("rapidocr_onnxruntime", "models")
+    files = {"det": d / "ch_PP-OCRv4_det_infer.onnx", "cls": d / "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+             "rec": d / "ch_PP-OCRv4_rec_infer.onnx"}
+    for f in files.values():
+        if not f.is_file():
+            raise SystemExit(f"{f} is missing: pip install --no-deps --force-reinstall rapidocr-onnxruntime")
+    return files
+
+
+def ours_reader() -> Reader:
+    """edgeship's glue (tasks.ocr.read_page) on onnxruntime sessions of the original model files,
+    the task records' defaults (RapidOCR's config.yaml) and the character list in the recogniser's
+    metadata."""
+    import onnxruntime as ort
+
+    from edgeship.tasks import TextDetection, TextDirection, TextRecognition
+    from edgeship.tasks.ocr import Stages, read_characters, read_page
+
+    sessions = {k: ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+                for k, f in original_models().items()}
+
+    def model(s: Any) -> Callable[[np.ndarray], np.ndarray]:
+        name = s.get_inputs()[0].name
+        return lambda x: s.run(None, {name: x})[0]
+
+    chars = read_characters(sessions["rec"].get_modelmeta().custom_metadata_map["character"])
+    st = Stages(det=model(sessions["det"]), rec=model(sessions["rec"]), cls=model(sessions["cls"]),
+                det_task=TextDetection(), rec_task=TextRecognition(), cls_task=TextDirection(), characters=chars)
+    return lambda rgb: [ln.to_dict() for ln in read_page(rgb, st).lines]
+
+
+@dataclass
+class Run:
+    """One reader over the set: each image's lines and seconds."""
+    label: str
+    lines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run(label: str, reader: Reader, samples: list[Sample]) -> Run:
+    r = Run(label)
+    for s in samples:
+        t = time.perf_counter()
+        r.lines[s.name] = reader(s.rgb)
+        r.seconds[s.name] = time.perf_counter() - t
+    return r
+
+
+# ---------------------------------------------------------------- measures
+def _extent(box: Any) -> tuple[float, float, float, float]:
+    a = np.asarray(box, np.float64)
+    return a[:, 0].min(), a[:, 1].min(), a[:, 0].max(), a[:, 1].max()
+
+
+def _overlap(a: Any, b: Any) -> tuple[float, float, float]:
+    """(intersection, area of a, area of b) of two boxes' axis-aligned extents."""
+    ax0, ay0, ax1, ay1 = _extent(a)
+    bx0, by0, bx1, by1 = _extent(b)
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    return inter, (ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0)
+
+
+def truth_edits(s: Sample, lines: list[dict[str, Any]]) -> tuple[int, int]:
+    """(character edits, characters) of ``lines`` against the drawn text: each line assigned to
+    the drawn line it overlaps most (at least half the smaller of the two boxes), the lines
+    assigned to one drawn line joined with a space in reading order (right to left on a page
+    turned by 180 degrees); a line assigned to none counts its characters, a drawn line that
+    got none counts its own."""
+    from edgeship.tasks.ocr import edits
+
+    parts: list[list[tuple[float, str]]] = [[] for _ in s.truth]
+    extra = 0
+    for ln in lines:
+        best, at = 0.0, -1
+        for i, (_, box) in enumerate(s.truth):
+            inter, a, b = _overlap(ln["box"], box)
+            if inter >= 0.5 * min(a, b) and inter > best:
+                best, at = inter, i
+        if at < 0:
+            extra += len(ln["text"])
+            continue
+        x = _extent(ln["box"])[0]
+        parts[at].append((-x if s.turned else x, ln["text"]))
+    n = sum(len(t) for t, _ in s.truth)
+    e = extra + sum(edits(t, " ".join(txt for _, txt in sorted(p))) for (t, _), p in zip(s.truth, parts))
+    return e, n
+
+
+@dataclass
+class Versus:
+    """One reader against another on some images: character edits over the reference's
+    characters, paired lines, box IoU of the pairs, lines whose text differs."""
+    edits: int = 0
+    chars: int = 0
+    ref_lines: int = 0
+    got_lines: int = 0
+    paired: int = 0
+    ious: list[float] = field(default_factory=list)
+    differing: list[tuple[str, str, str]] = field(default_factory=list)  # (image, reference, got)
+
+    def add(self, name: str, ref: list[dict[str, Any]], got: list[dict[str, Any]]) -> None:
+        from edgeship.tasks.ocr import edits, match_lines
+
+        self.ref_lines += len(ref)
+        self.got_lines += len(got)
+        self.chars += sum(len(r["text"]) for r in ref)
+        for i, j, iou in match_lines(ref, got):
+            rt = ref[i]["text"] if i is not None else ""
+            gt = got[j]["text"] if j is not None else ""
+            self.edits += edits(rt, gt) if rt else len(gt)
+            if i is not None and j is not None:
+                self.paired += 1
+                self.ious.append(iou)
+            if rt != gt:
+                self.differing.append((name, rt, gt))
+
+    @property
+    def cer(self) -> float:
+        return self.edits / max(self.chars, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cer": self.cer, "edits": self.edits, "chars": self.chars, "ref_lines": self.ref_lines,
+                "got_lines": self.got_lines, "paired": self.paired,
+                "iou_mean": float(np.mean(self.ious)) if self.ious else None,
+                "iou_min": float(np.min(self.ious)) if self.ious else None,
+                "differing": [list(d) for d in self.differing]}
+
+
+def figures(samples: list[Sample], r: Run, ref: Run | None) -> dict[str, dict[str, Any]]:
+    """Per set (and "all"): images, drawn lines, CER against the truth, seconds per image and,
+    with ``ref``, the comparison with it."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in (*SETS, "all"):
+        part = [s for s in samples if name in ("all", s.set)]
+        if not part:
+            continue
+        e = n = 0
+        vs = Versus()
+        for s in part:
+            de, dn = truth_edits(s, r.lines[s.name])
+            e, n = e + de, n + dn
+            if ref is not None:
+                vs.add(s.name, ref.lines[s.name], r.lines[s.name])
+        out[name] = {"images": len(part), "lines": sum(len(s.truth) for s in part), "chars": n,
+                     "truth_edits": e, "truth_cer": e / max(n, 1),
+                     "seconds_per_image": sum(r.seconds[s.name] for s in part) / len(part),
+                     **({"versus": vs.to_dict()} if ref is not None else {})}
+    return out
+
+
+# ---------------------------------------------------------------- tables (80 columns)
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _f3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def table_reference(rapid: dict[str, Any], ours: dict[str, Any]) -> str:
+    """RapidOCR and ours against the truth, and ours against RapidOCR, per set."""
+    head = (f"{'set':<7}{'imgs':>5}{'lines':>6}{'CER rapid':>10}{'ours':>7}{'diff pt':>8}"
+            f"{'vs rapid':>9}{'paired':>8}{'IoU mean':>9}{'min':>6}{'s/img':>6}")
+    rows = [head, "-" * len(head)]
+    for name, a in rapid.items():
+        b = ours[name]
+        v = b["versus"]
+        diff = 100 * (b["truth_cer"] - a["truth_cer"])
+        rows.append(f"{name:<7}{a['images']:>5}{a['lines']:>6}{_pct(a['truth_cer']):>10}{_pct(b['truth_cer']):>7}"
+                    f"{diff:>+8.2f}{_pct(v['cer']):>9}{v['paired']:>4}/{v['ref_lines']:<3}"
+                    f"{_f3(v['iou_mean']):>9}{_f3(v['iou_min']):>6}{b['seconds_per_image']:>6.2f}")
+    rows.append("CER rapid/ours: against the drawn text; diff pt: ours - rapid, in points;")
+    rows.append("vs rapid: ours' CER taking RapidOCR's lines as the reference; paired:")
+    rows.append("lines paired by box IoU > 0.3 / RapidOCR's lines; s/img: ours, per image.")
+    return "\n".join(rows)
+
+
+def differing(label: str, v: dict[str, Any], limit: int = 12) -> list[str]:
+    out = []
+    for name, rt, gt in v["differing"][:limit]:
+        out.append(f"  {label} {name}: {rt!r} -> {gt!r}"[:80])
+    if len(v["differing"]) > limit:
+        out.append(f"  ... and {len(v['differing']) - limit} more")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=SEED, help="the held-out set's seed")
     ap.add_argument("--save", type=Path, help="write the set's images and truth.json there, then stop")
+    ap.add_argument("--json", action="store_true", help="print the figures (and each image's lines) as JSON")
     args = ap.parse_args(argv)
     samples = held_out_set(args.seed)
     if args.save:
@@ -115,7 +329,25 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(len(s.truth) for s in samples)
         print(f"{len(samples)} images, {n} lines -> {args.save}")
         return 0
+    rapid = run("rapidocr", rapidocr_reader(), samples)
+    ours = run("ours", ours_reader(), samples)
+    fig_rapid, fig_ours = figures(samples, rapid, None), figures(samples, ours, rapid)
+    if args.json:
+        print(json.dumps({"seed": args.seed, "images": [s.name for s in samples],
+                          "rapidocr": {"figures": fig_rapid, "lines": rapid.lines},
+                          "ours": {"figures": fig_ours, "lines": ours.lines}}, indent=1))
+        return 0
+    n = sum(len(s.truth) for s in samples)
+    print(f"held-out set (seed {args.seed}): {len(samples)} images, {n} drawn lines")
+    print(f"RapidOCR {rapid_seconds(rapid, samples):.2f} s/img; ours on the original models:")
+    print(table_reference(fig_rapid, fig_ours))
+    for line in differing("rapid->ours", fig_ours["all"]["versus"]):
+        print(line)
     return 0
+
+
+def rapid_seconds(r: Run, samples: list[Sample]) -> float:
+    return sum(r.seconds.values()) / max(len(samples), 1)
 
 
 if __name__ == "__main__":

@@ -413,19 +413,71 @@ _WORD = re.compile(r"\w+")
 
 
 # ---------------------------------------------------------------- text with its ground truth (OCR checks)
-#: fonts of the held-out OCR set: none of FONTS (DejaVu), which the calibration pages draw with
-LIBERATION_DIR = Path("/usr/share/fonts/truetype/liberation")
-HELD_OUT_FONTS = ("LiberationSans-Regular.ttf", "LiberationSerif-Regular.ttf", "LiberationMono-Regular.ttf",
-                  "LiberationSans-Bold.ttf", "LiberationSansNarrow-Regular.ttf", "LiberationSerif-Italic.ttf",
-                  "LiberationMono-Bold.ttf", "LiberationSerif-BoldItalic.ttf")
+#: fonts of the held-out OCR set: the slanted and extra-light faces, which edgeship.tasks.pages
+#: (the pipeline deploy's calibration and evaluation pages) leaves out of the fonts it draws with
+TRUETYPE_DIR = Path("/usr/share/fonts/truetype")
+HELD_OUT_FONTS = ("liberation/LiberationSans-Italic.ttf", "liberation/LiberationSerif-Italic.ttf",
+                  "liberation/LiberationMono-Italic.ttf", "liberation/LiberationSansNarrow-Italic.ttf",
+                  "liberation/LiberationSans-BoldItalic.ttf", "dejavu/DejaVuSans-Oblique.ttf",
+                  "dejavu/DejaVuSerif-Italic.ttf", "dejavu/DejaVuSansMono-Oblique.ttf",
+                  "dejavu/DejaVuSansCondensed-BoldOblique.ttf", "dejavu/DejaVuSans-ExtraLight.ttf")
+
+
+#: the held-out set's words: what a receipt, a form, a label or a screen holds (fixed here, so the
+#: set depends on its seed alone: :func:`phrases` reads docstrings, which change with what the
+#: process imported before)
+HELD_OUT_WORDS = tuple("""
+account address amount apple April august balance bank battery black blue bottle bread bridge
+butter cable camera card cash change charge cheese chicken city class client coffee color
+contact copper corner cotton counter credit cream customer daily date December delivery deposit
+desk device discount dollar door drink early east email energy entry euro exit express fee
+field file filter final floor flour fresh Friday front garden gate glass gold green ground
+guest hall heavy high history hotel hours house index input invoice item juice July June
+kitchen label large lemon level light limit line local lock lower machine main manager March
+market medium menu meter milk minute mobile Monday month morning motor museum name net night
+north notice number office oil olive open orange order origin output paper parking partner
+payment pepper phone plate platform police port post power press price print private product
+public quantity rate receipt red reference refund remote rice road room route sale salt
+Saturday screen seat second service shipping shop silver size small south speed station
+status steel stock store street sugar summer Sunday supply table tax taxi terminal ticket
+time today total tower train transfer travel Tuesday unit upper valid value water week weight
+west white window winter yellow zone
+""".split())
+
+
+def held_out_phrases(n: int, seed: int, max_chars: int = 24) -> list[str]:
+    """``n`` short phrases from :data:`HELD_OUT_WORDS`, numbers, prices, dates, times and codes,
+    reproducible from ``seed`` alone."""
+    rng = random.Random(seed)
+    w = HELD_OUT_WORDS
+    out: list[str] = []
+    while len(out) < n:
+        kind = rng.random()
+        if kind < 0.12:
+            t = f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1990, 2030)}"
+        elif kind < 0.2:
+            t = f"{rng.choice(w).capitalize()} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+        elif kind < 0.34:
+            t = f"{rng.choice(w).capitalize()} {rng.randint(1, 999)}.{rng.randint(0, 99):02d}"
+        elif kind < 0.42:
+            t = f"{rng.choice(w)[:3].upper()}-{rng.randint(100, 99999)}"
+        else:
+            t = " ".join(rng.choice(w) for _ in range(rng.randint(1, 4)))
+            if rng.random() < 0.3:
+                t = t.capitalize()
+        while len(t) > max_chars and " " in t:
+            t = t.rsplit(" ", 1)[0]
+        if 3 <= len(t) <= max_chars:
+            out.append(t)
+    return out
 
 
 def held_out_font(name: str, size: int):  # noqa: ANN201
     """A held-out font; a FileNotFoundError naming the package when it is not installed (a
     fallback font would silently change the set)."""
-    p = LIBERATION_DIR / name
+    p = TRUETYPE_DIR / name
     if not p.is_file():
-        raise FileNotFoundError(f"{p} is missing: apt-get install fonts-liberation")
+        raise FileNotFoundError(f"{p} is missing: apt-get install fonts-liberation fonts-dejavu-extra")
     return _font_at(str(p), size)
 
 
