@@ -160,6 +160,10 @@ def ours_reader() -> Reader:
     return lambda rgb: [ln.to_dict() for ln in read_page(rgb, st).lines]
 
 
+def on_pixels(reader: Reader) -> Callable[[Sample], list[dict[str, Any]]]:
+    return lambda s: reader(s.rgb)
+
+
 @dataclass
 class Run:
     """One reader over the set: each image's lines and seconds."""
@@ -168,13 +172,100 @@ class Run:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run(label: str, reader: Reader, samples: list[Sample]) -> Run:
+def run(label: str, reader: Callable[[Sample], list[dict[str, Any]]], samples: list[Sample]) -> Run:
     r = Run(label)
     for s in samples:
         t = time.perf_counter()
-        r.lines[s.name] = reader(s.rgb)
+        r.lines[s.name] = reader(s)
         r.seconds[s.name] = time.perf_counter() - t
     return r
+
+
+def bundle_sets(folder: Path, precisions: list[str], set_ids: list[str]) -> list[dict[str, Any]]:
+    """The artifact sets of a pipeline bundle to read with: those named (``set_ids``), those of
+    the precisions asked (a set's precision is its id's second field: "onnx-int8-det+rec-fp32"
+    is an int8 set), else every set the bundle ships (``pipeline.json`` ``set_order``)."""
+    doc = json.loads((folder / "pipeline.json").read_text())
+    shipped = [x for x in doc.get("set_order") or [] if isinstance(x, dict) and x.get("artifacts")]
+    if set_ids:
+        by_id = {x["id"]: x for x in shipped}
+        missing = [i for i in set_ids if i not in by_id]
+        if missing:
+            raise SystemExit(f"{folder}: no artifact set {missing} (it ships {sorted(by_id)})")
+        return [by_id[i] for i in set_ids]
+    if precisions:
+        chosen = [x for x in shipped if str(x["id"]).split("-")[1:2] and str(x["id"]).split("-")[1] in precisions]
+        if not chosen:
+            raise SystemExit(f"{folder}: no artifact set of precision {precisions} (it ships "
+                             f"{[x['id'] for x in shipped]})")
+        return chosen
+    return shipped
+
+
+def bundle_reader(folder: Path, artifacts: dict[str, str], threads: int) -> tuple[Reader, Any]:
+    """``edgeship.runtime.Pipeline`` of a bundle, serving exactly ``artifacts`` ({stage: id})."""
+    try:
+        from edgeship.runtime import Pipeline
+    except ImportError as e:
+        raise SystemExit(f"edgeship.runtime.Pipeline is not in this edgeship ({e}): update it") from None
+    p = Pipeline.from_bundle(folder, threads=threads, artifacts=artifacts)
+    return (lambda rgb: [ln.to_dict() for ln in p.read(rgb).lines]), p
+
+
+class BrowserReader:
+    """The bundle's web page (``integration/web/ocr.html``) in headless Chromium: each image
+    served from memory beside the bundle and read by ``window.edgeshipOcr(url)``."""
+
+    def __init__(self, folder: Path, samples: list[Sample], timeout_s: float = 300) -> None:
+        import io
+
+        from PIL import Image
+
+        from edgeship.targets.web import _Browser, serve_folder
+
+        page = folder / "integration" / "web" / "ocr.html"
+        if not page.is_file():
+            raise SystemExit(f"{page} is missing: this bundle has no web page (package it with an edgeship that "
+                             "writes integration/web/ocr.html)")
+        images = {}
+        for s in samples:
+            buf = io.BytesIO()
+            Image.fromarray(s.rgb).save(buf, format="PNG")
+            images[f"/check-ocr/{s.name}.png"] = buf.getvalue()
+        self.server = serve_folder(folder, images, isolated=False)
+        origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.ctx = _Browser.acquire().new_context()
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+
+        def route(r: Any) -> Any:
+            if r.request.url.startswith(origin + "/"):
+                return r.continue_()
+            self.outside.append(r.request.url)
+            return r.abort()
+
+        self.ctx.route("**/*", route)
+        self.page = self.ctx.new_page()
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(origin + "/integration/web/ocr.html")
+        self.page.wait_for_function("window.edgeshipReady", timeout=timeout_s * 1000)
+        self.ready = self.page.evaluate("window.edgeshipReady")
+        if "error" in self.ready:
+            self.close()
+            raise SystemExit(f"{page} did not load its pipeline: {self.ready['error']}")
+        self.served_by = self.ready.get("servedBy")
+
+    def __call__(self, s: Sample) -> list[dict[str, Any]]:
+        got = self.page.evaluate("u => window.edgeshipOcr(u)", f"/check-ocr/{s.name}.png")
+        return [{"box": ln["box"], "text": ln["text"], "score": ln["score"], "turned": ln.get("turned")}
+                for ln in got["lines"]]
+
+    def close(self) -> None:
+        from edgeship.targets.web import _Browser
+
+        _Browser.release(self.ctx)
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # ---------------------------------------------------------------- measures
@@ -306,6 +397,22 @@ def table_reference(rapid: dict[str, Any], ours: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def table_bundle(fig: dict[str, Any], vs_rapid: dict[str, Any]) -> str:
+    """A bundle's artifact set against the truth, RapidOCR and the fp32 pipeline, per set."""
+    head = (f"{'set':<7}{'imgs':>5}{'lines':>6}{'CER':>8}{'vs rapid':>9}{'vs fp32':>8}{'paired':>9}"
+            f"{'IoU mean':>9}{'min':>6}{'s/img':>7}")
+    rows = [head, "-" * len(head)]
+    for name, f in fig.items():
+        v, r = f["versus"], vs_rapid[name]["versus"]
+        rows.append(f"{name:<7}{f['images']:>5}{f['lines']:>6}{_pct(f['truth_cer']):>8}{_pct(r['cer']):>9}"
+                    f"{_pct(v['cer']):>8}{v['paired']:>5}/{v['ref_lines']:<3}{_f3(v['iou_mean']):>9}"
+                    f"{_f3(v['iou_min']):>6}{f['seconds_per_image']:>7.2f}")
+    rows.append("CER: against the drawn text; vs rapid / vs fp32: taking RapidOCR's / the fp32")
+    rows.append("pipeline's (ours on the original models) lines as the reference; paired and")
+    rows.append("IoU: lines paired with the fp32 pipeline's by box IoU > 0.3.")
+    return "\n".join(rows)
+
+
 def differing(label: str, v: dict[str, Any], limit: int = 12) -> list[str]:
     out = []
     for name, rt, gt in v["differing"][:limit]:
@@ -317,32 +424,86 @@ def differing(label: str, v: dict[str, Any], limit: int = 12) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import hashlib
+    import os
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=SEED, help="the held-out set's seed")
     ap.add_argument("--save", type=Path, help="write the set's images and truth.json there, then stop")
+    ap.add_argument("--bundle", type=Path, action="append", default=[], help="a pipeline bundle folder (repeat)")
+    ap.add_argument("--precision", action="append", default=[],
+                    help="only the bundle's artifact sets of this precision (fp32, fp16, int8...; repeat)")
+    ap.add_argument("--set", dest="set_ids", action="append", default=[], help="only this artifact set id (repeat)")
+    ap.add_argument("--browser", action="store_true", help="also read with each bundle's web page in Chromium")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="threads of the bundle's runtime (RapidOCR and ours keep onnxruntime's default)")
     ap.add_argument("--json", action="store_true", help="print the figures (and each image's lines) as JSON")
     args = ap.parse_args(argv)
     samples = held_out_set(args.seed)
+    digest = hashlib.sha256(b"".join(s.rgb.tobytes() for s in samples)).hexdigest()[:12]
+    n = sum(len(s.truth) for s in samples)
     if args.save:
         save_set(samples, args.save)
-        n = sum(len(s.truth) for s in samples)
-        print(f"{len(samples)} images, {n} lines -> {args.save}")
+        print(f"{len(samples)} images, {n} lines (pixels sha256 {digest}) -> {args.save}")
         return 0
-    rapid = run("rapidocr", rapidocr_reader(), samples)
-    ours = run("ours", ours_reader(), samples)
+    for b in args.bundle:
+        if not (b / "pipeline.json").is_file():
+            raise SystemExit(f"{b} is not a pipeline bundle (no pipeline.json): give OUT/release/NAME-VERSION")
+    say = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    rapid = run("rapidocr", on_pixels(rapidocr_reader()), samples)
+    ours = run("ours", on_pixels(ours_reader()), samples)
     fig_rapid, fig_ours = figures(samples, rapid, None), figures(samples, ours, rapid)
+    out: dict[str, Any] = {"seed": args.seed, "pixels_sha256": digest, "images": [s.name for s in samples],
+                           "rapidocr": {"figures": fig_rapid, "lines": rapid.lines},
+                           "ours": {"figures": fig_ours, "lines": ours.lines}, "bundles": []}
+    if not args.json:
+        print(f"held-out set (seed {args.seed}, pixels sha256 {digest}): {len(samples)} images, {n} drawn lines")
+        print(f"RapidOCR {rapid_seconds(rapid, samples):.2f} s/img; ours on the original models:")
+        print(table_reference(fig_rapid, fig_ours))
+        for line in differing("rapid->ours", fig_ours["all"]["versus"]):
+            print(line)
+    for folder in args.bundle:
+        for st in bundle_sets(folder, args.precision, args.set_ids):
+            reader, p = bundle_reader(folder, st["artifacts"], args.threads)
+            try:
+                r = run(st["id"], on_pixels(reader), samples)
+            finally:
+                p.close()
+            fig, vs_rapid = figures(samples, r, ours), figures(samples, r, rapid)
+            out["bundles"].append({"bundle": str(folder), "set": st["id"], "served_by": p.served_by,
+                                   "skipped": p.skipped, "figures": fig, "versus_rapidocr": vs_rapid,
+                                   "lines": r.lines})
+            if not args.json:
+                print(f"\n{folder.name} set {st['id']} (Python, {args.threads} threads):")
+                print(table_bundle(fig, vs_rapid))
+                for line in differing("fp32->set", fig["all"]["versus"]):
+                    print(line)
+        if args.browser:
+            say(f"\n{folder.name}: the web page in Chromium...")
+            br = BrowserReader(folder, samples)
+            try:
+                r = run("browser", br, samples)
+            finally:
+                br.close()
+            python = next((b for b in out["bundles"] if b["bundle"] == str(folder) and b["served_by"] == br.served_by),
+                          None)
+            ref = Run("python", python["lines"]) if python else ours
+            fig, vs_rapid = figures(samples, r, ref), figures(samples, r, rapid)
+            out["bundles"].append({"bundle": str(folder), "set": "browser", "served_by": br.served_by,
+                                   "against": "python" if python else "fp32", "figures": fig,
+                                   "versus_rapidocr": vs_rapid, "lines": r.lines, "page_errors": br.errors,
+                                   "outside_requests": br.outside})
+            if not args.json:
+                against = "the same set in Python" if python else "the fp32 pipeline (the set it served was not run)"
+                print(f"\n{folder.name} web page in Chromium, served by {br.served_by};")
+                print(f"'vs fp32' is against {against}:")
+                print(table_bundle(fig, vs_rapid))
+                for line in differing("python->web", fig["all"]["versus"]):
+                    print(line)
+                if br.errors or br.outside:
+                    print(f"page errors {br.errors[:3]}, requests outside its origin {br.outside[:3]}")
     if args.json:
-        print(json.dumps({"seed": args.seed, "images": [s.name for s in samples],
-                          "rapidocr": {"figures": fig_rapid, "lines": rapid.lines},
-                          "ours": {"figures": fig_ours, "lines": ours.lines}}, indent=1))
-        return 0
-    n = sum(len(s.truth) for s in samples)
-    print(f"held-out set (seed {args.seed}): {len(samples)} images, {n} drawn lines")
-    print(f"RapidOCR {rapid_seconds(rapid, samples):.2f} s/img; ours on the original models:")
-    print(table_reference(fig_rapid, fig_ours))
-    for line in differing("rapid->ours", fig_ours["all"]["versus"]):
-        print(line)
+        print(json.dumps(out, indent=1))
     return 0
 
 
