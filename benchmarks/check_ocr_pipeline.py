@@ -413,6 +413,14 @@ def table_bundle(fig: dict[str, Any], vs_rapid: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def verdict(fig: dict[str, Any], rapid: dict[str, Any], what: str) -> str:
+    """Issue 37's test: the CER against the drawn text within 0.5 pt of RapidOCR's."""
+    a, b = rapid["all"]["truth_cer"], fig["all"]["truth_cer"]
+    d = 100 * (b - a)
+    return (f"{what}: CER {_pct(b)} against the drawn text, RapidOCR {_pct(a)}: {d:+.2f} pt "
+            f"({'within' if abs(d) <= 0.5 else 'NOT within'} 0.5 pt)")
+
+
 def differing(label: str, v: dict[str, Any], limit: int = 12) -> list[str]:
     out = []
     for name, rt, gt in v["differing"][:limit]:
@@ -460,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"held-out set (seed {args.seed}, pixels sha256 {digest}): {len(samples)} images, {n} drawn lines")
         print(f"RapidOCR {rapid_seconds(rapid, samples):.2f} s/img; ours on the original models:")
         print(table_reference(fig_rapid, fig_ours))
+        print(verdict(fig_ours, fig_rapid, "ours"))
         for line in differing("rapid->ours", fig_ours["all"]["versus"]):
             print(line)
     for folder in args.bundle:
@@ -476,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"\n{folder.name} set {st['id']} (Python, {args.threads} threads):")
                 print(table_bundle(fig, vs_rapid))
+                print(verdict(fig, fig_rapid, st["id"]))
                 for line in differing("fp32->set", fig["all"]["versus"]):
                     print(line)
         if args.browser:
@@ -498,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{folder.name} web page in Chromium, served by {br.served_by};")
                 print(f"'vs fp32' is against {against}:")
                 print(table_bundle(fig, vs_rapid))
+                print(verdict(fig, fig_rapid, "web page"))
                 for line in differing("python->web", fig["all"]["versus"]):
                     print(line)
                 if br.errors or br.outside:
