@@ -410,3 +410,144 @@ def minilm_sentences(n: int, seed: int, skip: int = 0) -> list[str]:
 
 
 _WORD = re.compile(r"\w+")
+
+
+# ---------------------------------------------------------------- text with its ground truth (OCR checks)
+#: fonts of the held-out OCR set: the slanted and extra-light faces, which edgeship.tasks.pages
+#: (the pipeline deploy's calibration and evaluation pages) leaves out of the fonts it draws with
+TRUETYPE_DIR = Path("/usr/share/fonts/truetype")
+HELD_OUT_FONTS = ("liberation/LiberationSans-Italic.ttf", "liberation/LiberationSerif-Italic.ttf",
+                  "liberation/LiberationMono-Italic.ttf", "liberation/LiberationSansNarrow-Italic.ttf",
+                  "liberation/LiberationSans-BoldItalic.ttf", "dejavu/DejaVuSans-Oblique.ttf",
+                  "dejavu/DejaVuSerif-Italic.ttf", "dejavu/DejaVuSansMono-Oblique.ttf",
+                  "dejavu/DejaVuSansCondensed-BoldOblique.ttf", "dejavu/DejaVuSans-ExtraLight.ttf")
+
+
+#: the held-out set's words: what a receipt, a form, a label or a screen holds (fixed here, so the
+#: set depends on its seed alone: :func:`phrases` reads docstrings, which change with what the
+#: process imported before)
+HELD_OUT_WORDS = tuple("""
+account address amount apple April august balance bank battery black blue bottle bread bridge
+butter cable camera card cash change charge cheese chicken city class client coffee color
+contact copper corner cotton counter credit cream customer daily date December delivery deposit
+desk device discount dollar door drink early east email energy entry euro exit express fee
+field file filter final floor flour fresh Friday front garden gate glass gold green ground
+guest hall heavy high history hotel hours house index input invoice item juice July June
+kitchen label large lemon level light limit line local lock lower machine main manager March
+market medium menu meter milk minute mobile Monday month morning motor museum name net night
+north notice number office oil olive open orange order origin output paper parking partner
+payment pepper phone plate platform police port post power press price print private product
+public quantity rate receipt red reference refund remote rice road room route sale salt
+Saturday screen seat second service shipping shop silver size small south speed station
+status steel stock store street sugar summer Sunday supply table tax taxi terminal ticket
+time today total tower train transfer travel Tuesday unit upper valid value water week weight
+west white window winter yellow zone
+""".split())
+
+
+def held_out_phrases(n: int, seed: int, max_chars: int = 24) -> list[str]:
+    """``n`` short phrases from :data:`HELD_OUT_WORDS`, numbers, prices, dates, times and codes,
+    reproducible from ``seed`` alone."""
+    rng = random.Random(seed)
+    w = HELD_OUT_WORDS
+    out: list[str] = []
+    while len(out) < n:
+        kind = rng.random()
+        if kind < 0.12:
+            t = f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(1990, 2030)}"
+        elif kind < 0.2:
+            t = f"{rng.choice(w).capitalize()} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}"
+        elif kind < 0.34:
+            t = f"{rng.choice(w).capitalize()} {rng.randint(1, 999)}.{rng.randint(0, 99):02d}"
+        elif kind < 0.42:
+            t = f"{rng.choice(w)[:3].upper()}-{rng.randint(100, 99999)}"
+        else:
+            t = " ".join(rng.choice(w) for _ in range(rng.randint(1, 4)))
+            if rng.random() < 0.3:
+                t = t.capitalize()
+        while len(t) > max_chars and " " in t:
+            t = t.rsplit(" ", 1)[0]
+        if 3 <= len(t) <= max_chars:
+            out.append(t)
+    return out
+
+
+def held_out_font(name: str, size: int):  # noqa: ANN201
+    """A held-out font; a FileNotFoundError naming the package when it is not installed (a
+    fallback font would silently change the set)."""
+    p = TRUETYPE_DIR / name
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} is missing: apt-get install fonts-liberation fonts-dejavu-extra")
+    return _font_at(str(p), size)
+
+
+@lru_cache(maxsize=64)
+def _font_at(path: str, size: int):  # noqa: ANN202
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, size)
+
+
+def _box4(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def turn_180(rgb: np.ndarray, boxes: list[list[list[float]]]) -> tuple[np.ndarray, list[list[list[float]]]]:
+    """The image turned by 180 degrees and its boxes with it (still clockwise from the top-left)."""
+    h, w = rgb.shape[:2]
+    out = [[[w - p[0], h - p[1]] for p in (b[2], b[3], b[0], b[1])] for b in boxes]
+    return np.ascontiguousarray(rgb[::-1, ::-1]), out
+
+
+def mild_noise(rgb: np.ndarray, rng: random.Random, sigma: float = 9.0, blur: float = 0.7) -> np.ndarray:
+    """A slightly blurred (Gaussian, ``blur`` pixels) copy with Gaussian noise (``sigma`` levels)."""
+    from PIL import Image, ImageFilter
+
+    a = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(blur))).astype(np.float64)
+    a += np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, sigma, a.shape)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def render_text_page(lines: list[str], rng: random.Random, fonts: tuple[str, ...] = HELD_OUT_FONTS,
+                     sizes: tuple[int, int] = (16, 36), size: tuple[int, int] = (480, 640)
+                     ) -> tuple[np.ndarray, list[tuple[str, list[list[float]]]]]:
+    """A page as :func:`render_page` draws it (lines at different sizes and fonts, left-aligned or
+    indented, a light noisy background) and its ground truth: each drawn line's text and ink box
+    (four points, clockwise from the top-left). Lines that do not fit are not drawn (nor listed)."""
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    bg = tuple(rng.randint(215, 255) for _ in range(3))
+    im = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(im)
+    truth: list[tuple[str, list[list[float]]]] = []
+    y = rng.randint(10, 30)
+    for t in lines:
+        font = held_out_font(rng.choice(fonts), rng.randint(*sizes))
+        x0, y0, x1, y1 = font.getbbox(t)
+        if y + (y1 - y0) > h - 10 or x1 - x0 > w - 20:
+            continue
+        x = rng.randint(10, max(11, w - (x1 - x0) - 10))
+        d.text((x - x0, y - y0), t, font=font, fill=tuple(rng.randint(0, 80) for _ in range(3)))
+        truth.append((t, _box4(x, y, x + x1 - x0, y + y1 - y0)))
+        y += (y1 - y0) + rng.randint(12, 40)
+    a = np.asarray(im).astype(np.int16) + np.random.default_rng(rng.randint(0, 1 << 30)).integers(-6, 7, (h, w, 1))
+    return np.clip(a, 0, 255).astype(np.uint8), truth
+
+
+def render_text_line(text: str, rng: random.Random, fonts: tuple[str, ...] = HELD_OUT_FONTS,
+                     sizes: tuple[int, int] = (20, 40)) -> tuple[np.ndarray, list[list[float]]]:
+    """One line of text (RGB uint8) with a margin of 4-24 pixels, dark on light (or the reverse),
+    as a photo of a label or a screenshot's crop gives it, and its ink box."""
+    from PIL import Image, ImageDraw
+
+    font = held_out_font(rng.choice(fonts), rng.randint(*sizes))
+    x0, y0, x1, y1 = font.getbbox(text)
+    mx, my = rng.randint(6, 24), rng.randint(4, 16)
+    bg = tuple(rng.randint(200, 255) for _ in range(3))
+    fg = tuple(rng.randint(0, 70) for _ in range(3))
+    if rng.random() < 0.2:
+        bg, fg = fg, bg
+    im = Image.new("RGB", (x1 - x0 + 2 * mx, y1 - y0 + 2 * my), bg)
+    ImageDraw.Draw(im).text((mx - x0, my - y0), text, font=font, fill=fg)
+    return np.asarray(im).copy(), _box4(mx, my, mx + x1 - x0, my + y1 - y0)
