@@ -18,11 +18,11 @@ float64 arithmetic on small arrays, written to be ported line for line:
   region's minimum-area rectangle (rotating calipers on its convex hull, as ``cv2.minAreaRect``);
   regions whose short side is under ``min_size``, or whose mean map score inside the rectangle is
   under ``box_thresh``, dropped; the rectangle grown by ``area * unclip_ratio / perimeter`` on each
-  side (what pyclipper's round offset and a second min-area rectangle give, to within a pixel),
+  side by pyclipper's round offset (reproduced point for point), then its min-area rectangle,
   scaled back to the page and rounded; points ordered clockwise from the top-left, clipped, boxes
   of 3 pixels or less dropped, sorted top to bottom then left to right (within 10 pixels);
 * **crops** (:func:`crop`): the box's quadrilateral sampled by a perspective transform onto a
-  ``max(edge)`` x ``max(edge)`` rectangle (bicubic, a = -0.75, positions on a 1/32 pixel grid,
+  ``max(edge)`` x ``max(edge)`` rectangle (bicubic, a = -0.75, at the mapped position itself,
   borders replicated: ``cv2.warpPerspective(INTER_CUBIC, BORDER_REPLICATE)``), turned by 90
   degrees when 1.5 times taller than wide;
 * **direction**: crops resized to the classifier's height, at most its width, zero-padded; a crop
@@ -239,16 +239,68 @@ def _mini_box(corners: np.ndarray) -> np.ndarray:
     return pts[[i1, i2, i3, i4]]
 
 
-def _grown(corners: np.ndarray, w: float, h: float, by: float) -> tuple[np.ndarray, float, float]:
-    """The rectangle ``corners`` (in order round it) grown by ``by`` on each side."""
-    c = corners.mean(axis=0)
-    e1 = corners[1] - corners[0]
-    e2 = corners[3] - corners[0]
-    n1, n2 = math.hypot(*e1) or 1.0, math.hypot(*e2) or 1.0
-    u, v = e1 / n1, e2 / n2
-    hw, hh = n1 / 2 + by, n2 / 2 + by
-    out = np.array([c - u * hw - v * hh, c + u * hw - v * hh, c + u * hw + v * hh, c - u * hw + v * hh])
-    return out, w + 2 * by, h + 2 * by
+def _round_half_away(v: float) -> int:
+    return int(v - 0.5) if v < 0 else int(v + 0.5)
+
+
+def _round_offset(path: np.ndarray, delta: float, arc_tolerance: float = 0.25) -> list[tuple[int, int]]:
+    """``pyclipper.PyclipperOffset`` (Clipper 6.4: ``AddPath(path, JT_ROUND, ET_CLOSEDPOLYGON)``,
+    ``Execute(delta)``) of a convex polygon: its points truncated to integers, each edge moved out
+    by ``delta``, each corner an arc of points rounded to integers (half away from zero). Clipper
+    then unions the result with itself, which only drops points on its straight runs: the
+    convex hull, all the minimum-area rectangle needs, is the same."""
+    pts: list[tuple[int, int]] = []
+    for x, y in path:
+        p = (int(x), int(y))
+        if not pts or pts[-1] != p:
+            pts.append(p)
+    while len(pts) > 1 and pts[0] == pts[-1]:
+        pts.pop()
+    if len(pts) < 3:
+        return []
+    signed = sum((pts[i - 1][0] + pts[i][0]) * (pts[i - 1][1] - pts[i][1]) for i in range(len(pts)))
+    if signed > 0:  # Clipper's Area() < 0: its orientation is fixed by reversing the path
+        pts = pts[::-1]
+    if abs(delta) < 1e-20:
+        return pts
+    y = arc_tolerance if arc_tolerance <= abs(delta) * arc_tolerance else abs(delta) * arc_tolerance
+    steps = math.pi / math.acos(1 - y / abs(delta))
+    steps = min(steps, abs(delta) * math.pi)
+    sin_s, cos_s = math.sin(2 * math.pi / steps), math.cos(2 * math.pi / steps)
+    per_rad = steps / (2 * math.pi)
+    if delta < 0:
+        sin_s = -sin_s
+    n = len(pts)
+    normals = []
+    for j in range(n):
+        dx, dy = pts[(j + 1) % n][0] - pts[j][0], pts[(j + 1) % n][1] - pts[j][1]
+        f = 1.0 / math.sqrt(dx * dx + dy * dy) if dx or dy else 0.0
+        normals.append((dy * f, -dx * f))
+    out: list[tuple[int, int]] = []
+
+    def at(sx: int, sy: int, nx: float, ny: float) -> tuple[int, int]:
+        return _round_half_away(sx + nx * delta), _round_half_away(sy + ny * delta)
+
+    k = n - 1
+    for j in range(n):
+        (kx, ky), (jx, jy), (sx, sy) = normals[k], normals[j], pts[j]
+        sin_a = kx * jy - jx * ky
+        if abs(sin_a * delta) < 1.0 and kx * jx + jy * ky > 0:
+            out.append(at(sx, sy, kx, ky))
+            k = j
+            continue
+        sin_a = max(-1.0, min(1.0, sin_a))
+        if sin_a * delta < 0:
+            out += [at(sx, sy, kx, ky), (sx, sy), at(sx, sy, jx, jy)]
+        else:
+            a = math.atan2(sin_a, kx * jx + ky * jy)
+            x, yy = kx, ky
+            for _ in range(max(_round_half_away(per_rad * abs(a)), 1)):
+                out.append(at(sx, sy, x, yy))
+                x, yy = x * cos_s - sin_s * yy, x * sin_s + yy * cos_s
+            out.append(at(sx, sy, jx, jy))
+        k = j
+    return out
 
 
 def _box_score(pred: np.ndarray, box: np.ndarray) -> float:
@@ -303,17 +355,19 @@ def db_boxes(pred: np.ndarray, page_h: int, page_w: int, det: Any) -> tuple[list
         score = _box_score(pm, box)
         if d.box_thresh > score:
             continue
-        # pyclipper takes the points as integers (truncated), offsets them by the distance shapely gives
-        poly = np.trunc(box)
-        area = 0.5 * abs(float(np.dot(poly[:, 0], np.roll(poly[:, 1], -1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], -1))))
-        length = float(np.sum(np.hypot(*(np.roll(poly, -1, axis=0) - poly).T)))
+        # the distance shapely gives for the box; pyclipper's round offset of its truncated points;
+        # the minimum-area rectangle of the offset's integer points
+        fb = box.astype(np.float32).astype(np.float64)
+        area = 0.5 * abs(float(np.dot(fb[:, 0], np.roll(fb[:, 1], -1)) - np.dot(fb[:, 1], np.roll(fb[:, 0], -1))))
+        length = float(np.sum(np.hypot(*(np.roll(fb, -1, axis=0) - fb).T)))
         distance = area * d.unclip_ratio / length if length else 0.0
-        c2, w2, h2 = min_area_rect(poly)
-        c2 = _mini_box(c2)
-        grown, gw, gh = _grown(c2[[0, 1, 2, 3]], w2, h2, distance)
+        offset = _round_offset(fb, distance)
+        if not offset:
+            continue
+        c2, gw, gh = min_area_rect(np.asarray(offset, np.int64))
         if min(gw, gh) < d.min_size + 2:
             continue
-        grown = _mini_box(grown)
+        grown = _mini_box(c2)
         out = np.empty((4, 2), np.float64)
         out[:, 0] = np.clip(np.round(grown[:, 0] / mw * page_w), 0, page_w)
         out[:, 1] = np.clip(np.round(grown[:, 1] / mh * page_h), 0, page_h)
@@ -393,10 +447,10 @@ def crop(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
     wgt = np.where(wgt != 0, 1.0 / np.where(wgt != 0, wgt, 1.0), 0.0)
     sx = (inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]) * wgt
     sy = (inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]) * wgt
-    # cv2 puts a position on a grid of 1/32 pixel (INTER_TAB_SIZE) before interpolating
-    qx, qy = np.rint(sx * 32).astype(np.int64), np.rint(sy * 32).astype(np.int64)
-    ix, iy = qx >> 5, qy >> 5
-    wx, wy = _cubic((qx & 31) / 32.0), _cubic((qy & 31) / 32.0)
+    # opencv-python 5.x (what rapidocr-onnxruntime installs) interpolates at the position itself;
+    # 4.x first put it on a grid of 1/32 pixel, up to 6 levels apart on a slanted box
+    ix, iy = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    wx, wy = _cubic(sx - ix), _cubic(sy - iy)
     h, w = bgr.shape[:2]
     src = bgr.astype(np.float64)
     out = np.zeros((ch, cw, bgr.shape[2]))
