@@ -233,9 +233,6 @@ def test_crop_of_an_axis_aligned_box_is_cv2s(rapid_page):
 
 
 @needs_rapidocr
-@pytest.mark.xfail(strict=True, reason="tasks.ocr.crop samples on cv2 4.x's 1/32-pixel grid; opencv-python 5.x "
-                                       "(what rapidocr-onnxruntime installs today) warps at float positions: up to "
-                                       "6 levels apart on a slanted box (the fix: sample at floor(sx), sx - floor(sx))")
 def test_crop_of_a_slanted_box_within_one_level_of_cv2s(rapid_page):
     eng, page, _ = rapid_page
     for k, box in enumerate(np.array([[[30, 40], [300, 47], [299, 80], [29, 73]],

@@ -74,6 +74,11 @@ def report(
         if len(folders) > 2:
             raise UsageError("give one output folder, or two (old, then new)")
         old, new = (folders[0], folders[1]) if len(folders) == 2 else (None, folders[0])
+        if old is None and out is None and (new / "pipeline.json").is_file() and not (new / "manifest.json").is_file():
+            from ..reporting.pipeline import write_pipeline_report  # a pipeline deploy's folder
+
+            path = write_pipeline_report(new)
+            return {"ok": True, "path": str(path)}, lambda c: c.print(f"report: {path}", markup=False, highlight=False)
         res = api.report(new, old=old, dest=out)
         opened = None
         if open_:

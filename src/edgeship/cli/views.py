@@ -539,14 +539,14 @@ def print_pipeline(c: Console, res: Any) -> None:
         rows.append([name, str(len(st.get("artifacts") or [])), status])
     print_table(c, f"{p['name']} ({p['kind']}): models", ["stage", "artifacts", "status"], rows, wrap=("status",))
     ref = rec.get("reference") or {}
-    title = (f"end to end on {ref.get('pages', '?')} evaluation pages ({ref.get('lines', '?')} lines) "
-             f"against the fp32 pipeline (budget: CER <= {100 * res.record.get('max_cer', 0.02):.1f}%)")
+    title = (f"end to end: {ref.get('pages', '?')} pages, {ref.get('lines', '?')} lines, against the fp32 "
+             f"pipeline (CER <= {share_text(res.record.get('max_cer', 0.02))})")
     rows = []
     for s in rec.get("sets") or []:
         if "error" in s:
             rows.append([s["id"], "-", "-", "-", "did not run"])
             continue
-        rows.append([s["id"], f"{100 * s['cer']:.2f}%", f"{s['iou_mean']:.3f}", f"{s['missed']}/{s['extra']}",
+        rows.append([s["id"], share_text(s["cer"], 2), f"{s['iou_mean']:.3f}", f"{s['missed']}/{s['extra']}",
                      "pass" if s["passed"] else "OVER"])
     print_table(c, title, ["artifact set", "CER", "box IoU", "missed/extra", "budget"], rows,
                 right=("CER", "box IoU", "missed/extra"))

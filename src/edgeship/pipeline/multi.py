@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from .._util import Progress, atomic_write_text, make_folder, noop_progress
+from .._util import Progress, atomic_write_text, make_folder, noop_progress, share_text
 from ..config import DeployConfig
 from ..errors import EdgeshipError, InputError, UnsupportedError, UsageError
+from ..reporting.pipeline import write_pipeline_report
 from ..tasks import ocr
 from ..tasks.spec import PipelineSpec, read_pipeline
 
@@ -108,6 +109,7 @@ def deploy_pipeline(cfg: DeployConfig, progress: Progress = noop_progress) -> Pi
         broken = [n for n in ("det", "rec") if not record["stages"].get(n, {}).get("artifacts")]
         if broken:
             atomic_write_text(out / PIPELINE_RECORD, json.dumps(record, indent=1) + "\n")
+            write_pipeline_report(out, record)
             err = record["stages"][broken[0]].get("error") or {}
             raise UnsupportedError(f"the pipeline cannot run: its {broken[0]} model has no artifact "
                                    f"({err.get('message', 'none was built')})",
@@ -141,11 +143,13 @@ def deploy_pipeline(cfg: DeployConfig, progress: Progress = noop_progress) -> Pi
             record["timings_s"]["package"] = round(time.perf_counter() - t1, 3)
         record["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
         atomic_write_text(out / PIPELINE_RECORD, json.dumps(record, indent=1) + "\n")
+        progress(f"{spec.name}: writing report.html")
+        write_pipeline_report(out, record)
     return PipelineResult(out=out, record=record)
 
 
 def _pct(v: Any) -> str:
-    return f"{100 * v:.2f}%" if isinstance(v, (int, float)) else "-"
+    return share_text(v, 2) if isinstance(v, (int, float)) else "-"
 
 
 def _prefixed(progress: Progress, name: str) -> Progress:
