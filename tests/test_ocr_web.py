@@ -155,15 +155,19 @@ def test_the_js_glue_reads_what_the_python_glue_reads_from_the_same_model_output
     # the tiny direction model's "180" scores reach 0.72 on the comb page: turned above 0.6
     tasks = {**TINY_TASKS, "cls": TextDirection(thresh=0.6)}
     comb = comb_page()
-    cases = {"page-0": (tiny_page(0), True), "page-1 without cls": (tiny_page(1), False),
-             "comb": (comb, True), "comb turned 180": (np.ascontiguousarray(comb[::-1, ::-1]), True),
-             "wide and short (letterboxed)": (tiny_page(5, lines=1, size=(22, 400)), True),
-             "vertical lines (tall crops)": (np.ascontiguousarray(np.rot90(tiny_page(6, lines=2))), True)}
+    # a page larger than max_side_len is shrunk first: its boxes map back by 130/96 (float32 maths)
+    shrink = TextDetection(limit_side_len=64, box_thresh=0.3, max_side_len=160)
+    cases = {"page-0": (tiny_page(0), True, None), "page-1 without cls": (tiny_page(1), False, None),
+             "comb": (comb, True, None), "comb turned 180": (np.ascontiguousarray(comb[::-1, ::-1]), True, None),
+             "wide and short (letterboxed)": (tiny_page(5, lines=1, size=(21, 400)), True, None),
+             "vertical lines (tall crops)": (np.ascontiguousarray(np.rot90(tiny_page(6, lines=2))), True, None),
+             "shrunk": (tiny_page(4, size=(130, 210)), True, shrink)}
     _glue_folder(tmp_path / "site")
-    seen = {"turned": 0, "letterbox": 0, "tall": 0}
+    seen = {"turned": 0, "letterbox": 0, "tall": 0, "shrunk": 0}
     with Tab(tmp_path / "site", "/glue.html", {"/glue.html": GLUE_PAGE}) as tab:
         tab.page.wait_for_function("window.glue", timeout=30_000)
-        for name, (rgb, with_cls) in cases.items():
+        for name, (rgb, with_cls, det) in cases.items():
+            tasks["det"] = det or TINY_TASKS["det"]
             stage_models = {k: v for k, v in models.items() if with_cls or k != "cls"}
             res = read_page(rgb, python_stages(stage_models, tasks, characters), trace=True)
             t = res.trace
@@ -189,6 +193,7 @@ def test_the_js_glue_reads_what_the_python_glue_reads_from_the_same_model_output
             assert t["boxes_page"], f"{name}: the tiny detector found nothing (the case checks nothing)"
             seen["turned"] += sum(ln.turned for ln in res.lines)
             seen["letterbox"] += mapping["top"] > 0 and (mapping["ratio_h"], mapping["ratio_w"]) != (1.0, 1.0)
+            seen["shrunk"] += max(rgb.shape[:2]) > tasks["det"].max_side_len and len(res.lines) >= 2
             assert got["crops"] == [list(crop(page, np.asarray(b, np.float32)).shape[:2]) for b in t["boxes_page"]], name
             seen["tall"] += any(np.hypot(*np.subtract(b[0], b[3])) >= 1.5 * np.hypot(*np.subtract(b[0], b[1]))
                                 for b in t["boxes_page"])
@@ -197,20 +202,51 @@ def test_the_js_glue_reads_what_the_python_glue_reads_from_the_same_model_output
     assert all(seen.values()), seen
 
 
-#: in the page: the numeric helpers on arrays Python made
-NUMBERS = """c => {
+#: in the page: the numeric helpers and the glue's steps on arrays Python made
+STEPS = """c => {
   const o = window.glue;
+  const bytes = s => Uint8Array.from(atob(s), ch => ch.charCodeAt(0));
+  const f32 = s => new Float32Array(bytes(s).buffer);
+  const cropDiff = c.crops.map(k => {
+    const r = o.crop(o.image(k.h, k.w, 3, bytes(k.img)), k.box), want = bytes(k.out);
+    let n = 0;
+    for (let i = 0; i < want.length; i++) n += r.data[i] !== want[i];
+    return {shape: [r.h, r.w], differ: n};
+  });
   return {rint: c.halves.map(o.rint), py: c.pairs.map(([x, y]) => o.pyHypot(x, y)),
           np: c.pairs.map(([x, y]) => o.npHypot(x, y)), sums: c.sums.map(a => o.npSum(Float64Array.from(a))),
-          argsort: o.argsortStable(c.ties)};
+          argsort: o.argsortStable(c.ties), crops: cropDiff,
+          maps: c.maps.map(m => o.dbBoxes({data: f32(m.data), dims: m.dims}, m.ph, m.pw, c.det)),
+          ctc: o.ctcDecode({data: f32(c.ctc.data), dims: c.ctc.dims}, o.readCharacters(c.characters))};
 }"""
+
+
+def _blob_map(rng: np.random.Generator) -> np.ndarray:
+    """A DB-like map: a few rotated bars (lines of text at an angle) and noise."""
+    import math
+
+    h, w = int(rng.integers(2, 8)) * 32, int(rng.integers(2, 10)) * 32
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    m = np.zeros((h, w))
+    for _ in range(int(rng.integers(1, 6))):
+        cx, cy, a = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-0.6, 0.6)
+        length, thick = rng.uniform(3, w / 2), rng.uniform(1.5, 12)
+        u = (xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)
+        v = -(xx - cx) * math.sin(a) + (yy - cy) * math.cos(a)
+        m = np.maximum(m, np.clip(1.2 - np.maximum(np.abs(u) / length, np.abs(v) / thick), 0, 1))
+    return np.clip(m + rng.normal(0, 0.05, m.shape), 0, 1).astype(np.float32)
 
 
 @needs_browser
 def test_the_glue_computes_as_numpy_and_python_do(tmp_path):
     """Halves round to even; np.hypot is glibc's (not correctly rounded: 1 ulp off in about 1 pair
-    in 250), math.hypot CPython's; a float64 sum is numpy's pairwise sum; argsort is stable."""
+    in 250), math.hypot CPython's; a float64 sum is numpy's pairwise sum; argsort is stable; the
+    map is compared with the threshold in float32; DB boxes of rotated regions are identical
+    integers; CTC scores identical doubles; crops identical but for a perspective transform's
+    last bits moving a sample across a 1/32-pixel grid line at a tie (LAPACK solves it there)."""
     import math
+
+    from edgeship.tasks.ocr import ctc_decode, db_boxes
 
     rng = np.random.default_rng(7)
     halves = [k + 0.5 for k in range(-6, 7)] + [2.4999999999999996, -0.5000000000000001, 1e15 + 0.5]
@@ -218,15 +254,49 @@ def test_the_glue_computes_as_numpy_and_python_do(tmp_path):
     pairs += [(float(a), float(b)) for a, b in rng.normal(0, 50, (4000, 2))] + [(0.0, 0.0), (3.0, 0.0), (1e-300, 2e-300)]
     sums = [rng.normal(0, 1, n).tolist() for n in (0, 1, 7, 8, 9, 16, 17, 127, 128, 129, 255, 256, 1000, 3001)]
     ties = rng.integers(0, 4, 40).astype(float).tolist()
+    det = TextDetection(box_thresh=0.3)
+    maps = [_blob_map(rng) for _ in range(40)]
+    edge = np.zeros((64, 96), np.float32)  # a block exactly at the threshold (as float32) beside one above it
+    edge[10:30, 10:50], edge[10:30, 50:90] = np.float32(det.thresh), 0.9
+    maps.append(edge)
+    sizes = [(int(m.shape[0] * rng.uniform(0.5, 3)), int(m.shape[1] * rng.uniform(0.5, 3))) for m in maps]
+    preds = rng.dirichlet(np.full(len(CHARACTERS) + 2, 0.3), (30, 60)).astype(np.float32)
+    crops = []
+    for _ in range(30):
+        h, w = int(rng.integers(20, 120)), int(rng.integers(20, 160))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        cx, cy, a, length, thick = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-0.5, 0.5), rng.uniform(2, w / 2), rng.uniform(1, h / 3)
+        box = [[cx + su * length * math.cos(a) - sv * thick * math.sin(a), cy + su * length * math.sin(a) + sv * thick * math.cos(a)]
+               for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+        box = np.clip(np.round(box), 0, [w - 1, h - 1]).astype(np.float32)
+        try:
+            out = crop(img, box)
+        except np.linalg.LinAlgError:  # corners on one line
+            continue
+        crops.append({"img": b64(img), "h": h, "w": w, "box": box.tolist(), "out": b64(out), "shape": list(out.shape[:2])})
+    case = {"halves": halves, "pairs": pairs, "sums": sums, "ties": ties, "crops": crops, "det": det.model_dump(mode="json"),
+            "maps": [{"data": b64(m), "dims": [1, 1, *m.shape], "ph": ph, "pw": pw} for m, (ph, pw) in zip(maps, sizes)],
+            "ctc": {"data": b64(preds), "dims": list(preds.shape)}, "characters": "\n".join(CHARACTERS)}
     with Tab(_glue_folder(tmp_path), "/glue.html", {"/glue.html": GLUE_PAGE}) as tab:
         tab.page.wait_for_function("window.glue", timeout=30_000)
-        got = tab.page.evaluate(NUMBERS, {"halves": halves, "pairs": pairs, "sums": sums, "ties": ties})
+        got = tab.page.evaluate(STEPS, case)
     assert got["rint"] == np.rint(halves).tolist()
     assert got["py"] == [math.hypot(a, b) for a, b in pairs]
     assert got["np"] == [float(np.hypot(a, b)) for a, b in pairs]
     assert sum(math.hypot(a, b) != float(np.hypot(a, b)) for a, b in pairs) > 0  # the two differ: both matter
     assert got["sums"] == [float(np.sum(np.asarray(s, np.float64))) for s in sums]
     assert got["argsort"] == np.argsort(ties, kind="stable").tolist()
+    n_boxes = 0
+    for k, (m, (ph, pw)) in enumerate(zip(maps, sizes)):
+        boxes, scores = db_boxes(m[None, None], ph, pw, det)
+        assert got["maps"][k] == [[b.tolist() for b in boxes], scores], k
+        n_boxes += len(boxes)
+    assert n_boxes > 60 and len(got["maps"][-1][0]) == 1  # the block at the threshold is not text
+    assert got["ctc"] == [list(r) for r in ctc_decode(preds, read_characters("\n".join(CHARACTERS)))]
+    assert [c["shape"] for c in got["crops"]] == [c["shape"] for c in crops]
+    values = sum(np.prod(c["shape"]) * 3 for c in crops)
+    differ = sum(c["differ"] for c in got["crops"])
+    assert differ <= values * 1e-3, f"{differ} of {values} crop values differ"
 
 
 # ---- the page, end to end, on onnxruntime-web ------------------------------------------------
