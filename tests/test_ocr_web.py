@@ -110,6 +110,15 @@ def comb_page() -> np.ndarray:
     return np.asarray(im)
 
 
+def _blocks(x: np.ndarray) -> np.ndarray:
+    """A detector's map for input ``x``: a row of blocks across the middle, nothing elsewhere."""
+    h, w = x.shape[2:]
+    m = np.full((1, 1, h, w), 0.02, np.float32)
+    for x0 in range(8, w - 30, 47):
+        m[..., int(0.42 * h):int(0.56 * h), x0:x0 + 30] = 0.9
+    return m
+
+
 GLUE_PAGE = b"""<!doctype html><meta charset="utf-8"><title>glue</title>
 <script type="module">import * as glue from "./integration/web/edgeship-ocr.js"; window.glue = glue;</script>"""
 
@@ -157,19 +166,24 @@ def test_the_js_glue_reads_what_the_python_glue_reads_from_the_same_model_output
     comb = comb_page()
     # a page larger than max_side_len is shrunk first: its boxes map back by 130/96 (float32 maths)
     shrink = TextDetection(limit_side_len=64, box_thresh=0.3, max_side_len=160)
-    cases = {"page-0": (tiny_page(0), True, None), "page-1 without cls": (tiny_page(1), False, None),
-             "comb": (comb, True, None), "comb turned 180": (np.ascontiguousarray(comb[::-1, ::-1]), True, None),
-             "wide and short (letterboxed)": (tiny_page(5, lines=1, size=(21, 400)), True, None),
-             "vertical lines (tall crops)": (np.ascontiguousarray(np.rot90(tiny_page(6, lines=2))), True, None),
-             "shrunk": (tiny_page(4, size=(130, 210)), True, shrink)}
+    # and a detector that marks a row of blocks (many boxes) on a page both shrunk and letterboxed
+    strip = TextDetection(limit_side_len=96, box_thresh=0.3, max_side_len=600)
+    cases = {"page-0": (tiny_page(0), True, None, None), "page-1 without cls": (tiny_page(1), False, None, None),
+             "comb": (comb, True, None, None), "comb turned 180": (np.ascontiguousarray(comb[::-1, ::-1]), True, None, None),
+             "wide and short (letterboxed)": (tiny_page(5, lines=1, size=(21, 400)), True, None, None),
+             "vertical lines (tall crops)": (np.ascontiguousarray(np.rot90(tiny_page(6, lines=2))), True, None, None),
+             "shrunk": (tiny_page(4, size=(130, 210)), True, shrink, None),
+             "blocks, shrunk and letterboxed": (tiny_page(8, lines=1, size=(70, 900)), True, strip, _blocks)}
     _glue_folder(tmp_path / "site")
-    seen = {"turned": 0, "letterbox": 0, "tall": 0, "shrunk": 0}
+    seen = {"turned": 0, "letterbox": 0, "tall": 0, "shrunk": 0, "many": 0}
     with Tab(tmp_path / "site", "/glue.html", {"/glue.html": GLUE_PAGE}) as tab:
         tab.page.wait_for_function("window.glue", timeout=30_000)
-        for name, (rgb, with_cls, det) in cases.items():
+        for name, (rgb, with_cls, det, det_model) in cases.items():
             tasks["det"] = det or TINY_TASKS["det"]
             stage_models = {k: v for k, v in models.items() if with_cls or k != "cls"}
-            res = read_page(rgb, python_stages(stage_models, tasks, characters), trace=True)
+            py = python_stages(stage_models, tasks, characters)
+            py.det = det_model or py.det
+            res = read_page(rgb, py, trace=True)
             t = res.trace
             case = {"rgb": b64(rgb), "h": rgb.shape[0], "w": rgb.shape[1], "characters": "\n".join(CHARACTERS),
                     "tasks": {k: v.model_dump(mode="json") for k, v in tasks.items() if with_cls or k != "cls"},
@@ -194,6 +208,7 @@ def test_the_js_glue_reads_what_the_python_glue_reads_from_the_same_model_output
             seen["turned"] += sum(ln.turned for ln in res.lines)
             seen["letterbox"] += mapping["top"] > 0 and (mapping["ratio_h"], mapping["ratio_w"]) != (1.0, 1.0)
             seen["shrunk"] += max(rgb.shape[:2]) > tasks["det"].max_side_len and len(res.lines) >= 2
+            seen["many"] += len(res.lines) >= 10 and mapping["top"] > 0 and float(np.float32(mapping["ratio_w"])) != mapping["ratio_w"]
             assert got["crops"] == [list(crop(page, np.asarray(b, np.float32)).shape[:2]) for b in t["boxes_page"]], name
             seen["tall"] += any(np.hypot(*np.subtract(b[0], b[3])) >= 1.5 * np.hypot(*np.subtract(b[0], b[1]))
                                 for b in t["boxes_page"])
