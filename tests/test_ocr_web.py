@@ -22,7 +22,7 @@ import onnx
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from edgeship.bundle.ocr_web import OCR_PAGE, OCR_SCRIPT, write_ocr_web
+from edgeship.bundle.ocr_web import OCR_BUNDLE_SCRIPT, OCR_PAGE, OCR_SCRIPT, write_ocr_web
 from edgeship.targets.web import _Browser, chromium_path, serve_folder, vendor_runtime
 from edgeship.tasks import TextDetection, TextDirection, TextRecognition
 from edgeship.tasks.ocr import Stages, crop, det_input, prepare_page, read_characters, read_page
@@ -152,7 +152,7 @@ def _glue_folder(folder: Path) -> Path:
     bundle = {"name": "glue", "version": "0.0.0", "artifacts": [{"id": "det-web-fp32", "format": "web"},
                                                                  {"id": "rec-web-fp32", "format": "web"}]}
     written = write_ocr_web(folder, pipeline, bundle)
-    assert sorted(p.relative_to(folder).as_posix() for p in written) == sorted([OCR_PAGE, OCR_SCRIPT])
+    assert sorted(p.relative_to(folder).as_posix() for p in written) == sorted([OCR_PAGE, OCR_SCRIPT, OCR_BUNDLE_SCRIPT])
     return folder
 
 
@@ -327,14 +327,17 @@ def _npy(bundle: Path, a: np.ndarray) -> str:
 
 
 def pipeline_fixture(bundle: Path, models: dict[str, Path], tasks: dict[str, object], characters: str,
-                     golden_page: np.ndarray, extra: dict[str, tuple[bytes, str | None]] | None = None) -> dict[str, Path]:
-    """A pipeline release folder laid out per the bundle contract, with what the page reads:
-    artifacts/<stage>-web-fp32/ (model.onnx and the vendored onnxruntime-web, as the web target
-    writes them), bundle.json, pipeline.json, characters.txt, golden/golden.json (each artifact's
+                     golden_page: np.ndarray, extra: dict[str, tuple[bytes, str | None]] | None = None,
+                     sets: list[dict[str, str]] | None = None) -> dict[str, Path]:
+    """A pipeline release folder laid out as ``edgeship deploy PIPELINE.yaml`` lays one out (see
+    bundle/pipeline.py), with what the page reads: per stage artifacts/<stage>-onnx-fp32/ and
+    <stage>-web-fp32/ (model.onnx and, for web, the vendored onnxruntime-web as the web target
+    writes it), bundle.json, pipeline.json, characters.txt, golden/golden.json (each artifact's
     inputs on ``golden_page`` and its native ONNX Runtime outputs) and the page.
 
-    ``extra``: more web artifacts, tried first in their stage: id -> (model bytes, the fp32
-    artifact whose golden vectors it must meet, or None for none)."""
+    ``extra``: more web artifacts, before the others in their stage's fallback order: id ->
+    (model bytes, the artifact whose golden vectors it must meet, or None for none). ``sets``:
+    pipeline.json's set_order ({stage: artifact id} each; None: no set order)."""
     stages = list(models)
     fed: dict[str, list[np.ndarray]] = {s: [] for s in stages}
     run = sessions(models)
@@ -345,37 +348,39 @@ def pipeline_fixture(bundle: Path, models: dict[str, Path], tasks: dict[str, obj
     read_page(golden_page, Stages(det=recording("det"), rec=recording("rec"), cls=recording("cls") if "cls" in run else None,
                                   det_task=tasks["det"], rec_task=tasks["rec"], cls_task=tasks.get("cls"),
                                   characters=read_characters(characters)))
-    artifacts, order, golden = [], {s: [] for s in stages}, {"schema": "edgeship.golden/1", "artifacts": {}}
+    artifacts, order, golden = [], {s: [f"{s}-onnx-fp32"] for s in stages}, {"schema": "edgeship.golden/1", "artifacts": {}}
     for aid in extra or {}:
         order[aid.split("-", 1)[0]].append(aid)
     for s in stages:
         order[s].append(f"{s}-web-fp32")
-    for s in stages:
         for aid in order[s]:
             d = bundle / "artifacts" / aid
             d.mkdir(parents=True)
             data, expect = (extra or {}).get(aid, (models[s].read_bytes(), aid))
             (d / "model.onnx").write_bytes(data)
-            vendor_runtime(d / "ort")
-            artifacts.append({"id": aid, "target": "web", "format": "web", "precision": aid.rsplit("-", 1)[1], "stage": s,
+            fmt = aid.split("-")[1]
+            if fmt == "web":
+                vendor_runtime(d / "ort")
+            artifacts.append({"id": aid, "target": fmt, "format": fmt, "precision": aid.rsplit("-", 1)[1], "stage": s,
                               "path": f"artifacts/{aid}", "model_file": f"artifacts/{aid}/model.onnx",
                               "task": tasks[s].model_dump(mode="json")})
             if expect is not None:
                 x = fed[s][0]
-                golden["artifacts"][aid] = {"inputs": {"page-0": [_npy(bundle, x)]},
-                                            "outputs": {"page-0": [_npy(bundle, run[s](x))]},
-                                            "expected_from": f"{s}-web-fp32 on native ONNX Runtime",
+                golden["artifacts"][aid] = {"inputs": {f"{s}-0": [_npy(bundle, x)]},
+                                            "outputs": {f"{s}-0": [_npy(bundle, run[s](x))]},
+                                            "expected_from": f"{expect} on native ONNX Runtime",
                                             "tolerance": {"cosine_min": 0.9999, "max_abs_rel_to_scale": 1e-3}}
     (bundle / "characters.txt").write_text(characters)
     pipeline = {"schema": "edgeship.pipeline/1", "kind": "ocr", "name": "tiny-ocr", "stages": stages,
-                "tasks": {s: tasks[s].model_dump(mode="json") for s in stages}, "fallback_order": order}
+                "tasks": {s: tasks[s].model_dump(mode="json") for s in stages}, "fallback_order": order,
+                **({"set_order": [{"id": f"set-{k}", "artifacts": a} for k, a in enumerate(sets)]} if sets else {})}
     doc = {"schema": "edgeship.bundle/1", "name": "tiny-ocr", "version": "0.1.0", "pipeline": "pipeline.json",
            "artifacts": artifacts, "fallback_order": [i for s in stages for i in order[s]], "golden": "golden/golden.json"}
     (bundle / "golden" / "golden.json").write_text(json.dumps(golden, indent=1))
     (bundle / "pipeline.json").write_text(json.dumps(pipeline, indent=1))
     (bundle / "bundle.json").write_text(json.dumps(doc, indent=1))
     written = write_ocr_web(bundle, pipeline, doc)
-    assert [p.relative_to(bundle).as_posix() for p in written] == [OCR_SCRIPT, OCR_PAGE]
+    assert [p.relative_to(bundle).as_posix() for p in written] == [OCR_SCRIPT, OCR_BUNDLE_SCRIPT, OCR_PAGE]
     return {s: bundle / "artifacts" / f"{s}-web-fp32" / "model.onnx" for s in stages}
 
 
@@ -399,8 +404,9 @@ def assert_same_reading(got: dict, want: list, where: str) -> None:
 
 
 @needs_browser
-@pytest.mark.parametrize("stages", [("det", "cls", "rec"), ("det", "rec")], ids=["three-stage", "two-stage"])
-def test_the_page_reads_what_python_reads_and_follows_each_stages_fallback_order(tmp_path, stages):
+@pytest.mark.parametrize("stages, with_sets", [(("det", "cls", "rec"), True), (("det", "rec"), False)],
+                         ids=["three-stage set order", "two-stage per stage"])
+def test_the_page_reads_what_python_reads_and_follows_the_fallback_order(tmp_path, stages, with_sets):
     write_tiny_ocr(tmp_path / "models")
     characters = (tmp_path / "models" / "characters.txt").read_text()
     tasks = {s: TINY_TASKS[s] for s in stages}
@@ -410,8 +416,12 @@ def test_the_page_reads_what_python_reads_and_follows_each_stages_fallback_order
     other.CopyFrom(tiny_rec(seed=1))
     extra = {"det-web-int8": (b"not an onnx model", "det-web-fp32"),
              "rec-web-int8": (other.SerializeToString(), "rec-web-fp32")}
+    # sets as a deploy measures them: web int8, then one with det back at fp32 (mixed), onnx, web fp32
+    fp32 = {s: f"{s}-web-fp32" for s in stages}
+    sets = [{**fp32, "det": "det-web-int8", "rec": "rec-web-int8"}, {**fp32, "rec": "rec-web-int8"},
+            {s: f"{s}-onnx-fp32" for s in stages}, fp32] if with_sets else None
     models = pipeline_fixture(bundle, {s: tmp_path / "models" / f"{s}.onnx" for s in stages}, tasks, characters,
-                              tiny_page(0), extra)
+                              tiny_page(0), extra, sets)
     py = python_stages(models, tasks, read_characters(characters))
     pages = [tiny_page(1), tiny_page(2), tiny_page(5, lines=1, size=(22, 400))]
     urls = [f"/golden/pages/page-{k}.png" for k in range(len(pages))]
@@ -450,20 +460,78 @@ def test_the_page_reads_what_python_reads_and_follows_each_stages_fallback_order
 
 
 @needs_browser
-def test_a_bundle_with_no_working_model_for_a_stage_says_which_and_why(tmp_path):
+@pytest.mark.parametrize("with_sets", [True, False], ids=["set order", "per stage"])
+def test_a_bundle_with_no_working_model_for_a_stage_says_which_and_why(tmp_path, with_sets):
     write_tiny_ocr(tmp_path / "models")
     characters = (tmp_path / "models" / "characters.txt").read_text()
     tasks = {s: TINY_TASKS[s] for s in ("det", "rec")}
     bundle = tmp_path / "bundle"
-    pipeline_fixture(bundle, {s: tmp_path / "models" / f"{s}.onnx" for s in tasks}, tasks, characters, tiny_page(0))
+    sets = [{"det": "det-onnx-fp32", "rec": "rec-onnx-fp32"}, {"det": "det-web-fp32", "rec": "rec-web-fp32"}]
+    pipeline_fixture(bundle, {s: tmp_path / "models" / f"{s}.onnx" for s in tasks}, tasks, characters, tiny_page(0),
+                     sets=sets if with_sets else None)
     (bundle / "artifacts" / "rec-web-fp32" / "model.onnx").unlink()
     with Tab(bundle, "/" + OCR_PAGE) as tab:
         tab.page.wait_for_function("window.edgeshipReady", timeout=120_000)
         ready = tab.page.evaluate("window.edgeshipReady")
-        assert ready["error"].startswith("no rec model of this bundle serves here: rec-web-fp32 does not load here")
-        assert "HTTP 404" in ready["error"] and ready["error"] in tab.page.text_content("#status")
-        with pytest.raises(Exception, match="no rec model"):
+        said = ("no artifact set of this bundle serves here (the rec stage: rec-web-fp32 does not load here" if with_sets
+                else "no rec model of this bundle serves here: rec-web-fp32 does not load here")
+        assert ready["error"].startswith(said) and "HTTP 404" in ready["error"], ready
+        assert ready["skipped"] == [{"stage": "rec", "artifact": "rec-web-fp32", "reason": ready["skipped"][0]["reason"]}]
+        assert ready["error"] in tab.page.text_content("#status")
+        with pytest.raises(Exception, match="serves here"):
             tab.page.evaluate("u => window.edgeshipOcr(u)", "/golden/t/none.png")
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """``edgeship deploy pipeline.yaml --targets onnx,web`` of the tiny three-stage pipeline. Not
+    isolated: in the limited child (an address-space cap) Chromium does not start, so the web
+    set would not be measured and the release would hold no web artifact."""
+    from edgeship import api
+
+    root = tmp_path_factory.mktemp("ocr-web-deploy")
+    spec = write_tiny_ocr(root / "models")
+    res = api.deploy(str(spec), out=root / "out", targets=["onnx", "web"], isolate=False)
+    return root / "out", res.record
+
+
+@needs_browser
+@pytest.mark.slow
+def test_a_deployed_pipeline_bundle_reads_in_the_page_as_its_golden_vectors_say(deployed):
+    from edgeship import api
+    from edgeship.bundle.pipeline import set_key
+
+    out, record = deployed
+    bundle = out / record["bundle"]["folder"]
+    assert api.verify_bundle(bundle, key=out / record["bundle"]["public_key"])["ok"] is True
+    listed = {f["path"] for f in json.loads((bundle / "bundle.json").read_text())["files"]}
+    assert {OCR_PAGE, OCR_SCRIPT, OCR_BUNDLE_SCRIPT} <= listed  # signed with the release
+    pdoc = json.loads((bundle / "pipeline.json").read_text())
+    web_set = next(x["artifacts"] for x in pdoc["set_order"] if all("-web-" in a for a in x["artifacts"].values()))
+    golden = json.loads((bundle / "golden" / "pipeline.json").read_text())
+    expected = golden["sets"][set_key(web_set)]  # what a device serving the web set reads on the golden pages
+    urls = ["/" + img["file"] for img in golden["images"]]
+    with Tab(bundle, "/" + OCR_PAGE) as tab:
+        results = page_reads(tab, urls)
+        ready = tab.page.evaluate("window.edgeshipReady")
+        assert not tab.errors, tab.errors
+    assert ready["servedBy"] == web_set and ready["skipped"] == []
+    py = python_stages({n: bundle / "artifacts" / a / "model.onnx" for n, a in web_set.items()}, _tasks(pdoc),
+                       read_characters((bundle / "characters.txt").read_text()))
+    for got, want, url in zip(results, expected, urls):
+        assert want, url
+        assert [ln["text"] for ln in got["lines"]] == [ln["text"] for ln in want], url
+        assert [ln["turned"] for ln in got["lines"]] == [ln["turned"] for ln in want], url
+        assert [ln["box"] for ln in got["lines"]] == [ln["box"] for ln in want], url
+        np.testing.assert_allclose([ln["score"] for ln in got["lines"]], [ln["score"] for ln in want], atol=2e-6)
+        rgb = np.asarray(Image.open(bundle / url.lstrip("/")).convert("RGB"))
+        assert_same_reading(got, read_page(rgb, py).lines, url)  # and the Python glue on native ONNX Runtime
+
+
+def _tasks(pdoc: dict) -> dict[str, object]:
+    from edgeship.tasks import parse_task
+
+    return {n: parse_task(t, f"pipeline.json tasks.{n}") for n, t in pdoc["tasks"].items()}
 
 
 def test_no_page_for_a_bundle_a_browser_cannot_run(tmp_path):
