@@ -145,6 +145,16 @@ RUN_ON_TRACE = """async c => {
 }"""
 
 
+def trace_case(rgb: np.ndarray, trace: dict, tasks: dict[str, dict], characters: str) -> dict:
+    """What RUN_ON_TRACE takes: the page and the model outputs of a read_page trace."""
+    def tensor(a: np.ndarray) -> dict:
+        return {"data": b64(np.asarray(a, np.float32)), "dims": list(np.shape(a))}
+
+    return {"rgb": b64(rgb), "h": rgb.shape[0], "w": rgb.shape[1], "characters": characters, "tasks": tasks,
+            "det": tensor(trace["det_map"]), "cls": [tensor(c["scores"]) for c in trace["cls"]] if "cls" in tasks else None,
+            "rec": [tensor(r["logits"]) for r in trace.get("rec", [])]}
+
+
 def _glue_folder(folder: Path) -> Path:
     """A folder holding integration/web/edgeship-ocr.js as write_ocr_web writes it."""
     pipeline = {"kind": "ocr", "name": "glue", "stages": ["det", "rec"],
@@ -185,14 +195,8 @@ def test_the_js_glue_reads_what_the_python_glue_reads_from_the_same_model_output
             py.det = det_model or py.det
             res = read_page(rgb, py, trace=True)
             t = res.trace
-            case = {"rgb": b64(rgb), "h": rgb.shape[0], "w": rgb.shape[1], "characters": "\n".join(CHARACTERS),
-                    "tasks": {k: v.model_dump(mode="json") for k, v in tasks.items() if with_cls or k != "cls"},
-                    "det": {"data": b64(t["det_map"].astype(np.float32)), "dims": list(t["det_map"].shape)},
-                    "cls": [{"data": b64(c["scores"].astype(np.float32)), "dims": list(c["scores"].shape)}
-                            for c in t.get("cls", [])] if with_cls else None,
-                    "rec": [{"data": b64(r["logits"].astype(np.float32)), "dims": list(r["logits"].shape)}
-                            for r in t.get("rec", [])]}
-            got = tab.page.evaluate(RUN_ON_TRACE, case)
+            used = {k: v.model_dump(mode="json") for k, v in tasks.items() if with_cls or k != "cls"}
+            got = tab.page.evaluate(RUN_ON_TRACE, trace_case(rgb, t, used, "\n".join(CHARACTERS)))
             page, mapping = prepare_page(np.ascontiguousarray(rgb[..., ::-1]), tasks["det"])
             x = det_input(page, tasks["det"])
             assert got["page_shape"] == t["page_shape"] and got["det_input_shape"] == t["det_input_shape"], name
@@ -460,8 +464,9 @@ def test_the_page_reads_what_python_reads_and_follows_the_fallback_order(tmp_pat
 
 
 @needs_browser
-@pytest.mark.parametrize("with_sets", [True, False], ids=["set order", "per stage"])
-def test_a_bundle_with_no_working_model_for_a_stage_says_which_and_why(tmp_path, with_sets):
+@pytest.mark.parametrize("with_sets, broken", [(True, "model"), (False, "model"), (True, "golden")],
+                         ids=["set order", "per stage", "golden vectors missing"])
+def test_a_bundle_with_no_working_model_for_a_stage_says_which_and_why(tmp_path, with_sets, broken):
     write_tiny_ocr(tmp_path / "models")
     characters = (tmp_path / "models" / "characters.txt").read_text()
     tasks = {s: TINY_TASKS[s] for s in ("det", "rec")}
@@ -469,14 +474,19 @@ def test_a_bundle_with_no_working_model_for_a_stage_says_which_and_why(tmp_path,
     sets = [{"det": "det-onnx-fp32", "rec": "rec-onnx-fp32"}, {"det": "det-web-fp32", "rec": "rec-web-fp32"}]
     pipeline_fixture(bundle, {s: tmp_path / "models" / f"{s}.onnx" for s in tasks}, tasks, characters, tiny_page(0),
                      sets=sets if with_sets else None)
-    (bundle / "artifacts" / "rec-web-fp32" / "model.onnx").unlink()
+    if broken == "model":
+        (bundle / "artifacts" / "rec-web-fp32" / "model.onnx").unlink()
+        stage, reason = "rec", "rec-web-fp32 does not load here"
+    else:  # a bundle naming golden vectors it does not hold serves nothing unchecked
+        (bundle / "golden" / "golden.json").unlink()
+        stage, reason = "det", "det-web-fp32 fails its golden vectors: golden/golden.json"
     with Tab(bundle, "/" + OCR_PAGE) as tab:
         tab.page.wait_for_function("window.edgeshipReady", timeout=120_000)
         ready = tab.page.evaluate("window.edgeshipReady")
-        said = ("no artifact set of this bundle serves here (the rec stage: rec-web-fp32 does not load here" if with_sets
-                else "no rec model of this bundle serves here: rec-web-fp32 does not load here")
+        said = (f"no artifact set of this bundle serves here (the {stage} stage: {reason}" if with_sets
+                else f"no {stage} model of this bundle serves here: {reason}")
         assert ready["error"].startswith(said) and "HTTP 404" in ready["error"], ready
-        assert ready["skipped"] == [{"stage": "rec", "artifact": "rec-web-fp32", "reason": ready["skipped"][0]["reason"]}]
+        assert [(s["stage"], s["artifact"]) for s in ready["skipped"]] == [(stage, f"{stage}-web-fp32")]
         assert ready["error"] in tab.page.text_content("#status")
         with pytest.raises(Exception, match="serves here"):
             tab.page.evaluate("u => window.edgeshipOcr(u)", "/golden/t/none.png")
@@ -516,6 +526,21 @@ def test_a_deployed_pipeline_bundle_reads_in_the_page_as_its_golden_vectors_say(
         ready = tab.page.evaluate("window.edgeshipReady")
         assert not tab.errors, tab.errors
     assert ready["servedBy"] == web_set and ready["skipped"] == []
+    # the port of the glue checked on the bundle's own trace (golden/pipeline.json), no model run
+    with Tab(bundle, "/glue.html", {"/glue.html": GLUE_PAGE}) as tab:
+        tab.page.wait_for_function("window.glue", timeout=30_000)
+        for img in golden["images"]:
+            t = img["trace"]
+            arrays = {"det_map": np.load(bundle / t["det_map"]),
+                      "cls": [{"scores": np.load(bundle / c["scores"])} for c in t.get("cls", [])],
+                      "rec": [{"logits": np.load(bundle / r["logits"])} for r in t.get("rec", [])]}
+            rgb = np.asarray(Image.open(bundle / img["file"]).convert("RGB"))
+            got = tab.page.evaluate(RUN_ON_TRACE, trace_case(rgb, arrays, pdoc["tasks"], (bundle / "characters.txt").read_text()))
+            assert got["det_input_shape"] == t["det_input_shape"] and got["boxes_page"] == t["boxes_page"], img["name"]
+            assert [[c[1], c[2]] for c in got["calls"] if c[0] == "rec"] == [[r["index"], r["shape"]] for r in t["rec"]]
+            want = img["expected"]["lines"]
+            assert [(ln["text"], ln["turned"], ln["box"], round(ln["score"], 6)) for ln in got["lines"]] == \
+                [(ln["text"], ln["turned"], ln["box"], ln["score"]) for ln in want], img["name"]
     py = python_stages({n: bundle / "artifacts" / a / "model.onnx" for n, a in web_set.items()}, _tasks(pdoc),
                        read_characters((bundle / "characters.txt").read_text()))
     for got, want, url in zip(results, expected, urls):
