@@ -1,35 +1,10 @@
-"""``edgeship serve ARTIFACT``: one artifact behind HTTP, as a cloud deployment of it would run.
-
-starlette + uvicorn. Routes:
-
-``POST /v1/classify``  the image's bytes as an app sends them (``image/jpeg``, ``image/png``, ...),
-                      or a form upload (``multipart/form-data``, ``curl -F file=@photo.jpg``: the
-                      part named ``file`` or ``image``, else the first file part): the artifact's
-                      own preprocessing, top-k labels back (JSON)
-``POST /v1/infer``     tensors: JSON ``{"inputs": {NAME: nested lists}}`` (or a list in the model's
-                      input order), or one ``.npy`` (``application/x-npy``) for a single-input model;
-                      the outputs back as JSON lists
-``GET /healthz``       200 and the artifact once the model is loaded
-``GET /metrics``       Prometheus text: requests by route and status, latency, queue wait, batch
-                      sizes, requests in flight and queued
-
-Bad uploads are 4xx with a reason, never a 500: a body over the size limit (413), a content type
-the route does not take (415), bytes that are not an image, JSON that is not JSON (400), a tensor
-of the wrong shape or type (422); an upload that is not an image is named by what arrived (its
-file name, size and content type). The model runs on one worker thread; with ``max_batch`` > 1,
-requests that arrive within ``max_wait_ms`` of the first are stacked along the batch axis and run
-as one call (when every input's first axis is dynamic). uvicorn stops on SIGINT/SIGTERM after the
-requests in flight are answered.
-
-Multipart bodies are parsed with python-multipart (the parser starlette's own forms use) when it is
-installed, else with the standard library's MIME parser; either way only after the whole body is
-read within ``max_body_bytes``, in memory, with no temporary files.
-"""
+"""The app of :mod:`edgeship.serving`: what it serves (an artifact, a classifier's release bundle
+along its fallback order, or a pipeline's release bundle), the model's one worker thread and its
+batcher, the metrics, the routes; binding and running it with uvicorn."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,22 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EdgeshipError, FormatError, InputError, UnsupportedError, UsageError, printable
-from .fidelity import softmax
-from .readers import parse_json
-from .readers.arrays import parse_npy
+from ..errors import EdgeshipError, UsageError
+from ..fidelity import softmax
+from .inputs import JSON_TYPES, NPY_TYPES, Reject, decoded, image_upload, read_body, tensors
+from .inputs import content_type as _content_type
 
-__all__ = ["ServeConfig", "make_app", "serve", "bind", "url_of", "IMAGE_TYPES"]
-
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",
-               "application/octet-stream")
-JSON_TYPES = ("application/json",)
-NPY_TYPES = ("application/x-npy", "application/octet-stream")
-FORM_TYPES = ("multipart/form-data",)
-#: the form fields an image is looked for under, before the first file part
-IMAGE_FIELDS = ("file", "image")
-MAX_PARTS = 64
-_REPR = re.compile(r"<[A-Za-z_][\w.]* object at 0x[0-9a-fA-F]+>")
+__all__ = ["ServeConfig", "make_app", "serve", "bind", "url_of", "run_on"]
 
 
 @dataclass(frozen=True)
@@ -64,14 +29,6 @@ class ServeConfig:
     threads: int = 1
     top_k: int = 5
 
-
-class _Reject(Exception):
-    """A request the server refuses: its status and reason."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass
@@ -85,12 +42,23 @@ class _Model:
     """The artifact loaded once; one call at a time (the runtime's own threads do the parallel work)."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        from .targets import load_artifact, runner_for
+        from ..targets import load_artifact, runner_for
 
         self.artifact = load_artifact(path)
         self.runner = runner_for(self.artifact, threads=threads)
         self.inputs = self.runner.inputs
         self.batchable = all(0 in s.dynamic_axes for s in self.inputs)
+        self.served_by: str | None = None  # from a bundle: the artifact its fallback order took here
+        self.skipped: list[dict[str, str]] = []
+
+    def info(self) -> dict[str, Any]:
+        art = self.artifact
+        kind = art.task.kind if art.task is not None else "class_scores" if art.preprocess is not None else None
+        return {"model": art.name, "task": kind, "target": art.target, "precision": art.precision,
+                "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in self.inputs],
+                "classify": art.preprocess is not None,
+                "routes": ["/v1/classify", "/v1/infer"] if art.preprocess is not None else ["/v1/infer"],
+                **({"served_by": self.served_by, "skipped": self.skipped} if self.served_by else {})}
 
     def run_many(self, jobs: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
         """One call for ``jobs`` stacked on the batch axis (each a batch of 1 or more), split back."""
@@ -102,6 +70,56 @@ class _Model:
         cuts = np.cumsum(sizes)[:-1]
         split = [np.split(o, cuts) if o.ndim and len(o) == sum(sizes) else [o] * len(jobs) for o in outs]
         return [[s[i] for s in split] for i in range(len(jobs))]
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class _Pipeline:
+    """A pipeline's release bundle, as :class:`edgeship.runtime.Pipeline` serves it on this machine
+    (the first measured artifact set that loads and passes its golden vectors); one page at a time
+    (pages differ in size: nothing to stack)."""
+
+    batchable = False
+    inputs = ()
+    artifact = None
+
+    def __init__(self, folder: Path, threads: int, record: dict[str, Any]) -> None:
+        from ..runtime import Pipeline
+
+        self.pipeline = Pipeline.from_bundle(folder, threads=threads)
+        self.task = self.pipeline.kind
+        self.name, self.version = str(record.get("name") or folder.name), record.get("version")
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.name, "version": self.version, "task": self.task, "stages": list(self.pipeline.served_by),
+                "served_by": self.pipeline.served_by, "skipped": self.pipeline.skipped, "routes": ["/v1/ocr"]}
+
+    def run_many(self, jobs: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+        return [self.pipeline.read(j["page"]).to_dict() for j in jobs]
+
+    def close(self) -> None:
+        self.pipeline.close()
+
+
+def _open(path: Path, threads: int) -> _Model | _Pipeline:
+    """What ``path`` serves: a pipeline's release bundle (its pipeline), a classifier's (the artifact
+    its fallback order takes here: the first that loads and passes its golden vectors), else an
+    artifact folder or a model file."""
+    if not (path / "bundle.json").is_file():
+        return _Model(path, threads)
+    from ..readers import read_json
+    from ..runtime import Classifier
+
+    record = read_json(path / "bundle.json", "release bundle record", links=False,
+                       hint="give a bundle folder written by edgeship deploy or package (or extract its .tar.gz)")
+    if isinstance(record, dict) and record.get("pipeline"):
+        return _Pipeline(path, threads, record)
+    clf = Classifier.from_bundle(path, threads=threads)
+    clf.runner.close()
+    model = _Model(path / "artifacts" / clf.served_by, threads)
+    model.served_by, model.skipped = clf.served_by, clf.skipped
+    return model
 
 
 class _Metrics:
@@ -201,232 +219,24 @@ class _Batcher:
                 j.future.set_result(o)
 
 
-async def _body(request: Any, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Reject(413, f"the body is {int(declared)} bytes; this server takes at most {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _Reject(413, f"the body is over {limit} bytes, the most this server takes")
-        chunks.append(chunk)
-    if not size:
-        raise _Reject(400, "the body is empty")
-    return b"".join(chunks)
-
-
-def _content_type(request: Any, allowed: tuple[str, ...], what: str) -> str:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in allowed:
-        raw = [t for t in allowed if t not in FORM_TYPES]
-        form = [t for t in allowed if t in FORM_TYPES]
-        raise _Reject(415, f"content type {ctype or '(none)'!r}: send {what} as {', '.join(raw)}"
-                           + (f", or as a form upload ({', '.join(form)}, e.g. curl -F file=@photo.jpg)" if form else ""))
-    return ctype
-
-
-@dataclass
-class _Upload:
-    """What a request uploaded: its bytes, and the form part it came in (None for a raw body)."""
-
-    data: bytes
-    field: str | None
-    filename: str | None
-    ctype: str | None
-
-    def describe(self) -> str:
-        """The upload as an error message names it: never a Python object's repr."""
-
-        ctype = printable(self.ctype or "none")[:80]
-        if self.field is None:
-            return f"the uploaded body ({len(self.data):,} bytes, Content-Type {ctype})"
-        name = f"file {printable(self.filename)[:120]!r}" if self.filename else f"field {printable(self.field)[:60]!r}"
-        part = f"form field {printable(self.field)[:60]!r}, " if self.filename and self.field else ""
-        return f"the uploaded {name} ({part}{len(self.data):,} bytes, Content-Type {ctype})"
-
-
-def _header_options(value: bytes | str) -> tuple[str, dict[str, str]]:
-    """A header's value and its ``;`` parameters (``form-data; name="file"; filename="a.jpg"``)."""
-    from email.message import Message
-    from email.utils import collapse_rfc2231_value
-
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    m = Message()
-    m["content-type"] = text  # the standard library's RFC 2045/2231 parameter parsing
-    params = {k.lower(): str(collapse_rfc2231_value(v)) for k, v in (m.get_params() or [])[1:]}
-    main = text.split(";", 1)[0].strip().lower()
-    return main, params
-
-
-def _parts_python_multipart(boundary: bytes, body: bytes) -> list[tuple[list[tuple[bytes, bytes]], bytes]]:
-    """The parts of a multipart body as (headers, data), with python-multipart's parser."""
-    import logging
-
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import MultipartParser
-
-    log = logging.getLogger("python_multipart")
-    if not log.handlers:  # its warning per malformed body is the 400's reason; not a line on our stderr
-        log.addHandler(logging.NullHandler())
-    parts: list[tuple[list[tuple[bytes, bytes]], bytes]] = []
-    cur: dict[str, Any] = {}
-
-    def begin() -> None:
-        if len(parts) >= MAX_PARTS:
-            raise _Reject(400, f"the form has more than {MAX_PARTS} parts")
-        cur.update(headers=[], data=bytearray(), name=b"", value=b"")
-
-    def header_field(data: bytes, start: int, end: int) -> None:
-        cur["name"] += data[start:end]
-
-    def header_value(data: bytes, start: int, end: int) -> None:
-        cur["value"] += data[start:end]
-
-    def header_end() -> None:
-        cur["headers"].append((cur["name"].lower(), cur["value"]))
-        cur["name"], cur["value"] = b"", b""
-
-    def part_data(data: bytes, start: int, end: int) -> None:
-        cur["data"] += data[start:end]
-
-    def end() -> None:
-        parts.append((cur["headers"], bytes(cur["data"])))
-
-    callbacks = {"on_part_begin": begin, "on_header_field": header_field, "on_header_value": header_value,
-                 "on_header_end": header_end, "on_part_data": part_data, "on_part_end": end}
-    try:
-        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-        parser.write(body)
-        parser.finalize()
-    except FormParserError as e:
-        raise _Reject(400, f"the body is not a well-formed multipart/form-data upload: {str(e)[:200]}") from None
-    return parts
-
-
-def _parts_stdlib(ctype_header: str, body: bytes) -> list[tuple[list[tuple[bytes, bytes]], bytes]]:
-    """The parts of a multipart body as (headers, data), with the standard library's MIME parser
-    (where python-multipart is not installed)."""
-    import email.parser
-    import email.policy
-
-    head = f"Content-Type: {ctype_header}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(head + body)
-    if not msg.is_multipart() or msg.defects:
-        why = "; ".join(type(d).__name__ for d in msg.defects) or "no parts"
-        raise _Reject(400, f"the body is not a well-formed multipart/form-data upload ({why})")
-    out = []
-    for part in msg.get_payload():
-        if len(out) >= MAX_PARTS:
-            raise _Reject(400, f"the form has more than {MAX_PARTS} parts")
-        headers = [(k.lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace")) for k, v in part.items()]
-        data = part.get_payload(decode=True)
-        out.append((headers, data if isinstance(data, bytes) else b""))
-    return out
-
-
-def _form_image(ctype_header: str, body: bytes) -> _Upload:
-    """The image part of a ``multipart/form-data`` body: the part named ``file`` or ``image``,
-    else the first file part (one with a file name); 400 when there is none."""
-    _, params = _header_options(ctype_header)
-    boundary = params.get("boundary")
-    if not boundary:
-        raise _Reject(400, "the multipart/form-data upload has no boundary in its Content-Type")
-    try:
-        import python_multipart  # noqa: F401 - starlette's form parser: used when installed
-    except ImportError:
-        raw = _parts_stdlib(ctype_header, body)
-    else:
-        raw = _parts_python_multipart(boundary.encode("latin-1", "replace"), body)
-    uploads = []
-    for headers, data in raw:
-        h = {k: v for k, v in reversed(headers)}  # the first of a repeated header
-        _, disp = _header_options(h.get(b"content-disposition", b"form-data"))
-        ctype = h.get(b"content-type")
-        uploads.append(_Upload(data, disp.get("name", ""), disp.get("filename"),
-                               ctype.decode("latin-1").split(";")[0].strip().lower() if ctype else None))
-    named = [u for u in uploads if (u.field or "").lower() in IMAGE_FIELDS]
-    files = [u for u in uploads if u.filename is not None]
-    chosen = (named or files or [None])[0]
-    if chosen is None:
-
-        fields = ", ".join(repr(printable(u.field or ""))[:40] for u in uploads[:8]) or "none"
-        raise _Reject(400, f"the form upload has no image part (fields: {fields}): send the image as a file part, "
-                           "e.g. curl -F file=@photo.jpg")
-    if not chosen.data:
-        raise _Reject(400, f"{chosen.describe()} is empty")
-    return chosen
-
-
-def _tensors(model: _Model, body: bytes, ctype: str, max_elements: int) -> dict[str, np.ndarray]:
-    """The request's tensors, named, typed and shaped as the model takes them (else 400/413/422)."""
-    specs = model.inputs
-    if ctype in NPY_TYPES:
-        if len(specs) != 1:
-            raise _Reject(415, f"the model takes {len(specs)} inputs: send them as JSON {{\"inputs\": {{name: ...}}}}")
-        try:
-            arrays = {specs[0].name: parse_npy(bytes(body), "the body", scalar=True)}
-        except EdgeshipError as e:
-            raise _Reject(400, f"the body is not a .npy array of numbers: {e.message[:200]}") from None
-    else:
-        try:
-            doc = parse_json(bytes(body).decode("utf-8"), "the body")
-        except UnicodeDecodeError as e:
-            raise _Reject(400, f"the body is not UTF-8 JSON (byte {e.start})") from None
-        except EdgeshipError as e:
-            raise _Reject(400, f"the body is not JSON: {e.message[:200]}") from None
-        given = doc.get("inputs") if isinstance(doc, dict) else None
-        if isinstance(given, list) and len(specs) == 1 and given and not isinstance(given[0], list | dict):
-            given = [given]
-        if isinstance(given, list):
-            if len(given) != len(specs):
-                raise _Reject(422, f"the model takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}), "
-                                   f"got {len(given)}")
-            given = {s.name: v for s, v in zip(specs, given)}
-        if not isinstance(given, dict):
-            raise _Reject(422, 'send {"inputs": {NAME: nested lists}} (or a list in input order); inputs: '
-                               + ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in specs))
-        unknown = [k for k in given if k not in {s.name for s in specs}]
-        if unknown:
-            raise _Reject(422, f"no input named {unknown[0]!r}; the model takes {', '.join(s.name for s in specs)}")
-        arrays = {}
-        for s in specs:
-            if s.name not in given:
-                raise _Reject(422, f"input {s.name!r} is missing")
-            try:
-                arrays[s.name] = np.asarray(given[s.name], dtype=np.dtype(s.dtype))
-            except (ValueError, TypeError, OverflowError) as e:
-                raise _Reject(422, f"input {s.name!r} is not a {s.dtype} tensor: {str(e)[:200]}") from None
-    total = sum(a.size for a in arrays.values())
-    if total > max_elements:
-        raise _Reject(413, f"{total} values in one request; this server takes at most {max_elements}")
-    for s in specs:
-        a = arrays[s.name]
-        if a.dtype != np.dtype(s.dtype):
-            try:
-                arrays[s.name] = a = a.astype(s.dtype, casting="same_kind")
-            except TypeError:
-                raise _Reject(422, f"input {s.name!r} is {a.dtype}, the model takes {s.dtype}") from None
-        if not s.fits(a.shape) or (a.ndim and a.shape[0] == 0):
-            raise _Reject(422, f"input {s.name!r} has shape {list(a.shape)}, the model takes {list(s.shape)}")
-    return arrays
-
-
 def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
-    """The ASGI app serving ``artifact`` (its folder, or a model file)."""
+    """The ASGI app serving ``artifact``: an artifact folder or a model file (``/v1/classify``,
+    ``/v1/infer``), a classifier's release bundle (the same, with the artifact its fallback order
+    takes here) or a pipeline's release bundle (``/v1/ocr``)."""
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    from ..data import load_image, preprocess_image
+
     cfg = cfg or ServeConfig()
-    model = _Model(Path(artifact), cfg.threads)
+    model = _open(Path(artifact), cfg.threads)
     metrics = _Metrics()
     batcher = _Batcher(model, cfg, metrics)
     art = model.artifact
-    labels = art.labels or ()
+    labels = (art.labels if art is not None else None) or ()
 
     def refuse(route: str, status: int, reason: str) -> Response:
         metrics.requests.labels(route, str(status)).inc()
@@ -442,7 +252,7 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
         metrics.in_flight.inc()
         try:
             return answer(route, await work(request), t0)
-        except _Reject as r:
+        except Reject as r:
             return refuse(route, r.status, r.reason)
         except EdgeshipError as e:  # the runtime refused the input: the request's fault
             return refuse(route, 422, e.message)
@@ -451,18 +261,24 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
         finally:
             metrics.in_flight.dec()
 
+    def one_model(route: str) -> Any:
+        """The artifact behind a route of one model; on a pipeline, a 404 saying where to go
+        (known before a byte is read)."""
+        if art is None:
+            what = "one model's tensors" if route == "/v1/infer" else "one classifier"
+            raise Reject(404, f"this server reads text with the {model.task} pipeline {model.name}, not {what}: "
+                              "POST the image to /v1/ocr (its bytes, or -F file=@page.png)")
+        return art
+
     async def classify_work(request: Any) -> dict[str, Any]:
+        art = one_model("/v1/classify")
         if art.preprocess is None:
-            raise _Reject(404, f"{art.name} has no image preprocessing: use /v1/infer")
+            raise Reject(404, f"{art.name} has no image preprocessing: use /v1/infer")
         if len(model.inputs) != 1:  # known before a byte is read
-            raise _Reject(404, "the model takes more inputs than the image: use /v1/infer")
-        ctype = _content_type(request, IMAGE_TYPES + FORM_TYPES, "the image's bytes")
-        body = await _body(request, cfg.max_body_bytes)
-        if ctype in FORM_TYPES:
-            upload = await asyncio.to_thread(_form_image, request.headers.get("content-type", ""), body)
-        else:
-            upload = _Upload(body, None, None, ctype)
-        feeds = {art.preprocess.input: await asyncio.to_thread(_image_tensor, upload, art.preprocess)}
+            raise Reject(404, "the model takes more inputs than the image: use /v1/infer")
+        upload = await image_upload(request, cfg.max_body_bytes)
+        feeds = {art.preprocess.input: await asyncio.to_thread(decoded, upload,
+                                                               lambda b: preprocess_image(b, art.preprocess))}
         t1 = time.perf_counter()
         out = (await batcher.submit(feeds))[0].reshape(-1)
         p = out if art.preprocess.output == "probabilities" else softmax(out.astype(np.float64))
@@ -471,14 +287,25 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
                                 for i in top], "model": art.name, "model_ms": round((time.perf_counter() - t1) * 1e3, 3)}
 
     async def infer_work(request: Any) -> dict[str, Any]:
+        art = one_model("/v1/infer")
         ctype = _content_type(request, JSON_TYPES + NPY_TYPES, "tensors")
-        body = await _body(request, cfg.max_body_bytes)
-        feeds = await asyncio.to_thread(_tensors, model, body, ctype, cfg.max_elements)
+        body = await read_body(request, cfg.max_body_bytes)
+        feeds = await asyncio.to_thread(tensors, model.inputs, body, ctype, cfg.max_elements)
         t1 = time.perf_counter()
         outs = await batcher.submit(feeds)
         names = [s.name for s in art.outputs] if art.outputs else [f"output_{i}" for i in range(len(outs))]
         return {"outputs": {n: np.asarray(o).tolist() for n, o in zip(names, outs)}, "model": art.name,
                 "model_ms": round((time.perf_counter() - t1) * 1e3, 3)}
+
+    async def ocr_work(request: Any) -> dict[str, Any]:
+        if not isinstance(model, _Pipeline):  # known before a byte is read
+            where = "/v1/classify" if art.preprocess is not None else "/v1/infer"
+            raise Reject(404, f"this server serves the model {art.name}, not a pipeline that reads text: use {where}")
+        upload = await image_upload(request, cfg.max_body_bytes)
+        page = await asyncio.to_thread(decoded, upload, load_image)
+        t1 = time.perf_counter()
+        read = await batcher.submit({"page": page})
+        return {**read, "served_by": model.pipeline.served_by, "ms": round((time.perf_counter() - t1) * 1e3, 3)}
 
     async def classify(request: Any) -> Response:
         return await handle("/v1/classify", request, classify_work)
@@ -486,10 +313,11 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
     async def infer(request: Any) -> Response:
         return await handle("/v1/infer", request, infer_work)
 
+    async def ocr(request: Any) -> Response:
+        return await handle("/v1/ocr", request, ocr_work)
+
     async def healthz(request: Any) -> Response:
-        return JSONResponse({"ok": True, "model": art.name, "target": art.target, "precision": art.precision,
-                             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in model.inputs],
-                             "classify": art.preprocess is not None, "max_batch": cfg.max_batch,
+        return JSONResponse({"ok": True, **model.info(), "max_batch": cfg.max_batch,
                              "batching": cfg.max_batch > 1 and model.batchable})
 
     async def metrics_route(request: Any) -> Response:
@@ -504,26 +332,13 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
             yield
         finally:
             batcher.task.cancel()
-            model.runner.close()
+            model.close()
 
     app = Starlette(routes=[Route("/v1/classify", classify, methods=["POST"]), Route("/v1/infer", infer, methods=["POST"]),
-                            Route("/healthz", healthz), Route("/metrics", metrics_route)], lifespan=lifespan)
+                            Route("/v1/ocr", ocr, methods=["POST"]), Route("/healthz", healthz),
+                            Route("/metrics", metrics_route)], lifespan=lifespan)
     app.state.model = model
     return app
-
-
-def _image_tensor(upload: _Upload, spec: Any) -> np.ndarray:
-    """Decode and preprocess one image as the library does (400 when the bytes are not a whole
-    image, naming the upload by its name, size and content type)."""
-    from .data import preprocess_image
-
-    try:
-        return preprocess_image(upload.data, spec)
-    except FormatError as e:
-        why = _REPR.sub("the upload", str(e.details.get("reason", e.message)))
-        raise _Reject(400, f"{upload.describe()} is not a decodable image: {why}") from None
-    except (InputError, UnsupportedError) as e:
-        raise _Reject(422, f"{upload.describe()}: {_REPR.sub('the upload', e.message)}") from None
 
 
 def bind(host: str, port: int) -> Any:
