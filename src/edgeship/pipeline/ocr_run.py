@@ -9,10 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from ..bundle import verify_bundle
-from ..config import ConfigModel
+from ..config import ClassifyConfig, ConfigModel
 from ..errors import InputError, UnsupportedError
 from ..isolate import in_child, run_isolated
 from ..runtime import Pipeline
@@ -21,12 +19,14 @@ __all__ = ["OcrConfig", "bundle_task", "ocr_bundle", "ocr_bundle_child"]
 
 
 class OcrConfig(ConfigModel):
-    """Options of ``edgeship ocr``."""
+    """Options of ``edgeship ocr``: ``edgeship classify``'s for a release bundle, the same fields
+    (the command line makes its flags from :class:`edgeship.config.ClassifyConfig`'s, so that it
+    does not import this package at start-up)."""
 
     command: ClassVar[str] = "ocr"
 
-    threads: int = Field(1, ge=0, le=256, description="runtime threads (0 = runtime default)")
-    key: Path | None = Field(None, description="check the release bundle's signature with this public key first")
+    threads: int = ClassifyConfig.model_fields["threads"]
+    key: Path | None = ClassifyConfig.model_fields["key"]
 
 
 def bundle_task(bundle: str | Path) -> str:
