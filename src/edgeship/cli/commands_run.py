@@ -74,7 +74,7 @@ def serve_cmd(
                                       help="largest request body taken (413 above it)"),
     threads: int = typer.Option(1, "--threads", metavar="N", min=1, max=256, help="the runtime's threads per call"),
 ) -> None:
-    """Serve ARTIFACT over HTTP: POST /v1/classify (image bytes or a form upload), /v1/infer (tensors), /v1/ocr (a pipeline's bundle); /healthz, /metrics."""
+    """Serve an artifact or a release bundle over HTTP: POST /v1/classify (an image), /v1/infer (tensors), /v1/ocr (a pipeline's); /healthz, /metrics."""
     from .. import api
 
     def body():
