@@ -30,7 +30,6 @@ class ServeConfig:
     top_k: int = 5
 
 
-
 @dataclass
 class _Job:
     feeds: dict[str, np.ndarray]

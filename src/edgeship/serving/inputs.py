@@ -39,7 +39,6 @@ class Reject(Exception):
         self.reason = reason
 
 
-
 async def read_body(request: Any, limit: int) -> bytes:
     """The request body, refused (413) past ``limit`` bytes without reading the rest."""
     declared = request.headers.get("content-length")
@@ -62,7 +61,7 @@ def content_type(request: Any, allowed: tuple[str, ...], what: str) -> str:
         raw = [t for t in allowed if t not in FORM_TYPES]
         form = [t for t in allowed if t in FORM_TYPES]
         raise Reject(415, f"content type {ctype or '(none)'!r}: send {what} as {', '.join(raw)}"
-                           + (f", or as a form upload ({', '.join(form)}, e.g. curl -F file=@photo.jpg)" if form else ""))
+                          + (f", or as a form upload ({', '.join(form)}, e.g. curl -F file=@photo.jpg)" if form else ""))
     return ctype
 
 
@@ -184,7 +183,7 @@ def form_image(ctype_header: str, body: bytes) -> Upload:
         _, disp = _header_options(h.get(b"content-disposition", b"form-data"))
         ctype = h.get(b"content-type")
         uploads.append(Upload(data, disp.get("name", ""), disp.get("filename"),
-                               ctype.decode("latin-1").split(";")[0].strip().lower() if ctype else None))
+                              ctype.decode("latin-1").split(";")[0].strip().lower() if ctype else None))
     named = [u for u in uploads if (u.field or "").lower() in IMAGE_FIELDS]
     files = [u for u in uploads if u.filename is not None]
     chosen = (named or files or [None])[0]
@@ -192,7 +191,7 @@ def form_image(ctype_header: str, body: bytes) -> Upload:
 
         fields = ", ".join(repr(printable(u.field or ""))[:40] for u in uploads[:8]) or "none"
         raise Reject(400, f"the form upload has no image part (fields: {fields}): send the image as a file part, "
-                           "e.g. curl -F file=@photo.jpg")
+                          "e.g. curl -F file=@photo.jpg")
     if not chosen.data:
         raise Reject(400, f"{chosen.describe()} is empty")
     return chosen
@@ -221,11 +220,11 @@ def tensors(specs: Any, body: bytes, ctype: str, max_elements: int) -> dict[str,
         if isinstance(given, list):
             if len(given) != len(specs):
                 raise Reject(422, f"the model takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}), "
-                                   f"got {len(given)}")
+                                  f"got {len(given)}")
             given = {s.name: v for s, v in zip(specs, given)}
         if not isinstance(given, dict):
             raise Reject(422, 'send {"inputs": {NAME: nested lists}} (or a list in input order); inputs: '
-                               + ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in specs))
+                              + ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in specs))
         unknown = [k for k in given if k not in {s.name for s in specs}]
         if unknown:
             raise Reject(422, f"no input named {unknown[0]!r}; the model takes {', '.join(s.name for s in specs)}")
