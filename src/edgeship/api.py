@@ -27,6 +27,7 @@ from .pipeline import deploy as _deploy
 from .pipeline.classify import classify, classify_bundle
 from .pipeline.compress import compress as _compress
 from .pipeline.multi import PipelineResult, deploy_pipeline
+from .pipeline.ocr_run import ocr_bundle
 from .pipeline.quantize import quantization_report
 from .pipeline.quantize import quantize as _quantize
 from .pipeline.stages import record_benchmark, refresh_report
@@ -36,7 +37,7 @@ from .targets import available_targets, get_target
 from .tasks.spec import is_pipeline_file
 
 __all__ = ["load", "analyze", "convert", "plan", "deploy", "quantize", "quantization_report", "classify", "classify_bundle",
-           "benchmark", "package", "report", "verify_bundle", "keygen", "cache_info", "cache_clear", "DeployResult", "Plan"]
+           "ocr_bundle", "benchmark", "package", "report", "verify_bundle", "keygen", "cache_info", "cache_clear", "DeployResult", "Plan"]
 
 
 def load(model: str = "efficientnet-lite0", **options: Any) -> Source:
@@ -213,7 +214,8 @@ def compare_cloud(target: str | Path = "edgeship-out", **options: Any) -> dict[s
 
 
 def serve(artifact: str | Path, host: str = "127.0.0.1", port: int = 8000, cfg: Any = None, on_ready: Any = None) -> None:
-    """Serve ``artifact`` over HTTP until SIGINT/SIGTERM (:mod:`edgeship.serving`)."""
+    """Serve ``artifact`` (an artifact, or a pipeline's release bundle) over HTTP until SIGINT/SIGTERM
+    (:mod:`edgeship.serving`)."""
     from .serving import serve as _serve  # FastAPI and uvicorn: only for this command
 
     _serve(artifact, host=host, port=port, cfg=cfg, on_ready=on_ready)

@@ -13,7 +13,7 @@ import typer
 
 from .._version import __version__
 from ..errors import printable
-from . import commands_deploy, commands_local, commands_measure, commands_release, commands_updates
+from . import commands_deploy, commands_local, commands_measure, commands_release, commands_run, commands_updates
 from .help import Command, Group
 
 __all__ = ["app", "entrypoint"]
@@ -23,10 +23,11 @@ app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_
 
 # the commands, in the order --help lists them
 for _name, _command in (
-        ("deploy", commands_deploy.deploy), ("classify", commands_deploy.classify), ("targets", commands_local.targets),
+        ("deploy", commands_deploy.deploy), ("classify", commands_deploy.classify), ("ocr", commands_run.ocr),
+        ("targets", commands_local.targets),
         ("package", commands_release.package), ("verify", commands_release.verify), ("keygen", commands_release.keygen),
         ("sweep", commands_measure.sweep), ("publish", commands_updates.publish),
-        ("serve-updates", commands_updates.serve_updates), ("serve", commands_updates.serve_cmd),
+        ("serve-updates", commands_updates.serve_updates), ("serve", commands_run.serve_cmd),
         ("compare-cloud", commands_measure.compare_cloud_cmd), ("benchmark", commands_measure.benchmark),
         ("report", commands_measure.report), ("analyze", commands_measure.analyze), ("compress", commands_deploy.compress),
         ("quantize", commands_deploy.quantize)):
