@@ -259,6 +259,8 @@ def _integration(tmp: Path, pdoc: dict[str, Any], doc: dict[str, Any]) -> None:
     light runtime the bundle carries and ``integration/python/ocr.py``."""
     from .integration import INTEGRATION_DIR, _env
     from .light import requirements, write_light_runtime
+    from .ocr_app import write_ocr_app_code
+    from .ocr_web import write_ocr_web
 
     out = tmp / INTEGRATION_DIR / "python"
     out.mkdir(parents=True, exist_ok=True)
@@ -268,3 +270,5 @@ def _integration(tmp: Path, pdoc: dict[str, Any], doc: dict[str, Any]) -> None:
     write_light_runtime(out)
     (out / "requirements.txt").write_text(env.get_template("requirements.txt.j2").render(
         ctx, requirements=requirements(doc), script="ocr.py"), encoding="utf-8")
+    write_ocr_web(tmp, pdoc, doc)
+    write_ocr_app_code(tmp, pdoc, doc)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,12 @@ def limits_for(steps: Sequence[Step]) -> Limits:
     """The limits of a child process that builds ``steps``: a runtime that reserves far more
     address space than it uses (the browser's V8 cage) is limited by its data segment, as the
     benchmark's workers are."""
-    kinds = {get_target(s.target).memory_limit for s in steps}
+    return limits_for_targets(s.target for s in steps)
+
+
+def limits_for_targets(targets: Iterable[str]) -> Limits:
+    """:func:`limits_for` by target names (a child that runs artifacts of these targets)."""
+    kinds = {get_target(t).memory_limit for t in targets}
     return dataclasses.replace(Limits.from_env(), memory_kind="data" if "data" in kinds else "address_space")
 
 

@@ -121,7 +121,8 @@ def deploy_pipeline(cfg: DeployConfig, progress: Progress = noop_progress) -> Pi
         fid = _call(cfg, "fidelity_child", {"spec": str(spec.path), "out": str(out), "stages": record["stages"],
                                              "pages": ref["eval_pages"], "reference": ref["reference"],
                                              "truth": ref["truth"], "characters": ref["characters"],
-                                             "max_cer": cfg.max_cer}, str(out))
+                                             "max_cer": cfg.max_cer}, str(out),
+                    targets=tuple({a.rsplit("-", 1)[0] for s in record["stages"].values() for a in s["artifacts"]}))
         record["timings_s"]["fidelity"] = round(time.perf_counter() - t1, 3)
         record["reference"] = fid["reference"]
         record["sets"] = fid["sets"]
@@ -166,12 +167,14 @@ def _written(folder: Path) -> list[str]:
     return [str(r.get("id") or r.get("path")) for r in (m.records if m else [])]
 
 
-def _call(cfg: DeployConfig, fn: str, kwargs: dict[str, Any], what: str) -> Any:
-    """``fn`` of this module in the limited child (``--isolate``), else here."""
+def _call(cfg: DeployConfig, fn: str, kwargs: dict[str, Any], what: str, targets: tuple[str, ...] = ()) -> Any:
+    """``fn`` of this module in the limited child (``--isolate``; limited as a child running
+    ``targets``' artifacts is: the browser's by its data segment), else here."""
     if cfg.isolate:
         from ..isolate import run_isolated
+        from .build import limits_for_targets
 
-        return run_isolated(f"edgeship.pipeline.multi:{fn}", kwargs, what=what)
+        return run_isolated(f"edgeship.pipeline.multi:{fn}", kwargs, what=what, limits=limits_for_targets(targets))
     return globals()[fn](**kwargs)
 
 
