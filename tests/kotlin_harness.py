@@ -285,8 +285,10 @@ def typecheck_android(android: Path, work: Path, extra_stubs: dict[str, str] | N
 #: are functions that hand back the traced outputs in turn and keep the inputs they were given
 OCR_DRIVER_KT = r"""
 import ai.edgeship.generated.EdgeshipOcrGlue
+import ai.edgeship.generated.EdgeshipOcrPipeline
 import ai.edgeship.generated.OcrImage
 import ai.edgeship.generated.OcrTensor
+import ai.edgeship.generated.TextDetectionTask
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -328,12 +330,22 @@ fun main(args: Array<String>) {
         val outs = HashMap<String, ArrayList<OcrTensor>>()
         var characters: List<String> = emptyList()
         var useCls = false
+        var detTask = EdgeshipOcrPipeline.DET
         for (entry in File(dir, "case.txt").readLines(Charsets.UTF_8)) {
             val f = entry.split("\t")
             when (f[0]) {
                 "rgb" -> rgb = OcrImage(f[1].toInt(), f[2].toInt(), f[3].toInt(), File(dir, f[4]).readBytes())
                 "characters" -> characters = EdgeshipOcrGlue.readCharacters(File(dir, f[1]).readText(Charsets.UTF_8))
                 "use_cls" -> useCls = f[1] == "1"
+                "det_task" -> {  // the rendered record with some fields changed: name=value ...
+                    val o = f.drop(1).associate { it.substringBefore("=") to it.substringAfter("=") }
+                    val d = EdgeshipOcrPipeline.DET
+                    detTask = TextDetectionTask(o["limit_side_len"]?.toInt() ?: d.limitSideLen, o["limit_type"] ?: d.limitType,
+                        d.mean, d.std, o["thresh"]?.toDouble() ?: d.thresh, o["box_thresh"]?.toDouble() ?: d.boxThresh,
+                        o["max_candidates"]?.toInt() ?: d.maxCandidates, o["unclip_ratio"]?.toDouble() ?: d.unclipRatio,
+                        o["use_dilation"]?.let { it == "1" } ?: d.useDilation, o["min_size"]?.toInt() ?: d.minSize,
+                        d.maxSideLen, d.minSideLen, d.minHeight, d.widthHeightRatio, d.input)
+                }
                 else -> outs.getOrPut(f[0]) { ArrayList() }.add(OcrTensor(readF32(File(dir, f[2])), shape(f[1])))
             }
         }
@@ -343,7 +355,8 @@ fun main(args: Array<String>) {
         val rec = Replay("rec", dir, outs["rec"] ?: ArrayList(), log)
         val t0 = System.nanoTime()
         val clsModel: (OcrTensor) -> OcrTensor = { cls.run(it) }
-        val r = EdgeshipOcrGlue.readPage(rgb!!, { det.run(it) }, { rec.run(it) }, characters, if (useCls) clsModel else null)
+        val r = EdgeshipOcrGlue.readPage(rgb!!, { det.run(it) }, { rec.run(it) }, characters, if (useCls) clsModel else null,
+                                         detTask = detTask)
         log.append("ms\t" + (System.nanoTime() - t0) / 1e6 + "\n")
         log.append("calls\t" + det.calls + "\t" + cls.calls + "\t" + rec.calls + "\n")
         log.append("page\t" + r.pageHeight + "\t" + r.pageWidth + "\n")
@@ -370,14 +383,19 @@ def compile_ocr(kt: Path, work: Path) -> Path:
     return jar
 
 
-def write_ocr_case(folder: Path, rgb: np.ndarray, trace: dict, characters_txt: str, use_cls: bool) -> Path:
+def write_ocr_case(folder: Path, rgb: np.ndarray, trace: dict, characters_txt: str, use_cls: bool,
+                   det_changes: dict | None = None) -> Path:
     """A case folder for the driver: the RGB page, the character list and the traced model outputs
-    (``tasks.ocr.read_page(..., trace=True).trace``) as little-endian float32 files."""
+    (``tasks.ocr.read_page(..., trace=True).trace``) as little-endian float32 files; ``det_changes``:
+    fields of the detection record that differ from the rendered one (limit_side_len, limit_type,
+    thresh, box_thresh, max_candidates, unclip_ratio, use_dilation, min_size)."""
     folder.mkdir(parents=True, exist_ok=True)
     h, w, c = rgb.shape
     (folder / "rgb.bin").write_bytes(np.ascontiguousarray(rgb, np.uint8).tobytes())
     (folder / "characters.txt").write_text(characters_txt, encoding="utf-8")
     lines = [f"rgb\t{h}\t{w}\t{c}\trgb.bin", "characters\tcharacters.txt", f"use_cls\t{int(use_cls)}"]
+    if det_changes:
+        lines.append("\t".join(["det_task"] + [f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in det_changes.items()]))
     outs = [("det", trace["det_map"])] + [("cls", b["scores"]) for b in trace.get("cls", [])] + \
            [("rec", b["logits"]) for b in trace.get("rec", [])]
     for n, (stage, a) in enumerate(outs):

@@ -26,6 +26,8 @@ from edgeship.tasks.ocr import Stages, read_characters, read_page
 CI = bool(os.environ.get("EDGESHIP_CI"))
 needs_kotlin = pytest.mark.skipif(shutil.which("kotlinc") is None and not CI, reason="no kotlinc here (CI installs it)")
 HOSTILE = 'o"c$r ${x} \\n é 😀 */'
+#: a detection record unlike the rendered one: the long side capped, no dilation, two regions
+LIMIT_MAX = {"limit_type": "max", "limit_side_len": 320, "use_dilation": False, "max_candidates": 2, "unclip_ratio": 2.0}
 TINY_TASKS = {"det": TextDetection(limit_side_len=96, box_thresh=0.3), "cls": TextDirection(),
               "rec": TextRecognition(text_score=0.0)}
 
@@ -141,6 +143,17 @@ def _vertical_page() -> np.ndarray:
     return np.asarray(im)
 
 
+def _repeated_page() -> np.ndarray:
+    """The same word eight times: crops of one shape, whose order among equals decides the batches."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    im = Image.new("RGB", (400, 200), (235, 235, 230))
+    d = ImageDraw.Draw(im)
+    for i in range(8):
+        d.text((30 + 200 * (i % 2), 10 + 40 * (i // 2)), "abcde", font=ImageFont.load_default(16), fill=(20, 20, 30))
+    return np.asarray(im)
+
+
 def _turned(rgb: np.ndarray, degrees: float) -> np.ndarray:
     from PIL import Image
 
@@ -152,12 +165,14 @@ def _golden(cases: dict, models: dict, tasks: dict, characters_txt: str, work: P
     from kotlin_harness import write_ocr_case
 
     out = {}
-    for name, (rgb, cls) in cases.items():
+    for name, (rgb, cls, *changes) in cases.items():
+        det_changes = changes[0] if changes else {}
         rec = {s: Recorder(m) for s, m in (("det", models["det"]), ("rec", models["rec"]), ("cls", cls)) if m is not None}
-        st = Stages(det=rec["det"], rec=rec["rec"], cls=rec.get("cls"), det_task=tasks["det"], rec_task=tasks["rec"],
-                    cls_task=tasks["cls"] if cls is not None else None, characters=read_characters(characters_txt))
+        st = Stages(det=rec["det"], rec=rec["rec"], cls=rec.get("cls"), det_task=tasks["det"].model_copy(update=det_changes),
+                    rec_task=tasks["rec"], cls_task=tasks["cls"] if cls is not None else None,
+                    characters=read_characters(characters_txt))
         result = read_page(rgb, st, trace=True)
-        out[name] = (result, rec, write_ocr_case(work / name, rgb, result.trace, characters_txt, cls is not None))
+        out[name] = (result, rec, write_ocr_case(work / name, rgb, result.trace, characters_txt, cls is not None, det_changes))
     return out
 
 
@@ -203,8 +218,10 @@ def tiny_ocr_kotlin(tmp_path_factory) -> dict:
 def test_the_kotlin_glue_reads_what_python_reads_bit_for_bit(tiny_ocr_kotlin):
     """Pages that take every branch: upright and upside down, turned by 12 and -25 degrees (boxes
     that are not axis-aligned), a long page (shrunk), a short one (enlarged), a wide one
-    (letterboxed), a line running down (a crop turned by 90 degrees), crops said to be upside down
-    (turned by 180), and a pipeline without a direction classifier."""
+    (letterboxed), a long page of twelve lines (shrunk: every box mapped back), one word eight times
+    (crops of one shape: ties in the batch order), a line running down (a crop turned by 90 degrees), crops said to be upside down
+    (turned by 180), a pipeline without a direction classifier, and a detection record that caps
+    the long side, does not dilate and looks at two regions only."""
     from kotlin_harness import read_ocr_result, run_ocr
     from tinyocr import tiny_page
 
@@ -217,7 +234,9 @@ def test_the_kotlin_glue_reads_what_python_reads_bit_for_bit(tiny_ocr_kotlin):
               "long": (tiny_page(7, lines=1, size=(64, 2100)), m["cls"]),
               "vertical": (_vertical_page(), m["cls"]),
               "turned-12": (_turned(tiny_page(8), 12), m["cls"]), "turned-25": (_turned(tiny_page(9), -25), m["cls"]),
-              "said-upside-down": (tiny_page(10), Upside(m["cls"])), "no-direction": (tiny_page(11), None)}
+              "said-upside-down": (tiny_page(10), Upside(m["cls"])), "no-direction": (tiny_page(11), None),
+              "long-side-limit": (tiny_page(12, lines=4, size=(300, 500)), m["cls"], LIMIT_MAX),
+              "repeated": (_repeated_page(), m["cls"]), "shrunk": (tiny_page(18, lines=12, size=(460, 2200)), m["cls"])}
     golden = _golden(cases, m, TINY_TASKS, k["characters"], k["root"] / "cases")
     run_ocr(k["jar"], [g[2] for g in golden.values()])
     for name, (result, recorders, folder) in golden.items():
@@ -236,6 +255,12 @@ def test_the_kotlin_glue_reads_what_python_reads_bit_for_bit(tiny_ocr_kotlin):
     assert all(b[0][1] != b[1][1] for b in golden["turned-12"][0].trace["boxes_page"])  # not axis-aligned
     assert [ln.turned for ln in golden["said-upside-down"][0].lines].count(True) == 1
     assert "cls" not in golden["no-direction"][0].trace and golden["no-direction"][0].lines
+    assert golden["long-side-limit"][0].trace["det_input_shape"] == [1, 3, 192, 320]  # the long side to 320
+    assert 1 <= len(golden["long-side-limit"][0].lines) <= 2  # of four lines: max_candidates
+    assert golden["shrunk"][0].trace["page_shape"] == [416, 1984] and len(golden["shrunk"][0].lines) >= 8
+    crops = [im.shape for im in golden["repeated"][1]["rec"].inputs]
+    ratios = [(b[1][0] - b[0][0]) / (b[3][1] - b[0][1]) for b in golden["repeated"][0].trace["boxes_page"]]
+    assert len(ratios) == 8 and len(set(ratios)) <= 5 and crops[0][0] == 6, (ratios, crops)  # ties; batches of 6
     assert sum(len(g[0].lines) for g in golden.values()) >= 20
 
 
