@@ -210,13 +210,235 @@ public final class Interpreter implements AutoCloseable {
 }
 
 
-def typecheck_android(android: Path, work: Path) -> subprocess.CompletedProcess:
-    """kotlinc on the generated android/ folder against :data:`ANDROID_STUBS` (compiled, not run)."""
+#: the ONNX Runtime Java API (ai.onnxruntime, as onnxruntime-android ships it) that
+#: EdgeshipOcrReader.kt uses, as stubs with the real signatures (the AAR is not here)
+ORT_STUBS = {
+    "ai/onnxruntime/OrtException.java": """package ai.onnxruntime;
+public class OrtException extends Exception {
+    public OrtException(String message) { super(message); }
+}""",
+    "ai/onnxruntime/OnnxValue.java": """package ai.onnxruntime;
+public interface OnnxValue extends AutoCloseable {
+    Object getValue() throws OrtException;
+    ValueInfo getInfo();
+    void close();
+}""",
+    "ai/onnxruntime/ValueInfo.java": """package ai.onnxruntime;
+public interface ValueInfo {}""",
+    "ai/onnxruntime/TensorInfo.java": """package ai.onnxruntime;
+public class TensorInfo implements ValueInfo {
+    public long[] getShape() { return null; }
+}""",
+    "ai/onnxruntime/OnnxTensorLike.java": """package ai.onnxruntime;
+public abstract class OnnxTensorLike implements OnnxValue {
+    public TensorInfo getInfo() { return null; }
+    public void close() {}
+}""",
+    "ai/onnxruntime/OnnxTensor.java": """package ai.onnxruntime;
+public class OnnxTensor extends OnnxTensorLike {
+    public static OnnxTensor createTensor(OrtEnvironment env, java.nio.FloatBuffer data, long[] shape) throws OrtException { return null; }
+    public Object getValue() throws OrtException { return null; }
+    public java.nio.FloatBuffer getFloatBuffer() { return null; }
+}""",
+    "ai/onnxruntime/OrtEnvironment.java": """package ai.onnxruntime;
+public class OrtEnvironment implements AutoCloseable {
+    public static OrtEnvironment getEnvironment() { return null; }
+    public OrtSession createSession(byte[] modelArray, OrtSession.SessionOptions options) throws OrtException { return null; }
+    public OrtSession createSession(String modelPath, OrtSession.SessionOptions options) throws OrtException { return null; }
+    public void close() {}
+}""",
+    "ai/onnxruntime/OrtSession.java": """package ai.onnxruntime;
+public class OrtSession implements AutoCloseable {
+    public static class SessionOptions implements AutoCloseable {
+        public SessionOptions() {}
+        public void setIntraOpNumThreads(int numThreads) throws OrtException {}
+        public void close() {}
+    }
+    public static class Result implements AutoCloseable, Iterable<java.util.Map.Entry<String, OnnxValue>> {
+        public OnnxValue get(int index) { return null; }
+        public java.util.Iterator<java.util.Map.Entry<String, OnnxValue>> iterator() { return null; }
+        public void close() {}
+    }
+    public java.util.Set<String> getInputNames() { return null; }
+    public java.util.Set<String> getOutputNames() { return null; }
+    public Result run(java.util.Map<String, ? extends OnnxTensorLike> inputs) throws OrtException { return null; }
+    public void close() throws OrtException {}
+}""",
+}
+
+def typecheck_android(android: Path, work: Path, extra_stubs: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """kotlinc on the generated android/ folder against :data:`ANDROID_STUBS` (and ``extra_stubs``,
+    e.g. :data:`ORT_STUBS`) (compiled, not run)."""
     stubs = work / "stubs"
-    for rel, text in ANDROID_STUBS.items():
+    for rel, text in {**ANDROID_STUBS, **(extra_stubs or {})}.items():
         (stubs / rel).parent.mkdir(parents=True, exist_ok=True)
         (stubs / rel).write_text(text)
     subprocess.run(["javac", "-d", str(work / "classes"), *map(str, stubs.rglob("*.java"))], check=True,
                    capture_output=True, timeout=300)
     return subprocess.run(["kotlinc", "-cp", str(work / "classes"), *map(str, sorted(android.glob("*.kt"))),
                            "-d", str(work / "out")], capture_output=True, text=True, timeout=900)
+
+
+# ---- the OCR glue (integration/android/EdgeshipOcr.kt) on a JVM ------------------------------
+
+#: a driver that replays a traced run of tasks.ocr.read_page through the Kotlin glue: the models
+#: are functions that hand back the traced outputs in turn and keep the inputs they were given
+OCR_DRIVER_KT = r"""
+import ai.edgeship.generated.EdgeshipOcrGlue
+import ai.edgeship.generated.EdgeshipOcrPipeline
+import ai.edgeship.generated.OcrImage
+import ai.edgeship.generated.OcrTensor
+import ai.edgeship.generated.TextDetectionTask
+import java.io.File
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+
+fun readF32(f: File): FloatArray {
+    val b = ByteBuffer.wrap(f.readBytes()).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer()
+    val out = FloatArray(b.remaining())
+    b.get(out)
+    return out
+}
+
+fun writeF32(f: File, x: FloatArray) {
+    val b = ByteBuffer.allocate(4 * x.size).order(ByteOrder.LITTLE_ENDIAN)
+    b.asFloatBuffer().put(x)
+    f.writeBytes(b.array())
+}
+
+fun shape(s: String): IntArray = s.split(",").map { it.toInt() }.toIntArray()
+
+fun hex(b: ByteArray): String = b.joinToString("") { String.format("%02x", it.toInt() and 0xFF) }
+
+/** A model that answers with the traced outputs in turn and writes down what it was given. */
+class Replay(val stage: String, val dir: File, val outputs: List<OcrTensor>, val log: StringBuilder) {
+    var calls = 0
+    fun run(x: OcrTensor): OcrTensor {
+        if (calls >= outputs.size) throw IllegalStateException("$stage called ${calls + 1} times; Python called it ${outputs.size}")
+        writeF32(File(dir, "kt_${stage}_in_$calls.f32"), x.data)
+        log.append(stage + "_in\t" + calls + "\t" + x.shape.joinToString(",") + "\n")
+        return outputs[calls++]
+    }
+}
+
+// args: a file of case folders, one a line; each holds case.txt (what Python traced) and gets kt_*
+fun main(args: Array<String>) {
+    for (line in File(args[0]).readLines(Charsets.UTF_8)) {
+        if (line.isBlank()) continue
+        val dir = File(line)
+        var rgb: OcrImage? = null
+        val outs = HashMap<String, ArrayList<OcrTensor>>()
+        var characters: List<String> = emptyList()
+        var useCls = false
+        var detTask = EdgeshipOcrPipeline.DET
+        for (entry in File(dir, "case.txt").readLines(Charsets.UTF_8)) {
+            val f = entry.split("\t")
+            when (f[0]) {
+                "rgb" -> rgb = OcrImage(f[1].toInt(), f[2].toInt(), f[3].toInt(), File(dir, f[4]).readBytes())
+                "characters" -> characters = EdgeshipOcrGlue.readCharacters(File(dir, f[1]).readText(Charsets.UTF_8))
+                "use_cls" -> useCls = f[1] == "1"
+                "det_task" -> {  // the rendered record with some fields changed: name=value ...
+                    val o = f.drop(1).associate { it.substringBefore("=") to it.substringAfter("=") }
+                    val d = EdgeshipOcrPipeline.DET
+                    detTask = TextDetectionTask(o["limit_side_len"]?.toInt() ?: d.limitSideLen, o["limit_type"] ?: d.limitType,
+                        d.mean, d.std, o["thresh"]?.toDouble() ?: d.thresh, o["box_thresh"]?.toDouble() ?: d.boxThresh,
+                        o["max_candidates"]?.toInt() ?: d.maxCandidates, o["unclip_ratio"]?.toDouble() ?: d.unclipRatio,
+                        o["use_dilation"]?.let { it == "1" } ?: d.useDilation, o["min_size"]?.toInt() ?: d.minSize,
+                        d.maxSideLen, d.minSideLen, d.minHeight, d.widthHeightRatio, d.input)
+                }
+                else -> outs.getOrPut(f[0]) { ArrayList() }.add(OcrTensor(readF32(File(dir, f[2])), shape(f[1])))
+            }
+        }
+        val log = StringBuilder()
+        val det = Replay("det", dir, outs["det"] ?: ArrayList(), log)
+        val cls = Replay("cls", dir, outs["cls"] ?: ArrayList(), log)
+        val rec = Replay("rec", dir, outs["rec"] ?: ArrayList(), log)
+        val t0 = System.nanoTime()
+        val clsModel: (OcrTensor) -> OcrTensor = { cls.run(it) }
+        val r = EdgeshipOcrGlue.readPage(rgb!!, { det.run(it) }, { rec.run(it) }, characters, if (useCls) clsModel else null,
+                                         detTask = detTask)
+        log.append("ms\t" + (System.nanoTime() - t0) / 1e6 + "\n")
+        log.append("calls\t" + det.calls + "\t" + cls.calls + "\t" + rec.calls + "\n")
+        log.append("page\t" + r.pageHeight + "\t" + r.pageWidth + "\n")
+        log.append("det_input_shape\t" + r.detInputShape.joinToString(",") + "\n")
+        for (b in r.boxesPage) log.append("box\t" + b.joinToString(",") { java.lang.Float.floatToRawIntBits(it).toString() } + "\n")
+        for (l in r.lines) {
+            log.append("line\t" + l.box.joinToString(",") { java.lang.Float.floatToRawIntBits(it).toString() } + "\t" +
+                       java.lang.Double.doubleToRawLongBits(l.score) + "\t" + (if (l.turned) 1 else 0) + "\t" +
+                       hex(l.text.toByteArray(Charsets.UTF_8)) + "\n")
+        }
+        File(dir, "kt_result.txt").writeText(log.toString(), Charsets.UTF_8)
+    }
+}
+"""
+
+
+def compile_ocr(kt: Path, work: Path) -> Path:
+    """The generated EdgeshipOcr.kt and :data:`OCR_DRIVER_KT` compiled into ``work/ocr.jar``."""
+    (work / "OcrDriver.kt").write_text(OCR_DRIVER_KT)
+    jar = work / "ocr.jar"
+    build = subprocess.run(["kotlinc", str(kt), str(work / "OcrDriver.kt"), "-include-runtime", "-d", str(jar)],
+                           capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return jar
+
+
+def write_ocr_case(folder: Path, rgb: np.ndarray, trace: dict, characters_txt: str, use_cls: bool,
+                   det_changes: dict | None = None) -> Path:
+    """A case folder for the driver: the RGB page, the character list and the traced model outputs
+    (``tasks.ocr.read_page(..., trace=True).trace``) as little-endian float32 files; ``det_changes``:
+    fields of the detection record that differ from the rendered one (limit_side_len, limit_type,
+    thresh, box_thresh, max_candidates, unclip_ratio, use_dilation, min_size)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w, c = rgb.shape
+    (folder / "rgb.bin").write_bytes(np.ascontiguousarray(rgb, np.uint8).tobytes())
+    (folder / "characters.txt").write_text(characters_txt, encoding="utf-8")
+    lines = [f"rgb\t{h}\t{w}\t{c}\trgb.bin", "characters\tcharacters.txt", f"use_cls\t{int(use_cls)}"]
+    if det_changes:
+        lines.append("\t".join(["det_task"] + [f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in det_changes.items()]))
+    outs = [("det", trace["det_map"])] + [("cls", b["scores"]) for b in trace.get("cls", [])] + \
+           [("rec", b["logits"]) for b in trace.get("rec", [])]
+    for n, (stage, a) in enumerate(outs):
+        a = np.asarray(a, np.float32)
+        a.astype("<f4").tofile(folder / f"out{n}.f32")
+        lines.append(f"{stage}\t{','.join(str(d) for d in a.shape)}\tout{n}.f32")
+    (folder / "case.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def run_ocr(jar: Path, folders: list[Path]) -> None:
+    jobs = folders[0].parent / "ocr-jobs.txt"
+    jobs.write_text("\n".join(str(f) for f in folders) + "\n", encoding="utf-8")
+    run = subprocess.run(["java", "-jar", str(jar), str(jobs)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def read_ocr_result(folder: Path) -> dict:
+    """What the Kotlin glue gave for a case: {"page": (h, w), "det_input_shape", "boxes" [[8 floats]],
+    "lines": [{"box", "score", "turned", "text"}], "calls": (det, cls, rec), "inputs": {stage: [arrays]}, "ms"}."""
+    out: dict = {"boxes": [], "lines": [], "inputs": {"det": [], "cls": [], "rec": []}}
+
+    def f32(bits: str) -> list[float]:
+        return np.asarray([int(b) for b in bits.split(",")], np.int64).astype(np.uint32).view(np.float32).tolist()
+
+    for line in (folder / "kt_result.txt").read_text(encoding="utf-8").splitlines():
+        f = line.split("\t")
+        if f[0].endswith("_in"):
+            stage = f[0][:-3]
+            shape = [int(d) for d in f[2].split(",")]
+            out["inputs"][stage].append(np.fromfile(folder / f"kt_{stage}_in_{f[1]}.f32", "<f4").reshape(shape))
+        elif f[0] == "ms":
+            out["ms"] = float(f[1])
+        elif f[0] == "calls":
+            out["calls"] = tuple(int(v) for v in f[1:])
+        elif f[0] == "page":
+            out["page"] = (int(f[1]), int(f[2]))
+        elif f[0] == "det_input_shape":
+            out["det_input_shape"] = [int(d) for d in f[1].split(",")]
+        elif f[0] == "box":
+            out["boxes"].append(f32(f[1]))
+        elif f[0] == "line":
+            score = np.asarray([int(f[2])], np.int64).view(np.float64)[0]
+            out["lines"].append({"box": f32(f[1]), "score": float(score), "turned": f[3] == "1",
+                                 "text": bytes.fromhex(f[4]).decode("utf-8")})
+    return out
