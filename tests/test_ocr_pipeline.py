@@ -81,7 +81,7 @@ def test_a_two_stage_pipeline_ships_as_one_signed_release_that_reads_as_the_orig
     try:  # the fp32 artifacts read exactly as the original models
         assert fp32.read(page).to_dict() == want
     finally:
-        pipe.close()
+        fp32.close()
 
 
 def test_a_tampered_release_fails_its_signature(shipped, tmp_path: Path) -> None:

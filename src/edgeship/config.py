@@ -17,7 +17,7 @@ from ._util import check_example_size
 from .errors import UsageError
 
 __all__ = ["SourceConfig", "VerifyConfig", "QuantizeConfig", "QuantizeCommandConfig", "OnnxConfig", "DeployConfig",
-           "ClassifyConfig",
+           "ClassifyConfig", "OcrConfig",
            "load_config"]
 
 
@@ -347,6 +347,13 @@ class ClassifyConfig(ConfigModel):
     labels: Path | None = Field(None, description="class labels for a model file that does not carry them: "
                                                   "labels.txt (one per line) or a JSON list")
     key: Path | None = Field(None, description="a release bundle: check its signature with this public key first")
+
+
+class OcrConfig(ConfigModel):
+    """Options of ``edgeship ocr`` / :func:`edgeship.api.ocr_bundle`."""
+    command: ClassVar[str] = "ocr"
+    threads: int = ClassifyConfig.model_fields["threads"]
+    key: Path | None = ClassifyConfig.model_fields["key"]
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from ..config import ClassifyConfig
+from ..config import OcrConfig
 from .commands_deploy import _unread
 from .console import err_console
 from .options import JSON_OPT, options_from
@@ -18,8 +18,7 @@ from .views_ocr import print_ocr, served_text
 __all__ = ["ocr", "serve_cmd"]
 
 
-# edgeship.pipeline.ocr_run.OcrConfig's fields are these (its flags made here: that package is slow to import)
-@options_from(ClassifyConfig, skip=("top_k", "threshold", "preprocess", "labels"))
+@options_from(OcrConfig)
 def ocr(
     bundle: Path = typer.Argument(..., metavar="BUNDLE", help="a pipeline's release bundle folder (edgeship deploy "
                                                              "PIPELINE.yaml writes it in OUT/release)"),

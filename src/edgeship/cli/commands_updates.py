@@ -1,11 +1,10 @@
-"""Commands of the update channel and of serving: repo (init, refresh), publish, serve-updates,
-serve, agent (a device's update agent: run, init, status)."""
+"""Commands of the update channel: repo (init, refresh), publish, serve-updates, agent (a device's
+update agent: run, init, status). ``serve`` is in :mod:`.commands_run`."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -16,7 +15,7 @@ from .help import Command, Group
 from .options import JSON_OPT
 from .run import run_command
 
-__all__ = ["agent_app", "publish", "repo_app", "serve_cmd", "serve_updates"]
+__all__ = ["agent_app", "publish", "repo_app", "serve_updates"]
 
 
 repo_app = typer.Typer(cls=Group, no_args_is_help=True, help="TUF update repositories (init, refresh).")
@@ -97,45 +96,6 @@ def serve_updates(
             api.serve_updates(repo, host=host, port=port)
         except KeyboardInterrupt:  # before uvicorn took over the signal: nothing was served yet
             err_console.print("stopped", highlight=False, markup=False)
-        return {"ok": True}, None
-
-    run_command(False, body)
-
-
-def serve_cmd(
-    artifact: Path = typer.Argument(..., metavar="ARTIFACT", help="an artifact folder (or a model file) to serve"),
-    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="address to listen on"),
-    port: int = typer.Option(8000, "--port", metavar="N", min=0, max=65535, help="port to listen on"),
-    max_batch: int = typer.Option(1, "--max-batch", metavar="B", min=1, max=1024,
-                                  help="stack up to B concurrent requests into one model call (1: no batching)"),
-    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", metavar="W", min=0, max=10_000,
-                                      help="how long the first request of a batch waits for others"),
-    max_body_mb: float = typer.Option(10.0, "--max-body-mb", metavar="MB", min=0.001,
-                                      help="largest request body taken (413 above it)"),
-    threads: int = typer.Option(1, "--threads", metavar="N", min=1, max=256, help="the runtime's threads per call"),
-) -> None:
-    """Serve ARTIFACT over HTTP: POST /v1/classify (image bytes or a form upload), /v1/infer (tensors); /healthz, /metrics."""
-    from .. import api
-
-    def body():
-        from ..serving import ServeConfig
-
-        cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1e6),
-                          threads=threads)
-
-        def ready(app: Any) -> None:
-            m = app.state.model.artifact
-            err_console.print(f"serving {m.name} ({m.target} {m.precision}) at http://{host}:{port} — POST /v1/classify"
-                              f" (image bytes or -F file=@photo.jpg), /v1/infer (tensors); GET /healthz, /metrics; batching "
-                              + (f"up to {max_batch} within {max_wait_ms:g} ms" if max_batch > 1 else "off")
-                              + "; Ctrl-C stops after the requests in flight", highlight=False, markup=False,
-                              soft_wrap=True)
-
-        try:
-            api.serve(artifact, host=host, port=port, cfg=cfg, on_ready=ready)
-        except KeyboardInterrupt:  # before the server took over Ctrl-C (loading the model): nothing was served
-            raise KeyboardInterrupt("interrupted before the server started: no request was taken") from None
-        err_console.print("stopped: the requests in flight were answered", highlight=False, markup=False)
         return {"ok": True}, None
 
     run_command(False, body)

@@ -7,26 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..bundle import verify_bundle
-from ..config import ClassifyConfig, ConfigModel
+from ..config import OcrConfig
 from ..errors import InputError, UnsupportedError
 from ..isolate import in_child, run_isolated
 from ..runtime import Pipeline
 
-__all__ = ["OcrConfig", "bundle_task", "ocr_bundle", "ocr_bundle_child"]
-
-
-class OcrConfig(ConfigModel):
-    """Options of ``edgeship ocr``: ``edgeship classify``'s for a release bundle, the same fields
-    (the command line makes its flags from :class:`edgeship.config.ClassifyConfig`'s, so that it
-    does not import this package at start-up)."""
-
-    command: ClassVar[str] = "ocr"
-
-    threads: int = ClassifyConfig.model_fields["threads"]
-    key: Path | None = ClassifyConfig.model_fields["key"]
+__all__ = ["bundle_task", "ocr_bundle", "ocr_bundle_child"]
 
 
 def bundle_task(bundle: str | Path) -> str:
