@@ -51,6 +51,21 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_ocr(tmp_path_factory) -> dict:
+    """The tiny two-stage OCR pipeline (tests/tinyocr.py: detection, recognition) deployed once per
+    test process to onnx fp32 and fp16, one signed release: ``{"root", "spec", "out", "record",
+    "bundle", "key"}``. Shared: a test that changes a file works on a copy."""
+    from edgeship import api
+    from tinyocr import write_tiny_ocr
+
+    root = tmp_path_factory.mktemp("tiny-ocr")
+    spec = write_tiny_ocr(root / "models", stages=("det", "rec"))
+    record = api.deploy(str(spec), out=root / "out", targets=["onnx"], quantize=["fp16"]).record
+    return {"root": root, "spec": spec, "out": root / "out", "record": record,
+            "bundle": root / "out" / record["bundle"]["folder"], "key": root / "out" / record["bundle"]["public_key"]}
+
+
+@pytest.fixture(scope="session")
 def photo_file(tmp_path_factory) -> Path:
     import skimage.data
     from PIL import Image

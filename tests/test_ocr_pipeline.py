@@ -36,12 +36,9 @@ def _original(folder: Path, spec_path: Path) -> Stages:
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """A two-stage pipeline (detection, recognition) deployed to onnx fp32 and fp16."""
-    root = tmp_path_factory.mktemp("ocr2")
-    spec = write_tiny_ocr(root / "models", stages=("det", "rec"))
-    res = api.deploy(str(spec), out=root / "out", targets=["onnx"], quantize=["fp16"])
-    return root, spec, res.record
+def shipped(tiny_ocr: dict) -> tuple[Path, Path, dict]:
+    """A two-stage pipeline (detection, recognition) deployed to onnx fp32 and fp16 (conftest)."""
+    return tiny_ocr["root"], tiny_ocr["spec"], tiny_ocr["record"]
 
 
 def _bundle(root: Path, record: dict) -> Path:

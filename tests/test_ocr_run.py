@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -26,22 +27,21 @@ from edgeship.cli.views_ocr import box_extent, print_ocr
 from edgeship.runtime import Pipeline
 from edgeship.serving import ServeConfig, make_app
 from servers import free_port, wait_healthy
-from tinyocr import tiny_page, write_tiny_ocr
+from tinyocr import tiny_page
 
 SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The two-stage pipeline deployed to onnx fp32 (one signed release), its key and some pages."""
+def shipped(tiny_ocr: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The two-stage pipeline's release (conftest's tiny_ocr), its key and some pages."""
     root = tmp_path_factory.mktemp("ocr-run")
-    spec = write_tiny_ocr(root / "models", stages=("det", "rec"))
-    rec = api.deploy(str(spec), out=root / "out", targets=["onnx"]).record
+    rec = tiny_ocr["record"]
     pages = []
     for seed in SEEDS:
         pages.append(root / f"page-{seed}.png")
         Image.fromarray(tiny_page(seed)).save(pages[-1])
-    bundle = root / "out" / rec["bundle"]["folder"]
+    bundle = tiny_ocr["bundle"]
     pipe = Pipeline.from_bundle(bundle)
     try:  # what the library reads on each page: every way of running the release must give it
         want = [pipe.read(p).to_dict() for p in pages]
@@ -49,7 +49,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict:
     finally:
         pipe.close()
     assert all(w["lines"] for w in want)  # pages the tiny pipeline finds text on
-    return {"bundle": bundle, "key": root / "out" / rec["bundle"]["public_key"], "pages": pages, "want": want,
+    return {"bundle": bundle, "key": tiny_ocr["out"] / rec["bundle"]["public_key"], "pages": pages, "want": want,
             "served_by": served}
 
 
@@ -76,7 +76,8 @@ def test_ocr_prints_each_pages_lines_in_80_columns(shipped, cli_env) -> None:
 
 
 def test_ocr_json_is_what_the_pipeline_reads_and_the_key_is_checked(shipped, cli_env) -> None:
-    r = ocr([shipped["bundle"], *shipped["pages"], "--json", "--key", shipped["key"], "--threads", "2"], cli_env)
+    # one thread, as the reference read: more threads may sum a reduced-precision model in another order
+    r = ocr([shipped["bundle"], *shipped["pages"], "--json", "--key", shipped["key"], "--threads", "1"], cli_env)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)  # exactly one document
     assert doc["ok"] is True and doc["bundle"] == str(shipped["bundle"]) and doc["signature"] == "checked"
@@ -126,7 +127,7 @@ def test_a_tampered_bundle_is_refused_with_the_key_before_any_model_runs(shipped
     for d in (copy / "artifacts").glob("rec-*"):
         (d / "artifact.json").write_text("{not json")
     r = ocr([copy, shipped["pages"][0]], cli_env)
-    assert r.returncode == 4 and "the rec stage: rec-onnx-fp32 does not load here" in r.stderr, r.stderr
+    assert r.returncode == 4 and re.search(r"the rec stage: rec-onnx-fp\d+ does not load here", r.stderr), r.stderr
 
 
 def test_the_tables_fit_80_columns_whatever_the_text(shipped) -> None:

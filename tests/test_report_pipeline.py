@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeship import api
 from edgeship.errors import EdgeshipError, InputError, UsageError
 from edgeship.manifest import load_manifest
 from edgeship.reporting.pipeline import PICTURE_SIDE, pipeline_page, render_pipeline, write_pipeline_report
 from edgeship.targets.web import _Browser, chromium_path
-from tinyocr import write_tiny_ocr
 
 CI = bool(os.environ.get("EDGESHIP_CI"))
 needs_browser = pytest.mark.skipif(chromium_path() is None and not CI, reason="no Chromium here (CI installs it)")
@@ -31,13 +29,10 @@ EVIL = '<script>alert(1)</script>\x1b[31m'
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A two-stage tiny pipeline deployed to onnx fp32 and fp16, released, and its report."""
-    root = tmp_path_factory.mktemp("ocr-report")
-    spec = write_tiny_ocr(root / "models", stages=("det", "rec"))
-    res = api.deploy(str(spec), out=root / "out", targets=["onnx"], quantize=["fp16"])
-    write_pipeline_report(root / "out", res.record)
-    return root / "out", res.record
+def deployed(tiny_ocr: dict) -> tuple[Path, dict]:
+    """A two-stage tiny pipeline deployed to onnx fp32 and fp16, released, and its report
+    (conftest's tiny_ocr: deploy wrote report.html)."""
+    return tiny_ocr["out"], tiny_ocr["record"]
 
 
 def _copy(out: Path, dest: Path) -> Path:
