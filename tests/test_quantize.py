@@ -425,3 +425,26 @@ def test_a_text_file_needs_the_models_tokenizer_and_rows_that_fit(tiny_onnx, tmp
     (tmp_path / "b.txt").write_bytes(b"\xff\xfe bad")
     with pytest.raises(edgeship.InputError, match="UTF-8"):
         edgeship.data.load_samples(str(tmp_path / "b.txt"), src, 8, "evaluation")
+
+
+def test_large_samples_are_calibrated_one_per_call(tmp_path, monkeypatch):
+    """A text detector's pages (1x3x736x992) ran ORT's calibrator out of a 12 GB address space four
+    at a time (std::bad_alloc): a calibrator call holds every activation of its samples."""
+    from onnxruntime.quantization import calibrate as ort_cal
+
+    page = [(np.zeros((1, 3, 736, 992), np.float32),)] * 3
+    photo = [(np.zeros((1, 3, 224, 224), np.float32),)] * 9
+    assert recipes.calibration_step(page, "minmax", 8) == 1
+    assert recipes.calibration_step(photo, "minmax", 8) == 4 and recipes.calibration_step(photo, "entropy", 8) == 2
+    calls = []
+    real = ort_cal.MinMaxCalibrater.collect_data
+    monkeypatch.setattr(ort_cal.MinMaxCalibrater, "collect_data",
+                        lambda self, reader: (calls.append(len(reader)), real(self, reader))[1])
+    src = tmp_path / "m.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, None])
+    w = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g", [x], [y], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    recipes.calibrate(src, tmp_path, ["x"], [(np.ones((1, 3, 736, 992), np.float32),)] * 3, "minmax", 8)
+    assert calls == [1, 1, 1]

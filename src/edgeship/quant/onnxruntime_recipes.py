@@ -93,14 +93,25 @@ def calibrate(pre: Path, work: Path, names: Sequence[str], samples: Sequence[tup
     with _quiet():  # ORT logs, warns and prints a line per histogram update
         cal = create_calibrator(pre, [], augmented_model_path=str(work / f"augmented-{method}.onnx"),
                                 calibrate_method=cm, extra_options=extra)
-        # one small batch per call: a calibrator keeps every intermediate tensor of a call (several
-        # copies) before folding it into its ranges or histograms, and Lite0 alone holds ~100 MB of
-        # activations per sample
-        step = min(batch, 4 if method == "minmax" else 2)
+        step = calibration_step(samples, method, batch)
         for i in range(0, len(samples), step):
             cal.collect_data(_Reader(names, samples[i:i + step], step))
         save_tensors_data(cal.compute_data(), cache)
     return cache
+
+
+#: input bytes per sample up to which a calibrator call takes several samples (Lite0: 0.6 MB)
+CALIB_STEP_BYTES = 4 << 20
+
+
+def calibration_step(samples: Sequence[tuple[np.ndarray, ...]], method: str, batch: int) -> int:
+    """Samples per calibrator call. A calibrator keeps every intermediate tensor of a call (several
+    copies) before folding it into its ranges or histograms: Lite0 holds ~100 MB of activations
+    per sample, a text detector at 736 x 992 over 1 GB, so a sample whose inputs exceed
+    :data:`CALIB_STEP_BYTES` goes alone (four of them ran out of a 12 GB address space)."""
+    cap = 4 if method == "minmax" else 2
+    size = max((sum(a.nbytes for a in s) for s in samples[:8]), default=0)
+    return max(1, min(batch, cap, CALIB_STEP_BYTES // size if size else cap))
 
 
 def _method(method: str) -> tuple[Any, dict[str, Any]]:
