@@ -266,6 +266,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
                 "inputs": [s.model_dump(mode="json") for s in a.inputs],
                 "outputs": [s.model_dump(mode="json") for s in a.outputs],
                 "preprocess": a.preprocess.model_dump(mode="json") if a.preprocess else None,
+                **({"task": a.task.model_dump(mode="json")} if a.task else {}),
                 "size_bytes": sum(f.size for f in a.files), "digest": rec.get("digest"),
                 "runtime": target_of(a).runtime_requirement(a), "fidelity": _fidelity(rec),
                 "benchmark": bench_by_id.get(aid), "golden": "skipped" not in golden["artifacts"].get(aid, {"skipped": 1}),
