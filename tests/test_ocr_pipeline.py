@@ -196,3 +196,13 @@ def test_the_bundles_own_python_reads_pages_without_edgeship(shipped, tmp_path: 
     assert doc["results"][0]["lines"] == want["lines"] and want["lines"]
     assert (bundle / "integration/python/edgeship_light/tasks/ocr.py").is_file()
     assert not (bundle / "integration/python/edgeship_light/tasks/records.py").exists()  # pydantic stays behind
+
+
+def test_the_task_record_option_does_not_take_the_fidelity_task_options_place() -> None:
+    """--task (how fp16/int8 fidelity is judged) and --task-record (what the model is) are two options."""
+    from edgeship.config import DeployConfig
+
+    cfg = DeployConfig.build(task="other", task_record='{"kind": "text_detection"}')
+    assert cfg.task == "other" and cfg.source_kwargs()["task"] == '{"kind": "text_detection"}'
+    with pytest.raises(UsageError, match="--task"):
+        DeployConfig.build(task='{"kind": "text_detection"}')

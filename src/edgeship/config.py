@@ -83,9 +83,9 @@ class SourceConfig(ConfigModel):
         None, description="image preprocessing for a model file that does not carry it: a JSON file, or "
                           "key=value pairs, e.g. 'mean=127,std=128' or 'imagenet,size=224' (keys: input, size, height, "
                           "width, layout, color, mean, std, crop, resample, output; mean/std per channel as a/b/c)")
-    task: str | None = Field(None, description="what the model's inputs and outputs are (edgeship.tasks), JSON or a "
-                                               '.json file, e.g. {"kind": "text_recognition"} (default: a classifier '
-                                               "when it has an image preprocessing)")
+    task_record: str | None = Field(None, description="what the model's inputs and outputs are (edgeship.tasks), JSON "
+                                                      'or a .json file, e.g. {"kind": "text_recognition"}; it travels '
+                                                      "in every artifact's record (a pipeline file gives each model's)")
     labels: Path | None = Field(None, description="class labels for a model file that does not carry them: labels.txt "
                                                   "(one per line) or a JSON list")
 
@@ -145,7 +145,7 @@ class SourceConfig(ConfigModel):
         return dict(input_shapes=self.shapes(), input_dtypes=self.input_dtype or None, weights=self.weights,
                     allow_pickle=self.allow_pickle, dynamic_batch=self.dynamic_batch,
                     input_ranges=self.ranges(), input_values=self.values(), preprocess=self.preprocess,
-                    labels=self.labels, task=self.task)
+                    labels=self.labels, task=self.task_record)
 
 
 def _by_name_or_in_order(flag: str, specs: list[str], parse: Callable[[str, str, bool], Any], example: str

@@ -113,12 +113,20 @@ def is_classifier(ref: np.ndarray, name: str = "", labels: Sequence[str] | None 
     return False
 
 
+#: task records (edgeship.tasks) whose first output is class scores
+CLASS_SCORE_TASKS = ("class_scores", "text_direction")
+
+
 def source_is_classifier(ref: np.ndarray, source: Source, cfg: Any, truth: Sequence[int] | None = None) -> bool:
     """:func:`is_classifier` for ``source``'s first output (its name and the source's labels), under
     ``cfg.task``, with the true classes the evaluation data carries (``truth``) when it does: the one
     question verify and the quantisation budget both ask."""
     name = source.outputs[0].name if source.outputs else ""
-    return is_classifier(ref, name, source.labels, getattr(cfg, "task", "auto"), truth)
+    how = getattr(cfg, "task", "auto")
+    record = getattr(source, "task", None)
+    if how == "auto" and record is not None:  # the task record says what the output is
+        how = "classify" if record.kind in CLASS_SCORE_TASKS else "other"
+    return is_classifier(ref, name, source.labels, how, truth)
 
 
 def judge(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], *, classifier: bool, min_cosine: float,

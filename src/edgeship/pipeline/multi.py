@@ -48,7 +48,7 @@ CALIB_PAGES, EVAL_PAGES = 12, 8
 CALIB_SEED, EVAL_SEED = 1001, 2002  # different seeds: no page, no phrase list in common
 MAX_REC_WIDTH = 1600
 #: options that describe one model; a pipeline file says them per stage
-_PER_MODEL = ("input_shape", "input_value", "input_dtype", "input_range", "preprocess", "labels", "task", "weights")
+_PER_MODEL = ("input_shape", "input_value", "input_dtype", "input_range", "preprocess", "labels", "task_record", "weights")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def deploy_pipeline(cfg: DeployConfig, progress: Progress = noop_progress) -> Pi
             options = {**cfg.model_dump(mode="json", exclude={"model", "out", "package", "release_version", "calib",
                                                               "eval", "dry_run"}),
                        "model": str(st.model), "out": str(out / "models" / st.name), "package": False,
-                       "calib": info["calib"], "eval": info["eval"], "task": json.dumps(st.task.model_dump(mode="json")),
+                       "calib": info["calib"], "eval": info["eval"], "task_record": json.dumps(st.task.model_dump(mode="json")),
                        "input_shape": [f"{info['input']}={','.join(str(d) for d in info['shape'])}"]}
             t1 = time.perf_counter()
             say = _prefixed(progress, st.name)
