@@ -8,7 +8,9 @@
    evaluation page: the reference.
 2. **Each model** goes through ``deploy`` like any model, into ``OUT/models/<stage>/``, with those
    inputs as its calibration and evaluation data and its task record: every target and precision,
-   verified on its own real inputs; a stage that fails keeps what the others built.
+   verified on its own real inputs (fp16/int8 against a loose per-model gate, cosine >=
+   :data:`STAGE_MIN_COSINE`, unless --min-cosine is given: the whole's measure decides); a stage
+   that fails keeps what the others built.
 3. **The whole**: each artifact set (a target at one precision; a stage without that precision
    takes its fp32, said "mixed") reads the evaluation pages end to end, judged by the task's own
    measure against the fp32 pipeline: character error rate of the text, box IoU, lines missed.
@@ -47,6 +49,10 @@ SCHEMA = "edgeship.pipeline-run/1"
 CALIB_PAGES, EVAL_PAGES = 12, 8
 CALIB_SEED, EVAL_SEED = 1001, 2002  # different seeds: no page, no phrase list in common
 MAX_REC_WIDTH = 1600
+#: a stage's fp16/int8 gate on its own outputs, unless --min-cosine says otherwise: a proxy (a
+#: detector's map at cosine 0.985 can give every box the fp32 map gives), so it only keeps out the
+#: broken; the sets' character error rate against the fp32 pipeline (--max-cer) decides what ships
+STAGE_MIN_COSINE = 0.9
 #: options that describe one model; a pipeline file says them per stage
 _PER_MODEL = ("input_shape", "input_value", "input_dtype", "input_range", "preprocess", "labels", "task_record", "weights")
 
@@ -75,8 +81,9 @@ def deploy_pipeline(cfg: DeployConfig, progress: Progress = noop_progress) -> Pi
                                         "deploy that model on its own")
     out = Path(cfg.out)
     make_folder(out, "output folder")
-    record: dict[str, Any] = {"schema": SCHEMA, "pipeline": spec.record(), "max_cer": cfg.max_cer, "stages": {},
-                              "timings_s": {}}
+    record: dict[str, Any] = {"schema": SCHEMA, "pipeline": spec.record(), "max_cer": cfg.max_cer,
+                              "stage_min_cosine": cfg.min_cosine if "min_cosine" in cfg.model_fields_set
+                              else STAGE_MIN_COSINE, "stages": {}, "timings_s": {}}
     with tempfile.TemporaryDirectory(prefix="edgeship-pipeline-") as tmp:
         progress(f"{spec.name}: rendering text pages, running the original {'/'.join(s.name for s in spec.stages)} "
                  "models on them")
@@ -93,6 +100,8 @@ def deploy_pipeline(cfg: DeployConfig, progress: Progress = noop_progress) -> Pi
                        "model": str(st.model), "out": str(out / "models" / st.name), "package": False,
                        "calib": info["calib"], "eval": info["eval"], "task_record": json.dumps(st.task.model_dump(mode="json")),
                        "input_shape": [f"{info['input']}={','.join(str(d) for d in info['shape'])}"]}
+            if "min_cosine" not in cfg.model_fields_set:  # the pipeline's own measure decides what ships
+                options["min_cosine"] = STAGE_MIN_COSINE
             t1 = time.perf_counter()
             say = _prefixed(progress, st.name)
             try:
