@@ -321,10 +321,45 @@ class Replay(val stage: String, val dir: File, val outputs: List<OcrTensor>, val
     }
 }
 
-// args: a file of case folders, one a line; each holds case.txt (what Python traced) and gets kt_*
+fun doubles(s: String): DoubleArray = s.split(",").map { java.lang.Double.longBitsToDouble(it.toLong()) }.toDoubleArray()
+
+/** The glue's parts on what parts.txt in `dir` lists (doubles and floats as their bits): "offset PATH DELTA",
+ *  "distance BOX RATIO", "boxes MAP_FILE MH MW PAGE_H PAGE_W", "crop H W IMAGE_FILE BOX OUT_FILE"; each answer
+ *  a line of kt_parts.txt. */
+fun runParts(dir: File) {
+    val out = StringBuilder()
+    for (entry in File(dir, "parts.txt").readLines(Charsets.UTF_8)) {
+        val f = entry.split("\t")
+        when (f[0]) {
+            "offset" -> out.append("offset\t" + EdgeshipOcrGlue.roundOffset(doubles(f[1]), doubles(f[2])[0]).joinToString(",") + "\n")
+            "distance" -> out.append("distance\t" +
+                java.lang.Double.doubleToRawLongBits(EdgeshipOcrGlue.unclipDistance(doubles(f[1]), doubles(f[2])[0])) + "\n")
+            "boxes" -> {  // the rendered detection record's dbBoxes of a map
+                val r = EdgeshipOcrGlue.dbBoxes(readF32(File(dir, f[1])), f[2].toInt(), f[3].toInt(), f[4].toInt(), f[5].toInt(),
+                                                 EdgeshipOcrPipeline.DET)
+                out.append("boxes\t" + r.first.joinToString(";") { b -> b.joinToString(",") { java.lang.Float.floatToRawIntBits(it).toString() } } +
+                           "\t" + r.second.joinToString(",") { java.lang.Double.doubleToRawLongBits(it).toString() } + "\n")
+            }
+            "crop" -> {
+                val box = f[4].split(",").map { java.lang.Float.intBitsToFloat(it.toInt()) }.toFloatArray()
+                val r = EdgeshipOcrGlue.crop(OcrImage(f[1].toInt(), f[2].toInt(), 3, File(dir, f[3]).readBytes()), box)
+                File(dir, f[5]).writeBytes(r.data)
+                out.append("crop\t" + r.height + "\t" + r.width + "\n")
+            }
+        }
+    }
+    File(dir, "kt_parts.txt").writeText(out.toString(), Charsets.UTF_8)
+}
+
+// args: a file of case folders, one a line; each holds case.txt (what Python traced) and gets kt_*;
+// a line "parts<TAB>FOLDER" runs the glue's parts on FOLDER/parts.txt instead (runParts)
 fun main(args: Array<String>) {
     for (line in File(args[0]).readLines(Charsets.UTF_8)) {
         if (line.isBlank()) continue
+        if (line.startsWith("parts\t")) {
+            runParts(File(line.substring(6)))
+            continue
+        }
         val dir = File(line)
         var rgb: OcrImage? = null
         val outs = HashMap<String, ArrayList<OcrTensor>>()
@@ -441,4 +476,52 @@ def read_ocr_result(folder: Path) -> dict:
             score = np.asarray([int(f[2])], np.int64).view(np.float64)[0]
             out["lines"].append({"box": f32(f[1]), "score": float(score), "turned": f[3] == "1",
                                  "text": bytes.fromhex(f[4]).decode("utf-8")})
+    return out
+
+
+def _bits64(values: object) -> str:
+    return ",".join(str(v) for v in np.asarray(values, np.float64).ravel().view(np.int64))
+
+
+def run_ocr_parts(jar: Path, folder: Path, offsets: list[dict], distances: list[tuple[object, float]],
+                  crops: list[dict], maps: list[tuple[np.ndarray, int, int]] = ()) -> dict:
+    """The Kotlin glue's roundOffset of each {"path", "delta"}, unclipDistance of each (box, ratio),
+    crop of each {"img" (h x w x 3 uint8), "box" (float32 [4, 2])} and dbBoxes (the rendered
+    detection record) of each (map [H, W], page height, page width): {"offsets": [[[x, y]...]],
+    "distances": [float], "crops": [uint8 h x w x 3], "boxes": [([[x, y] * 4]..., [score...])]}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"offset\t{_bits64(c['path'])}\t{_bits64([c['delta']])}" for c in offsets]
+    lines += [f"distance\t{_bits64(box)}\t{_bits64([ratio])}" for box, ratio in distances]
+    for n, (m, ph, pw) in enumerate(maps):
+        np.asarray(m, "<f4").tofile(folder / f"map{n}.f32")
+        lines.append(f"boxes\tmap{n}.f32\t{m.shape[0]}\t{m.shape[1]}\t{ph}\t{pw}")
+    for n, c in enumerate(crops):
+        h, w = c["img"].shape[:2]
+        (folder / f"crop{n}.bin").write_bytes(np.ascontiguousarray(c["img"], np.uint8).tobytes())
+        bits = ",".join(str(v) for v in np.asarray(c["box"], np.float32).ravel().view(np.int32))
+        lines.append(f"crop\t{h}\t{w}\tcrop{n}.bin\t{bits}\tkt_crop{n}.bin")
+    (folder / "parts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    jobs = folder / "parts-jobs.txt"
+    jobs.write_text(f"parts\t{folder}\n", encoding="utf-8")
+    run = subprocess.run(["java", "-jar", str(jar), str(jobs)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out: dict = {"offsets": [], "distances": [], "crops": [], "boxes": []}
+
+    def bits(text: str, sep: str, dtype: str) -> list:
+        ints = np.asarray([int(v) for v in text.split(sep)] if text else [], np.int64)
+        return (ints.astype(np.int32).view(np.float32) if dtype == "f4" else ints.view(np.float64)).tolist()
+
+    for line in (folder / "kt_parts.txt").read_text(encoding="utf-8").splitlines():
+        f = line.split("\t")
+        if f[0] == "offset":
+            xy = [int(v) for v in f[1].split(",")] if f[1] else []
+            out["offsets"].append([[xy[i], xy[i + 1]] for i in range(0, len(xy), 2)])
+        elif f[0] == "distance":
+            out["distances"].append(float(np.asarray([int(f[1])], np.int64).view(np.float64)[0]))
+        elif f[0] == "boxes":
+            boxes = [np.reshape(bits(b, ",", "f4"), (4, 2)).tolist() for b in f[1].split(";")] if f[1] else []
+            out["boxes"].append((boxes, bits(f[2], ",", "f8")))
+        elif f[0] == "crop":
+            n = len(out["crops"])
+            out["crops"].append(np.fromfile(folder / f"kt_crop{n}.bin", np.uint8).reshape(int(f[1]), int(f[2]), 3))
     return out

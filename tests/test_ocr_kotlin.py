@@ -271,6 +271,38 @@ def test_the_kotlin_glue_reads_what_python_reads_bit_for_bit(tiny_ocr_kotlin):
 
 
 @needs_kotlin
+def test_the_kotlin_glue_grows_and_crops_boxes_as_python_does(tiny_ocr_kotlin, monkeypatch):
+    """The DB boxes of maps of slanted bars, the round offsets that grow them (recorded as
+    db_boxes makes them) and offsets made to take every branch of pyclipper's rules (small boxes with one arc point a
+    corner, ties rounded away from zero, clockwise paths, a box that truncates to a line): the same
+    integer points; the distances the boxes are grown by: identical doubles; crops of slanted boxes,
+    sampled at the mapped position: identical bytes (the perspective transform's last bits,
+    LAPACK's in Python, could move a value across a half)."""
+    from edgeship.tasks.ocr import db_boxes
+    from kotlin_harness import run_ocr_parts
+    from ocr_cases import blob_map, made_offsets, record_offsets, slanted_crops
+
+    rng = np.random.default_rng(11)
+    det = TINY_TASKS["det"]  # the record the glue was rendered with
+    maps = [(m, int(m.shape[0] * rng.uniform(0.5, 3)), int(m.shape[1] * rng.uniform(0.5, 3)))
+            for m in (blob_map(rng) for _ in range(40))]
+    grown = record_offsets(monkeypatch)
+    want = [db_boxes(m, ph, pw, det) for m, ph, pw in maps]
+    offsets = grown + made_offsets(rng)
+    crops = slanted_crops(rng)
+    got = run_ocr_parts(tiny_ocr_kotlin["jar"], tiny_ocr_kotlin["root"] / "parts", offsets,
+                        [(c["path"], det.unclip_ratio) for c in grown], crops, maps)
+    assert got["boxes"] == [([b.tolist() for b in boxes], scores) for boxes, scores in want]
+    assert sum(len(boxes) for boxes, _ in want) > 40
+    assert len(grown) > 40 and got["distances"] == [c["delta"] for c in grown]
+    bad = [(c, g) for c, g in zip(offsets, got["offsets"]) if g != c["want"]]
+    assert len(got["offsets"]) == len(offsets) and not bad, f"{len(bad)} of {len(offsets)} offsets differ: {bad[:1]}"
+    assert [g.shape for g in got["crops"]] == [c["out"].shape for c in crops]
+    differ = sum(int((g != c["out"]).sum()) for g, c in zip(got["crops"], crops))
+    assert differ <= sum(c["out"].size for c in crops) * 1e-5, f"{differ} crop values differ"
+
+
+@needs_kotlin
 def test_the_android_reader_typechecks_against_onnxruntime_android(tmp_path):
     """EdgeshipOcrReader.kt (ONNX Runtime's Java API, Android's Context and Bitmap) compiles with the
     glue against stubs of those APIs with their real signatures."""

@@ -236,36 +236,25 @@ STEPS = """c => {
           np: c.pairs.map(([x, y]) => o.npHypot(x, y)), sums: c.sums.map(a => o.npSum(Float64Array.from(a))),
           argsort: o.argsortStable(c.ties), crops: cropDiff,
           maps: c.maps.map(m => o.dbBoxes({data: f32(m.data), dims: m.dims}, m.ph, m.pw, c.det)),
+          offsets: c.offsets.map(k => o.roundOffset(k.path, k.delta)),
+          distances: c.grown.map(k => o.unclipDistance(k.path, c.det.unclip_ratio)),
           ctc: o.ctcDecode({data: f32(c.ctc.data), dims: c.ctc.dims}, o.readCharacters(c.characters))};
 }"""
 
 
-def _blob_map(rng: np.random.Generator) -> np.ndarray:
-    """A DB-like map: a few rotated bars (lines of text at an angle) and noise."""
-    import math
-
-    h, w = int(rng.integers(2, 8)) * 32, int(rng.integers(2, 10)) * 32
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    m = np.zeros((h, w))
-    for _ in range(int(rng.integers(1, 6))):
-        cx, cy, a = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-0.6, 0.6)
-        length, thick = rng.uniform(3, w / 2), rng.uniform(1.5, 12)
-        u = (xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)
-        v = -(xx - cx) * math.sin(a) + (yy - cy) * math.cos(a)
-        m = np.maximum(m, np.clip(1.2 - np.maximum(np.abs(u) / length, np.abs(v) / thick), 0, 1))
-    return np.clip(m + rng.normal(0, 0.05, m.shape), 0, 1).astype(np.float32)
-
-
 @needs_browser
-def test_the_glue_computes_as_numpy_and_python_do(tmp_path):
+def test_the_glue_computes_as_numpy_and_python_do(tmp_path, monkeypatch):
     """Halves round to even; np.hypot is glibc's (not correctly rounded: 1 ulp off in about 1 pair
     in 250), math.hypot CPython's; a float64 sum is numpy's pairwise sum; argsort is stable; the
     map is compared with the threshold in float32; DB boxes of rotated regions are identical
-    integers; CTC scores identical doubles; crops identical but for a perspective transform's
-    last bits moving a sample across a 1/32-pixel grid line at a tie (LAPACK solves it there)."""
+    integers, and so are the round offsets that grow them (pyclipper's rules: the arcs, the ties
+    rounded away from zero), the distances they are grown by identical doubles; CTC scores
+    identical doubles; crops of slanted boxes, sampled at the mapped position, identical bytes (a
+    perspective transform's last bits, LAPACK's there, could move a value across a half)."""
     import math
 
     from edgeship.tasks.ocr import ctc_decode, db_boxes
+    from ocr_cases import blob_map, made_offsets, record_offsets, slanted_crops
 
     rng = np.random.default_rng(7)
     halves = [k + 0.5 for k in range(-6, 7)] + [2.4999999999999996, -0.5000000000000001, 1e15 + 0.5]
@@ -274,27 +263,21 @@ def test_the_glue_computes_as_numpy_and_python_do(tmp_path):
     sums = [rng.normal(0, 1, n).tolist() for n in (0, 1, 7, 8, 9, 16, 17, 127, 128, 129, 255, 256, 1000, 3001)]
     ties = rng.integers(0, 4, 40).astype(float).tolist()
     det = TextDetection(box_thresh=0.3)
-    maps = [_blob_map(rng) for _ in range(40)]
+    maps = [blob_map(rng) for _ in range(40)]
     edge = np.zeros((64, 96), np.float32)  # a block exactly at the threshold (as float32) beside one above it
     edge[10:30, 10:50], edge[10:30, 50:90] = np.float32(det.thresh), 0.9
     maps.append(edge)
     sizes = [(int(m.shape[0] * rng.uniform(0.5, 3)), int(m.shape[1] * rng.uniform(0.5, 3))) for m in maps]
     preds = rng.dirichlet(np.full(len(CHARACTERS) + 2, 0.3), (30, 60)).astype(np.float32)
-    crops = []
-    for _ in range(30):
-        h, w = int(rng.integers(20, 120)), int(rng.integers(20, 160))
-        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        cx, cy, a, length, thick = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-0.5, 0.5), rng.uniform(2, w / 2), rng.uniform(1, h / 3)
-        box = [[cx + su * length * math.cos(a) - sv * thick * math.sin(a), cy + su * length * math.sin(a) + sv * thick * math.cos(a)]
-               for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
-        box = np.clip(np.round(box), 0, [w - 1, h - 1]).astype(np.float32)
-        try:
-            out = crop(img, box)
-        except np.linalg.LinAlgError:  # corners on one line
-            continue
-        crops.append({"img": b64(img), "h": h, "w": w, "box": box.tolist(), "out": b64(out), "shape": list(out.shape[:2])})
-    case = {"halves": halves, "pairs": pairs, "sums": sums, "ties": ties, "crops": crops, "det": det.model_dump(mode="json"),
+    crops = slanted_crops(rng)
+    grown = record_offsets(monkeypatch)  # what db_boxes grows each box by, and the offsets it gets
+    want_maps = [db_boxes(m[None, None], ph, pw, det) for m, (ph, pw) in zip(maps, sizes)]
+    offsets = grown + made_offsets(rng)
+    case = {"halves": halves, "pairs": pairs, "sums": sums, "ties": ties, "det": det.model_dump(mode="json"),
+            "crops": [{"img": b64(c["img"]), "h": c["img"].shape[0], "w": c["img"].shape[1], "box": c["box"].tolist(),
+                       "out": b64(c["out"])} for c in crops],
             "maps": [{"data": b64(m), "dims": [1, 1, *m.shape], "ph": ph, "pw": pw} for m, (ph, pw) in zip(maps, sizes)],
+            "offsets": [{"path": c["path"], "delta": c["delta"]} for c in offsets], "grown": grown,
             "ctc": {"data": b64(preds), "dims": list(preds.shape)}, "characters": "\n".join(CHARACTERS)}
     with Tab(_glue_folder(tmp_path), "/glue.html", {"/glue.html": GLUE_PAGE}) as tab:
         tab.page.wait_for_function("window.glue", timeout=30_000)
@@ -305,17 +288,17 @@ def test_the_glue_computes_as_numpy_and_python_do(tmp_path):
     assert sum(math.hypot(a, b) != float(np.hypot(a, b)) for a, b in pairs) > 0  # the two differ: both matter
     assert got["sums"] == [float(np.sum(np.asarray(s, np.float64))) for s in sums]
     assert got["argsort"] == np.argsort(ties, kind="stable").tolist()
-    n_boxes = 0
-    for k, (m, (ph, pw)) in enumerate(zip(maps, sizes)):
-        boxes, scores = db_boxes(m[None, None], ph, pw, det)
+    for k, (boxes, scores) in enumerate(want_maps):
         assert got["maps"][k] == [[b.tolist() for b in boxes], scores], k
-        n_boxes += len(boxes)
-    assert n_boxes > 60 and len(got["maps"][-1][0]) == 1  # the block at the threshold is not text
+    assert sum(len(b) for b, _ in want_maps) > 60 and len(got["maps"][-1][0]) == 1  # the block at the threshold is not text
+    assert len(grown) > 60 and got["distances"] == [c["delta"] for c in grown]
+    bad = [(c, g) for c, g in zip(offsets, got["offsets"]) if g != c["want"]]
+    assert not bad, f"{len(bad)} of {len(offsets)} offsets differ, the first {bad[0]}"
     assert got["ctc"] == [list(r) for r in ctc_decode(preds, read_characters("\n".join(CHARACTERS)))]
-    assert [c["shape"] for c in got["crops"]] == [c["shape"] for c in crops]
-    values = sum(np.prod(c["shape"]) * 3 for c in crops)
+    assert [c["shape"] for c in got["crops"]] == [list(c["out"].shape[:2]) for c in crops]
+    values = sum(c["out"].size for c in crops)
     differ = sum(c["differ"] for c in got["crops"])
-    assert differ <= values * 1e-3, f"{differ} of {values} crop values differ"
+    assert differ <= values * 1e-5, f"{differ} of {values} crop values differ"
 
 
 # ---- the page, end to end, on onnxruntime-web ------------------------------------------------
