@@ -287,8 +287,7 @@ def _round_offset(path: np.ndarray, delta: float, arc_tolerance: float = 0.25) -
         sin_a = kx * jy - jx * ky
         if abs(sin_a * delta) < 1.0 and kx * jx + jy * ky > 0:
             out.append(at(sx, sy, kx, ky))
-            k = j
-            continue
+            continue  # Clipper's OffsetPoint returns here without k = j
         sin_a = max(-1.0, min(1.0, sin_a))
         if sin_a * delta < 0:
             out += [at(sx, sy, kx, ky), (sx, sy), at(sx, sy, jx, jy)]
