@@ -227,11 +227,12 @@ def _characters(spec: PipelineSpec, meta: dict[str, str]) -> list[str]:
 
 def _pages(spec_folder: str | None, n: int, seed: int, what: str) -> tuple[list[np.ndarray], list[list[str]] | None, str]:
     from ..data import load_image
-    from ..tasks.pages import text_pages
+    from ..tasks.pages import text_lines, text_pages
 
-    if spec_folder is None:
-        made = text_pages(n, seed)
-        return [p for p, _ in made], [t for _, t in made], f"{n} rendered text pages (seed {seed})"
+    if spec_folder is None:  # pages, and single lines cut close (a detector scales those up)
+        made = text_pages(n, seed) + text_lines(max(1, n // 2), seed + 1)
+        return ([p for p, _ in made], [t for _, t in made],
+                f"{n} rendered text pages and {max(1, n // 2)} single lines (seed {seed})")
     folder = Path(spec_folder)
     if not folder.is_dir():
         raise UsageError(f"--{what} {folder}: a pipeline takes a folder of images (pages)")

@@ -97,3 +97,30 @@ def text_pages(n: int, seed: int, size: tuple[int, int] = (480, 640), lines: int
             written = written[::-1]
         out.append((a, written))
     return out
+
+
+def text_lines(n: int, seed: int, turned_every: int = 3) -> list[tuple[np.ndarray, list[str]]]:
+    """``n`` RGB images of one line of text each, cut close as a camera app's crop or a screenshot
+    of a field is (a detector scales such an image up: its short side to 736 for PaddleOCR), in
+    several fonts and sizes, dark on light or light on dark; every ``turned_every``-th turned by
+    180 degrees (0: none)."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    fonts = _fonts() or (None,)
+    out = []
+    for k, t in enumerate(phrases(n, rng.randint(0, 1 << 30), max_chars=16)):
+        font = _font(rng.choice(fonts), rng.randint(20, 40))
+        x0, y0, x1, y1 = font.getbbox(t)
+        m = rng.randint(4, 12)
+        bg = tuple(rng.randint(200, 255) for _ in range(3))
+        fg = tuple(rng.randint(0, 70) for _ in range(3))
+        if rng.random() < 0.2:
+            bg, fg = fg, bg
+        im = Image.new("RGB", (x1 - x0 + 2 * m, y1 - y0 + 2 * m), bg)
+        ImageDraw.Draw(im).text((m - x0, m - y0), t, font=font, fill=fg)
+        a = np.asarray(im)
+        if turned_every and k % turned_every == turned_every - 1:
+            a = np.ascontiguousarray(a[::-1, ::-1])
+        out.append((a, [t]))
+    return out
