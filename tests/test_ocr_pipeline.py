@@ -196,6 +196,8 @@ def test_the_bundles_own_python_reads_pages_without_edgeship(shipped, tmp_path: 
     assert doc["results"][0]["lines"] == want["lines"] and want["lines"]
     assert (bundle / "integration/python/edgeship_light/tasks/ocr.py").is_file()
     assert not (bundle / "integration/python/edgeship_light/tasks/records.py").exists()  # pydantic stays behind
+    # running it leaves the signed bundle as it was (no __pycache__ that verify would name extra)
+    assert api.verify_bundle(bundle, key=root / "out" / record["bundle"]["public_key"])["ok"] is True
 
 
 def test_the_task_record_option_does_not_take_the_fidelity_task_options_place() -> None:
