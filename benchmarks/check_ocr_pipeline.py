@@ -216,7 +216,7 @@ class BrowserReader:
     """The bundle's web page (``integration/web/ocr.html``) in headless Chromium: each image
     served from memory beside the bundle and read by ``window.edgeshipOcr(url)``."""
 
-    def __init__(self, folder: Path, samples: list[Sample], timeout_s: float = 300) -> None:
+    def __init__(self, folder: Path, samples: list[Sample], timeout_s: float = 300, set_id: str | None = None) -> None:
         import io
 
         from PIL import Image
@@ -247,7 +247,7 @@ class BrowserReader:
         self.ctx.route("**/*", route)
         self.page = self.ctx.new_page()
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(origin + "/integration/web/ocr.html")
+        self.page.goto(origin + "/integration/web/ocr.html" + (f"?set={set_id}" if set_id else ""))
         self.page.wait_for_function("window.edgeshipReady", timeout=timeout_s * 1000)
         self.ready = self.page.evaluate("window.edgeshipReady")
         if "error" in self.ready:
@@ -443,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the bundle's artifact sets of this precision (fp32, fp16, int8...; repeat)")
     ap.add_argument("--set", dest="set_ids", action="append", default=[], help="only this artifact set id (repeat)")
     ap.add_argument("--browser", action="store_true", help="also read with each bundle's web page in Chromium")
+    ap.add_argument("--browser-set", default=None, help="the artifact set the page serves (ocr.html?set=ID; default: "
+                                                        "the first of the bundle's set order)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="threads of the bundle's runtime (RapidOCR and ours keep onnxruntime's default)")
     ap.add_argument("--json", action="store_true", help="print the figures (and each image's lines) as JSON")
@@ -490,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(line)
         if args.browser:
             say(f"\n{folder.name}: the web page in Chromium...")
-            br = BrowserReader(folder, samples)
+            br = BrowserReader(folder, samples, set_id=args.browser_set)
             try:
                 r = run("browser", br, samples)
             finally:
