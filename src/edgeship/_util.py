@@ -306,10 +306,11 @@ def join_samples(arrays: Iterable[Any]) -> Any:
 def share_text(x: float, digits: int = 1) -> str:
     """A share as a percentage that never rounds up to a whole it did not reach, nor down to
     nothing: 0.996 is '99.6%', 0.9996 '99.9%', only 1.0 is '100%'; 0.0004 is '0.1%' at most
-    (shown as '<0.1%'), only 0 is '0.0%'. One rule for every share edgeship prints."""
+    (shown as '<0.1%'), only 0 is '0.0%'. One rule for every share edgeship prints. A rate that
+    can pass 1 (a character error rate counts insertions) is shown as it is: 1.0495 is '104.9%'."""
     import math
 
-    if x >= 1.0:
+    if x == 1.0:
         return "100%"
     if x <= 0.0:
         return f"{0:.{digits}f}%"
