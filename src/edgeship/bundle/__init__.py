@@ -172,6 +172,19 @@ def release_records(records: list[dict[str, Any]], allow_unverified: bool = Fals
     return taken, left
 
 
+def can_run_here(a: Artifact) -> bool | str:
+    """True when ``a``'s runtime runs on this machine, else why not (golden vectors of an artifact
+    that cannot run here are borrowed from an fp32 one that can)."""
+    from ..targets import target_of
+
+    t = target_of(a)
+    ok = t.can_run_here()
+    if ok is not True:
+        return ok
+    missing = t.check_environment()
+    return True if not missing else f"{t.name} needs {', '.join(missing)}"
+
+
 def _fidelity(rec: dict[str, Any]) -> dict[str, Any]:
     v = rec.get("verification") or {}
     outs = [o for o in v.get("outputs") or [] if isinstance(o, dict)]
@@ -242,15 +255,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         last = (outs[0].get("shape") or [None])[-1] if outs and isinstance(outs[0], dict) else None
         classifier = bool(labels) and last == len(labels)
 
-        def can_run(a: Artifact) -> bool | str:
-            t = target_of(a)
-            ok = t.can_run_here()
-            if ok is not True:
-                return ok
-            missing = t.check_environment()
-            return True if not missing else f"{t.name} needs {', '.join(missing)}"
-
-        golden = write_golden(tmp, src, arts, classifier, lambda a: target_of(a).runner(a, threads=1), can_run, say)
+        golden = write_golden(tmp, src, arts, classifier, lambda a: target_of(a).runner(a, threads=1), can_run_here, say)
 
         bench_by_id = {}
         for a in arts:

@@ -33,7 +33,7 @@ from .._version import __version__
 from ..artifact import Artifact
 from ..errors import InputError, UsageError
 from ..manifest import environment, load_manifest
-from . import PRECISION_ORDER, SCHEMA, SIGNATURE, _fidelity, release_records, seal, signing_key
+from . import PRECISION_ORDER, SCHEMA, SIGNATURE, _fidelity, can_run_here, release_records, seal, signing_key
 from .golden import GOLDEN_DIR, GOLDEN_JSON, GoldenWriter, write_golden
 from .releases import next_version, released
 from .semver import SEMVER
@@ -119,7 +119,7 @@ def package_pipeline(out: str | Path, record: dict[str, Any], spec: Any, *, char
                 arts.append(load_artifact(tmp / "artifacts" / f"{st.name}-{aid}"))
                 entries.append(_entry(st.name, rec, arts[-1], target_of))
             samples = _stage_samples(st.name, (stage_inputs or {}).get(st.name))
-            write_golden(tmp, m.source, arts, False, lambda a: target_of(a).runner(a, threads=1), _can_run(target_of),
+            write_golden(tmp, m.source, arts, False, lambda a: target_of(a).runner(a, threads=1), can_run_here,
                          say, samples=samples, writer=writer,
                          origin=f"what the {st.name} model is given on a rendered text page" if samples else None)
             order[st.name] = [e["id"] for e in sorted((e for e in entries if e["stage"] == st.name),
@@ -183,17 +183,6 @@ def _entry(stage: str, rec: dict[str, Any], a: Artifact, target_of: Any) -> dict
             "runtime": target_of(a).runtime_requirement(a), "fidelity": _fidelity(rec), "benchmark": None,
             "golden": True, "tool_versions": a.provenance.tool_versions,
             **({"session_config": a.details["session_config"]} if a.details.get("session_config") else {})}
-
-
-def _can_run(target_of: Any) -> Callable[[Artifact], bool | str]:
-    def can_run(a: Artifact) -> bool | str:
-        t = target_of(a)
-        ok = t.can_run_here()
-        if ok is not True:
-            return ok
-        missing = t.check_environment()
-        return True if not missing else f"{t.name} needs {', '.join(missing)}"
-    return can_run
 
 
 def _stage_samples(stage: str, info: dict[str, Any] | None) -> list[tuple[str, tuple[np.ndarray, ...]]] | None:
