@@ -13,7 +13,10 @@ Kinds (each a small frozen record, its fields the parameters the glue of
 * ``text_direction``: a text-line crop in, scores for ``labels`` (turn by 180 degrees above
   ``thresh``);
 * ``text_recognition``: a text-line crop in, per-step scores over a character list out (CTC);
-* ``embedding``: an embedding out (L2-normalised when ``normalize``).
+* ``embedding``: an embedding out (L2-normalised when ``normalize``), from text through its
+  WordPiece tokenizer (:mod:`edgeship.tasks.text`) when it names one;
+* ``voice_activity``: audio in chunks, the model's state carried from one call to the next, a
+  speech probability per chunk and speech segments out (:mod:`edgeship.tasks.vad`).
 
 The records are plain pydantic models: the light runtime reads the same JSON with ``json``.
 """
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ClassScores", "TextDetection", "TextDirection", "TextRecognition", "Embedding", "Task", "TASK_KINDS",
+__all__ = ["ClassScores", "TextDetection", "TextDirection", "TextRecognition", "Embedding", "VoiceActivity", "Task",
+           "TASK_KINDS", "STREAM_KINDS",
            "parse_task", "task_dict"]
 
 

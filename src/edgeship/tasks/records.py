@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import FormatError, UsageError
 
-__all__ = ["ClassScores", "TextDetection", "TextDirection", "TextRecognition", "Embedding", "Task", "TASK_KINDS",
+__all__ = ["ClassScores", "TextDetection", "TextDirection", "TextRecognition", "Embedding", "VoiceActivity", "Task",
+           "TASK_KINDS", "STREAM_KINDS",
            "parse_task", "task_dict"]
 
 
@@ -79,13 +80,71 @@ class TextRecognition(_TaskModel):
 
 
 class Embedding(_TaskModel):
+    """Text (or any input) to one embedding vector, L2-normalised when ``normalize``. With
+    ``tokenizer`` "wordpiece", a sentence becomes the model's inputs as BERT's WordPiece tokenizer
+    (HF tokenizers' BertNormalizer, BertPreTokenizer, WordPiece, the [CLS] $A [SEP] template) does
+    it: ``vocabulary`` the token list (one per line, the id its line number; at deploy a
+    ``tokenizer.json`` or ``vocab.txt`` path, in a release ``vocab.txt`` beside bundle.json)."""
     kind: Literal["embedding"] = "embedding"
     normalize: bool = True
+    tokenizer: Literal["wordpiece"] | None = None
+    vocabulary: str = Field("vocab.txt", description="the token list's file")
+    vocabulary_sha256: str | None = Field(None, description="the token list's digest (one token per line, UTF-8)")
+    lowercase: bool = True
+    strip_accents: bool | None = Field(None, description="None: as lowercase")
+    chinese_chars: bool = True
+    clean_text: bool = True
+    max_length: int = Field(128, ge=3, le=65536, description="tokens per input, [CLS] and [SEP] included")
+    pad_to_max: bool = Field(True, description="pad every input to max_length (False: to the longest of a batch)")
+    max_chars_per_word: int = Field(100, ge=1, le=100000)
+    unk_token: str = "[UNK]"
+    cls_token: str = "[CLS]"
+    sep_token: str = "[SEP]"
+    pad_token: str = "[PAD]"
+    ids_input: str = "input_ids"
+    mask_input: str | None = "attention_mask"
+    type_input: str | None = Field(None, description="the token type ids' input (all 0), when the model takes one")
 
 
-Task = Annotated[ClassScores | TextDetection | TextDirection | TextRecognition | Embedding,
+class VoiceActivity(_TaskModel):
+    """Audio in chunks through a model that carries a state from one call to the next (Silero
+    VAD): a speech probability per chunk, speech segments by the package's hysteresis rule.
+
+    The stream: mono float32 samples at ``sample_rate``, cut into ``chunk`` samples with the
+    ``context`` samples before them in front (zeros before the first), the last chunk
+    zero-padded; each call takes the chunk as ``audio_input`` ([1, context + chunk]), the rate
+    as ``rate_input`` (an int64 scalar, when the model has one) and, per ``carry`` entry
+    (output -> input), what that output gave on the previous call (zeros on the first).
+    ``probability`` is the output read as the chunk's speech probability.
+
+    The segments (silero-vad's get_speech_timestamps): speech starts at a chunk scoring
+    >= ``threshold`` and ends after ``min_silence_ms`` below ``neg_threshold`` (None:
+    ``max(threshold - 0.15, 0.01)``); segments shorter than ``min_speech_ms`` dropped, longer than
+    ``max_speech_s`` split, each padded by ``speech_pad_ms``."""
+    kind: Literal["voice_activity"] = "voice_activity"
+    audio_input: str = "input"
+    rate_input: str | None = "sr"
+    sample_rate: int = Field(16000, ge=1000, le=192000)
+    chunk: int = Field(512, ge=1, le=1 << 20)
+    context: int = Field(64, ge=0, le=1 << 20)
+    carry: dict[str, str] = Field(default_factory=lambda: {"stateN": "state"},
+                                  description="output -> input fed with it on the next call")
+    probability: str | None = Field(None, description="the speech probability's output (None: the first)")
+    threshold: float = Field(0.5, gt=0, lt=1)
+    neg_threshold: float | None = Field(None, ge=0, lt=1)
+    min_speech_ms: int = Field(250, ge=0, le=600000)
+    min_silence_ms: int = Field(100, ge=0, le=600000)
+    speech_pad_ms: int = Field(30, ge=0, le=600000)
+    max_speech_s: float | None = Field(None, gt=0, description="None: no limit")
+    min_silence_at_max_speech_ms: int = Field(98, ge=0, le=600000)
+    use_max_poss_sil_at_max_speech: bool = True
+
+
+Task = Annotated[ClassScores | TextDetection | TextDirection | TextRecognition | Embedding | VoiceActivity,
                  Field(discriminator="kind")]
-TASK_KINDS = ("class_scores", "text_detection", "text_direction", "text_recognition", "embedding")
+TASK_KINDS = ("class_scores", "text_detection", "text_direction", "text_recognition", "embedding", "voice_activity")
+#: kinds whose model is called on a stream, its state carried from one call to the next
+STREAM_KINDS = ("voice_activity",)
 
 
 def parse_task(value: Any, where: str) -> Any:
