@@ -225,6 +225,14 @@ def test_resampled_length_is_n_times_up_over_down_rounded_up():
     assert len(resample(np.zeros(0, np.float32), 44100, 16000)) == 0
 
 
+def test_a_rate_whose_factors_are_past_the_limit_is_refused_not_worked_on_for_seconds():
+    assert len(resample(np.zeros(65521, np.float32), 65521, 16000)) == 16000  # a prime rate under the limit
+    with pytest.raises(InputError) as e:
+        resample(np.zeros(10, np.float32), 767999, 16000)
+    assert "16,000/767,999" in e.value.message and "ffmpeg" in e.value.hint
+    assert len(resample(np.zeros(768000, np.float32), 768000, 16000)) == 16000  # 1/48
+
+
 def test_equal_rates_give_the_samples_back_unchanged():
     x = tone(440.0, 16000)
     assert resample(x, 16000, 16000) is x

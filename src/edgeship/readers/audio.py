@@ -26,7 +26,8 @@ What is read, and what is decided where the files disagree with the specificatio
 * ``nAvgBytesPerSec`` is not read (often wrong); ``nBlockAlign`` must equal channels x sample bytes
   (a header that contradicts itself is refused, not guessed at).
 * limits: :data:`WAV_LIMIT` bytes; rates :data:`MIN_RATE`-:data:`MAX_RATE` Hz; at most
-  :data:`MAX_CHUNKS` chunks before ``data``; ``max_seconds`` when the caller gives one.
+  :data:`MAX_CHUNKS` chunks before ``data``; ``max_seconds`` when the caller gives one; and for
+  :func:`resample`, :data:`MAX_FACTOR`.
 * values: channels averaged to mono; integers scaled by their full scale (``x / 2**(bits-1)``,
   8-bit ``(x - 128) / 128``), so in [-1, 1); floats clipped to [-1, 1] (a mix that went over full
   scale plays clipped, as a conversion to PCM would clip it), except a float file whose peak is
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["read_wav", "decode_wav", "resample", "write_wav", "read_audio_folder", "WAV_LIMIT", "MIN_RATE",
-           "MAX_RATE", "MAX_CHUNKS", "FLOAT_PEAK_LIMIT", "AUDIO_SUFFIXES"]
+           "MAX_RATE", "MAX_CHUNKS", "MAX_FACTOR", "FLOAT_PEAK_LIMIT", "AUDIO_SUFFIXES"]
 
 #: bytes of one WAV file (16-bit mono at 16 kHz: 4.6 hours)
 WAV_LIMIT = 512 << 20
@@ -64,6 +65,8 @@ WAV_LIMIT = 512 << 20
 MIN_RATE, MAX_RATE = 1_000, 768_000
 #: chunks walked before the data chunk (real files hold a handful: fmt, fact, LIST, bext, JUNK)
 MAX_CHUNKS = 10_000
+#: the largest up or down factor :func:`resample` takes (its filter has 20 times as many taps)
+MAX_FACTOR = 1 << 16
 #: the largest float sample peak read (clipped to 1); past it the file is refused
 FLOAT_PEAK_LIMIT = 16.0
 #: the names an audio folder's files are read by
@@ -301,8 +304,12 @@ def resample(audio: Any, from_rate: int, to_rate: int) -> np.ndarray:
     and 22.05 kHz -> 16 kHz: a tone keeps its level within 0.3% up to 6.5 kHz (81% of the 8 kHz
     Nyquist), 97% at 7 kHz, half at 8 kHz; above it, what would alias is kept to 19% at 8.5 kHz, 3%
     at 9 kHz, 0.2% from 10 kHz. The output has ``ceil(n * up / down)`` samples. A band-limited signal near full scale can ring slightly past
-    [-1, 1] (Gibbs); the samples are not clipped. The filter design costs ``O(max(up, down))``: a
-    few ms at the usual rates, about 3 s for the worst coprime pair of rates in range (767,999 Hz)."""
+    [-1, 1] (Gibbs); the samples are not clipped. The filter's design costs ``O(max(up, down))``:
+    a few ms at the rates recorders use (they reduce to at most a few thousand: 44,056 -> 16,000 Hz is
+    2,000/5,507), 0.15 s at :data:`MAX_FACTOR`, but 3 s at the worst coprime pair in range
+    (767,999 -> 16,000 Hz, 15 million taps): a pair whose ``up`` or ``down`` exceeds :data:`MAX_FACTOR`
+    (only rates past it that share almost no factor with the other, which a damaged or crafted header
+    declares) is an InputError rather than seconds of work per file."""
     import numpy as np
 
     fr, to = _rate(from_rate, "the rate to resample from,"), _rate(to_rate, "the rate to resample to,")
@@ -315,6 +322,10 @@ def resample(audio: Any, from_rate: int, to_rate: int) -> np.ndarray:
     from scipy.signal import resample_poly
 
     g = math.gcd(fr, to)
+    if max(fr, to) // g > MAX_FACTOR:
+        raise InputError(f"resampling {fr:,} Hz to {to:,} Hz takes the factors {to // g:,}/{fr // g:,}, past the "
+                         f"{MAX_FACTOR:,} this resampler designs a filter for ({fr:,} Hz is not a rate recorders use)",
+                         hint=f"resample the file first: ffmpeg -i in.wav -ar {to} -c:a pcm_s16le out.wav")
     return np.asarray(resample_poly(a, to // g, fr // g, window=("kaiser", 5.0), padtype="constant"), dtype=np.float32)
 
 
