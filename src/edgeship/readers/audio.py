@@ -76,7 +76,7 @@ CONVERT = "ffmpeg -i in.wav -c:a pcm_s16le out.wav"
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 #: format codes (mmreg.h) named in refusals
-_FORMAT_NAMES = {0x0000: "unknown", _PCM: "PCM", 0x0002: "Microsoft ADPCM", _FLOAT: "IEEE float", 0x0006: "A-law",
+_FORMAT_NAMES = {0x0000: "WAVE_FORMAT_UNKNOWN", _PCM: "PCM", 0x0002: "Microsoft ADPCM", _FLOAT: "IEEE float", 0x0006: "A-law",
                  0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0014: "G.723 ADPCM", 0x0031: "GSM 6.10",
                  0x0040: "G.721 ADPCM", 0x0050: "MPEG audio", 0x0055: "MP3", 0x0092: "Dolby AC-3 SPDIF",
                  0x00FF: "AAC", 0x0160: "WMA 1", 0x0161: "WMA 2", 0x0162: "WMA Pro", 0x1610: "AAC (HE-AAC)",
@@ -92,7 +92,7 @@ _OTHER = ((b"RF64", "an RF64 file (the 64-bit WAV of EBU Tech 3306)"), (b"BW64",
 
 
 def _fmt_name(code: int) -> str:
-    return f"{_FORMAT_NAMES.get(code, 'an unknown format')} (format code {code:#06x})"
+    return f"{_FORMAT_NAMES.get(code, 'an unregistered format')} (format code {code:#06x})"
 
 
 def _guid(b: bytes) -> str:
@@ -145,7 +145,7 @@ def _parse_fmt(body: bytes, where: str) -> _Fmt:
         label = (f"WAVE_FORMAT_EXTENSIBLE of {_fmt_name(code)}" if code <= 0xFFFF
                  else f"WAVE_FORMAT_EXTENSIBLE of the sub-format {{{_guid(guid)}}}")
     if code not in (_PCM, _FLOAT):
-        raise FormatError(f"{where} is {label} audio, which edgeship does not decode (it reads PCM and IEEE float WAV)",
+        raise FormatError(f"{where} is encoded as {label}, which edgeship does not decode (it reads PCM and IEEE float WAV)",
                           hint=f"convert it to 16-bit PCM: {CONVERT}")
     if channels == 0:
         raise FormatError(f"{where} declares 0 channels", hint=f"the file is damaged; if it plays, convert it: {CONVERT}")
