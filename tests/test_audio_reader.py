@@ -417,6 +417,9 @@ def test_max_seconds_refuses_a_longer_recording(tmp_path):
     with pytest.raises(InputError) as e:
         read_wav(p, max_seconds=2.5)
     assert str(p) in e.value.message and "3.0 s long; at most 2.5 s" in e.value.message
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(InputError, match="max_seconds"):
+            read_wav(p, max_seconds=bad)
 
 
 def test_no_prefix_and_no_byte_set_of_a_file_gives_anything_but_a_value_or_a_typed_error():

@@ -124,10 +124,10 @@ def _not_wav(head: bytes, where: str) -> FormatError:
 class _Fmt:
     """What the fmt chunk says: how to turn the data chunk's bytes into samples."""
 
-    __slots__ = ("code", "channels", "rate", "width", "label")
+    __slots__ = ("code", "channels", "rate", "width")
 
-    def __init__(self, code: int, channels: int, rate: int, width: int, label: str) -> None:
-        self.code, self.channels, self.rate, self.width, self.label = code, channels, rate, width, label
+    def __init__(self, code: int, channels: int, rate: int, width: int) -> None:
+        self.code, self.channels, self.rate, self.width = code, channels, rate, width
 
 
 def _parse_fmt(body: bytes, where: str) -> _Fmt:
@@ -163,7 +163,7 @@ def _parse_fmt(body: bytes, where: str) -> _Fmt:
         raise FormatError(f"{where} has a fmt chunk that contradicts itself: {channels} channels of {width}-byte samples "
                           f"make {channels * width}-byte frames, its block align says {align}",
                           hint=f"the file is damaged; if it plays, convert it: {CONVERT}")
-    return _Fmt(code, channels, rate, width, label)
+    return _Fmt(code, channels, rate, width)
 
 
 def _chunks(data: Any, where: str) -> tuple[_Fmt, int, int]:
@@ -213,6 +213,9 @@ def decode_wav(data: bytes | bytearray | memoryview, where: str, *,
     ``max_seconds``: a longer recording is an InputError, decided from its header before its samples."""
     import numpy as np
 
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real)
+                                    or not 0 < max_seconds < math.inf):
+        raise InputError(f"max_seconds must be a positive number of seconds or None, not {max_seconds!r}")
     n = len(data)
     if n > WAV_LIMIT:
         raise InputError(f"{where} is {n / (1 << 20):.3g} MB; at most {WAV_LIMIT >> 20} MB of WAV is read",
