@@ -104,6 +104,9 @@ class Embedding(_TaskModel):
     ids_input: str = "input_ids"
     mask_input: str | None = "attention_mask"
     type_input: str | None = Field(None, description="the token type ids' input (all 0), when the model takes one")
+    added_tokens: tuple[str, ...] | None = Field(None, description="tokens matched whole in the raw text before anything "
+                                                 "else (HF's added tokens); None: the unk, cls, sep, pad tokens and "
+                                                 "[MASK], those in the vocabulary")
 
 
 class VoiceActivity(_TaskModel):
@@ -138,6 +141,8 @@ class VoiceActivity(_TaskModel):
     max_speech_s: float | None = Field(None, gt=0, description="None: no limit")
     min_silence_at_max_speech_ms: int = Field(98, ge=0, le=600000)
     use_max_poss_sil_at_max_speech: bool = True
+    min_agreement: float = Field(0.98, ge=0, le=1, description="a reduced precision passes when its speech segments "
+                                 "cover the same chunks as the original's in at least this share of chunks")
 
 
 Task = Annotated[ClassScores | TextDetection | TextDirection | TextRecognition | Embedding | VoiceActivity,
