@@ -70,11 +70,11 @@ def _deploy(args: list[str], log: Path) -> float:
 def vad(work: Path, reuse: bool, browser: bool, targets: str) -> None:
     import silero_vad
     import torch
-    from edgeship.readers.audio import read_wav, resample
-    from edgeship.tasks.vad import chunk_flags, speech_segments
     from silero_vad import get_speech_timestamps, load_silero_vad
 
+    from edgeship.readers.audio import read_wav, resample
     from edgeship.runtime import Stream, _Model
+    from edgeship.tasks.vad import chunk_flags, speech_segments
     from speech_corpus import make, write_wav
 
     model = Path(silero_vad.__file__).parent / "data" / "silero_vad.onnx"
@@ -198,10 +198,9 @@ def vad_browser(folder: Path, wav: Path, audio16: np.ndarray) -> dict:
 # ------------------------------------------------------------------ minilm
 def minilm(work: Path, reuse: bool, serve: bool, targets: str) -> None:
     from edgeship.readers.tokenizer import read_tokenizer
-    from edgeship.tasks.text import WordPiece
-
     from edgeship.runtime import Embedder
     from edgeship.tasks import Embedding
+    from edgeship.tasks.text import WordPiece
     from minilm import _model_dir, sentences, tokenize
 
     sents = sentences(512)

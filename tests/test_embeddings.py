@@ -34,9 +34,10 @@ def emb_deploy(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_the_tokenizer_rules_come_from_tokenizer_json_and_match_it(emb_deploy: dict) -> None:
+    from tokenizers import Tokenizer
+
     from edgeship.readers.tokenizer import read_tokenizer
     from edgeship.tasks.text import WordPiece
-    from tokenizers import Tokenizer
 
     m = json.loads((emb_deploy["out"] / "manifest.json").read_text())
     task = m["source"]["task"]

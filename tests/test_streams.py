@@ -81,9 +81,8 @@ def test_a_stream_runs_with_the_artifacts_own_state(vad_deploy: dict) -> None:
 
 
 def test_the_release_carries_golden_audio_and_the_light_stream_serves_it(vad_deploy: dict) -> None:
-    from edgeship.tasks.vad import speech_segments
-
     from edgeship.runtime import Stream
+    from edgeship.tasks.vad import speech_segments
 
     rel = vad_deploy["out"] / "release"
     folder = next(p for p in rel.iterdir() if p.is_dir())
