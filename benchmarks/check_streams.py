@@ -206,7 +206,7 @@ def minilm(work: Path, reuse: bool, serve: bool, targets: str) -> None:
     sents = sentences(512)
     assert len(sents) >= 500, len(sents)
     vocab, fields = read_tokenizer(_model_dir() / "tokenizer.json")
-    wp = WordPiece(vocab, Embedding(tokenizer="wordpiece", **fields))
+    wp = WordPiece(vocab, Embedding(**fields))
     ids, _ = tokenize(sents[:500])
     same = sum(wp.batch([s])["input_ids"][0].tolist() == ids[i].tolist() for i, s in enumerate(sents[:500]))
     print(f"token ids identical to the model's tokenizer on {same}/500 sentences (Python)")
@@ -221,10 +221,13 @@ def minilm(work: Path, reuse: bool, serve: bool, targets: str) -> None:
     m = json.loads((out / "manifest.json").read_text())
     print(f"\ndeploy took {took:.0f} s\n{'artifact':<22}{'status':>11}{'nn agree':>10}{'mean cos':>10}{'min cos':>10}")
     rows = []
+    from edgeship.artifact import verification_status
+
     for r in m["artifacts"]:
         t = (r.get("verification") or {}).get("task") or {}
-        rows.append({"artifact": r["id"], "status": r["verification"]["status"], **t})
-        print(f"{r['id']:<22}{r['verification']['status']:>11}{t.get('nn_agreement', float('nan')):>10.1%}"
+        status = verification_status(r["verification"], r["precision"])
+        rows.append({"artifact": r["id"], "status": status, **t})
+        print(f"{r['id']:<22}{status:>11}{t.get('nn_agreement', float('nan')):>10.1%}"
               f"{t.get('mean_cosine', float('nan')):>10.5f}{t.get('min_cosine', float('nan')):>10.5f}")
     result = {"deploy_s": took, "python_ids_identical": same, "rows": rows}
     if serve:
