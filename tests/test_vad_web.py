@@ -585,7 +585,7 @@ def test_an_artifact_missing_its_golden_stream_is_skipped_with_the_reason(bundle
 
 # ---- what is written -----------------------------------------------------------------------------
 
-def test_the_page_is_written_only_for_a_voice_activity_bundle_with_a_web_artifact(tmp_path):
+def test_the_page_is_written_only_for_a_voice_activity_bundle_a_browser_can_run(tmp_path):
     entry = {"id": "vad-web-fp32", "format": "web", "task": TASK}
     doc = {"name": "v", "version": "1.0.0", "artifacts": [{**entry, "id": "vad-onnx-fp32", "format": "onnx"}],
            "fallback_order": ["vad-onnx-fp32"], "task": TASK}
