@@ -428,7 +428,7 @@ def test_the_page_streams_a_wav_file_and_finds_pythons_segments(bundle, chromium
     assert np.abs(fresh - probs).max() > 0.3 and speech_segments(fresh, TASK, len(x)) != [tuple(s) for s in segments]
     with Tab(root, "/" + VAD_PAGE) as tab:
         ready = tab.ready()
-        assert ready.get("servedBy") == "vad-web-fp32" and ready["skipped"] == [], ready
+        assert ready.get("servedBy") == "vad-web-fp32" and ready["skipped"] == [] and ready["unchecked"] is None, ready
         got = tab.page.evaluate("u => window.edgeshipVad(u)", "/audio/speech.wav")
         got_stereo = tab.page.evaluate("u => window.edgeshipVad(u)", "/audio/stereo.wav")
         # a file chosen in the page: its segments listed, the timeline drawn
@@ -562,8 +562,8 @@ def test_an_artifact_missing_its_golden_stream_is_skipped_with_the_reason(bundle
         ready = tab.ready()
         assert ready.get("servedBy") == "vad-web-fp16", ready
         [skip] = ready["skipped"]
-        assert skip["artifact"] == "vad-web-fp32" and skip["reason"].startswith("fails its golden stream: max |p - golden p| 0.1")
-        assert "speech flags" not in skip["reason"]  # one probability off moves no segment
+        assert skip["artifact"] == "vad-web-fp32" and skip["reason"].startswith("fails its golden stream: max |p - expected p| 0.1000 > 0.02")
+        assert "speech decisions" not in skip["reason"]  # one probability off moves no segment
         assert any("vad-web-fp32" in s and "golden" in s for s in tab.page.locator("#skipped li").all_text_contents())
         got = tab.page.evaluate("u => window.edgeshipVad(u)", "/audio/speech.wav")
         assert not tab.errors, tab.errors
@@ -577,10 +577,29 @@ def test_an_artifact_missing_its_golden_stream_is_skipped_with_the_reason(bundle
         assert ready["error"].startswith("no artifact of this bundle serves here: vad-web-fp32 fails its golden stream")
         reasons = {s["artifact"]: s["reason"] for s in ready["skipped"]}
         assert list(reasons) == ["vad-web-fp32", "vad-web-fp16"]
-        assert "speech flags agree on" in reasons["vad-web-fp16"] and "max |p" not in reasons["vad-web-fp16"]
+        assert "speech decisions agree on" in reasons["vad-web-fp16"] and "max |p" not in reasons["vad-web-fp16"]
         assert ready["error"] in tab.page.text_content("#status")
         with pytest.raises(Exception, match="serves here"):
             tab.page.evaluate("u => window.edgeshipVad(u)", "/audio/speech.wav")
+
+    # a record the bundle could not make (said why) serves unchecked, as edgeship.runtime serves it;
+    # a record missing altogether is a failure
+    golden = json.loads((root / "golden" / "golden.json").read_text())
+    golden["artifacts"]["vad-web-fp32"] = {"skipped": "no fp32 artifact ran where the bundle was made"}
+    del golden["artifacts"]["vad-web-fp16"]
+    (root / "golden" / "golden.json").write_text(json.dumps(golden))
+    with Tab(root, "/" + VAD_PAGE) as tab:
+        ready = tab.ready()
+        assert ready.get("servedBy") == "vad-web-fp32" and ready["skipped"] == [], ready
+        assert ready["unchecked"] == "golden/golden.json holds no golden stream for it: no fp32 artifact ran where the bundle was made"
+        assert "not checked: golden/golden.json" in tab.page.text_content("#served")
+    golden["artifacts"]["vad-web-fp16"] = golden["artifacts"].pop("vad-web-fp32")
+    (root / "golden" / "golden.json").write_text(json.dumps(golden))
+    with Tab(root, "/" + VAD_PAGE) as tab:
+        ready = tab.ready()
+        assert ready.get("servedBy") == "vad-web-fp16" and ready["unchecked"].startswith("golden/golden.json holds no")
+        assert ready["skipped"] == [{"artifact": "vad-web-fp32",
+                                     "reason": "fails its golden stream: golden/golden.json has no golden stream for vad-web-fp32"}]
 
 
 # ---- what is written -----------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 ::
 
-    integration/web/vad.html                pick or drop an audio file: decoded by the browser at the
-                                            model's rate, mixed to mono, streamed through the model
-                                            chunk by chunk with its state carried; the probability of
-                                            each chunk drawn over time, the speech segments listed;
+    integration/web/vad.html                pick or drop an audio file: read at the model's rate (a
+                                            PCM or float WAV at that rate as readers.audio reads it,
+                                            bit for bit; anything else decoded and resampled by the
+                                            browser), mixed to mono, streamed through the model chunk
+                                            by chunk with its state carried; the probability of each
+                                            chunk drawn over time, the speech segments listed;
                                             ``window.edgeshipVad(urlOrBlob)`` answers {probs, segments
                                             (samples), seconds, servedBy, skipped, chunkMs, ...}
     integration/web/edgeship-vad.js         the stream glue of edgeship.tasks.vad ported line for line
@@ -24,7 +26,13 @@ stream, checked before it serves) and, per web artifact, ``artifacts/<id>/model.
 ``artifacts/<id>/ort/``. What serves follows bundle.json's ``fallback_order``: the first web
 artifact that loads here, takes the task's stream and passes its golden stream (every chunk's
 probability within ``prob_max_abs`` of the golden one, the chunks' speech flags agreeing on at
-least ``flags_min``); the others are skipped, each with its reason.
+least ``flags_min``: edgeship.runtime's rule); the others are skipped, each with its reason. An
+artifact whose golden record says none could be made (``skipped``) serves unchecked, as the
+runtime serves it, and the page says so.
+
+Why the page reads WAV itself: Chromium's decodeAudioData scales positive 16-bit samples by
+1/32767 and negative ones by 1/32768, half a quantisation step off the x / 32768 every other
+reader uses, which moves a model's probabilities by more than its own rounding does.
 """
 
 from __future__ import annotations
