@@ -84,7 +84,7 @@ def vad(work: Path, reuse: bool, browser: bool, targets: str) -> None:
         make(ca, 20.0, 3, 2, "calib")
         took = _deploy([str(model), "--task-record", '{"kind": "voice_activity"}', "--eval", str(ev), "--calib", str(ca),
                         "--eval-samples", "2000", "--calib-samples", "600", "--targets", targets,
-                        "--quantize", "int8,fp16", "--out", str(out)], work / "vad-deploy.log")
+                        "--quantize", "int8,fp16", "--benchmark", "--out", str(out)], work / "vad-deploy.log")
         (work / "vad-took.json").write_text(json.dumps({"deploy_s": took}))
     took = json.loads((work / "vad-took.json").read_text())["deploy_s"]
     audio, rate = read_wav(next(ev.glob("*.wav")))

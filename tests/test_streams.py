@@ -49,6 +49,8 @@ def test_every_precision_is_judged_as_a_stream_by_its_decisions(vad_deploy: dict
         assert t["chunk_agreement"] >= 0.98 and t["segments_reference"] >= 2
         if prec == "fp32":
             assert t["chunk_agreement"] == 1.0 and t["max_prob_diff"] < 1e-4
+    html = (vad_deploy["out"] / "report.html").read_text()
+    assert "The stream, judged by its decisions" in html and "% of 376" in html
     q = recs["int8"]["details"]["quantization"]
     assert q["steps"][q["chosen"]]["task"]["chunk_agreement"] >= 0.98  # the budget judged the stream too
 
