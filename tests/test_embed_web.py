@@ -224,6 +224,17 @@ def test_an_artifact_that_misses_its_golden_sentences_is_skipped_with_the_reason
     with pytest.raises(EdgeshipError, match="sentence-1: the tokenizer gives other inputs"):  # Python agrees
         Embedder.from_bundle(bundle)
 
+    # golden.json saying why an artifact has none (it could not run when the bundle was made): it
+    # serves unchecked, as Embedder lets it, and the page says so
+    golden["artifacts"]["web-int8"] = {"skipped": "no Chromium where the bundle was made"}
+    path.write_text(json.dumps(golden, indent=1))
+    with Tab(bundle, "/" + EMBED_PAGE) as tab:
+        ready = tab.ready()
+        served = tab.page.text_content("#served")
+        assert not tab.errors, tab.errors
+    assert ready == {"servedBy": "web-int8", "skipped": [], "unchecked": "no Chromium where the bundle was made"}
+    assert served.endswith("not checked against golden vectors: no Chromium where the bundle was made")
+
 
 def test_no_page_for_a_bundle_a_browser_cannot_run(tmp_path: Path) -> None:
     task = {"kind": "embedding", "tokenizer": "wordpiece"}
