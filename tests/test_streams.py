@@ -139,6 +139,15 @@ def test_a_stream_artifact_whose_golden_audio_is_tampered_is_skipped(vad_deploy:
     s = Stream.from_bundle(folder)
     assert s.served_by != first
     assert s.skipped[0]["artifact"] == first and "golden" in s.skipped[0]["reason"]
+    # the update agent's health check streams the golden audio too: healthy while one artifact passes
+    from edgeship.updates.agent import _healthy
+
+    assert _healthy(folder) is None
+    for rec in g["artifacts"].values():
+        rec["probs"] = "golden/t/tampered.npy"
+    (folder / "golden" / "golden.json").write_text(json.dumps(g))
+    why = _healthy(folder)
+    assert why is not None and "golden" in why
 
 
 def test_without_recordings_a_reduced_precision_stream_is_unverified(tmp_path: Path) -> None:

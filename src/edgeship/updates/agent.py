@@ -152,13 +152,23 @@ def _newer(rel: dict[str, Any], cur: dict[str, Any] | None) -> bool:
 
 
 def _healthy(bundle: Path) -> str | None:
-    """None when the Python runtime loads the bundle and an artifact passes its golden vectors,
-    else why not."""
-    from ..runtime import Classifier
+    """None when the Python runtime loads the bundle and an artifact passes its golden vectors (a
+    classifier's, a pipeline's, a stream's or an embedder's, as the bundle says), else why not."""
+    from ..readers import read_json
+    from ..runtime import Classifier, Embedder, Pipeline, Stream
 
     try:
-        clf = Classifier.from_bundle(bundle)
-        clf.runner.close()
+        doc = read_json(bundle / "bundle.json", "release bundle record", links=False)
+        task = doc.get("task") if isinstance(doc, dict) else None
+        kind = task.get("kind") if isinstance(task, dict) else None
+        if isinstance(doc, dict) and doc.get("pipeline"):
+            Pipeline.from_bundle(bundle).close()
+        elif kind == "voice_activity":  # golden audio streamed through the artifact
+            Stream.from_bundle(bundle).close()
+        elif kind == "embedding":  # golden sentences tokenised and embedded
+            Embedder.from_bundle(bundle).close()
+        else:
+            Classifier.from_bundle(bundle).runner.close()
     except EdgeshipError as e:
         return e.message
     return None
