@@ -266,6 +266,9 @@ class Verification(_Frozen):
     first_divergence: dict[str, Any] | None = Field(
         None, description="a failed fp32 check: the first node of the reference ONNX graph whose output differs "
                           "(node, op, module, tensor, max_abs, max_rel)")
+    task: dict[str, Any] | None = Field(
+        None, description="the task's own measure (edgeship.tasks): speech decisions per chunk of a stream, "
+                          "nearest-neighbour agreement of embeddings")
 
     @model_validator(mode="before")
     @classmethod

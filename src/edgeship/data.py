@@ -42,8 +42,11 @@ class SourceLike(Protocol):
     def sample_inputs(self) -> Sequence[Sequence[np.ndarray]] | None: ...
     @property
     def tokenize(self) -> Callable[[list[str]], Any] | None: ...
+    @property
+    def task(self) -> Any: ...
     def calibration_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]: ...
     def evaluation_inputs(self, limit: int = 64) -> list[tuple[np.ndarray, ...]]: ...
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 # Colour photos that scikit-image ships inside its wheel (no download needed): what verification
 # runs on, and what the default evaluation (the int8 budget, every choice between recipes) is cut from.
@@ -166,6 +169,8 @@ Samples = list[tuple[np.ndarray, ...]]
 def load_samples(spec: str | None, source: SourceLike, limit: int, purpose: str) -> tuple[Samples, list[int] | None]:
     """(samples, ground-truth label indices or None). ``spec`` None: the source's own defaults,
     kept apart (calibration: augmented crops with one seed; evaluation: photos + crops, another)."""
+    if is_stream(source):
+        return stream_samples(spec, source, limit, purpose), None
     if spec is None:
         s = source.calibration_inputs(limit) if purpose == "calibration" else source.evaluation_inputs(limit)
         return s, None
@@ -213,11 +218,36 @@ def _text_file(path: Path, source: SourceLike, limit: int, purpose: str) -> Samp
             raise InputError(f"the model's tokenizer gave {len(made)} arrays for {path}; the model takes {len(names)} "
                              f"inputs ({', '.join(names)})", hint="return one array per model input, or a dict by input name")
         arrays = {n: np.asarray(a) for n, a in zip(names, made)}
+    _same_tokens(source, lines, arrays, path)
     for n, a in arrays.items():
         if a.ndim == 0 or len(a) != len(lines):
             raise InputError(f"the model's tokenizer gave {n!r} with shape {a.shape} for {len(lines)} sentences",
                              hint="return arrays with one row per sentence")
     return _split_arrays(arrays, source, limit, f"{path} (tokenized)")
+
+
+def _same_tokens(source: SourceLike, lines: list[str], arrays: dict[str, np.ndarray], path: Path) -> None:
+    """A model whose task ships a WordPiece tokenizer (the release's, :mod:`edgeship.tasks.text`)
+    and whose factory gives its own: both must give the same token ids on the data, or the release
+    would tokenise otherwise than the model was made for."""
+    task = getattr(source, "task", None)
+    if getattr(task, "kind", None) != "embedding" or getattr(task, "tokenizer", None) != "wordpiece":
+        return
+    from .readers.tokenizer import read_tokenizer
+    from .tasks.text import WordPiece
+
+    ours = WordPiece(read_tokenizer(task.vocabulary)[0], task).batch(lines)
+    theirs = arrays.get(task.ids_input)
+    if theirs is None:
+        return
+    a, b = np.asarray(ours[task.ids_input]), np.asarray(theirs)
+    for i in range(len(lines)):
+        x, y = a[i].tolist(), b[i].tolist()
+        if x != y:
+            raise InputError(f"{path}: the release's WordPiece tokenizer and the model's own disagree on line {i + 1} "
+                             f"({lines[i][:60]!r}): {x[:12]} vs {y[:12]}",
+                             hint="check the task record's tokenizer fields (lowercase, strip_accents, max_length) "
+                                  "against the model's tokenizer.json")
 
 
 #: an evaluation cut from fewer distinct photos (or files) than this is called small where its figures are shown
@@ -356,3 +386,195 @@ def _callable(ref: str, source: SourceLike, limit: int) -> tuple[Samples, list[i
         raise InputError(f"data callable {ref!r} gave a label (y) with {len(labels)} of its {len(out)} samples",
                          hint="yield (x, y) for every sample, or x alone for every sample")
     return out, (labels or None)
+
+
+# ---- streams: audio in chunks through a model that carries its state ------------------------------
+# A stream task (edgeship.tasks STREAM_KINDS: voice_activity) makes its data streams, not independent
+# samples: .wav recordings (a folder, or one file) resampled to the model's rate, cut into chunks as
+# the task declares. Each sample is one call of the model (one chunk) with the state the ORIGINAL
+# model carries into it at that point of its stream (teacher forcing: what calibration needs, the
+# states a deployed model meets), and the set knows where each stream starts, so verification and
+# the int8 budget run every artifact as a stream with its OWN state carried (its errors accumulate
+# as they would on a device): :func:`edgeship.verify.run_samples`.
+
+WAV_SUFFIXES = {".wav", ".wave"}
+
+
+class StreamSamples(list):  # type: ignore[type-arg]
+    """Per-chunk model inputs of one or more streams (a list of sample tuples, as every sampler
+    gives), with ``starts`` (the index of each stream's first chunk), ``lengths`` (each stream's
+    samples before chunking), ``names`` (where each stream came from), ``origin`` (in words) and
+    ``real`` (recordings, not synthesis)."""
+
+    def __init__(self, feeds: list[tuple[np.ndarray, ...]], starts: Sequence[int], lengths: Sequence[int],
+                 names: Sequence[str], origin: str, real: bool) -> None:
+        super().__init__(feeds)
+        self.starts, self.lengths, self.names = tuple(starts), tuple(lengths), tuple(names)
+        self.origin, self.real = origin, real
+
+    def streams(self) -> list[tuple[int, int]]:
+        """(first, end) chunk index of each stream."""
+        ends = [*self.starts[1:], len(self)]
+        return list(zip(self.starts, ends))
+
+
+def is_stream(source: Any) -> bool:
+    """Whether ``source``'s task record is a stream's (its model carries a state between calls)."""
+    from .tasks.records import STREAM_KINDS
+
+    task = getattr(source, "task", None)
+    return task is not None and getattr(task, "kind", None) in STREAM_KINDS
+
+
+#: seconds of synthetic speech-like audio per default stream (a stream is long enough for its state to matter)
+SYNTHETIC_STREAM_SECONDS = 12.0
+
+
+def stream_audio(spec: str | None, rate: int, chunks: int, chunk: int, purpose: str) -> tuple[list[tuple[str, np.ndarray]], str, bool]:
+    """The recordings of ``spec`` at ``rate`` (a folder of .wav files or one .wav file), enough for
+    ``chunks`` chunks of ``chunk`` samples where the data has them; ``spec`` None: synthetic
+    speech-like audio (:func:`speech_like`; not real data, said so). Returns (named audio,
+    origin in words, real)."""
+    from .readers.audio import read_audio_folder, read_wav, resample
+
+    need = chunks * chunk
+    if spec is None:
+        seed = 2 if purpose == "calibration" else 1
+        out, have, k = [], 0, 0
+        while have < need:
+            seconds = min(SYNTHETIC_STREAM_SECONDS, max(1.0, (need - have) / rate + 0.5))
+            audio, _ = speech_like(seconds, seed * 1000 + k, rate)
+            out.append((f"synthetic-{seed}-{k}", audio))
+            have += len(audio)
+            k += 1
+        return out, ("synthetic speech-like audio (not real data: give --eval / --calib a folder of .wav "
+                     "recordings)"), False
+    p = Path(spec)
+    if p.is_dir():
+        return read_audio_folder(p, rate), f"recordings in {p}", True
+    if p.exists() and p.suffix.lower() in WAV_SUFFIXES:
+        audio, got = read_wav(p)
+        return [(p.name, resample(audio, got, rate))], f"recording {p}", True
+    if p.exists():
+        raise UsageError(f"{spec}: a stream model's {purpose} data is audio",
+                         hint="give a folder of .wav files (any rate, mono or stereo: resampled to the model's rate, "
+                              "mixed to mono) or one .wav file")
+    raise InputError(f"no such {purpose} data: {spec}", hint="give a folder of .wav files or one .wav file")
+
+
+def stream_samples(spec: str | None, source: SourceLike, limit: int, purpose: str) -> StreamSamples:
+    """``limit`` chunks of streams (:func:`stream_audio`), each a full model call with the state
+    the source carries into it (run here, once)."""
+    from .tasks.vad import chunk_inputs, params, run_stream
+
+    task = source.task
+    p = params(task)
+    audio, origin, real = stream_audio(spec, p.sample_rate, limit, p.chunk, purpose)
+    names = [i.name for i in source.inputs]
+    specs = [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in source.inputs]
+    out_names = [o.name for o in source.outputs]
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(out_names, source.run([feed[n] for n in names])))
+
+    feeds: list[tuple[np.ndarray, ...]] = []
+    starts, lengths, used = [], [], []
+    for name, samples in audio:
+        rows = chunk_inputs(samples, task)[: limit - len(feeds)]
+        if not len(rows):
+            continue
+        calls: list[dict[str, np.ndarray]] = []
+        run_stream(run, rows, task, specs, record=calls)
+        starts.append(len(feeds))
+        lengths.append(min(len(samples), len(rows) * p.chunk))
+        used.append(name)
+        feeds += [tuple(np.asarray(c[n]) for n in names) for c in calls]
+        if len(feeds) >= limit:
+            break
+    if not feeds:
+        raise InputError(f"{spec or 'the default audio'} holds no audio to stream",
+                         hint=f"give .wav recordings of at least {p.chunk} samples at {p.sample_rate} Hz")
+    return StreamSamples(feeds, starts, lengths, used, origin, real)
+
+
+def run_streams(run: Callable[[list[np.ndarray]], list[np.ndarray]], samples: StreamSamples, task: Any,
+                inputs: Sequence[TensorSpec], outputs: Sequence[str]) -> list[list[np.ndarray]]:
+    """A model's outputs on ``samples``, stream after stream, call after call, with its OWN carried
+    outputs fed back (zeros at each stream's start), so the errors that build up in its state
+    count. ``run`` takes the inputs in ``inputs``' order and gives the outputs in ``outputs``' order
+    (the model under test: an artifact's runner, an ONNX Runtime session, the source)."""
+    from .tasks.vad import run_stream
+
+    names = [i.name for i in inputs]
+    specs = [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in inputs]
+    audio = names.index(getattr(task, "audio_input", names[0]))
+
+    def call(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, run([feed[n] for n in names])))
+
+    got: list[list[np.ndarray]] = []
+    for first, end in samples.streams():
+        rows = np.concatenate([np.asarray(samples[i][audio]) for i in range(first, end)])
+        _, outs = run_stream(call, rows, task, specs)
+        got += [[np.asarray(o[n]) for n in outputs] for o in outs]
+    return got
+
+
+def speech_like(seconds: float, seed: int, rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:
+    """(audio float32 in [-1, 1] at ``rate``, per-sample truth: 1 inside a voiced segment).
+    Synthetic, not real speech: voiced segments are a glottal-like harmonic series on a gliding f0
+    (90-260 Hz, jitter and vibrato) shaped by three formant resonances that move from syllable to
+    syllable (a vowel every 120-250 ms, short noise bursts for consonants) under a syllabic
+    envelope; between them 0.3-1.2 s of silence with low room noise and mains hum."""
+    rng = np.random.default_rng(seed)
+    sr = rate
+    n = int(seconds * sr)
+    audio = np.zeros(n, dtype=np.float64)
+    truth = np.zeros(n, dtype=np.int8)
+    vowels = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410),
+              (440, 1020, 2240), (660, 1720, 2410), (490, 1350, 1690)]
+    t = int(rng.uniform(0.2, 0.6) * sr)
+    while t < n - sr // 2:
+        seg = int(rng.uniform(0.6, 2.2) * sr)
+        seg = min(seg, n - t - sr // 4)
+        f0 = np.linspace(rng.uniform(90, 260), rng.uniform(90, 260), seg) * (1 + 0.03 * np.sin(2 * np.pi * 5.5 * np.arange(seg) / sr))
+        f0 *= 1 + 0.01 * rng.standard_normal(seg).cumsum() / np.sqrt(np.arange(1, seg + 1))
+        phase = 2 * np.pi * np.cumsum(f0) / sr
+        syl, q = [], 0
+        while q < seg:
+            syl.append(q)
+            q += int(rng.uniform(0.12, 0.25) * sr)
+        syl.append(seg)
+        fm = np.zeros((3, seg))
+        env = np.zeros(seg)
+        for a, b in zip(syl[:-1], syl[1:]):
+            v = np.array(vowels[rng.integers(len(vowels))]) * rng.uniform(0.9, 1.15)
+            fm[:, a:b] = v[:, None]
+            env[a:b] = np.sin(np.pi * np.linspace(0, 1, b - a)) ** 0.6 * rng.uniform(0.5, 1.0)
+        k = int(0.03 * sr)
+        for i in range(3):
+            fm[i] = np.convolve(np.pad(fm[i], (k, k), mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), "valid")[:seg]
+        voice = np.zeros(seg)
+        for h in range(1, 40):
+            fh = h * f0
+            alive = fh < sr / 2 - 200
+            if not alive.any():
+                break
+            gain = np.zeros(seg)
+            for i, bw in enumerate((80, 100, 140)):
+                gain += (1.0 / (1 + ((fh - fm[i]) / bw) ** 2)) * (0.9 ** i)
+            voice += alive * gain * np.sin(h * phase + rng.uniform(0, 2 * np.pi)) / h ** 0.7
+        for a in syl[:-1]:  # consonant bursts at some syllable starts
+            if rng.random() < 0.4:
+                length = int(rng.uniform(0.03, 0.07) * sr)
+                burst = rng.standard_normal(min(length, seg - a))
+                burst = np.diff(burst, prepend=0) * np.hanning(len(burst))
+                voice[a:a + len(burst)] += 0.3 * burst
+        voice *= env
+        voice /= np.abs(voice).max() + 1e-9
+        audio[t:t + seg] += voice * rng.uniform(0.25, 0.7)
+        truth[t:t + seg] = 1
+        t += seg + int(rng.uniform(0.3, 1.2) * sr)
+    noise = np.convolve(rng.standard_normal(n), np.ones(8) / 8, "same")  # room noise, low-passed
+    audio += noise * rng.uniform(0.002, 0.01) + 0.003 * np.sin(2 * np.pi * 50 * np.arange(n) / sr)
+    return np.clip(audio, -1, 1).astype(np.float32), truth

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from .sources import Source
 
 __all__ = ["cosine_sqnr", "sqnr_db", "db_from_sums", "kl_divergence", "softmax", "top_k_agreement", "is_classifier",
-           "is_probability_rows", "source_is_classifier", "judge"]
+           "is_probability_rows", "source_is_classifier", "judge", "TaskMeasure", "nearest_neighbours", "task_measure",
+           "stream_output"]
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -129,12 +131,92 @@ def source_is_classifier(ref: np.ndarray, source: Source, cfg: Any, truth: Seque
     return is_classifier(ref, name, source.labels, how, truth)
 
 
+def nearest_neighbours(emb: np.ndarray) -> np.ndarray:
+    """Per row of ``emb`` (N, D), the index of its nearest other row by cosine."""
+    e = np.asarray(emb, np.float64).reshape(len(emb), -1)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return sim.argmax(1)
+
+
+@dataclass(frozen=True)
+class TaskMeasure:
+    """A task's own measure of a model against its reference (:mod:`edgeship.tasks`).
+
+    ``voice_activity``: the speech segments of each stream (the package's rule over the
+    ``output``-th output, the chunk probabilities) and, per chunk, whether it lies in one; passes
+    when the chunks agree on at least the task's ``min_agreement``. ``embedding``: each input's
+    nearest neighbour among the others, by the reference's embeddings and by the model's, the share
+    that is the same, beside the per-input cosine (a figure, not a gate: cosine judges)."""
+
+    kind: str
+    task: Any
+    output: int = 0
+    streams: tuple[tuple[int, int], ...] = ()
+    lengths: tuple[int, ...] = ()
+
+    def figures(self, ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> dict[str, Any]:
+        if self.kind == "voice_activity":
+            from .tasks.vad import chunk_flags, speech_segments
+
+            r = np.asarray(ref[self.output], np.float64).reshape(len(ref[self.output]), -1)[:, 0]
+            g = np.asarray(got[self.output], np.float64).reshape(len(got[self.output]), -1)[:, 0]
+            fr, fg, segs_r, segs_g = [], [], 0, 0
+            for (a, b), n in zip(self.streams, self.lengths):
+                sr, sg = speech_segments(r[a:b], self.task, n), speech_segments(g[a:b], self.task, n)
+                segs_r, segs_g = segs_r + len(sr), segs_g + len(sg)
+                fr.append(chunk_flags(sr, b - a, self.task))
+                fg.append(chunk_flags(sg, b - a, self.task))
+            flags_r, flags_g = np.concatenate(fr), np.concatenate(fg)
+            agree = float(np.mean(flags_r == flags_g)) if len(flags_r) else 1.0
+            need = float(getattr(self.task, "min_agreement", 0.98))
+            return {"measure": "speech decisions per chunk", "chunks": int(len(flags_r)), "streams": len(self.streams),
+                    "chunk_agreement": agree, "speech_chunks_reference": int(flags_r.sum()),
+                    "speech_chunks": int(flags_g.sum()), "segments_reference": segs_r, "segments": segs_g,
+                    "max_prob_diff": float(np.max(np.abs(r - g))) if len(r) else 0.0,
+                    "criterion": f"speech segments cover the same chunks in >= {need:.0%} of chunks",
+                    "passed": agree >= need - 1e-12}
+        if self.kind == "embedding":
+            r = np.asarray(ref[self.output], np.float64).reshape(len(ref[self.output]), -1)
+            g = np.asarray(got[self.output], np.float64).reshape(len(got[self.output]), -1)
+            rn = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+            gn = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+            cos = (rn * gn).sum(1)
+            return {"measure": "nearest neighbour", "inputs": int(len(r)),
+                    "nn_agreement": float(np.mean(nearest_neighbours(r) == nearest_neighbours(g))),
+                    "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+        raise ValueError(self.kind)
+
+
+def stream_output(source: Source) -> int:
+    """The index of a stream task's probability output among ``source``'s outputs."""
+    want = getattr(source.task, "probability", None)
+    names = [o.name for o in source.outputs]
+    return names.index(want) if want in names else 0
+
+
+def task_measure(source: Source, samples: Sequence[Any]) -> TaskMeasure | None:
+    """The task's own measure for ``source`` on ``samples``: speech decisions per chunk for a
+    voice-activity stream (``samples`` an :class:`edgeship.data.StreamSamples`), nearest-neighbour
+    agreement for embeddings (3 inputs or more); None for other tasks (class scores and tensors are
+    judged by :func:`judge` itself)."""
+    kind = getattr(getattr(source, "task", None), "kind", None)
+    if kind == "voice_activity" and hasattr(samples, "streams"):
+        return TaskMeasure(kind, source.task, stream_output(source), tuple(samples.streams()), tuple(samples.lengths))
+    if kind == "embedding" and len(samples) >= 3:
+        return TaskMeasure(kind, source.task, 0)
+    return None
+
+
 def judge(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], *, classifier: bool, min_cosine: float,
-          max_drop: float, labels: Sequence[int] | None = None) -> dict[str, Any]:
+          max_drop: float, labels: Sequence[int] | None = None, task: TaskMeasure | None = None) -> dict[str, Any]:
     """Fidelity figures of a reduced-precision model against its fp32 reference (one array per
     output, samples on axis 0) and whether they pass: every output's cosine >= ``min_cosine``
     and, for a classifier, a fall in label accuracy <= ``max_drop`` when ``labels`` (the true class
-    of each sample) are known, else top-1 agreement >= 1 - ``max_drop``."""
+    of each sample) are known, else top-1 agreement >= 1 - ``max_drop``. A ``task`` measure adds
+    its figures (``task``); a stream's decisions replace the cosine rule (its state is internal:
+    what it decides is judged, the cosine of each output is reported)."""
     cos_sqnr = [cosine_sqnr(r, g) for r, g in zip(ref, got)]
     cosines = [c for c, _ in cos_sqnr]
     sq = [s for _, s in cos_sqnr if s is not None]
@@ -144,6 +226,15 @@ def judge(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], *, classifier: b
         out["cosines"] = cosines
     passed = out["cosine"] >= min_cosine
     rule = f"cosine >= {min_cosine:g} per output"
+    if task is not None:
+        t = task.figures(ref, got)
+        out["task"] = t
+        out["judged_as"] = task.kind
+        if "passed" in t:  # the task's decisions decide
+            out["cosine"] = cosines[task.output]
+            passed, rule = bool(t["passed"]), t["criterion"] + f" (cosine of the probabilities {cosines[task.output]:.4f})"
+        else:
+            rule += f" (nearest-neighbour agreement {t['nn_agreement']:.1%} on {t['inputs']} inputs)"
     if classifier:
         r, g = np.asarray(ref[0], np.float64), np.asarray(got[0], np.float64)
         out["top1_agreement"] = top_k_agreement(r, g, 1)

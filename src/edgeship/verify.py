@@ -10,7 +10,7 @@ import numpy as np
 from ._util import share_text
 from .artifact import Artifact, OutputCheck, Preprocess, TensorSpec, Verification
 from .errors import EdgeshipError, ValidationError
-from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, top_k_agreement
+from .fidelity import cosine_sqnr, judge, kl_divergence, source_is_classifier, stream_output, task_measure, top_k_agreement
 
 if TYPE_CHECKING:
     from .config import VerifyConfig
@@ -44,12 +44,15 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     conversions, they never verify a reduced precision.
     ``max_rel`` is the max abs error divided by the largest |ref| of that output.
     """
-    from .data import load_samples
+    from .data import StreamSamples, is_stream, load_samples
 
     exact = artifact.precision == "fp32"
     spec = getattr(cfg, "eval", None)
     refs = None
-    if spec and exact:  # the user's real data, for every precision (fp32 on its first `samples`)
+    if is_stream(source):  # streams: every precision on the evaluation streams, the state carried
+        samples, eval_labels, refs = source.evaluation(spec or None, cfg.eval_samples)
+        origin, real = (f"evaluation data {spec}", True) if spec else (samples.origin, samples.real)
+    elif spec and exact:  # the user's real data, for every precision (fp32 on its first `samples`)
         samples, eval_labels = load_samples(spec, source, cfg.samples, "evaluation")
         origin, real = f"evaluation data {spec}", True
     elif exact:
@@ -61,7 +64,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     if refs is None:
         refs = [source.run(s) for s in samples]
     try:
-        got = runner.run_many([artifact_inputs(source, artifact, s) for s in samples])
+        got = run_samples(runner, source, artifact, samples)
     except EdgeshipError as e:
         raise ValidationError(f"{artifact.name} fails to run on the verification inputs: {e.message}",
                               hint="the conversion produced a model its runtime cannot execute") from None
@@ -72,7 +75,9 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
     ref_cat = [np.concatenate([np.atleast_1d(r[k]) for r in refs]) for k in range(n_out)]
     got_cat = [np.concatenate([np.atleast_1d(g[k]) for g in got]) for k in range(n_out)]
     pairs = [(ref_cat, got_cat)]
-    dynamic = all(i.shape and not isinstance(i.shape[0], int) for i in artifact.inputs)
+    stream = isinstance(samples, StreamSamples)
+    # a stream's calls follow one another (its state carried): the batch axis is not what a device varies
+    dynamic = not stream and all(i.shape and not isinstance(i.shape[0], int) for i in artifact.inputs)
     batched_out = None
     batch_dependent = False
     if dynamic and len(samples) > 1:
@@ -113,7 +118,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
                 ok = ok and finite and bool(np.all(diff <= cfg.atol + cfg.rtol * np.abs(ref)))
             else:
                 ok = ok and finite
-        if not exact:
+        if not exact and (not stream or k == stream_output(source)):  # a stream's state is judged by its decisions
             ok = ok and cos >= cfg.min_cosine
         seen = [np.shape(got[0][k])] + ([] if batched_out is None else [np.shape(batched_out[k])])
         fits = declared is not None and all(declared.fits(tuple(sh)) for sh in seen)
@@ -121,6 +126,7 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
                                   mean_abs=mean_abs, cosine=cos, sqnr_db=sqnr, passed=ok,
                                   shape=None if fits else returned_shape(*seen)))
     top1 = top5 = kl = None
+    task_figures = None
     r0, g0 = ref_cat[0], got_cat[0]
     classifier = source_is_classifier(r0, source, cfg, truth=eval_labels)
     note = None
@@ -129,6 +135,11 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
             top1, top5 = top_k_agreement(r0, g0, 1), top_k_agreement(r0, g0, min(5, r0.shape[1]))
             kl = kl_divergence(r0, g0)
         criterion = f"|err| <= {cfg.atol:g} + {cfg.rtol:g}*|ref| for every element"
+        measure = task_measure(source, samples)
+        if measure is not None:  # the task's own figures, beside the element-wise rule
+            task_figures = measure.figures(ref_cat, got_cat)
+        if stream:
+            criterion += f" ({len(samples.starts)} stream(s), {len(samples)} chunks, each artifact carrying its own state)"
         if batch_dependent:
             criterion += (f" (batch {len(samples)} against the source on the same batch: its outputs depend on what "
                           "else is in the batch)")
@@ -136,9 +147,10 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         status = "verified" if passed else "failed"
     else:  # the rule the quantisation budget uses (edgeship.fidelity.judge)
         j = judge(ref_cat, got_cat, classifier=classifier, min_cosine=cfg.min_cosine, max_drop=cfg.max_drop,
-                  labels=eval_labels if classifier else None)
+                  labels=eval_labels if classifier else None, task=task_measure(source, samples))
         top1, top5, kl = j.get("top1_agreement"), j.get("top5_agreement"), j.get("kl_divergence")
-        criterion = j["criterion"] + ("" if classifier else " (judged as a tensor, not class scores)")
+        criterion = j["criterion"] + ("" if classifier or "task" in j else " (judged as a tensor, not class scores)")
+        task_figures = j.get("task")
         if classifier and eval_labels is not None:
             criterion += f" (label accuracy {share_text(j['accuracy_fp32'])} at fp32, {share_text(j['accuracy'])} here)"
         held = j["passed"] and all(c.passed for c in checks)
@@ -155,7 +167,21 @@ def verify(source: Source, artifact: Artifact, runner: Runner, cfg: VerifyConfig
         reference=f"{source.kind} source {source.name}", samples=len(samples), inputs=origin, batch_sizes=tuple(batch_sizes),
         atol=cfg.atol, rtol=cfg.rtol, outputs=tuple(checks), top1_agreement=top1, top5_agreement=top5,
         kl_divergence=kl, criterion=criterion, passed=passed, status=status, real_inputs=real, note=note,
+        task=task_figures,
     )
+
+
+def run_samples(runner: Runner, source: Source, artifact: Artifact, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+    """``artifact``'s outputs on ``samples`` (source inputs): each on its own, or, for a stream
+    (:class:`edgeship.data.StreamSamples`), call after call with the artifact's OWN carried outputs
+    fed back (zeros at each stream's start), so the errors that build up in its state count: what
+    verification, the int8 budget and every other comparison run."""
+    from .data import StreamSamples, run_streams
+
+    if not isinstance(samples, StreamSamples):
+        return runner.run_many([artifact_inputs(source, artifact, s) for s in samples])
+    return run_streams(lambda xs: runner.run(artifact_inputs(source, artifact, xs)), samples, source.task, source.inputs,
+                       [o.name for o in source.outputs])
 
 
 def unverified_note(source: Source, precision: str) -> str:

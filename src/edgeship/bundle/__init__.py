@@ -208,7 +208,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
     ``allow_unverified`` (None: as the deploy that wrote the folder was told, its manifest's
     ``config.allow_unverified``); the bundle then marks them so in ``bundle.json`` and the card."""
     from ..targets import load_artifact, target_of  # the target registry, and numpy with the golden samples
-    from .golden import GOLDEN_JSON, write_golden
+    from .golden import GOLDEN_JSON, embedding_golden_inputs, stream_golden_audio, write_golden, write_stream_golden
 
     say = progress or (lambda _m: None)
     outdir = Path(outdir)
@@ -255,7 +255,29 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         last = (outs[0].get("shape") or [None])[-1] if outs and isinstance(outs[0], dict) else None
         classifier = bool(labels) and last == len(labels)
 
-        golden = write_golden(tmp, src, arts, classifier, lambda a: target_of(a).runner(a, threads=1), can_run_here, say)
+        task = next((a.task.model_dump(mode="json") for a in arts if a.task is not None), None)
+        kind = (task or {}).get("kind")
+        run_here = lambda a: target_of(a).runner(a, threads=1)  # noqa: E731
+        if kind == "embedding" and task.get("tokenizer") == "wordpiece":
+            task = {**task, "vocabulary": write_vocabulary(tmp, task)}
+        if kind == "voice_activity":
+            audio, origin = stream_golden_audio(m.config, int(task["sample_rate"]))
+            golden = write_stream_golden(tmp, task, arts, audio, origin, run_here, can_run_here, say)
+        elif kind == "embedding" and task.get("tokenizer") == "wordpiece":
+            from ..readers import read_text
+            from ..runtime import Embedder
+            from ..tasks.text import read_vocabulary
+
+            vocab = read_vocabulary(read_text(tmp / task["vocabulary"], "WordPiece vocabulary"))
+            tok = Embedder(None, task, vocab, list(src.get("inputs") or [])).tokens
+            samples, texts, origin = embedding_golden_inputs(m.config, tok)
+            golden = write_golden(tmp, src, arts, False, run_here, can_run_here, say, samples=samples, origin=origin)
+            for rec in golden["artifacts"].values():
+                if "inputs" in rec:
+                    rec["texts"] = texts
+            (tmp / GOLDEN_JSON).write_text(json.dumps(golden, indent=1) + "\n")
+        else:
+            golden = write_golden(tmp, src, arts, classifier, run_here, can_run_here, say)
 
         bench_by_id = {}
         for a in arts:
@@ -271,7 +293,9 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
                 "inputs": [s.model_dump(mode="json") for s in a.inputs],
                 "outputs": [s.model_dump(mode="json") for s in a.outputs],
                 "preprocess": a.preprocess.model_dump(mode="json") if a.preprocess else None,
-                **({"task": a.task.model_dump(mode="json")} if a.task else {}),
+                **({"task": {**a.task.model_dump(mode="json"), **({"vocabulary": task["vocabulary"]}
+                                                                     if kind == "embedding" and task else {})}}
+                   if a.task else {}),
                 "size_bytes": sum(f.size for f in a.files), "digest": rec.get("digest"),
                 "runtime": target_of(a).runtime_requirement(a), "fidelity": _fidelity(rec),
                 "benchmark": bench_by_id.get(aid), "golden": "skipped" not in golden["artifacts"].get(aid, {"skipped": 1}),
@@ -288,6 +312,7 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "edgeship_version": __version__,
             "source": {k: src.get(k) for k in ("name", "kind", "origin", "digest", "inputs", "outputs", "preprocess")},
             "labels": "labels.txt" if labels else None, "labels_count": len(labels) if labels else 0,
+            **({"task": task} if task else {}),
             "artifacts": entries, "fallback_order": [e["id"] for e in order],
             **({"left_out": left_out} if left_out else {}),
             "fallback_rule": ("measured p50 first (deploy --benchmark), else int8, then fp16, then fp32; artifacts "
@@ -312,6 +337,27 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
         write_manifest(outdir, m.doc)
     return Bundle(folder=folder, tarball=tarball, doc=doc, key=key, public_key=public, key_created=key_created,
                   stage=stage)
+
+
+VOCABULARY = "vocab.txt"
+
+
+def write_vocabulary(tmp: Path, task: dict[str, Any]) -> str:
+    """The WordPiece vocabulary of an embedding task into the bundle (``vocab.txt``, one token per
+    line), read again through its reader and checked against the digest the deploy recorded: a
+    vocabulary changed since would tokenise otherwise than the verified model. Returns its name."""
+    import hashlib
+
+    from ..readers.tokenizer import read_tokenizer
+
+    vocab, _ = read_tokenizer(task["vocabulary"])
+    text = "".join(f"{t}\n" for t in vocab)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if task.get("vocabulary_sha256") and digest != task["vocabulary_sha256"]:
+        raise InputError(f"{task['vocabulary']} changed since the deploy (its tokens' sha256 {digest[:12]}, recorded "
+                         f"{str(task['vocabulary_sha256'])[:12]})", hint="deploy again with this vocabulary")
+    (tmp / VOCABULARY).write_text(text, encoding="utf-8")
+    return VOCABULARY
 
 
 def signing_key(outdir: Path, sign_key: str | Path | None, dest: Path, name: str,

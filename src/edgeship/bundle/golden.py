@@ -169,3 +169,112 @@ def write_golden(root: Path, source: dict[str, Any], artifacts: Sequence[Artifac
         w.doc["artifacts"][art.root.name] = rec
     w.write()
     return w.doc
+
+
+#: seconds of audio a stream bundle's golden vectors hold
+GOLDEN_SECONDS = 8.0
+#: sentences an embedding bundle's golden vectors hold when the deploy had no text file of its own
+GOLDEN_SENTENCES = ("A device checks the model it loaded against these sentences before it serves.",
+                    "Überprüfe die Einbettung: naïve café, 東京, and numbers like 3.14159!",
+                    "short")
+
+
+def stream_golden_audio(config: dict[str, Any], rate: int) -> tuple[np.ndarray, str]:
+    """The audio a stream bundle's golden vectors hold: the first :data:`GOLDEN_SECONDS` of the
+    deploy's first evaluation recording (``config["eval"]``, a .wav folder or file) when it still
+    reads, else synthetic speech-like audio (said in the origin)."""
+    from ..data import WAV_SUFFIXES, speech_like
+    from ..readers.audio import read_audio_folder, read_wav, resample
+
+    spec = config.get("eval")
+    n = int(GOLDEN_SECONDS * rate)
+    if isinstance(spec, str) and spec:
+        p = Path(spec)
+        try:
+            if p.is_dir():
+                name, audio = read_audio_folder(p, rate)[0]
+                return audio[:n], f"the first {GOLDEN_SECONDS:g} s of {p / name} (the deploy's evaluation data)"
+            if p.is_file() and p.suffix.lower() in WAV_SUFFIXES:
+                audio, got = read_wav(p)
+                return resample(audio, got, rate)[:n], f"the first {GOLDEN_SECONDS:g} s of {p} (the deploy's evaluation data)"
+        except EdgeshipError:
+            pass
+    audio, _ = speech_like(GOLDEN_SECONDS, 7, rate)
+    return audio, "synthetic speech-like audio (seed 7)"
+
+
+def write_stream_golden(root: Path, task: dict[str, Any], artifacts: Sequence[Artifact], audio: np.ndarray, origin: str,
+                        runner_for: Callable[[Artifact], Any], can_run: Callable[[Artifact], bool | str],
+                        say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """``golden/`` of a stream bundle: per artifact, the audio, the chunk probabilities it gives
+    here streaming it (its own state carried) and the speech segments of those; an artifact that
+    cannot run here borrows an fp32 artifact's, under a looser tolerance, and says so."""
+    from ..runtime import Stream
+
+    w = GoldenWriter(root)
+    w.doc["inputs"].append({"name": "stream", "origin": origin, "seconds": round(len(audio) / float(task["sample_rate"]), 3)})
+    audio_rel = w.tensor(np.asarray(audio, np.float32))
+    done: dict[str, tuple[str, list[list[int]]]] = {}
+    skipped: dict[str, str] = {}
+    for art in artifacts:
+        ok = can_run(art)
+        if ok is not True:
+            skipped[art.root.name] = str(ok)
+            continue
+        say(f"golden audio: {art.root.name}")
+        try:
+            runner = runner_for(art)
+        except EdgeshipError as e:
+            skipped[art.root.name] = e.message
+            continue
+        try:
+            s = Stream(runner, task, [i.model_dump(mode="json") for i in art.inputs], [o.name for o in art.outputs])
+            probs, segments = s.run(audio)
+        except EdgeshipError as e:
+            raise ValidationError(f"golden vectors: {art.root.name} failed to stream the golden audio: {e.message}",
+                                  hint="the artifact does not run here; rebuild it") from None
+        finally:
+            runner.close()
+        done[art.root.name] = (w.tensor(probs.astype(np.float32)), [[int(a), int(b)] for a, b in segments])
+        exact = art.precision == "fp32"
+        w.doc["artifacts"][art.root.name] = {
+            "stream": {"audio": audio_rel, "rate": int(task["sample_rate"]), "origin": origin},
+            "probs": done[art.root.name][0], "segments": done[art.root.name][1],
+            "tolerance": {"prob_max_abs": 1e-3 if exact else 0.02, "flags_min": 1.0 if exact else 0.98},
+            "expected_from": f"{art.root.name} itself, streamed here"}
+    for art in artifacts:
+        if art.root.name not in skipped:
+            continue
+        donor = next((a for a in artifacts if a.precision == "fp32" and a.root.name in done), None)
+        if donor is None:
+            w.doc["artifacts"][art.root.name] = {"skipped": f"{skipped[art.root.name]}; no fp32 artifact of the bundle "
+                                                            "runs here to give its expected probabilities"}
+            continue
+        w.doc["artifacts"][art.root.name] = {
+            "stream": {"audio": audio_rel, "rate": int(task["sample_rate"]), "origin": origin},
+            "probs": done[donor.root.name][0], "segments": done[donor.root.name][1],
+            "tolerance": {"prob_max_abs": 0.05, "flags_min": 0.95},
+            "expected_from": f"{donor.root.name} (this artifact cannot run here: {skipped[art.root.name]})"}
+    w.write()
+    return w.doc
+
+
+def embedding_golden_inputs(config: dict[str, Any], tokenize: Callable[[list[str]], list[np.ndarray]]) -> tuple[
+        list[tuple[str, tuple[np.ndarray, ...]]], dict[str, str], str]:
+    """An embedding bundle's golden inputs: up to three sentences of the deploy's evaluation text
+    file (``config["eval"]``) when it still reads, else :data:`GOLDEN_SENTENCES`, through the
+    bundle's tokenizer: (named inputs, name -> sentence, origin)."""
+    from ..readers import read_text
+
+    texts: list[str] = []
+    spec = config.get("eval")
+    origin = "sentences written for the golden vectors"
+    if isinstance(spec, str) and spec.endswith(".txt") and Path(spec).is_file():
+        try:
+            texts = [ln.strip() for ln in read_text(Path(spec), "text file of sentences").splitlines() if ln.strip()][:3]
+            origin = f"the first sentences of {spec} (the deploy's evaluation data)"
+        except EdgeshipError:
+            texts = []
+    texts = texts or list(GOLDEN_SENTENCES)
+    named = {f"sentence-{i}": t for i, t in enumerate(texts)}
+    return [(n, tuple(tokenize([t]))) for n, t in named.items()], named, origin

@@ -88,10 +88,10 @@ Copied unchanged from edgeship {version} (Apache-2.0) when the bundle was packag
 import each other relatively, so they run under this name without edgeship installed.
 """
 
-from .runtime import Classifier, Prediction, check_golden
+from .runtime import Classifier, Embedder, Prediction, Stream, check_golden
 
 __version__ = {version!r}
-__all__ = ["Classifier", "Prediction", "check_golden", "__version__"]
+__all__ = ["Classifier", "Embedder", "Prediction", "Stream", "check_golden", "__version__"]
 '''
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .._util import join_samples
 from ..errors import EdgeshipError, FormatError, UnsupportedError, first_line
-from ..fidelity import cosine_sqnr, source_is_classifier
+from ..fidelity import cosine_sqnr, source_is_classifier, task_measure
 from ..formats.onnx import (  # noqa: F401 - QUANTISED_OPS, already_quantised re-exported
     QUANTISED_OPS,
     WEIGHT_ONLY_SESSION_CONFIG,
@@ -66,9 +66,17 @@ def _session(path: Path, threads: int, config: dict[str, str] | None = None) -> 
 
 
 def run_model(path: Path, names: list[str], samples: list[tuple[np.ndarray, ...]], batch: int,
-              config: dict[str, str] | None = None) -> list[np.ndarray]:
-    """Outputs over all samples (concatenated along axis 0), batched when the batch axis is dynamic."""
+              config: dict[str, str] | None = None, source: Source | None = None) -> list[np.ndarray]:
+    """Outputs over all samples (concatenated along axis 0), batched when the batch axis is dynamic;
+    a stream's (:class:`edgeship.data.StreamSamples`) call after call with the model's own state
+    carried (``source``: whose task and inputs say how)."""
+    from ..data import StreamSamples, run_streams
+
     s = _session(path, 0, config)
+    if isinstance(samples, StreamSamples) and source is not None:
+        out_names = [o.name for o in s.get_outputs()]
+        got = run_streams(lambda xs: s.run(None, dict(zip(names, xs))), samples, source.task, source.inputs, out_names)
+        return [np.concatenate([np.atleast_1d(g[k]) for g in got]) for k in range(len(got[0]))]
     outs: list[list[np.ndarray]] = []
     for i in range(0, len(samples), batch):
         chunk = samples[i:i + batch]
@@ -209,7 +217,8 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
     # the source's outputs on the evaluation set: computed once, shared with verify (every figure once)
     eval_samples, labels, refs = source.evaluation(cfg.eval, cfg.eval_samples)
     ref = [np.concatenate([np.atleast_1d(r[k]) for r in refs]) for k in range(len(refs[0]))]
-    budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, say)
+    budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, say,
+                    task_measure(source, eval_samples))
     report: dict[str, Any] = {"precision": precision, "method": method, "max_drop": cfg.max_drop,
                               "min_cosine": cfg.min_cosine, "eval_samples": len(eval_samples),
                               "eval_data": cfg.eval or f"default: {source.inputs_origin('evaluation')}",
@@ -238,7 +247,7 @@ def _quantize_onnx(source: Source, fp32: Artifact, out_dir: Path, cfg: DeployCon
             if len(fb.taken) > said[0]:  # what the fallback ladder did to build this candidate
                 note += "; ONNX Runtime's quantiser failed, so: " + "; ".join(t["done"] for t in fb.taken[said[0]:])
                 said[0] = len(fb.taken)
-            return budget.measure(run_model(out, names, eval_samples, batch, sess_cfg), excluded, note,
+            return budget.measure(run_model(out, names, eval_samples, batch, sess_cfg, source), excluded, note,
                                   quick_latency_ms(out, names, lat_sample, config=sess_cfg), out.stat().st_size)
 
         if method == "fp16":

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._util import share_text
 from ..errors import ValidationError
-from ..fidelity import judge
+from ..fidelity import TaskMeasure, judge
 
 if TYPE_CHECKING:
     from ..config import DeployConfig
@@ -40,15 +40,16 @@ STALL_LAYERS = 3
 
 #: the figures of a step that the artifact's summary keeps
 STEP_KEYS = ("rung", "note", "excluded", "top1_agreement", "top5_agreement", "cosine", "kl_divergence", "sqnr_db", "accuracy",
-             "accuracy_fp32", "p50_ms_1thread", "latency_vs_first_step", "size_bytes", "within_budget")
+             "accuracy_fp32", "task", "p50_ms_1thread", "latency_vs_first_step", "size_bytes", "within_budget")
 
 
 class Budget:
     """The steps of one quantisation, each judged against the fp32 reference outputs ``ref``."""
 
     def __init__(self, ref: Sequence[np.ndarray], cfg: DeployConfig, classifier: bool,
-                 labels: Sequence[int] | None = None, say: Callable[[str], None] | None = None) -> None:
-        self.ref, self.cfg, self.classifier, self.labels = list(ref), cfg, classifier, labels
+                 labels: Sequence[int] | None = None, say: Callable[[str], None] | None = None,
+                 task: TaskMeasure | None = None) -> None:
+        self.ref, self.cfg, self.classifier, self.labels, self.task = list(ref), cfg, classifier, labels, task
         self.say = say or (lambda _msg: None)
         self.steps: list[dict[str, Any]] = []
         self.rung = RUNGS[0]  #: the rung the next steps are on (:data:`RUNGS`)
@@ -70,7 +71,8 @@ class Budget:
                 size_bytes: int | None = None) -> dict[str, Any]:
         """Judge one candidate's outputs on the evaluation inputs and record it as the next step."""
         f = judge(self.ref, list(got), classifier=self.classifier, min_cosine=self.cfg.min_cosine,
-                  max_drop=self.cfg.max_drop, labels=list(self.labels) if self.labels is not None else None)
+                  max_drop=self.cfg.max_drop, labels=list(self.labels) if self.labels is not None else None,
+                  task=self.task)
         rec: dict[str, Any] = {"rung": self.rung, "excluded": list(excluded), "note": note, **f, "p50_ms_1thread": p50_ms,
                                "size_bytes": size_bytes, "within_budget": f["passed"]}
         first = self.steps[0]["p50_ms_1thread"] if self.steps else p50_ms
@@ -109,6 +111,10 @@ class Budget:
 
     def describe(self, rec: dict[str, Any]) -> str:
         cfg = self.cfg
+        if "chunk_agreement" in (rec.get("task") or {}):
+            t = rec["task"]
+            return (f"speech decisions agree on {share_text(t['chunk_agreement'])} of {t['chunks']} chunks (needs >= "
+                    f"{getattr(self.task.task, 'min_agreement', 0.98):.0%}), max |dp| {t['max_prob_diff']:.3f}")
         if "accuracy" in rec:
             return (f"accuracy {share_text(rec['accuracy'])} vs fp32 {share_text(rec['accuracy_fp32'])} "
                     f"(max drop {cfg.max_drop:.1%})")
@@ -152,5 +158,5 @@ def closer(a: dict[str, Any], b: dict[str, Any]) -> bool:
     then label accuracy, top-1 agreement, output SQNR (whichever each measured)."""
     def key(r: dict[str, Any]) -> tuple:
         return (bool(r.get("within_budget")), r.get("accuracy") or 0.0, r.get("top1_agreement") or 0.0,
-                r.get("sqnr_db") or r.get("cosine") or 0.0)
+                (r.get("task") or {}).get("chunk_agreement") or 0.0, r.get("sqnr_db") or r.get("cosine") or 0.0)
     return key(a) > key(b)

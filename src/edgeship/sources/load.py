@@ -45,11 +45,79 @@ def load_source(
     ``preprocess`` (a spec, a JSON file or a :class:`Preprocess`) and ``labels`` (a file or a list)
     state what a model file does not carry; they replace what it does. ``task`` (a task record,
     its JSON or a .json file; :mod:`edgeship.tasks`) travels into every artifact's record."""
-    if task is not None:
-        return dataclasses.replace(_load(spec, input_shapes, input_dtypes, weights, allow_pickle, dynamic_batch,
-                                         input_ranges, input_values, preprocess, labels), task=_task(task))
-    return _load(spec, input_shapes, input_dtypes, weights, allow_pickle, dynamic_batch, input_ranges, input_values,
-                 preprocess, labels)
+    record = _task(task) if task is not None else None
+    if record is not None and getattr(record, "kind", None) == "voice_activity":
+        input_shapes, input_values = _stream_inputs(spec, record, input_shapes, input_values)
+    src = _load(spec, input_shapes, input_dtypes, weights, allow_pickle, dynamic_batch, input_ranges, input_values,
+                preprocess, labels)
+    record = record if record is not None else src.task  # the user's record wins over the factory's
+    if record is None:
+        return src
+    return with_task(src, record)
+
+
+def _stream_inputs(spec: str, task: Any, shapes: Any, values: Any) -> tuple[Any, Any]:
+    """An ONNX file's input shapes and values as its stream task declares them, where the user
+    gave none: the audio input [1, context + chunk], the rate input the task's sample rate (one
+    value: the model is specialised for it, :func:`edgeship.sources.onnx._fold_constant_inputs`).
+    Only for inputs the file has; other sources (factories) give their own example inputs."""
+    path = Path(spec)
+    if not path.is_file() or sniff_format(path) != "onnx" or isinstance(shapes, (list, tuple)):
+        return shapes, values
+    from ..readers.onnx import parse_onnx
+
+    graph = parse_onnx(path).graph
+    inits = {i.name for i in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in inits]
+    shapes = dict(shapes or {})
+    values = dict(values or {})
+    if task.audio_input in names and task.audio_input not in shapes:
+        shapes[task.audio_input] = (1, task.context + task.chunk)
+    if task.rate_input and task.rate_input in names and task.rate_input not in values:
+        values[task.rate_input] = [task.sample_rate]
+    return shapes or None, values or None
+
+
+def with_task(src: Source, task: Any) -> Source:
+    """``src`` with its task record, checked against the model: the inputs and outputs it names
+    exist; an embedding's WordPiece vocabulary read (``tokenizer.json`` or ``vocab.txt``: its
+    rules and digest go into the record) and, for a model whose factory gives no tokenizer, the
+    tokenizer text data goes through."""
+    names = [i.name for i in src.inputs]
+    outs = [o.name for o in src.outputs]
+    kind = getattr(task, "kind", None)
+    where = f"the task record of {src.name}"
+    if kind == "voice_activity":
+        if task.audio_input not in names:
+            raise FormatError(f"{where}: audio_input {task.audio_input!r} is not an input of the model "
+                              f"(inputs: {', '.join(names)})", hint="set audio_input to the model's audio input")
+        for out, inp in task.carry.items():
+            if out not in outs or inp not in names:
+                raise FormatError(f"{where}: carry {out!r} -> {inp!r}: the model has outputs {', '.join(outs)} and "
+                                  f"inputs {', '.join(names)}",
+                                  hint='name an output and the input it feeds on the next call, like {"stateN": "state"}')
+        if task.probability is not None and task.probability not in outs:
+            raise FormatError(f"{where}: probability {task.probability!r} is not an output (outputs: {', '.join(outs)})")
+        extra = [n for n in names if n != task.audio_input and n not in task.carry.values() and n != task.rate_input]
+        if extra:
+            raise FormatError(f"{where}: the model's input(s) {', '.join(extra)} are neither the audio, the rate nor "
+                              "a carried state", hint="name them in carry (output -> input) or rate_input")
+    tokenize = src.tokenize
+    if kind == "embedding" and task.tokenizer == "wordpiece":
+        from ..readers.tokenizer import read_tokenizer
+        from ..tasks.text import WordPiece
+
+        vocab, fields = read_tokenizer(task.vocabulary)
+        given = {k: getattr(task, k) for k in task.model_fields_set if k != "vocabulary"}
+        task = type(task).model_validate({**task.model_dump(), **fields, **given,
+                                          "vocabulary": str(Path(task.vocabulary).resolve())})
+        for n in (task.ids_input, task.mask_input, task.type_input):
+            if n is not None and n not in names:
+                raise FormatError(f"{where}: {n!r} is not an input of the model (inputs: {', '.join(names)})",
+                                  hint="set ids_input / mask_input / type_input to the model's input names (null: none)")
+        if tokenize is None:
+            tokenize = WordPiece(vocab, task).batch
+    return dataclasses.replace(src, task=task, tokenize=tokenize)
 
 
 def _task(task: Any) -> Any:

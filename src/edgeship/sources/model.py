@@ -42,6 +42,8 @@ class TorchModel:
     name: str | None = None
     sample_inputs: tuple[tuple[np.ndarray, ...], ...] | None = None
     tokenize: Callable[[list[str]], Any] | None = None
+    #: what the model's inputs and outputs are (an :mod:`edgeship.tasks` record; deploy --task-record wins)
+    task: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +135,9 @@ class Source:
 
     def inputs_origin(self, purpose: str = "verification") -> str:
         """What the default inputs for ``purpose`` (verification, evaluation, calibration) are, in words."""
+        if data.is_stream(self):
+            return ("synthetic speech-like audio streams (not real data: give --eval / --calib a folder of .wav "
+                    "recordings)")
         if self.sample_inputs:
             if len(self.sample_inputs) < 4 and purpose != "verification":
                 return ("all sample inputs given with the model, for evaluation and calibration alike (fewer than 4: "

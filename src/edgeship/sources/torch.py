@@ -262,7 +262,8 @@ def source_from_module(module, examples, tm: TorchModel, *, name, origin, kind, 
     return Source(name=name, kind=kind, origin=origin, digest=digest, inputs=inputs, outputs=outputs,
                   preprocess=pre, labels=clean_labels(tm.labels), module=module, exported=exported,
                   example_inputs=tuple(examples), sample_inputs=tm.sample_inputs, allow_pickle=allow_pickle,
-                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes), tokenize=tm.tokenize, input_values=vals)
+                  input_ranges=tuple(rg.ranges), notes=tuple(rg.notes), tokenize=tm.tokenize, input_values=vals,
+                  task=_factory_task(tm.task, name))
 
 
 def _pickle_reason(e: BaseException) -> str:
@@ -339,3 +340,12 @@ def checkpoint_source(path, input_shapes, input_dtypes, allow_pickle, dynamic_ba
         )
     raise FormatError(f"{path} is a torch file holding {type(obj).__name__}, not a model")
 
+
+
+def _factory_task(task: Any, name: str) -> Any:
+    """The task record a factory's TorchModel declares (a record, its dict or JSON), checked."""
+    if task is None:
+        return None
+    from ..tasks.records import parse_task
+
+    return parse_task(task.model_dump() if hasattr(task, "model_dump") else task, f"the factory of {name}: task")

@@ -249,14 +249,15 @@ class Target(ABC):
         it; ``nearest`` skips it.
         """
         from ..data import distinct_sources
-        from ..fidelity import source_is_classifier
+        from ..fidelity import source_is_classifier, task_measure
         from ..quant.flow import Budget
-        from ..verify import artifact_inputs
+        from ..verify import run_samples
 
         self.say("int8 budget: the source's outputs on the evaluation inputs")
         samples, labels, refs = source.evaluation(cfg.eval, cfg.eval_samples)
         ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
-        budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, self.say)
+        budget = Budget(ref, cfg, source_is_classifier(ref[0], source, cfg, truth=labels), labels, self.say,
+                        task_measure(source, samples))
         result: dict[str, Any] = {}
 
         # what the candidate is quantised from: the source, or its equalised copy; and, once rounded
@@ -269,7 +270,7 @@ class Target(ABC):
             self.say(f"int8 budget: measuring on {len(samples)} evaluation inputs")
             runner = self.runner(art, threads=0)
             try:
-                got = runner.run_many([artifact_inputs(source, art, s) for s in samples])
+                got = run_samples(runner, source, art, samples)
             finally:
                 runner.close()
             # "layers": the first candidate's (nearest rounding of the source: the float-layer order);

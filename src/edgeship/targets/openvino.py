@@ -279,8 +279,8 @@ class OpenVinoTarget(Target):
         """``built`` with the IR measured under OpenVINO's own defaults on this CPU as well (what a
         bare ``compile_model("model.xml")`` gives), when they differ from the verified precision:
         figures against the source in ``details["openvino"]["device_default"]`` and a note."""
-        from ..fidelity import judge, source_is_classifier
-        from ..verify import artifact_inputs
+        from ..fidelity import judge, source_is_classifier, task_measure
+        from ..verify import run_samples
 
         default = device_default_precision()
         record: dict[str, Any] = {"device": "CPU", "precision": default}
@@ -295,11 +295,11 @@ class OpenVinoTarget(Target):
                 art = self._artifact(source, out_dir, built, precision, parent_digest)
                 runner = OpenVinoRunner(out_dir / MODEL_FILE, threads=0, inference_precision=None)
                 refs = [source.run(x) for x in samples]
-                got = [runner.run(artifact_inputs(source, art, x)) for x in samples]
+                got = run_samples(runner, source, art, samples)
                 ref = [np.concatenate([r[k] for r in refs]) for k in range(len(refs[0]))]
                 out = [np.concatenate([g[k] for g in got]) for k in range(len(got[0]))]
                 f = judge(ref, out, classifier=source_is_classifier(ref[0], source, cfg), min_cosine=cfg.min_cosine,
-                          max_drop=cfg.max_drop, labels=labels)
+                          max_drop=cfg.max_drop, labels=labels, task=task_measure(source, samples))
                 record.update({k: f[k] for k in ("samples", "cosine", "top1_agreement", "accuracy", "criterion", "passed")
                                if k in f},
                               max_abs=max(float(np.max(np.abs(np.asarray(g, np.float64) - np.asarray(r, np.float64))))

@@ -138,6 +138,8 @@ class VoiceActivity(_TaskModel):
     max_speech_s: float | None = Field(None, gt=0, description="None: no limit")
     min_silence_at_max_speech_ms: int = Field(98, ge=0, le=600000)
     use_max_poss_sil_at_max_speech: bool = True
+    min_agreement: float = Field(0.98, ge=0, le=1, description="a reduced precision passes when its speech segments "
+                                 "cover the same chunks as the original's in at least this share of chunks")
 
 
 Task = Annotated[ClassScores | TextDetection | TextDirection | TextRecognition | Embedding | VoiceActivity,
