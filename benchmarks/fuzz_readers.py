@@ -40,6 +40,15 @@ Measured here (2 cores, 2026-12-07):
   EEXIST, ENOENT, ENAMETOOLONG, EINVAL), KeyError (a hard link to a missing name), LZMAError,
   EOFError/ValueError/OverflowError/MemoryError out of tarfile.is_tarfile, RecursionError (a name
   of 5,000 folders); and names returned that are not paths in dest ('a.txt/').
+- target wav added (readers.audio: read_wav, decode_wav, read_audio_folder resampling to 16 kHz,
+  write_wav read back; seeds from wave, write_wav and by hand; RIFF chunk, fmt field and sample
+  mutations), 2026-12-08: --cases 10000 with seeds 0, 1 and 2: 15, 21 and 18 s, 41-42% ok, the
+  rest typed, no failures; the reader as first committed had none to fix. The target finds a
+  check taken out (1,000 cases each): the data size not cut to the file (101 crashes, ValueError
+  from np.frombuffer), the 0-channel check (11 ZeroDivisionError), the bits check (22), the NaN
+  check and the clip of floats (wrong values). Not a fuzz finding but a measurement: resampling
+  a declared 767,999 Hz to 16 kHz designed a 15-million-tap filter (3 s, under the 5 s limit,
+  so no hang was counted); resample now refuses factors past 2**16 (0.15 s at most).
 """
 
 from __future__ import annotations

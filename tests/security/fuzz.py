@@ -15,11 +15,12 @@ Seeds are made here, in a temporary folder, from code (no committed blobs): JSON
 and profiles (YAML and JSON), .npy/.npz arrays of several dtypes, images in a dozen formats (16-bit,
 float, palettes, EXIF-tagged), zip archives, tar archives (plain, gzip, xz, bzip2; GNU, pax and
 ustar; a release bundle as ``edgeship package`` writes it), labels files (text in several encodings,
-JSON lists), a ``torch.export`` .pt2 of a tiny module and tiny ONNX models. A case is a seed changed
-by one to three mutations, structural first (on the parsed JSON or YAML document, the .npy header,
-PNG chunks, JPEG segments, TIFF IFD entries, zip headers, tar headers and members, the compressed
-stream around a tar, labels lines, pt2 members, ONNX protobuf fields), then sometimes a byte-level
-one (flip, insert, delete, truncate, splice). A case is reproducible from ``(seed, target, index)``
+JSON lists), a ``torch.export`` .pt2 of a tiny module, tiny ONNX models and WAV files (PCM 8-32 bit,
+IEEE float, extensible, chunked, streamed). A case is a seed changed by one to three mutations,
+structural first (on the parsed JSON or YAML document, the .npy header, PNG chunks, JPEG segments,
+TIFF IFD entries, zip headers, tar headers and members, the compressed stream around a tar, labels
+lines, pt2 members, ONNX protobuf fields, RIFF chunks and WAV fmt fields), then sometimes a
+byte-level one (flip, insert, delete, truncate, splice). A case is reproducible from ``(seed, target, index)``
 alone (:func:`make_case`).
 """
 
@@ -3164,6 +3165,186 @@ def onnx_fields_safe(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, 
 STRUCTURAL["onnx"] = [(6, onnx_fields_safe), (2, onnx_bytes)]
 
 
+# ---- WAV: RIFF chunks, the fmt chunk's fields, the samples -------------------------------------
+
+WAV_IDS = [b"fmt ", b"data", b"LIST", b"JUNK", b"fact", b"bext", b"cue ", b"ds64", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff"]
+WAV_SIZES = [0, 1, 2, 3, 15, 16, 17, 18, 39, 40, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF, 1 << 30]
+#: the fmt chunk's fields (WAVEFORMATEX, then WAVEFORMATEXTENSIBLE's): offset, struct format, values
+WAV_FMT_FIELDS = {
+    "code": (0, "<H", (0, 1, 2, 3, 6, 7, 0x11, 0x55, 0x2000, 0xFFFE, 0xFFFF)),
+    "channels": (2, "<H", (0, 1, 2, 3, 6, 255, 0xFFFF)),
+    "rate": (4, "<I", (0, 1, 999, 1000, 8000, 11025, 16000, 44100, 44101, 65521, 65537, 96001, 767999, 768000, 768001,
+                       0x7FFFFFFF, 0xFFFFFFFF)),
+    "avg": (8, "<I", (0, 1, 0xFFFFFFFF)),
+    "align": (12, "<H", (0, 1, 2, 3, 4, 6, 8, 0xFFFF)),
+    "bits": (14, "<H", (0, 1, 4, 7, 8, 9, 12, 16, 17, 20, 24, 31, 32, 33, 48, 64, 0xFFFF)),
+    "cb": (16, "<H", (0, 22, 0xFFFF)),
+    "valid": (18, "<H", (0, 1, 12, 24, 33, 0xFFFF)),
+    "mask": (20, "<I", (0, 3, 0xFFFFFFFF)),
+    "sub": (24, "<I", (0, 1, 3, 6, 7, 0x55, 0xFFFE, 0xFFFFFFFF)),
+}
+WAV_GUID_TAIL = b"\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+#: sample values that are not audio: NaN (quiet, signalling, negative), infinities, huge, subnormal, -0
+WAV_FLOATS = [struct.pack("<f", v) for v in (float("nan"), float("inf"), -float("inf"), 1e30, -3.4e38, 1e-45, -0.0, 16.0,
+                                              16.5)] + [b"\x01\x00\x80\x7f", b"\xff\xff\xff\xff"]
+WAV_DOUBLES = [struct.pack("<d", v) for v in (float("nan"), float("inf"), -float("inf"), 1e300, 5e-324, -0.0, 17.0)]
+
+
+def _wav_parse(data: bytes) -> tuple[bytes, list[list], bytes]:
+    """(the 12-byte header, [[id, size field, body], ...], the bytes after the last chunk header that
+    fits) of a RIFF-like file, each body cut where the file ends; Skip for bytes that are not one."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64", b"RIFX", b"BW64"):
+        raise Skip()
+    chunks: list[list] = []
+    pos = 12
+    while pos + 8 <= len(data) and len(chunks) < 256:
+        size = struct.unpack_from("<I", data, pos + 4)[0]
+        chunks.append([data[pos:pos + 4], size, data[pos + 8:pos + 8 + size]])
+        pos += 8 + size + (size & 1)
+    return data[:12], chunks, data[pos:] if pos < len(data) else b""
+
+
+def _wav_build(head: bytes, chunks: list[list], tail: bytes = b"", pad: bool = True) -> bytes:
+    body = b"".join(c + struct.pack("<I", size) + b + (b"\x00" if pad and len(b) % 2 else b"") for c, size, b in chunks)
+    return head[:4] + struct.pack("<I", (4 + len(body) + len(tail)) & 0xFFFFFFFF) + head[8:12] + body + tail
+
+
+def _wav_find(chunks: list[list], cid: bytes) -> int:
+    k = next((i for i, c in enumerate(chunks) if c[0] == cid), -1)
+    if k < 0:
+        raise Skip()
+    return k
+
+
+def wav_chunks(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """The chunk list: drop, duplicate, swap, insert (known and unknown ids, odd sizes), a size field
+    set (0, odd, past the end, 1 GB, 0xFFFFFFFF), pad bytes left out, the RIFF size and magic
+    (RF64, BW64, RIFX, another form type), thousands of empty chunks before the samples."""
+    head, chunks, tail = _wav_parse(data)
+    op = rng.choice(("drop", "dup", "swap", "insert", "insert", "size", "size", "size", "nopad", "riff", "magic", "many"))
+    pad = True
+    if op == "drop" and chunks:
+        k = rng.randrange(len(chunks))
+        desc = f"drop {chunks.pop(k)[0]!r}"
+    elif op == "dup" and chunks:
+        c = list(rng.choice(chunks))
+        chunks.insert(rng.randrange(len(chunks) + 1), c)
+        desc = f"dup {c[0]!r}"
+    elif op == "swap" and len(chunks) >= 2:
+        i, j = rng.sample(range(len(chunks)), 2)
+        chunks[i], chunks[j] = chunks[j], chunks[i]
+        desc = f"swap {chunks[j][0]!r} {chunks[i][0]!r}"
+    elif op == "size" and chunks:
+        k = rng.randrange(len(chunks))
+        n = len(chunks[k][2])
+        v = rng.choice(WAV_SIZES + [max(n - 1, 0), n + 1, n * 2 + 7])
+        chunks[k][1] = v
+        desc = f"{chunks[k][0]!r} size={v}"
+    elif op == "nopad":
+        pad = False
+        desc = "pad bytes left out"
+    elif op == "riff":
+        v = rng.choice((0, 4, 12, 0x7FFFFFFF, 0xFFFFFFFF))
+        return data[:4] + struct.pack("<I", v) + data[8:], f"wav.riff size={v}"
+    elif op == "magic":
+        head = rng.choice((b"RF64\x00\x00\x00\x00WAVE", b"BW64\x00\x00\x00\x00WAVE", b"RIFX\x00\x00\x00\x00WAVE",
+                           b"RIFF\x00\x00\x00\x00AVI ", b"FORM\x00\x00\x00\x00AIFF", b"RIFF\x00\x00\x00\x00wave"))
+        desc = f"header {head[:4]!r}/{head[8:]!r}"
+    elif op == "many":
+        n = rng.choice((100, 9_999, 10_001, 20_000))
+        chunks[0:0] = [[b"JUNK", 0, b""]] * n
+        desc = f"{n} empty chunks first"
+    else:
+        cid = rng.choice(WAV_IDS + [rng.randbytes(4)])
+        body = rng.randbytes(rng.choice((0, 1, 3, 16, 40, 255)))
+        k = rng.randrange(len(chunks) + 1)
+        chunks.insert(k, [cid, len(body), body])
+        desc = f"insert {cid!r} of {len(body)} bytes at {k}"
+    return _wav_build(head, chunks, tail, pad), f"wav.{op} {desc}"
+
+
+def wav_fmt(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """The fmt chunk: one field set to a value on an edge (format codes edgeship refuses, 0 and 65535
+    channels, rates from 0 Hz to 4 GHz, bits per sample 0-65535, the extensible sub-format); a
+    consistent new layout (code, channels, bits and block align agreeing, so the samples are
+    decoded another way, or refused past the block-align check: 0 channels, 0 or 40 bits); the
+    GUID damaged; the chunk cut or grown."""
+    head, chunks, tail = _wav_parse(data)
+    k = _wav_find(chunks, b"fmt ")
+    body = bytearray(chunks[k][2])
+    op = rng.choice(("field", "field", "field", "layout", "layout", "guid", "length"))
+    if op == "field":
+        fits = [(n, f) for n, f in WAV_FMT_FIELDS.items() if f[0] + struct.calcsize(f[1]) <= len(body)]
+        if not fits:
+            raise Skip()
+        name, (off, fmt, values) = rng.choice(fits)
+        v = rng.choice(values)
+        struct.pack_into(fmt, body, off, v)
+        desc = f"{name}={v}"
+    elif op == "layout":
+        code = rng.choice((1, 1, 3, 0xFFFE))
+        sub = rng.choice((1, 3)) if code == 0xFFFE else code
+        bits = rng.choice((8, 12, 16, 20, 24, 32, 0, 7, 33, 40) if sub == 1 else (32, 64, 16, 0))
+        if code == 0xFFFE:
+            bits = -(-bits // 8) * 8
+        channels = rng.choice((1, 2, 3, 6, 64, 0))
+        rate = rng.choice((8000, 16000, 22050, 44100, 48000, 96000))
+        align = channels * -(-bits // 8)
+        body = bytearray(struct.pack("<HHIIHH", code, channels, rate, rate * align, align, bits))
+        if code == 0xFFFE:
+            body += struct.pack("<HHI", 22, bits, 0) + struct.pack("<I", sub) + WAV_GUID_TAIL
+        desc = f"layout code={code:#x} sub={sub} channels={channels} bits={bits} rate={rate}"
+    elif op == "guid":
+        if len(body) < 40:
+            raise Skip()
+        i = rng.randrange(28, 40)
+        body[i] ^= 1 << rng.randrange(8)
+        desc = f"guid byte {i} flipped"
+    else:
+        n = rng.choice((0, 2, 14, 15, 16, 17, 18, 24, 39, 40, 41, 80))
+        body = body[:n] + (rng.randbytes(n - len(body)) if n > len(body) else b"")
+        desc = f"body {n} bytes"
+    chunks[k][1:] = [len(body), bytes(body)]
+    return _wav_build(head, chunks, tail), f"wav.fmt {desc}"
+
+
+def wav_samples(data: bytes, rng: random.Random, ctx: Ctx) -> tuple[bytes, str]:
+    """The data chunk: NaN, infinities, huge and subnormal floats at a sample's place (32- and
+    64-bit), emptied, an odd length, grown, its size the streaming placeholder 0xFFFFFFFF."""
+    head, chunks, tail = _wav_parse(data)
+    k = _wav_find(chunks, b"data")
+    body = bytearray(chunks[k][2])
+    op = rng.choice(("float", "float", "double", "empty", "odd", "grow", "stream"))
+    size = None
+    if op in ("float", "double"):
+        width = 4 if op == "float" else 8
+        if len(body) < width:
+            raise Skip()
+        v = rng.choice(WAV_FLOATS if width == 4 else WAV_DOUBLES)
+        i = rng.randrange(len(body) // width) * width
+        body[i:i + width] = v
+        desc = f"{v.hex()} at byte {i}"
+    elif op == "empty":
+        body = bytearray()
+        desc = "no samples"
+    elif op == "odd":
+        body = body[:-1] if body else bytearray(b"\x01")
+        desc = f"{len(body)} bytes"
+    elif op == "grow":
+        body = body * rng.choice((2, 16, 200))
+        desc = f"{len(body)} bytes"
+    else:
+        size = 0xFFFFFFFF
+        desc = "size 0xFFFFFFFF"
+    chunks[k][1:] = [len(body) if size is None else size, bytes(body)]
+    if size is not None and k != len(chunks) - 1:
+        chunks.append(chunks.pop(k))  # a stream's data chunk is the last
+    return _wav_build(head, chunks, tail), f"wav.samples {op} {desc}"
+
+
+STRUCTURAL["wav"] = [(4, wav_chunks), (5, wav_fmt), (2, wav_samples)]
+
+
 # ---- seeds -----------------------------------------------------------------------------------
 
 def artifact_record() -> dict[str, Any]:
@@ -3566,7 +3747,87 @@ def labels_seeds(folder: Path) -> list[Seed]:
             s("labels-json-escaped", json.dumps(["猫", "e\u0301", "tab\there", "quote\"d"]).encode(), "labels.json")]
 
 
+def wav_seeds(folder: Path) -> list[Seed]:
+    """WAV files as the standard library's ``wave`` (8, 16, 24, 32-bit PCM, mono and stereo),
+    :func:`edgeship.readers.audio.write_wav`, DAWs and recorders write them (IEEE float 32/64,
+    WAVE_FORMAT_EXTENSIBLE of 24-bit PCM in 20 valid bits and of float in 6 channels, 12-bit PCM,
+    LIST/fact/bext chunks with odd sizes around the samples, a stream's 0xFFFFFFFF sizes), and
+    one A-law file (refused as it is)."""
+    import wave
+
+    import numpy as np
+
+    from edgeship.readers.audio import write_wav
+
+    x = 0.6 * np.sin(2 * np.pi * 440 * np.arange(300) / 8000)
+
+    def fmt(code: int, channels: int, rate: int, bits: int, sub: int | None = None, valid: int | None = None) -> bytes:
+        align = channels * -(-bits // 8)
+        body = struct.pack("<HHIIHH", code, channels, rate, rate * align, align, bits)
+        if sub is not None:
+            body += struct.pack("<HHI", 22, valid or bits, (1 << channels) - 1) + struct.pack("<I", sub) + WAV_GUID_TAIL
+        return b"fmt " + struct.pack("<I", len(body)) + body
+
+    def chunk(cid: bytes, body: bytes, size: int | None = None) -> bytes:
+        return cid + struct.pack("<I", len(body) if size is None else size) + body + (b"\x00" if len(body) % 2 else b"")
+
+    def riff(*chunks: bytes, size: int | None = None) -> bytes:
+        body = b"WAVE" + b"".join(chunks)
+        return b"RIFF" + struct.pack("<I", len(body) if size is None else size) + body
+
+    def std(width: int, channels: int) -> bytes:
+        scale = {1: 127, 2: 32767, 3: 8388607, 4: 2147483647}[width]
+        v = np.round(np.repeat(x[:, None], channels, 1) * scale).astype(np.int64).ravel()
+        raw = ((v + 128).astype("<u1").tobytes() if width == 1 else
+               b"".join(int(s).to_bytes(width, "little", signed=True) for s in v))
+        bio = io.BytesIO()
+        with wave.open(bio, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(width)
+            w.setframerate(8000)
+            w.writeframes(raw)
+        return bio.getvalue()
+
+    pcm16 = (np.round(x * 32767).astype("<i2")).tobytes()
+    stereo_f64 = np.repeat(x[:, None], 2, 1).astype("<f8").tobytes()
+    six_f32 = np.repeat(x[:, None], 6, 1).astype("<f4").tobytes()
+    pcm24_20 = b"".join(int(s << 4).to_bytes(3, "little", signed=True) for s in np.round(np.repeat(x[:, None], 2, 1) * 524287).astype(int).ravel())
+    write_wav(folder / "edgeship.wav", x, 16000)
+    plan = {
+        "std-8": std(1, 1), "std-16": std(2, 1), "std-16-stereo": std(2, 2), "std-24": std(3, 1), "std-32": std(4, 2),
+        "edgeship": (folder / "edgeship.wav").read_bytes(),
+        "float32": riff(fmt(3, 1, 44100, 32), chunk(b"fact", struct.pack("<I", 300)), chunk(b"data", x.astype("<f4").tobytes())),
+        "float64-stereo": riff(fmt(3, 2, 48000, 64), chunk(b"data", stereo_f64)),
+        "ext-pcm24": riff(fmt(0xFFFE, 2, 96000, 24, sub=1, valid=20), chunk(b"data", pcm24_20)),
+        "ext-float-6ch": riff(fmt(0xFFFE, 6, 22050, 32, sub=3), chunk(b"data", six_f32)),
+        "pcm12": riff(fmt(1, 1, 11025, 12), chunk(b"data", (np.round(x * 2047).astype("<i2") << 4).astype("<i2").tobytes())),
+        "chunked": riff(chunk(b"LIST", b"INFOISFT\x05\x00\x00\x00Lavf\x00"), fmt(1, 1, 16000, 16), chunk(b"bext", b"x" * 601),
+                        chunk(b"data", pcm16[:-2]), chunk(b"LIST", b"INFOICMT\x03\x00\x00\x00ab\x00")),
+        "stream": riff(fmt(1, 1, 16000, 16), chunk(b"data", pcm16, size=0xFFFFFFFF), size=0xFFFFFFFF),
+        "alaw": riff(fmt(6, 1, 8000, 8), chunk(b"fact", struct.pack("<I", 300)), chunk(b"data", bytes(range(256)))),
+    }
+    return [Seed(f"wav-{name}", "wav", {"audio.wav": data}, "audio.wav") for name, data in plan.items()]
+
+
 # ---- what a reader documents it returns ------------------------------------------------------
+
+def check_wav(value: Any) -> None:
+    """read_wav / decode_wav: (mono float32 samples, at least one, each in [-1, 1]; a rate in range)."""
+    import numpy as np
+
+    from edgeship.readers.audio import MAX_RATE, MIN_RATE
+
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise ContractError(f"read_wav returned {type(value).__name__}, not (samples, rate)")
+    x, rate = value
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 1 or not x.size:
+        raise ContractError(f"read_wav returned samples {type(x).__name__} {getattr(x, 'shape', '')} "
+                            f"{getattr(x, 'dtype', '')}, not a non-empty 1-d float32 array")
+    if not np.isfinite(x).all() or np.abs(x).max() > 1.0:
+        raise ContractError(f"read_wav returned samples outside [-1, 1] (from {x.min()} to {x.max()})")
+    if type(rate) is not int or not MIN_RATE <= rate <= MAX_RATE:
+        raise ContractError(f"read_wav returned the rate {rate!r}")
+
 
 def check_json(value: Any) -> None:
     """JSON values only (NaN and Infinity read as Python's json writes them, as documented), nested
@@ -3945,6 +4206,46 @@ def text_stages(folder: Path, p: Path, case: Case) -> list[Stage]:
             ("read_labels", lambda: read_labels(p, ()), check_labels)]
 
 
+def wav_stages(folder: Path, p: Path, case: Case) -> list[Stage]:
+    import numpy as np
+
+    from edgeship.readers.audio import decode_wav, read_audio_folder, read_wav, write_wav
+
+    read: list = []
+
+    def from_path() -> Any:
+        read.append(read_wav(p))
+        return read[0]
+
+    def from_bytes() -> Any:
+        with open(p, "rb") as fh:
+            value = decode_wav(fh.read(), "the uploaded audio")
+        check_wav(value)
+        if value[1] != read[0][1] or not np.array_equal(value[0], read[0][0]):
+            raise ContractError("decode_wav of the file's bytes differs from read_wav of the file")
+        return value
+
+    def folder_read() -> Any:
+        got = read_audio_folder(folder, 16000)
+        x, rate = read[0]
+        if [n for n, _ in got] != [p.name] or got[0][1].dtype != np.float32 or got[0][1].ndim != 1:
+            raise ContractError(f"read_audio_folder returned {[(n, getattr(a, 'shape', a)) for n, a in got]!r:.200}")
+        if len(got[0][1]) != -(-len(x) * 16000 // rate):
+            raise ContractError(f"{len(x)} samples at {rate} Hz resampled to {len(got[0][1])} at 16000 Hz")
+        return got
+
+    def round_trip() -> Any:
+        x, rate = read[0]
+        again = read_wav(write_wav(folder / "again.wav", x, rate))
+        want = np.clip(np.round(x.astype(np.float64) * 32768), -32768, 32767).astype(np.float32) / 32768
+        if again[1] != rate or not np.array_equal(again[0], want):
+            raise ContractError("write_wav then read_wav does not give the samples back (to 16 bits)")
+        return again
+
+    return [("read_wav", from_path, check_wav), ("decode_wav(bytes)", from_bytes, None),
+            ("read_audio_folder", folder_read, None), ("write_wav", round_trip, None)]
+
+
 def _manifest_seeds(folder: Path) -> list[Seed]:
     seeds = [Seed("manifest", "json", {"manifest.json": _jbytes(manifest_doc())}, "manifest.json"),
              Seed("manifest-empty", "json", {"manifest.json": _jbytes({"artifacts": []})}, "manifest.json")]
@@ -3969,4 +4270,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            quiet=("torch.export",)),
     Target("onnx", "sniff_format, parse_onnx, load_onnx_model, load_source, the bare-.onnx artifact", onnx_seeds,
            onnx_stages),
+    Target("wav", "readers.audio: read_wav, decode_wav, read_audio_folder (resampled to 16 kHz), write_wav", wav_seeds,
+           wav_stages),
 ]}
