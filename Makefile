@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	# onnx2torch (the ONNX -> torch bridge for tflite/executorch) requires torchvision in its metadata;
 	# --no-deps keeps the CPU torch wheel (pip would pull a CUDA torch) and edgeship never imports torchvision
 	$(PY) -m pip install -q --no-deps onnx2torch==1.5.15
+	# silero-vad: the reference the voice-activity glue is checked against (tests/test_vad_glue.py); it needs
+	# torch (pinned above) and packaging; --no-deps so pip leaves that torch alone (torchaudio is an extra)
+	$(PY) -m pip install -q --no-deps silero-vad==6.2.3
 	touch $(STAMP)
 
 setup: $(STAMP)
