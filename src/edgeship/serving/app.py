@@ -213,16 +213,9 @@ class _EmbedServed(_Calls):
         self.served_by, self.skipped = str(self.embedder.served_by), self.embedder.skipped
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        """(``Embedder.embed(texts)``, the tokens each text became, [CLS] and [SEP] included)."""
-        vectors = self.embedder.embed(texts)
-        made = self.embedder.tokenizer.batch(texts)
-        task = self.embedder.task
-        mask = made.get(str(task.get("mask_input") or "attention_mask"))
-        if mask is None:
-            ids = np.asarray(made[str(task.get("ids_input") or "input_ids")])
-            pad = self.embedder.tokenizer.vocab[str(task.get("pad_token") or "[PAD]")]
-            return vectors, [int(n) for n in (ids != pad).sum(axis=1)]
-        return vectors, [int(n) for n in np.asarray(mask).sum(axis=1)]
+        """(``Embedder.embed(texts)``, the tokens each text became: [CLS] and [SEP] included, at
+        most the task's ``max_length``)."""
+        return self.embedder.embed(texts), [len(self.embedder.tokenizer.encode(t)) for t in texts]
 
     def info(self) -> dict[str, Any]:
         task = self.embedder.task
@@ -370,36 +363,46 @@ class _Segments:
     (:func:`edgeship.tasks.vad.speech_segments`), and how many of them are settled: the same in
     the segments of the whole stream, whatever comes next.
 
-    Settled: a segment is settled when (1) it ends before the last sample fed (the segment still
-    open, or waiting out its silence, runs to the last sample: a segment ending before it was
-    closed, and the rule never drops or reopens a closed one), (2) it ends at least 2 x
-    ``speech_pad`` before the end of the chunks run (the rule halves the gap to the next segment
-    instead of padding when the gap is shorter than 2 x pad; a segment still to come starts at
-    that end or later) and (3) the next segment, when it may be such a near neighbour (the two
-    within 1 sample of each other), is closed too (a near neighbour still open may yet be
-    dropped as too short, which would change this segment's padding). With the record's defaults
-    (100 ms of silence closes a segment; 30 ms of pad) (3) never holds back a segment, and one is
-    given 60 ms of audio after its padded end at the latest, i.e. 90 ms after the speech ended.
+    Settled, derived from the rule: (1) a segment ending before the last sample fed is closed
+    (the one still open, or waiting out its silence, runs to the last sample), and the rule never
+    drops or reopens a closed one; its start is settled with it. Its end is its speech's end plus
+    ``speech_pad`` unless the next kept segment starts less than 2 x pad after that speech's end
+    (the gap is then halved). (2) When the record's numbers keep segments further apart than
+    that, nothing can change the end: after a silence closes a segment the next starts at least
+    ``min_silence`` + one chunk later, after a cut at ``max_speech`` more than
+    ``min_silence_at_max_speech`` or one chunk later. With the record's defaults (100 ms of
+    silence, 30 ms of pad) a segment is so settled as soon as it closes: 100 ms (and up to one
+    chunk) after its speech ended, i.e. 70 ms after its padded end, or ``min_silence`` - ``pad``
+    in general. (3) Otherwise it is settled once no segment can start within 2 x pad of its end:
+    a segment missing from the list (not started yet, or started but not longer than
+    ``min_speech`` yet) starts at ``min(chunks run x chunk, samples fed - min_speech)`` or later;
+    and a near neighbour in the list (within 1 sample: its gap was halved) must be closed, since
+    one still open may yet be dropped as too short.
 
-    The rule is re-run only from the last restart point: a run of chunks below both thresholds
-    long enough that the rule is certainly not in a segment after it (``min_silence`` + 4 chunks:
-    a segment open at its start has closed in it, even after a cut at ``max_speech``) and that
-    leaves ``pad`` + 1 chunks before the point (no segment after it reaches back across); the
-    segments before it are kept. The run from a restart point gives the same segments as from the
-    start (the rule is shift-invariant from a state outside a segment):
-    ``tests/test_serve_streams.py`` checks both claims on random probability sequences."""
+    The rule is re-run only from the last restart point: after a run of chunks below both
+    thresholds long enough that the rule is certainly outside a segment (``min_silence`` + 4
+    chunks: a segment open at its start has closed in it, even after a cut at ``max_speech``),
+    leaving ``pad`` + 1 chunks before the point, so no segment after it reaches back across; the
+    segments before it are kept. From such a state the rule gives the same segments shifted:
+    ``tests/test_serve_streams.py`` checks this and the settled segments on random probability
+    sequences under several records."""
 
     def __init__(self, task: Any) -> None:
         from ..tasks.vad import params
 
         self.task = params(task)
         p = self.task
-        self.window = p.chunk
-        self.pad = p.sample_rate * p.speech_pad_ms / 1000
+        w = self.window = p.chunk
+        sr = p.sample_rate
+        self.pad = sr * p.speech_pad_ms / 1000
+        self.min_speech = sr * p.min_speech_ms / 1000
+        silence = sr * p.min_silence_ms / 1000
+        gaps = [silence + w] + ([min(sr * p.min_silence_at_max_speech_ms / 1000, w)] if math.isfinite(p.max_speech_s)
+                                else [])
+        self.apart = min(gaps) >= 2 * self.pad  # no gap between segments is ever halved
         self.quiet = min(p.threshold, p.neg_threshold)
-        silence = p.sample_rate * p.min_silence_ms / 1000
-        self.lead = math.ceil(self.pad / self.window) + 1
-        self.needed = max(math.ceil(silence / self.window) + 4, math.ceil(2 * self.pad / self.window) + 1) + self.lead
+        self.lead = math.ceil(self.pad / w) + 1
+        self.needed = max(math.ceil(silence / w) + 4, math.ceil(2 * self.pad / w) + 1) + self.lead
         self.base = 0  # the restart point (a chunk index)
         self.kept: list[tuple[int, int]] = []  # the segments before it
         self.run = 0  # chunks below both thresholds ending at the last one seen
@@ -427,9 +430,13 @@ class _Segments:
 
     def settled(self, segments: list[tuple[int, int]], chunks: int, samples: int) -> int:
         """How many of ``segments`` (of the stream so far: ``chunks`` run, ``samples`` fed) are settled."""
-        done = chunks * self.window
+        unseen = min(chunks * self.window, samples - self.min_speech)  # where a segment not listed can start
         for i, (_, end) in enumerate(segments):
-            if end >= samples or done - end < 2 * self.pad:
+            if end >= samples:
+                return i
+            if self.apart:
+                continue
+            if unseen - end < 2 * self.pad:
                 return i
             if i + 1 < len(segments) and segments[i + 1][0] - end <= 1 and segments[i + 1][1] >= samples:
                 return i
@@ -805,7 +812,7 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
             model.close()
 
     app = Starlette(routes=[Route("/v1/classify", classify, methods=["POST"]), Route("/v1/infer", infer, methods=["POST"]),
-                            Route("/v1/ocr", ocr, methods=["POST"]), Route("/v1/stream", stream, methods=["POST"]),
+                            Route("/v1/ocr", ocr, methods=["POST"]), Route("/v1/stream", stream, methods=["POST", "PUT"]),
                             Route("/v1/embed", embed, methods=["POST"]), Route("/healthz", healthz),
                             Route("/metrics", metrics_route)], lifespan=lifespan)
     app.state.model = model

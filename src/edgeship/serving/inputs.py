@@ -336,7 +336,8 @@ def audio_format(header: str, model_rate: int) -> AudioFormat:
     kind = "l16" if main == "audio/l16" else "f32"
     given = params.get("rate")
     if given is None and main != "application/octet-stream":
-        raise Reject(400, f"{main} needs its sample rate: Content-Type: {main};rate={model_rate} "
+        named = "audio/L16" if main == "audio/l16" else main
+        raise Reject(400, f"{named} needs its sample rate: Content-Type: {named};rate={model_rate} "
                           "(the rate the samples were recorded at, in Hz)")
     rate = model_rate if given is None else _int_param(given, "rate", MIN_RATE, MAX_RATE, "Hz")
     channels = _int_param(params.get("channels", "1"), "channels", 1, MAX_CHANNELS, "")
