@@ -4,6 +4,10 @@
     edgeship deploy benchmarks/minilm.py:model --quantize int8 --min-cosine 0.995 \\
         --eval sentences.txt --calib other-sentences.txt
 
+The factory declares its task (an embedding with BERT's WordPiece tokenizer read from the model's
+tokenizer.json), so the release carries ``vocab.txt`` and tokenises on the device as ``tokenize``
+does here (edgeship checks the two agree on the data).
+
 ``model()`` returns a :class:`edgeship.TorchModel`: BERT (transformers) with mean pooling and L2
 normalisation, as sentence-transformers computes it, on ``input_ids`` and ``attention_mask`` padded
 to ``SEQ`` tokens; ``tokenize`` makes a text file of sentences (one per line) calibration and
@@ -83,9 +87,13 @@ def model():  # noqa: ANN201 - an edgeship factory
             e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(e, dim=-1)
 
+    from edgeship.tasks import Embedding
+
     ids, mask = tokenize(sentences(512))
+    # the task: its WordPiece tokenizer ships in the release (checked against `tokenize` on the data)
+    task = Embedding(tokenizer="wordpiece", vocabulary=str(_model_dir() / "tokenizer.json"), max_length=SEQ)
     return edgeship.TorchModel(module=SentenceEmbedding().eval(),
                                example_inputs=(torch.from_numpy(ids[:1]), torch.from_numpy(mask[:1])),
                                input_names=("input_ids", "attention_mask"), output_names=("embedding",),
                                name="all-MiniLM-L6-v2", sample_inputs=tuple((ids[i:i + 1], mask[i:i + 1]) for i in range(len(ids))),
-                               tokenize=tokenize)
+                               tokenize=tokenize, task=task)

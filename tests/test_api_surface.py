@@ -14,6 +14,7 @@ def test_all_is_pinned():
         "package", "verify_bundle", "keygen",  # the release bundle (issue 13)
         "report",  # the HTML report and the comparison of two deploys (issue 15)
         "compress",  # pruning: a new torch source (issue 17)
+        "Stream", "Embedder",  # the light runtime of streams and embeddings (issue 38)
     }
     assert set(edgeship.__all__) == expected and len(edgeship.__all__) == len(expected)  # ==: additions are decisions too
     for name in edgeship.__all__:

@@ -127,12 +127,14 @@ def test_the_segments_are_the_packages_on_many_probability_sequences():
             probs = _probability_walks(rng, n, t % 4)
             task = {"kind": "voice_activity", "sample_rate": rate, "chunk": chunk, "context": chunk // 8,
                     "threshold": float(rng.choice([0.5, 0.3, 0.7, 0.15])),
-                    "min_speech_ms": int(rng.choice([0, 50, 250, 600])),
+                    "min_speech_ms": int(rng.choice([0, 50, 64, 250, 600])),
                     "min_silence_ms": int(rng.choice([0, 32, 100, 300])),
-                    "speech_pad_ms": int(rng.choice([0, 7, 30, 100])),
-                    "max_speech_s": [None, 0.4, 1.0, 2.3, 5.0][t % 5],
-                    "min_silence_at_max_speech_ms": int(rng.choice([0, 40, 98, 200])),
+                    "speech_pad_ms": int(rng.choice([0, 7, 30, 32, 100])),
+                    "max_speech_s": [None, 0.4, 1.0, 2.3, 5.0, 0.288][t % 6],
+                    "min_silence_at_max_speech_ms": int(rng.choice([0, 40, 64, 98, 200])),
                     "use_max_poss_sil_at_max_speech": bool(t % 2)}
+            if task["max_speech_s"] == 0.288:  # limits on chunk boundaries: 4608 - chunk is a whole number of chunks
+                task["speech_pad_ms"] = 0
             if t % 7 == 0:
                 task["neg_threshold"] = float(rng.choice([0.05, 0.2, task["threshold"]]))
             length = None if t % 4 == 0 else max(0, n * chunk - int(rng.integers(0, chunk)))
@@ -143,7 +145,8 @@ def test_the_segments_are_the_packages_on_many_probability_sequences():
             with_speech += bool(want)
             assert got == want, (t, task, got[:4], want[:4])
     assert (cases, same) == (1200, 1200) and with_speech > 1000
-    # every way a segment ends and every cut at max_speech_s ran
+    # every way a segment ends and every cut at max_speech_s ran (the values above put the limits on chunk
+    # boundaries too, so that a > for a >= shows)
     for marker in ("# cut at the longest silence", "# the legacy cut", "# no silence to cut at",
                    "start = next_start", "triggered = False", "speeches.append([start, audio_length])",
                    "sp[1] += int(silence // 2)", "speeches.append([start, temp_end])"):

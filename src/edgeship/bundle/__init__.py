@@ -346,13 +346,10 @@ def write_vocabulary(tmp: Path, task: dict[str, Any]) -> str:
     """The WordPiece vocabulary of an embedding task into the bundle (``vocab.txt``, one token per
     line), read again through its reader and checked against the digest the deploy recorded: a
     vocabulary changed since would tokenise otherwise than the verified model. Returns its name."""
-    import hashlib
-
-    from ..readers.tokenizer import read_tokenizer
+    from ..readers.tokenizer import read_tokenizer, vocabulary_sha256, vocabulary_text
 
     vocab, _ = read_tokenizer(task["vocabulary"])
-    text = "".join(f"{t}\n" for t in vocab)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    text, digest = vocabulary_text(vocab), vocabulary_sha256(vocab)
     if task.get("vocabulary_sha256") and digest != task["vocabulary_sha256"]:
         raise InputError(f"{task['vocabulary']} changed since the deploy (its tokens' sha256 {digest[:12]}, recorded "
                          f"{str(task['vocabulary_sha256'])[:12]})", hint="deploy again with this vocabulary")

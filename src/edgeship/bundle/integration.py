@@ -353,10 +353,13 @@ def _task_integration(root: Path, doc: dict[str, Any], kind: str, put: Any, writ
         if not any(p.name.endswith(".html") for p in made):
             notes.append("no web page: the bundle has no web artifact")
     else:
-        from .embed_app import write_embed_web, write_wordpiece_code
+        from .embed_app import write_embed_web, write_embedder_kotlin, write_wordpiece_code
 
         made += write_wordpiece_code(root, task)
         made += write_embed_web(root, doc)
+        made += write_embedder_kotlin(root, task, doc)
+        if not any(p.name.endswith(".html") for p in made):
+            notes.append("no web page: the bundle has no web artifact")
     written += [str(p.relative_to(root)) for p in made]
     lines = [f"# Integration: {doc['name']} {doc['version']} ({kind.replace('_', ' ')})", "",
              f"- `python/{script}`: {what}, on the light runtime carried in `python/edgeship_light/` "

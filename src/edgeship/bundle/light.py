@@ -46,7 +46,7 @@ def _not_copied(mod: list[str]) -> str | None:
     return next((k for k in NOT_COPIED if dotted == k or dotted.startswith(k + ".")), None)
 #: third-party modules imported inside functions the light runtime never calls
 LAZY_ELSEWHERE = {"onnx": "ONNX graph helpers of formats/onnx.py", "yaml": "readers: YAML files",
-                  "skimage": "data: the sample photos"}
+                  "skimage": "data: the sample photos", "scipy": "readers/audio: resampling .wav data"}
 
 _STUB_TARGETS = '''"""Stands in for edgeship.targets in the light runtime: an artifact whose format the light
 runtime does not open itself (it opens ONNX and ORT artifacts) needs the full edgeship."""

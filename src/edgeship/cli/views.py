@@ -105,16 +105,25 @@ def _verification_lines(artifacts: list[dict]) -> tuple[list[str], list[str]]:
     return lines, warnings
 
 
+#: the table's agreement column per task (edgeship.tasks): its header and the figure of verification.task
+TASK_COLUMN = {"voice_activity": ("speech", "chunk_agreement"), "embedding": ("NN", "nn_agreement")}
+
+
 def print_deploy(c: Console, res: Any) -> None:
     m = res.manifest
     rows = []
+    kind = ((m.get("source") or {}).get("task") or {}).get("kind")
+    column, figure = TASK_COLUMN.get(kind, ("top-1", None))
     for a in m["artifacts"]:
         v = a.get("verification") or {}
         outs = v.get("outputs", [])
+        if kind == "voice_activity":  # a stream's state is internal: the probabilities are what it says
+            prob = ((m.get("source") or {}).get("task") or {}).get("probability")
+            outs = [o for o in outs if o.get("name") == prob] or outs[:1]
         max_abs = max((o["max_abs"] for o in outs), default=float("nan"))
         max_rel = max((o["max_rel"] for o in outs), default=float("nan"))
         cosine = min((o.get("cosine", 1.0) for o in outs), default=float("nan"))
-        top1 = v.get("top1_agreement")
+        top1 = (v.get("task") or {}).get(figure) if figure else v.get("top1_agreement")
         status = verification_status(v, a.get("precision"))
         verdict = {"verified": Text("yes", style="green"), "unverified": Text("no: random", style="bold yellow"),
                    "structural": Text("structural", style="yellow")}.get(status, Text("no", style="red"))
@@ -127,7 +136,7 @@ def print_deploy(c: Console, res: Any) -> None:
     for f in failed:  # the cells that were not written, beside those that were
         rows.append([f"{f['target']}-{f['precision']}", "-", f["precision"], "-", "-", "-", "-", "-",
                      Text("FAILED", style="bold red")])
-    headers = ["artifact", "format", "precision", "size", "max abs", "max rel", "cosine", "top-1", "verified"]
+    headers = ["artifact", "format", "precision", "size", "max abs", "max rel", "cosine", column, "verified"]
     print_table(c, f"edgeship deploy: {m['source']['name']} → {res.out}", headers, rows, right=tuple(headers[3:]),
                 optional=("format", "max rel"))
     lines, warnings = _verification_lines(m["artifacts"])

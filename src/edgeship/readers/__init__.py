@@ -13,6 +13,8 @@ Kinds and their readers::
     configs, profiles    read_structured                JSON or YAML (no aliases), depth-limited
     arrays               readers.arrays.read_arrays     .npy/.npz: numeric, >= 1-d, finite
     images               readers.images.decode_image    any PIL format, EXIF orientation, 16-bit
+    audio                readers.audio.read_wav         WAV: PCM 8-32 bit, IEEE float, extensible; mono; resample
+    tokenizers           readers.tokenizer.read_tokenizer  tokenizer.json (WordPiece) or vocab.txt
     zip archives         readers.archives.open_zip      .pt2, .npz, bundles: names, methods, sizes
     ONNX models          readers.onnx.parse_onnx        protobuf, UTF-8 names
 

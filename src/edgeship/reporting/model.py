@@ -59,7 +59,7 @@ def page_model(m: Manifest) -> dict[str, Any]:
                     for s in as_list(convert.get("skipped")) if isinstance(s, dict)],
         "analysis": sections.analysis(m), "environment": sections.environment(m, figures.doc, rows),
         "bundle": sections.bundle(m), "predictions": sections.predictions(m), "compression": sections.compression(m),
-        "cloud": sections.cloud(m),
+        "cloud": sections.cloud(m), "task": sections.task(m, rows),
         "timings": {as_text(k, 60): v for k, v in m.timings.items() if as_num(v) is not None},
     }
 

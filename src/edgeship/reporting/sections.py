@@ -190,3 +190,43 @@ def cloud(m: Manifest) -> dict[str, Any] | None:
             "cost": {"price_per_hour": as_num(cost.get("price_per_hour")), "per_million": as_num(cost.get("per_million"))}
             if cost else None,
             "requests": as_num(c.get("requests"))}
+
+
+def task(m: Manifest, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The task's own figures per artifact (:mod:`edgeship.tasks`), beside its fidelity: for a
+    voice-activity stream the speech decisions per chunk against the original's (each artifact
+    streaming with its own state), the chunk probabilities' worst difference, the latency per
+    chunk and the real-time factor (time per chunk / the chunk's audio); for embeddings the
+    nearest-neighbour agreement with the original's on the evaluation sentences, beside cosine."""
+    t = as_dict(m.source.get("task"))
+    kind = as_text(t.get("kind"), 40)
+    if kind not in ("voice_activity", "embedding"):
+        return None
+    by_id = {as_text(r.get("id") or r.get("path"), 80): r for r in m.records}
+    chunk_ms = None
+    if kind == "voice_activity" and as_pos(t.get("chunk")) and as_pos(t.get("sample_rate")):
+        chunk_ms = 1000.0 * float(t["chunk"]) / float(t["sample_rate"])
+    out = []
+    for r in rows:
+        rec = by_id.get(r["id"]) or {}
+        v = as_dict(rec.get("verification"))
+        f = as_dict(v.get("task"))
+        q = as_dict(as_dict(rec.get("details")).get("quantization"))
+        steps = [x for x in as_list(q.get("steps")) if isinstance(x, dict)]
+        chosen = q.get("chosen") if isinstance(q.get("chosen"), int) and 0 <= q["chosen"] < len(steps) else None
+        if not f and chosen is not None:
+            f = as_dict(steps[chosen].get("task"))
+        p50 = r["bench"]["p50"] if r.get("bench") else None
+        row = {"id": r["id"], "precision": r["precision"], "status": r["fidelity"]["status"],
+               "cosine": r["fidelity"]["cosine"], "inputs": as_text(v.get("inputs"), 200)}
+        if kind == "voice_activity":
+            row.update(agreement=as_num(f.get("chunk_agreement")), chunks=as_pos(f.get("chunks")),
+                       streams=as_pos(f.get("streams")), max_dp=as_num(f.get("max_prob_diff")),
+                       segments=as_num(f.get("segments")), segments_ref=as_num(f.get("segments_reference")),
+                       p50_ms=p50, rtf=(p50 / chunk_ms) if p50 and chunk_ms else None)
+        else:
+            row.update(nn=as_num(f.get("nn_agreement")), mean_cosine=as_num(f.get("mean_cosine")),
+                       min_cosine=as_num(f.get("min_cosine")), n=as_pos(f.get("inputs")), p50_ms=p50)
+        out.append(row)
+    return {"kind": kind, "chunk_ms": chunk_ms, "rows": out,
+            "min_agreement": as_num(t.get("min_agreement")) if kind == "voice_activity" else None}

@@ -104,6 +104,9 @@ class Embedding(_TaskModel):
     ids_input: str = "input_ids"
     mask_input: str | None = "attention_mask"
     type_input: str | None = Field(None, description="the token type ids' input (all 0), when the model takes one")
+    added_tokens: tuple[str, ...] | None = Field(None, description="tokens matched whole in the raw text before anything "
+                                                 "else (HF's added tokens); None: the unk, cls, sep, pad tokens and "
+                                                 "[MASK], those in the vocabulary")
 
 
 class VoiceActivity(_TaskModel):
