@@ -2,9 +2,8 @@
 audio in as it arrives, NDJSON lines out as its chunks run), a sentence embedding's (POST
 /v1/embed); the routes the served thing does not have answer 404 with where to go.
 
-The bundles come from a real deploy of tiny ONNX models made here (converted and verified), then
-are packaged the way ``edgeship.bundle.package`` packages a stream or an embedding (bundle.json
-with the task per artifact, the golden audio or sentences written by ``bundle.golden``).
+The bundles are real releases: ``edgeship.api.deploy`` of tiny ONNX models made here (converted,
+verified on WAV files or sentences written here, packaged with their golden audio or sentences).
 """
 
 from __future__ import annotations
@@ -108,48 +107,9 @@ def _embed_model(path: Path, dim: int = 8) -> Path:
     return path
 
 
-def _package(out: Path, dest: Path) -> Path:
-    """The release bundle of the deploy in ``out``, as ``edgeship.bundle.package`` writes one for a
-    voice-activity or an embedding task (artifacts copied, the vocabulary, golden vectors,
-    bundle.json with the task at the top and per artifact), without the signature, the card and
-    the integration code, which serve does not read."""
-    from edgeship.bundle import write_vocabulary
-    from edgeship.bundle.golden import GOLDEN_JSON, embedding_golden_inputs, stream_golden_audio, write_golden, write_stream_golden
-    from edgeship.readers import read_text
-    from edgeship.runtime import Embedder
-    from edgeship.targets import load_artifact, target_of
-    from edgeship.tasks.text import read_vocabulary
-
-    manifest = json.loads((out / "manifest.json").read_text())
-    src, config = manifest["source"], manifest["config"]
-    arts = []
-    for folder in sorted(p.parent for p in out.glob("*/artifact.json")):
-        shutil.copytree(folder, dest / "artifacts" / folder.name)
-        arts.append(load_artifact(dest / "artifacts" / folder.name))
-    task = arts[0].task.model_dump(mode="json")
-    run_here = lambda a: target_of(a).runner(a, threads=1)  # noqa: E731
-    if task["kind"] == "voice_activity":
-        audio, origin = stream_golden_audio(config, task["sample_rate"])
-        golden = write_stream_golden(dest, task, arts, audio, origin, run_here, lambda a: True)
-    else:
-        task = {**task, "vocabulary": write_vocabulary(dest, task)}
-        vocab = read_vocabulary(read_text(dest / task["vocabulary"], "WordPiece vocabulary"))
-        tok = Embedder(None, task, vocab, list(src["inputs"])).tokens
-        samples, texts, origin = embedding_golden_inputs(config, tok)
-        golden = write_golden(dest, src, arts, False, run_here, lambda a: True, samples=samples, origin=origin)
-        for rec in golden["artifacts"].values():
-            rec["texts"] = texts
-        (dest / GOLDEN_JSON).write_text(json.dumps(golden, indent=1) + "\n")
-    entries = [{"id": a.root.name, "target": a.target, "format": a.format.value, "precision": a.precision,
-                "path": f"artifacts/{a.root.name}", "model_file": f"artifacts/{a.root.name}/{a.model_file}",
-                "inputs": [s.model_dump(mode="json") for s in a.inputs],
-                "outputs": [s.model_dump(mode="json") for s in a.outputs],
-                "task": {**a.task.model_dump(mode="json"), **({"vocabulary": task["vocabulary"]}
-                                                              if task["kind"] == "embedding" else {})}} for a in arts]
-    doc = {"name": src["name"], "version": "1.0.0", "task": task, "artifacts": entries,
-           "fallback_order": [e["id"] for e in entries], "golden": GOLDEN_JSON}
-    (dest / "bundle.json").write_text(json.dumps(doc, indent=1) + "\n")
-    return dest
+def _released(out: Path) -> Path:
+    """The release bundle folder the deploy into ``out`` packaged."""
+    return next((out / "release").glob("*/bundle.json")).parent
 
 
 def _speech(seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
@@ -177,9 +137,9 @@ def vad_bundle(tmp_path_factory) -> Path:
     (root / "eval").mkdir()
     for i in range(2):
         write_wav(root / "eval" / f"s{i}.wav", _speech(6.0, 100 + i), RATE)
-    api.deploy(str(_stream_model(root / "vad.onnx")), targets=["onnx"], out=str(root / "out"), package=False,
+    api.deploy(str(_stream_model(root / "vad.onnx")), targets=["onnx"], out=str(root / "out"),
                task_record=json.dumps({"kind": "voice_activity"}), eval=str(root / "eval"))
-    return _package(root / "out", root / "bundle")
+    return _released(root / "out")
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +150,9 @@ def embed_bundle(tmp_path_factory) -> Path:
     (root / "vocab.txt").write_text("".join(t + "\n" for t in VOCAB))
     (root / "sentences.txt").write_text("The device checks the model.\nHello, world!\nedgeship serves a sentence\n")
     task = {"kind": "embedding", "tokenizer": "wordpiece", "vocabulary": str(root / "vocab.txt"), "max_length": 16}
-    api.deploy(str(_embed_model(root / "embed.onnx")), targets=["onnx"], out=str(root / "out"), package=False,
+    api.deploy(str(_embed_model(root / "embed.onnx")), targets=["onnx"], out=str(root / "out"),
                task_record=json.dumps(task), eval=str(root / "sentences.txt"))
-    return _package(root / "out", root / "bundle")
+    return _released(root / "out")
 
 
 @pytest.fixture(scope="module")

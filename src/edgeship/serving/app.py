@@ -150,8 +150,6 @@ class _Calls:
     inputs = ()
     artifact = None
     route = ""
-    served_by: str = ""
-    skipped: list[dict[str, str]] = []
 
     def run_many(self, jobs: list[dict[str, Any]]) -> list[Any]:
         return [j["call"]() for j in jobs]
@@ -736,7 +734,7 @@ def make_app(artifact: str | Path, cfg: ServeConfig | None = None) -> Any:
         except _Gone:
             if not started:
                 raise
-        except (Reject, EdgeshipError, Exception) as e:  # noqa: BLE001 - after the 200 an error is a line
+        except Exception as e:  # noqa: BLE001 - after the 200 an error is a line
             if not started:
                 raise
             status, reason = (e.status, e.reason) if isinstance(e, Reject) else \
