@@ -13,13 +13,24 @@ starlette + uvicorn. Routes:
 ``POST /v1/ocr``       a pipeline's release bundle: a page's image, taken as ``/v1/classify`` takes
                       one; every text line back, ``{"lines": [{"box", "text", "score", "turned"}],
                       "text", "served_by", "ms"}`` (what ``Pipeline.read`` gives)
+``POST /v1/stream``    a voice-activity release bundle (``PUT`` too, as ``curl -T -`` sends): the
+                      audio read as it arrives (``audio/wav`` whole; ``audio/L16;rate=N`` raw 16-bit,
+                      ``audio/x-float32;rate=N`` or ``application/octet-stream`` raw float32,
+                      little-endian, decoded and resampled as they arrive), NDJSON back as its chunks
+                      run: ``{"chunk", "t", "p"}`` per chunk, ``{"segment": {"start", "end",
+                      "samples"}}`` once a segment is settled, last ``{"done", "segments", "chunks",
+                      "seconds", "rtf", "served_by"}`` (``Stream.run``'s segments); each request a
+                      stream with its own state; an error after the first line is an ``{"error",
+                      "status"}`` line
+``POST /v1/embed``     an embedding release bundle: ``{"texts": [...]}`` -> ``{"embeddings", "dim",
+                      "tokens", "served_by"}`` (``Embedder.embed``'s float32 values, exact in JSON)
 ``GET /healthz``       200 once the model is loaded: what is served (``task``, the artifact or, from
                       a bundle, ``served_by`` and ``skipped``) and its ``routes``
 ``GET /metrics``       Prometheus text: requests by route and status, latency, queue wait, batch
                       sizes, requests in flight and queued
 
 A route that does not fit what is served (``/v1/classify`` on a pipeline, ``/v1/ocr`` on one
-model) is a 404 naming the route that does. A classifier's release bundle serves the artifact its
+model, ``/v1/embed`` on a stream) is a 404 naming the route that does. A classifier's release bundle serves the artifact its
 fallback order takes here (the first that loads and passes its golden vectors); a pipeline's, the
 first measured artifact set that does (:class:`edgeship.runtime.Pipeline`).
 
@@ -29,7 +40,8 @@ of the wrong shape or type (422); an upload that is not an image is named by wha
 file name, size and content type). The model runs on one worker thread; with ``max_batch`` > 1,
 requests that arrive within ``max_wait_ms`` of the first are stacked along the batch axis and run
 as one call (when every input's first axis is dynamic; a pipeline reads one page at a time).
-uvicorn stops on SIGINT/SIGTERM after the requests in flight are answered.
+A stream's chunk groups and an embedding's texts run on the same worker thread, one call at a
+time. uvicorn stops on SIGINT/SIGTERM after the requests in flight are answered.
 
 Multipart bodies are parsed with python-multipart (the parser starlette's own forms use) when it is
 installed, else with the standard library's MIME parser; either way only after the whole body is

@@ -1,11 +1,14 @@
 """What a request to :mod:`edgeship.serving` sent, read within limits: the body (413 past the
 limit, without reading the rest), its content type (415), an image as raw bytes or a form upload
 (``multipart/form-data``: python-multipart when installed, else the standard library's MIME parser,
-in memory, no temporary files), tensors as JSON or ``.npy``, and an image decoded. Every refusal is
-a :class:`Reject`: a status and a reason naming what arrived (never a Python object's repr)."""
+in memory, no temporary files), tensors as JSON or ``.npy``, an image decoded, audio (a whole WAV
+file, or raw samples decoded as they arrive and resampled on the fly) and sentences to embed.
+Every refusal is a :class:`Reject`: a status and a reason naming what arrived (never a Python
+object's repr)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +19,9 @@ from ..errors import EdgeshipError, FormatError, InputError, UnsupportedError, p
 from ..readers import parse_json
 from ..readers.arrays import parse_npy
 
-__all__ = ["FORM_TYPES", "IMAGE_TYPES", "JSON_TYPES", "NPY_TYPES", "Reject", "Upload", "content_type", "decoded",
-           "image_upload", "read_body", "tensors"]
+__all__ = ["AUDIO_TYPES", "FORM_TYPES", "IMAGE_TYPES", "JSON_TYPES", "NPY_TYPES", "WAV_TYPES", "AudioFormat", "RawAudio",
+           "Reject", "StreamResampler", "Upload", "audio_format", "content_type", "decoded", "image_upload", "read_body",
+           "tensors", "texts_of", "wav_audio"]
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",
                "application/octet-stream")
@@ -276,3 +280,257 @@ def decoded(upload: Upload, decode: Any) -> Any:
         raise Reject(400, f"{upload.describe()} is not a decodable image: {why}") from None
     except (InputError, UnsupportedError) as e:
         raise Reject(422, f"{upload.describe()}: {_REPR.sub('the upload', e.message)}") from None
+
+
+# -- audio -------------------------------------------------------------------------------------
+
+WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+RAW_AUDIO_TYPES = ("audio/l16", "audio/x-float32", "application/octet-stream")
+AUDIO_TYPES = WAV_TYPES + RAW_AUDIO_TYPES
+MAX_CHANNELS = 32
+#: the largest term of a reduced rate ratio (up/down) a stream is resampled with: its filter has
+#: 20 x that many taps (48000 -> 16000 is 1/3; 44100 -> 16000 160/441; 11025 -> 16000 640/441)
+MAX_RATIO_TERM = 4800
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """How a stream's body holds its audio: ``kind`` "wav" (a whole WAV file; its rate from its
+    header), "l16" (raw signed 16-bit samples) or "f32" (raw IEEE float32 samples), interleaved
+    when ``channels`` > 1, at ``rate`` Hz."""
+
+    kind: str
+    rate: int | None = None
+    channels: int = 1
+    big_endian: bool = False
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.channels * (2 if self.kind == "l16" else 4)
+
+    def describe(self) -> str:
+        if self.kind == "wav":
+            return "a WAV file"
+        what = "16-bit integer" if self.kind == "l16" else "float32"
+        order = "big-endian" if self.big_endian else "little-endian"
+        return f"raw {what} {order} samples, {self.channels} channel{'s' if self.channels > 1 else ''} at {self.rate} Hz"
+
+
+def _usage(model_rate: int) -> str:
+    return (f"audio/wav (a whole .wav file), audio/L16;rate={model_rate} (raw 16-bit little-endian samples, streamed as "
+            f"they come: curl -sN -T - -H 'Content-Type: audio/L16;rate={model_rate}' URL < mic.raw) or "
+            f"audio/x-float32;rate={model_rate} (raw float32 little-endian)")
+
+
+def audio_format(header: str, model_rate: int) -> AudioFormat:
+    """The audio format a stream's ``Content-Type`` declares: 415 for a type that is not audio this
+    server reads, 400 for a raw type without its rate (``application/octet-stream``: float32 at
+    the model's rate unless it says ``rate=``) or with parameters out of range."""
+    from ..readers.audio import MAX_RATE, MIN_RATE
+
+    main, params = _header_options(header or "")
+    if main not in AUDIO_TYPES:
+        raise Reject(415, f"content type {printable(main)[:80] or '(none)'!r}: send {_usage(model_rate)}")
+    if main in WAV_TYPES:
+        return AudioFormat("wav")
+    kind = "l16" if main == "audio/l16" else "f32"
+    given = params.get("rate")
+    if given is None and main != "application/octet-stream":
+        named = "audio/L16" if main == "audio/l16" else main
+        raise Reject(400, f"{named} needs its sample rate: Content-Type: {named};rate={model_rate} "
+                          "(the rate the samples were recorded at, in Hz)")
+    rate = model_rate if given is None else _int_param(given, "rate", MIN_RATE, MAX_RATE, "Hz")
+    channels = _int_param(params.get("channels", "1"), "channels", 1, MAX_CHANNELS, "")
+    order = params.get("endianness", "little-endian").strip().lower()
+    if order not in ("little-endian", "big-endian"):
+        raise Reject(400, f"endianness={printable(order)[:40]!r}: say little-endian (the default) or big-endian")
+    if rate != model_rate:
+        g = math.gcd(rate, model_rate)
+        if max(rate, model_rate) // g > MAX_RATIO_TERM:
+            raise Reject(400, f"{rate} Hz -> {model_rate} Hz is the ratio {model_rate // g}/{rate // g}, whose resampling "
+                              f"filter is too long to run on a stream: send {model_rate} Hz (the model's rate) or a "
+                              "usual rate (8000, 11025, 22050, 24000, 32000, 44100, 48000, 96000 Hz)")
+    return AudioFormat(kind, rate, channels, order == "big-endian")
+
+
+def _int_param(text: str, name: str, low: int, high: int, unit: str) -> int:
+    t = text.strip()
+    if not t.isdigit() or not low <= int(t) <= high:
+        raise Reject(400, f"{name}={printable(t)[:40]!r} in the Content-Type: give an integer from {low:,} to {high:,}"
+                          + (f" {unit}" if unit else ""))
+    return int(t)
+
+
+class StreamResampler:
+    """Mono samples at ``from_rate`` in pieces of any length -> float32 at ``to_rate``, the same
+    samples :func:`edgeship.readers.audio.resample` (``scipy.signal.resample_poly``, Kaiser beta
+    5.0, zero-padded) gives for the whole signal at once, up to float rounding: output ``i`` is
+    ``y[i + n_pre_remove]`` of ``upfirdn(h, x, up, down)``, ``y[m] = sum_k x[k] h[m*down - k*up]``,
+    with resample_poly's filter ``h`` (``firwin(2*half+1, 1/max(up, down), window=("kaiser", 5.0))
+    * up``, ``half = 10*max(up, down)``, ``down - half % down`` zeros in front). An output is given
+    as soon as every input it weighs has arrived; :meth:`end` gives the rest (the signal zero past
+    its end), ``ceil(n * up / down)`` in all. It keeps only the inputs the next outputs weigh."""
+
+    BLOCK = 4096  # outputs computed per gather
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        from scipy.signal import firwin
+
+        g = math.gcd(int(from_rate), int(to_rate))
+        self.up, self.down = int(to_rate) // g, int(from_rate) // g
+        big = max(self.up, self.down)
+        half = 10 * big
+        h = firwin(2 * half + 1, 1.0 / big, window=("kaiser", 5.0)).astype(np.float32)  # as for float32 input
+        h *= np.float32(self.up)
+        pre = self.down - half % self.down
+        h = np.concatenate([np.zeros(pre, np.float32), h]).astype(np.float64)
+        self.length, self.skip = len(h), (half + pre) // self.down
+        taps = -(-self.length // self.up)
+        self.table = np.zeros((self.up, taps), np.float64)  # phase j: h[j], h[j + up], h[j + 2 up], ...
+        for j in range(self.up):
+            part = h[j::self.up]
+            self.table[j, :len(part)] = part
+        self.buf = np.zeros(0, np.float64)
+        self.base = 0  # the input index of buf[0]
+        self.received = 0
+        self.emitted = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """The outputs the inputs so far settle (those that weigh no input still to come)."""
+        x = np.asarray(x, np.float64).reshape(-1)
+        self.buf = np.concatenate([self.buf, x])
+        self.received += len(x)
+        ready = max(0, -(-self.received * self.up // self.down) - self.skip)
+        return self._take(ready)
+
+    def end(self) -> np.ndarray:
+        """The remaining outputs, the signal zero past its end."""
+        return self._take(-(-self.received * self.up // self.down))
+
+    def _take(self, upto: int) -> np.ndarray:
+        outs = [self._outputs(i, min(i + self.BLOCK, upto)) for i in range(self.emitted, upto, self.BLOCK)]
+        self.emitted = max(self.emitted, upto)
+        first = ((self.emitted + self.skip) * self.down - self.length) // self.up + 1  # the next output's oldest input
+        drop = min(max(0, first - self.base), len(self.buf))
+        self.buf, self.base = self.buf[drop:], self.base + drop
+        return np.concatenate(outs).astype(np.float32) if outs else np.zeros(0, np.float32)
+
+    def _outputs(self, i0: int, i1: int) -> np.ndarray:
+        t = (np.arange(i0, i1, dtype=np.int64) + self.skip) * self.down
+        k = (t // self.up)[:, None] - np.arange(self.table.shape[1], dtype=np.int64)[None, :]
+        local = k - self.base
+        ok = (k >= 0) & (k < self.received) & (local >= 0)
+        vals = np.where(ok, self.buf[np.clip(local, 0, max(len(self.buf) - 1, 0))] if len(self.buf) else 0.0, 0.0)
+        return (vals * self.table[t % self.up]).sum(axis=1)
+
+
+class RawAudio:
+    """A streamed body of raw samples (:class:`AudioFormat` "l16" or "f32"), decoded as its bytes
+    arrive (a frame split between two reads waits for its rest), channels averaged to mono, at
+    ``to_rate`` (:class:`StreamResampler` when the body's rate differs). 16-bit samples are scaled
+    by 1/32768; float samples are taken as :func:`edgeship.readers.audio.decode_wav` takes a float
+    WAV: NaN or infinity refused, a peak past ``FLOAT_PEAK_LIMIT`` refused, the rest clipped to
+    [-1, 1]. A trailing partial frame is dropped (``trailing`` bytes), as the WAV reader drops one."""
+
+    def __init__(self, fmt: AudioFormat, to_rate: int) -> None:
+        self.fmt = fmt
+        order = ">" if fmt.big_endian else "<"
+        self.dtype = np.dtype(order + ("i2" if fmt.kind == "l16" else "f4"))
+        self.rest = b""
+        self.frames = 0
+        self.resampler = StreamResampler(fmt.rate, to_rate) if fmt.rate != to_rate else None
+
+    @property
+    def trailing(self) -> int:
+        return len(self.rest)
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / float(self.fmt.rate)
+
+    def push(self, data: bytes) -> np.ndarray:
+        buf = self.rest + bytes(data) if self.rest else bytes(data)
+        whole = len(buf) - len(buf) % self.fmt.frame_bytes
+        self.rest = buf[whole:]
+        x = self._decode(buf[:whole])
+        return self.resampler.push(x) if self.resampler is not None else x
+
+    def end(self) -> np.ndarray:
+        return self.resampler.end() if self.resampler is not None else np.zeros(0, np.float32)
+
+    def _decode(self, raw: bytes) -> np.ndarray:
+        from ..readers.audio import FLOAT_PEAK_LIMIT
+
+        a = np.frombuffer(raw, dtype=self.dtype)
+        ch = self.fmt.channels
+        if self.fmt.kind == "f32":
+            bad = ~np.isfinite(a)
+            if bad.any():
+                i = int(np.argmax(bad))
+                frame = self.frames + i // ch
+                raise Reject(422, f"the streamed audio holds a NaN or infinite sample (frame {frame:,}, "
+                                  f"{frame / self.fmt.rate:.3f} s): every sample must be a finite number")
+            peak = float(np.abs(a).max()) if a.size else 0.0
+            if peak > FLOAT_PEAK_LIMIT:
+                i = int(np.argmax(np.abs(a) > FLOAT_PEAK_LIMIT))
+                frame = self.frames + i // ch
+                raise Reject(422, f"the streamed audio holds a float sample of {float(a[i]):.4g} (frame {frame:,}): "
+                                  f"float audio is scaled to [-1, 1]; past {FLOAT_PEAK_LIMIT:g} it is not a recording "
+                                  "that clipped (16-bit integers? send them as audio/L16)")
+            x = np.clip(a, -1.0, 1.0).astype(np.float32)
+        else:
+            x = a.astype(np.float32) / np.float32(32768.0)
+        if ch > 1:
+            x = x.reshape(-1, ch).mean(axis=1, dtype=np.float32)
+        self.frames += len(x)
+        return x
+
+
+def wav_audio(data: bytes, to_rate: int, max_seconds: float) -> tuple[np.ndarray, int]:
+    """A whole uploaded WAV file -> (mono float32 at ``to_rate``, the file's rate), read by
+    :func:`edgeship.readers.audio.decode_wav` and resampled by its ``resample`` (400 for bytes
+    that are not a WAV it reads, 422 for one without samples, 413 past ``max_seconds``)."""
+    from ..readers.audio import decode_wav, resample
+
+    where = f"the uploaded WAV ({len(data):,} bytes)"
+    try:
+        audio, rate = decode_wav(data, where)
+    except FormatError as e:
+        raise Reject(400, _with_hint(e)) from None
+    except InputError as e:
+        raise Reject(422, _with_hint(e)) from None
+    if len(audio) > max_seconds * rate:
+        raise Reject(413, f"{where} is {len(audio) / rate:,.1f} s of audio; this server takes at most {max_seconds:g} s "
+                          "per stream")
+    return resample(audio, rate, to_rate), rate
+
+
+def _with_hint(e: EdgeshipError) -> str:
+    hint = getattr(e, "hint", None)
+    return _REPR.sub("the upload", e.message + (f" ({hint})" if hint else ""))[:600]
+
+
+# -- sentences ---------------------------------------------------------------------------------
+
+def texts_of(body: bytes, max_texts: int, max_chars: int) -> list[str]:
+    """The sentences of ``{"texts": ["...", ...]}`` (400 for a body that is not JSON, 422 for one
+    that does not hold a list of strings, 413 past ``max_texts`` or ``max_chars`` per text)."""
+    try:
+        doc = parse_json(bytes(body).decode("utf-8"), "the body")
+    except UnicodeDecodeError as e:
+        raise Reject(400, f"the body is not UTF-8 JSON (byte {e.start})") from None
+    except EdgeshipError as e:
+        raise Reject(400, f"the body is not JSON: {e.message[:200]}") from None
+    texts = doc.get("texts") if isinstance(doc, dict) else None
+    if not isinstance(texts, list):
+        raise Reject(422, 'send {"texts": ["a sentence", ...]}')
+    if not texts:
+        raise Reject(422, '"texts" is empty: send at least one sentence')
+    if len(texts) > max_texts:
+        raise Reject(413, f"{len(texts):,} texts in one request; this server takes at most {max_texts:,}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise Reject(422, f"texts[{i}] is {'null' if t is None else type(t).__name__}, not a string")
+        if len(t) > max_chars:
+            raise Reject(413, f"texts[{i}] has {len(t):,} characters; this server takes at most {max_chars:,} per text")
+    return texts
