@@ -577,3 +577,17 @@ def test_a_real_server_answers_the_first_chunks_while_the_upload_goes_on(vad_bun
         server.should_exit = True
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_serve_says_what_it_serves_for_a_stream_and_an_embedder(vad_bundle, embed_bundle, capsys):
+    """edgeship serve's ready line on these bundles (it read a classifier's artifact and crashed)."""
+    from edgeship.cli.commands_run import _ready_line
+    from edgeship.serving import make_app
+
+    for bundle, route in ((vad_bundle, "/v1/stream"), (embed_bundle, "/v1/embed")):
+        app = make_app(bundle)
+        with TestClient(app):
+            _ready_line(app, "127.0.0.1", 8000, 1, 2.0)
+        out = capsys.readouterr()
+        said = out.out + out.err
+        assert route in said and "http://127.0.0.1:8000" in said, said

@@ -626,6 +626,13 @@ class Stream:
         s.served_by, s.skipped = str(entry["id"]), skipped
         return s
 
+    def fork(self) -> Stream:
+        """Another stream on the same model (its own state and chunker; the session shared): one
+        per client of a server. Calls on one model must not overlap (the caller serialises them)."""
+        s = Stream(self._model, self.task, self._runner.inputs, self._outputs)
+        s.served_by, s.skipped = self.served_by, list(self.skipped)
+        return s
+
     def reset(self) -> None:
         from .tasks.vad import Chunker
 

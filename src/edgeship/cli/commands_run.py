@@ -44,7 +44,13 @@ def _ready_line(app: Any, host: str, port: int, max_batch: int, max_wait_ms: flo
     """What ``edgeship serve`` says once it listens: what it serves, where, its routes."""
     info = app.state.model.info()
     where = f"http://{host}:{port}"
-    if "/v1/ocr" in info["routes"]:
+    if "/v1/stream" in info["routes"] or "/v1/embed" in info["routes"]:
+        what = f"{info['model']} {info.get('version') or ''}".strip()
+        route = info["routes"][0]
+        how = (f"audio as it arrives: audio/wav, audio/L16;rate={info.get('sample_rate')}; NDJSON back"
+               if route == "/v1/stream" else '{"texts": [...]} as JSON')
+        line = f"serving {what} ({info['task']}: {info['served_by']}) at {where} — POST {route} ({how}); GET /healthz, /metrics"
+    elif "/v1/ocr" in info["routes"]:
         what = f"{info['model']} {info.get('version') or ''}".strip()
         line = (f"serving {what} ({info['task']} pipeline: {served_text(info['served_by'])}) at {where} — POST /v1/ocr"
                 " (image bytes or -F file=@page.png); GET /healthz, /metrics; one page at a time")

@@ -176,11 +176,7 @@ class _StreamServed(_Calls):
 
     def new_stream(self) -> Any:
         """A new stream on the served model: the state of its own, zeros."""
-        from ..runtime import Stream
-
-        s = Stream(self.base._model, self.base.task, *self.specs)
-        s.served_by, s.skipped = self.served_by, self.skipped
-        return s
+        return self.base.fork()
 
     def info(self) -> dict[str, Any]:
         return {"model": self.name, "version": self.version, "task": self.task, "served_by": self.served_by,
