@@ -254,14 +254,15 @@ def test_the_carried_runtime_is_the_light_closure_and_a_heavy_import_fails_packa
 
     src = Path(pkg.__file__).parent
     files = light_closure(src)
-    assert "runtime.py" in files and "readers/images.py" in files  # the one image reader: EXIF applied there
+    assert "runtime/__init__.py" in files and "readers/images.py" in files  # the one image reader: EXIF applied there
+    assert {"runtime/streams.py", "tasks/vad.py", "tasks/text.py", "readers/tokenizer.py"} <= set(files)  # streams, text
     assert not {"artifact.py", "config.py", "api.py", "cli.py", "verify.py"} & set(files)
     carried = android_bundle / "integration/python/edgeship_light"
     for rel in files:
         text = (carried / rel).read_text()
         assert text.split("\n", 1)[1] == (src / rel).read_text(), rel  # unchanged but for its first line
     # a copy of edgeship in which one module grows a heavy import: packaging refuses, naming it
-    for rel, line in (("data.py", "import torch\n"), ("runtime.py", "from .artifact import Preprocess\n"),
+    for rel, line in (("data.py", "import torch\n"), ("runtime/streams.py", "from ..artifact import Preprocess\n"),
                       ("readers/images.py", "from ..verify import map_inputs\n"), ("fidelity.py", "import pydantic\n")):
         fake = tmp_path / rel.replace("/", "-") / "edgeship"
         shutil.copytree(src, fake, ignore=shutil.ignore_patterns("__pycache__"))

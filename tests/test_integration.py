@@ -65,7 +65,7 @@ def test_generated_code_survives_hostile_names_and_parses(tmp_path):
     assert sorted(set(written) - set(light)) == sorted(f"integration/{p}" for p in (
         "README.md", "android/EdgeshipPreprocessing.kt", "android/EdgeshipClassifier.kt", "ios/EdgeshipClassifier.swift",
         "python/classify.py", "python/requirements.txt", "web/edgeship-classifier.js", "web/index.html"))
-    assert "integration/python/edgeship_light/runtime.py" in light
+    assert "integration/python/edgeship_light/runtime/__init__.py" in light
     assert _parses(out / "android/EdgeshipPreprocessing.kt", "kotlin")
     assert _parses(out / "android/EdgeshipClassifier.kt", "kotlin")
     assert _parses(out / "ios/EdgeshipClassifier.swift", "swift")

@@ -222,7 +222,7 @@ def test_the_segments_a_stream_sends_early_are_the_whole_streams(record):
     """On random probability sequences fed in random groups: the segments re-run from a restart
     point equal the package's rule over everything so far, at every step; every segment sent as
     settled is the whole stream's, in order; with the defaults, a segment is sent as it closes."""
-    from edgeship.serving.app import _Segments
+    from edgeship.serving.streams import _Segments
     from edgeship.tasks.vad import params, speech_segments
 
     task = {"kind": "voice_activity", **record}

@@ -41,11 +41,12 @@ from .._version import __version__
 from ..artifact import Artifact, sha256_file, verification_status
 from ..errors import EdgeshipError, FormatError, InputError, SecurityError, UsageError
 from ..manifest import environment, load_manifest, write_manifest
-from ..readers import parse_json, read_bytes, read_json, regular_file
+from ..readers import parse_json, read_bytes, read_json, read_text, regular_file
 from .card import model_card
 from .integration import write_integration
 from .releases import BUNDLE_JSON, next_version, released
 from .semver import SEMVER
+from .task_apps import TASK_APPS, write_task_integration
 
 __all__ = ["package", "verify_bundle", "keygen", "next_version", "Bundle", "SCHEMA", "BUNDLE_JSON", "SIGNATURE"]
 
@@ -264,7 +265,6 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             audio, origin = stream_golden_audio(m.config, int(task["sample_rate"]))
             golden = write_stream_golden(tmp, task, arts, audio, origin, run_here, can_run_here, say)
         elif kind == "embedding" and task.get("tokenizer") == "wordpiece":
-            from ..readers import read_text
             from ..runtime import Embedder
             from ..tasks.text import read_vocabulary
 
@@ -322,7 +322,10 @@ def package(outdir: str | Path, version: str | None = None, sign_key: str | Path
             "tool_versions": tool_versions("model-signing"), "environment": environment(),
         }
         say("generating the Android, iOS, Python and web integration code")
-        write_integration(tmp, doc)
+        if kind in TASK_APPS:
+            write_task_integration(tmp, doc)
+        else:
+            write_integration(tmp, doc)
         (tmp / CARD).write_text(model_card(doc))
         return doc
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..artifact import Artifact, Preprocess
 from ..errors import EdgeshipError, ValidationError
-from ..runtime import GOLDEN_JSON  # the device-side check, check_golden, lives with the runtime
+from ..runtime import GOLDEN_JSON, Stream  # the device-side check, check_golden, lives with the runtime
 
 SCHEMA = "edgeship.golden/1"
 GOLDEN_DIR = "golden"
@@ -209,8 +209,6 @@ def write_stream_golden(root: Path, task: dict[str, Any], artifacts: Sequence[Ar
     """``golden/`` of a stream bundle: per artifact, the audio, the chunk probabilities it gives
     here streaming it (its own state carried) and the speech segments of those; an artifact that
     cannot run here borrows an fp32 artifact's, under a looser tolerance, and says so."""
-    from ..runtime import Stream
-
     w = GoldenWriter(root)
     w.doc["inputs"].append({"name": "stream", "origin": origin, "seconds": round(len(audio) / float(task["sample_rate"]), 3)})
     audio_rel = w.tensor(np.asarray(audio, np.float32))

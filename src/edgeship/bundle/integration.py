@@ -250,9 +250,6 @@ def write_integration(root: Path, doc: dict[str, Any]) -> list[str]:
         (out / rel).write_text(text, encoding="utf-8")
         written.append(f"{INTEGRATION_DIR}/{rel}")
 
-    kind = (doc.get("task") or {}).get("kind")
-    if kind in TASK_APPS:
-        return _task_integration(root, doc, kind, put, written)
     if not src_pre or not doc.get("labels_count"):
         put("README.md", "# Integration\n\nNo app code is generated for this model: it has no image preprocessing "
                          "and labels (the generated Android, iOS, Python and web code is an image classifier).\n"
@@ -318,56 +315,4 @@ def write_integration(root: Path, doc: dict[str, Any]) -> list[str]:
         ctx, tflite=tflite, coreml=coreml, web=[c["id"] for c in candidates] if web_ids else [],
         python=python_ids, python_light=[e["id"] for e in order if e["format"] in ("onnx", "ort")],
         unfed=unfed, requirements=reqs))
-    return written
-
-
-#: tasks whose bundle gets its own app code: (Python script, what it does)
-TASK_APPS = {"voice_activity": ("stream.py", "speech segments of a recording or a live stream"),
-             "embedding": ("embed.py", "sentence embeddings, nearest sentences")}
-
-
-def _task_integration(root: Path, doc: dict[str, Any], kind: str, put: Any, written: list[str]) -> list[str]:
-    """The app code of a stream or embedding bundle: the Python script on the light runtime, the
-    web page and the Android (Kotlin) code of the task, and a README saying what each is."""
-    from .._version import __version__
-    from .light import requirements, write_light_runtime
-
-    env = _env()
-    task = doc["task"]
-    script, what = TASK_APPS[kind]
-    ctx = {"edgeship_version": __version__, "bundle_name": doc["name"], "version": doc["version"],
-           "rate": task.get("sample_rate"), "chunk": task.get("chunk")}
-    put(f"python/{script}", env.get_template(script + ".j2").render(ctx))
-    for rel in write_light_runtime(root / INTEGRATION_DIR / "python"):
-        written.append(f"{INTEGRATION_DIR}/python/{rel}")
-    put("python/requirements.txt", env.get_template("requirements.txt.j2").render(ctx, script=script,
-                                                                                   requirements=requirements(doc)))
-    made: list[Path] = []
-    notes: list[str] = []
-    if kind == "voice_activity":
-        from .stream_app import write_vad_app_code
-        from .stream_web import write_vad_web
-
-        made += write_vad_web(root, doc)
-        made += write_vad_app_code(root, task, doc)
-        if not any(p.name.endswith(".html") for p in made):
-            notes.append("no web page: the bundle has no web artifact")
-    else:
-        from .embed_app import write_embed_web, write_embedder_kotlin, write_wordpiece_code
-
-        made += write_wordpiece_code(root, task)
-        made += write_embed_web(root, doc)
-        made += write_embedder_kotlin(root, task, doc)
-        if not any(p.name.endswith(".html") for p in made):
-            notes.append("no web page: the bundle has no web artifact")
-    written += [str(p.relative_to(root)) for p in made]
-    lines = [f"# Integration: {doc['name']} {doc['version']} ({kind.replace('_', ' ')})", "",
-             f"- `python/{script}`: {what}, on the light runtime carried in `python/edgeship_light/` "
-             "(`pip install -r integration/python/requirements.txt`)."]
-    lines += [f"- `{p.relative_to(root / INTEGRATION_DIR)}`" for p in made]
-    lines += [f"- {n}" for n in notes]
-    lines += ["", "Every artifact is checked against `golden/golden.json` before it serves"
-              + (" (a stream's golden vectors are audio: the chunk probabilities and speech segments it must give)."
-                 if kind == "voice_activity" else " (its sentences must tokenise to the golden token ids).")]
-    put("README.md", "\n".join(lines) + "\n")
     return written

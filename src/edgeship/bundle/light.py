@@ -6,7 +6,7 @@ would pull torch and every converter): the bundle carries the modules of edgeshi
 each other relatively, so they work under that name), and a ``requirements.txt`` naming what
 they need: numpy, Pillow and onnxruntime, at the versions this machine checked the bundle with.
 
-Which modules: :func:`light_closure` follows every relative import from ``runtime.py`` and
+Which modules: :func:`light_closure` follows every relative import from ``runtime/`` and
 refuses (:class:`LightRuntimeError`, so ``package`` fails loudly) a copied module that imports,
 where it runs at import time, anything but the standard library, numpy, Pillow, onnxruntime and
 the other copied modules, or that imports an edgeship module not accounted for here. Modules the
@@ -136,13 +136,16 @@ def _module_file(package: Path, dotted: list[str]) -> Path | None:
 
 def light_closure(package: Path | None = None) -> list[str]:
     """The files of edgeship (paths relative to its package folder ``package``) the light runtime
-    needs: ``runtime.py`` and everything it imports relatively, but :data:`NOT_COPIED`.
+    needs: ``runtime/__init__.py`` and everything it imports relatively, but :data:`NOT_COPIED`.
     LightRuntimeError naming the module and the import when one of them imports, at import time,
     anything but the standard library, :data:`LIGHT_DEPENDENCIES` and the others, or anywhere an
     edgeship module or third-party module not accounted for here."""
     package = Path(package) if package is not None else Path(__file__).resolve().parents[1]
     stdlib = set(sys.stdlib_module_names)
-    todo: list[tuple[Path, str | None]] = [(package / f"{ENTRY}.py", None)]
+    entry = _module_file(package, [ENTRY])
+    if entry is None:
+        raise LightRuntimeError(f"edgeship.{ENTRY} is not a module in {package}")
+    todo: list[tuple[Path, str | None]] = [(entry, None)]
     done: set[str] = set()
     via: dict[str, str] = {}  # module -> the import that brought it in
     problems = []
