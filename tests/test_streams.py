@@ -193,3 +193,22 @@ def test_a_task_record_that_names_what_the_model_lacks_is_refused(tmp_path: Path
         load_source(model, task=json.dumps({"kind": "voice_activity", "audio_input": "x"}))
     with pytest.raises(FormatError, match="chunk"):
         load_source(model, task=json.dumps({"kind": "voice_activity", "chunk": -5}))
+
+
+def test_the_benchmark_calls_a_stream_model_as_its_task_does() -> None:
+    """A stream artifact whose dims are dynamic (Silero's input [?, ?]) was benchmarked on a [1, 1]
+    input and failed inside the model; it is called as one chunk of its stream."""
+    from types import SimpleNamespace
+
+    from edgeship.artifact import TensorSpec
+    from edgeship.bench.worker import make_inputs, task_specs
+    from edgeship.tasks import VoiceActivity
+
+    specs = (TensorSpec(name="input", shape=("batch", "samples"), dtype="float32"),
+             TensorSpec(name="state", shape=(2, "batch", 128), dtype="float32"),
+             TensorSpec(name="sr", shape=(), dtype="int64"))
+    art = SimpleNamespace(task=VoiceActivity(), inputs=specs)
+    feeds = make_inputs(task_specs(art, specs), 1, np.random.default_rng(0))
+    assert feeds["input"].shape == (1, 576) and feeds["state"].shape == (2, 1, 128) and not feeds["state"].any()
+    assert feeds["sr"].shape == () and int(feeds["sr"]) == 16000
+    assert make_inputs(task_specs(SimpleNamespace(task=None), specs), 1, np.random.default_rng(0))["input"].shape == (1, 1)

@@ -95,16 +95,46 @@ def _rapl_delta(domains: list[Path], a: list[int] | None, b: list[int] | None) -
 
 # ---- inputs -----------------------------------------------------------------------------
 
+class TaskSpecs(list):  # type: ignore[type-arg]
+    """Input specs with the shapes and fixed values a task record gives them (``fixed``: input name
+    -> the array it always takes)."""
+
+    fixed: dict[str, Any] = {}
+
+
+def task_specs(art: Any, specs: Any) -> Any:
+    """``specs`` as ``art``'s task calls the model: a voice-activity stream's audio input one chunk
+    with its context ([1, context + chunk]), its rate input the task's sample rate and its carried
+    state zeros at batch 1 (one call of the stream, what a device pays per chunk); other tasks'
+    specs as they are."""
+    task = getattr(art, "task", None)
+    if getattr(task, "kind", None) != "voice_activity":
+        return specs
+    import numpy as np
+
+    width = task.context + task.chunk
+    out = TaskSpecs(s.model_copy(update={"shape": (1, width)}) if s.name == task.audio_input else s for s in specs)
+    out.fixed = {s.name: np.array(task.sample_rate, dtype=np.dtype(s.dtype)) for s in specs
+                 if s.name == task.rate_input and not s.shape}
+    out.fixed.update({s.name: np.zeros(tuple(d if isinstance(d, int) else 1 for d in s.shape), np.dtype(s.dtype))
+                      for s in specs if s.name in task.carry.values()})
+    return out
+
+
 def make_inputs(specs: Any, batch: int, rng: Any) -> dict[str, Any]:
     """Random inputs for ``specs``: the first dynamic axis is the batch, other dynamic axes 1.
 
     Floats are standard normal; integers are 0/1 (valid for any embedding or index input);
-    booleans random.
+    booleans random. An input a task fixes (:func:`task_specs`) takes its value.
     """
     import numpy as np
 
     feeds = {}
+    fixed = getattr(specs, "fixed", {})
     for s in specs:
+        if s.name in fixed:
+            feeds[s.name] = fixed[s.name]
+            continue
         shape = tuple(d if isinstance(d, int) else (batch if i == 0 else 1) for i, d in enumerate(s.shape))
         dt = np.dtype(s.dtype)
         check_example_size(shape, dt.itemsize, f"input {s.name!r}")  # named before anything allocates
@@ -165,7 +195,7 @@ def _load_artifact_runner(spec: dict[str, Any], info: dict[str, Any]) -> tuple[A
     runner = runner_for(art, threads=spec["threads"])
     cold["model_load"] = t_record + time.monotonic() - t0
     info["rss_after_load_bytes"] = _status_bytes("VmRSS")
-    specs = getattr(runner, "inputs", None) or art.inputs
+    specs = task_specs(art, getattr(runner, "inputs", None) or art.inputs)
     return (runner, specs), cold
 
 
