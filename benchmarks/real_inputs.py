@@ -319,68 +319,11 @@ CONTEXT = 64
 
 
 def speech_like(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(audio float32 in [-1, 1] at 16 kHz, per-sample truth: 1 inside a voiced segment).
-    Voiced segments: a glottal-like harmonic series on a gliding f0 (90-260 Hz, jitter and
-    vibrato), shaped by three formant resonances that move from syllable to syllable (a vowel
-    every 120-250 ms, with short noise bursts for consonants), under a syllabic amplitude
-    envelope; between them, 0.3-1.2 s of silence with low room noise or hum."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    audio = np.zeros(n, dtype=np.float64)
-    truth = np.zeros(n, dtype=np.int8)
-    vowels = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410),
-              (440, 1020, 2240), (660, 1720, 2410), (490, 1350, 1690)]
-    t = int(rng.uniform(0.2, 0.6) * SR)
-    while t < n - SR // 2:
-        seg = int(rng.uniform(0.6, 2.2) * SR)
-        seg = min(seg, n - t - SR // 4)
-        f0_0, f0_1 = rng.uniform(90, 260), rng.uniform(90, 260)
-        f0 = np.linspace(f0_0, f0_1, seg) * (1 + 0.03 * np.sin(2 * np.pi * 5.5 * np.arange(seg) / SR))
-        f0 *= 1 + 0.01 * rng.standard_normal(seg).cumsum() / np.sqrt(np.arange(1, seg + 1))
-        phase = 2 * np.pi * np.cumsum(f0) / SR
-        # formant tracks: a vowel per syllable, linearly interpolated
-        syl = []
-        p = 0
-        while p < seg:
-            syl.append(p)
-            p += int(rng.uniform(0.12, 0.25) * SR)
-        syl.append(seg)
-        fm = np.zeros((3, seg))
-        env = np.zeros(seg)
-        for a, b in zip(syl[:-1], syl[1:]):
-            v = np.array(vowels[rng.integers(len(vowels))]) * rng.uniform(0.9, 1.15)
-            fm[:, a:b] = v[:, None]
-            L = b - a
-            env[a:b] = np.sin(np.pi * np.linspace(0, 1, L)) ** 0.6 * rng.uniform(0.5, 1.0)
-        k = int(0.03 * SR)
-        for i in range(3):
-            fm[i] = np.convolve(np.pad(fm[i], (k, k), mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), "valid")[:seg]
-        voice = np.zeros(seg)
-        for h in range(1, 40):
-            fh = h * f0
-            alive = fh < SR / 2 - 200
-            if not alive.any():
-                break
-            gain = np.zeros(seg)
-            for i, bw in enumerate((80, 100, 140)):
-                gain += (1.0 / (1 + ((fh - fm[i]) / bw) ** 2)) * (0.9 ** i)
-            voice += alive * gain * np.sin(h * phase + rng.uniform(0, 2 * np.pi)) / h ** 0.7
-        # consonant bursts at some syllable starts
-        for a in syl[:-1]:
-            if rng.random() < 0.4:
-                L = int(rng.uniform(0.03, 0.07) * SR)
-                burst = rng.standard_normal(min(L, seg - a))
-                burst = np.diff(burst, prepend=0) * np.hanning(len(burst))
-                voice[a:a + len(burst)] += 0.3 * burst
-        voice *= env
-        voice /= np.abs(voice).max() + 1e-9
-        audio[t:t + seg] += voice * rng.uniform(0.25, 0.7)
-        truth[t:t + seg] = 1
-        t += seg + int(rng.uniform(0.3, 1.2) * SR)
-    noise = rng.standard_normal(n)
-    noise = np.convolve(noise, np.ones(8) / 8, "same")  # room noise, low-passed
-    audio += noise * rng.uniform(0.002, 0.01) + 0.003 * np.sin(2 * np.pi * 50 * np.arange(n) / SR)
-    return np.clip(audio, -1, 1).astype(np.float32), truth
+    """(audio float32 in [-1, 1] at 16 kHz, per-sample truth: 1 inside a voiced segment): edgeship's
+    own synthesiser (:func:`edgeship.data.speech_like`, the default stream data), the same samples."""
+    from edgeship.data import speech_like as synthesise
+
+    return synthesise(seconds, seed, SR)
 
 
 def vad_chunks(audio: np.ndarray) -> np.ndarray:
